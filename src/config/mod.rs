@@ -1,0 +1,156 @@
+//! Configuration: the TOML schema (serde, `deny_unknown_fields`) and its validation into a checked [`Config`].
+//!
+//! Loading has two steps, as in Vector: `parse` turns text into the raw schema (a syntax or type error stops here,
+//! with the key path), then `validate` checks everything purely — no network, no disk beyond `*_file` secrets and
+//! profile files — and reports every problem at once, each naming the file, the key path and what was expected.
+
+mod daemon;
+mod duration;
+mod errors;
+pub mod modbus;
+pub mod mqtt;
+mod secret;
+mod station;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+pub use daemon::{DaemonSection, LedgerSection, PipelineSection, SimSection, Synchronous};
+pub use duration::parse_duration;
+pub use errors::{ConfigError, Problems};
+pub use secret::Secret;
+pub use station::{
+    CheckedParameter, ParameterSection, ReceivingWater, Station, StationSection, StationSimSection,
+};
+
+use chrono::FixedOffset;
+use serde::Deserialize;
+
+/// The whole configuration file as written (raw schema). Every field is documented in
+/// `config/quantrac.example.toml`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Time zone, clock-skew limit, profile folder.
+    #[serde(default)]
+    pub daemon: DaemonSection,
+    /// The SQLite compliance ledger.
+    #[serde(default)]
+    pub ledger: LedgerSection,
+    /// Channel sizes between sources, processor and ledger.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
+    /// The built-in station simulator (demo, training, tests).
+    #[serde(default)]
+    pub sim: SimSection,
+    /// MQTT broker connections (external brokers, or the embedded one).
+    #[serde(default)]
+    pub mqtt: mqtt::MqttSection,
+    /// Monitoring stations, one `[[station]]` table each.
+    #[serde(default)]
+    pub station: Vec<StationSection>,
+}
+
+/// A validated configuration: every value checked, every reference resolved.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (for messages), or `<embedded demo>`.
+    pub source: PathBuf,
+    pub timezone: FixedOffset,
+    pub timezone_name: String,
+    pub future_skew: std::time::Duration,
+    pub profiles_dir: PathBuf,
+    pub ledger: daemon::Ledger,
+    pub pipeline: PipelineSection,
+    pub sim: daemon::Sim,
+    pub mqtt: mqtt::Mqtt,
+    pub stations: Vec<Station>,
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            error: e.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self::from_str(&text, path, &base)
+    }
+
+    /// Parse and validate config text. `file` names it in messages; relative paths resolve against `base`.
+    pub fn from_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let raw = parse(text, file)?;
+        validate(raw, file, base)
+    }
+
+    pub fn station(&self, id: &str) -> Option<&Station> {
+        self.stations.iter().find(|s| s.id.as_str() == id)
+    }
+}
+
+/// Text → raw schema. Stops at the first syntax or type error (serde cannot go on), naming its key path.
+pub fn parse(text: &str, file: &Path) -> Result<RawConfig, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        ConfigError::Syntax {
+            file: file.to_path_buf(),
+            path,
+            message: errors::tidy_toml_message(&inner, text),
+        }
+    })
+}
+
+/// Raw schema → checked config, collecting every problem.
+pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+    let mut p = Problems::new(file);
+    let (timezone, timezone_name) = raw.daemon.timezone(&mut p);
+    let future_skew = raw
+        .daemon
+        .future_skew
+        .check(&mut p, "daemon.future_skew");
+    let profiles_dir = base.join(&raw.daemon.profiles_dir);
+    let ledger = raw.ledger.validate(&mut p, base);
+    raw.pipeline.validate(&mut p);
+    let sim = raw.sim.validate(&mut p);
+    let mqtt = raw.mqtt.validate(&mut p);
+
+    let mut stations = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, s) in raw.station.iter().enumerate() {
+        let key = format!("station[{i}]");
+        if !seen.insert(s.id.clone()) {
+            p.push(
+                format!("{key}.id"),
+                format!("duplicate station id {:?}; each station must appear once", s.id),
+            );
+        }
+        if let Some(st) = s.validate(&mut p, &key, &mqtt) {
+            stations.push(st);
+        }
+    }
+    if raw.station.is_empty() {
+        p.push("station", "no stations configured; add at least one [[station]] table");
+    }
+    p.finish()?;
+    Ok(Config {
+        source: file.to_path_buf(),
+        timezone,
+        timezone_name,
+        future_skew,
+        profiles_dir,
+        ledger,
+        pipeline: raw.pipeline,
+        sim,
+        mqtt,
+        stations,
+    })
+}
+
+/// The demo configuration, embedded so `quantrac demo` runs from anywhere.
+pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,317 @@
+//! `[mqtt]` broker connections and the embedded broker, and `[station.mqtt]` topic overrides.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration::DurationText;
+use super::{Problems, Secret};
+
+/// `[mqtt]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// The embedded broker (rumqttd), off by default: small sites can point stations straight at quantrac.
+    #[serde(default)]
+    pub embedded: EmbeddedSection,
+    /// Brokers to subscribe to, one `[[mqtt.broker]]` each.
+    #[serde(default)]
+    pub broker: Vec<BrokerSection>,
+}
+
+/// `[mqtt.embedded]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedSection {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Listen address of the embedded broker.
+    #[serde(default = "default_embedded_listen")]
+    pub listen: String,
+}
+
+fn default_embedded_listen() -> String {
+    "127.0.0.1:1883".into()
+}
+
+impl Default for EmbeddedSection {
+    fn default() -> Self {
+        Self { enabled: false, listen: default_embedded_listen() }
+    }
+}
+
+/// `[[mqtt.broker]]`: one broker connection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSection {
+    /// Name stations refer to (`[station.mqtt] broker = "…"`). `embedded` names the embedded broker.
+    pub name: String,
+    /// Broker host (default: the embedded broker's address when `name = "embedded"`).
+    pub host: Option<String>,
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Fixed client id: the broker keeps the persistent session under it. Must be unique per quantrac instance.
+    pub client_id: String,
+    pub username: Option<String>,
+    /// Password, inline (`${ENV_VAR}` expands) or from `password_file`.
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    /// TLS with rustls: `{ ca_file = "…", cert_file = "…", key_file = "…" }` (client certificate optional).
+    pub tls: Option<TlsSection>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive: DurationText,
+    /// Shared subscription group: subscribe as `$share/<group>/<topic>` so several instances split the stream.
+    pub share_group: Option<String>,
+    /// Topic templates; `{station}` matches the station id: `stations/{station}/data`.
+    #[serde(default = "default_topics")]
+    pub topics: Vec<String>,
+    /// Payload format: `json` or `tt10`.
+    #[serde(default = "default_format")]
+    pub format: String,
+    /// Where values sit in JSON payloads.
+    #[serde(default)]
+    pub json: JsonMappingSection,
+}
+
+fn default_port() -> u16 {
+    1883
+}
+fn default_keep_alive() -> DurationText {
+    DurationText::new("30s")
+}
+fn default_topics() -> Vec<String> {
+    vec!["stations/{station}/data".into()]
+}
+fn default_format() -> String {
+    "json".into()
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+/// JSON payload mapping. Paths are dot-separated keys. The default reads a flat object
+/// `{"ts": "2026-11-27T10:00:00+07:00", "status": "00", "COD": 82.5, …}`; the nested form
+/// `{"time": …, "values": {"COD": {"v": 82.5, "s": "00"}}}` is `timestamp = "time"`, `values = "values"`,
+/// `value_key = "v"`, `status_key = "s"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JsonMappingSection {
+    #[serde(default = "default_ts_path")]
+    pub timestamp: String,
+    /// `rfc3339`, `epoch_s`, `epoch_ms` or `tt10` (`yyyyMMddHHmmss`, local time).
+    #[serde(default = "default_ts_format")]
+    pub timestamp_format: String,
+    /// Message-wide status path (optional).
+    #[serde(default = "default_status_path")]
+    pub status: String,
+    /// Object holding the parameters; empty = the top level.
+    #[serde(default)]
+    pub values: String,
+    /// When each parameter is an object: key of its value and of its status.
+    pub value_key: Option<String>,
+    pub status_key: Option<String>,
+}
+
+fn default_ts_path() -> String {
+    "ts".into()
+}
+fn default_ts_format() -> String {
+    "rfc3339".into()
+}
+fn default_status_path() -> String {
+    "status".into()
+}
+
+impl Default for JsonMappingSection {
+    fn default() -> Self {
+        Self {
+            timestamp: default_ts_path(),
+            timestamp_format: default_ts_format(),
+            status: default_status_path(),
+            values: String::new(),
+            value_key: None,
+            status_key: None,
+        }
+    }
+}
+
+/// `[station.mqtt]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationMqttSection {
+    /// Broker name (default: the only broker, or `embedded`).
+    pub broker: Option<String>,
+    /// Topic for this station (default: the broker's templates with `{station}` = this id).
+    pub topic: Option<String>,
+}
+
+/// Checked broker connection.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub tls: Option<TlsSection>,
+    pub keep_alive: Duration,
+    pub share_group: Option<String>,
+    pub topics: Vec<String>,
+    pub format: PayloadFormat,
+    pub json: JsonMappingSection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadFormat {
+    Json,
+    Tt10,
+}
+
+/// Checked `[mqtt]`.
+#[derive(Debug, Clone, Default)]
+pub struct Mqtt {
+    pub embedded: Option<String>,
+    pub brokers: Vec<Broker>,
+}
+
+/// Checked `[station.mqtt]`.
+#[derive(Debug, Clone)]
+pub struct StationMqtt {
+    pub broker: String,
+    pub topic: String,
+}
+
+impl MqttSection {
+    pub(super) fn validate(&self, p: &mut Problems) -> Mqtt {
+        let embedded = self.embedded.enabled.then(|| {
+            if self.embedded.listen.parse::<std::net::SocketAddr>().is_err() {
+                p.push("mqtt.embedded.listen", format!("{:?} is not an ip:port address", self.embedded.listen));
+            }
+            self.embedded.listen.clone()
+        });
+        let base = std::path::Path::new(".");
+        let mut brokers = Vec::new();
+        for (i, b) in self.broker.iter().enumerate() {
+            let k = format!("mqtt.broker[{i}]");
+            if b.name.trim().is_empty() {
+                p.push(format!("{k}.name"), "must not be empty");
+            }
+            if self.broker[..i].iter().any(|o| o.name == b.name) {
+                p.push(format!("{k}.name"), format!("duplicate broker name {:?}", b.name));
+            }
+            if b.client_id.trim().is_empty() {
+                // rumqttc panics on a persistent session with an empty client id; refuse it here.
+                p.push(format!("{k}.client_id"), "must not be empty: the broker keeps the persistent session under it");
+            }
+            let keep_alive = b.keep_alive.check(p, &format!("{k}.keep_alive"));
+            if keep_alive < Duration::from_secs(1) && !keep_alive.is_zero() || keep_alive.is_zero() {
+                // rumqttc panics on a keep-alive below one second.
+                p.push(format!("{k}.keep_alive"), "must be at least 1s");
+            }
+            let host = match (&b.host, &embedded) {
+                (Some(h), _) => h.clone(),
+                (None, Some(listen)) if b.name == "embedded" => {
+                    listen.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default()
+                }
+                _ => {
+                    p.push(format!("{k}.host"), "missing; give the broker's host name or address");
+                    String::new()
+                }
+            };
+            let port = match (&b.host, &embedded) {
+                (None, Some(listen)) if b.name == "embedded" => {
+                    listen.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).unwrap_or(b.port)
+                }
+                _ => b.port,
+            };
+            let format = match b.format.as_str() {
+                "json" => PayloadFormat::Json,
+                "tt10" => PayloadFormat::Tt10,
+                other => {
+                    p.push(format!("{k}.format"), format!("unknown payload format {other:?}; expected one of json, tt10"));
+                    PayloadFormat::Json
+                }
+            };
+            if !["rfc3339", "epoch_s", "epoch_ms", "tt10"].contains(&b.json.timestamp_format.as_str()) {
+                p.push(
+                    format!("{k}.json.timestamp_format"),
+                    format!("unknown format {:?}; expected one of rfc3339, epoch_s, epoch_ms, tt10", b.json.timestamp_format),
+                );
+            }
+            if b.topics.is_empty() {
+                p.push(format!("{k}.topics"), "no topics; give at least one, e.g. \"stations/{station}/data\"");
+            }
+            for (j, t) in b.topics.iter().enumerate() {
+                if t.is_empty() || t.matches("{station}").count() > 1 {
+                    p.push(format!("{k}.topics[{j}]"), format!("{t:?} is not a topic template; use {{station}} at most once"));
+                }
+            }
+            if let Some(g) = &b.share_group {
+                if g.is_empty() || g.contains(['/', '+', '#']) {
+                    p.push(format!("{k}.share_group"), format!("{g:?} is not a group name; no '/', '+' or '#'"));
+                }
+            }
+            let password = Secret::resolve(b.password.as_deref(), b.password_file.as_deref(), base, p, &format!("{k}.password"));
+            brokers.push(Broker {
+                name: b.name.clone(),
+                host,
+                port,
+                client_id: b.client_id.clone(),
+                username: b.username.clone(),
+                password,
+                tls: b.tls.clone(),
+                keep_alive,
+                share_group: b.share_group.clone(),
+                topics: b.topics.clone(),
+                format,
+                json: b.json.clone(),
+            });
+        }
+        Mqtt { embedded, brokers }
+    }
+}
+
+impl StationMqttSection {
+    pub(super) fn validate(&self, p: &mut Problems, key: &str, mqtt: &Mqtt, station: &str) -> Option<StationMqtt> {
+        let broker = match (&self.broker, mqtt.brokers.as_slice()) {
+            (Some(b), brokers) if brokers.iter().any(|x| &x.name == b) => b.clone(),
+            (Some(b), brokers) => {
+                p.push(
+                    format!("{key}.broker"),
+                    format!("unknown broker {b:?}; expected one of {}", names(brokers)),
+                );
+                return None;
+            }
+            (None, [only]) => only.name.clone(),
+            (None, brokers) => {
+                p.push(
+                    format!("{key}.broker"),
+                    format!("missing; {} brokers are configured, name one of {}", brokers.len(), names(brokers)),
+                );
+                return None;
+            }
+        };
+        let template = mqtt
+            .brokers
+            .iter()
+            .find(|b| b.name == broker)
+            .and_then(|b| b.topics.first().cloned())
+            .unwrap_or_else(|| "stations/{station}/data".into());
+        let topic = self.topic.clone().unwrap_or_else(|| template.replace("{station}", station));
+        Some(StationMqtt { broker, topic })
+    }
+}
+
+fn names(brokers: &[Broker]) -> String {
+    if brokers.is_empty() {
+        "(none configured: add an [[mqtt.broker]])".into()
+    } else {
+        brokers.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}

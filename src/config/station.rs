@@ -1,0 +1,344 @@
+//! `[[station]]`: one automatic monitoring station — identity, discharge context, parameters and its source.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration::DurationText;
+use super::modbus::{Modbus, ModbusSection};
+use super::mqtt::{Mqtt, StationMqtt, StationMqttSection};
+use super::Problems;
+use crate::model::{Parameter, StationId, Unit};
+
+/// A station as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationSection {
+    /// Circular 10 id `Province_Facility_Station`, e.g. `BN_KCNQV_NUOC01`.
+    pub id: String,
+    /// Display name, e.g. `Trạm quan trắc nước thải KCN Quế Võ (Que Vo IZ wastewater station)`.
+    pub name: String,
+    /// Industrial zone (KCN) or facility the station belongs to.
+    #[serde(default)]
+    pub zone: String,
+    /// Limit profile name, e.g. `qcvn40-2011-b` (see `daemon.profiles_dir`).
+    pub profile: String,
+    /// Design (permitted) discharge flow in m³/day: selects Kf.
+    pub design_flow_m3_day: f64,
+    /// Receiving water: selects Kq. `{ type = "river", flow_m3_s = 120 }`, `{ type = "lake", volume_m3 = 5e6 }`,
+    /// `{ type = "coastal", use = "aquatic" | "other" }`; leave out the number where no data exists.
+    pub receiving_water: ReceivingWaterSection,
+    /// Expected reporting interval (Circular 10: at most 5 min).
+    #[serde(default = "default_interval")]
+    pub interval: DurationText,
+    /// Monitored parameters by symbol: `COD = { range = [0, 400] }`. Symbols outside Circular 10 Table 34 are custom
+    /// parameters and must give their `unit`.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, ParameterSection>,
+    /// Read the station over Modbus.
+    pub modbus: Option<ModbusSection>,
+    /// Read the station over MQTT.
+    pub mqtt: Option<StationMqttSection>,
+    /// Feed the station from the built-in simulator (demo and training).
+    pub sim: Option<StationSimSection>,
+}
+
+fn default_interval() -> DurationText {
+    DurationText::new("5m")
+}
+
+/// Receiving water as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceivingWaterSection {
+    /// `river` (also stream, canal, channel), `lake` (also pond, marsh) or `coastal`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// River: mean flow of the three driest months, m³/s.
+    pub flow_m3_s: Option<f64>,
+    /// Lake: volume, m³.
+    pub volume_m3: Option<f64>,
+    /// Coastal: `aquatic` (aquatic protection, water sports, recreation) or `other`.
+    #[serde(rename = "use")]
+    pub coastal_use: Option<String>,
+}
+
+/// Checked receiving water.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceivingWater {
+    River { flow_m3_s: Option<f64> },
+    Lake { volume_m3: Option<f64> },
+    Coastal { aquatic_protection: bool },
+}
+
+/// One monitored parameter of a station.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterSection {
+    /// Unit; defaults to the Circular 10 unit for standard symbols, required for custom ones.
+    pub unit: Option<String>,
+    /// Analyser measuring range `[low, high]`; values above `high` are flagged `above_range`.
+    pub range: Option<[f64; 2]>,
+    /// Limit from the environmental permit, replacing the profile's: a maximum (`100`) or a range (`[6, 9]`).
+    pub limit: Option<LimitText>,
+}
+
+/// A permit limit: one maximum or a two-sided range.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum LimitText {
+    Max(f64),
+    Range([f64; 2]),
+}
+
+/// Checked parameter of a station.
+#[derive(Debug, Clone)]
+pub struct CheckedParameter {
+    pub parameter: Parameter,
+    pub unit: Unit,
+    pub range: Option<(f64, f64)>,
+    pub permit_limit: Option<LimitText>,
+}
+
+/// `[station.sim]`: how the simulator behaves for this station.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct StationSimSection {
+    /// Parameter whose level drifts upward through the day until it breaks its limit (the demo's bad plant).
+    pub drift: Option<String>,
+    /// Level of each parameter relative to its limit, 0–1 (default 0.6).
+    pub load: Option<f64>,
+    /// How the simulated station reaches quantrac: `direct` (in-process), `modbus` or `mqtt`.
+    #[serde(default = "default_sim_via")]
+    pub via: String,
+}
+
+fn default_sim_via() -> String {
+    "direct".into()
+}
+
+/// A validated station.
+#[derive(Debug, Clone)]
+pub struct Station {
+    pub id: StationId,
+    pub name: String,
+    pub zone: String,
+    pub profile: String,
+    pub design_flow_m3_day: f64,
+    pub receiving_water: ReceivingWater,
+    pub interval: Duration,
+    pub parameters: Vec<CheckedParameter>,
+    pub modbus: Option<Modbus>,
+    pub mqtt: Option<StationMqtt>,
+    pub sim: Option<StationSimSection>,
+    /// Index of this station in the file (`station[i]`), for messages.
+    pub index: usize,
+}
+
+impl Station {
+    pub fn parameter(&self, p: &str) -> Option<&CheckedParameter> {
+        self.parameters.iter().find(|c| c.parameter.as_str() == p)
+    }
+    /// Sources that feed this station, for display.
+    pub fn sources(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(m) = &self.modbus {
+            v.push(m.describe());
+        }
+        if let Some(m) = &self.mqtt {
+            v.push(format!("mqtt topic {}", m.topic));
+        }
+        if let Some(s) = &self.sim {
+            v.push(format!("simulator ({})", s.via));
+        }
+        v
+    }
+}
+
+impl StationSection {
+    pub(super) fn validate(&self, p: &mut Problems, key: &str, mqtt: &Mqtt) -> Option<Station> {
+        let before = p.len();
+        let id = StationId::parse(&self.id).map_err(|e| p.push(format!("{key}.id"), e)).ok();
+        if self.name.trim().is_empty() {
+            p.push(format!("{key}.name"), "must not be empty; give the station's display name");
+        }
+        if self.profile.trim().is_empty() {
+            p.push(format!("{key}.profile"), "must name a limit profile, e.g. \"qcvn40-2011-b\"");
+        }
+        if !(self.design_flow_m3_day.is_finite() && self.design_flow_m3_day > 0.0) {
+            p.push(
+                format!("{key}.design_flow_m3_day"),
+                format!("{} is not a positive flow in m³/day", self.design_flow_m3_day),
+            );
+        }
+        let receiving_water = self.receiving_water.validate(p, &format!("{key}.receiving_water"));
+        let interval = self.interval.check_positive(p, &format!("{key}.interval"));
+        if self.parameters.is_empty() {
+            p.push(
+                format!("{key}.parameters"),
+                "no parameters; list the monitored ones, e.g. parameters = { COD = {}, pH = {} }",
+            );
+        }
+        let parameters: Vec<CheckedParameter> = self
+            .parameters
+            .iter()
+            .filter_map(|(sym, ps)| ps.validate(p, &format!("{key}.parameters.{sym}"), sym))
+            .collect();
+        let symbols: Vec<&str> = self.parameters.keys().map(String::as_str).collect();
+        let modbus = self
+            .modbus
+            .as_ref()
+            .map(|m| m.validate(p, &format!("{key}.modbus"), &symbols));
+        let station_mqtt = self.mqtt.as_ref().map(|m| {
+            m.validate(p, &format!("{key}.mqtt"), mqtt, &self.id)
+        });
+        if let Some(sim) = &self.sim {
+            if let Some(d) = &sim.drift {
+                if !self.parameters.contains_key(d) {
+                    p.push(
+                        format!("{key}.sim.drift"),
+                        format!("parameter {d:?} is not monitored by this station; expected one of {}", symbols.join(", ")),
+                    );
+                }
+            }
+            if let Some(l) = sim.load {
+                if !(0.0..=2.0).contains(&l) {
+                    p.push(format!("{key}.sim.load"), format!("{l} is out of range; expected 0 to 2"));
+                }
+            }
+            if !["direct", "modbus", "mqtt"].contains(&sim.via.as_str()) {
+                p.push(
+                    format!("{key}.sim.via"),
+                    format!("unknown transport {:?}; expected one of direct, modbus, mqtt", sim.via),
+                );
+            }
+        }
+        if self.modbus.is_none() && self.mqtt.is_none() && self.sim.is_none() {
+            // A TT10-only station is fine: files name their station. Nothing to check here.
+        }
+        if p.len() != before {
+            return None;
+        }
+        Some(Station {
+            id: id?,
+            name: self.name.clone(),
+            zone: self.zone.clone(),
+            profile: self.profile.clone(),
+            design_flow_m3_day: self.design_flow_m3_day,
+            receiving_water: receiving_water?,
+            interval,
+            parameters,
+            modbus: modbus.flatten(),
+            mqtt: station_mqtt.flatten(),
+            sim: self.sim.clone(),
+            index: key
+                .trim_start_matches("station[")
+                .trim_end_matches(']')
+                .parse()
+                .unwrap_or(0),
+        })
+    }
+}
+
+
+impl ReceivingWaterSection {
+    fn validate(&self, p: &mut Problems, key: &str) -> Option<ReceivingWater> {
+        let positive = |p: &mut Problems, name: &str, v: Option<f64>| {
+            if let Some(x) = v {
+                if !(x.is_finite() && x >= 0.0) {
+                    p.push(format!("{key}.{name}"), format!("{x} is not a non-negative number"));
+                }
+            }
+        };
+        let stray = |p: &mut Problems, name: &str, present: bool| {
+            if present {
+                p.push(
+                    format!("{key}.{name}"),
+                    format!("does not apply to receiving water of type {:?}", self.kind),
+                );
+            }
+        };
+        match self.kind.as_str() {
+            "river" | "stream" | "canal" | "channel" => {
+                positive(p, "flow_m3_s", self.flow_m3_s);
+                stray(p, "volume_m3", self.volume_m3.is_some());
+                stray(p, "use", self.coastal_use.is_some());
+                Some(ReceivingWater::River { flow_m3_s: self.flow_m3_s })
+            }
+            "lake" | "pond" | "marsh" => {
+                positive(p, "volume_m3", self.volume_m3);
+                stray(p, "flow_m3_s", self.flow_m3_s.is_some());
+                stray(p, "use", self.coastal_use.is_some());
+                Some(ReceivingWater::Lake { volume_m3: self.volume_m3 })
+            }
+            "coastal" => {
+                stray(p, "flow_m3_s", self.flow_m3_s.is_some());
+                stray(p, "volume_m3", self.volume_m3.is_some());
+                match self.coastal_use.as_deref() {
+                    Some("aquatic") => Some(ReceivingWater::Coastal { aquatic_protection: true }),
+                    Some("other") => Some(ReceivingWater::Coastal { aquatic_protection: false }),
+                    other => {
+                        p.push(
+                            format!("{key}.use"),
+                            format!("{} for coastal water; expected one of aquatic, other",
+                                other.map_or("missing".to_string(), |o| format!("unknown use {o:?}"))),
+                        );
+                        None
+                    }
+                }
+            }
+            other => {
+                p.push(
+                    format!("{key}.type"),
+                    format!("unknown receiving water {other:?}; expected one of river, stream, canal, channel, lake, pond, marsh, coastal"),
+                );
+                None
+            }
+        }
+    }
+}
+
+impl ParameterSection {
+    fn validate(&self, p: &mut Problems, key: &str, symbol: &str) -> Option<CheckedParameter> {
+        let parameter = match Parameter::new(symbol) {
+            Ok(x) => x,
+            Err(e) => {
+                p.push(key, e);
+                return None;
+            }
+        };
+        let unit = match (&self.unit, parameter.standard_unit()) {
+            (Some(u), _) if !u.trim().is_empty() => Unit::new(u),
+            (_, Some(u)) => Unit::new(u),
+            _ => {
+                p.push(
+                    format!("{key}.unit"),
+                    format!("custom parameter {symbol:?} needs a unit, e.g. unit = \"mg/L\""),
+                );
+                return None;
+            }
+        };
+        let range = self.range.map(|[lo, hi]| (lo, hi));
+        if let Some((lo, hi)) = range {
+            if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                p.push(format!("{key}.range"), format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"));
+            }
+        }
+        match &self.limit {
+            Some(LimitText::Max(m)) if !(m.is_finite() && *m > 0.0) => {
+                p.push(format!("{key}.limit"), format!("{m} is not a positive limit"));
+            }
+            Some(LimitText::Range([lo, hi])) if !(lo.is_finite() && hi.is_finite() && lo < hi) => {
+                p.push(format!("{key}.limit"), format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"));
+            }
+            _ => {}
+        }
+        Some(CheckedParameter {
+            parameter,
+            unit,
+            range,
+            permit_limit: self.limit.clone(),
+        })
+    }
+}

@@ -1,0 +1,6 @@
+//! quantrac: automatic wastewater monitoring for Vietnamese environment departments.
+//! See `DESIGN.md`-style overview in the README; each module's doc says what it owns.
+
+pub mod compliance;
+pub mod config;
+pub mod model;
