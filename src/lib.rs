@@ -4,3 +4,9 @@
 pub mod compliance;
 pub mod config;
 pub mod model;
+pub mod ledger;
+pub mod metrics;
+pub mod pipeline;
+pub mod sim;
+pub mod daemon;
+pub mod bench;

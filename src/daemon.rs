@@ -1,0 +1,109 @@
+//! The running daemon: opens the ledger, starts the pipeline and the sources, and shuts them down in order
+//! (sources stop, in-flight batches commit, the ledger checkpoints).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::compliance::{Profiles, StationLimits};
+use crate::config::{Config, ConfigError, Problems};
+use crate::ledger::{Ledger, LedgerError};
+use crate::metrics::Metrics;
+use crate::model::StationId;
+use crate::pipeline::Pipeline;
+use crate::sim;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// Load the limit profiles and resolve every station's limits; problems are reported like config problems.
+pub fn resolve_limits(config: &Config) -> Result<HashMap<StationId, StationLimits>, ConfigError> {
+    let mut p = Problems::new(&config.source);
+    let errors = match Profiles::load_dir(&config.profiles_dir) {
+        Ok(profiles) => match profiles.resolve(config) {
+            Ok(limits) => return Ok(limits),
+            Err(errs) => errs,
+        },
+        Err(errs) => errs.into_iter().map(|(file, msg)| (format!("daemon.profiles_dir ({file})"), msg)).collect(),
+    };
+    for (k, m) in errors {
+        p.push(k, m);
+    }
+    p.finish()?;
+    Ok(HashMap::new())
+}
+
+/// Run until `shutdown` is cancelled, then drain and return.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    let limits = resolve_limits(&config)?;
+    let ledger = Ledger::open(&config.ledger.path, config.ledger.synchronous)?;
+    info!(path = %config.ledger.path.display(), "Ledger open.");
+    for s in &config.stations {
+        info!(station = %s.id, name = %s.name, sources = %s.sources().join(", "), "Station configured.");
+    }
+    let metrics = Arc::new(Metrics::default());
+    let pipeline = Pipeline::start(&config, limits.clone(), ledger, metrics.clone());
+
+    let mut sources = tokio::task::JoinSet::new();
+    if config.sim.enabled {
+        let sims: Vec<_> = config
+            .stations
+            .iter()
+            .filter(|s| s.sim.as_ref().is_some_and(|x| x.via == "direct"))
+            .map(|s| sim::StationSim::new(s, limits.get(&s.id).unwrap_or(&StationLimits::default()), config.sim.seed))
+            .collect();
+        let interval = config.stations.iter().map(|s| s.interval).min().unwrap_or(Duration::from_secs(300));
+        sources.spawn(sim::direct::run(
+            sims,
+            interval,
+            config.sim.speed,
+            Duration::from_secs(24 * 3600),
+            pipeline.ingest(),
+            shutdown.clone(),
+        ));
+    }
+    sources.spawn(report_progress(metrics.clone(), shutdown.clone()));
+
+    shutdown.cancelled().await;
+    info!("Shutting down: stopping sources, committing what is in flight.");
+    while sources.join_next().await.is_some() {}
+    pipeline.finish().await;
+    let t = metrics.totals();
+    info!(accepted = t.accepted, duplicates = t.duplicates, conflicts = t.conflicts, quarantined = t.quarantined, "Stopped; everything in flight is committed.");
+    Ok(())
+}
+
+/// A line every 10 s so an operator sees data arriving.
+async fn report_progress(metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(10));
+    every.tick().await;
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let t = metrics.totals();
+        if t.accepted == last && t.quarantined == 0 {
+            warn!("No readings committed in the last 10 s.");
+        }
+        info!(
+            accepted = t.accepted,
+            duplicates = t.duplicates,
+            conflicts = t.conflicts,
+            quarantined = t.quarantined,
+            commits = metrics.commits.load(Relaxed),
+            "Ledger totals."
+        );
+        last = t.accepted;
+    }
+}

@@ -1,0 +1,300 @@
+//! The compliance ledger: one SQLite file (WAL) an auditor can open with `sqlite3`.
+//!
+//! Owns the schema, batched writes (readings, quarantine, conflicts), cursors, aggregates storage, queries and
+//! retention. The key (station, parameter, timestamp) makes storage exactly-once: a redelivered duplicate is a
+//! no-op; the same key with another value keeps the first and records a conflict.
+//! Calls here block: the pipeline runs them on a dedicated thread; readers open their own connection.
+
+pub mod aggregates;
+pub mod query;
+mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+pub use aggregates::{AggregateContext, AggregateReport};
+pub use query::Reader;
+
+use crate::compliance::{Assessment, LimitBound};
+use crate::config::Synchronous;
+use crate::model::{Parameter, Quarantined, Reading, SourceKind, StationId, Timestamp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("ledger database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot open the ledger at {path}: {error}")]
+    Open { path: PathBuf, error: rusqlite::Error },
+    #[error("the ledger has schema version {found}, newer than this quantrac supports ({supported}); upgrade quantrac")]
+    TooNew { found: i64, supported: i64 },
+}
+
+/// A reading with the compliance engine's verdict, ready to store.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    pub reading: Reading,
+    pub assessment: Assessment,
+    pub source: SourceKind,
+}
+
+/// What happened to one reading at commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored; its commit sequence number.
+    Accepted(i64),
+    /// Same key, same value and status already stored: nothing to do.
+    Duplicate,
+    /// Same key, another value or status: the first stays, the difference is recorded in `conflicts`.
+    Conflict,
+}
+
+/// Counts of one commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub conflicts: u64,
+    pub quarantined: u64,
+}
+
+impl CommitCounts {
+    pub fn add(&mut self, o: CommitCounts) {
+        self.accepted += o.accepted;
+        self.duplicates += o.duplicates;
+        self.conflicts += o.conflicts;
+        self.quarantined += o.quarantined;
+    }
+}
+
+/// The writing side of the ledger. One per database file.
+pub struct Ledger {
+    conn: Connection,
+    path: PathBuf,
+    stations: HashMap<StationId, i64>,
+    parameters: HashMap<Parameter, i64>,
+}
+
+const INSERT_READING: &str = "INSERT INTO readings \
+    (station_id, parameter_id, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+    ON CONFLICT (station_id, parameter_id, ts) DO NOTHING";
+
+impl Ledger {
+    /// Open (or create) the ledger, apply migrations, set WAL and the synchronous mode.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Ledger, LedgerError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut conn = Connection::open(path).map_err(|error| LedgerError::Open { path: path.to_path_buf(), error })?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = match synchronous {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&mut conn)?;
+        let mut ledger = Ledger { conn, path: path.to_path_buf(), stations: HashMap::new(), parameters: HashMap::new() };
+        ledger.load_ids()?;
+        Ok(ledger)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read-only connection for queries (dashboard, API, exports), safe to use beside the writer (WAL).
+    pub fn reader(&self) -> Result<Reader, LedgerError> {
+        Reader::open(&self.path)
+    }
+
+    fn load_ids(&mut self) -> Result<(), LedgerError> {
+        let mut st = self.conn.prepare("SELECT id, code FROM stations")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, code) = row?;
+            if let Ok(s) = StationId::parse(&code) {
+                self.stations.insert(s, id);
+            }
+        }
+        drop(st);
+        let mut st = self.conn.prepare("SELECT id, symbol FROM parameters")?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, sym) = row?;
+            if let Ok(p) = Parameter::new(&sym) {
+                self.parameters.insert(p, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Commit one transaction: readings (in key order, for index locality) and quarantined inputs.
+    /// Returns the outcome of each reading, in the order given.
+    pub fn commit(&mut self, readings: &[Evaluated], quarantine: &[Quarantined]) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
+        let result = self.try_commit(readings, quarantine);
+        if result.is_err() {
+            // Ids cached inside a rolled-back transaction may not exist: start the caches afresh.
+            self.stations.clear();
+            self.parameters.clear();
+            let _ = self.load_ids();
+        }
+        result
+    }
+
+    fn try_commit(&mut self, readings: &[Evaluated], quarantine: &[Quarantined]) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
+        let now = Timestamp::now().millis();
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(readings.len());
+        for e in readings {
+            let s = id_of(&tx, &mut self.stations, &e.reading.station, "stations", "code", e.reading.station.as_str())?;
+            let p = id_of(&tx, &mut self.parameters, &e.reading.parameter, "parameters", "symbol", e.reading.parameter.as_str())?;
+            ids.push((s, p));
+        }
+        let mut order: Vec<usize> = (0..readings.len()).collect();
+        order.sort_unstable_by_key(|&i| (ids[i].0, ids[i].1, readings[i].reading.ts));
+        let mut outcomes = vec![Outcome::Duplicate; readings.len()];
+        let mut counts = CommitCounts::default();
+        {
+            let mut insert = tx.prepare_cached(INSERT_READING)?;
+            for &i in &order {
+                let e = &readings[i];
+                let r = &e.reading;
+                let (s, p) = ids[i];
+                let (low, high) = match e.assessment.limit {
+                    Some(LimitBound::Max(m)) => (None, Some(m)),
+                    Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
+                    None => (None, None),
+                };
+                let n = insert.execute(params![
+                    s,
+                    p,
+                    r.ts.millis(),
+                    r.value,
+                    r.unit.as_str(),
+                    r.status as u8,
+                    e.source.as_str(),
+                    now,
+                    low,
+                    high,
+                    e.assessment.ratio,
+                    e.assessment.band.as_str(),
+                    e.assessment.flags.0
+                ])?;
+                outcomes[i] = if n == 1 {
+                    counts.accepted += 1;
+                    Outcome::Accepted(tx.last_insert_rowid())
+                } else {
+                    let (kept_value, kept_status): (f64, u8) = tx
+                        .prepare_cached("SELECT value, status FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts = ?3")?
+                        .query_row(params![s, p, r.ts.millis()], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                    if kept_value.to_bits() == r.value.to_bits() && kept_status == r.status as u8 {
+                        counts.duplicates += 1;
+                        Outcome::Duplicate
+                    } else {
+                        tx.prepare_cached(
+                            "INSERT INTO conflicts (station_id, parameter_id, ts, kept_value, kept_status, new_value, new_status, source, received) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        )?
+                        .execute(params![s, p, r.ts.millis(), kept_value, kept_status, r.value, r.status as u8, e.source.as_str(), now])?;
+                        counts.conflicts += 1;
+                        Outcome::Conflict
+                    }
+                };
+            }
+        }
+        if !quarantine.is_empty() {
+            let mut q = tx.prepare_cached(
+                "INSERT INTO quarantine (received, source, origin, station, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for item in quarantine {
+                q.execute(params![item.received.millis(), item.source.as_str(), item.origin, item.station, item.reason, item.raw])?;
+                counts.quarantined += 1;
+            }
+        }
+        tx.commit()?;
+        Ok((outcomes, counts))
+    }
+
+    /// Position of a named cursor (0 when new).
+    pub fn cursor(&self, name: &str) -> Result<i64, LedgerError> {
+        cursor(&self.conn, name)
+    }
+
+    /// Move a named cursor.
+    pub fn set_cursor(&self, name: &str, position: i64) -> Result<(), LedgerError> {
+        set_cursor(&self.conn, name, position)
+    }
+
+    /// Recompute the aggregates touched by readings committed since the aggregator's cursor.
+    pub fn refresh_aggregates(&mut self, ctx: &AggregateContext, max_rows: usize) -> Result<AggregateReport, LedgerError> {
+        aggregates::refresh(&mut self.conn, ctx, max_rows)
+    }
+
+    /// Delete readings older than `cutoff`, but never one a cursor has not passed. Returns rows deleted.
+    pub fn apply_retention(&mut self, cutoff: Timestamp) -> Result<usize, LedgerError> {
+        let tx = self.conn.transaction()?;
+        let floor: Option<i64> = tx.query_row("SELECT MIN(position) FROM cursors", [], |r| r.get(0)).optional()?.flatten();
+        let n = match floor {
+            Some(f) => tx.execute("DELETE FROM readings WHERE ts < ?1 AND seq <= ?2", params![cutoff.millis(), f])?,
+            // No cursors at all: nothing waits for these rows.
+            None => tx.execute("DELETE FROM readings WHERE ts < ?1", params![cutoff.millis()])?,
+        };
+        tx.execute("DELETE FROM quarantine WHERE received < ?1", params![cutoff.millis()])?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Run a WAL checkpoint (at shutdown, so the main file holds everything).
+    pub fn checkpoint(&self) -> Result<(), LedgerError> {
+        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+pub(crate) fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {
+    Ok(conn
+        .query_row("SELECT position FROM cursors WHERE name = ?1", [name], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+pub(crate) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result<(), LedgerError> {
+    conn.execute(
+        "INSERT INTO cursors (name, position, updated) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(name) DO UPDATE SET position = excluded.position, updated = excluded.updated",
+        params![name, position, Timestamp::now().millis()],
+    )?;
+    Ok(())
+}
+
+/// Id of a station or parameter, inserting it on first sight.
+fn id_of<K: Clone + Eq + std::hash::Hash>(
+    conn: &Connection,
+    cache: &mut HashMap<K, i64>,
+    key: &K,
+    table: &str,
+    column: &str,
+    text: &str,
+) -> Result<i64, LedgerError> {
+    if let Some(id) = cache.get(key) {
+        return Ok(*id);
+    }
+    conn.execute(&format!("INSERT OR IGNORE INTO {table} ({column}) VALUES (?1)"), [text])?;
+    let id: i64 = conn.query_row(&format!("SELECT id FROM {table} WHERE {column} = ?1"), [text], |r| r.get(0))?;
+    cache.insert(key.clone(), id);
+    Ok(id)
+}
+
+/// Open flags for read-only connections.
+pub(crate) fn read_only_flags() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+}
+
+#[cfg(test)]
+mod tests;

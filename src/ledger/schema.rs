@@ -1,0 +1,146 @@
+//! Ledger schema and migrations. `PRAGMA user_version` holds the applied version; each migration runs once, in
+//! order, inside a transaction. Never edit a released migration: add a new one.
+
+use rusqlite::Connection;
+
+use super::LedgerError;
+
+/// Migrations in order; index + 1 is the schema version they bring.
+const MIGRATIONS: &[&str] = &[
+    // 1: readings, reference tables, quarantine, conflicts, cursors, aggregates, events.
+    r#"
+CREATE TABLE stations (
+    id    INTEGER PRIMARY KEY,
+    code  TEXT NOT NULL UNIQUE            -- Circular 10 id, e.g. BN_KCNQV_NUOC01
+);
+CREATE TABLE parameters (
+    id      INTEGER PRIMARY KEY,
+    symbol  TEXT NOT NULL UNIQUE          -- Circular 10 symbol, e.g. COD
+);
+CREATE TABLE readings (
+    seq           INTEGER PRIMARY KEY,     -- commit order; forwarder cursors point here
+    station_id    INTEGER NOT NULL REFERENCES stations(id),
+    parameter_id  INTEGER NOT NULL REFERENCES parameters(id),
+    ts            INTEGER NOT NULL,        -- sample time, Unix milliseconds, UTC
+    value         REAL NOT NULL,
+    unit          TEXT NOT NULL,
+    status        INTEGER NOT NULL,        -- 0 measuring, 1 calibrating, 2 fault, 3 maintenance
+    source        TEXT NOT NULL,           -- modbus, mqtt, tt10, sim, api
+    received      INTEGER NOT NULL,        -- commit time, Unix milliseconds, UTC
+    limit_low     REAL,                    -- lower bound of a two-sided limit (pH)
+    limit_high    REAL,                    -- Cmax, or the upper bound of a range
+    ratio         REAL,                    -- value / Cmax
+    band          TEXT NOT NULL,           -- Decree 45 band or not_evaluated / no_limit / out_of_range
+    flags         INTEGER NOT NULL,        -- quality flags: 1 above_range, 2 flat_line, 4 spike, 8 gap, 16 late
+    UNIQUE (station_id, parameter_id, ts)
+);
+CREATE INDEX readings_ts ON readings(ts);
+CREATE TABLE quarantine (
+    id        INTEGER PRIMARY KEY,
+    received  INTEGER NOT NULL,            -- Unix milliseconds, UTC
+    source    TEXT NOT NULL,
+    origin    TEXT NOT NULL,               -- topic, file name, host:port/unit/register
+    station   TEXT,
+    reason    TEXT NOT NULL,
+    raw       BLOB NOT NULL
+);
+CREATE INDEX quarantine_received ON quarantine(received);
+CREATE TABLE conflicts (
+    id            INTEGER PRIMARY KEY,
+    station_id    INTEGER NOT NULL REFERENCES stations(id),
+    parameter_id  INTEGER NOT NULL REFERENCES parameters(id),
+    ts            INTEGER NOT NULL,
+    kept_value    REAL NOT NULL,           -- the first value, which stays in readings
+    kept_status   INTEGER NOT NULL,
+    new_value     REAL NOT NULL,           -- the later, different value, refused
+    new_status    INTEGER NOT NULL,
+    source        TEXT NOT NULL,
+    received      INTEGER NOT NULL
+);
+CREATE TABLE cursors (
+    name      TEXT PRIMARY KEY,            -- forwarder or aggregator name
+    position  INTEGER NOT NULL,            -- last readings.seq processed
+    updated   INTEGER NOT NULL
+);
+CREATE TABLE aggregates (
+    station_id    INTEGER NOT NULL REFERENCES stations(id),
+    parameter_id  INTEGER NOT NULL REFERENCES parameters(id),
+    window_ms     INTEGER NOT NULL,        -- 3600000 hourly, 86400000 daily
+    window_start  INTEGER NOT NULL,        -- local-aligned window start, Unix milliseconds, UTC
+    mean          REAL,
+    min           REAL,
+    max           REAL,
+    valid         INTEGER NOT NULL,        -- measuring readings in the window
+    expected      INTEGER NOT NULL,        -- window / reporting interval
+    completeness  REAL NOT NULL,           -- valid / expected, 0..1
+    limit_low     REAL,
+    limit_high    REAL,
+    ratio         REAL,
+    band          TEXT NOT NULL,
+    revision      INTEGER NOT NULL,        -- 1 when first computed, +1 at each recomputation
+    computed      INTEGER NOT NULL,
+    PRIMARY KEY (station_id, parameter_id, window_ms, window_start)
+) WITHOUT ROWID;
+CREATE TABLE aggregate_changes (
+    id            INTEGER PRIMARY KEY,
+    station_id    INTEGER NOT NULL,
+    parameter_id  INTEGER NOT NULL,
+    window_ms     INTEGER NOT NULL,
+    window_start  INTEGER NOT NULL,
+    old_mean      REAL,
+    new_mean      REAL,
+    old_band      TEXT NOT NULL,
+    new_band      TEXT NOT NULL,
+    changed       INTEGER NOT NULL         -- when the recomputation happened
+);
+CREATE TABLE events (
+    id            INTEGER PRIMARY KEY,
+    station_id    INTEGER NOT NULL REFERENCES stations(id),
+    parameter_id  INTEGER NOT NULL REFERENCES parameters(id),
+    scope         TEXT NOT NULL,           -- instant (single readings) or window (window means)
+    start         INTEGER NOT NULL,
+    end           INTEGER,                 -- NULL while open
+    peak_value    REAL,
+    peak_ratio    REAL,
+    peak_band     TEXT NOT NULL,
+    updated       INTEGER NOT NULL
+);
+CREATE INDEX events_open ON events(station_id, parameter_id, scope, end);
+
+-- Views for auditors reading the file with sqlite3: names and readable times.
+CREATE VIEW readings_view AS
+SELECT r.seq, s.code AS station, p.symbol AS parameter,
+       strftime('%Y-%m-%dT%H:%M:%fZ', r.ts / 1000.0, 'unixepoch') AS time_utc,
+       strftime('%Y-%m-%d %H:%M:%S', r.ts / 1000.0 + 7 * 3600, 'unixepoch') AS time_vn,
+       r.value, r.unit,
+       CASE r.status WHEN 0 THEN 'measuring' WHEN 1 THEN 'calibrating' WHEN 2 THEN 'fault' ELSE 'maintenance' END AS status,
+       r.limit_low, r.limit_high, r.ratio, r.band, r.flags, r.source,
+       strftime('%Y-%m-%dT%H:%M:%fZ', r.received / 1000.0, 'unixepoch') AS received_utc
+FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id;
+CREATE VIEW quarantine_view AS
+SELECT id, strftime('%Y-%m-%dT%H:%M:%fZ', received / 1000.0, 'unixepoch') AS received_utc,
+       source, origin, station, reason, length(raw) AS raw_bytes, raw
+FROM quarantine;
+"#,
+];
+
+/// Bring the database to the latest schema version.
+pub fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let latest = MIGRATIONS.len() as i64;
+    if current > latest {
+        return Err(LedgerError::TooNew { found: current, supported: latest });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "Ledger schema migrated.");
+    }
+    Ok(())
+}
+
+pub(crate) fn version(conn: &Connection) -> Result<i64, LedgerError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}

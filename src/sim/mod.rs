@@ -1,0 +1,8 @@
+//! Simulated stations for the demo, training and tests: realistic values (diurnal pattern, noise, calibration
+//! periods, one plant drifting over its limit) generated purely from (station, parameter, time), plus the
+//! transports that carry them to quantrac.
+
+pub mod direct;
+mod generator;
+
+pub use generator::StationSim;
