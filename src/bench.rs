@@ -9,12 +9,19 @@ use crate::config::{Config, Synchronous};
 use crate::daemon::resolve_limits;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
-use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit, WATER_PARAMETERS};
+use crate::model::{
+    Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit, WATER_PARAMETERS,
+};
 use crate::pipeline::{Batch, Pipeline};
 
 /// A config with `stations` stations monitoring the ten Circular 10 water parameters.
 pub fn bench_config(stations: usize) -> String {
-    let params = WATER_PARAMETERS.iter().filter(|(s, _)| *s != "Color").map(|(s, _)| format!("{s} = {{}}")).collect::<Vec<_>>().join(", ");
+    let params = WATER_PARAMETERS
+        .iter()
+        .filter(|(s, _)| *s != "Color")
+        .map(|(s, _)| format!("{s} = {{}}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     (0..stations)
         .map(|i| {
             format!(
@@ -30,22 +37,41 @@ pub async fn ledger(total: usize) -> Result<(), Box<dyn std::error::Error>> {
     let stations = 100;
     let dir = tempfile_dir()?;
     println!("quantrac bench ledger: {total} readings per run, {stations} stations x 10 parameters, 5-minute data");
-    println!("{:<10} {:>8} {:>14} {:>12}", "sync", "batch", "readings/s", "seconds");
+    println!(
+        "{:<10} {:>8} {:>14} {:>12}",
+        "sync", "batch", "readings/s", "seconds"
+    );
     for sync in [Synchronous::Normal, Synchronous::Full] {
         for batch in [1usize, 100, 1000] {
             let n = if batch == 1 { total.min(50_000) } else { total };
             let path = dir.join(format!("bench-{sync:?}-{batch}.db"));
             let (rate, secs) = run_once(&path, sync, stations, batch, n).await?;
-            println!("{:<10} {:>8} {:>14.0} {:>12.2}", format!("{sync:?}").to_lowercase(), batch, rate, secs);
+            println!(
+                "{:<10} {:>8} {:>14.0} {:>12.2}",
+                format!("{sync:?}").to_lowercase(),
+                batch,
+                rate,
+                secs
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-async fn run_once(path: &Path, sync: Synchronous, stations: usize, batch: usize, total: usize) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+async fn run_once(
+    path: &Path,
+    sync: Synchronous,
+    stations: usize,
+    batch: usize,
+    total: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
     let _ = std::fs::remove_file(path);
-    let mut config = Config::from_str(&bench_config(stations), Path::new("<bench>"), Path::new("."))?;
+    let mut config = Config::from_str(
+        &bench_config(stations),
+        Path::new("<bench>"),
+        Path::new("."),
+    )?;
     config.ledger.synchronous = sync;
     config.future_skew = std::time::Duration::from_secs(365 * 86400);
     let limits = resolve_limits(&config)?;
@@ -53,7 +79,11 @@ async fn run_once(path: &Path, sync: Synchronous, stations: usize, batch: usize,
     let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
     let ingest = pipeline.ingest();
     let ids: Vec<StationId> = config.stations.iter().map(|s| s.id.clone()).collect();
-    let params: Vec<(Parameter, Unit)> = config.stations[0].parameters.iter().map(|p| (p.parameter.clone(), p.unit.clone())).collect();
+    let params: Vec<(Parameter, Unit)> = config.stations[0]
+        .parameters
+        .iter()
+        .map(|p| (p.parameter.clone(), p.unit.clone()))
+        .collect();
     let start_ts = Timestamp::now().0 - 400 * 86_400_000;
     // Readings come as stations report them: every station, every parameter, one timestamp after another.
     let mut all = Vec::with_capacity(total);
@@ -78,7 +108,11 @@ async fn run_once(path: &Path, sync: Synchronous, stations: usize, batch: usize,
     let mut in_flight = VecDeque::new();
     let mut committed = 0u64;
     for chunk in all.chunks(batch) {
-        let b = Batch { source: SourceKind::Sim, readings: chunk.to_vec(), quarantined: Vec::new() };
+        let b = Batch {
+            source: SourceKind::Sim,
+            readings: chunk.to_vec(),
+            quarantined: Vec::new(),
+        };
         in_flight.push_back(ingest.enqueue(b).await?);
         // Many sources in flight at once, as in a real province; each still waits for its own commit.
         if in_flight.len() >= 256 {

@@ -33,7 +33,10 @@ pub fn resolve_limits(config: &Config) -> Result<HashMap<StationId, StationLimit
             Ok(limits) => return Ok(limits),
             Err(errs) => errs,
         },
-        Err(errs) => errs.into_iter().map(|(file, msg)| (format!("daemon.profiles_dir ({file})"), msg)).collect(),
+        Err(errs) => errs
+            .into_iter()
+            .map(|(file, msg)| (format!("daemon.profiles_dir ({file})"), msg))
+            .collect(),
     };
     for (k, m) in errors {
         p.push(k, m);
@@ -59,9 +62,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             .stations
             .iter()
             .filter(|s| s.sim.as_ref().is_some_and(|x| x.via == "direct"))
-            .map(|s| sim::StationSim::new(s, limits.get(&s.id).unwrap_or(&StationLimits::default()), config.sim.seed))
+            .map(|s| {
+                sim::StationSim::new(
+                    s,
+                    limits.get(&s.id).unwrap_or(&StationLimits::default()),
+                    config.sim.seed,
+                )
+            })
             .collect();
-        let interval = config.stations.iter().map(|s| s.interval).min().unwrap_or(Duration::from_secs(300));
+        let interval = config
+            .stations
+            .iter()
+            .map(|s| s.interval)
+            .min()
+            .unwrap_or(Duration::from_secs(300));
         sources.spawn(sim::direct::run(
             sims,
             interval,
@@ -78,7 +92,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     while sources.join_next().await.is_some() {}
     pipeline.finish().await;
     let t = metrics.totals();
-    info!(accepted = t.accepted, duplicates = t.duplicates, conflicts = t.conflicts, quarantined = t.quarantined, "Stopped; everything in flight is committed.");
+    info!(
+        accepted = t.accepted,
+        duplicates = t.duplicates,
+        conflicts = t.conflicts,
+        quarantined = t.quarantined,
+        "Stopped; everything in flight is committed."
+    );
     Ok(())
 }
 
@@ -106,4 +126,75 @@ async fn report_progress(metrics: Arc<Metrics>, shutdown: CancellationToken) {
         );
         last = t.accepted;
     }
+}
+
+/// `quantrac ingest`: JSON lines from standard input through the full pipeline. Prints `committed <n>` once the
+/// first n lines are durable; SIGINT/SIGTERM stop reading and commit what was read.
+pub async fn ingest_stdin(config: Config, batch_lines: usize) -> Result<(), DaemonError> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let limits = resolve_limits(&config)?;
+    let ledger = Ledger::open(&config.ledger.path, config.ledger.synchronous)?;
+    let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
+    let ingest = pipeline.ingest();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(crate::signals::shutdown_on_signal(shutdown.clone()));
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut out = tokio::io::stdout();
+    let mut n = 0u64;
+    let mut eof = false;
+    while !eof && !shutdown.is_cancelled() {
+        let mut batch = crate::pipeline::Batch::new(crate::model::SourceKind::Api);
+        // Wait for one line, then take what is ready without waiting, up to the batch size.
+        while batch.len() < batch_lines {
+            let next = if batch.is_empty() {
+                tokio::select! {
+                    l = lines.next_line() => l,
+                    _ = shutdown.cancelled() => break,
+                }
+            } else {
+                match tokio::time::timeout(Duration::from_millis(2), lines.next_line()).await {
+                    Ok(l) => l,
+                    Err(_) => break,
+                }
+            };
+            match next {
+                Ok(Some(line)) => {
+                    n += 1;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    match crate::source::jsonl::parse_line(line.as_bytes(), &format!("stdin:{n}")) {
+                        Ok(r) => batch.readings.push(r),
+                        Err(q) => batch.quarantined.push(q),
+                    }
+                }
+                Ok(None) => {
+                    eof = true;
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, "Reading standard input failed.");
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        match ingest.submit(batch).await {
+            Ok(_) => {
+                let _ = out.write_all(format!("committed {n}\n").as_bytes()).await;
+                let _ = out.flush().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "Batch not committed; stopping.");
+                break;
+            }
+        }
+    }
+    drop(ingest);
+    pipeline.finish().await;
+    Ok(())
 }

@@ -1,12 +1,14 @@
 //! quantrac: automatic wastewater monitoring for Vietnamese environment departments.
 //! See `DESIGN.md`-style overview in the README; each module's doc says what it owns.
 
+pub mod bench;
 pub mod compliance;
 pub mod config;
-pub mod model;
+pub mod daemon;
 pub mod ledger;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
+pub mod signals;
 pub mod sim;
-pub mod daemon;
-pub mod bench;
+pub mod source;

@@ -10,7 +10,11 @@ use quantrac::config::{Config, DEMO_TOML};
 use quantrac::daemon;
 
 #[derive(Parser)]
-#[command(name = "quantrac", version, about = "Automatic wastewater monitoring daemon (Circular 10/2021, QCVN 40:2011)")]
+#[command(
+    name = "quantrac",
+    version,
+    about = "Automatic wastewater monitoring daemon (Circular 10/2021, QCVN 40:2011)"
+)]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
@@ -45,6 +49,15 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Ingest readings from standard input (JSON lines) with the config's stations and limits. After each batch
+    /// commits, prints `committed <lines>` to standard output: every line up to there is in the ledger.
+    Ingest {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Most lines per batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
     },
     /// Measure throughput and print the numbers.
     Bench {
@@ -82,7 +95,23 @@ fn main() -> ExitCode {
                 Err(e) => config_failed(&e),
             }
         }
-        Command::Bench { what: Bench::Ledger, readings } => runtime().block_on(async {
+        Command::Ingest { config, batch } => match Config::load(&config) {
+            Ok(c) => runtime().block_on(async {
+                match daemon::ingest_stdin(c, batch.max(1)).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(daemon::DaemonError::Config(e)) => config_failed(&e),
+                    Err(e) => {
+                        tracing::error!(error = %e, "Ingest stopped on an error.");
+                        ExitCode::FAILURE
+                    }
+                }
+            }),
+            Err(e) => config_failed(&e),
+        },
+        Command::Bench {
+            what: Bench::Ledger,
+            readings,
+        } => runtime().block_on(async {
             match quantrac::bench::ledger(readings).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -95,13 +124,16 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("building the tokio runtime")
 }
 
 fn run(config: Config) -> ExitCode {
     runtime().block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(signal_shutdown(shutdown.clone()));
+        tokio::spawn(quantrac::signals::shutdown_on_signal(shutdown.clone()));
         match daemon::run(config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(daemon::DaemonError::Config(e)) => config_failed(&e),
@@ -111,26 +143,6 @@ fn run(config: Config) -> ExitCode {
             }
         }
     })
-}
-
-/// SIGINT or SIGTERM cancel the token; the daemon drains and exits.
-async fn signal_shutdown(token: CancellationToken) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            let _ = tokio::signal::ctrl_c().await;
-            token.cancel();
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-    token.cancel();
 }
 
 fn config_failed(e: &quantrac::config::ConfigError) -> ExitCode {
@@ -149,13 +161,32 @@ fn check_config(path: &Path) -> ExitCode {
         Ok(l) => l,
         Err(e) => return config_failed(&e),
     };
-    println!("{}: {} stations, time zone {}, ledger {}", path.display(), config.stations.len(), config.timezone_name, config.ledger.path.display());
+    println!(
+        "{}: {} stations, time zone {}, ledger {}",
+        path.display(),
+        config.stations.len(),
+        config.timezone_name,
+        config.ledger.path.display()
+    );
     for s in &config.stations {
         println!();
         println!("{}  {}", s.id, s.name);
-        println!("  zone: {}   profile: {}   design flow: {} m³/day   interval: {}", s.zone, s.profile, s.design_flow_m3_day, humantime::format_duration(s.interval));
+        println!(
+            "  zone: {}   profile: {}   design flow: {} m³/day   interval: {}",
+            s.zone,
+            s.profile,
+            s.design_flow_m3_day,
+            humantime::format_duration(s.interval)
+        );
         let sources = s.sources();
-        println!("  sources: {}", if sources.is_empty() { "TT10 files only".to_string() } else { sources.join(", ") });
+        println!(
+            "  sources: {}",
+            if sources.is_empty() {
+                "TT10 files only".to_string()
+            } else {
+                sources.join(", ")
+            }
+        );
         for p in &s.parameters {
             let working = limits
                 .get(&s.id)
@@ -170,7 +201,9 @@ fn check_config(path: &Path) -> ExitCode {
 fn init_logging(format: LogFormat, filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -26,9 +26,8 @@ pub struct StationId(Arc<str>);
 impl StationId {
     pub fn parse(s: &str) -> Result<Self, ModelError> {
         let parts: Vec<&str> = s.split('_').collect();
-        let part_ok = |p: &&str| {
-            !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        };
+        let part_ok =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if parts.len() == 3 && parts.iter().all(part_ok) {
             Ok(Self(Arc::from(s)))
         } else {
@@ -338,10 +337,7 @@ mod tests {
 
     #[test]
     fn standard_units() {
-        assert_eq!(
-            Parameter::new("COD").unwrap().standard_unit(),
-            Some("mg/L")
-        );
+        assert_eq!(Parameter::new("COD").unwrap().standard_unit(), Some("mg/L"));
         assert_eq!(Parameter::new("Zn").unwrap().standard_unit(), None);
         assert!(Parameter::new("a b").is_err());
     }

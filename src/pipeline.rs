@@ -33,7 +33,11 @@ pub struct Batch {
 
 impl Batch {
     pub fn new(source: SourceKind) -> Self {
-        Self { source, readings: Vec::new(), quarantined: Vec::new() }
+        Self {
+            source,
+            readings: Vec::new(),
+            quarantined: Vec::new(),
+        }
     }
     pub fn len(&self) -> usize {
         self.readings.len() + self.quarantined.len()
@@ -76,7 +80,9 @@ pub struct Completion(oneshot::Receiver<Result<CommitReport, PipelineError>>);
 impl Future for Completion {
     type Output = Result<CommitReport, PipelineError>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx).map(|r| r.unwrap_or(Err(PipelineError::Closed)))
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(PipelineError::Closed)))
     }
 }
 
@@ -84,7 +90,10 @@ impl Ingest {
     /// Queue a batch (waiting while the queue is full) and return its completion.
     pub async fn enqueue(&self, batch: Batch) -> Result<Completion, PipelineError> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(Job { batch, done }).await.map_err(|_| PipelineError::Closed)?;
+        self.tx
+            .send(Job { batch, done })
+            .await
+            .map_err(|_| PipelineError::Closed)?;
         Ok(Completion(rx))
     }
     /// Queue a batch and wait until it is committed.
@@ -146,7 +155,12 @@ struct WriterSettings {
 
 impl Pipeline {
     /// Start the processor task and the ledger writer thread.
-    pub fn start(config: &Config, limits: HashMap<StationId, StationLimits>, ledger: Ledger, metrics: Arc<Metrics>) -> Pipeline {
+    pub fn start(
+        config: &Config,
+        limits: HashMap<StationId, StationLimits>,
+        ledger: Ledger,
+        metrics: Arc<Metrics>,
+    ) -> Pipeline {
         let (tx, rx) = mpsc::channel(config.pipeline.queue_capacity);
         let (wtx, wrx) = mpsc::channel(4);
         let (live, _) = broadcast::channel(config.pipeline.broadcast_capacity);
@@ -156,7 +170,14 @@ impl Pipeline {
             aggregates: aggregate_context(config, &limits),
             retention: config.ledger.retention,
         };
-        let processor = tokio::spawn(process(rx, wtx.clone(), evaluator, config.future_skew, config.ledger.max_transaction_readings, metrics.clone()));
+        let processor = tokio::spawn(process(
+            rx,
+            wtx.clone(),
+            evaluator,
+            config.future_skew,
+            config.ledger.max_transaction_readings,
+            metrics.clone(),
+        ));
         tokio::spawn(tick(wtx.downgrade()));
         drop(wtx);
         let (writer_done, writer) = oneshot::channel();
@@ -168,7 +189,13 @@ impl Pipeline {
                 let _ = writer_done.send(());
             })
             .expect("spawning the ledger writer thread");
-        Pipeline { ingest: Ingest { tx }, live, metrics, processor, writer }
+        Pipeline {
+            ingest: Ingest { tx },
+            live,
+            metrics,
+            processor,
+            writer,
+        }
     }
 
     pub fn ingest(&self) -> Ingest {
@@ -183,19 +210,34 @@ impl Pipeline {
     }
 }
 
-fn aggregate_context(config: &Config, limits: &HashMap<StationId, StationLimits>) -> AggregateContext {
+fn aggregate_context(
+    config: &Config,
+    limits: &HashMap<StationId, StationLimits>,
+) -> AggregateContext {
     let stations = config
         .stations
         .iter()
         .map(|s| {
             let lim = limits
                 .get(&s.id)
-                .map(|l| l.limits.iter().map(|x| (x.parameter.as_str().to_string(), x.bound)).collect())
+                .map(|l| {
+                    l.limits
+                        .iter()
+                        .map(|x| (x.parameter.as_str().to_string(), x.bound))
+                        .collect()
+                })
                 .unwrap_or_default();
-            (s.id.as_str().to_string(), (s.interval.as_millis() as i64, lim))
+            (
+                s.id.as_str().to_string(),
+                (s.interval.as_millis() as i64, lim),
+            )
         })
         .collect();
-    AggregateContext { offset_secs: config.timezone.local_minus_utc(), windows: vec![HOUR_MS, DAY_MS], stations }
+    AggregateContext {
+        offset_secs: config.timezone.local_minus_utc(),
+        windows: vec![HOUR_MS, DAY_MS],
+        stations,
+    }
 }
 
 /// Wakes the writer once a second for aggregates and retention; stops when the writer's inputs are gone.
@@ -241,10 +283,19 @@ async fn process(
                     evaluator.assess(&r, now)
                 };
                 match verdict {
-                    Ok(assessment) => out.readings.push(Evaluated { reading: r, assessment, source: batch.source }),
+                    Ok(assessment) => out.readings.push(Evaluated {
+                        reading: r,
+                        assessment,
+                        source: batch.source,
+                    }),
                     Err(reason) => out.quarantined.push(
-                        Quarantined::new(batch.source, format!("{}/{}", r.station, r.parameter), reason, describe(&r))
-                            .with_station(r.station.as_str()),
+                        Quarantined::new(
+                            batch.source,
+                            format!("{}/{}", r.station, r.parameter),
+                            reason,
+                            describe(&r),
+                        )
+                        .with_station(r.station.as_str()),
                     ),
                 }
             }
@@ -310,7 +361,8 @@ fn write_loop(
         }
         if last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             last_retention = Some(Instant::now());
-            let cutoff = Timestamp(Timestamp::now().millis() - settings.retention.as_millis() as i64);
+            let cutoff =
+                Timestamp(Timestamp::now().millis() - settings.retention.as_millis() as i64);
             match ledger.apply_retention(cutoff) {
                 Ok(0) => {}
                 Ok(n) => debug!(rows = n, "Retention removed old readings."),
@@ -336,15 +388,29 @@ impl Group {
     }
 }
 
-fn commit(ledger: &mut Ledger, group: Group, metrics: &Metrics, live: &broadcast::Sender<LiveEvent>) {
-    let Group { readings, quarantined, parts } = group;
+fn commit(
+    ledger: &mut Ledger,
+    group: Group,
+    metrics: &Metrics,
+    live: &broadcast::Sender<LiveEvent>,
+) {
+    let Group {
+        readings,
+        quarantined,
+        parts,
+    } = group;
     let started = Instant::now();
     match ledger.commit(&readings, &quarantined) {
         Ok((outcomes, _)) => {
             metrics.commits.fetch_add(1, Relaxed);
-            metrics.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            metrics
+                .commit_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
             for p in parts {
-                let mut c = CommitCounts { quarantined: p.quarantined, ..Default::default() };
+                let mut c = CommitCounts {
+                    quarantined: p.quarantined,
+                    ..Default::default()
+                };
                 for o in &outcomes[p.readings] {
                     match o {
                         Outcome::Accepted(_) => c.accepted += 1,
@@ -378,10 +444,18 @@ fn commit(ledger: &mut Ledger, group: Group, metrics: &Metrics, live: &broadcast
     }
 }
 
-fn refresh_aggregates(ledger: &mut Ledger, ctx: &AggregateContext, live: &broadcast::Sender<LiveEvent>) {
+fn refresh_aggregates(
+    ledger: &mut Ledger,
+    ctx: &AggregateContext,
+    live: &broadcast::Sender<LiveEvent>,
+) {
     match ledger.refresh_aggregates(ctx, 100_000) {
         Ok(report) if !report.updates.is_empty() => {
-            for u in report.updates.iter().filter(|u| u.late_change_from.is_some()) {
+            for u in report
+                .updates
+                .iter()
+                .filter(|u| u.late_change_from.is_some())
+            {
                 debug!(station = %u.station, parameter = %u.parameter, window_start = %u.window_start, "Closed window recomputed after a late reading.");
             }
             let _ = live.send(LiveEvent::Windows(Arc::new(report.updates)));

@@ -66,9 +66,17 @@ impl Evaluator {
             .limits
             .get(&r.station)
             .ok_or_else(|| format!("unknown station {}", r.station))?;
-        let limit = limits
-            .get(&r.parameter)
-            .ok_or_else(|| format!("parameter {} is not monitored at station {}", r.parameter, r.station))?;
-        Ok(Assessment { limit: limit.bound, ratio: None, band: Band::NoLimit, flags: Flags::default() })
+        let limit = limits.get(&r.parameter).ok_or_else(|| {
+            format!(
+                "parameter {} is not monitored at station {}",
+                r.parameter, r.station
+            )
+        })?;
+        Ok(Assessment {
+            limit: limit.bound,
+            ratio: None,
+            band: Band::NoLimit,
+            flags: Flags::default(),
+        })
     }
 }

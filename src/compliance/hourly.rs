@@ -34,7 +34,11 @@ pub fn window_start(ts: Timestamp, offset_secs: i32, window_ms: i64) -> Timestam
 
 /// Aggregate the samples of one window.
 pub fn aggregate(samples: &[Sample], _limit: Option<LimitBound>, expected: u32) -> Aggregate {
-    let valid: Vec<f64> = samples.iter().filter(|s| s.status.counts_for_compliance()).map(|s| s.value).collect();
+    let valid: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.status.counts_for_compliance())
+        .map(|s| s.value)
+        .collect();
     let n = valid.len() as u32;
     let mean = (n > 0).then(|| valid.iter().sum::<f64>() / n as f64);
     Aggregate {
@@ -43,7 +47,11 @@ pub fn aggregate(samples: &[Sample], _limit: Option<LimitBound>, expected: u32) 
         max: valid.iter().copied().reduce(f64::max),
         valid: n,
         expected,
-        completeness: if expected == 0 { 0.0 } else { (n as f64 / expected as f64).min(1.0) },
+        completeness: if expected == 0 {
+            0.0
+        } else {
+            (n as f64 / expected as f64).min(1.0)
+        },
         ratio: None,
         band: Band::NoLimit,
     }

@@ -49,17 +49,27 @@ impl Profiles {
         Ok(Profiles {})
     }
     /// The limits of one station. Errors: (key path below the station, e.g. `profile`, message).
-    pub fn station_limits(&self, station: &Station) -> Result<StationLimits, Vec<(String, String)>> {
+    pub fn station_limits(
+        &self,
+        station: &Station,
+    ) -> Result<StationLimits, Vec<(String, String)>> {
         Ok(StationLimits {
             limits: station
                 .parameters
                 .iter()
-                .map(|p| Limit { parameter: p.parameter.clone(), bound: None, working: "no limit".into() })
+                .map(|p| Limit {
+                    parameter: p.parameter.clone(),
+                    bound: None,
+                    working: "no limit".into(),
+                })
                 .collect(),
         })
     }
     /// Limits of every station of a config. Errors: (key path, message).
-    pub fn resolve(&self, config: &Config) -> Result<HashMap<StationId, StationLimits>, Vec<(String, String)>> {
+    pub fn resolve(
+        &self,
+        config: &Config,
+    ) -> Result<HashMap<StationId, StationLimits>, Vec<(String, String)>> {
         let mut out = HashMap::new();
         let mut errs = Vec::new();
         for s in &config.stations {
@@ -67,7 +77,10 @@ impl Profiles {
                 Ok(l) => {
                     out.insert(s.id.clone(), l);
                 }
-                Err(e) => errs.extend(e.into_iter().map(|(k, m)| (format!("station[{}].{k}", s.index), m))),
+                Err(e) => errs.extend(
+                    e.into_iter()
+                        .map(|(k, m)| (format!("station[{}].{k}", s.index), m)),
+                ),
             }
         }
         if errs.is_empty() {

@@ -58,7 +58,10 @@ const NAMED_ZONES: [(&str, i32); 6] = [
 impl DaemonSection {
     pub(super) fn timezone(&self, p: &mut Problems) -> (FixedOffset, String) {
         let name = self.timezone.trim();
-        let named = NAMED_ZONES.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+        let named = NAMED_ZONES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s);
         let secs = named.or_else(|| parse_offset(name));
         match secs.and_then(FixedOffset::east_opt) {
             Some(tz) => (tz, name.to_string()),
@@ -70,7 +73,10 @@ impl DaemonSection {
                         NAMED_ZONES.map(|(n, _)| n).join(", ")
                     ),
                 );
-                (FixedOffset::east_opt(7 * 3600).expect("valid offset"), name.to_string())
+                (
+                    FixedOffset::east_opt(7 * 3600).expect("valid offset"),
+                    name.to_string(),
+                )
             }
         }
     }
@@ -262,7 +268,10 @@ pub struct Sim {
 impl SimSection {
     pub(super) fn validate(&self, p: &mut Problems) -> Sim {
         if self.speed == 0 || self.speed > 3600 {
-            p.push("sim.speed", format!("{} is out of range; expected 1 to 3600", self.speed));
+            p.push(
+                "sim.speed",
+                format!("{} is out of range; expected 1 to 3600", self.speed),
+            );
         }
         Sim {
             enabled: self.enabled,

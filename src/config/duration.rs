@@ -35,7 +35,10 @@ impl DurationText {
     pub fn check_positive(&self, p: &mut Problems, path: &str) -> Duration {
         let d = self.check(p, path);
         if d.is_zero() && parse_duration(&self.0).is_ok() {
-            p.push(path, format!("duration {:?} must be greater than zero", self.0));
+            p.push(
+                path,
+                format!("duration {:?} must be greater than zero", self.0),
+            );
         }
         d
     }

@@ -107,10 +107,7 @@ pub fn parse(text: &str, file: &Path) -> Result<RawConfig, ConfigError> {
 pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, ConfigError> {
     let mut p = Problems::new(file);
     let (timezone, timezone_name) = raw.daemon.timezone(&mut p);
-    let future_skew = raw
-        .daemon
-        .future_skew
-        .check(&mut p, "daemon.future_skew");
+    let future_skew = raw.daemon.future_skew.check(&mut p, "daemon.future_skew");
     let profiles_dir = base.join(&raw.daemon.profiles_dir);
     let ledger = raw.ledger.validate(&mut p, base);
     raw.pipeline.validate(&mut p);
@@ -124,7 +121,10 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         if !seen.insert(s.id.clone()) {
             p.push(
                 format!("{key}.id"),
-                format!("duplicate station id {:?}; each station must appear once", s.id),
+                format!(
+                    "duplicate station id {:?}; each station must appear once",
+                    s.id
+                ),
             );
         }
         if let Some(st) = s.validate(&mut p, &key, &mqtt) {
@@ -132,7 +132,10 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         }
     }
     if raw.station.is_empty() {
-        p.push("station", "no stations configured; add at least one [[station]] table");
+        p.push(
+            "station",
+            "no stations configured; add at least one [[station]] table",
+        );
     }
     p.finish()?;
     Ok(Config {
@@ -151,6 +154,3 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
 
 /// The demo configuration, embedded so `quantrac demo` runs from anywhere.
 pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
-
-#[cfg(test)]
-mod tests;

@@ -156,9 +156,19 @@ fn default_ts_type() -> String {
 /// Transport to a Modbus device.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transport {
-    Tcp { address: String },
-    RtuOverTcp { address: String },
-    Rtu { device: String, baud: u32, parity: Parity, data_bits: u8, stop_bits: u8 },
+    Tcp {
+        address: String,
+    },
+    RtuOverTcp {
+        address: String,
+    },
+    Rtu {
+        device: String,
+        baud: u32,
+        parity: Parity,
+        data_bits: u8,
+        stop_bits: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,12 +218,16 @@ impl DataType {
         }
     }
     fn parse(s: &str) -> Result<Self, String> {
-        Self::NAMES.iter().find(|(n, _)| *n == s).map(|(_, t)| *t).ok_or_else(|| {
-            format!(
-                "unknown type {s:?}; expected one of {}",
-                Self::NAMES.map(|(n, _)| n).join(", ")
-            )
-        })
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                format!(
+                    "unknown type {s:?}; expected one of {}",
+                    Self::NAMES.map(|(n, _)| n).join(", ")
+                )
+            })
     }
 }
 
@@ -233,7 +247,9 @@ impl WordOrder {
             "CDAB" => Ok(WordOrder::Cdab),
             "BADC" => Ok(WordOrder::Badc),
             "DCBA" => Ok(WordOrder::Dcba),
-            _ => Err(format!("unknown order {s:?}; expected one of ABCD, CDAB, BADC, DCBA")),
+            _ => Err(format!(
+                "unknown order {s:?}; expected one of ABCD, CDAB, BADC, DCBA"
+            )),
         }
     }
 }
@@ -303,13 +319,22 @@ fn parse_kind(s: &str, allow_bits: bool) -> Result<RegisterKind, String> {
         ("input", _) => Ok(RegisterKind::Input),
         ("coil", true) => Ok(RegisterKind::Coil),
         ("discrete", true) => Ok(RegisterKind::Discrete),
-        (_, true) => Err(format!("unknown register kind {s:?}; expected one of holding, input, coil, discrete")),
-        (_, false) => Err(format!("unknown register kind {s:?}; expected one of holding, input")),
+        (_, true) => Err(format!(
+            "unknown register kind {s:?}; expected one of holding, input, coil, discrete"
+        )),
+        (_, false) => Err(format!(
+            "unknown register kind {s:?}; expected one of holding, input"
+        )),
     }
 }
 
 impl ModbusSection {
-    pub(super) fn validate(&self, p: &mut Problems, key: &str, parameters: &[&str]) -> Option<Modbus> {
+    pub(super) fn validate(
+        &self,
+        p: &mut Problems,
+        key: &str,
+        parameters: &[&str],
+    ) -> Option<Modbus> {
         let before = p.len();
         let need_address = |p: &mut Problems| match &self.address {
             Some(a) if a.parse::<std::net::SocketAddr>().is_ok() || a.contains(':') => a.clone(),
@@ -318,16 +343,26 @@ impl ModbusSection {
                 String::new()
             }
             None => {
-                p.push(format!("{key}.address"), format!("missing; transport {:?} needs host:port", self.transport));
+                p.push(
+                    format!("{key}.address"),
+                    format!("missing; transport {:?} needs host:port", self.transport),
+                );
                 String::new()
             }
         };
         let transport = match self.transport.as_str() {
-            "tcp" => Transport::Tcp { address: need_address(p) },
-            "rtu-over-tcp" => Transport::RtuOverTcp { address: need_address(p) },
+            "tcp" => Transport::Tcp {
+                address: need_address(p),
+            },
+            "rtu-over-tcp" => Transport::RtuOverTcp {
+                address: need_address(p),
+            },
             "rtu" => {
                 let device = self.device.clone().unwrap_or_else(|| {
-                    p.push(format!("{key}.device"), "missing; transport \"rtu\" needs a serial device such as /dev/ttyUSB0");
+                    p.push(
+                        format!("{key}.device"),
+                        "missing; transport \"rtu\" needs a serial device such as /dev/ttyUSB0",
+                    );
                     String::new()
                 });
                 let parity = match self.parity.as_deref().unwrap_or("none") {
@@ -335,30 +370,53 @@ impl ModbusSection {
                     "even" => Parity::Even,
                     "odd" => Parity::Odd,
                     other => {
-                        p.push(format!("{key}.parity"), format!("unknown parity {other:?}; expected one of none, even, odd"));
+                        p.push(
+                            format!("{key}.parity"),
+                            format!("unknown parity {other:?}; expected one of none, even, odd"),
+                        );
                         Parity::None
                     }
                 };
                 let data_bits = self.data_bits.unwrap_or(8);
                 if !(data_bits == 7 || data_bits == 8) {
-                    p.push(format!("{key}.data_bits"), format!("{data_bits} is not supported; expected 7 or 8"));
+                    p.push(
+                        format!("{key}.data_bits"),
+                        format!("{data_bits} is not supported; expected 7 or 8"),
+                    );
                 }
                 let stop_bits = self.stop_bits.unwrap_or(1);
                 if !(stop_bits == 1 || stop_bits == 2) {
-                    p.push(format!("{key}.stop_bits"), format!("{stop_bits} is not supported; expected 1 or 2"));
+                    p.push(
+                        format!("{key}.stop_bits"),
+                        format!("{stop_bits} is not supported; expected 1 or 2"),
+                    );
                 }
-                Transport::Rtu { device, baud: self.baud.unwrap_or(9600), parity, data_bits, stop_bits }
+                Transport::Rtu {
+                    device,
+                    baud: self.baud.unwrap_or(9600),
+                    parity,
+                    data_bits,
+                    stop_bits,
+                }
             }
             other => {
-                p.push(format!("{key}.transport"), format!("unknown transport {other:?}; expected one of tcp, rtu, rtu-over-tcp"));
-                Transport::Tcp { address: String::new() }
+                p.push(
+                    format!("{key}.transport"),
+                    format!("unknown transport {other:?}; expected one of tcp, rtu, rtu-over-tcp"),
+                );
+                Transport::Tcp {
+                    address: String::new(),
+                }
             }
         };
         let one_based = match self.addressing.as_str() {
             "zero-based" => false,
             "one-based" => true,
             other => {
-                p.push(format!("{key}.addressing"), format!("unknown addressing {other:?}; expected one of zero-based, one-based"));
+                p.push(
+                    format!("{key}.addressing"),
+                    format!("unknown addressing {other:?}; expected one of zero-based, one-based"),
+                );
                 false
             }
         };
@@ -375,11 +433,17 @@ impl ModbusSection {
         if !(1..=125).contains(&self.max_registers_per_request) {
             p.push(
                 format!("{key}.max_registers_per_request"),
-                format!("{} is out of range; expected 1 to 125", self.max_registers_per_request),
+                format!(
+                    "{} is out of range; expected 1 to 125",
+                    self.max_registers_per_request
+                ),
             );
         }
         if self.registers.is_empty() {
-            p.push(format!("{key}.registers"), "no registers; map at least one parameter to a register");
+            p.push(
+                format!("{key}.registers"),
+                "no registers; map at least one parameter to a register",
+            );
         }
         let mut registers = Vec::new();
         for (i, r) in self.registers.iter().enumerate() {
@@ -389,15 +453,31 @@ impl ModbusSection {
             } else {
                 p.push(
                     format!("{rk}.parameter"),
-                    format!("{:?} is not a parameter of this station; expected one of {}", r.parameter, parameters.join(", ")),
+                    format!(
+                        "{:?} is not a parameter of this station; expected one of {}",
+                        r.parameter,
+                        parameters.join(", ")
+                    ),
                 );
                 None
             };
-            let kind = parse_kind(&r.kind, false).map_err(|e| p.push(format!("{rk}.kind"), e)).ok();
-            let data_type = DataType::parse(&r.data_type).map_err(|e| p.push(format!("{rk}.type"), e)).ok();
-            let order = WordOrder::parse(&r.order).map_err(|e| p.push(format!("{rk}.order"), e)).ok();
+            let kind = parse_kind(&r.kind, false)
+                .map_err(|e| p.push(format!("{rk}.kind"), e))
+                .ok();
+            let data_type = DataType::parse(&r.data_type)
+                .map_err(|e| p.push(format!("{rk}.type"), e))
+                .ok();
+            let order = WordOrder::parse(&r.order)
+                .map_err(|e| p.push(format!("{rk}.order"), e))
+                .ok();
             if !(r.scale.is_finite() && r.scale != 0.0) {
-                p.push(format!("{rk}.scale"), format!("{} is not a usable scale; expected a finite non-zero number", r.scale));
+                p.push(
+                    format!("{rk}.scale"),
+                    format!(
+                        "{} is not a usable scale; expected a finite non-zero number",
+                        r.scale
+                    ),
+                );
             }
             if !r.offset.is_finite() {
                 p.push(format!("{rk}.offset"), "must be a finite number");
@@ -405,10 +485,19 @@ impl ModbusSection {
             let addr = address(p, format!("{rk}.address"), r.address);
             if let Some(t) = data_type {
                 if addr as u32 + t.words() as u32 > 65_536 {
-                    p.push(format!("{rk}.address"), format!("{} plus {} registers runs past the end of the register space", r.address, t.words()));
+                    p.push(
+                        format!("{rk}.address"),
+                        format!(
+                            "{} plus {} registers runs past the end of the register space",
+                            r.address,
+                            t.words()
+                        ),
+                    );
                 }
             }
-            if let (Some(parameter), Some(kind), Some(data_type), Some(order)) = (parameter, kind, data_type, order) {
+            if let (Some(parameter), Some(kind), Some(data_type), Some(order)) =
+                (parameter, kind, data_type, order)
+            {
                 registers.push(Register {
                     parameter,
                     kind,
@@ -423,7 +512,9 @@ impl ModbusSection {
         }
         let status = self.status.as_ref().and_then(|s| {
             let sk = format!("{key}.status");
-            let kind = parse_kind(&s.kind, true).map_err(|e| p.push(format!("{sk}.kind"), e)).ok()?;
+            let kind = parse_kind(&s.kind, true)
+                .map_err(|e| p.push(format!("{sk}.kind"), e))
+                .ok()?;
             let mut map = BTreeMap::new();
             if s.map.is_empty() {
                 for st in Status::ALL {
@@ -435,7 +526,10 @@ impl ModbusSection {
                     (Ok(v), Ok(st)) => {
                         map.insert(v, st);
                     }
-                    (Err(_), _) => p.push(format!("{sk}.map.{raw}"), format!("{raw:?} is not a raw register value (0 to 65535)")),
+                    (Err(_), _) => p.push(
+                        format!("{sk}.map.{raw}"),
+                        format!("{raw:?} is not a raw register value (0 to 65535)"),
+                    ),
                     (_, Err(e)) => p.push(format!("{sk}.map.{raw}"), e),
                 }
             }
@@ -460,7 +554,10 @@ impl ModbusSection {
             let order = WordOrder::parse(&t.order).map_err(|e| p.push(format!("{tk}.order"), e)).ok()?;
             Some(TimestampRegister { kind, address: address(p, format!("{tk}.address"), t.address), data_type, order })
         });
-        let poll_interval = self.poll_interval.as_ref().map(|d| d.check_positive(p, &format!("{key}.poll_interval")));
+        let poll_interval = self
+            .poll_interval
+            .as_ref()
+            .map(|d| d.check_positive(p, &format!("{key}.poll_interval")));
         let timeout = self.timeout.check_positive(p, &format!("{key}.timeout"));
         let request_pause = self.request_pause.check(p, &format!("{key}.request_pause"));
         (p.len() == before).then_some(Modbus {

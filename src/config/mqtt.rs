@@ -36,7 +36,10 @@ fn default_embedded_listen() -> String {
 
 impl Default for EmbeddedSection {
     fn default() -> Self {
-        Self { enabled: false, listen: default_embedded_listen() }
+        Self {
+            enabled: false,
+            listen: default_embedded_listen(),
+        }
     }
 }
 
@@ -190,8 +193,16 @@ pub struct StationMqtt {
 impl MqttSection {
     pub(super) fn validate(&self, p: &mut Problems) -> Mqtt {
         let embedded = self.embedded.enabled.then(|| {
-            if self.embedded.listen.parse::<std::net::SocketAddr>().is_err() {
-                p.push("mqtt.embedded.listen", format!("{:?} is not an ip:port address", self.embedded.listen));
+            if self
+                .embedded
+                .listen
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+            {
+                p.push(
+                    "mqtt.embedded.listen",
+                    format!("{:?} is not an ip:port address", self.embedded.listen),
+                );
             }
             self.embedded.listen.clone()
         });
@@ -203,61 +214,96 @@ impl MqttSection {
                 p.push(format!("{k}.name"), "must not be empty");
             }
             if self.broker[..i].iter().any(|o| o.name == b.name) {
-                p.push(format!("{k}.name"), format!("duplicate broker name {:?}", b.name));
+                p.push(
+                    format!("{k}.name"),
+                    format!("duplicate broker name {:?}", b.name),
+                );
             }
             if b.client_id.trim().is_empty() {
                 // rumqttc panics on a persistent session with an empty client id; refuse it here.
-                p.push(format!("{k}.client_id"), "must not be empty: the broker keeps the persistent session under it");
+                p.push(
+                    format!("{k}.client_id"),
+                    "must not be empty: the broker keeps the persistent session under it",
+                );
             }
             let keep_alive = b.keep_alive.check(p, &format!("{k}.keep_alive"));
-            if keep_alive < Duration::from_secs(1) && !keep_alive.is_zero() || keep_alive.is_zero() {
+            if keep_alive < Duration::from_secs(1) && !keep_alive.is_zero() || keep_alive.is_zero()
+            {
                 // rumqttc panics on a keep-alive below one second.
                 p.push(format!("{k}.keep_alive"), "must be at least 1s");
             }
             let host = match (&b.host, &embedded) {
                 (Some(h), _) => h.clone(),
-                (None, Some(listen)) if b.name == "embedded" => {
-                    listen.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default()
-                }
+                (None, Some(listen)) if b.name == "embedded" => listen
+                    .rsplit_once(':')
+                    .map(|(h, _)| h.to_string())
+                    .unwrap_or_default(),
                 _ => {
-                    p.push(format!("{k}.host"), "missing; give the broker's host name or address");
+                    p.push(
+                        format!("{k}.host"),
+                        "missing; give the broker's host name or address",
+                    );
                     String::new()
                 }
             };
             let port = match (&b.host, &embedded) {
-                (None, Some(listen)) if b.name == "embedded" => {
-                    listen.rsplit_once(':').and_then(|(_, port)| port.parse().ok()).unwrap_or(b.port)
-                }
+                (None, Some(listen)) if b.name == "embedded" => listen
+                    .rsplit_once(':')
+                    .and_then(|(_, port)| port.parse().ok())
+                    .unwrap_or(b.port),
                 _ => b.port,
             };
             let format = match b.format.as_str() {
                 "json" => PayloadFormat::Json,
                 "tt10" => PayloadFormat::Tt10,
                 other => {
-                    p.push(format!("{k}.format"), format!("unknown payload format {other:?}; expected one of json, tt10"));
+                    p.push(
+                        format!("{k}.format"),
+                        format!("unknown payload format {other:?}; expected one of json, tt10"),
+                    );
                     PayloadFormat::Json
                 }
             };
-            if !["rfc3339", "epoch_s", "epoch_ms", "tt10"].contains(&b.json.timestamp_format.as_str()) {
+            if !["rfc3339", "epoch_s", "epoch_ms", "tt10"]
+                .contains(&b.json.timestamp_format.as_str())
+            {
                 p.push(
                     format!("{k}.json.timestamp_format"),
-                    format!("unknown format {:?}; expected one of rfc3339, epoch_s, epoch_ms, tt10", b.json.timestamp_format),
+                    format!(
+                        "unknown format {:?}; expected one of rfc3339, epoch_s, epoch_ms, tt10",
+                        b.json.timestamp_format
+                    ),
                 );
             }
             if b.topics.is_empty() {
-                p.push(format!("{k}.topics"), "no topics; give at least one, e.g. \"stations/{station}/data\"");
+                p.push(
+                    format!("{k}.topics"),
+                    "no topics; give at least one, e.g. \"stations/{station}/data\"",
+                );
             }
             for (j, t) in b.topics.iter().enumerate() {
                 if t.is_empty() || t.matches("{station}").count() > 1 {
-                    p.push(format!("{k}.topics[{j}]"), format!("{t:?} is not a topic template; use {{station}} at most once"));
+                    p.push(
+                        format!("{k}.topics[{j}]"),
+                        format!("{t:?} is not a topic template; use {{station}} at most once"),
+                    );
                 }
             }
             if let Some(g) = &b.share_group {
                 if g.is_empty() || g.contains(['/', '+', '#']) {
-                    p.push(format!("{k}.share_group"), format!("{g:?} is not a group name; no '/', '+' or '#'"));
+                    p.push(
+                        format!("{k}.share_group"),
+                        format!("{g:?} is not a group name; no '/', '+' or '#'"),
+                    );
                 }
             }
-            let password = Secret::resolve(b.password.as_deref(), b.password_file.as_deref(), base, p, &format!("{k}.password"));
+            let password = Secret::resolve(
+                b.password.as_deref(),
+                b.password_file.as_deref(),
+                base,
+                p,
+                &format!("{k}.password"),
+            );
             brokers.push(Broker {
                 name: b.name.clone(),
                 host,
@@ -278,7 +324,13 @@ impl MqttSection {
 }
 
 impl StationMqttSection {
-    pub(super) fn validate(&self, p: &mut Problems, key: &str, mqtt: &Mqtt, station: &str) -> Option<StationMqtt> {
+    pub(super) fn validate(
+        &self,
+        p: &mut Problems,
+        key: &str,
+        mqtt: &Mqtt,
+        station: &str,
+    ) -> Option<StationMqtt> {
         let broker = match (&self.broker, mqtt.brokers.as_slice()) {
             (Some(b), brokers) if brokers.iter().any(|x| &x.name == b) => b.clone(),
             (Some(b), brokers) => {
@@ -292,7 +344,11 @@ impl StationMqttSection {
             (None, brokers) => {
                 p.push(
                     format!("{key}.broker"),
-                    format!("missing; {} brokers are configured, name one of {}", brokers.len(), names(brokers)),
+                    format!(
+                        "missing; {} brokers are configured, name one of {}",
+                        brokers.len(),
+                        names(brokers)
+                    ),
                 );
                 return None;
             }
@@ -303,7 +359,10 @@ impl StationMqttSection {
             .find(|b| b.name == broker)
             .and_then(|b| b.topics.first().cloned())
             .unwrap_or_else(|| "stations/{station}/data".into());
-        let topic = self.topic.clone().unwrap_or_else(|| template.replace("{station}", station));
+        let topic = self
+            .topic
+            .clone()
+            .unwrap_or_else(|| template.replace("{station}", station));
         Some(StationMqtt { broker, topic })
     }
 }
@@ -312,6 +371,10 @@ fn names(brokers: &[Broker]) -> String {
     if brokers.is_empty() {
         "(none configured: add an [[mqtt.broker]])".into()
     } else {
-        brokers.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+        brokers
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

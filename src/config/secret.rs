@@ -72,8 +72,8 @@ fn expand_env(s: &str) -> Result<String, String> {
             .find('}')
             .ok_or_else(|| "unterminated ${...} reference; expected ${ENV_VAR}".to_string())?;
         let name = &after[..end];
-        let value = std::env::var(name)
-            .map_err(|_| format!("environment variable {name} is not set"))?;
+        let value =
+            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }

@@ -159,20 +159,33 @@ impl Station {
 impl StationSection {
     pub(super) fn validate(&self, p: &mut Problems, key: &str, mqtt: &Mqtt) -> Option<Station> {
         let before = p.len();
-        let id = StationId::parse(&self.id).map_err(|e| p.push(format!("{key}.id"), e)).ok();
+        let id = StationId::parse(&self.id)
+            .map_err(|e| p.push(format!("{key}.id"), e))
+            .ok();
         if self.name.trim().is_empty() {
-            p.push(format!("{key}.name"), "must not be empty; give the station's display name");
+            p.push(
+                format!("{key}.name"),
+                "must not be empty; give the station's display name",
+            );
         }
         if self.profile.trim().is_empty() {
-            p.push(format!("{key}.profile"), "must name a limit profile, e.g. \"qcvn40-2011-b\"");
+            p.push(
+                format!("{key}.profile"),
+                "must name a limit profile, e.g. \"qcvn40-2011-b\"",
+            );
         }
         if !(self.design_flow_m3_day.is_finite() && self.design_flow_m3_day > 0.0) {
             p.push(
                 format!("{key}.design_flow_m3_day"),
-                format!("{} is not a positive flow in m³/day", self.design_flow_m3_day),
+                format!(
+                    "{} is not a positive flow in m³/day",
+                    self.design_flow_m3_day
+                ),
             );
         }
-        let receiving_water = self.receiving_water.validate(p, &format!("{key}.receiving_water"));
+        let receiving_water = self
+            .receiving_water
+            .validate(p, &format!("{key}.receiving_water"));
         let interval = self.interval.check_positive(p, &format!("{key}.interval"));
         if self.parameters.is_empty() {
             p.push(
@@ -190,27 +203,37 @@ impl StationSection {
             .modbus
             .as_ref()
             .map(|m| m.validate(p, &format!("{key}.modbus"), &symbols));
-        let station_mqtt = self.mqtt.as_ref().map(|m| {
-            m.validate(p, &format!("{key}.mqtt"), mqtt, &self.id)
-        });
+        let station_mqtt = self
+            .mqtt
+            .as_ref()
+            .map(|m| m.validate(p, &format!("{key}.mqtt"), mqtt, &self.id));
         if let Some(sim) = &self.sim {
             if let Some(d) = &sim.drift {
                 if !self.parameters.contains_key(d) {
                     p.push(
                         format!("{key}.sim.drift"),
-                        format!("parameter {d:?} is not monitored by this station; expected one of {}", symbols.join(", ")),
+                        format!(
+                            "parameter {d:?} is not monitored by this station; expected one of {}",
+                            symbols.join(", ")
+                        ),
                     );
                 }
             }
             if let Some(l) = sim.load {
                 if !(0.0..=2.0).contains(&l) {
-                    p.push(format!("{key}.sim.load"), format!("{l} is out of range; expected 0 to 2"));
+                    p.push(
+                        format!("{key}.sim.load"),
+                        format!("{l} is out of range; expected 0 to 2"),
+                    );
                 }
             }
             if !["direct", "modbus", "mqtt"].contains(&sim.via.as_str()) {
                 p.push(
                     format!("{key}.sim.via"),
-                    format!("unknown transport {:?}; expected one of direct, modbus, mqtt", sim.via),
+                    format!(
+                        "unknown transport {:?}; expected one of direct, modbus, mqtt",
+                        sim.via
+                    ),
                 );
             }
         }
@@ -241,13 +264,15 @@ impl StationSection {
     }
 }
 
-
 impl ReceivingWaterSection {
     fn validate(&self, p: &mut Problems, key: &str) -> Option<ReceivingWater> {
         let positive = |p: &mut Problems, name: &str, v: Option<f64>| {
             if let Some(x) = v {
                 if !(x.is_finite() && x >= 0.0) {
-                    p.push(format!("{key}.{name}"), format!("{x} is not a non-negative number"));
+                    p.push(
+                        format!("{key}.{name}"),
+                        format!("{x} is not a non-negative number"),
+                    );
                 }
             }
         };
@@ -264,25 +289,37 @@ impl ReceivingWaterSection {
                 positive(p, "flow_m3_s", self.flow_m3_s);
                 stray(p, "volume_m3", self.volume_m3.is_some());
                 stray(p, "use", self.coastal_use.is_some());
-                Some(ReceivingWater::River { flow_m3_s: self.flow_m3_s })
+                Some(ReceivingWater::River {
+                    flow_m3_s: self.flow_m3_s,
+                })
             }
             "lake" | "pond" | "marsh" => {
                 positive(p, "volume_m3", self.volume_m3);
                 stray(p, "flow_m3_s", self.flow_m3_s.is_some());
                 stray(p, "use", self.coastal_use.is_some());
-                Some(ReceivingWater::Lake { volume_m3: self.volume_m3 })
+                Some(ReceivingWater::Lake {
+                    volume_m3: self.volume_m3,
+                })
             }
             "coastal" => {
                 stray(p, "flow_m3_s", self.flow_m3_s.is_some());
                 stray(p, "volume_m3", self.volume_m3.is_some());
                 match self.coastal_use.as_deref() {
-                    Some("aquatic") => Some(ReceivingWater::Coastal { aquatic_protection: true }),
-                    Some("other") => Some(ReceivingWater::Coastal { aquatic_protection: false }),
+                    Some("aquatic") => Some(ReceivingWater::Coastal {
+                        aquatic_protection: true,
+                    }),
+                    Some("other") => Some(ReceivingWater::Coastal {
+                        aquatic_protection: false,
+                    }),
                     other => {
                         p.push(
                             format!("{key}.use"),
-                            format!("{} for coastal water; expected one of aquatic, other",
-                                other.map_or("missing".to_string(), |o| format!("unknown use {o:?}"))),
+                            format!(
+                                "{} for coastal water; expected one of aquatic, other",
+                                other.map_or("missing".to_string(), |o| format!(
+                                    "unknown use {o:?}"
+                                ))
+                            ),
                         );
                         None
                     }
@@ -322,15 +359,24 @@ impl ParameterSection {
         let range = self.range.map(|[lo, hi]| (lo, hi));
         if let Some((lo, hi)) = range {
             if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-                p.push(format!("{key}.range"), format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"));
+                p.push(
+                    format!("{key}.range"),
+                    format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"),
+                );
             }
         }
         match &self.limit {
             Some(LimitText::Max(m)) if !(m.is_finite() && *m > 0.0) => {
-                p.push(format!("{key}.limit"), format!("{m} is not a positive limit"));
+                p.push(
+                    format!("{key}.limit"),
+                    format!("{m} is not a positive limit"),
+                );
             }
             Some(LimitText::Range([lo, hi])) if !(lo.is_finite() && hi.is_finite() && lo < hi) => {
-                p.push(format!("{key}.limit"), format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"));
+                p.push(
+                    format!("{key}.limit"),
+                    format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"),
+                );
             }
             _ => {}
         }

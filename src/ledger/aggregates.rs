@@ -47,7 +47,11 @@ pub struct AggregateReport {
     pub updates: Vec<WindowUpdate>,
 }
 
-pub(super) fn refresh(conn: &mut Connection, ctx: &AggregateContext, max_rows: usize) -> Result<AggregateReport, LedgerError> {
+pub(super) fn refresh(
+    conn: &mut Connection,
+    ctx: &AggregateContext,
+    max_rows: usize,
+) -> Result<AggregateReport, LedgerError> {
     let tx = conn.transaction()?;
     let from = cursor(&tx, CURSOR)?;
     let names = id_names(&tx)?;
@@ -58,18 +62,26 @@ pub(super) fn refresh(conn: &mut Connection, ctx: &AggregateContext, max_rows: u
         let mut st = tx.prepare_cached("SELECT seq, station_id, parameter_id, ts FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let mut rows = st.query(params![from, max_rows as i64])?;
         while let Some(row) = rows.next()? {
-            let (seq, s, p, ts): (i64, i64, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let (seq, s, p, ts): (i64, i64, i64, i64) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
             last = seq;
             seen += 1;
             for &w in &ctx.windows {
-                touched.insert((s, p, w, window_start(Timestamp(ts), ctx.offset_secs, w).millis()));
+                touched.insert((
+                    s,
+                    p,
+                    w,
+                    window_start(Timestamp(ts), ctx.offset_secs, w).millis(),
+                ));
             }
         }
     }
     let now = Timestamp::now().millis();
     let mut updates = Vec::new();
     for (s, p, w, start) in touched {
-        let (Some(code), Some(symbol)) = (names.0.get(&s), names.1.get(&p)) else { continue };
+        let (Some(code), Some(symbol)) = (names.0.get(&s), names.1.get(&p)) else {
+            continue;
+        };
         let (interval_ms, limit) = match ctx.stations.get(code) {
             Some((iv, limits)) => (*iv, limits.get(symbol).copied().flatten()),
             // A station no longer configured: keep aggregating with the Circular 10 default interval, no limit.
@@ -123,10 +135,19 @@ pub(super) fn refresh(conn: &mut Connection, ctx: &AggregateContext, max_rows: u
         set_cursor(&tx, CURSOR, last)?;
     }
     tx.commit()?;
-    Ok(AggregateReport { readings_seen: seen, updates })
+    Ok(AggregateReport {
+        readings_seen: seen,
+        updates,
+    })
 }
 
-fn window_samples(conn: &Connection, s: i64, p: i64, start: i64, w: i64) -> Result<Vec<Sample>, LedgerError> {
+fn window_samples(
+    conn: &Connection,
+    s: i64,
+    p: i64,
+    start: i64,
+    w: i64,
+) -> Result<Vec<Sample>, LedgerError> {
     let mut st = conn.prepare_cached(
         "SELECT ts, value, status FROM readings WHERE station_id=?1 AND parameter_id=?2 AND ts >= ?3 AND ts < ?4 ORDER BY ts",
     )?;
@@ -148,5 +169,8 @@ fn id_names(conn: &Connection) -> Result<IdNames, LedgerError> {
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     };
-    Ok((load("SELECT id, code FROM stations")?, load("SELECT id, symbol FROM parameters")?))
+    Ok((
+        load("SELECT id, code FROM stations")?,
+        load("SELECT id, symbol FROM parameters")?,
+    ))
 }

@@ -27,7 +27,10 @@ pub enum LedgerError {
     #[error("ledger database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("cannot open the ledger at {path}: {error}")]
-    Open { path: PathBuf, error: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
     #[error("the ledger has schema version {found}, newer than this quantrac supports ({supported}); upgrade quantrac")]
     TooNew { found: i64, supported: i64 },
 }
@@ -88,7 +91,10 @@ impl Ledger {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut conn = Connection::open(path).map_err(|error| LedgerError::Open { path: path.to_path_buf(), error })?;
+        let mut conn = Connection::open(path).map_err(|error| LedgerError::Open {
+            path: path.to_path_buf(),
+            error,
+        })?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let sync = match synchronous {
@@ -99,9 +105,19 @@ impl Ledger {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
-        let mut ledger = Ledger { conn, path: path.to_path_buf(), stations: HashMap::new(), parameters: HashMap::new() };
+        let mut ledger = Ledger {
+            conn,
+            path: path.to_path_buf(),
+            stations: HashMap::new(),
+            parameters: HashMap::new(),
+        };
         ledger.load_ids()?;
         Ok(ledger)
+    }
+
+    /// Schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, LedgerError> {
+        schema::version(&self.conn)
     }
 
     pub fn path(&self) -> &Path {
@@ -136,7 +152,11 @@ impl Ledger {
 
     /// Commit one transaction: readings (in key order, for index locality) and quarantined inputs.
     /// Returns the outcome of each reading, in the order given.
-    pub fn commit(&mut self, readings: &[Evaluated], quarantine: &[Quarantined]) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
+    pub fn commit(
+        &mut self,
+        readings: &[Evaluated],
+        quarantine: &[Quarantined],
+    ) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
         let result = self.try_commit(readings, quarantine);
         if result.is_err() {
             // Ids cached inside a rolled-back transaction may not exist: start the caches afresh.
@@ -147,13 +167,31 @@ impl Ledger {
         result
     }
 
-    fn try_commit(&mut self, readings: &[Evaluated], quarantine: &[Quarantined]) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
+    fn try_commit(
+        &mut self,
+        readings: &[Evaluated],
+        quarantine: &[Quarantined],
+    ) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
         let now = Timestamp::now().millis();
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(readings.len());
         for e in readings {
-            let s = id_of(&tx, &mut self.stations, &e.reading.station, "stations", "code", e.reading.station.as_str())?;
-            let p = id_of(&tx, &mut self.parameters, &e.reading.parameter, "parameters", "symbol", e.reading.parameter.as_str())?;
+            let s = id_of(
+                &tx,
+                &mut self.stations,
+                &e.reading.station,
+                "stations",
+                "code",
+                e.reading.station.as_str(),
+            )?;
+            let p = id_of(
+                &tx,
+                &mut self.parameters,
+                &e.reading.parameter,
+                "parameters",
+                "symbol",
+                e.reading.parameter.as_str(),
+            )?;
             ids.push((s, p));
         }
         let mut order: Vec<usize> = (0..readings.len()).collect();
@@ -213,7 +251,14 @@ impl Ledger {
                 "INSERT INTO quarantine (received, source, origin, station, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
             for item in quarantine {
-                q.execute(params![item.received.millis(), item.source.as_str(), item.origin, item.station, item.reason, item.raw])?;
+                q.execute(params![
+                    item.received.millis(),
+                    item.source.as_str(),
+                    item.origin,
+                    item.station,
+                    item.reason,
+                    item.raw
+                ])?;
                 counts.quarantined += 1;
             }
         }
@@ -232,34 +277,55 @@ impl Ledger {
     }
 
     /// Recompute the aggregates touched by readings committed since the aggregator's cursor.
-    pub fn refresh_aggregates(&mut self, ctx: &AggregateContext, max_rows: usize) -> Result<AggregateReport, LedgerError> {
+    pub fn refresh_aggregates(
+        &mut self,
+        ctx: &AggregateContext,
+        max_rows: usize,
+    ) -> Result<AggregateReport, LedgerError> {
         aggregates::refresh(&mut self.conn, ctx, max_rows)
     }
 
     /// Delete readings older than `cutoff`, but never one a cursor has not passed. Returns rows deleted.
     pub fn apply_retention(&mut self, cutoff: Timestamp) -> Result<usize, LedgerError> {
         let tx = self.conn.transaction()?;
-        let floor: Option<i64> = tx.query_row("SELECT MIN(position) FROM cursors", [], |r| r.get(0)).optional()?.flatten();
+        let floor: Option<i64> = tx
+            .query_row("SELECT MIN(position) FROM cursors", [], |r| r.get(0))
+            .optional()?
+            .flatten();
         let n = match floor {
-            Some(f) => tx.execute("DELETE FROM readings WHERE ts < ?1 AND seq <= ?2", params![cutoff.millis(), f])?,
+            Some(f) => tx.execute(
+                "DELETE FROM readings WHERE ts < ?1 AND seq <= ?2",
+                params![cutoff.millis(), f],
+            )?,
             // No cursors at all: nothing waits for these rows.
-            None => tx.execute("DELETE FROM readings WHERE ts < ?1", params![cutoff.millis()])?,
+            None => tx.execute(
+                "DELETE FROM readings WHERE ts < ?1",
+                params![cutoff.millis()],
+            )?,
         };
-        tx.execute("DELETE FROM quarantine WHERE received < ?1", params![cutoff.millis()])?;
+        tx.execute(
+            "DELETE FROM quarantine WHERE received < ?1",
+            params![cutoff.millis()],
+        )?;
         tx.commit()?;
         Ok(n)
     }
 
     /// Run a WAL checkpoint (at shutdown, so the main file holds everything).
     pub fn checkpoint(&self) -> Result<(), LedgerError> {
-        self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 }
 
 pub(crate) fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {
     Ok(conn
-        .query_row("SELECT position FROM cursors WHERE name = ?1", [name], |r| r.get(0))
+        .query_row(
+            "SELECT position FROM cursors WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0))
 }
@@ -285,8 +351,15 @@ fn id_of<K: Clone + Eq + std::hash::Hash>(
     if let Some(id) = cache.get(key) {
         return Ok(*id);
     }
-    conn.execute(&format!("INSERT OR IGNORE INTO {table} ({column}) VALUES (?1)"), [text])?;
-    let id: i64 = conn.query_row(&format!("SELECT id FROM {table} WHERE {column} = ?1"), [text], |r| r.get(0))?;
+    conn.execute(
+        &format!("INSERT OR IGNORE INTO {table} ({column}) VALUES (?1)"),
+        [text],
+    )?;
+    let id: i64 = conn.query_row(
+        &format!("SELECT id FROM {table} WHERE {column} = ?1"),
+        [text],
+        |r| r.get(0),
+    )?;
     cache.insert(key.clone(), id);
     Ok(id)
 }

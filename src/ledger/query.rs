@@ -53,29 +53,44 @@ pub struct Reader {
     conn: Connection,
 }
 
-const SELECT_READING: &str = "SELECT r.seq, s.code, p.symbol, r.ts, r.value, r.unit, r.status, r.source, r.limit_low, \
+const SELECT_READING: &str =
+    "SELECT r.seq, s.code, p.symbol, r.ts, r.value, r.unit, r.status, r.source, r.limit_low, \
     r.limit_high, r.ratio, r.band, r.flags FROM readings r JOIN stations s ON s.id = r.station_id \
     JOIN parameters p ON p.id = r.parameter_id";
 
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader, LedgerError> {
-        let conn = Connection::open_with_flags(path, read_only_flags())
-            .map_err(|error| LedgerError::Open { path: path.to_path_buf(), error })?;
+        let conn = Connection::open_with_flags(path, read_only_flags()).map_err(|error| {
+            LedgerError::Open {
+                path: path.to_path_buf(),
+                error,
+            }
+        })?;
         conn.busy_timeout(Duration::from_secs(10))?;
         Ok(Reader { conn })
     }
 
     pub fn count_readings(&self) -> Result<i64, LedgerError> {
-        Ok(self.conn.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))?)
     }
 
     pub fn count(&self, table: Table) -> Result<i64, LedgerError> {
-        Ok(self.conn.query_row(&format!("SELECT COUNT(*) FROM {}", table.name()), [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT COUNT(*) FROM {}", table.name()), [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// Highest committed sequence number (0 when empty).
     pub fn last_seq(&self) -> Result<i64, LedgerError> {
-        Ok(self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM readings", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM readings", [], |r| {
+                r.get(0)
+            })?)
     }
 
     /// Readings matching the filter, in commit order, at most `limit` (0 = 1,000).
@@ -87,7 +102,14 @@ impl Reader {
         let limit = if f.limit == 0 { 1000 } else { f.limit } as i64;
         let mut st = self.conn.prepare_cached(&sql)?;
         let rows = st.query_map(
-            params![f.after_seq, f.station, f.parameter, f.from.map(|t| t.millis()), f.to.map(|t| t.millis()), limit],
+            params![
+                f.after_seq,
+                f.station,
+                f.parameter,
+                f.from.map(|t| t.millis()),
+                f.to.map(|t| t.millis()),
+                limit
+            ],
             stored_reading,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -114,7 +136,9 @@ impl Reader {
 
     /// `PRAGMA integrity_check` result ("ok" when the file is sound).
     pub fn integrity_check(&self) -> Result<String, LedgerError> {
-        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 
     pub fn connection(&self) -> &Connection {

@@ -129,7 +129,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let latest = MIGRATIONS.len() as i64;
     if current > latest {
-        return Err(LedgerError::TooNew { found: current, supported: latest });
+        return Err(LedgerError::TooNew {
+            found: current,
+            supported: latest,
+        });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
@@ -141,6 +144,6 @@ pub fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
     Ok(())
 }
 
-pub(crate) fn version(conn: &Connection) -> Result<i64, LedgerError> {
+pub fn version(conn: &Connection) -> Result<i64, LedgerError> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }

@@ -12,7 +12,12 @@ fn reading(station: &str, p: &str, ts: i64, value: f64) -> Evaluated {
             unit: Unit::new("mg/L"),
             status: Status::Measuring,
         },
-        assessment: Assessment { limit: Some(LimitBound::Max(135.0)), ratio: Some(value / 135.0), band: Band::Compliant, flags: Flags::default() },
+        assessment: Assessment {
+            limit: Some(LimitBound::Max(135.0)),
+            ratio: Some(value / 135.0),
+            band: Band::Compliant,
+            flags: Flags::default(),
+        },
         source: SourceKind::Sim,
     }
 }
@@ -26,10 +31,14 @@ fn open() -> (tempfile::TempDir, Ledger) {
 #[test]
 fn duplicate_is_a_no_op() {
     let (_d, mut l) = open();
-    let (o, c) = l.commit(&[reading("BN_A_B", "COD", 1000, 80.0)], &[]).unwrap();
+    let (o, c) = l
+        .commit(&[reading("BN_A_B", "COD", 1000, 80.0)], &[])
+        .unwrap();
     assert!(matches!(o[0], Outcome::Accepted(_)));
     assert_eq!(c.accepted, 1);
-    let (o, c) = l.commit(&[reading("BN_A_B", "COD", 1000, 80.0)], &[]).unwrap();
+    let (o, c) = l
+        .commit(&[reading("BN_A_B", "COD", 1000, 80.0)], &[])
+        .unwrap();
     assert_eq!(o[0], Outcome::Duplicate);
     assert_eq!((c.accepted, c.duplicates, c.conflicts), (0, 1, 0));
     let r = l.reader().unwrap();
@@ -40,8 +49,11 @@ fn duplicate_is_a_no_op() {
 #[test]
 fn same_key_other_value_keeps_first_and_records_conflict() {
     let (_d, mut l) = open();
-    l.commit(&[reading("BN_A_B", "COD", 1000, 80.0)], &[]).unwrap();
-    let (o, c) = l.commit(&[reading("BN_A_B", "COD", 1000, 95.5)], &[]).unwrap();
+    l.commit(&[reading("BN_A_B", "COD", 1000, 80.0)], &[])
+        .unwrap();
+    let (o, c) = l
+        .commit(&[reading("BN_A_B", "COD", 1000, 95.5)], &[])
+        .unwrap();
     assert_eq!(o[0], Outcome::Conflict);
     assert_eq!(c.conflicts, 1);
     let r = l.reader().unwrap();
@@ -50,7 +62,9 @@ fn same_key_other_value_keeps_first_and_records_conflict() {
     assert_eq!(rows[0].value, 80.0);
     let (kept, new): (f64, f64) = r
         .connection()
-        .query_row("SELECT kept_value, new_value FROM conflicts", [], |x| Ok((x.get(0)?, x.get(1)?)))
+        .query_row("SELECT kept_value, new_value FROM conflicts", [], |x| {
+            Ok((x.get(0)?, x.get(1)?))
+        })
         .unwrap();
     assert_eq!((kept, new), (80.0, 95.5));
 }
@@ -58,7 +72,11 @@ fn same_key_other_value_keeps_first_and_records_conflict() {
 #[test]
 fn outcomes_follow_input_order_within_a_batch() {
     let (_d, mut l) = open();
-    let batch = [reading("BN_A_B", "COD", 3000, 1.0), reading("BN_A_B", "COD", 1000, 2.0), reading("BN_A_B", "COD", 3000, 1.0)];
+    let batch = [
+        reading("BN_A_B", "COD", 3000, 1.0),
+        reading("BN_A_B", "COD", 1000, 2.0),
+        reading("BN_A_B", "COD", 3000, 1.0),
+    ];
     let (o, c) = l.commit(&batch, &[]).unwrap();
     assert!(matches!(o[0], Outcome::Accepted(_)) ^ matches!(o[2], Outcome::Accepted(_)));
     assert!(matches!(o[1], Outcome::Accepted(_)));
@@ -68,7 +86,12 @@ fn outcomes_follow_input_order_within_a_batch() {
 #[test]
 fn quarantine_keeps_raw_bytes_and_reason() {
     let (_d, mut l) = open();
-    let q = Quarantined::new(SourceKind::Mqtt, "stations/x/data", "invalid JSON: expected value at line 1", vec![0xff, 0x00, b'{']);
+    let q = Quarantined::new(
+        SourceKind::Mqtt,
+        "stations/x/data",
+        "invalid JSON: expected value at line 1",
+        vec![0xff, 0x00, b'{'],
+    );
     l.commit(&[], &[q]).unwrap();
     let rows = l.reader().unwrap().quarantine(10).unwrap();
     assert_eq!(rows.len(), 1);
@@ -80,7 +103,14 @@ fn quarantine_keeps_raw_bytes_and_reason() {
 #[test]
 fn retention_never_deletes_what_a_cursor_has_not_passed() {
     let (_d, mut l) = open();
-    l.commit(&[reading("BN_A_B", "COD", 1000, 1.0), reading("BN_A_B", "COD", 2000, 2.0)], &[]).unwrap();
+    l.commit(
+        &[
+            reading("BN_A_B", "COD", 1000, 1.0),
+            reading("BN_A_B", "COD", 2000, 2.0),
+        ],
+        &[],
+    )
+    .unwrap();
     l.set_cursor("influx", 1).unwrap();
     let n = l.apply_retention(Timestamp(10_000)).unwrap();
     assert_eq!(n, 1, "only the row the forwarder has sent may go");
@@ -93,10 +123,19 @@ fn reopening_keeps_ids_and_schema() {
     let path = dir.path().join("l.db");
     {
         let mut l = Ledger::open(&path, Synchronous::Full).unwrap();
-        l.commit(&[reading("BN_A_B", "COD", 1000, 1.0)], &[]).unwrap();
+        l.commit(&[reading("BN_A_B", "COD", 1000, 1.0)], &[])
+            .unwrap();
     }
     let mut l = Ledger::open(&path, Synchronous::Full).unwrap();
-    let (o, _) = l.commit(&[reading("BN_A_B", "COD", 1000, 1.0), reading("BN_A_B", "pH", 1000, 7.0)], &[]).unwrap();
+    let (o, _) = l
+        .commit(
+            &[
+                reading("BN_A_B", "COD", 1000, 1.0),
+                reading("BN_A_B", "pH", 1000, 7.0),
+            ],
+            &[],
+        )
+        .unwrap();
     assert_eq!(o[0], Outcome::Duplicate);
     assert_eq!(schema::version(&l.conn).unwrap(), 1);
     assert_eq!(l.reader().unwrap().integrity_check().unwrap(), "ok");

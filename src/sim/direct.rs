@@ -42,7 +42,11 @@ pub async fn run(
             return;
         }
     }
-    info!(stations = sims.len(), hours = backfill.as_secs() / 3600, "Simulator backfilled history; now live.");
+    info!(
+        stations = sims.len(),
+        hours = backfill.as_secs() / 3600,
+        "Simulator backfilled history; now live."
+    );
     let wall_step = (interval / speed.max(1)).max(Duration::from_millis(100));
     let mut every = tokio::time::interval(wall_step);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -55,7 +55,15 @@ impl StationSim {
                     (Some(d), Some(LimitBound::Max(m))) if d == sym => Some(m),
                     _ => None,
                 };
-                ParamSim { parameter: p.parameter.clone(), unit: p.unit.clone(), base, diurnal, noise, drift_to, decimals }
+                ParamSim {
+                    parameter: p.parameter.clone(),
+                    unit: p.unit.clone(),
+                    base,
+                    diurnal,
+                    noise,
+                    drift_to,
+                    decimals,
+                }
             })
             .collect();
         StationSim {
@@ -69,7 +77,9 @@ impl StationSim {
 
     /// Readings for simulated time `sim_t`, stamped `stamp`.
     pub fn sample(&self, sim_t: Timestamp, stamp: Timestamp) -> Vec<Reading> {
-        let calibrating = (sim_t.0 + self.calibration_phase_ms).rem_euclid(self.calibration_every_ms) < HOUR_MS / 2;
+        let calibrating = (sim_t.0 + self.calibration_phase_ms)
+            .rem_euclid(self.calibration_every_ms)
+            < HOUR_MS / 2;
         self.params
             .iter()
             .enumerate()
@@ -110,10 +120,15 @@ impl StationSim {
 
 /// Deterministic standard-normal-ish noise from (seed, stream, time): sum of uniforms.
 fn gaussian(seed: u64, stream: u64, t: i64) -> f64 {
-    let mut rng = fastrand::Rng::with_seed(seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (t as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut rng = fastrand::Rng::with_seed(
+        seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (t as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+    );
     (0..6).map(|_| rng.f64()).sum::<f64>() - 3.0
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }

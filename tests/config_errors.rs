@@ -1,0 +1,231 @@
+//! Broken configs: each must fail with the exact operator-readable message (file, key path, what was expected).
+
+use std::path::Path;
+
+use quantrac::config::Config;
+
+const GOOD_STATION: &str = r#"
+[[station]]
+id = "BN_KCNQV_NUOC01"
+name = "Que Vo"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 13000
+receiving_water = { type = "river", flow_m3_s = 120 }
+parameters = { COD = {}, pH = {} }
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    match Config::from_str(text, Path::new("config/demo.toml"), Path::new(".")) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e) => e.lines(),
+    }
+}
+
+fn station_with(extra: &str) -> String {
+    format!("{GOOD_STATION}{extra}")
+}
+
+#[test]
+fn good_config_is_accepted() {
+    let c = Config::from_str(GOOD_STATION, Path::new("t.toml"), Path::new(".")).unwrap();
+    assert_eq!(c.stations.len(), 1);
+    assert_eq!(c.timezone.local_minus_utc(), 7 * 3600);
+}
+
+#[test]
+fn misspelled_modbus_type() {
+    let text = format!(
+        "{GOOD_STATION}{GOOD_STATION}{}",
+        r#"
+[[station]]
+id = "BN_KCNTS_NUOC01"
+name = "Tien Son"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 7000
+receiving_water = { type = "river" }
+parameters = { COD = {} }
+[station.modbus]
+address = "127.0.0.1:5020"
+registers = [{ parameter = "COD", address = 0, type = "flaot32" }]
+"#
+    )
+    .replacen("BN_KCNQV_NUOC01", "BN_KCNYP_NUOC01", 1);
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[2].modbus.registers[0].type: unknown type \"flaot32\"; expected one of u16, i16, u32, i32, u64, i64, f32, f64"]
+    );
+}
+
+#[test]
+fn unknown_key_names_its_path() {
+    let text = station_with("").replace("design_flow_m3_day", "design_flow");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `modbus`, `mqtt`, `sim` (line 6)"]
+    );
+}
+
+#[test]
+fn wrong_value_type_names_its_path() {
+    let text = GOOD_STATION.replace(
+        "design_flow_m3_day = 13000",
+        "design_flow_m3_day = \"lots\"",
+    );
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].design_flow_m3_day: invalid type: string \"lots\", expected f64 (line 6)"]
+    );
+}
+
+#[test]
+fn bad_station_id() {
+    let text = GOOD_STATION.replace("BN_KCNQV_NUOC01", "BN-KCNQV-NUOC01");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].id: station id \"BN-KCNQV-NUOC01\" is not in Circular 10 form Province_Facility_Station (three non-empty parts of letters, digits or '-', joined by '_')"]
+    );
+}
+
+#[test]
+fn duplicate_station_id() {
+    let text = format!("{GOOD_STATION}{GOOD_STATION}");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[1].id: duplicate station id \"BN_KCNQV_NUOC01\"; each station must appear once"]
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let text = station_with("interval = \"5 minutes please\"\n");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].interval: invalid duration \"5 minutes please\" (expected number at 10); expected a number with a unit such as \"30s\", \"5m\", \"1h\", \"5y\""]
+    );
+}
+
+#[test]
+fn unknown_receiving_water() {
+    let text = GOOD_STATION.replace("type = \"river\", flow_m3_s = 120", "type = \"sea\"");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].receiving_water.type: unknown receiving water \"sea\"; expected one of river, stream, canal, channel, lake, pond, marsh, coastal"]
+    );
+}
+
+#[test]
+fn coastal_without_use() {
+    let text = GOOD_STATION.replace("type = \"river\", flow_m3_s = 120", "type = \"coastal\"");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].receiving_water.use: missing for coastal water; expected one of aquatic, other"]
+    );
+}
+
+#[test]
+fn custom_parameter_without_unit() {
+    let text = GOOD_STATION.replace("COD = {}, pH = {}", "COD = {}, Zn = { limit = 3 }");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].parameters.Zn.unit: custom parameter \"Zn\" needs a unit, e.g. unit = \"mg/L\""]
+    );
+}
+
+#[test]
+fn inverted_analyser_range() {
+    let text = GOOD_STATION.replace("COD = {}", "COD = { range = [400, 0] }");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].parameters.COD.range: [400, 0] is not a range; expected [low, high] with low < high"]
+    );
+}
+
+#[test]
+fn unknown_time_zone() {
+    let text = format!("[daemon]\ntimezone = \"Asia/Hanoi\"\n{GOOD_STATION}");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: daemon.timezone: unknown time zone \"Asia/Hanoi\"; expected one of Asia/Ho_Chi_Minh, Asia/Saigon, Asia/Bangkok, Asia/Jakarta, Asia/Vientiane, UTC or a fixed offset such as \"+07:00\""]
+    );
+}
+
+#[test]
+fn bad_ledger_synchronous() {
+    let text = format!("[ledger]\nsynchronous = \"sometimes\"\n{GOOD_STATION}");
+    assert_eq!(errors(&text), ["config/demo.toml: ledger.synchronous: unknown mode \"sometimes\"; expected one of full, normal"]);
+}
+
+#[test]
+fn secret_from_missing_env_var_is_named_not_printed() {
+    let text = format!(
+        "[[mqtt.broker]]\nname = \"province\"\nhost = \"127.0.0.1\"\nclient_id = \"q1\"\npassword = \"${{QUANTRAC_TEST_UNSET_VAR}}\"\n{GOOD_STATION}"
+    );
+    assert_eq!(errors(&text), ["config/demo.toml: mqtt.broker[0].password: environment variable QUANTRAC_TEST_UNSET_VAR is not set"]);
+}
+
+#[test]
+fn modbus_station_register_for_unmonitored_parameter_and_bad_order() {
+    let text = station_with(
+        r#"[station.modbus]
+address = "127.0.0.1:5020"
+registers = [{ parameter = "TSS", address = 0, type = "f32", order = "ABDC" }]
+"#,
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: station[0].modbus.registers[0].parameter: \"TSS\" is not a parameter of this station; expected one of COD, pH",
+            "config/demo.toml: station[0].modbus.registers[0].order: unknown order \"ABDC\"; expected one of ABCD, CDAB, BADC, DCBA",
+        ]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_not_only_the_first() {
+    let text = GOOD_STATION
+        .replace("BN_KCNQV_NUOC01", "KCNQV")
+        .replace("design_flow_m3_day = 13000", "design_flow_m3_day = -5")
+        .replace("COD = {}", "COD = { limit = 0 }");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: station[0].id: station id \"KCNQV\" is not in Circular 10 form Province_Facility_Station (three non-empty parts of letters, digits or '-', joined by '_')",
+            "config/demo.toml: station[0].design_flow_m3_day: -5 is not a positive flow in m³/day",
+            "config/demo.toml: station[0].parameters.COD.limit: 0 is not a positive limit",
+        ]
+    );
+}
+
+#[test]
+fn no_stations() {
+    assert_eq!(
+        errors(""),
+        ["config/demo.toml: station: no stations configured; add at least one [[station]] table"]
+    );
+}
+
+#[test]
+fn secrets_never_print() {
+    std::env::set_var("QUANTRAC_TEST_PW", "hunter2");
+    let text = format!(
+        "[[mqtt.broker]]\nname = \"province\"\nhost = \"127.0.0.1\"\nclient_id = \"q1\"\npassword = \"${{QUANTRAC_TEST_PW}}\"\n{GOOD_STATION}"
+    );
+    let c = Config::from_str(&text, Path::new("t.toml"), Path::new(".")).unwrap();
+    let shown = format!("{:?}", c.mqtt);
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert_eq!(
+        c.mqtt.brokers[0].password.as_ref().map(|p| p.expose()),
+        Some("hunter2")
+    );
+}
+
+#[test]
+fn demo_config_is_valid() {
+    let c = Config::from_str(
+        quantrac::config::DEMO_TOML,
+        Path::new("config/demo.toml"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(c.stations.len(), 8);
+}

@@ -1,0 +1,326 @@
+//! The daemon as a process: crash safety under SIGKILL, draining shutdown on SIGTERM, the demo's stations.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quantrac::config::Synchronous;
+use quantrac::ledger::query::{ReadingFilter, Table};
+use quantrac::ledger::{Ledger, Reader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"[ledger]
+path = "ledger.db"
+synchronous = "full"
+{extra}
+[[station]]
+id = "BN_KCNQV_NUOC01"
+name = "Que Vo"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 13000
+receiving_water = {{ type = "river", flow_m3_s = 120 }}
+parameters = {{ COD = {{}}, TSS = {{}}, pH = {{}} }}
+sim = {{ via = "direct" }}
+"#
+    );
+    let path = dir.join("quantrac.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Line i of the crash test: a unique (station, parameter, ts) key and a value derived from i.
+fn line(i: u64) -> String {
+    let params = ["COD", "TSS", "pH"];
+    let p = params[(i % 3) as usize];
+    let ts = 1_700_000_000_000 + (i / 3) as i64 * 60_000;
+    format!(
+        r#"{{"station":"BN_KCNQV_NUOC01","parameter":"{p}","ts":{ts},"value":{}}}"#,
+        5.0 + (i % 50) as f64 / 10.0
+    )
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -TERM failed");
+}
+
+/// Wait until `cond` holds, polling the ledger, for at most `limit`.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn sigkill_during_ingest_loses_no_committed_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let total = 200_000u64;
+    let mut child = Command::new(BIN)
+        .args([
+            "ingest",
+            "--config",
+            config.to_str().unwrap(),
+            "--batch",
+            "200",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 0..total {
+            if writeln!(stdin, "{}", line(i)).is_err() {
+                return; // the process was killed
+            }
+        }
+    });
+    // Read acknowledgements until a good part is committed, then kill without warning.
+    let mut acked = 0u64;
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut buf = String::new();
+    while acked < 20_000 {
+        buf.clear();
+        assert!(
+            out.read_line(&mut buf).unwrap() > 0,
+            "ingest ended before 20,000 lines were committed"
+        );
+        acked = buf
+            .trim()
+            .strip_prefix("committed ")
+            .unwrap()
+            .parse()
+            .unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = feeder.join();
+    assert!(
+        acked < total,
+        "the process finished before it was killed; the test proves nothing"
+    );
+
+    // The ledger opens cleanly and holds every acknowledged reading.
+    let ledger = Ledger::open(&dir.path().join("ledger.db"), Synchronous::Full).unwrap();
+    let reader = ledger.reader().unwrap();
+    assert_eq!(reader.integrity_check().unwrap(), "ok");
+    let stored = reader.count_readings().unwrap() as u64;
+    assert!(stored >= acked, "{stored} stored < {acked} acknowledged");
+    let mut keys = std::collections::HashSet::new();
+    let mut f = ReadingFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    loop {
+        let page = reader.readings(&f).unwrap();
+        let Some(last) = page.last() else { break };
+        f.after_seq = last.seq;
+        keys.extend(page.into_iter().map(|r| (r.parameter, r.ts.millis())));
+    }
+    for i in 0..acked {
+        let p = ["COD", "TSS", "pH"][(i % 3) as usize].to_string();
+        let ts = 1_700_000_000_000 + (i / 3) as i64 * 60_000;
+        assert!(
+            keys.contains(&(p, ts)),
+            "acknowledged line {i} is missing after SIGKILL"
+        );
+    }
+    drop(reader);
+    drop(ledger);
+
+    // Restart and redeliver everything: duplicates are no-ops, nothing is counted twice.
+    let mut child = Command::new(BIN)
+        .args(["ingest", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
+        for i in 0..total {
+            writeln!(stdin, "{}", line(i)).unwrap();
+        }
+    }
+    let status = wait_exit(&mut child, Duration::from_secs(120)).expect("ingest did not finish");
+    assert!(status.success());
+    let reader = Reader::open(&dir.path().join("ledger.db")).unwrap();
+    assert_eq!(reader.count_readings().unwrap() as u64, total);
+    assert_eq!(reader.count(Table::Conflicts).unwrap(), 0);
+}
+
+#[test]
+fn sigterm_drains_in_flight_batches_and_exits_zero_within_5s() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[sim]\nenabled = true\nspeed = 3600\n");
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let db = dir.path().join("ledger.db");
+    // The simulator backfills a day (864 readings) and then reports live every 100 ms.
+    let live = eventually(Duration::from_secs(30), || {
+        Reader::open(&db)
+            .and_then(|r| r.count_readings())
+            .map(|n| n > 900)
+            .unwrap_or(false)
+    });
+    assert!(live, "no live readings within 30 s");
+    sigterm(&child);
+    let started = Instant::now();
+    let status =
+        wait_exit(&mut child, Duration::from_secs(5)).expect("did not exit within 5 s of SIGTERM");
+    assert!(status.success(), "exit status {status}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let stopped: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Stopped"))
+        })
+        .expect("no 'Stopped' log line");
+    let accepted = stopped["fields"]["accepted"].as_u64().unwrap();
+    let stored = Reader::open(&db).unwrap().count_readings().unwrap() as u64;
+    assert_eq!(
+        stored, accepted,
+        "every reading the daemon accepted is in the ledger"
+    );
+}
+
+#[test]
+fn ingest_quarantines_bad_lines_and_keeps_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut child = Command::new(BIN)
+        .args(["ingest", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{}", line(0)).unwrap();
+        writeln!(stdin, "not json at all").unwrap();
+        writeln!(
+            stdin,
+            r#"{{"station":"BN_UNKNOWN_X","parameter":"COD","ts":1700000000000,"value":1}}"#
+        )
+        .unwrap();
+        let future = quantrac::model::Timestamp::now().millis() + 3_600_000;
+        writeln!(
+            stdin,
+            r#"{{"station":"BN_KCNQV_NUOC01","parameter":"COD","ts":{future},"value":1}}"#
+        )
+        .unwrap();
+        writeln!(stdin, "{}", line(1)).unwrap();
+    }
+    let status = wait_exit(&mut child, Duration::from_secs(30)).expect("ingest did not finish");
+    assert!(status.success());
+    let reader = Reader::open(&dir.path().join("ledger.db")).unwrap();
+    assert_eq!(reader.count_readings().unwrap(), 2);
+    let q = reader.quarantine(10).unwrap();
+    let reasons: Vec<&str> = q.iter().map(|x| x.reason.as_str()).collect();
+    assert_eq!(q.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("invalid JSON reading")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("unknown station BN_UNKNOWN_X")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("in the future")),
+        "{reasons:?}"
+    );
+    assert!(q.iter().any(|x| x.raw == b"not json at all"));
+}
+
+#[test]
+fn check_config_lists_stations_and_limits() {
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", "config/demo.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for id in [
+        "BN_KCNQV_NUOC01",
+        "BN_KCNTS_NUOC01",
+        "BN_KCNYP_NUOC01",
+        "BN_KCNVSIP_NUOC01",
+        "BN_KCNDDHS_NUOC01",
+        "BN_KCNTT2_NUOC01",
+        "BN_KCNNSHL_NUOC01",
+        "BN_KCNGB_NUOC01",
+    ] {
+        assert!(text.contains(id), "{id} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn check_config_exits_2_listing_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[ledger]\nsynchronous = \"x\"\n[[station]]\nid = \"X\"\nname = \"\"\nprofile = \"p\"\ndesign_flow_m3_day = 1\nreceiving_water = { type = \"river\" }\nparameters = { COD = {} }\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with(path.to_str().unwrap()))
+            .count(),
+        3,
+        "{err}"
+    );
+}
