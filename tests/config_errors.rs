@@ -229,3 +229,11 @@ fn demo_config_is_valid() {
     .unwrap();
     assert_eq!(c.stations.len(), 8);
 }
+
+#[test]
+fn example_config_is_valid() {
+    std::env::set_var("QUANTRAC_MQTT_PASSWORD", "example");
+    let c = Config::load(Path::new("config/quantrac.example.toml")).unwrap();
+    assert_eq!(c.stations.len(), 2);
+    assert_eq!(c.stations[0].modbus.as_ref().unwrap().registers.len(), 3);
+}
