@@ -56,7 +56,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let metrics = Arc::new(Metrics::default());
     let pipeline = Pipeline::start(&config, limits.clone(), ledger, metrics.clone());
 
+    let health = crate::health::Health::default();
     let mut sources = tokio::task::JoinSet::new();
+    // Sources: each takes an `Ingest`, the `Health` registry and the shutdown token, and returns when stopped.
+    // (Modbus and MQTT sources are spawned here.)
     if config.sim.enabled {
         let sims: Vec<_> = config
             .stations
@@ -86,6 +89,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         ));
     }
     sources.spawn(report_progress(metrics.clone(), shutdown.clone()));
+    let _ = &health;
 
     shutdown.cancelled().await;
     info!("Shutting down: stopping sources, committing what is in flight.");
