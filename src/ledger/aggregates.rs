@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{cursor, set_cursor, LedgerError};
+use super::{cursor, set_cursor, LedgerError, Stream};
 use crate::compliance::hourly::{aggregate, window_start, Aggregate, Sample};
 use crate::compliance::LimitBound;
 use crate::model::{Status, Timestamp};
@@ -77,6 +77,11 @@ pub(super) fn refresh(
         }
     }
     let now = Timestamp::now().millis();
+    let mut change_seq: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(change_seq), 0) FROM aggregates",
+        [],
+        |r| r.get(0),
+    )?;
     let mut updates = Vec::new();
     for (s, p, w, start) in touched {
         let (Some(code), Some(symbol)) = (names.0.get(&s), names.1.get(&p)) else {
@@ -88,6 +93,7 @@ pub(super) fn refresh(
             None => (300_000, None),
         };
         let samples = window_samples(&tx, s, p, start, w)?;
+        change_seq += 1;
         let expected = (w / interval_ms.max(1)) as u32;
         let agg = aggregate(&samples, limit, expected);
         let previous: Option<(Option<f64>, String, i64)> = tx
@@ -101,15 +107,15 @@ pub(super) fn refresh(
         };
         tx.prepare_cached(
             "INSERT INTO aggregates (station_id, parameter_id, window_ms, window_start, mean, min, max, valid, expected, completeness, \
-             limit_low, limit_high, ratio, band, revision, computed) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,1,?15) \
+             limit_low, limit_high, ratio, band, revision, computed, change_seq) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,1,?15,?16) \
              ON CONFLICT (station_id, parameter_id, window_ms, window_start) DO UPDATE SET mean=excluded.mean, min=excluded.min, \
              max=excluded.max, valid=excluded.valid, expected=excluded.expected, completeness=excluded.completeness, \
              limit_low=excluded.limit_low, limit_high=excluded.limit_high, ratio=excluded.ratio, band=excluded.band, \
-             revision=revision+1, computed=excluded.computed",
+             revision=revision+1, computed=excluded.computed, change_seq=excluded.change_seq",
         )?
         .execute(params![
             s, p, w, start, agg.mean, agg.min, agg.max, agg.valid, agg.expected, agg.completeness, low, high, agg.ratio,
-            agg.band.as_str(), now
+            agg.band.as_str(), now, change_seq
         ])?;
         let late_change_from = match previous {
             Some((old_mean, old_band, computed)) if computed >= start + w => {
@@ -132,7 +138,7 @@ pub(super) fn refresh(
         });
     }
     if last != from {
-        set_cursor(&tx, CURSOR, last)?;
+        set_cursor(&tx, CURSOR, Stream::Readings, last)?;
     }
     tx.commit()?;
     Ok(AggregateReport {

@@ -271,9 +271,9 @@ impl Ledger {
         cursor(&self.conn, name)
     }
 
-    /// Move a named cursor.
+    /// Move a named cursor over `readings.seq`.
     pub fn set_cursor(&self, name: &str, position: i64) -> Result<(), LedgerError> {
-        set_cursor(&self.conn, name, position)
+        set_cursor(&self.conn, name, Stream::Readings, position)
     }
 
     /// Recompute the aggregates touched by readings committed since the aggregator's cursor.
@@ -289,7 +289,11 @@ impl Ledger {
     pub fn apply_retention(&mut self, cutoff: Timestamp) -> Result<usize, LedgerError> {
         let tx = self.conn.transaction()?;
         let floor: Option<i64> = tx
-            .query_row("SELECT MIN(position) FROM cursors", [], |r| r.get(0))
+            .query_row(
+                "SELECT MIN(position) FROM cursors WHERE stream = 'readings'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?
             .flatten();
         let n = match floor {
@@ -330,11 +334,34 @@ pub(crate) fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> 
         .unwrap_or(0))
 }
 
-pub(crate) fn set_cursor(conn: &Connection, name: &str, position: i64) -> Result<(), LedgerError> {
+/// What a cursor's position counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// `readings.seq`: retention waits for these cursors.
+    Readings,
+    /// `aggregates.change_seq`.
+    Aggregates,
+}
+
+impl Stream {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stream::Readings => "readings",
+            Stream::Aggregates => "aggregates",
+        }
+    }
+}
+
+pub(crate) fn set_cursor(
+    conn: &Connection,
+    name: &str,
+    stream: Stream,
+    position: i64,
+) -> Result<(), LedgerError> {
     conn.execute(
-        "INSERT INTO cursors (name, position, updated) VALUES (?1, ?2, ?3) \
+        "INSERT INTO cursors (name, stream, position, updated) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT(name) DO UPDATE SET position = excluded.position, updated = excluded.updated",
-        params![name, position, Timestamp::now().millis()],
+        params![name, stream.as_str(), position, Timestamp::now().millis()],
     )?;
     Ok(())
 }

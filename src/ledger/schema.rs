@@ -58,8 +58,9 @@ CREATE TABLE conflicts (
     received      INTEGER NOT NULL
 );
 CREATE TABLE cursors (
-    name      TEXT PRIMARY KEY,            -- forwarder or aggregator name
-    position  INTEGER NOT NULL,            -- last readings.seq processed
+    name      TEXT PRIMARY KEY,            -- consumer, e.g. aggregates, influx:province:readings
+    stream    TEXT NOT NULL,               -- what position counts: readings (readings.seq) or aggregates (change_seq)
+    position  INTEGER NOT NULL,            -- last sequence number processed
     updated   INTEGER NOT NULL
 );
 CREATE TABLE aggregates (
@@ -79,8 +80,10 @@ CREATE TABLE aggregates (
     band          TEXT NOT NULL,
     revision      INTEGER NOT NULL,        -- 1 when first computed, +1 at each recomputation
     computed      INTEGER NOT NULL,
+    change_seq    INTEGER NOT NULL,        -- increases at every write; forwarders follow it
     PRIMARY KEY (station_id, parameter_id, window_ms, window_start)
 ) WITHOUT ROWID;
+CREATE INDEX aggregates_change ON aggregates(change_seq);
 CREATE TABLE aggregate_changes (
     id            INTEGER PRIMARY KEY,
     station_id    INTEGER NOT NULL,
@@ -106,6 +109,15 @@ CREATE TABLE events (
     updated       INTEGER NOT NULL
 );
 CREATE INDEX events_open ON events(station_id, parameter_id, scope, end);
+
+CREATE TABLE dead_letters (
+    id         INTEGER PRIMARY KEY,
+    forwarder  TEXT NOT NULL,
+    line       TEXT NOT NULL,              -- the line protocol the server refused
+    status     INTEGER NOT NULL,           -- its HTTP status (400, 413, 422)
+    response   TEXT NOT NULL,              -- its answer
+    created    INTEGER NOT NULL
+);
 
 -- Views for auditors reading the file with sqlite3: names and readable times.
 CREATE VIEW readings_view AS
