@@ -89,7 +89,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         ));
     }
     sources.spawn(report_progress(metrics.clone(), shutdown.clone()));
-    let _ = &health;
+    // Forwarders read the ledger, not the pipeline: they stop with the sources and resume from their cursors.
+    for target in config.influx.clone() {
+        let (path, health, stop) = (config.ledger.path.clone(), health.clone(), shutdown.clone());
+        sources.spawn(async move {
+            let name = target.name.clone();
+            if let Err(e) = crate::forward::influx::run(target, path, health, stop).await {
+                tracing::error!(target = %name, error = %e, "InfluxDB forwarder stopped on an error; data stays in the ledger.");
+            }
+        });
+    }
 
     shutdown.cancelled().await;
     info!("Shutting down: stopping sources, committing what is in flight.");

@@ -17,8 +17,18 @@ pub struct ConnectionState {
     pub last_error: Option<(Timestamp, String)>,
     pub consecutive_failures: u64,
     pub reconnects: u64,
-    /// Readings this connection submitted that committed.
+    /// Readings this connection submitted that committed (for forwarders: lines delivered).
     pub readings: u64,
+    /// For forwarders: how far behind the ledger they are.
+    pub backlog: Option<Backlog>,
+}
+
+/// How far a forwarder is behind the ledger.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub rows_behind: i64,
+    /// Age of the oldest unsent reading (since its commit), ms.
+    pub oldest_unsent_ms: Option<i64>,
 }
 
 impl ConnectionState {
@@ -32,6 +42,7 @@ impl ConnectionState {
             consecutive_failures: 0,
             reconnects: 0,
             readings: 0,
+            backlog: None,
         }
     }
 }
@@ -71,6 +82,13 @@ impl Health {
     pub fn reconnecting(&self, key: &str) {
         if let Some(s) = self.write().get_mut(key) {
             s.reconnects += 1;
+        }
+    }
+
+    /// Record a forwarder's backlog.
+    pub fn set_backlog(&self, key: &str, backlog: Backlog) {
+        if let Some(s) = self.write().get_mut(key) {
+            s.backlog = Some(backlog);
         }
     }
 

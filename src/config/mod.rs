@@ -7,6 +7,7 @@
 mod daemon;
 mod duration;
 mod errors;
+pub mod forward;
 pub mod modbus;
 pub mod mqtt;
 mod secret;
@@ -46,6 +47,9 @@ pub struct RawConfig {
     /// MQTT broker connections (external brokers, or the embedded one).
     #[serde(default)]
     pub mqtt: mqtt::MqttSection,
+    /// Where committed data is forwarded (InfluxDB).
+    #[serde(default)]
+    pub forward: forward::ForwardSection,
     /// Monitoring stations, one `[[station]]` table each.
     #[serde(default)]
     pub station: Vec<StationSection>,
@@ -64,6 +68,7 @@ pub struct Config {
     pub pipeline: PipelineSection,
     pub sim: daemon::Sim,
     pub mqtt: mqtt::Mqtt,
+    pub influx: Vec<forward::Influx>,
     pub stations: Vec<Station>,
 }
 
@@ -113,6 +118,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
     raw.pipeline.validate(&mut p);
     let sim = raw.sim.validate(&mut p);
     let mqtt = raw.mqtt.validate(&mut p);
+    let influx = raw.forward.validate(&mut p, base);
 
     let mut stations = Vec::new();
     let mut seen = HashSet::new();
@@ -148,6 +154,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         pipeline: raw.pipeline,
         sim,
         mqtt,
+        influx,
         stations,
     })
 }

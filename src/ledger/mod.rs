@@ -323,7 +323,7 @@ impl Ledger {
     }
 }
 
-pub(crate) fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {
+pub fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {
     Ok(conn
         .query_row(
             "SELECT position FROM cursors WHERE name = ?1",
@@ -352,7 +352,7 @@ impl Stream {
     }
 }
 
-pub(crate) fn set_cursor(
+pub fn set_cursor(
     conn: &Connection,
     name: &str,
     stream: Stream,

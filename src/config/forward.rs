@@ -1,0 +1,169 @@
+//! `[[forward.influx]]`: InfluxDB targets. Each forwards from the ledger with its own cursor.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration::DurationText;
+use super::{Problems, Secret};
+
+/// `[forward]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSection {
+    /// InfluxDB targets (2.x, 1.8+ compatibility API, 3.x): one table each.
+    #[serde(default)]
+    pub influx: Vec<InfluxSection>,
+}
+
+/// One InfluxDB target as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxSection {
+    /// Name of this target; its cursors are `influx:<name>:…` in the ledger.
+    pub name: String,
+    /// Base URL, e.g. `http://127.0.0.1:8086` (the client posts to `<url>/api/v2/write`).
+    pub url: String,
+    /// Organisation (InfluxDB 2.x); ignored by 1.8 and 3.x.
+    #[serde(default)]
+    pub org: String,
+    /// Bucket (2.x), `database/retention-policy` (1.8), or database (3.x).
+    pub bucket: String,
+    /// API token (2.x, 3.x) or `user:password` (1.8). `${ENV_VAR}` expands; or give `token_file`.
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    /// Compress request bodies with gzip.
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    /// Most lines per request.
+    #[serde(default = "default_batch_lines")]
+    pub batch_lines: usize,
+    /// Longest wait to fill a batch.
+    #[serde(default = "default_batch_wait")]
+    pub batch_wait: DurationText,
+    /// Deadline of every request.
+    #[serde(default = "default_timeout")]
+    pub timeout: DurationText,
+    /// Longest wait between retries.
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: DurationText,
+    /// Also forward hourly and daily aggregates.
+    #[serde(default = "default_true")]
+    pub aggregates: bool,
+    /// Extra CA certificate (PEM) for a private TLS deployment.
+    pub ca_file: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_batch_lines() -> usize {
+    5000
+}
+fn default_batch_wait() -> DurationText {
+    DurationText::new("1s")
+}
+fn default_timeout() -> DurationText {
+    DurationText::new("10s")
+}
+fn default_max_backoff() -> DurationText {
+    DurationText::new("5m")
+}
+
+/// A checked InfluxDB target.
+#[derive(Debug, Clone)]
+pub struct Influx {
+    pub name: String,
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: Option<Secret>,
+    pub gzip: bool,
+    pub batch_lines: usize,
+    pub batch_wait: Duration,
+    pub timeout: Duration,
+    pub max_backoff: Duration,
+    pub aggregates: bool,
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+impl ForwardSection {
+    pub(super) fn validate(&self, p: &mut Problems, base: &Path) -> Vec<Influx> {
+        let mut out = Vec::new();
+        for (i, t) in self.influx.iter().enumerate() {
+            let k = format!("forward.influx[{i}]");
+            if t.name.trim().is_empty() || t.name.contains(':') {
+                p.push(
+                    format!("{k}.name"),
+                    format!(
+                        "{:?} is not a usable name; give a non-empty name without ':'",
+                        t.name
+                    ),
+                );
+            }
+            if self.influx[..i].iter().any(|o| o.name == t.name) {
+                p.push(
+                    format!("{k}.name"),
+                    format!(
+                        "duplicate target name {:?}; each target keeps its own cursor",
+                        t.name
+                    ),
+                );
+            }
+            // The influxdb2 crate panics on a bad URL; quantrac checks it here instead.
+            match reqwest::Url::parse(&t.url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(u) => p.push(
+                    format!("{k}.url"),
+                    format!(
+                        "{:?} is not an http(s) URL with a host (scheme {:?})",
+                        t.url,
+                        u.scheme()
+                    ),
+                ),
+                Err(e) => p.push(
+                    format!("{k}.url"),
+                    format!(
+                        "{:?} is not a URL ({e}); expected e.g. \"http://127.0.0.1:8086\"",
+                        t.url
+                    ),
+                ),
+            }
+            if t.bucket.trim().is_empty() {
+                p.push(
+                    format!("{k}.bucket"),
+                    "must name the bucket (2.x), database/retention-policy (1.8) or database (3.x)",
+                );
+            }
+            if !(1..=100_000).contains(&t.batch_lines) {
+                p.push(
+                    format!("{k}.batch_lines"),
+                    format!("{} is out of range; expected 1 to 100000", t.batch_lines),
+                );
+            }
+            let token = Secret::resolve(
+                t.token.as_deref(),
+                t.token_file.as_deref(),
+                base,
+                p,
+                &format!("{k}.token"),
+            );
+            out.push(Influx {
+                name: t.name.clone(),
+                url: t.url.trim_end_matches('/').to_string(),
+                org: t.org.clone(),
+                bucket: t.bucket.clone(),
+                token,
+                gzip: t.gzip,
+                batch_lines: t.batch_lines.clamp(1, 100_000),
+                batch_wait: t.batch_wait.check(p, &format!("{k}.batch_wait")),
+                timeout: t.timeout.check_positive(p, &format!("{k}.timeout")),
+                max_backoff: t.max_backoff.check_positive(p, &format!("{k}.max_backoff")),
+                aggregates: t.aggregates,
+                ca_file: t.ca_file.as_ref().map(|f| base.join(f)),
+            });
+        }
+        out
+    }
+}

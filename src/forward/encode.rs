@@ -1,0 +1,131 @@
+//! Ledger rows → line protocol, following the schema in DESIGN.md.
+
+use super::line_protocol::{encode, Field, LineError};
+use super::store::{AggregateRow, ReadingRow};
+
+/// `reading,station=…,facility=…,province=…,parameter=…,status=… value=…[,limit=…,ratio=…|,low=…,high=…] <ts>`
+pub fn reading_line(r: &ReadingRow, out: &mut String) -> Result<(), LineError> {
+    let mut parts = r.station.splitn(3, '_');
+    let province = parts.next().unwrap_or_default();
+    let facility = parts.next().unwrap_or_default();
+    let tags = [
+        ("station", r.station.as_str()),
+        ("facility", facility),
+        ("province", province),
+        ("parameter", r.parameter.as_str()),
+        ("status", r.status.as_str()),
+    ];
+    let mut fields = vec![("value", Field::Float(r.value))];
+    match (r.limit_low, r.limit_high) {
+        (Some(lo), Some(hi)) => {
+            fields.push(("low", Field::Float(lo)));
+            fields.push(("high", Field::Float(hi)));
+        }
+        (None, Some(max)) => {
+            fields.push(("limit", Field::Float(max)));
+            if let Some(ratio) = r.ratio {
+                fields.push(("ratio", Field::Float(ratio)));
+            }
+        }
+        _ => {}
+    }
+    encode("reading", &tags, &fields, r.ts, out)
+}
+
+/// `hourly,station=…,parameter=… mean=…,min=…,max=…,valid=<i>,expected=<i>,completeness=…,ratio=…,band="…" <start>`
+/// (measurement `daily` for day windows).
+pub fn aggregate_line(a: &AggregateRow, out: &mut String) -> Result<(), LineError> {
+    let measurement = if a.window_ms == 86_400_000 {
+        "daily"
+    } else {
+        "hourly"
+    };
+    let tags = [
+        ("station", a.station.as_str()),
+        ("parameter", a.parameter.as_str()),
+    ];
+    let mut fields = Vec::with_capacity(8);
+    for (k, v) in [("mean", a.mean), ("min", a.min), ("max", a.max)] {
+        if let Some(x) = v {
+            fields.push((k, Field::Float(x)));
+        }
+    }
+    fields.push(("valid", Field::Int(a.valid)));
+    fields.push(("expected", Field::Int(a.expected)));
+    fields.push(("completeness", Field::Float(a.completeness)));
+    if let Some(r) = a.ratio {
+        fields.push(("ratio", Field::Float(r)));
+    }
+    fields.push(("band", Field::Str(&a.band)));
+    encode(measurement, &tags, &fields, a.window_start, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Status;
+
+    #[test]
+    fn reading_with_max_limit() {
+        let r = ReadingRow {
+            seq: 1,
+            station: "BN_KCNQV_NUOC01".into(),
+            parameter: "COD".into(),
+            ts: 1_795_748_400_000,
+            value: 140.0,
+            status: Status::Measuring,
+            limit_low: None,
+            limit_high: Some(135.0),
+            ratio: Some(1.037),
+        };
+        let mut s = String::new();
+        reading_line(&r, &mut s).unwrap();
+        assert_eq!(
+            s,
+            "reading,facility=KCNQV,parameter=COD,province=BN,station=BN_KCNQV_NUOC01,status=measuring value=140,limit=135,ratio=1.037 1795748400000"
+        );
+    }
+
+    #[test]
+    fn ph_carries_low_and_high() {
+        let r = ReadingRow {
+            seq: 1,
+            station: "BN_A_B".into(),
+            parameter: "pH".into(),
+            ts: 0,
+            value: 7.2,
+            status: Status::Calibrating,
+            limit_low: Some(5.5),
+            limit_high: Some(9.0),
+            ratio: None,
+        };
+        let mut s = String::new();
+        reading_line(&r, &mut s).unwrap();
+        assert_eq!(s, "reading,facility=A,parameter=pH,province=BN,station=BN_A_B,status=calibrating value=7.2,low=5.5,high=9 0");
+    }
+
+    #[test]
+    fn hourly_aggregate() {
+        let a = AggregateRow {
+            change_seq: 1,
+            station: "BN_A_B".into(),
+            parameter: "COD".into(),
+            window_ms: 3_600_000,
+            window_start: 1_795_748_400_000,
+            mean: Some(130.0),
+            min: Some(128.0),
+            max: Some(133.5),
+            valid: 11,
+            expected: 12,
+            completeness: 0.9166666666666666,
+            ratio: Some(0.962962962962963),
+            band: "compliant".into(),
+        };
+        let mut s = String::new();
+        aggregate_line(&a, &mut s).unwrap();
+        assert_eq!(
+            s,
+            "hourly,parameter=COD,station=BN_A_B mean=130,min=128,max=133.5,valid=11i,expected=12i,completeness=0.9166666666666666,ratio=0.962962962962963,band=\"compliant\" 1795748400000"
+        );
+    }
+}

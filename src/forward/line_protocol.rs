@@ -1,0 +1,225 @@
+//! InfluxDB line protocol, as a pure function: escaping and the encoding of quantrac's measurements
+//! (schema in DESIGN.md). Timestamps are Unix milliseconds (written with `precision=ms`).
+
+use std::fmt::Write as _;
+
+/// A value line protocol cannot carry.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LineError {
+    #[error("field {field:?} is {value}: line protocol has no NaN or infinity")]
+    NotFinite { field: String, value: f64 },
+    #[error("a line needs at least one field")]
+    NoFields,
+}
+
+/// Measurement names: escape commas and spaces.
+pub fn escape_measurement(s: &str, out: &mut String) {
+    escape(s, &[',', ' '], out);
+}
+
+/// Tag keys, tag values and field keys: escape commas, equals signs and spaces. Newlines cannot be escaped in line
+/// protocol, so they become spaces.
+pub fn escape_key(s: &str, out: &mut String) {
+    escape(s, &[',', '=', ' '], out);
+}
+
+/// String field values: quoted, with `"` and `\` escaped.
+pub fn escape_string_field(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+fn escape(s: &str, special: &[char], out: &mut String) {
+    for c in s.chars() {
+        match c {
+            '\n' | '\r' => out.push(' '),
+            // A backslash before a special character (or at the end) would be read as an escape: double it.
+            '\\' => out.push_str("\\\\"),
+            c if special.contains(&c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+/// A field value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'a> {
+    Float(f64),
+    Int(i64),
+    Str(&'a str),
+}
+
+/// One point: measurement, tags (empty values are left out, as line protocol requires), fields, time in ms.
+pub fn encode(
+    measurement: &str,
+    tags: &[(&str, &str)],
+    fields: &[(&str, Field<'_>)],
+    ts_ms: i64,
+    out: &mut String,
+) -> Result<(), LineError> {
+    if fields.is_empty() {
+        return Err(LineError::NoFields);
+    }
+    for (k, v) in fields {
+        if let Field::Float(x) = v {
+            if !x.is_finite() {
+                return Err(LineError::NotFinite {
+                    field: k.to_string(),
+                    value: *x,
+                });
+            }
+        }
+    }
+    escape_measurement(measurement, out);
+    // Tags sorted by key, as InfluxDB recommends for write performance.
+    let mut sorted: Vec<&(&str, &str)> = tags.iter().filter(|(_, v)| !v.is_empty()).collect();
+    sorted.sort_by_key(|(k, _)| *k);
+    for (k, v) in sorted {
+        out.push(',');
+        escape_key(k, out);
+        out.push('=');
+        escape_key(v, out);
+    }
+    out.push(' ');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        escape_key(k, out);
+        out.push('=');
+        match v {
+            Field::Float(x) => {
+                let _ = write!(out, "{x}");
+            }
+            Field::Int(n) => {
+                let _ = write!(out, "{n}i");
+            }
+            Field::Str(s) => escape_string_field(s, out),
+        }
+    }
+    let _ = write!(out, " {ts_ms}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(m: &str, tags: &[(&str, &str)], fields: &[(&str, Field<'_>)]) -> String {
+        let mut s = String::new();
+        encode(m, tags, fields, 1_700_000_000_000, &mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn golden_plain_reading() {
+        assert_eq!(
+            line(
+                "reading",
+                &[("station", "BN_KCNQV_NUOC01"), ("parameter", "COD")],
+                &[
+                    ("value", Field::Float(82.5)),
+                    ("limit", Field::Float(135.0))
+                ]
+            ),
+            "reading,parameter=COD,station=BN_KCNQV_NUOC01 value=82.5,limit=135 1700000000000"
+        );
+    }
+
+    #[test]
+    fn golden_spaces_commas_equals() {
+        assert_eq!(
+            line(
+                "my reading,x",
+                &[("a key", "v=1,2 3")],
+                &[("f,=k", Field::Int(3))]
+            ),
+            r"my\ reading\,x,a\ key=v\=1\,2\ 3 f\,\=k=3i 1700000000000"
+        );
+    }
+
+    #[test]
+    fn golden_quotes_and_backslashes_in_strings() {
+        assert_eq!(
+            line(
+                "alert",
+                &[("kind", "exceedance")],
+                &[("message", Field::Str(r#"COD "high" \ 1.2×"#))]
+            ),
+            r#"alert,kind=exceedance message="COD \"high\" \\ 1.2×" 1700000000000"#
+        );
+    }
+
+    #[test]
+    fn golden_backslash_in_tag() {
+        assert_eq!(
+            line("m", &[("path", r"C:\data\")], &[("v", Field::Int(1))]),
+            r"m,path=C:\\data\\ v=1i 1700000000000"
+        );
+    }
+
+    #[test]
+    fn golden_vietnamese_tag_values() {
+        assert_eq!(
+            line(
+                "reading",
+                &[("zone", "KCN Quế Võ"), ("name", "Đại Đồng–Hoàn Sơn")],
+                &[("value", Field::Float(7.25))]
+            ),
+            r"reading,name=Đại\ Đồng–Hoàn\ Sơn,zone=KCN\ Quế\ Võ value=7.25 1700000000000"
+        );
+    }
+
+    #[test]
+    fn newline_in_tag_becomes_space_and_empty_tags_are_dropped() {
+        assert_eq!(
+            line(
+                "m",
+                &[("a", "x\ny"), ("b", "")],
+                &[("v", Field::Float(1.0))]
+            ),
+            r"m,a=x\ y v=1 1700000000000"
+        );
+    }
+
+    #[test]
+    fn nan_and_infinity_are_refused() {
+        let mut s = String::new();
+        assert_eq!(
+            encode("m", &[], &[("value", Field::Float(f64::NAN))], 0, &mut s)
+                .unwrap_err()
+                .to_string(),
+            "field \"value\" is NaN: line protocol has no NaN or infinity"
+        );
+        assert!(encode(
+            "m",
+            &[],
+            &[("value", Field::Float(f64::INFINITY))],
+            0,
+            &mut s
+        )
+        .is_err());
+        assert_eq!(encode("m", &[], &[], 0, &mut s), Err(LineError::NoFields));
+    }
+
+    #[test]
+    fn negative_and_large_floats() {
+        assert_eq!(
+            line(
+                "m",
+                &[],
+                &[("v", Field::Float(-0.5)), ("w", Field::Float(1e21))]
+            ),
+            "m v=-0.5,w=1000000000000000000000 1700000000000"
+        );
+    }
+}
