@@ -67,6 +67,9 @@ enum Command {
         /// Readings per measurement.
         #[arg(long, default_value_t = 200_000)]
         readings: usize,
+        /// For `influx`: the server's base URL (default: start a local victoria-metrics).
+        #[arg(long)]
+        url: Option<String>,
     },
 }
 
@@ -74,6 +77,8 @@ enum Command {
 enum Bench {
     /// Readings/s committed through processor + ledger at batch sizes 1, 100, 1,000.
     Ledger,
+    /// Lines/s forwarded from the ledger to the InfluxDB write API, against a bare HTTP loop.
+    Influx,
 }
 
 fn main() -> ExitCode {
@@ -109,10 +114,15 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Bench {
-            what: Bench::Ledger,
+            what,
             readings,
+            url,
         } => runtime().block_on(async {
-            match quantrac::bench::ledger(readings).await {
+            let result = match what {
+                Bench::Ledger => quantrac::bench::ledger(readings).await,
+                Bench::Influx => quantrac::bench::influx(readings, url).await,
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("benchmark failed: {e}");

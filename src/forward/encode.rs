@@ -1,7 +1,78 @@
 //! Ledger rows → line protocol, following the schema in DESIGN.md.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
 use super::line_protocol::{encode, Field, LineError};
 use super::store::{AggregateRow, ReadingRow};
+use crate::model::Status;
+
+/// Encodes readings, keeping the escaped `measurement,tags` prefix of every series it has seen: most of a line's
+/// cost is its tags, and a forwarder sees the same few hundred series again and again.
+#[derive(Default)]
+pub struct ReadingEncoder {
+    prefixes: HashMap<(i64, i64, Status), String>,
+}
+
+impl ReadingEncoder {
+    pub fn line(&mut self, r: &ReadingRow, out: &mut String) -> Result<(), LineError> {
+        if !r.value.is_finite() {
+            return Err(LineError::NotFinite {
+                field: "value".into(),
+                value: r.value,
+            });
+        }
+        let prefix = self
+            .prefixes
+            .entry((r.station_id, r.parameter_id, r.status))
+            .or_insert_with(|| {
+                // The tag part of a full line, cut before the first field.
+                let mut full = String::new();
+                let probe = ReadingRow {
+                    value: 0.0,
+                    limit_low: None,
+                    limit_high: None,
+                    ratio: None,
+                    ts: 0,
+                    ..r.clone()
+                };
+                let _ = reading_line(&probe, &mut full);
+                full.truncate(full.rfind(" value=").unwrap_or(full.len()));
+                full
+            });
+        out.push_str(prefix);
+        let _ = write!(out, " value={}", r.value);
+        let finite = |x: f64, name: &str| {
+            if x.is_finite() {
+                Ok(x)
+            } else {
+                Err(LineError::NotFinite {
+                    field: name.into(),
+                    value: x,
+                })
+            }
+        };
+        match (r.limit_low, r.limit_high) {
+            (Some(lo), Some(hi)) => {
+                let _ = write!(
+                    out,
+                    ",low={},high={}",
+                    finite(lo, "low")?,
+                    finite(hi, "high")?
+                );
+            }
+            (None, Some(max)) => {
+                let _ = write!(out, ",limit={}", finite(max, "limit")?);
+                if let Some(ratio) = r.ratio {
+                    let _ = write!(out, ",ratio={}", finite(ratio, "ratio")?);
+                }
+            }
+            _ => {}
+        }
+        let _ = write!(out, " {}", r.ts);
+        Ok(())
+    }
+}
 
 /// `reading,station=…,facility=…,province=…,parameter=…,status=… value=…[,limit=…,ratio=…|,low=…,high=…] <ts>`
 pub fn reading_line(r: &ReadingRow, out: &mut String) -> Result<(), LineError> {
@@ -9,10 +80,10 @@ pub fn reading_line(r: &ReadingRow, out: &mut String) -> Result<(), LineError> {
     let province = parts.next().unwrap_or_default();
     let facility = parts.next().unwrap_or_default();
     let tags = [
-        ("station", r.station.as_str()),
+        ("station", &*r.station),
         ("facility", facility),
         ("province", province),
-        ("parameter", r.parameter.as_str()),
+        ("parameter", &*r.parameter),
         ("status", r.status.as_str()),
     ];
     let mut fields = vec![("value", Field::Float(r.value))];
@@ -69,6 +140,8 @@ mod tests {
     fn reading_with_max_limit() {
         let r = ReadingRow {
             seq: 1,
+            station_id: 1,
+            parameter_id: 1,
             station: "BN_KCNQV_NUOC01".into(),
             parameter: "COD".into(),
             ts: 1_795_748_400_000,
@@ -84,12 +157,21 @@ mod tests {
             s,
             "reading,facility=KCNQV,parameter=COD,province=BN,station=BN_KCNQV_NUOC01,status=measuring value=140,limit=135,ratio=1.037 1795748400000"
         );
+        // The cached-prefix encoder writes the same bytes, twice over.
+        let mut enc = ReadingEncoder::default();
+        for _ in 0..2 {
+            let mut t = String::new();
+            enc.line(&r, &mut t).unwrap();
+            assert_eq!(t, s);
+        }
     }
 
     #[test]
     fn ph_carries_low_and_high() {
         let r = ReadingRow {
             seq: 1,
+            station_id: 1,
+            parameter_id: 2,
             station: "BN_A_B".into(),
             parameter: "pH".into(),
             ts: 0,
@@ -102,6 +184,9 @@ mod tests {
         let mut s = String::new();
         reading_line(&r, &mut s).unwrap();
         assert_eq!(s, "reading,facility=A,parameter=pH,province=BN,station=BN_A_B,status=calibrating value=7.2,low=5.5,high=9 0");
+        let mut t = String::new();
+        ReadingEncoder::default().line(&r, &mut t).unwrap();
+        assert_eq!(t, s);
     }
 
     #[test]

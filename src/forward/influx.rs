@@ -15,11 +15,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::encode::{aggregate_line, reading_line};
+use super::encode::{aggregate_line, ReadingEncoder};
 use super::store::Store;
 use crate::config::forward::Influx;
 use crate::health::{Backoff, ConnectionState, Health};
-use crate::ledger::LedgerError;
+use crate::ledger::{LedgerError, Stream};
 use crate::model::SourceKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +48,18 @@ pub fn health_key(name: &str) -> String {
     format!("influx {name}")
 }
 
+/// A batch read from the ledger and encoded, ready to post.
+struct Prepared {
+    lines: Vec<String>,
+    /// The whole batch, gzipped (when enabled), for the first attempt.
+    body: Vec<u8>,
+    /// Which cursor to move, and where to, once delivered.
+    stream: Stream,
+    position: i64,
+}
+
 /// Forward until `shutdown`. Stops between requests; what was not sent stays in the ledger for next time.
+/// A producer reads and encodes the next batch while the current one is being posted.
 pub async fn run(
     target: Influx,
     ledger: PathBuf,
@@ -60,78 +71,27 @@ pub async fn run(
     let client = build_client(&target)?;
     let store = Arc::new(Mutex::new(Store::open(&ledger, &target.name)?));
     blocking(&store, |s| s.ensure_cursors()).await?;
-    let mut backoff = Backoff::new(Duration::from_millis(500), target.max_backoff);
     info!(target = %target.name, url = %target.url, "InfluxDB forwarder started.");
-    let mut waited = false;
-    while !shutdown.is_cancelled() {
-        let limit = target.batch_lines;
-        let cur = blocking(&store, |s| s.cursor(&s.readings_cursor.clone())).await?;
-        let rows = blocking(&store, move |s| s.readings_after(cur, limit)).await?;
-        let (lines, next_readings) = if !rows.is_empty() {
-            // Fill the batch: wait once for more unless it is already full.
-            if rows.len() < limit && !waited && !target.batch_wait.is_zero() {
-                waited = true;
-                if sleep_or_stop(target.batch_wait, &shutdown).await {
-                    break;
-                }
-                continue;
-            }
-            let mut lines = Vec::with_capacity(rows.len());
-            for r in &rows {
-                let mut l = String::with_capacity(160);
-                match reading_line(r, &mut l) {
-                    Ok(()) => lines.push(l),
-                    Err(e) => {
-                        warn!(target = %target.name, seq = r.seq, error = %e, "Reading cannot be encoded; skipped.")
-                    }
-                }
-            }
-            (lines, Some(rows.last().map_or(cur, |r| r.seq)))
-        } else if target.aggregates {
-            let acur = blocking(&store, |s| s.cursor(&s.aggregates_cursor.clone())).await?;
-            let aggs = blocking(&store, move |s| s.aggregates_after(acur, limit)).await?;
-            if aggs.is_empty() {
-                update_backlog(&store, &health, &key).await;
-                if sleep_or_stop(target.batch_wait.max(Duration::from_millis(200)), &shutdown).await
-                {
-                    break;
-                }
-                continue;
-            }
-            let lines = aggs
-                .iter()
-                .filter_map(|a| {
-                    let mut l = String::with_capacity(200);
-                    aggregate_line(a, &mut l).ok().map(|_| l)
-                })
-                .collect();
-            let last = aggs.last().map_or(acur, |a| a.change_seq);
-            if !send_all(
-                &client,
-                &target,
-                &store,
-                &health,
-                &key,
-                &mut backoff,
-                lines,
-                &shutdown,
-            )
-            .await?
-            {
-                break;
-            }
-            blocking(&store, move |s| s.set_aggregates_cursor(last)).await?;
-            continue;
-        } else {
-            update_backlog(&store, &health, &key).await;
-            if sleep_or_stop(target.batch_wait.max(Duration::from_millis(200)), &shutdown).await {
-                break;
-            }
-            continue;
-        };
-        waited = false;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let producer = tokio::spawn(produce(
+        target.clone(),
+        store.clone(),
+        health.clone(),
+        key.clone(),
+        tx,
+        shutdown.clone(),
+    ));
+    let mut backoff = Backoff::new(Duration::from_millis(500), target.max_backoff);
+    let mut result = Ok(());
+    while let Some(p) = rx.recv().await {
+        let Prepared {
+            lines,
+            body,
+            stream,
+            position,
+        } = p;
         let n = lines.len() as u64;
-        if !send_all(
+        match send_all(
             &client,
             &target,
             &store,
@@ -139,20 +99,159 @@ pub async fn run(
             &key,
             &mut backoff,
             lines,
+            Some(body),
             &shutdown,
         )
-        .await?
+        .await
         {
-            break;
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
         }
-        if let Some(last) = next_readings {
-            blocking(&store, move |s| s.set_readings_cursor(last)).await?;
+        let moved = match stream {
+            Stream::Readings => blocking(&store, move |s| s.set_readings_cursor(position)).await,
+            Stream::Aggregates => {
+                blocking(&store, move |s| s.set_aggregates_cursor(position)).await
+            }
+        };
+        if let Err(e) = moved {
+            result = Err(e);
+            break;
         }
         health.success(&key, n);
         update_backlog(&store, &health, &key).await;
     }
+    drop(rx);
+    let produced = producer
+        .await
+        .map_err(|e| ForwardError::Join(e.to_string()))?;
     info!(target = %target.name, "InfluxDB forwarder stopped; unsent rows stay in the ledger.");
+    result.and(produced)
+}
+
+/// Read and encode batches after the cursors until shutdown or until the sender is gone.
+async fn produce(
+    target: Influx,
+    store: Arc<Mutex<Store>>,
+    health: Health,
+    key: String,
+    tx: tokio::sync::mpsc::Sender<Prepared>,
+    shutdown: CancellationToken,
+) -> Result<(), ForwardError> {
+    let (mut readings_pos, mut aggregates_pos) = blocking(&store, |s| {
+        Ok((
+            s.cursor(&s.readings_cursor)?,
+            s.cursor(&s.aggregates_cursor)?,
+        ))
+    })
+    .await?;
+    let mut waited = false;
+    let encoder = Arc::new(Mutex::new(ReadingEncoder::default()));
+    while !shutdown.is_cancelled() {
+        let (limit, gz, aggregates) = (target.batch_lines, target.gzip, target.aggregates);
+        let (pos, apos) = (readings_pos, aggregates_pos);
+        let enc = encoder.clone();
+        let prepared = blocking(&store, move |s| {
+            let rows = s.readings_after(pos, limit)?;
+            if let Some(last) = rows.last() {
+                let mut enc = enc.lock().unwrap_or_else(|e| e.into_inner());
+                let lines = rows
+                    .iter()
+                    .filter_map(|r| encoded(r.seq, |l| enc.line(r, l)))
+                    .collect();
+                return Ok(Some((
+                    prepare(lines, gz),
+                    Stream::Readings,
+                    last.seq,
+                    rows.len(),
+                )));
+            }
+            if aggregates {
+                let aggs = s.aggregates_after(apos, limit)?;
+                if let Some(last) = aggs.last() {
+                    let lines = aggs
+                        .iter()
+                        .filter_map(|a| encoded(a.change_seq, |l| aggregate_line(a, l)))
+                        .collect();
+                    return Ok(Some((
+                        prepare(lines, gz),
+                        Stream::Aggregates,
+                        last.change_seq,
+                        limit,
+                    )));
+                }
+            }
+            Ok(None)
+        })
+        .await?;
+        match prepared {
+            // Fill the batch: wait once for more rows unless it is already full.
+            Some((_, Stream::Readings, _, n))
+                if n < limit && !waited && !target.batch_wait.is_zero() =>
+            {
+                waited = true;
+                if sleep_or_stop(target.batch_wait, &shutdown).await {
+                    break;
+                }
+            }
+            Some(((lines, body), stream, position, _)) => {
+                waited = false;
+                match stream {
+                    Stream::Readings => readings_pos = position,
+                    Stream::Aggregates => aggregates_pos = position,
+                }
+                if tx
+                    .send(Prepared {
+                        lines,
+                        body,
+                        stream,
+                        position,
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            None => {
+                update_backlog(&store, &health, &key).await;
+                if sleep_or_stop(target.batch_wait.max(Duration::from_millis(200)), &shutdown).await
+                {
+                    break;
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+/// One row as a line; a row that cannot be encoded (never expected: the ledger holds finite values) is logged.
+fn encoded(
+    seq: i64,
+    f: impl FnOnce(&mut String) -> Result<(), super::line_protocol::LineError>,
+) -> Option<String> {
+    let mut l = String::with_capacity(200);
+    match f(&mut l) {
+        Ok(()) => Some(l),
+        Err(e) => {
+            warn!(seq, error = %e, "Row cannot be encoded as line protocol; skipped.");
+            None
+        }
+    }
+}
+
+/// The lines and the request body for them.
+fn prepare(lines: Vec<String>, gzip_on: bool) -> (Vec<String>, Vec<u8>) {
+    let text = lines.join("\n");
+    let body = if gzip_on {
+        gzip(text.as_bytes()).unwrap_or_else(|_| text.into_bytes())
+    } else {
+        text.into_bytes()
+    };
+    (lines, body)
 }
 
 /// Deliver every line (splitting and dead-lettering as needed). `false` when stopped by shutdown first.
@@ -165,6 +264,7 @@ async fn send_all(
     key: &str,
     backoff: &mut Backoff,
     lines: Vec<String>,
+    mut body: Option<Vec<u8>>,
     shutdown: &CancellationToken,
 ) -> Result<bool, ForwardError> {
     let mut work = vec![lines];
@@ -173,7 +273,11 @@ async fn send_all(
             continue;
         }
         loop {
-            let delay = match post(client, target, &chunk).await {
+            // The prepared body serves the first attempt of the whole batch; splits and retries rebuild it.
+            let payload = body
+                .take()
+                .unwrap_or_else(|| prepare(chunk.clone(), target.gzip).1);
+            let delay = match post(client, target, payload).await {
                 Reply::Ok => {
                     backoff.reset();
                     break;
@@ -214,8 +318,7 @@ async fn send_all(
     Ok(true)
 }
 
-async fn post(client: &reqwest::Client, target: &Influx, lines: &[String]) -> Reply {
-    let body = lines.join("\n");
+async fn post(client: &reqwest::Client, target: &Influx, body: Vec<u8>) -> Reply {
     let mut req = client
         .post(format!("{}/api/v2/write", target.url))
         .query(&[
@@ -230,16 +333,11 @@ async fn post(client: &reqwest::Client, target: &Influx, lines: &[String]) -> Re
             format!("Token {}", t.expose()),
         );
     }
-    req = if target.gzip {
-        match gzip(body.as_bytes()) {
-            Ok(z) => req
-                .header(reqwest::header::CONTENT_ENCODING, "gzip")
-                .body(z),
-            Err(_) => req.body(body),
-        }
-    } else {
-        req.body(body)
-    };
+    // A gzip body starts with the magic bytes 1f 8b; line protocol text never does.
+    if body.starts_with(&[0x1f, 0x8b]) {
+        req = req.header(reqwest::header::CONTENT_ENCODING, "gzip");
+    }
+    req = req.body(body);
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) => return Reply::Retry(describe(&e), None),
@@ -332,12 +430,12 @@ async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) -> bool {
 /// Run a ledger call on the blocking pool.
 async fn blocking<T: Send + 'static>(
     store: &Arc<Mutex<Store>>,
-    f: impl FnOnce(&Store) -> Result<T, LedgerError> + Send + 'static,
+    f: impl FnOnce(&mut Store) -> Result<T, LedgerError> + Send + 'static,
 ) -> Result<T, ForwardError> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
-        let s = store.lock().unwrap_or_else(|e| e.into_inner());
-        f(&s)
+        let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut s)
     })
     .await
     .map_err(|e| ForwardError::Join(e.to_string()))?

@@ -38,7 +38,7 @@ pub fn escape_string_field(s: &str, out: &mut String) {
 fn escape(s: &str, special: &[char], out: &mut String) {
     for c in s.chars() {
         match c {
-            '\n' | '\r' => out.push(' '),
+            '\n' | '\r' => out.push_str("\\ "),
             // A backslash before a special character (or at the end) would be read as an escape: double it.
             '\\' => out.push_str("\\\\"),
             c if special.contains(&c) => {

@@ -1,7 +1,9 @@
 //! A forwarder's view of the ledger: rows after its cursors, cursor moves, dead letters, backlog.
 //! Blocking calls: the forwarder runs them on the blocking pool.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -14,8 +16,10 @@ use crate::model::{Status, Timestamp};
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadingRow {
     pub seq: i64,
-    pub station: String,
-    pub parameter: String,
+    pub station_id: i64,
+    pub parameter_id: i64,
+    pub station: Arc<str>,
+    pub parameter: Arc<str>,
     pub ts: i64,
     pub value: f64,
     pub status: Status,
@@ -44,6 +48,9 @@ pub struct AggregateRow {
 
 pub struct Store {
     conn: Connection,
+    /// Station and parameter names by id: rows are read without joins.
+    stations: HashMap<i64, Arc<str>>,
+    parameters: HashMap<i64, Arc<str>>,
     pub readings_cursor: String,
     pub aggregates_cursor: String,
 }
@@ -57,6 +64,8 @@ impl Store {
         conn.busy_timeout(Duration::from_secs(10))?;
         Ok(Store {
             conn,
+            stations: HashMap::new(),
+            parameters: HashMap::new(),
             readings_cursor: format!("influx:{name}:readings"),
             aggregates_cursor: format!("influx:{name}:aggregates"),
         })
@@ -105,26 +114,79 @@ impl Store {
         )
     }
 
-    pub fn readings_after(&self, after: i64, limit: usize) -> Result<Vec<ReadingRow>, LedgerError> {
-        let mut st = self.conn.prepare_cached(
-            "SELECT r.seq, s.code, p.symbol, r.ts, r.value, r.status, r.limit_low, r.limit_high, r.ratio \
-             FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id \
-             WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
-        )?;
-        let rows = st.query_map(params![after, limit as i64], |r| {
-            Ok(ReadingRow {
-                seq: r.get(0)?,
-                station: r.get(1)?,
-                parameter: r.get(2)?,
-                ts: r.get(3)?,
-                value: r.get(4)?,
-                status: Status::from_u8(r.get(5)?).unwrap_or(Status::Fault),
-                limit_low: r.get(6)?,
-                limit_high: r.get(7)?,
-                ratio: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    pub fn readings_after(
+        &mut self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ReadingRow>, LedgerError> {
+        let mut raw = Vec::with_capacity(limit.min(10_000));
+        {
+            let mut st = self.conn.prepare_cached(
+                "SELECT seq, station_id, parameter_id, ts, value, status, limit_low, limit_high, ratio \
+                 FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let mut rows = st.query(params![after, limit as i64])?;
+            while let Some(r) = rows.next()? {
+                raw.push((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, f64>(4)?,
+                    r.get::<_, u8>(5)?,
+                    r.get::<_, Option<f64>>(6)?,
+                    r.get::<_, Option<f64>>(7)?,
+                    r.get::<_, Option<f64>>(8)?,
+                ));
+            }
+        }
+        if raw
+            .iter()
+            .any(|r| !self.stations.contains_key(&r.1) || !self.parameters.contains_key(&r.2))
+        {
+            self.load_names()?;
+        }
+        Ok(raw
+            .into_iter()
+            .map(
+                |(seq, s, p, ts, value, status, limit_low, limit_high, ratio)| ReadingRow {
+                    seq,
+                    station_id: s,
+                    parameter_id: p,
+                    station: self
+                        .stations
+                        .get(&s)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from("")),
+                    parameter: self
+                        .parameters
+                        .get(&p)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from("")),
+                    ts,
+                    value,
+                    status: Status::from_u8(status).unwrap_or(Status::Fault),
+                    limit_low,
+                    limit_high,
+                    ratio,
+                },
+            )
+            .collect())
+    }
+
+    fn load_names(&mut self) -> Result<(), LedgerError> {
+        for (sql, map) in [
+            ("SELECT id, code FROM stations", &mut self.stations),
+            ("SELECT id, symbol FROM parameters", &mut self.parameters),
+        ] {
+            let mut st = self.conn.prepare_cached(sql)?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (id, name) = row?;
+                map.insert(id, Arc::from(name));
+            }
+        }
+        Ok(())
     }
 
     pub fn aggregates_after(
@@ -177,8 +239,10 @@ impl Store {
 
     pub fn backlog(&self) -> Result<Backlog, LedgerError> {
         let cur = cursor(&self.conn, &self.readings_cursor)?;
+        // Sequence numbers have no gaps above a cursor (retention deletes only below every cursor): a difference
+        // counts the rows behind without scanning them.
         let (behind, oldest): (i64, Option<i64>) = self.conn.query_row(
-            "SELECT (SELECT COUNT(*) FROM readings WHERE seq > ?1), (SELECT received FROM readings WHERE seq > ?1 ORDER BY seq LIMIT 1)",
+            "SELECT COALESCE(MAX(seq), ?1) - ?1, (SELECT received FROM readings WHERE seq > ?1 ORDER BY seq LIMIT 1) FROM readings",
             [cur],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
