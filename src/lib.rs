@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod forward;
 pub mod health;
 pub mod ledger;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -8,6 +8,7 @@ mod daemon;
 mod duration;
 mod errors;
 pub mod forward;
+pub mod http;
 pub mod modbus;
 pub mod mqtt;
 mod secret;
@@ -47,6 +48,9 @@ pub struct RawConfig {
     /// MQTT broker connections (external brokers, or the embedded one).
     #[serde(default)]
     pub mqtt: mqtt::MqttSection,
+    /// The API and dashboard.
+    #[serde(default)]
+    pub http: http::HttpSection,
     /// Where committed data is forwarded (InfluxDB).
     #[serde(default)]
     pub forward: forward::ForwardSection,
@@ -69,6 +73,7 @@ pub struct Config {
     pub sim: daemon::Sim,
     pub mqtt: mqtt::Mqtt,
     pub influx: Vec<forward::Influx>,
+    pub http: http::Http,
     pub stations: Vec<Station>,
 }
 
@@ -119,6 +124,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
     let sim = raw.sim.validate(&mut p);
     let mqtt = raw.mqtt.validate(&mut p);
     let influx = raw.forward.validate(&mut p, base);
+    let http = raw.http.validate(&mut p);
 
     let mut stations = Vec::new();
     let mut seen = HashSet::new();
@@ -155,6 +161,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         sim,
         mqtt,
         influx,
+        http,
         stations,
     })
 }

@@ -1,0 +1,303 @@
+//! The live picture of the province for the dashboard and the API: per station, the latest value of every
+//! parameter against its limit, the current window means, and the plant's state (compliant, warning, violation,
+//! silent, fault). Built from the ledger at start, then kept current from the pipeline's broadcast.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::ledger::aggregates::HOUR_MS;
+use crate::ledger::{LedgerError, Reader};
+use crate::model::{Status, Timestamp};
+use crate::pipeline::LiveEvent;
+
+/// A plant's state, worst first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlantState {
+    /// A window mean breaks a limit (Decree 45 violation).
+    Violation,
+    /// An analyser reports a device fault.
+    Fault,
+    /// No data for three reporting intervals.
+    Silent,
+    /// A single reading breaks a limit while the window mean still complies.
+    Warning,
+    Compliant,
+}
+
+/// Latest value of one parameter.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ParamLive {
+    pub parameter: String,
+    pub ts: i64,
+    pub value: f64,
+    pub unit: String,
+    pub status: &'static str,
+    pub band: String,
+    pub limit_low: Option<f64>,
+    pub limit_high: Option<f64>,
+    pub ratio: Option<f64>,
+    /// The current local hour's mean and its verdict.
+    pub hour_start: Option<i64>,
+    pub hour_mean: Option<f64>,
+    pub hour_band: Option<String>,
+    pub hour_completeness: Option<f64>,
+    /// Today's (local day) completeness.
+    pub day_completeness: Option<f64>,
+}
+
+/// One station as the dashboard shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StationLive {
+    pub id: String,
+    pub name: String,
+    pub zone: String,
+    pub interval_ms: i64,
+    pub last_reading: Option<i64>,
+    pub state: PlantState,
+    pub parameters: Vec<ParamLive>,
+}
+
+#[derive(Default)]
+struct Inner {
+    stations: BTreeMap<String, StationLive>,
+}
+
+/// Shared live state. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct LiveState {
+    inner: Arc<RwLock<Inner>>,
+}
+
+impl LiveState {
+    /// Build from the configured stations and what the ledger already holds.
+    pub fn load(config: &Config, reader: &Reader) -> Result<LiveState, LedgerError> {
+        let live = LiveState::default();
+        {
+            let mut inner = live.write();
+            for s in &config.stations {
+                let mut st = StationLive {
+                    id: s.id.to_string(),
+                    name: s.name.clone(),
+                    zone: s.zone.clone(),
+                    interval_ms: s.interval.as_millis() as i64,
+                    last_reading: None,
+                    state: PlantState::Silent,
+                    parameters: Vec::new(),
+                };
+                for p in &s.parameters {
+                    if let Some(pl) = latest(reader, s.id.as_str(), p.parameter.as_str())? {
+                        st.last_reading = st.last_reading.max(Some(pl.ts));
+                        st.parameters.push(pl);
+                    }
+                }
+                inner.stations.insert(st.id.clone(), st);
+            }
+        }
+        live.refresh_states(Timestamp::now());
+        Ok(live)
+    }
+
+    /// Apply a pipeline event.
+    pub fn apply(&self, event: &LiveEvent) {
+        let mut inner = self.write();
+        match event {
+            LiveEvent::Readings(batch) => {
+                for c in batch.iter() {
+                    let r = &c.evaluated.reading;
+                    let Some(st) = inner.stations.get_mut(r.station.as_str()) else {
+                        continue;
+                    };
+                    let (low, high) = match c.evaluated.assessment.limit {
+                        Some(crate::compliance::LimitBound::Max(m)) => (None, Some(m)),
+                        Some(crate::compliance::LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
+                        None => (None, None),
+                    };
+                    let idx = st
+                        .parameters
+                        .iter()
+                        .position(|p| p.parameter == r.parameter.as_str());
+                    if let Some(p) = idx.map(|i| &st.parameters[i]) {
+                        if p.ts > r.ts.millis() {
+                            continue; // a late reading does not replace a newer value
+                        }
+                    }
+                    let mut pl = idx.map(|i| st.parameters[i].clone()).unwrap_or(ParamLive {
+                        parameter: r.parameter.to_string(),
+                        ts: 0,
+                        value: 0.0,
+                        unit: String::new(),
+                        status: "",
+                        band: String::new(),
+                        limit_low: None,
+                        limit_high: None,
+                        ratio: None,
+                        hour_start: None,
+                        hour_mean: None,
+                        hour_band: None,
+                        hour_completeness: None,
+                        day_completeness: None,
+                    });
+                    pl.ts = r.ts.millis();
+                    pl.value = r.value;
+                    pl.unit = r.unit.to_string();
+                    pl.status = r.status.as_str();
+                    pl.band = c.evaluated.assessment.band.as_str().to_string();
+                    pl.limit_low = low;
+                    pl.limit_high = high;
+                    pl.ratio = c.evaluated.assessment.ratio;
+                    match idx {
+                        Some(i) => st.parameters[i] = pl,
+                        None => st.parameters.push(pl),
+                    }
+                    st.last_reading = st.last_reading.max(Some(r.ts.millis()));
+                }
+            }
+            LiveEvent::Windows(updates) => {
+                for u in updates.iter() {
+                    let Some(st) = inner.stations.get_mut(&u.station) else {
+                        continue;
+                    };
+                    let Some(p) = st
+                        .parameters
+                        .iter_mut()
+                        .find(|p| p.parameter == u.parameter)
+                    else {
+                        continue;
+                    };
+                    if u.window_ms == HOUR_MS {
+                        if p.hour_start.is_some_and(|h| h > u.window_start.millis()) {
+                            continue;
+                        }
+                        p.hour_start = Some(u.window_start.millis());
+                        p.hour_mean = u.aggregate.mean;
+                        p.hour_band = Some(u.aggregate.band.as_str().to_string());
+                        p.hour_completeness = Some(u.aggregate.completeness);
+                    } else {
+                        p.day_completeness = Some(u.aggregate.completeness);
+                    }
+                }
+            }
+        }
+        drop(inner);
+        self.refresh_states(Timestamp::now());
+    }
+
+    /// Recompute every plant's state at `now` (silence depends on the clock, not only on data).
+    pub fn refresh_states(&self, now: Timestamp) {
+        let mut inner = self.write();
+        for st in inner.stations.values_mut() {
+            st.state = plant_state(st, now);
+        }
+    }
+
+    pub fn stations(&self) -> Vec<StationLive> {
+        self.read().stations.values().cloned().collect()
+    }
+
+    pub fn station(&self, id: &str) -> Option<StationLive> {
+        self.read().stations.get(id).cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
+    }
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn plant_state(st: &StationLive, now: Timestamp) -> PlantState {
+    let silent_after = 3 * st.interval_ms;
+    match st.last_reading {
+        None => return PlantState::Silent,
+        Some(t) if now.millis() - t > silent_after => return PlantState::Silent,
+        _ => {}
+    }
+    let exceeds = |b: &str| !matches!(b, "compliant" | "no_limit" | "not_evaluated" | "");
+    if st
+        .parameters
+        .iter()
+        .any(|p| p.hour_band.as_deref().is_some_and(exceeds))
+    {
+        PlantState::Violation
+    } else if st
+        .parameters
+        .iter()
+        .any(|p| p.status == Status::Fault.as_str())
+    {
+        PlantState::Fault
+    } else if st.parameters.iter().any(|p| exceeds(&p.band)) {
+        PlantState::Warning
+    } else {
+        PlantState::Compliant
+    }
+}
+
+/// The latest reading and hourly/daily aggregates of one parameter, from the ledger.
+fn latest(
+    reader: &Reader,
+    station: &str,
+    parameter: &str,
+) -> Result<Option<ParamLive>, LedgerError> {
+    let conn = reader.connection();
+    let row = conn.query_row(
+        "SELECT r.ts, r.value, r.unit, r.status, r.band, r.limit_low, r.limit_high, r.ratio, r.station_id, r.parameter_id \
+         FROM readings r WHERE r.station_id = (SELECT id FROM stations WHERE code = ?1) \
+         AND r.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2) ORDER BY r.ts DESC LIMIT 1",
+        params![station, parameter],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, f64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u8>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<f64>>(5)?,
+                r.get::<_, Option<f64>>(6)?,
+                r.get::<_, Option<f64>>(7)?,
+                r.get::<_, i64>(8)?,
+                r.get::<_, i64>(9)?,
+            ))
+        },
+    );
+    let (ts, value, unit, status, band, limit_low, limit_high, ratio, sid, pid) = match row {
+        Ok(x) => x,
+        Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let window = |w: i64| -> Result<Option<(i64, Option<f64>, String, f64)>, LedgerError> {
+        match conn.query_row(
+            "SELECT window_start, mean, band, completeness FROM aggregates WHERE station_id = ?1 AND parameter_id = ?2 \
+             AND window_ms = ?3 ORDER BY window_start DESC LIMIT 1",
+            params![sid, pid, w],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        ) {
+            Ok(x) => Ok(Some(x)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let hour = window(HOUR_MS)?;
+    let day = window(crate::ledger::aggregates::DAY_MS)?;
+    Ok(Some(ParamLive {
+        parameter: parameter.to_string(),
+        ts,
+        value,
+        unit,
+        status: Status::from_u8(status).unwrap_or(Status::Fault).as_str(),
+        band,
+        limit_low,
+        limit_high,
+        ratio,
+        hour_start: hour.as_ref().map(|h| h.0),
+        hour_mean: hour.as_ref().and_then(|h| h.1),
+        hour_band: hour.as_ref().map(|h| h.2.clone()),
+        hour_completeness: hour.as_ref().map(|h| h.3),
+        day_completeness: day.map(|d| d.3),
+    }))
+}
