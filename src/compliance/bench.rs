@@ -26,9 +26,26 @@ parameters = { Flow = {}, Temp = {}, pH = {}, TSS = { range = [0, 300] }, COD = 
 
 const STEP_MS: i64 = 300_000;
 
-/// Plausible values per parameter for step `i`, wandering around typical levels.
-fn value(param: usize, i: usize) -> f64 {
-    let base = [300.0, 29.0, 7.2, 60.0, 90.0, 6.0, 3.0, 25.0, 20.0, 400.0][param];
+/// Typical level of a parameter (the config lists parameters in symbol order).
+fn base(symbol: &str) -> f64 {
+    match symbol {
+        "Flow" => 300.0,
+        "Temp" => 29.0,
+        "pH" => 7.2,
+        "TSS" => 60.0,
+        "COD" => 90.0,
+        "NH4" => 6.0,
+        "TP" => 3.0,
+        "TN" => 25.0,
+        "TOC" => 20.0,
+        "Cl" => 400.0,
+        _ => 10.0,
+    }
+}
+
+/// Plausible value of parameter number `param` at step `i`, wandering ±30 % around its typical level (two decimals,
+/// like analysers report).
+fn value(base: f64, param: usize, i: usize) -> f64 {
     let wiggle = ((i * 7 + param * 13) % 41) as f64 / 40.0 - 0.5; // −0.5 … 0.5
     (base * (1.0 + 0.6 * wiggle) * 100.0).round() / 100.0
 }
@@ -48,6 +65,7 @@ pub fn run() -> Vec<(String, f64)> {
         .iter()
         .map(|p| p.parameter.clone())
         .collect();
+    let bases: Vec<f64> = params.iter().map(|p| base(p.as_str())).collect();
 
     // (a) Evaluation: readings prepared up front so only `assess` is timed.
     let total = 1_000_000;
@@ -62,7 +80,7 @@ pub fn run() -> Vec<(String, f64)> {
                 station: id.clone(),
                 parameter: params[p].clone(),
                 ts: Timestamp(t0 + step as i64 * STEP_MS),
-                value: value(p, step),
+                value: value(bases[p], p, step),
                 unit: unit.clone(),
                 status: if step % 97 == 0 {
                     Status::Calibrating
@@ -102,7 +120,7 @@ pub fn run() -> Vec<(String, f64)> {
             let samples = (0..steps)
                 .map(|i| Sample {
                     ts: Timestamp(t0 + i as i64 * STEP_MS),
-                    value: value(p, i),
+                    value: value(bases[p], p, i),
                     status: if i % 97 == 0 {
                         Status::Calibrating
                     } else {

@@ -565,6 +565,30 @@ mod tests {
     }
 
     #[test]
+    fn demo_config_resolves_with_the_shipped_profiles() {
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let c = Config::from_str(crate::config::DEMO_TOML, &base.join("demo.toml"), &base).unwrap();
+        let shipped = Profiles::load_dir(&c.profiles_dir).unwrap();
+        // The files in config/profiles/ are the built-ins.
+        for name in ["qcvn40-2011-a", "qcvn40-2011-b"] {
+            let (file, builtin) = (shipped.get(name).unwrap(), Profiles::builtin());
+            assert!(!file.builtin);
+            assert_eq!(file.parameters, builtin.get(name).unwrap().parameters);
+        }
+        let limits = shipped.resolve(&c).unwrap();
+        let vsip = &limits[&StationId::parse("BN_KCNVSIP_NUOC01").unwrap()];
+        let get = |s: &str| vsip.get(&Parameter::new(s).unwrap()).unwrap();
+        assert_eq!(get("COD").bound, Some(LimitBound::Max(60.0)));
+        assert_eq!(get("COD").working, "permit limit 60 mg/L");
+        assert_eq!(get("NH4").bound, Some(LimitBound::Max(4.95)));
+        assert_eq!(
+            get("NH4").working,
+            "C=5 × Kq 1.1 (river, Q=260 m³/s) × Kf 0.9 (F=6,000 m³/day) = 4.95 mg/L"
+        );
+        assert_eq!(get("pH").bound, Some(LimitBound::Range(6.0, 9.0)));
+    }
+
+    #[test]
     fn range_advice_follows_article_35() {
         let c = config(&format!(
             "profile = \"qcvn40-2011-b\"\n{RIVER}\nparameters = {{ COD = {{ range = [0, 405] }}, TSS = {{ range = [0, 200] }} }}"
