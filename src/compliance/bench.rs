@@ -59,7 +59,9 @@ pub fn run() -> Vec<(String, f64)> {
     let Ok(limits) = Profiles::builtin().resolve(&config) else {
         return out;
     };
-    let station = config.stations[0].clone();
+    let Some(station) = config.stations.first() else {
+        return out;
+    };
     let params: Vec<Parameter> = station
         .parameters
         .iter()
