@@ -238,6 +238,9 @@ fn plant_state(st: &StationLive, now: Timestamp) -> PlantState {
     }
 }
 
+/// (window start, mean, band, completeness) of a stored aggregate.
+type WindowRow = (i64, Option<f64>, String, f64);
+
 /// The latest reading and hourly/daily aggregates of one parameter, from the ledger.
 fn latest(
     reader: &Reader,
@@ -270,7 +273,7 @@ fn latest(
         Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let window = |w: i64| -> Result<Option<(i64, Option<f64>, String, f64)>, LedgerError> {
+    let window = |w: i64| -> Result<Option<WindowRow>, LedgerError> {
         match conn.query_row(
             "SELECT window_start, mean, band, completeness FROM aggregates WHERE station_id = ?1 AND parameter_id = ?2 \
              AND window_ms = ?3 ORDER BY window_start DESC LIMIT 1",

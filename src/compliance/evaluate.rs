@@ -1,11 +1,25 @@
-//! Per-reading evaluation: status, range checks, limit ratio and band, quality flags.
+//! Per-reading evaluation: which readings are unusable (quarantine), range flags, the limit multiple and Decree 45
+//! band in exact decimals, and the data-quality flags of [`super::quality`].
+//!
+//! Order of checks for one reading:
+//! 1. known station and monitored parameter, else rejected;
+//! 2. a finite value, else rejected;
+//! 3. physically possible (R14): no negative value — whatever the device status — unless the station's analyser
+//!    range itself starts below zero; pH within 0–14. Else rejected;
+//! 4. flags: `above_range` above the analyser range (R15: still evaluated), then gap/late/flat/spike;
+//! 5. a non-measuring status → `not_evaluated` (R13); no limit → `no_limit`; else the exact band.
+//!
+//! The evaluator allocates nothing on the accepted path: limits are prepared as [`Judge`]s at construction.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use super::band::Band;
+use super::judge::Judge;
 use super::limits::{LimitBound, StationLimits};
+use super::quality::{QualitySettings, SeriesRules, Track};
 use crate::config::Config;
-use crate::model::{Reading, StationId, Timestamp};
+use crate::model::{Parameter, Reading, StationId, Timestamp};
 
 /// Data-quality flags kept with a reading (bit set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
@@ -30,6 +44,9 @@ impl Flags {
     pub fn insert(&mut self, f: Flags) {
         self.0 |= f.0;
     }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
     /// Comma-separated names, e.g. `above_range,spike`.
     pub fn names(self) -> String {
         Self::NAMES
@@ -38,6 +55,29 @@ impl Flags {
             .map(|(_, n)| *n)
             .collect::<Vec<_>>()
             .join(",")
+    }
+    /// The flags named in a comma-separated list (the inverse of [`Flags::names`]); unknown names are ignored.
+    pub fn from_names(s: &str) -> Flags {
+        let mut out = Flags::default();
+        for n in s.split(',').map(str::trim) {
+            if let Some((f, _)) = Self::NAMES.iter().find(|(_, name)| *name == n) {
+                out.insert(*f);
+            }
+        }
+        out
+    }
+}
+
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Flags {
+    fn bitor_assign(&mut self, rhs: Flags) {
+        self.0 |= rhs.0;
     }
 }
 
@@ -51,32 +91,297 @@ pub struct Assessment {
     pub flags: Flags,
 }
 
-/// Stateful evaluator for all stations (quality trackers keep per station/parameter history).
-pub struct Evaluator {
-    limits: HashMap<StationId, StationLimits>,
+/// Why a reading cannot be used: it goes to quarantine with this sentence.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Rejection {
+    #[error("unknown station {0}: it is not in the configuration")]
+    UnknownStation(StationId),
+    #[error("parameter {parameter} is not monitored at station {station}; add it to the station's parameters to accept it")]
+    NotMonitored {
+        station: StationId,
+        parameter: Parameter,
+    },
+    #[error("value {value} of {parameter} is not a finite number")]
+    NotFinite { parameter: Parameter, value: f64 },
+    #[error("negative value {value} of {parameter} is impossible (range check: concentrations cannot be below zero)")]
+    Negative { parameter: Parameter, value: f64 },
+    #[error(
+        "value {value} of {parameter} is outside the possible range {low}–{high} (range check)"
+    )]
+    Impossible {
+        parameter: Parameter,
+        value: f64,
+        low: f64,
+        high: f64,
+    },
 }
 
+/// Values no instrument can legitimately report, by parameter symbol: (low, high). Others: 0 to +∞.
+/// Physics, not regulation, so not profile data.
+const POSSIBLE: [(&str, f64, f64); 1] = [("pH", 0.0, 14.0)];
+
+/// One monitored parameter of one station, prepared for evaluation.
+#[derive(Debug, Clone)]
+struct Series {
+    parameter: Parameter,
+    bound: Option<LimitBound>,
+    judge: Option<Judge>,
+    /// Analyser range: above its high end the reading is flagged `above_range`.
+    range: Option<(f64, f64)>,
+    /// Possible values (else rejected).
+    low: f64,
+    high: f64,
+    rules: SeriesRules,
+    track: Track,
+}
+
+#[derive(Debug, Clone)]
+struct StationState {
+    series: Vec<Series>,
+}
+
+/// Stateful evaluator for all stations (quality trackers keep per station/parameter history).
+pub struct Evaluator {
+    stations: HashMap<StationId, StationState>,
+    /// Kept to rebuild the series rules when the quality settings change.
+    intervals: HashMap<StationId, Duration>,
+    ranges: HashMap<(StationId, Parameter), (f64, f64)>,
+    quality: QualitySettings,
+}
+
+/// Circular 10/2021: stations report at least every 5 minutes; used for a station missing from the config.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
 impl Evaluator {
-    pub fn new(_config: &Config, limits: HashMap<StationId, StationLimits>) -> Self {
-        Self { limits }
+    /// Stations and parameters come from `limits` (as [`super::Profiles::resolve`] gives them); `config` adds each
+    /// station's interval and analyser ranges. Quality checks use [`QualitySettings::default`].
+    pub fn new(config: &Config, limits: HashMap<StationId, StationLimits>) -> Self {
+        let mut intervals = HashMap::new();
+        let mut ranges = HashMap::new();
+        for s in &config.stations {
+            intervals.insert(s.id.clone(), s.interval);
+            for p in &s.parameters {
+                if let Some(r) = p.range {
+                    ranges.insert((s.id.clone(), p.parameter.clone()), r);
+                }
+            }
+        }
+        let mut e = Evaluator {
+            stations: HashMap::new(),
+            intervals,
+            ranges,
+            quality: QualitySettings::default(),
+        };
+        e.stations = limits
+            .into_iter()
+            .map(|(id, l)| {
+                let state = e.station_state(&id, &l);
+                (id, state)
+            })
+            .collect();
+        e
     }
-    /// Evaluate one reading. `Err` is a quarantine reason (the reading is not a usable value).
-    pub fn assess(&mut self, r: &Reading, _now: Timestamp) -> Result<Assessment, String> {
-        let limits = self
+
+    /// Use other data-quality thresholds (history is kept).
+    pub fn with_quality(mut self, quality: QualitySettings) -> Self {
+        self.quality = quality;
+        for (id, st) in &mut self.stations {
+            let interval = self.intervals.get(id).copied().unwrap_or(DEFAULT_INTERVAL);
+            for s in &mut st.series {
+                s.rules = SeriesRules::new(&self.quality, interval, spike_scale(s.bound, s.range));
+            }
+        }
+        self
+    }
+
+    fn station_state(&self, id: &StationId, limits: &StationLimits) -> StationState {
+        let interval = self.intervals.get(id).copied().unwrap_or(DEFAULT_INTERVAL);
+        let series = limits
             .limits
-            .get(&r.station)
-            .ok_or_else(|| format!("unknown station {}", r.station))?;
-        let limit = limits.get(&r.parameter).ok_or_else(|| {
-            format!(
-                "parameter {} is not monitored at station {}",
-                r.parameter, r.station
-            )
-        })?;
+            .iter()
+            .map(|l| {
+                let range = self.ranges.get(&(id.clone(), l.parameter.clone())).copied();
+                let (mut low, high) = POSSIBLE
+                    .iter()
+                    .find(|(s, _, _)| *s == l.parameter.as_str())
+                    .map_or((0.0, f64::INFINITY), |(_, lo, hi)| (*lo, *hi));
+                // An analyser whose own range starts below zero (a temperature probe, a bidirectional flow
+                // meter) can legitimately report down to it.
+                if let Some((range_low, _)) = range {
+                    low = low.min(range_low);
+                }
+                Series {
+                    parameter: l.parameter.clone(),
+                    bound: l.bound,
+                    judge: l.bound.and_then(Judge::new),
+                    range,
+                    low,
+                    high,
+                    rules: SeriesRules::new(&self.quality, interval, spike_scale(l.bound, range)),
+                    track: Track::default(),
+                }
+            })
+            .collect();
+        StationState { series }
+    }
+
+    /// Evaluate one reading. `Err` is a quarantine reason (the reading is not a usable value).
+    pub fn assess(&mut self, r: &Reading, now: Timestamp) -> Result<Assessment, String> {
+        self.evaluate(r, now).map_err(|e| e.to_string())
+    }
+
+    /// [`Evaluator::assess`] with a typed rejection.
+    pub fn evaluate(&mut self, r: &Reading, now: Timestamp) -> Result<Assessment, Rejection> {
+        let st = self
+            .stations
+            .get_mut(&r.station)
+            .ok_or_else(|| Rejection::UnknownStation(r.station.clone()))?;
+        let s = st
+            .series
+            .iter_mut()
+            .find(|s| s.parameter == r.parameter)
+            .ok_or_else(|| Rejection::NotMonitored {
+                station: r.station.clone(),
+                parameter: r.parameter.clone(),
+            })?;
+        let v = r.value;
+        if !v.is_finite() {
+            return Err(Rejection::NotFinite {
+                parameter: r.parameter.clone(),
+                value: v,
+            });
+        }
+        if v < s.low || v > s.high {
+            return Err(if v < 0.0 && s.low == 0.0 && s.high.is_infinite() {
+                Rejection::Negative {
+                    parameter: r.parameter.clone(),
+                    value: v,
+                }
+            } else {
+                Rejection::Impossible {
+                    parameter: r.parameter.clone(),
+                    value: v,
+                    low: s.low,
+                    high: s.high,
+                }
+            });
+        }
+        let measuring = r.status.counts_for_compliance();
+        let mut flags = s.track.observe(&s.rules, r.ts.0, v, measuring, now.0);
+        if s.range.is_some_and(|(_, hi)| v > hi) {
+            flags.insert(Flags::ABOVE_RANGE);
+        }
+        let (ratio, band) = match (&s.judge, measuring) {
+            (_, false) => (None, Band::NotEvaluated),
+            (None, true) => (None, Band::NoLimit),
+            (Some(j), true) => {
+                let verdict = j.value(v);
+                (verdict.ratio, verdict.band)
+            }
+        };
         Ok(Assessment {
-            limit: limit.bound,
-            ratio: None,
-            band: Band::NoLimit,
-            flags: Flags::default(),
+            limit: s.bound,
+            ratio,
+            band,
+            flags,
         })
+    }
+}
+
+/// Scale of the spike check: the limit (width for a range), else the analyser range width.
+fn spike_scale(bound: Option<LimitBound>, range: Option<(f64, f64)>) -> Option<f64> {
+    match (bound, range) {
+        (Some(LimitBound::Max(m)), _) => Some(m),
+        (Some(LimitBound::Range(lo, hi)), _) => Some(hi - lo),
+        (None, Some((lo, hi))) => Some(hi - lo),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compliance::Profiles;
+    use crate::model::{Status, Unit};
+    use std::path::Path;
+
+    fn evaluator(params: &str) -> Evaluator {
+        let text = format!(
+            "[[station]]\nid = \"BN_T_N1\"\nname = \"t\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 13000\n\
+             receiving_water = {{ type = \"river\", flow_m3_s = 120 }}\ninterval = \"5m\"\nparameters = {{ {params} }}\n"
+        );
+        let c = Config::from_str(&text, Path::new("t.toml"), Path::new(".")).unwrap();
+        let l = Profiles::builtin().resolve(&c).unwrap();
+        Evaluator::new(&c, l)
+    }
+
+    fn reading(p: &str, value: f64, status: Status) -> Reading {
+        Reading {
+            station: StationId::parse("BN_T_N1").unwrap(),
+            parameter: Parameter::new(p).unwrap(),
+            ts: Timestamp(1_000_000),
+            value,
+            unit: Unit::new("mg/L"),
+            status,
+        }
+    }
+
+    #[test]
+    fn rejections_are_sentences() {
+        let mut e = evaluator("COD = {}, pH = {}, Temp = { range = [-10, 60] }");
+        let now = Timestamp(1_000_000);
+        let err = |e: &mut Evaluator, r: Reading| e.assess(&r, now).unwrap_err();
+        let mut r = reading("COD", 1.0, Status::Measuring);
+        r.station = StationId::parse("BN_X_N1").unwrap();
+        assert_eq!(
+            err(&mut e, r),
+            "unknown station BN_X_N1: it is not in the configuration"
+        );
+        assert!(err(&mut e, reading("TSS", 1.0, Status::Measuring))
+            .starts_with("parameter TSS is not monitored"));
+        assert!(err(&mut e, reading("COD", f64::NAN, Status::Measuring))
+            .contains("not a finite number"));
+        assert!(err(&mut e, reading("COD", -3.0, Status::Fault))
+            .starts_with("negative value -3 of COD"));
+        assert_eq!(
+            err(&mut e, reading("pH", 14.5, Status::Measuring)),
+            "value 14.5 of pH is outside the possible range 0–14 (range check)"
+        );
+        // The probe's own range starts at −10 °C: a negative temperature is possible.
+        assert!(e
+            .assess(&reading("Temp", -1.0, Status::Measuring), now)
+            .is_ok());
+        assert!(e
+            .assess(&reading("Temp", -11.0, Status::Measuring), now)
+            .is_err());
+    }
+
+    #[test]
+    fn flow_has_no_limit() {
+        let mut e = evaluator("Flow = {}");
+        let a = e
+            .assess(
+                &reading("Flow", 500.0, Status::Measuring),
+                Timestamp(1_000_000),
+            )
+            .unwrap();
+        assert_eq!((a.limit, a.ratio, a.band), (None, None, Band::NoLimit));
+    }
+
+    #[test]
+    fn flags_names_round_trip() {
+        let f = Flags::ABOVE_RANGE | Flags::SPIKE | Flags::LATE;
+        assert_eq!(f.names(), "above_range,spike,late");
+        assert_eq!(Flags::from_names(&f.names()), f);
+        assert!(Flags::default().is_empty());
+    }
+
+    #[test]
+    fn quality_settings_can_be_replaced() {
+        let mut e = evaluator("COD = {}").with_quality(QualitySettings::off());
+        let a = e
+            .assess(&reading("COD", 1.0, Status::Measuring), Timestamp(i64::MAX))
+            .unwrap();
+        assert!(a.flags.is_empty());
     }
 }

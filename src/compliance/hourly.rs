@@ -1,8 +1,27 @@
-//! Window aggregates aligned to local clock hours (or days): mean/min/max of valid readings, completeness, band.
+//! Window aggregates aligned to local clock hours (or days): mean/min/max of valid readings, completeness, and the
+//! band of the mean; plus the helper that tells whether a recomputed window changed its verdict (late readings, H6).
+//!
+//! Pure: the ledger picks the samples of a window and stores the result. Only measuring readings are valid. The
+//! mean is summed in exact decimals, so it does not depend on the order readings arrived in and its band is
+//! decided exactly (three readings of 3.63 against 3.3 are 1.1×, not 1.0999…×). A window is recomputed from all its
+//! samples whenever one arrives, which makes a late reading no different from an on-time one.
+
+use std::time::Duration;
+
+use rust_decimal::Decimal;
 
 use super::band::Band;
+use super::decimal;
+use super::judge::Judge;
 use super::limits::LimitBound;
 use crate::model::{Status, Timestamp};
+
+/// One hour in milliseconds: the default averaging window.
+pub const HOUR_MS: i64 = 3_600_000;
+/// One day in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+/// Below this completeness a window's verdict carries a completeness warning (H3: 75 % warns, H2: 91.7 % does not).
+pub const MIN_COMPLETENESS: f64 = 0.8;
 
 /// One stored reading as the aggregation sees it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -26,33 +45,208 @@ pub struct Aggregate {
     pub band: Band,
 }
 
+impl Aggregate {
+    /// True when fewer readings than `min_completeness` of the expected ones were valid (see [`MIN_COMPLETENESS`]).
+    pub fn is_incomplete(&self, min_completeness: f64) -> bool {
+        self.completeness < min_completeness
+    }
+}
+
 /// Start of the local-time window (length `window_ms`, aligned to local midnight) that holds `ts`.
+/// A non-positive `window_ms` is treated as 1 ms.
 pub fn window_start(ts: Timestamp, offset_secs: i32, window_ms: i64) -> Timestamp {
+    let window_ms = window_ms.max(1);
     let off = offset_secs as i64 * 1000;
     Timestamp((ts.0 + off).div_euclid(window_ms) * window_ms - off)
 }
 
-/// Aggregate the samples of one window.
-pub fn aggregate(samples: &[Sample], _limit: Option<LimitBound>, expected: u32) -> Aggregate {
-    let valid: Vec<f64> = samples
+/// How many readings a window of `window` should hold at one reading per `interval` (12 for 1 h at 5 min).
+/// 0 for a zero interval.
+pub fn expected_count(window: Duration, interval: Duration) -> u32 {
+    if interval.is_zero() {
+        return 0;
+    }
+    u32::try_from(window.as_nanos() / interval.as_nanos()).unwrap_or(u32::MAX)
+}
+
+/// Aggregate the samples of one window. Only measuring, finite values count.
+pub fn aggregate(samples: &[Sample], limit: Option<LimitBound>, expected: u32) -> Aggregate {
+    let mut n: u32 = 0;
+    let mut min = f64::INFINITY;
+    let mut max = f64::NEG_INFINITY;
+    let mut sum = Some(Decimal::ZERO);
+    let mut float_sum = 0.0;
+    for s in samples
         .iter()
-        .filter(|s| s.status.counts_for_compliance())
-        .map(|s| s.value)
-        .collect();
-    let n = valid.len() as u32;
-    let mean = (n > 0).then(|| valid.iter().sum::<f64>() / n as f64);
+        .filter(|s| s.status.counts_for_compliance() && s.value.is_finite())
+    {
+        n += 1;
+        min = min.min(s.value);
+        max = max.max(s.value);
+        float_sum += s.value;
+        sum = sum.and_then(|acc| acc.checked_add(decimal::from_f64(s.value)?));
+    }
+    let completeness = match (expected, n) {
+        (0, 0) => 0.0,
+        (0, _) => 1.0,
+        (e, n) => (f64::from(n) / f64::from(e)).min(1.0),
+    };
+    let (mean, ratio, band) = if n == 0 {
+        (None, None, Band::NotEvaluated)
+    } else {
+        // Exact unless a sum overflowed the decimal range (garbage values): then floats.
+        let mean = match sum.and_then(|s| s.checked_div(Decimal::from(n))) {
+            Some(m) => decimal::to_f64(m),
+            None => float_sum / f64::from(n),
+        };
+        let verdict = limit.and_then(Judge::new).map(|j| match sum {
+            Some(s) => j.mean(s, n),
+            None => j.value(mean),
+        });
+        match verdict {
+            Some(v) => (Some(mean), v.ratio, v.band),
+            None => (Some(mean), None, Band::NoLimit),
+        }
+    };
     Aggregate {
         mean,
-        min: valid.iter().copied().reduce(f64::min),
-        max: valid.iter().copied().reduce(f64::max),
+        min: (n > 0).then_some(min),
+        max: (n > 0).then_some(max),
         valid: n,
         expected,
-        completeness: if expected == 0 {
-            0.0
-        } else {
-            (n as f64 / expected as f64).min(1.0)
-        },
-        ratio: None,
-        band: Band::NoLimit,
+        completeness,
+        ratio,
+        band,
+    }
+}
+
+/// How a recomputed window differs from what was stored before.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Revision {
+    /// Nothing changed (a redelivered duplicate, a non-measuring reading outside the mean…).
+    Unchanged,
+    /// Numbers changed (mean, completeness, …), the verdict did not.
+    Revised,
+    /// The band changed: record it (a late reading turned a compliant hour into an exceedance, or back).
+    VerdictChanged { from: Band, to: Band },
+}
+
+impl Revision {
+    /// True when anything changed.
+    pub fn changed(self) -> bool {
+        self != Revision::Unchanged
+    }
+}
+
+/// Compare the stored aggregate of a window with a fresh recomputation.
+pub fn revision(previous: &Aggregate, current: &Aggregate) -> Revision {
+    if previous.band != current.band {
+        Revision::VerdictChanged {
+            from: previous.band,
+            to: current.band,
+        }
+    } else if previous != current {
+        Revision::Revised
+    } else {
+        Revision::Unchanged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(min: i64, value: f64, status: Status) -> Sample {
+        Sample {
+            ts: Timestamp(min * 60_000),
+            value,
+            status,
+        }
+    }
+
+    #[test]
+    fn windows_align_to_local_time() {
+        let vn = 7 * 3600;
+        // 2026-11-27T03:00:00Z = 10:00 local.
+        let t = Timestamp(1_795_748_400_000);
+        assert_eq!(window_start(t, vn, HOUR_MS), t);
+        assert_eq!(
+            window_start(Timestamp(t.0 - 1), vn, HOUR_MS),
+            Timestamp(t.0 - HOUR_MS)
+        );
+        // Local midnight 2026-11-27 is 2026-11-26T17:00Z.
+        assert_eq!(window_start(t, vn, DAY_MS), Timestamp(t.0 - 10 * HOUR_MS));
+        assert_eq!(window_start(t, vn, 0), t);
+    }
+
+    #[test]
+    fn expected_counts() {
+        let m = |x: u64| Duration::from_secs(60 * x);
+        assert_eq!(expected_count(m(60), m(5)), 12);
+        assert_eq!(expected_count(m(24 * 60), m(5)), 288);
+        assert_eq!(expected_count(m(60), m(7)), 8);
+        assert_eq!(expected_count(m(60), Duration::ZERO), 0);
+    }
+
+    #[test]
+    fn empty_and_unlimited_windows() {
+        let a = aggregate(&[], Some(LimitBound::Max(135.0)), 12);
+        assert_eq!(
+            (a.mean, a.valid, a.completeness, a.band),
+            (None, 0, 0.0, Band::NotEvaluated)
+        );
+        let a = aggregate(&[s(0, 2.0, Status::Measuring)], None, 12);
+        assert_eq!((a.mean, a.band, a.ratio), (Some(2.0), Band::NoLimit, None));
+        let a = aggregate(
+            &[s(0, 7.0, Status::Measuring)],
+            Some(LimitBound::Range(5.5, 9.0)),
+            12,
+        );
+        assert_eq!((a.ratio, a.band), (None, Band::Compliant));
+    }
+
+    #[test]
+    fn mean_band_is_exact() {
+        let samples: Vec<_> = (0..3).map(|i| s(i, 3.63, Status::Measuring)).collect();
+        let a = aggregate(&samples, Some(LimitBound::Max(3.3)), 12);
+        assert_eq!(a.mean, Some(3.63));
+        assert_eq!(a.ratio, Some(1.1));
+        assert_eq!(a.band, Band::From1_1To1_5);
+        assert!(a.is_incomplete(MIN_COMPLETENESS));
+    }
+
+    #[test]
+    fn revisions() {
+        let base = aggregate(
+            &[s(0, 130.0, Status::Measuring)],
+            Some(LimitBound::Max(135.0)),
+            12,
+        );
+        assert_eq!(revision(&base, &base.clone()), Revision::Unchanged);
+        let more = aggregate(
+            &[
+                s(0, 130.0, Status::Measuring),
+                s(5, 131.0, Status::Measuring),
+            ],
+            Some(LimitBound::Max(135.0)),
+            12,
+        );
+        assert_eq!(revision(&base, &more), Revision::Revised);
+        let worse = aggregate(
+            &[
+                s(0, 130.0, Status::Measuring),
+                s(5, 200.0, Status::Measuring),
+            ],
+            Some(LimitBound::Max(135.0)),
+            12,
+        );
+        assert_eq!(
+            revision(&base, &worse),
+            Revision::VerdictChanged {
+                from: Band::Compliant,
+                to: Band::From1_1To1_5
+            }
+        );
+        assert!(revision(&base, &worse).changed());
     }
 }

@@ -1,13 +1,23 @@
 //! Compliance engine: limit profiles with Kq/Kf, per-reading evaluation with Decree 45 bands, data-quality flags,
 //! local-hour aggregates and exceedance events. Pure code: no I/O except reading profile files; the ledger persists
-//! what this module decides.
+//! what this module decides, the alert engine turns its events into notifications.
 
 pub mod band;
+pub mod bench;
+pub mod decimal;
 pub mod evaluate;
+pub mod events;
 pub mod hourly;
+pub mod judge;
 pub mod limits;
+pub mod profile;
+pub mod quality;
 
 pub use band::Band;
-pub use evaluate::{Assessment, Evaluator, Flags};
-pub use hourly::{Aggregate, Sample};
-pub use limits::{LimitBound, Profiles, StationLimits};
+pub use evaluate::{Assessment, Evaluator, Flags, Rejection};
+pub use events::{EventChange, EventKey, EventTracker, OpenEvent, Scope};
+pub use hourly::{Aggregate, Revision, Sample};
+pub use judge::{Judge, Verdict};
+pub use limits::{Limit, LimitBound, Profiles, StationLimits};
+pub use profile::{Profile, ProfileError};
+pub use quality::QualitySettings;

@@ -22,7 +22,8 @@ pub use duration::parse_duration;
 pub use errors::{ConfigError, Problems};
 pub use secret::Secret;
 pub use station::{
-    CheckedParameter, ParameterSection, ReceivingWater, Station, StationSection, StationSimSection,
+    CheckedParameter, LimitText, ParameterSection, ReceivingWater, Station, StationSection,
+    StationSimSection,
 };
 
 use chrono::FixedOffset;
