@@ -157,6 +157,7 @@ impl LiveState {
                     st.last_reading = st.last_reading.max(Some(r.ts.millis()));
                 }
             }
+            LiveEvent::Events(_) => {}
             LiveEvent::Windows(updates) => {
                 for u in updates.iter() {
                     let Some(st) = inner.stations.get_mut(&u.station) else {

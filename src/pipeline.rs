@@ -114,6 +114,8 @@ pub struct Committed {
 pub enum LiveEvent {
     Readings(Arc<Vec<Committed>>),
     Windows(Arc<Vec<WindowUpdate>>),
+    /// Compliance events opened, escalated or closed (they feed the alert engine).
+    Events(Arc<Vec<crate::compliance::EventChange>>),
 }
 
 /// A running pipeline.
@@ -359,6 +361,7 @@ fn write_loop(
         if tick {
             refresh_aggregates(&mut ledger, &settings.aggregates, &live);
         }
+        publish_events(&mut ledger, &live);
         if last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             last_retention = Some(Instant::now());
             let cutoff =
@@ -371,6 +374,7 @@ fn write_loop(
         }
     }
     refresh_aggregates(&mut ledger, &settings.aggregates, &live);
+    publish_events(&mut ledger, &live);
     if let Err(e) = ledger.checkpoint() {
         warn!(error = %e, "WAL checkpoint at shutdown failed; the WAL file still holds the data.");
     }
@@ -441,6 +445,13 @@ fn commit(
                 let _ = p.done.send(Err(PipelineError::Ledger(e.to_string())));
             }
         }
+    }
+}
+
+fn publish_events(ledger: &mut Ledger, live: &broadcast::Sender<LiveEvent>) {
+    let changes = ledger.take_event_changes();
+    if !changes.is_empty() {
+        let _ = live.send(LiveEvent::Events(Arc::new(changes)));
     }
 }
 

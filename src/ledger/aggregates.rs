@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{cursor, set_cursor, LedgerError, Stream};
 use crate::compliance::hourly::{aggregate, window_start, Aggregate, Sample};
-use crate::compliance::LimitBound;
+use crate::compliance::{EventChange, EventKey, EventTracker, LimitBound, Scope};
+use crate::model::{Parameter, StationId};
 use crate::model::{Status, Timestamp};
 
 pub const CURSOR: &str = "aggregates";
@@ -51,6 +52,8 @@ pub(super) fn refresh(
     conn: &mut Connection,
     ctx: &AggregateContext,
     max_rows: usize,
+    events: &mut EventTracker,
+    changes: &mut Vec<EventChange>,
 ) -> Result<AggregateReport, LedgerError> {
     let tx = conn.transaction()?;
     let from = cursor(&tx, CURSOR)?;
@@ -128,6 +131,20 @@ pub(super) fn refresh(
             }
             _ => None,
         };
+        // Hourly means judge violations: they open and close the window-scope events.
+        if w == HOUR_MS {
+            if let (Ok(station), Ok(parameter)) = (StationId::parse(code), Parameter::new(symbol)) {
+                let key = EventKey {
+                    station,
+                    parameter,
+                    scope: Scope::Window { window_ms: w },
+                };
+                if let Some(change) = events.observe(&key, Timestamp(start), agg.band, agg.ratio) {
+                    super::events::store(&tx, (s, p), &change)?;
+                    changes.push(change);
+                }
+            }
+        }
         updates.push(WindowUpdate {
             station: code.clone(),
             parameter: symbol.clone(),

@@ -6,6 +6,7 @@
 //! Calls here block: the pipeline runs them on a dedicated thread; readers open their own connection.
 
 pub mod aggregates;
+mod events;
 pub mod query;
 mod schema;
 
@@ -18,7 +19,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 pub use aggregates::{AggregateContext, AggregateReport};
 pub use query::Reader;
 
-use crate::compliance::{Assessment, LimitBound};
+use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, LimitBound, Scope};
 use crate::config::Synchronous;
 use crate::model::{Parameter, Quarantined, Reading, SourceKind, StationId, Timestamp};
 
@@ -78,6 +79,10 @@ pub struct Ledger {
     path: PathBuf,
     stations: HashMap<StationId, i64>,
     parameters: HashMap<Parameter, i64>,
+    /// Open compliance events; changes are stored with the commit that causes them.
+    events: EventTracker,
+    /// Event changes of the commits since the last `take_event_changes`.
+    event_changes: Vec<EventChange>,
 }
 
 const INSERT_READING: &str = "INSERT INTO readings \
@@ -105,11 +110,14 @@ impl Ledger {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn)?;
+        let events = events::load_open(&conn)?;
         let mut ledger = Ledger {
             conn,
             path: path.to_path_buf(),
             stations: HashMap::new(),
             parameters: HashMap::new(),
+            events,
+            event_changes: Vec::new(),
         };
         ledger.load_ids()?;
         Ok(ledger)
@@ -159,12 +167,25 @@ impl Ledger {
     ) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
         let result = self.try_commit(readings, quarantine);
         if result.is_err() {
-            // Ids cached inside a rolled-back transaction may not exist: start the caches afresh.
-            self.stations.clear();
-            self.parameters.clear();
-            let _ = self.load_ids();
+            self.reset_caches();
         }
         result
+    }
+
+    /// After a rolled-back transaction: ids and event states cached inside it may not exist; start afresh.
+    fn reset_caches(&mut self) {
+        self.stations.clear();
+        self.parameters.clear();
+        let _ = self.load_ids();
+        self.event_changes.clear();
+        if let Ok(t) = events::load_open(&self.conn) {
+            self.events = t;
+        }
+    }
+
+    /// Compliance event changes (opened, escalated, peak, closed) stored since the last call.
+    pub fn take_event_changes(&mut self) -> Vec<EventChange> {
+        std::mem::take(&mut self.event_changes)
     }
 
     fn try_commit(
@@ -226,6 +247,18 @@ impl Ledger {
                 ])?;
                 outcomes[i] = if n == 1 {
                     counts.accepted += 1;
+                    let key = EventKey {
+                        station: r.station.clone(),
+                        parameter: r.parameter.clone(),
+                        scope: Scope::Instant,
+                    };
+                    if let Some(change) =
+                        self.events
+                            .observe(&key, r.ts, e.assessment.band, e.assessment.ratio)
+                    {
+                        events::store(&tx, (s, p), &change)?;
+                        self.event_changes.push(change);
+                    }
                     Outcome::Accepted(tx.last_insert_rowid())
                 } else {
                     let (kept_value, kept_status): (f64, u8) = tx
@@ -282,7 +315,17 @@ impl Ledger {
         ctx: &AggregateContext,
         max_rows: usize,
     ) -> Result<AggregateReport, LedgerError> {
-        aggregates::refresh(&mut self.conn, ctx, max_rows)
+        let result = aggregates::refresh(
+            &mut self.conn,
+            ctx,
+            max_rows,
+            &mut self.events,
+            &mut self.event_changes,
+        );
+        if result.is_err() {
+            self.reset_caches();
+        }
+        result
     }
 
     /// Delete readings older than `cutoff`, but never one a cursor has not passed. Returns rows deleted.

@@ -100,14 +100,18 @@ CREATE TABLE events (
     id            INTEGER PRIMARY KEY,
     station_id    INTEGER NOT NULL REFERENCES stations(id),
     parameter_id  INTEGER NOT NULL REFERENCES parameters(id),
-    scope         TEXT NOT NULL,           -- instant (single readings) or window (window means)
-    start         INTEGER NOT NULL,
-    end           INTEGER,                 -- NULL while open
-    peak_value    REAL,
-    peak_ratio    REAL,
-    peak_band     TEXT NOT NULL,
-    updated       INTEGER NOT NULL
+    scope         TEXT NOT NULL,           -- instant (single readings) or window_<ms> (window means)
+    start         INTEGER NOT NULL,        -- first exceeding observation
+    end           INTEGER,                 -- back within the limit; NULL while open
+    last          INTEGER NOT NULL,        -- latest exceeding observation
+    band          TEXT NOT NULL,           -- band of the latest exceeding observation
+    peak_band     TEXT NOT NULL,           -- worst band
+    peak_ratio    REAL,                    -- highest multiple (NULL for ranges such as pH)
+    peak_at       INTEGER NOT NULL,
+    updated       INTEGER NOT NULL,        -- when this row last changed (wall clock)
+    change_seq    INTEGER NOT NULL         -- increases at every write; forwarders follow it
 );
+CREATE INDEX events_change ON events(change_seq);
 CREATE INDEX events_open ON events(station_id, parameter_id, scope, end);
 
 CREATE TABLE dead_letters (

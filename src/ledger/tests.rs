@@ -140,3 +140,81 @@ fn reopening_keeps_ids_and_schema() {
     assert_eq!(schema::version(&l.conn).unwrap(), 1);
     assert_eq!(l.reader().unwrap().integrity_check().unwrap(), "ok");
 }
+
+fn with_band(mut e: Evaluated, band: Band, ratio: f64) -> Evaluated {
+    e.assessment.band = band;
+    e.assessment.ratio = Some(ratio);
+    e
+}
+
+#[test]
+fn exceedances_open_and_close_events_that_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    {
+        let mut l = Ledger::open(&path, Synchronous::Normal).unwrap();
+        l.commit(
+            &[with_band(
+                reading("BN_A_B", "COD", 1000, 140.0),
+                Band::Lt1_1,
+                1.037,
+            )],
+            &[],
+        )
+        .unwrap();
+        l.commit(
+            &[with_band(
+                reading("BN_A_B", "COD", 2000, 160.0),
+                Band::From1_1To1_5,
+                1.185,
+            )],
+            &[],
+        )
+        .unwrap();
+        let changes = l.take_event_changes();
+        assert_eq!(changes.len(), 2);
+        assert!(matches!(changes[0], EventChange::Opened { .. }));
+        assert!(matches!(changes[1], EventChange::Escalated { .. }));
+    }
+    // After a restart the open event is restored: a further exceedance does not open a second one.
+    let mut l = Ledger::open(&path, Synchronous::Normal).unwrap();
+    l.commit(
+        &[with_band(
+            reading("BN_A_B", "COD", 3000, 150.0),
+            Band::From1_1To1_5,
+            1.11,
+        )],
+        &[],
+    )
+    .unwrap();
+    assert!(l
+        .take_event_changes()
+        .iter()
+        .all(|c| !matches!(c, EventChange::Opened { .. })));
+    l.commit(
+        &[with_band(
+            reading("BN_A_B", "COD", 4000, 100.0),
+            Band::Compliant,
+            0.74,
+        )],
+        &[],
+    )
+    .unwrap();
+    assert!(matches!(
+        l.take_event_changes()[..],
+        [EventChange::Closed { .. }]
+    ));
+    let r = l.reader().unwrap();
+    let (n, start, end, peak_band, peak_ratio): (i64, i64, Option<i64>, String, f64) = r
+        .connection()
+        .query_row(
+            "SELECT COUNT(*), MIN(start), MAX(end), MAX(peak_band), MAX(peak_ratio) FROM events",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?, x.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (n, start, end, peak_band.as_str(), peak_ratio),
+        (1, 1000, Some(4000), "1_1_to_1_5", 1.185)
+    );
+}
