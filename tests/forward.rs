@@ -424,3 +424,53 @@ async fn unavailable_is_retried_after_retry_after() {
         "Retry-After: 1 was not honoured"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hourly_aggregates_and_compliance_events_arrive() {
+    use quantrac::ledger::aggregates::{AggregateContext, HOUR_MS};
+    let vm = Victoria::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = ledger(dir.path());
+    // 600 readings a second apart; the last 100 break the limit (an open instant event).
+    let mut batch = readings(0, 600, "BN_KCNQV_NUOC01");
+    for e in batch.iter_mut().skip(500) {
+        e.reading.value = 150.0;
+        e.assessment.ratio = Some(150.0 / 135.0);
+        e.assessment.band = Band::From1_1To1_5;
+    }
+    l.commit(&batch, &[]).unwrap();
+    let ctx = AggregateContext {
+        offset_secs: 7 * 3600,
+        windows: vec![HOUR_MS],
+        stations: Default::default(),
+    };
+    let report = l.refresh_aggregates(&ctx, 10_000).unwrap();
+    assert!(!report.updates.is_empty());
+    let mut t = target(&vm.url(), "vm");
+    t.aggregates = true;
+    let health = Health::default();
+    let (stop, task) = start(t, dir.path(), &health);
+    let arrived = eventually(Duration::from_secs(30), || async {
+        !vm.export("hourly_valid").await.is_empty()
+            && !vm.export("event_peak_ratio").await.is_empty()
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    assert!(arrived, "hourly aggregates or events missing");
+    let valid: f64 = vm
+        .export("hourly_valid")
+        .await
+        .iter()
+        .map(|(_, v, _)| v)
+        .sum();
+    assert_eq!(
+        valid, 600.0,
+        "every reading counted once across the hourly windows"
+    );
+    let ev = vm.export("event_peak_ratio").await;
+    assert_eq!(ev[0].0["state"], "open");
+    assert_eq!(ev[0].0["scope"], "instant");
+    // VictoriaMetrics keeps 12 significant digits.
+    assert!((ev[0].1 - 150.0 / 135.0).abs() < 1e-9, "{}", ev[0].1);
+}

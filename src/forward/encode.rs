@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::line_protocol::{encode, Field, LineError};
-use super::store::{AggregateRow, ReadingRow};
+use super::store::{AggregateRow, EventRow, ReadingRow};
 use crate::model::Status;
 
 /// Encodes readings, keeping the escaped `measurement,tags` prefix of every series it has seen: most of a line's
@@ -131,6 +131,31 @@ pub fn aggregate_line(a: &AggregateRow, out: &mut String) -> Result<(), LineErro
     encode(measurement, &tags, &fields, a.window_start, out)
 }
 
+/// `event,station=…,parameter=…,scope=…,state=open|closed band="…",peak_band="…",peak_ratio=…,last=<i>[,end=<i>,duration_s=<i>] <start>`:
+/// one point per event, rewritten as it evolves (same series and time).
+pub fn event_line(e: &EventRow, out: &mut String) -> Result<(), LineError> {
+    let state = if e.end.is_some() { "closed" } else { "open" };
+    let tags = [
+        ("station", e.station.as_str()),
+        ("parameter", e.parameter.as_str()),
+        ("scope", e.scope.as_str()),
+        ("state", state),
+    ];
+    let mut fields = vec![
+        ("band", Field::Str(&e.band)),
+        ("peak_band", Field::Str(&e.peak_band)),
+    ];
+    if let Some(r) = e.peak_ratio {
+        fields.push(("peak_ratio", Field::Float(r)));
+    }
+    fields.push(("last", Field::Int(e.last)));
+    if let Some(end) = e.end {
+        fields.push(("end", Field::Int(end)));
+        fields.push(("duration_s", Field::Int((end - e.start) / 1000)));
+    }
+    encode("event", &tags, &fields, e.start, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +212,28 @@ mod tests {
         let mut t = String::new();
         ReadingEncoder::default().line(&r, &mut t).unwrap();
         assert_eq!(t, s);
+    }
+
+    #[test]
+    fn closed_event() {
+        let e = EventRow {
+            change_seq: 3,
+            station: "BN_A_B".into(),
+            parameter: "COD".into(),
+            scope: "window_3600000".into(),
+            start: 1_000_000,
+            end: Some(4_600_000),
+            last: 1_000_000,
+            band: "1_1_to_1_5".into(),
+            peak_band: "1_5_to_3".into(),
+            peak_ratio: Some(1.6),
+        };
+        let mut s = String::new();
+        event_line(&e, &mut s).unwrap();
+        assert_eq!(
+            s,
+            "event,parameter=COD,scope=window_3600000,state=closed,station=BN_A_B band=\"1_1_to_1_5\",peak_band=\"1_5_to_3\",peak_ratio=1.6,last=1000000i,end=4600000i,duration_s=3600i 1000000"
+        );
     }
 
     #[test]

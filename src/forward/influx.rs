@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::encode::{aggregate_line, ReadingEncoder};
+use super::encode::{aggregate_line, event_line, ReadingEncoder};
 use super::store::Store;
 use crate::config::forward::Influx;
 use crate::health::{Backoff, ConnectionState, Health};
@@ -116,6 +116,7 @@ pub async fn run(
             Stream::Aggregates => {
                 blocking(&store, move |s| s.set_aggregates_cursor(position)).await
             }
+            Stream::Events => blocking(&store, move |s| s.set_events_cursor(position)).await,
         };
         if let Err(e) = moved {
             result = Err(e);
@@ -141,10 +142,11 @@ async fn produce(
     tx: tokio::sync::mpsc::Sender<Prepared>,
     shutdown: CancellationToken,
 ) -> Result<(), ForwardError> {
-    let (mut readings_pos, mut aggregates_pos) = blocking(&store, |s| {
+    let (mut readings_pos, mut aggregates_pos, mut events_pos) = blocking(&store, |s| {
         Ok((
             s.cursor(&s.readings_cursor)?,
             s.cursor(&s.aggregates_cursor)?,
+            s.cursor(&s.events_cursor)?,
         ))
     })
     .await?;
@@ -152,7 +154,7 @@ async fn produce(
     let encoder = Arc::new(Mutex::new(ReadingEncoder::default()));
     while !shutdown.is_cancelled() {
         let (limit, gz, aggregates) = (target.batch_lines, target.gzip, target.aggregates);
-        let (pos, apos) = (readings_pos, aggregates_pos);
+        let (pos, apos, epos) = (readings_pos, aggregates_pos, events_pos);
         let enc = encoder.clone();
         let prepared = blocking(&store, move |s| {
             let rows = s.readings_after(pos, limit)?;
@@ -167,6 +169,20 @@ async fn produce(
                     Stream::Readings,
                     last.seq,
                     rows.len(),
+                )));
+            }
+            // Compliance events are few and matter to the dashboards: always forwarded.
+            let events = s.events_after(epos, limit)?;
+            if let Some(last) = events.last() {
+                let lines = events
+                    .iter()
+                    .filter_map(|e| encoded(e.change_seq, |l| event_line(e, l)))
+                    .collect();
+                return Ok(Some((
+                    prepare(lines, gz),
+                    Stream::Events,
+                    last.change_seq,
+                    limit,
                 )));
             }
             if aggregates {
@@ -202,6 +218,7 @@ async fn produce(
                 match stream {
                     Stream::Readings => readings_pos = position,
                     Stream::Aggregates => aggregates_pos = position,
+                    Stream::Events => events_pos = position,
                 }
                 if tx
                     .send(Prepared {

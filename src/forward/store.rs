@@ -28,6 +28,21 @@ pub struct ReadingRow {
     pub ratio: Option<f64>,
 }
 
+/// A compliance event as it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub change_seq: i64,
+    pub station: String,
+    pub parameter: String,
+    pub scope: String,
+    pub start: i64,
+    pub end: Option<i64>,
+    pub last: i64,
+    pub band: String,
+    pub peak_band: String,
+    pub peak_ratio: Option<f64>,
+}
+
 /// A window aggregate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateRow {
@@ -53,6 +68,7 @@ pub struct Store {
     parameters: HashMap<i64, Arc<str>>,
     pub readings_cursor: String,
     pub aggregates_cursor: String,
+    pub events_cursor: String,
 }
 
 impl Store {
@@ -68,6 +84,7 @@ impl Store {
             parameters: HashMap::new(),
             readings_cursor: format!("influx:{name}:readings"),
             aggregates_cursor: format!("influx:{name}:aggregates"),
+            events_cursor: format!("influx:{name}:events"),
         })
     }
 
@@ -76,6 +93,7 @@ impl Store {
         for (name, stream) in [
             (&self.readings_cursor, Stream::Readings),
             (&self.aggregates_cursor, Stream::Aggregates),
+            (&self.events_cursor, Stream::Events),
         ] {
             let exists: Option<i64> = self
                 .conn
@@ -214,6 +232,33 @@ impl Store {
                 completeness: r.get(10)?,
                 ratio: r.get(11)?,
                 band: r.get(12)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_events_cursor(&self, position: i64) -> Result<(), LedgerError> {
+        set_cursor(&self.conn, &self.events_cursor, Stream::Events, position)
+    }
+
+    pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, LedgerError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT e.change_seq, s.code, p.symbol, e.scope, e.start, e.end, e.last, e.band, e.peak_band, e.peak_ratio \
+             FROM events e JOIN stations s ON s.id = e.station_id JOIN parameters p ON p.id = e.parameter_id \
+             WHERE e.change_seq > ?1 ORDER BY e.change_seq LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
+            Ok(EventRow {
+                change_seq: r.get(0)?,
+                station: r.get(1)?,
+                parameter: r.get(2)?,
+                scope: r.get(3)?,
+                start: r.get(4)?,
+                end: r.get(5)?,
+                last: r.get(6)?,
+                band: r.get(7)?,
+                peak_band: r.get(8)?,
+                peak_ratio: r.get(9)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -384,6 +384,8 @@ pub enum Stream {
     Readings,
     /// `aggregates.change_seq`.
     Aggregates,
+    /// `events.change_seq`.
+    Events,
 }
 
 impl Stream {
@@ -391,6 +393,7 @@ impl Stream {
         match self {
             Stream::Readings => "readings",
             Stream::Aggregates => "aggregates",
+            Stream::Events => "events",
         }
     }
 }
