@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +13,10 @@ use tracing::{info, warn};
 use crate::compliance::{Profiles, StationLimits};
 use crate::config::{Config, ConfigError, Problems};
 use crate::ledger::{Ledger, LedgerError};
+use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::model::StationId;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{LiveEvent, Pipeline};
 use crate::sim;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,8 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    #[error("cannot listen on {addr} for the dashboard and API: {error}; change http.listen or stop what uses the port")]
+    Listen { addr: String, error: String },
 }
 
 /// Load the limit profiles and resolve every station's limits; problems are reported like config problems.
@@ -54,10 +58,42 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         info!(station = %s.id, name = %s.name, sources = %s.sources().join(", "), "Station configured.");
     }
     let metrics = Arc::new(Metrics::default());
+    let live = LiveState::load(&config, &ledger.reader()?)?;
     let pipeline = Pipeline::start(&config, limits.clone(), ledger, metrics.clone());
 
     let health = crate::health::Health::default();
     let mut sources = tokio::task::JoinSet::new();
+    sources.spawn(follow_live(
+        live.clone(),
+        pipeline.live.subscribe(),
+        shutdown.clone(),
+    ));
+    let sources_started = Arc::new(AtomicBool::new(false));
+    if config.http.enabled {
+        let listener = tokio::net::TcpListener::bind(config.http.listen)
+            .await
+            .map_err(|e| DaemonError::Listen {
+                addr: config.http.listen.to_string(),
+                error: e.to_string(),
+            })?;
+        info!(url = %config.http.public_url, "Dashboard and API listening.");
+        let state = crate::http::AppState {
+            config: Arc::new(config.clone()),
+            live: live.clone(),
+            health: health.clone(),
+            metrics: metrics.clone(),
+            ledger: config.ledger.path.clone(),
+            events: pipeline.live.clone(),
+            sources_started: sources_started.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let stop = shutdown.clone();
+        sources.spawn(async move {
+            if let Err(e) = crate::http::serve(listener, state, stop).await {
+                tracing::error!(error = %e, "HTTP server stopped; the dashboard and API are down.");
+            }
+        });
+    }
     // Sources: each takes an `Ingest`, the `Health` registry and the shutdown token, and returns when stopped.
     // (Modbus and MQTT sources are spawned here.)
     if config.sim.enabled {
@@ -100,6 +136,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         });
     }
 
+    sources_started.store(true, Ordering::Relaxed);
     shutdown.cancelled().await;
     info!("Shutting down: stopping sources, committing what is in flight.");
     while sources.join_next().await.is_some() {}
@@ -113,6 +150,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         "Stopped; everything in flight is committed."
     );
     Ok(())
+}
+
+/// Keep the live picture current from the pipeline's broadcast; a lagging follower reloads from the ledger.
+async fn follow_live(
+    live: LiveState,
+    mut rx: tokio::sync::broadcast::Receiver<LiveEvent>,
+    shutdown: CancellationToken,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = rx.recv() => match r {
+                Ok(ev) => live.apply(&ev),
+                Err(RecvError::Lagged(n)) => warn!(missed = n, "Live view fell behind the pipeline; values catch up with the next readings."),
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
 }
 
 /// A line every 10 s so an operator sees data arriving.

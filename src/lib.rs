@@ -7,6 +7,7 @@ pub mod config;
 pub mod daemon;
 pub mod forward;
 pub mod health;
+pub mod http;
 pub mod ledger;
 pub mod live;
 pub mod metrics;

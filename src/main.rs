@@ -44,6 +44,9 @@ enum Command {
         /// Where to keep the demo ledger.
         #[arg(long, default_value = "quantrac-demo.db")]
         ledger: PathBuf,
+        /// Dashboard and API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        http: std::net::SocketAddr,
     },
     /// Check a config file: list stations, sources and the limit of every monitored parameter.
     CheckConfig {
@@ -90,11 +93,13 @@ fn main() -> ExitCode {
             Ok(c) => run(c),
             Err(e) => config_failed(&e),
         },
-        Command::Demo { ledger } => {
+        Command::Demo { ledger, http } => {
             let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             match Config::from_str(DEMO_TOML, Path::new("<embedded config/demo.toml>"), &base) {
                 Ok(mut c) => {
                     c.ledger.path = base.join(ledger);
+                    c.http.listen = http;
+                    c.http.public_url = format!("http://{http}");
                     run(c)
                 }
                 Err(e) => config_failed(&e),

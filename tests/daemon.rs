@@ -16,6 +16,8 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
         r#"[ledger]
 path = "ledger.db"
 synchronous = "full"
+[http]
+enabled = false
 {extra}
 [[station]]
 id = "BN_KCNQV_NUOC01"

@@ -203,7 +203,7 @@ async fn sigkill_mid_forwarding_resumes_from_the_cursor() {
         std::fs::write(
             &config,
             format!(
-                "[ledger]\npath = \"ledger.db\"\n[sim]\nenabled = {sim}\nspeed = 3600\n\
+                "[ledger]\npath = \"ledger.db\"\n[http]\nenabled = false\n[sim]\nenabled = {sim}\nspeed = 3600\n\
                  [[forward.influx]]\nname = \"vm\"\nurl = \"{}\"\nbucket = \"q\"\nbatch_lines = 100\nbatch_wait = \"10ms\"\n\
                  [[station]]\nid = \"BN_KCNQV_NUOC01\"\nname = \"Que Vo\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 13000\n\
                  receiving_water = {{ type = \"river\", flow_m3_s = 120 }}\nparameters = {{ COD = {{}}, pH = {{}} }}\nsim = {{ via = \"direct\" }}\n",

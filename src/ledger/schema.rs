@@ -123,6 +123,23 @@ CREATE TABLE dead_letters (
     created    INTEGER NOT NULL
 );
 
+CREATE TABLE audit (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,             -- Unix milliseconds, UTC
+    who      TEXT NOT NULL,                -- token name, or anonymous
+    role     TEXT NOT NULL,
+    action   TEXT NOT NULL,                -- e.g. POST /api/alerts/12/ack
+    detail   TEXT NOT NULL                 -- what changed, e.g. the acknowledgement comment
+);
+
+CREATE TABLE station_notes (
+    id       INTEGER PRIMARY KEY,
+    station  TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    who      TEXT NOT NULL,
+    text     TEXT NOT NULL                 -- e.g. "analyser cleaned", "plant reports bypass repaired"
+);
+
 -- Views for auditors reading the file with sqlite3: names and readable times.
 CREATE VIEW readings_view AS
 SELECT r.seq, s.code AS station, p.symbol AS parameter,

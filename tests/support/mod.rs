@@ -1,6 +1,8 @@
 //! Test harness: real servers started by the tests (VictoriaMetrics), with bounded waits.
 #![allow(dead_code)]
 
+pub mod browser;
+pub mod daemon;
 pub mod fault_http;
 pub mod victoria;
 

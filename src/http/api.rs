@@ -1,0 +1,359 @@
+//! JSON API handlers. Every query parameter is checked and a bad one answers 400 with what was expected.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::{Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::Json;
+use rusqlite::params;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::require;
+use super::{ApiError, AppState};
+use crate::config::http::Role;
+use crate::ledger::query::ReadingFilter;
+use crate::ledger::{LedgerError, Reader};
+use crate::model::Timestamp;
+
+type Params = Query<HashMap<String, String>>;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the ledger answers and every source has been started.
+pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
+    let path = s.ledger.clone();
+    let ledger_ok =
+        tokio::task::spawn_blocking(move || Reader::open(&path).and_then(|r| r.last_seq()).is_ok())
+            .await
+            .unwrap_or(false);
+    let sources = s.sources_started.load(Relaxed);
+    let status = if ledger_ok && sources {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "ledger": ledger_ok, "sources_started": sources })),
+    )
+}
+
+/// Stations with their live state, latest values against limits, completeness, and source connections.
+pub async fn stations(State(s): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
+    require(&s.config.http, &parts, Role::Viewer)?;
+    s.live.refresh_states(Timestamp::now());
+    let health = s.health.snapshot();
+    let stations: Vec<Value> = s
+        .live
+        .stations()
+        .into_iter()
+        .map(|st| {
+            let connections: Vec<Value> = health
+                .iter()
+                .filter(|(_, c)| c.stations.contains(&st.id))
+                .map(|(k, c)| json!({ "name": k, "up": c.up, "last_success": c.last_success.map(|t| t.millis()),
+                    "last_error": c.last_error.as_ref().map(|(t, e)| json!({"at": t.millis(), "error": e})),
+                    "consecutive_failures": c.consecutive_failures }))
+                .collect();
+            let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
+            v["connections"] = Value::Array(connections);
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({ "timezone": s.config.timezone_name, "utc_offset_s": s.config.timezone.local_minus_utc(), "stations": stations }),
+    ))
+}
+
+/// A time given as Unix milliseconds or RFC 3339.
+fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<Timestamp>, ApiError> {
+    let Some(v) = q.get(key) else { return Ok(None) };
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(Some(Timestamp(ms)));
+    }
+    chrono::DateTime::parse_from_rfc3339(v)
+        .map(|d| Some(Timestamp::from_datetime(&d)))
+        .map_err(|_| ApiError::bad_request(format!("{key}={v:?} is not a time; expected Unix milliseconds or RFC 3339 such as 2026-11-27T10:00:00+07:00")))
+}
+
+fn number_param(
+    q: &HashMap<String, String>,
+    key: &str,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (0..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "{key}={v:?} is not a whole number from 0 to {max}"
+            ))),
+        },
+    }
+}
+
+fn check_known(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match q
+        .keys()
+        .find(|k| !allowed.contains(&k.as_str()) && k.as_str() != "access_token")
+    {
+        Some(k) => Err(ApiError::bad_request(format!(
+            "unknown parameter {k:?}; expected {}",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn station_param(s: &AppState, q: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+    match q.get("station") {
+        Some(id) if s.config.station(id).is_none() && s.live.station(id).is_none() => {
+            Err(ApiError::bad_request(format!("unknown station {id:?}")))
+        }
+        other => Ok(other.cloned()),
+    }
+}
+
+async fn with_reader<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce(&Reader) -> Result<T, LedgerError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let path = s.ledger.clone();
+    tokio::task::spawn_blocking(move || f(&Reader::open(&path)?))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(ApiError::from)
+}
+
+/// Readings by station, parameter and time range, in commit order; page with `after` (the `next_after` of the
+/// previous page).
+pub async fn readings(
+    State(s): State<AppState>,
+    parts: Parts,
+    Query(q): Params,
+) -> Result<Json<Value>, ApiError> {
+    require(&s.config.http, &parts, Role::Viewer)?;
+    check_known(
+        &q,
+        &["station", "parameter", "from", "to", "after", "limit"],
+    )?;
+    let f = ReadingFilter {
+        station: station_param(&s, &q)?,
+        parameter: q.get("parameter").cloned(),
+        from: time_param(&q, "from")?,
+        to: time_param(&q, "to")?,
+        after_seq: number_param(&q, "after", 0, i64::MAX)?,
+        limit: number_param(&q, "limit", 1000, 10_000)? as usize,
+    };
+    if let (Some(a), Some(b)) = (f.from, f.to) {
+        if a > b {
+            return Err(ApiError::bad_request("from is after to"));
+        }
+    }
+    let limit = f.limit.max(1);
+    let rows = with_reader(&s, move |r| r.readings(&ReadingFilter { limit, ..f })).await?;
+    let next = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.seq))
+        .flatten();
+    let readings: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({ "seq": r.seq, "station": r.station, "parameter": r.parameter, "ts": r.ts.millis(), "time": r.ts.to_string(),
+                "value": r.value, "unit": r.unit, "status": r.status.as_str(), "source": r.source, "limit_low": r.limit_low,
+                "limit_high": r.limit_high, "ratio": r.ratio, "band": r.band, "flags": crate::compliance::Flags(r.flags).names() })
+        })
+        .collect();
+    Ok(Json(json!({ "readings": readings, "next_after": next })))
+}
+
+/// Hourly (`window=hour`, default) or daily aggregates.
+pub async fn aggregates(
+    State(s): State<AppState>,
+    parts: Parts,
+    Query(q): Params,
+) -> Result<Json<Value>, ApiError> {
+    require(&s.config.http, &parts, Role::Viewer)?;
+    check_known(
+        &q,
+        &["station", "parameter", "from", "to", "window", "limit"],
+    )?;
+    let window_ms = match q.get("window").map(String::as_str) {
+        None | Some("hour") => 3_600_000i64,
+        Some("day") => 86_400_000,
+        Some(w) => {
+            return Err(ApiError::bad_request(format!(
+                "window={w:?}; expected hour or day"
+            )))
+        }
+    };
+    let station = station_param(&s, &q)?;
+    let parameter = q.get("parameter").cloned();
+    let from = time_param(&q, "from")?.map(|t| t.millis());
+    let to = time_param(&q, "to")?.map(|t| t.millis());
+    let limit = number_param(&q, "limit", 1000, 10_000)?;
+    let rows = with_reader(&s, move |r| {
+        let mut st = r.connection().prepare(
+            "SELECT s.code, p.symbol, a.window_start, a.mean, a.min, a.max, a.valid, a.expected, a.completeness, a.limit_low, \
+             a.limit_high, a.ratio, a.band, a.revision FROM aggregates a JOIN stations s ON s.id = a.station_id \
+             JOIN parameters p ON p.id = a.parameter_id WHERE a.window_ms = ?1 AND (?2 IS NULL OR s.code = ?2) \
+             AND (?3 IS NULL OR p.symbol = ?3) AND (?4 IS NULL OR a.window_start >= ?4) AND (?5 IS NULL OR a.window_start < ?5) \
+             ORDER BY a.window_start, s.code, p.symbol LIMIT ?6",
+        )?;
+        let rows = st.query_map(params![window_ms, station, parameter, from, to, limit], |x| {
+            Ok(json!({ "station": x.get::<_, String>(0)?, "parameter": x.get::<_, String>(1)?, "window_start": x.get::<_, i64>(2)?,
+                "mean": x.get::<_, Option<f64>>(3)?, "min": x.get::<_, Option<f64>>(4)?, "max": x.get::<_, Option<f64>>(5)?,
+                "valid": x.get::<_, i64>(6)?, "expected": x.get::<_, i64>(7)?, "completeness": x.get::<_, f64>(8)?,
+                "limit_low": x.get::<_, Option<f64>>(9)?, "limit_high": x.get::<_, Option<f64>>(10)?, "ratio": x.get::<_, Option<f64>>(11)?,
+                "band": x.get::<_, String>(12)?, "revision": x.get::<_, i64>(13)? }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    Ok(Json(json!({ "window_ms": window_ms, "aggregates": rows })))
+}
+
+/// Compliance events, newest first; `open=true` for the ones still open.
+pub async fn events(
+    State(s): State<AppState>,
+    parts: Parts,
+    Query(q): Params,
+) -> Result<Json<Value>, ApiError> {
+    require(&s.config.http, &parts, Role::Viewer)?;
+    check_known(&q, &["station", "open", "limit"])?;
+    let station = station_param(&s, &q)?;
+    let open_only = match q.get("open").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "open={v:?}; expected true or false"
+            )))
+        }
+    };
+    let limit = number_param(&q, "limit", 200, 10_000)?;
+    let rows = with_reader(&s, move |r| {
+        let mut st = r.connection().prepare(
+            "SELECT e.id, s.code, p.symbol, e.scope, e.start, e.end, e.last, e.band, e.peak_band, e.peak_ratio FROM events e \
+             JOIN stations s ON s.id = e.station_id JOIN parameters p ON p.id = e.parameter_id \
+             WHERE (?1 IS NULL OR s.code = ?1) AND (?2 = 0 OR e.end IS NULL) ORDER BY e.start DESC LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![station, open_only as i64, limit], |x| {
+            Ok(json!({ "id": x.get::<_, i64>(0)?, "station": x.get::<_, String>(1)?, "parameter": x.get::<_, String>(2)?,
+                "scope": x.get::<_, String>(3)?, "start": x.get::<_, i64>(4)?, "end": x.get::<_, Option<i64>>(5)?,
+                "last": x.get::<_, i64>(6)?, "band": x.get::<_, String>(7)?, "peak_band": x.get::<_, String>(8)?,
+                "peak_ratio": x.get::<_, Option<f64>>(9)? }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    Ok(Json(json!({ "events": rows })))
+}
+
+/// Quarantined inputs, newest first, with the raw payload (text where it is UTF-8, and hex).
+pub async fn quarantine(
+    State(s): State<AppState>,
+    parts: Parts,
+    Query(q): Params,
+) -> Result<Json<Value>, ApiError> {
+    require(&s.config.http, &parts, Role::Operator)?;
+    check_known(&q, &["source", "limit"])?;
+    let source = q.get("source").cloned();
+    if let Some(src) = &source {
+        if crate::model::SourceKind::parse(src).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "source={src:?}; expected one of modbus, mqtt, tt10, sim, api"
+            )));
+        }
+    }
+    let limit = number_param(&q, "limit", 100, 1000)? as usize;
+    let rows = with_reader(&s, move |r| r.quarantine(limit * 10)).await?;
+    let items: Vec<Value> = rows
+        .into_iter()
+        .filter(|x| source.as_deref().is_none_or(|src| x.source == src))
+        .take(limit)
+        .map(|x| {
+            json!({ "id": x.id, "received": x.received.millis(), "source": x.source, "origin": x.origin, "station": x.station,
+                "reason": x.reason, "raw_bytes": x.raw.len(), "raw_text": String::from_utf8(x.raw.clone()).ok(),
+                "raw_hex": super::auth::hex(&x.raw[..x.raw.len().min(4096)]) })
+        })
+        .collect();
+    Ok(Json(json!({ "quarantine": items })))
+}
+
+/// The audit trail of state-changing calls.
+pub async fn audit(
+    State(s): State<AppState>,
+    parts: Parts,
+    Query(q): Params,
+) -> Result<Json<Value>, ApiError> {
+    require(&s.config.http, &parts, Role::Auditor)?;
+    check_known(&q, &["limit"])?;
+    let limit = number_param(&q, "limit", 200, 10_000)?;
+    let rows = with_reader(&s, move |r| {
+        let mut st = r.connection().prepare("SELECT id, at, who, role, action, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
+        let rows = st.query_map([limit], |x| {
+            Ok(json!({ "id": x.get::<_, i64>(0)?, "at": x.get::<_, i64>(1)?, "who": x.get::<_, String>(2)?,
+                "role": x.get::<_, String>(3)?, "action": x.get::<_, String>(4)?, "detail": x.get::<_, String>(5)? }))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    })
+    .await?;
+    Ok(Json(json!({ "audit": rows })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    text: String,
+}
+
+/// An operator's note in a station's log (e.g. "analyser cleaned"), recorded with who wrote it.
+pub async fn station_note(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let caller = require(&s.config.http, &parts, Role::Operator)?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::bad_request(format!(
+            "expected a JSON body {{\"text\": \"…\"}}: {}",
+            e.body_text()
+        ))
+    })?;
+    if s.config.station(&id).is_none() {
+        return Err(ApiError::not_found(format!("unknown station {id:?}")));
+    }
+    let text = body.text.trim().to_string();
+    if text.is_empty() || text.chars().count() > 2000 {
+        return Err(ApiError::bad_request("text must be 1 to 2,000 characters"));
+    }
+    let path = s.ledger.clone();
+    let action = format!("POST /api/stations/{id}/note");
+    let note_id = tokio::task::spawn_blocking(move || -> Result<i64, LedgerError> {
+        let mut conn = rusqlite::Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let tx = conn.transaction()?;
+        let now = Timestamp::now().millis();
+        tx.execute(
+            "INSERT INTO station_notes (station, at, who, text) VALUES (?1, ?2, ?3, ?4)",
+            params![id, now, caller.name, text],
+        )?;
+        let note_id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO audit (at, who, role, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now, caller.name, caller.role.as_str(), action, text],
+        )?;
+        tx.commit()?;
+        Ok(note_id)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    Ok((StatusCode::CREATED, Json(json!({ "id": note_id }))))
+}

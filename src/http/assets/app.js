@@ -1,0 +1,242 @@
+// quantrac dashboard: province overview, plant detail with 24-hour charts against limits, live over SSE.
+// No framework, no CDN: served from the binary.
+"use strict";
+
+const T = {
+  vi: { subtitle: "Quan trắc nước thải tự động", offline: "Mất kết nối", online: "Trực tuyến",
+    compliant: "Đạt quy chuẩn", warning: "Cảnh báo", violation: "Vượt quy chuẩn", silent: "Mất tín hiệu", fault: "Lỗi thiết bị",
+    parameter: "Thông số", value: "Giá trị", limit: "Giới hạn", ratio: "Hệ số vượt", hour: "TB giờ", today: "Đủ dữ liệu hôm nay",
+    updated: "Cập nhật", back: "← Toàn tỉnh", last24: "24 giờ qua", status: "Trạng thái", token: "Nhập mã truy cập (token):",
+    measuring: "đang đo", calibrating: "hiệu chuẩn", maintenance: "bảo trì", nodata: "chưa có dữ liệu" },
+  en: { subtitle: "Automatic wastewater monitoring", offline: "Offline", online: "Live",
+    compliant: "Compliant", warning: "Warning", violation: "Violation", silent: "Silent", fault: "Device fault",
+    parameter: "Parameter", value: "Value", limit: "Limit", ratio: "Multiple", hour: "Hour mean", today: "Data today",
+    updated: "Updated", back: "← Province", last24: "Last 24 hours", status: "Status", token: "Access token:",
+    measuring: "measuring", calibrating: "calibrating", maintenance: "maintenance", nodata: "no data yet" },
+};
+const STATES = ["violation", "fault", "silent", "warning", "compliant"];
+let lang = localStorage.getItem("quantrac.lang") || "vi";
+let offsetS = 7 * 3600;
+let stations = new Map();
+let charts = new Map(); // parameter -> points [ts, value] for the open station
+
+const t = (k) => (T[lang] && T[lang][k]) || k;
+const token = () => localStorage.getItem("quantrac.token");
+const withToken = (url) => (token() ? url + (url.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token()) : url);
+const el = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  for (const k of kids) e.append(k);
+  return e;
+};
+const fmt = (v) => (v === null || v === undefined ? "–" : Number(Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4)).toString());
+function localTime(ms, withDate) {
+  const d = new Date(ms + offsetS * 1000), p = (n) => String(n).padStart(2, "0");
+  const hm = `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}`;
+  return withDate ? `${p(d.getUTCDate())}/${p(d.getUTCMonth() + 1)} ${hm}` : hm;
+}
+function limitText(p) {
+  if (p.limit_low !== null && p.limit_low !== undefined) return `${fmt(p.limit_low)}–${fmt(p.limit_high)}`;
+  return p.limit_high === null || p.limit_high === undefined ? "–" : fmt(p.limit_high);
+}
+const exceeds = (band) => band && !["compliant", "no_limit", "not_evaluated", ""].includes(band);
+
+async function api(path) {
+  const r = await fetch(withToken(path));
+  if (r.status === 401) {
+    const v = prompt(t("token"));
+    if (v) { localStorage.setItem("quantrac.token", v); return api(path); }
+  }
+  if (!r.ok) throw new Error(`${path}: ${r.status} ${(await r.json().catch(() => ({}))).error || ""}`);
+  return r.json();
+}
+
+function applyLang() {
+  document.documentElement.lang = lang;
+  document.getElementById("lang").textContent = lang === "vi" ? "EN" : "VI";
+  document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
+  const legend = document.getElementById("legend");
+  legend.replaceChildren(...STATES.map((s) => el("span", {}, el("span", { class: `dot s-${s}` }), t(s))));
+}
+
+function paramRow(p) {
+  const over = exceeds(p.band);
+  const tr = el("tr", { "data-param": p.parameter },
+    el("td", {}, p.parameter),
+    el("td", { class: "value" + (over ? " over" : "") + (p.status !== "measuring" ? " calib" : "") }, `${fmt(p.value)} ${p.unit || ""}`),
+    el("td", {}, limitText(p)),
+    el("td", { class: exceeds(p.hour_band) ? "over" : "" }, fmt(p.hour_mean)));
+  if (p.status && p.status !== "measuring") tr.title = t(p.status);
+  return tr;
+}
+
+function tile(st) {
+  const main = ["COD", "TSS", "NH4", "pH", "Temp", "Flow"];
+  const params = [...st.parameters].sort((a, b) => main.indexOf(a.parameter) - main.indexOf(b.parameter));
+  const body = el("tbody", {}, ...params.map(paramRow));
+  const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, t("parameter")), el("th", {}, t("value")), el("th", {}, t("limit")), el("th", {}, t("hour")))), body);
+  const node = el("article", { class: `tile s-${st.state}`, "data-station": st.id, "data-state": st.state },
+    el("h2", {}, st.name), el("div", { class: "zone" }, `${st.zone} · ${st.id}`), el("span", { class: "state" }, t(st.state)),
+    params.length ? table : el("p", {}, t("nodata")),
+    el("div", { class: "updated" }, st.last_reading ? `${t("updated")} ${localTime(st.last_reading, true)}` : ""));
+  node.onclick = () => (location.hash = `#/station/${encodeURIComponent(st.id)}`);
+  return node;
+}
+
+function renderOverview() {
+  const tiles = document.getElementById("tiles");
+  tiles.replaceChildren(...[...stations.values()].map(tile));
+}
+
+function chartSvg(points, p) {
+  const W = 460, H = 180, L = 40, B = 18;
+  const now = Date.now(), from = now - 24 * 3600e3;
+  const pts = points.filter(([ts]) => ts >= from);
+  const lims = [p.limit_low, p.limit_high].filter((x) => x !== null && x !== undefined);
+  const vals = pts.map(([, v]) => v).concat(lims);
+  const lo = Math.min(0, ...vals), hi = Math.max(1, ...vals) * 1.1;
+  const x = (ts) => L + ((ts - from) / (now - from)) * (W - L - 5), y = (v) => H - B - ((v - lo) / (hi - lo)) * (H - B - 5);
+  const ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const add = (tag, attrs, text) => { const n = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text) n.textContent = text; svg.append(n); };
+  add("line", { class: "axis", x1: L, y1: H - B, x2: W, y2: H - B });
+  add("line", { class: "axis", x1: L, y1: 0, x2: L, y2: H - B });
+  for (const v of [lo, (lo + hi) / 2, hi / 1.1]) add("text", { x: 2, y: y(v) + 3 }, fmt(v));
+  for (let h = 0; h <= 24; h += 6) add("text", { x: x(from + h * 3600e3) - 12, y: H - 4 }, localTime(from + h * 3600e3).slice(0, 5));
+  for (const l of lims) add("line", { class: "limit", x1: L, x2: W, y1: y(l), y2: y(l) });
+  if (pts.length) add("polyline", { class: "line", points: pts.map(([ts, v]) => `${x(ts).toFixed(1)},${y(v).toFixed(1)}`).join(" ") });
+  return svg;
+}
+
+async function renderDetail(id) {
+  const st = stations.get(id);
+  const detail = document.getElementById("detail");
+  if (!st) { detail.replaceChildren(el("p", {}, id)); return; }
+  const rows = st.parameters.map((p) => el("tr", {},
+    el("td", {}, p.parameter), el("td", { class: exceeds(p.band) ? "over" : "" }, `${fmt(p.value)} ${p.unit}`), el("td", {}, limitText(p)),
+    el("td", {}, fmt(p.ratio)), el("td", {}, t(p.status)), el("td", { class: exceeds(p.hour_band) ? "over" : "" }, fmt(p.hour_mean)),
+    el("td", {}, p.day_completeness === null || p.day_completeness === undefined ? "–" : `${(p.day_completeness * 100).toFixed(0)} %`)));
+  const table = el("table", { class: "tile" }, el("thead", {}, el("tr", {}, ...["parameter", "value", "limit", "ratio", "status", "hour", "today"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows));
+  const back = el("a", { href: "#/" }, t("back"));
+  const chartsBox = el("div", { class: "charts" });
+  detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), table, el("h3", {}, t("last24")), chartsBox);
+  const from = Date.now() - 24 * 3600e3;
+  for (const p of st.parameters) {
+    const box = el("div", { class: "chart", "data-param": p.parameter }, el("h3", {}, `${p.parameter} (${p.unit})`));
+    chartsBox.append(box);
+    let points = [], after = 0;
+    for (let page = 0; page < 20; page++) {
+      const r = await api(`/api/readings?station=${encodeURIComponent(id)}&parameter=${encodeURIComponent(p.parameter)}&from=${from}&after=${after}&limit=10000`);
+      points = points.concat(r.readings.filter((x) => x.status === "measuring").map((x) => [x.ts, x.value]));
+      if (!r.next_after) break;
+      after = r.next_after;
+    }
+    points.sort((a, b) => a[0] - b[0]);
+    charts.set(p.parameter, points);
+    box.append(chartSvg(points, p));
+  }
+}
+
+function route() {
+  const m = location.hash.match(/^#\/station\/(.+)$/);
+  document.getElementById("overview").hidden = !!m;
+  document.getElementById("detail").hidden = !m;
+  charts.clear();
+  if (m) renderDetail(decodeURIComponent(m[1])).catch(showError); else renderOverview();
+}
+
+function showError(e) { const n = document.getElementById("error"); n.hidden = false; n.textContent = String(e); }
+
+function openedStation() { const m = location.hash.match(/^#\/station\/(.+)$/); return m ? decodeURIComponent(m[1]) : null; }
+
+function onReadings(items) {
+  const touched = new Set();
+  for (const r of items) {
+    const st = stations.get(r.station);
+    if (!st) continue;
+    let p = st.parameters.find((x) => x.parameter === r.parameter);
+    if (!p) { p = { parameter: r.parameter }; st.parameters.push(p); }
+    if (p.ts && p.ts > r.ts) continue;
+    Object.assign(p, { ts: r.ts, value: r.value, unit: r.unit, status: r.status, band: r.band, ratio: r.ratio, limit_low: r.limit_low, limit_high: r.limit_high });
+    st.last_reading = Math.max(st.last_reading || 0, r.ts);
+    touched.add(r.station);
+    if (openedStation() === r.station && r.status === "measuring" && charts.has(r.parameter)) charts.get(r.parameter).push([r.ts, r.value]);
+  }
+  refresh(touched);
+}
+
+function onWindows(items) {
+  const touched = new Set();
+  for (const w of items) {
+    const st = stations.get(w.station);
+    const p = st && st.parameters.find((x) => x.parameter === w.parameter);
+    if (!p) continue;
+    if (w.window_ms === 3600000 && (!p.hour_start || w.window_start >= p.hour_start)) Object.assign(p, { hour_start: w.window_start, hour_mean: w.mean, hour_band: w.band, hour_completeness: w.completeness });
+    if (w.window_ms === 86400000) p.day_completeness = w.completeness;
+    touched.add(w.station);
+  }
+  refresh(touched);
+}
+
+function onStatus(items) {
+  const touched = new Set();
+  for (const s of items) { const st = stations.get(s.id); if (st && st.state !== s.state) { st.state = s.state; touched.add(s.id); } }
+  refresh(touched);
+}
+
+let chartTimer = null;
+function refresh(touched) {
+  if (!touched.size) return;
+  const open = openedStation();
+  if (!open) {
+    const tiles = document.getElementById("tiles");
+    for (const id of touched) { const old = tiles.querySelector(`[data-station="${CSS.escape(id)}"]`); if (old) old.replaceWith(tile(stations.get(id))); }
+  } else if (touched.has(open) && !chartTimer) {
+    // Redraw the plant page at most once a second.
+    chartTimer = setTimeout(() => { chartTimer = null; redrawDetail(open); }, 1000);
+  }
+}
+
+function redrawDetail(id) {
+  const st = stations.get(id);
+  if (!st) return;
+  const detail = document.getElementById("detail");
+  const h2 = detail.querySelector("h2");
+  if (h2) { h2.className = `s-${st.state}`; h2.querySelector(".state").textContent = t(st.state); }
+  const body = detail.querySelector("tbody");
+  if (body) body.querySelectorAll("tr").forEach((tr, i) => {
+    const p = st.parameters[i];
+    if (!p) return;
+    tr.children[1].textContent = `${fmt(p.value)} ${p.unit}`; tr.children[1].className = exceeds(p.band) ? "over" : "";
+    tr.children[3].textContent = fmt(p.ratio); tr.children[4].textContent = t(p.status); tr.children[5].textContent = fmt(p.hour_mean);
+  });
+  for (const box of detail.querySelectorAll(".chart")) {
+    const p = st.parameters.find((x) => x.parameter === box.dataset.param);
+    const svg = box.querySelector("svg");
+    if (p && svg && charts.has(p.parameter)) svg.replaceWith(chartSvg(charts.get(p.parameter), p));
+  }
+}
+
+function connect() {
+  const conn = document.getElementById("conn");
+  const es = new EventSource(withToken("/api/stream"));
+  es.onopen = () => { conn.className = "conn on"; conn.dataset.i18n = "online"; conn.textContent = t("online"); };
+  es.onerror = () => { conn.className = "conn off"; conn.dataset.i18n = "offline"; conn.textContent = t("offline"); };
+  es.addEventListener("readings", (e) => onReadings(JSON.parse(e.data)));
+  es.addEventListener("windows", (e) => onWindows(JSON.parse(e.data)));
+  es.addEventListener("status", (e) => onStatus(JSON.parse(e.data)));
+  es.addEventListener("lagged", () => load().catch(showError));
+}
+
+async function load() {
+  const r = await api("/api/stations");
+  offsetS = r.utc_offset_s;
+  stations = new Map(r.stations.map((s) => [s.id, s]));
+  route();
+}
+
+document.getElementById("lang").onclick = () => { lang = lang === "vi" ? "en" : "vi"; localStorage.setItem("quantrac.lang", lang); applyLang(); route(); };
+window.addEventListener("hashchange", route);
+setInterval(() => (document.getElementById("clock").textContent = localTime(Date.now())), 1000);
+applyLang();
+load().then(connect).catch(showError);

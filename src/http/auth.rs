@@ -1,0 +1,85 @@
+//! Bearer tokens and roles. Tokens are compared by their SHA-256 hash: the config never holds a usable secret.
+
+use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use crate::config::http::{Http, Role};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// A new random token and its SHA-256 (hex), for `quantrac token new`.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    for b in bytes.iter_mut() {
+        *b = fastrand::u8(..);
+    }
+    let token = format!("qt_{}", hex(&bytes));
+    let hash = hex(&Sha256::digest(token.as_bytes()));
+    (token, hash)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The caller of a request: `Authorization: Bearer <token>` or `?access_token=` (browsers' EventSource cannot send
+/// headers). No token: anonymous viewer when allowed.
+pub fn identify(http: &Http, parts: &Parts) -> Result<Caller, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let query = parts
+        .uri
+        .query()
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("access_token=")));
+    match header.or(query) {
+        Some(token) => {
+            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            // Compare every configured hash fully (no early exit on the first differing byte).
+            let found = http.tokens.iter().find(|t| {
+                t.sha256
+                    .iter()
+                    .zip(digest.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            });
+            found
+                .map(|t| Caller {
+                    name: t.name.clone(),
+                    role: t.role,
+                })
+                .ok_or_else(|| ApiError::unauthorized("the token is not valid"))
+        }
+        None if http.anonymous_read => Ok(Caller {
+            name: "anonymous".into(),
+            role: Role::Viewer,
+        }),
+        None => Err(ApiError::unauthorized(
+            "a bearer token is required (Authorization: Bearer <token>)",
+        )),
+    }
+}
+
+/// The caller, if allowed at least `role`.
+pub fn require(http: &Http, parts: &Parts, role: Role) -> Result<Caller, ApiError> {
+    let caller = identify(http, parts)?;
+    if caller.role >= role {
+        Ok(caller)
+    } else {
+        Err(ApiError::forbidden(format!(
+            "this needs the {} role; {} has {}",
+            role.as_str(),
+            caller.name,
+            caller.role.as_str()
+        )))
+    }
+}

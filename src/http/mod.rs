@@ -1,0 +1,75 @@
+//! The one HTTP listener: JSON API, SSE stream, Prometheus metrics, health checks and the dashboard (assets
+//! embedded in the binary, no CDN). Reads the ledger through its own read-only connections; never writes readings.
+
+mod api;
+pub mod auth;
+mod dashboard;
+mod error;
+mod metrics;
+mod sse;
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::live::LiveState;
+use crate::metrics::Metrics;
+use crate::pipeline::LiveEvent;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub live: LiveState,
+    pub health: Health,
+    pub metrics: Arc<Metrics>,
+    pub ledger: PathBuf,
+    pub events: broadcast::Sender<LiveEvent>,
+    /// Set once every source has been started (for `/readyz`).
+    pub sources_started: Arc<AtomicBool>,
+    /// Ends SSE streams at shutdown (graceful shutdown waits for open connections).
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .route("/api/stations", get(api::stations))
+        .route("/api/readings", get(api::readings))
+        .route("/api/aggregates", get(api::aggregates))
+        .route("/api/events", get(api::events))
+        .route("/api/quarantine", get(api::quarantine))
+        .route("/api/audit", get(api::audit))
+        .route("/api/stations/{id}/note", post(api::station_note))
+        .route("/api/stream", get(sse::stream))
+        // No endpoint takes more than a short JSON body.
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}
+
+/// Serve until `shutdown`; in-flight requests finish, SSE streams end.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

@@ -1,0 +1,104 @@
+//! `GET /api/stream`: server-sent events — `readings` (each committed batch), `windows` (aggregates), `events`
+//! (compliance events) and `status` (every plant's state, every 5 s). A slow client that falls behind gets a
+//! `lagged` event and should reload its view.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::request::Parts;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::auth::require;
+use super::{ApiError, AppState};
+use crate::config::http::Role;
+use crate::model::Timestamp;
+use crate::pipeline::LiveEvent;
+
+pub async fn stream(
+    State(s): State<AppState>,
+    parts: Parts,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    require(&s.config.http, &parts, Role::Viewer)?;
+    let rx = s.events.subscribe();
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stream = futures_util::stream::unfold(
+        (rx, every, s),
+        |(mut rx, mut every, s)| async move {
+            loop {
+                let event = tokio::select! {
+                    _ = s.shutdown.cancelled() => return None,
+                    r = rx.recv() => match r {
+                        Ok(ev) => to_event(&ev),
+                        Err(RecvError::Lagged(n)) => Some(Event::default().event("lagged").data(n.to_string())),
+                        Err(RecvError::Closed) => return None,
+                    },
+                    _ = every.tick() => {
+                        s.live.refresh_states(Timestamp::now());
+                        let states: Vec<_> = s.live.stations().into_iter().map(|st| json!({"id": st.id, "state": st.state, "last_reading": st.last_reading})).collect();
+                        Some(Event::default().event("status").data(json!(states).to_string()))
+                    }
+                };
+                if let Some(e) = event {
+                    return Some((Ok(e), (rx, every, s)));
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn to_event(ev: &LiveEvent) -> Option<Event> {
+    let (name, data) = match ev {
+        LiveEvent::Readings(batch) => {
+            let items: Vec<_> = batch
+                .iter()
+                .map(|c| {
+                    let r = &c.evaluated.reading;
+                    let a = &c.evaluated.assessment;
+                    let (low, high) = match a.limit {
+                        Some(crate::compliance::LimitBound::Max(m)) => (None, Some(m)),
+                        Some(crate::compliance::LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
+                        None => (None, None),
+                    };
+                    json!({ "seq": c.seq, "station": r.station.as_str(), "parameter": r.parameter.as_str(), "ts": r.ts.millis(),
+                        "value": r.value, "unit": r.unit.as_str(), "status": r.status.as_str(), "band": a.band.as_str(),
+                        "ratio": a.ratio, "limit_low": low, "limit_high": high })
+                })
+                .collect();
+            ("readings", json!(items))
+        }
+        LiveEvent::Windows(updates) => {
+            let items: Vec<_> = updates
+                .iter()
+                .map(|u| json!({ "station": u.station, "parameter": u.parameter, "window_ms": u.window_ms,
+                    "window_start": u.window_start.millis(), "mean": u.aggregate.mean, "band": u.aggregate.band.as_str(),
+                    "completeness": u.aggregate.completeness }))
+                .collect();
+            ("windows", json!(items))
+        }
+        LiveEvent::Events(changes) => {
+            let items: Vec<_> = changes
+                .iter()
+                .map(|c| {
+                    let (kind, e) = match c {
+                        crate::compliance::EventChange::Opened { event, .. } => ("opened", event),
+                        crate::compliance::EventChange::Escalated { event, .. } => ("escalated", event),
+                        crate::compliance::EventChange::PeakUpdated { event, .. } => ("peak", event),
+                        crate::compliance::EventChange::Closed { event, .. } => ("closed", event),
+                    };
+                    let k = c.key();
+                    json!({ "change": kind, "station": k.station.as_str(), "parameter": k.parameter.as_str(),
+                        "scope": k.scope.as_string(), "start": e.start.millis(), "band": e.band.as_str(),
+                        "peak_band": e.peak_band.as_str(), "peak_ratio": e.peak_ratio })
+                })
+                .collect();
+            ("events", json!(items))
+        }
+    };
+    Some(Event::default().event(name).data(data.to_string()))
+}
