@@ -110,11 +110,20 @@ pub fn decode_raw(
         DataType::I16 => i16::from_be_bytes(a2(&b)) as f64,
         DataType::U32 => u32::from_be_bytes(a4(&b)) as f64,
         DataType::I32 => i32::from_be_bytes(a4(&b)) as f64,
-        DataType::F32 => f32::from_be_bytes(a4(&b)) as f64,
+        DataType::F32 => f32_as_decimal(f32::from_be_bytes(a4(&b))),
         DataType::U64 => u64::from_be_bytes(a8(&b)) as f64,
         DataType::I64 => i64::from_be_bytes(a8(&b)) as f64,
         DataType::F64 => f64::from_be_bytes(a8(&b)),
     })
+}
+
+/// An `f32` as the `f64` of its shortest decimal form: a device's 11.43 is stored as 11.43, not 11.430000305….
+fn f32_as_decimal(v: f32) -> f64 {
+    if v.is_finite() {
+        v.to_string().parse().unwrap_or(v as f64)
+    } else {
+        v as f64
+    }
 }
 
 /// Registers holding `raw` as `data_type` in `order`; integers are rounded and saturate at the type's range.
@@ -395,6 +404,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn f32_values_keep_their_decimal_form() {
+        let words = encode_raw(11.43, F32, Abcd);
+        assert_eq!(decode_raw(&words, F32, Abcd), Ok(11.43));
+        assert_eq!(
+            decode_raw(&encode_raw(1e-7, F32, Abcd), F32, Abcd),
+            Ok(1e-7)
+        );
     }
 
     #[test]
