@@ -67,6 +67,9 @@ enum Command {
         /// Readings per measurement.
         #[arg(long, default_value_t = 200_000)]
         readings: usize,
+        /// Seconds measured per run (`modbus`).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
 }
 
@@ -74,6 +77,11 @@ enum Command {
 enum Bench {
     /// Readings/s committed through processor + ledger at batch sizes 1, 100, 1,000.
     Ledger,
+    /// Modbus polling of 100 and 1,000 simulated stations: polls/s, CPU, RSS, ratio to a bare tokio-modbus loop.
+    Modbus,
+    /// The simulator process that `bench modbus` starts.
+    #[value(hide = true)]
+    ModbusSim,
 }
 
 fn main() -> ExitCode {
@@ -109,8 +117,26 @@ fn main() -> ExitCode {
             Err(e) => config_failed(&e),
         },
         Command::Bench {
+            what: what @ (Bench::Modbus | Bench::ModbusSim),
+            seconds,
+            ..
+        } => runtime().block_on(async {
+            let result = match what {
+                Bench::ModbusSim => quantrac::source::modbus::bench::serve_sim().await,
+                _ => quantrac::source::modbus::bench::run(seconds).await,
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("benchmark failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
+        Command::Bench {
             what: Bench::Ledger,
             readings,
+            ..
         } => runtime().block_on(async {
             match quantrac::bench::ledger(readings).await {
                 Ok(()) => ExitCode::SUCCESS,
