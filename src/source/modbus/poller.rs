@@ -118,9 +118,15 @@ impl<C: Connect> Poller<C> {
               interval = %humantime::format_duration(self.interval), "Modbus polling started.");
         loop {
             if !retry_now {
-                tokio::select! {
+                let due = tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    _ = every.tick() => {}
+                    t = every.tick() => t,
+                };
+                // `Skip` still fires the first missed tick as soon as it is polled; drop it too, so a device that
+                // just answered a slow poll is not asked again at once. The next tick is back on the grid.
+                if due.elapsed() > self.interval / 2 {
+                    debug!(station = %self.station, late = ?due.elapsed(), "Poll skipped: the previous one overran its interval.");
+                    continue;
                 }
             }
             retry_now = false;
@@ -296,4 +302,217 @@ fn field_names(m: &Modbus, b: &Block) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    //! The poller against an in-memory device, in paused time: interval and deadline logic without real I/O.
+    use super::*;
+    use crate::config::modbus::RegisterKind;
+    use crate::config::{Config, Synchronous};
+    use crate::ledger::Ledger;
+    use crate::metrics::Metrics;
+    use crate::pipeline::Pipeline;
+    use crate::source::modbus::transport::ReadResult;
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use tokio::time::Instant;
+
+    #[derive(Default)]
+    struct Device {
+        reads: Vec<Instant>,
+        connects: u32,
+        /// Read number → how long that read takes.
+        stall: HashMap<usize, Duration>,
+        /// Never answer.
+        silent: bool,
+        /// A read is in its stall.
+        stalling: bool,
+    }
+
+    #[derive(Clone, Default)]
+    struct Fake(Arc<Mutex<Device>>);
+    struct FakeLink(Arc<Mutex<Device>>);
+
+    impl Link for FakeLink {
+        fn set_unit(&mut self, _: u8) {}
+        async fn read(&mut self, _: RegisterKind, _: u16, count: u16) -> ReadResult {
+            let (stall, silent) = {
+                let mut d = self.0.lock().unwrap();
+                let n = d.reads.len();
+                d.reads.push(Instant::now());
+                (d.stall.get(&n).copied(), d.silent)
+            };
+            if silent {
+                std::future::pending::<()>().await;
+            }
+            if let Some(s) = stall {
+                self.0.lock().unwrap().stalling = true;
+                tokio::time::sleep(s).await;
+                self.0.lock().unwrap().stalling = false;
+            }
+            Ok(Ok(vec![100; count as usize]))
+        }
+    }
+
+    impl Connect for Fake {
+        type Link = FakeLink;
+        fn endpoint(&self) -> &str {
+            "fake"
+        }
+        async fn connect(&self) -> Result<FakeLink, TransportError> {
+            self.0.lock().unwrap().connects += 1;
+            Ok(FakeLink(self.0.clone()))
+        }
+    }
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        pipeline: Pipeline,
+        health: Health,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(fake: &Fake) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+[ledger]
+path = "ledger.db"
+synchronous = "normal"
+[[station]]
+id = "BN_KCNQV_NUOC01"
+name = "QV"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 5000
+receiving_water = { type = "river" }
+parameters = { COD = {} }
+[station.modbus]
+address = "127.0.0.1:1"
+poll_interval = "1s"
+timeout = "3s"
+registers = [{ parameter = "COD", address = 0, type = "u16" }]
+"#;
+        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.db"), Synchronous::Normal).unwrap();
+        let limits = crate::daemon::resolve_limits(&config).unwrap();
+        let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
+        let health = Health::default();
+        let station = &config.stations[0];
+        let poller = Poller::with_connector(
+            station,
+            station.modbus.clone().unwrap(),
+            fake.clone(),
+            pipeline.ingest(),
+            health.clone(),
+        );
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(poller.run(shutdown.clone()));
+        Setup {
+            _dir: dir,
+            pipeline,
+            health,
+            shutdown,
+            task,
+        }
+    }
+
+    impl Setup {
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.task.await.unwrap();
+            self.pipeline.finish().await;
+        }
+    }
+
+    /// Wait in (paused) time until `cond` holds; panics after 10 virtual minutes.
+    async fn until(mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !cond() {
+            assert!(Instant::now() < deadline, "condition not reached");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_poll_skips_missed_ticks_instead_of_bunching_them() {
+        let fake = Fake::default();
+        // The third read takes 2.5 s (inside the 3 s deadline): the ticks at 3 s and 4 s are missed.
+        fake.0
+            .lock()
+            .unwrap()
+            .stall
+            .insert(2, Duration::from_millis(2500));
+        let s = start(&fake);
+        // Time moves only by `advance` here: each commit happens on the ledger thread in real time, and an
+        // auto-advancing clock would jump ahead while the poller waits for it.
+        let key = health_key(&StationId::parse("BN_KCNQV_NUOC01").unwrap());
+        loop {
+            // Settle: every read so far is committed (one reading each), or the device is in its stall.
+            let real = std::time::Instant::now();
+            loop {
+                let (reads, stalling) = {
+                    let d = fake.0.lock().unwrap();
+                    (d.reads.len() as u64, d.stalling)
+                };
+                let committed = s.health.get(&key).map_or(0, |h| h.readings);
+                if committed == reads || stalling {
+                    break;
+                }
+                assert!(
+                    real.elapsed() < std::time::Duration::from_secs(10),
+                    "commit never came"
+                );
+                tokio::task::yield_now().await;
+            }
+            if fake.0.lock().unwrap().reads.len() >= 8 {
+                break;
+            }
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        let reads = fake.0.lock().unwrap().reads.clone();
+        let t0 = reads[0];
+        for (i, r) in reads.iter().enumerate().skip(1) {
+            let since = r.duration_since(t0);
+            // Every poll starts on a tick of the 1 s grid (not 4.5 s, as `Delay` would)...
+            assert_eq!(since.subsec_nanos(), 0, "read {i} at {since:?}");
+            // ...and never right behind another (as `Burst` would fire the missed ticks).
+            assert!(
+                r.duration_since(reads[i - 1]) >= Duration::from_secs(1),
+                "read {i}"
+            );
+        }
+        // After the stall, the next poll waits for the 5 s tick.
+        assert!(reads[3].duration_since(reads[2]) >= Duration::from_secs(3));
+        assert_eq!(fake.0.lock().unwrap().connects, 1);
+        s.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_device_times_out_reconnects_with_backoff_and_recovers() {
+        let fake = Fake::default();
+        fake.0.lock().unwrap().silent = true;
+        let s = start(&fake);
+        let key = health_key(&StationId::parse("BN_KCNQV_NUOC01").unwrap());
+        until(|| s.health.get(&key).is_some_and(|h| h.reconnects >= 4)).await;
+        let state = s.health.get(&key).unwrap();
+        assert!(!state.up);
+        assert!(state.consecutive_failures >= 4);
+        assert!(state.last_error.unwrap().1.contains("no reply"));
+        let (reads, connects) = {
+            let d = fake.0.lock().unwrap();
+            (d.reads.clone(), d.connects)
+        };
+        // One connection per attempt: a timed-out link is never reused.
+        assert_eq!(connects as usize, reads.len());
+        // Each attempt waits out the 3 s deadline, then a backoff of at least half its 1 s, 2 s, 4 s… ceiling.
+        for (i, w) in reads.windows(2).enumerate() {
+            let min = Duration::from_secs(3) + Duration::from_millis(500) * (1 << i.min(6));
+            assert!(w[1].duration_since(w[0]) >= min, "attempt {i}");
+        }
+        fake.0.lock().unwrap().silent = false;
+        until(|| s.health.get(&key).is_some_and(|h| h.up && h.readings > 0)).await;
+        assert_eq!(s.health.get(&key).unwrap().consecutive_failures, 0);
+        s.stop().await;
+    }
 }
