@@ -15,6 +15,7 @@ use quantrac::metrics::Metrics;
 use quantrac::model::{StationId, Status, Timestamp};
 use quantrac::pipeline::Pipeline;
 use quantrac::sim::modbus::{Framing, SimDevice};
+use quantrac::source::modbus::transport::{Connect, TransportError};
 use quantrac::source::modbus::{health_key, Poller};
 use tokio::net::TcpListener;
 use tokio_modbus::ExceptionCode;
@@ -120,7 +121,11 @@ impl Harness {
     async fn until(&self, what: &str, mut cond: impl FnMut(&Self) -> bool) {
         let deadline = Instant::now() + LIMIT;
         while !cond(self) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; health: {:?}",
+                self.health.snapshot()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -430,4 +435,87 @@ async fn shutdown_stops_a_poller_stuck_on_a_silent_device() {
     let t0 = Instant::now();
     h.stop().await;
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+/// Hands the poller one end of a pseudo-terminal pair as its serial line. (Opening the terminal again by path
+/// does not work here: the pair's own handle keeps a lock on it, and in a container `/dev/pts` may be another
+/// instance.)
+struct PtyLine(std::sync::Mutex<Option<tokio_serial::SerialStream>>);
+
+impl Connect for PtyLine {
+    type Link = tokio_modbus::client::Context;
+    fn endpoint(&self) -> &str {
+        "pty"
+    }
+    async fn connect(&self) -> Result<Self::Link, TransportError> {
+        let line = self.0.lock().unwrap().take();
+        match line {
+            Some(l) => Ok(tokio_modbus::client::rtu::attach_slave(
+                l,
+                tokio_modbus::Slave(7),
+            )),
+            None => Err(TransportError::Connect {
+                address: "pty".into(),
+                source: std::io::Error::other("the line was already used"),
+            }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn rtu_on_a_serial_line_decodes_exactly() {
+    // A pseudo-terminal pair stands in for the RS-485 line: the simulator serves one end, the poller the other.
+    let (device_end, poller_end) =
+        tokio_serial::SerialStream::pair().expect("a pseudo-terminal pair");
+    let id = "BN_KCNQV_NUOC01";
+    let h = Harness::new(&station_toml(
+        id,
+        r#"transport = "rtu"
+device = "/dev/ttyUSB0"
+baud = 19200
+parity = "even"
+unit_id = 7
+poll_interval = "200ms"
+timeout = "1s"
+registers = [
+  { parameter = "COD", address = 0, type = "f32", order = "CDAB" },
+  { parameter = "pH", kind = "input", address = 10, type = "u16", scale = 0.01 },
+]
+status = { kind = "coil", address = 3, map = { "0" = "measuring", "1" = "maintenance" } }
+"#,
+    ));
+    let mut h = h;
+    let m = h.config.stations[0].modbus.clone().unwrap();
+    let device = SimDevice::new();
+    device.answer_units(&[7]);
+    device.set_value(&m.registers[0], 57.5);
+    device.set_value(&m.registers[1], 7.05);
+    device.set_status(m.status.as_ref().unwrap(), Status::Maintenance);
+    let (d, s) = (device.clone(), h.shutdown.clone());
+    h.tasks.spawn(async move {
+        let _ = quantrac::sim::modbus::run_serial(device_end, d, s).await;
+    });
+    let station = &h.config.stations[0];
+    let poller = Poller::with_connector(
+        station,
+        m.clone(),
+        PtyLine(std::sync::Mutex::new(Some(poller_end))),
+        h.pipeline.as_ref().unwrap().ingest(),
+        h.health.clone(),
+    );
+    h.tasks.spawn(poller.run(h.shutdown.clone()));
+    h.until("readings over the serial line", |h| {
+        h.of(id, "COD").len() >= 3 && !h.of(id, "pH").is_empty()
+    })
+    .await;
+    let (cod, ph) = (&h.of(id, "COD")[0], &h.of(id, "pH")[0]);
+    assert_eq!(cod.value, 57.5);
+    assert!((ph.value - 7.05).abs() < 1e-12, "{}", ph.value);
+    assert_eq!(cod.status, Status::Maintenance);
+    let state = h
+        .health
+        .get(&health_key(&StationId::parse(id).unwrap()))
+        .unwrap();
+    assert_eq!(state.reconnects, 0, "{state:?}");
+    h.stop().await;
 }

@@ -1,4 +1,5 @@
-//! A simulated Modbus station served with tokio-modbus's server, over Modbus TCP or RTU framed over TCP: register
+//! A simulated Modbus station served with tokio-modbus's server, over Modbus TCP, RTU framed over TCP, or RTU on a
+//! serial line (tests use a pseudo-terminal pair): register
 //! values (any type and byte order, from a station's register map), device status, several unit ids behind one
 //! listener (a gateway), and faults for tests — exceptions on address ranges, delayed and dropped replies.
 //!
@@ -254,6 +255,19 @@ pub async fn run(
                 _ = shutdown.cancelled() => Ok(()),
             }
         }
+    }
+}
+
+/// Serve `device` as an RTU slave on a serial line (one end of a pseudo-terminal pair in tests) until `shutdown`.
+pub async fn run_serial(
+    serial: tokio_serial::SerialStream,
+    device: SimDevice,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let server = tokio_modbus::server::rtu::Server::new(serial);
+    tokio::select! {
+        r = server.serve_forever(device) => r,
+        _ = shutdown.cancelled() => Ok(()),
     }
 }
 
