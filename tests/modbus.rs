@@ -232,8 +232,7 @@ async fn mixed_types_and_orders(framing: Framing) {
     assert_eq!(toc.station.as_deref(), Some(id));
     assert_eq!(toc.source, "modbus");
 
-    // The plan: holding unit 1 (0..6 with TOC), input 10..12, holding 20.., 30.., 40.., 50.., 60.. merge within
-    // the default gap of 10; unit 2 is its own request.
+    // Read cleanly on one connection.
     let s = h
         .health
         .get(&health_key(&StationId::parse(id).unwrap()))

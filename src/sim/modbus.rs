@@ -310,12 +310,13 @@ pub async fn start_demo(
     let mut stations = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
     for s in &config.stations {
-        let (Some(sim), Some(m)) = (&s.sim, &s.modbus) else {
+        let Some(sim) = s.sim.as_ref().filter(|x| x.via == "modbus") else {
             continue;
         };
-        if sim.via != "modbus" {
+        let Some(m) = &s.modbus else {
+            warn!(station = %s.id, drift = ?sim.drift, "sim.via = \"modbus\" needs a [station.modbus] section with the address to serve; the station is not simulated.");
             continue;
-        }
+        };
         let (address, framing) = match &m.transport {
             Transport::Tcp { address } => (address, Framing::Tcp),
             Transport::RtuOverTcp { address } => (address, Framing::RtuOverTcp),
