@@ -96,6 +96,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     }
     // Sources: each takes an `Ingest`, the `Health` registry and the shutdown token, and returns when stopped.
     // (Modbus and MQTT sources are spawned here.)
+    // Modbus (issue 4). In demo mode the simulated Modbus stations listen first, so the pollers find them.
+    if config.sim.enabled {
+        match sim::modbus::start_demo(&config, &limits, shutdown.clone()).await {
+            Ok(serve) => {
+                sources.spawn(serve);
+            }
+            Err(e) => warn!(error = %e, "Simulated Modbus stations not started."),
+        }
+    }
+    sources.spawn(crate::source::modbus::run(
+        config.stations.clone(),
+        pipeline.ingest(),
+        health.clone(),
+        shutdown.clone(),
+    ));
+    // (end Modbus)
     if config.sim.enabled {
         let sims: Vec<_> = config
             .stations

@@ -73,6 +73,9 @@ enum Command {
         /// For `influx`: the server's base URL (default: start a local victoria-metrics).
         #[arg(long)]
         url: Option<String>,
+        /// Seconds measured per run (`modbus`).
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
     },
 }
 
@@ -82,6 +85,11 @@ enum Bench {
     Ledger,
     /// Lines/s forwarded from the ledger to the InfluxDB write API, against a bare HTTP loop.
     Influx,
+    /// Modbus polling of 100 and 1,000 simulated stations: polls/s, CPU, RSS, ratio to a bare tokio-modbus loop.
+    Modbus,
+    /// The simulator process that `bench modbus` starts.
+    #[value(hide = true)]
+    ModbusSim,
 }
 
 fn main() -> ExitCode {
@@ -122,10 +130,17 @@ fn main() -> ExitCode {
             what,
             readings,
             url,
+            seconds,
         } => runtime().block_on(async {
             let result = match what {
                 Bench::Ledger => quantrac::bench::ledger(readings).await,
                 Bench::Influx => quantrac::bench::influx(readings, url).await,
+                Bench::Modbus => quantrac::source::modbus::bench::run(seconds)
+                    .await
+                    .map_err(|e| e.to_string().into()),
+                Bench::ModbusSim => quantrac::source::modbus::bench::serve_sim()
+                    .await
+                    .map_err(|e| e.to_string().into()),
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -186,6 +186,22 @@ pub enum RegisterKind {
     Discrete,
 }
 
+impl RegisterKind {
+    /// The name used in config and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RegisterKind::Holding => "holding",
+            RegisterKind::Input => "input",
+            RegisterKind::Coil => "coil",
+            RegisterKind::Discrete => "discrete",
+        }
+    }
+    /// Coils and discrete inputs are single bits, read with their own function codes.
+    pub fn is_bit(self) -> bool {
+        matches!(self, RegisterKind::Coil | RegisterKind::Discrete)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataType {
     U16,
@@ -209,6 +225,13 @@ impl DataType {
         ("f32", DataType::F32),
         ("f64", DataType::F64),
     ];
+    /// The name used in config and in messages.
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("?", |(n, _)| n)
+    }
     /// Registers (16-bit words) the value occupies.
     pub fn words(self) -> u16 {
         match self {
@@ -241,6 +264,15 @@ pub enum WordOrder {
 }
 
 impl WordOrder {
+    /// The name used in config and in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WordOrder::Abcd => "ABCD",
+            WordOrder::Cdab => "CDAB",
+            WordOrder::Badc => "BADC",
+            WordOrder::Dcba => "DCBA",
+        }
+    }
     fn parse(s: &str) -> Result<Self, String> {
         match s.to_ascii_uppercase().as_str() {
             "ABCD" => Ok(WordOrder::Abcd),

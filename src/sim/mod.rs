@@ -6,3 +6,5 @@ pub mod direct;
 mod generator;
 
 pub use generator::StationSim;
+// Simulated Modbus stations (issue 4).
+pub mod modbus;
