@@ -322,10 +322,13 @@ pub async fn station_note(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = require(&s.config.http, &parts, Role::Operator)?;
     let Json(body) = body.map_err(|e| {
-        ApiError::bad_request(format!(
-            "expected a JSON body {{\"text\": \"…\"}}: {}",
-            e.body_text()
-        ))
+        ApiError::new(
+            e.status(),
+            format!(
+                "expected a JSON body {{\"text\": \"…\"}}: {}",
+                e.body_text()
+            ),
+        )
     })?;
     if s.config.station(&id).is_none() {
         return Err(ApiError::not_found(format!("unknown station {id:?}")));

@@ -1,0 +1,308 @@
+//! The HTTP API over real HTTP against the running binary: roles, pagination, time filters, bad parameters, the
+//! audit trail, and `/metrics` read by a Prometheus text-format parser.
+
+mod support;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use support::daemon::{stations, Daemon};
+
+const ROLES: [&str; 4] = ["viewer", "operator", "auditor", "admin"];
+
+fn token(role: &str) -> String {
+    format!("test-token-for-{role}")
+}
+
+fn http_section() -> String {
+    ROLES
+        .iter()
+        .map(|r| {
+            let hash: String = Sha256::digest(token(r).as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("[[http.token]]\nname = \"{r}-1\"\nrole = \"{r}\"\nsha256 = \"{hash}\"\n")
+        })
+        .collect()
+}
+
+async fn get(d: &Daemon, path: &str, role: Option<&str>) -> (u16, Value) {
+    let mut req = reqwest::Client::new().get(format!("{}{path}", d.http));
+    if let Some(r) = role {
+        req = req.bearer_auth(token(r));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_note(d: &Daemon, role: Option<&str>, body: &str) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/api/stations/BN_KCNQV_NUOC01/note", d.http))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(r) = role {
+        req = req.bearer_auth(token(r));
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_can_do_exactly_what_it_may() {
+    let d = Daemon::start(&http_section(), &stations(60, &[])).await;
+    // (path, least role)
+    let reads = [
+        ("/api/stations", "viewer"),
+        ("/api/readings?limit=1", "viewer"),
+        ("/api/aggregates?limit=1", "viewer"),
+        ("/api/events", "viewer"),
+        ("/api/quarantine", "operator"),
+        ("/api/audit", "auditor"),
+    ];
+    for (path, least) in reads {
+        assert_eq!(get(&d, path, None).await.0, 401, "{path} without a token");
+        let least_i = ROLES.iter().position(|r| *r == least).unwrap();
+        for (i, role) in ROLES.iter().enumerate() {
+            let (status, body) = get(&d, path, Some(role)).await;
+            let expected = if i >= least_i { 200 } else { 403 };
+            assert_eq!(status, expected, "{path} as {role}: {body}");
+            if status == 403 {
+                assert_eq!(
+                    body["error"],
+                    format!("this needs the {least} role; {role}-1 has {role}")
+                );
+            }
+        }
+    }
+    let (status, body) = reqwest::Client::new()
+        .get(format!("{}/api/stations", d.http))
+        .bearer_auth("not-a-token")
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), r))
+        .unwrap();
+    assert_eq!(status, 401);
+    assert_eq!(
+        body.json::<Value>().await.unwrap()["error"],
+        "the token is not valid"
+    );
+
+    // Writing a note: operator and above; each write leaves an audit row naming who and what.
+    for role in ROLES {
+        let (status, _) = post_note(
+            &d,
+            Some(role),
+            &json!({"text": format!("note by {role}")}).to_string(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            if role == "viewer" { 403 } else { 201 },
+            "note as {role}"
+        );
+    }
+    assert_eq!(post_note(&d, None, r#"{"text":"x"}"#).await.0, 401);
+    let (status, body) = post_note(&d, Some("operator"), "{not json").await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("expected a JSON body"),
+        "{body}"
+    );
+    let (_, audit) = get(&d, "/api/audit", Some("auditor")).await;
+    let rows = audit["audit"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "{audit}");
+    for (row, role) in rows.iter().rev().zip(["operator", "auditor", "admin"]) {
+        assert_eq!(row["who"], format!("{role}-1"));
+        assert_eq!(row["role"], role);
+        assert_eq!(row["action"], "POST /api/stations/BN_KCNQV_NUOC01/note");
+        assert_eq!(row["detail"], format!("note by {role}"));
+    }
+    // A request body over the limit is refused.
+    let big = json!({"text": "x".repeat(100_000)}).to_string();
+    assert_eq!(post_note(&d, Some("admin"), &big).await.0, 413);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readings_paginate_filter_by_time_and_refuse_bad_parameters() {
+    let d = Daemon::start(&http_section(), &stations(60, &[])).await;
+    let q = "/api/readings?station=BN_KCNQV_NUOC01&parameter=COD";
+    // Pages in commit order, without overlap, until next_after is null.
+    let mut seen = std::collections::HashSet::new();
+    let mut after = 0;
+    let mut pages = 0;
+    loop {
+        let (status, body) = get(&d, &format!("{q}&limit=50&after={after}"), Some("viewer")).await;
+        assert_eq!(status, 200);
+        let rows = body["readings"].as_array().unwrap();
+        for r in rows {
+            assert_eq!(
+                (r["station"].as_str(), r["parameter"].as_str()),
+                (Some("BN_KCNQV_NUOC01"), Some("COD"))
+            );
+            assert!(
+                seen.insert(r["seq"].as_i64().unwrap()),
+                "a reading came twice"
+            );
+        }
+        pages += 1;
+        match body["next_after"].as_i64() {
+            Some(n) => after = n,
+            None => break,
+        }
+        if pages > 20 {
+            break;
+        }
+    }
+    assert!(
+        pages >= 3 && seen.len() >= 100,
+        "{pages} pages, {} readings",
+        seen.len()
+    );
+    // Time filters: [from, to).
+    let (_, all) = get(&d, &format!("{q}&limit=10000"), Some("viewer")).await;
+    let ts: Vec<i64> = all["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ts"].as_i64().unwrap())
+        .collect();
+    let (from, to) = (ts[10], ts[40]);
+    let (_, some) = get(
+        &d,
+        &format!("{q}&from={from}&to={to}&limit=10000"),
+        Some("viewer"),
+    )
+    .await;
+    let got: Vec<i64> = some["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ts"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !got.is_empty() && got.iter().all(|t| *t >= from && *t < to),
+        "{got:?}"
+    );
+    assert_eq!(
+        got.len(),
+        ts.iter().filter(|t| **t >= from && **t < to).count()
+    );
+    // RFC 3339 is accepted too.
+    assert_eq!(
+        get(
+            &d,
+            &format!("{q}&from=2026-01-01T00:00:00%2B07:00&limit=1"),
+            Some("viewer")
+        )
+        .await
+        .0,
+        200
+    );
+
+    for (path, message) in [
+        ("/api/readings?limit=abc", "limit=\"abc\" is not a whole number from 0 to 10000"),
+        ("/api/readings?limit=20000", "limit=\"20000\" is not a whole number from 0 to 10000"),
+        ("/api/readings?from=yesterday", "from=\"yesterday\" is not a time; expected Unix milliseconds or RFC 3339 such as 2026-11-27T10:00:00+07:00"),
+        ("/api/readings?station=BN_NOPE_X", "unknown station \"BN_NOPE_X\""),
+        ("/api/readings?colour=red", "unknown parameter \"colour\"; expected station, parameter, from, to, after, limit"),
+        ("/api/readings?from=2000&to=1000", "from is after to"),
+        ("/api/aggregates?window=week", "window=\"week\"; expected hour or day"),
+        ("/api/events?open=maybe", "open=\"maybe\"; expected true or false"),
+    ] {
+        let (status, body) = get(&d, path, Some("admin")).await;
+        assert_eq!(status, 400, "{path}");
+        assert_eq!(body["error"], message, "{path}");
+    }
+    // Aggregates follow the readings within about a second.
+    let path = "/api/aggregates?station=BN_KCNQV_NUOC01&parameter=COD&window=hour";
+    let ready = support::eventually(std::time::Duration::from_secs(30), || async {
+        get(&d, path, Some("viewer")).await.1["aggregates"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    })
+    .await;
+    assert!(ready, "no hourly aggregates");
+    let (status, body) = get(&d, path, Some("viewer")).await;
+    assert_eq!(status, 200);
+    let a = &body["aggregates"][0];
+    assert!(
+        a["valid"].as_i64().unwrap() > 0
+            && a["expected"] == 12
+            && a["limit_high"].as_f64().is_some(),
+        "{a}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_health_endpoints_answer() {
+    let d = Daemon::start("anonymous_read = true", &stations(60, &[])).await;
+    let text = reqwest::get(format!("{}/metrics", d.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics do not parse");
+    let accepted = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "quantrac_readings_accepted_total" && s.labels.get("source") == Some("sim")
+        })
+        .expect("accepted counter for the simulator");
+    assert!(
+        matches!(accepted.value, prometheus_parse::Value::Counter(v) if v > 0.0),
+        "{:?}",
+        accepted.value
+    );
+    for name in [
+        "quantrac_ledger_commits_total",
+        "quantrac_pipeline_queue_depth",
+        "quantrac_build_info",
+        "quantrac_plant_state",
+    ] {
+        assert!(
+            scrape.samples.iter().any(|s| s.metric == name),
+            "{name} missing"
+        );
+    }
+    assert_eq!(
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "quantrac_plant_state")
+            .count(),
+        8
+    );
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", d.http))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    let ready: Value = reqwest::get(format!("{}/readyz", d.http))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready, json!({"ledger": true, "sources_started": true}));
+    // Anonymous read is a viewer: it may not see the quarantine.
+    assert_eq!(
+        reqwest::get(format!("{}/api/quarantine", d.http))
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+}
