@@ -77,16 +77,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
                 error: e.to_string(),
             })?;
         info!(url = %config.http.public_url, "Dashboard and API listening.");
-        let state = crate::http::AppState {
-            config: Arc::new(config.clone()),
-            live: live.clone(),
-            health: health.clone(),
-            metrics: metrics.clone(),
-            ledger: config.ledger.path.clone(),
-            events: pipeline.live.clone(),
-            sources_started: sources_started.clone(),
-            shutdown: shutdown.clone(),
-        };
+        let state = crate::http::AppState::new(
+            Arc::new(config.clone()),
+            live.clone(),
+            health.clone(),
+            metrics.clone(),
+            config.ledger.path.clone(),
+            pipeline.live.clone(),
+            sources_started.clone(),
+            shutdown.clone(),
+        );
         let stop = shutdown.clone();
         sources.spawn(async move {
             if let Err(e) = crate::http::serve(listener, state, stop).await {

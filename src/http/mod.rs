@@ -6,7 +6,7 @@ pub mod auth;
 mod dashboard;
 mod error;
 mod metrics;
-mod sse;
+pub mod sse;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -40,6 +40,40 @@ pub struct AppState {
     pub sources_started: Arc<AtomicBool>,
     /// Ends SSE streams at shutdown (graceful shutdown waits for open connections).
     pub shutdown: CancellationToken,
+    /// Prepared SSE messages (see `sse::start_hub`).
+    pub sse: broadcast::Sender<sse::Message>,
+}
+
+impl AppState {
+    /// State for the HTTP layer; starts the SSE hub that serialises each pipeline event once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: Arc<Config>,
+        live: LiveState,
+        health: Health,
+        metrics: Arc<Metrics>,
+        ledger: PathBuf,
+        events: broadcast::Sender<LiveEvent>,
+        sources_started: Arc<AtomicBool>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let sse = sse::start_hub(
+            &events,
+            config.pipeline.broadcast_capacity,
+            shutdown.clone(),
+        );
+        Self {
+            config,
+            live,
+            health,
+            metrics,
+            ledger,
+            events,
+            sources_started,
+            shutdown,
+            sse,
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {

@@ -3,6 +3,7 @@
 //! `lagged` event and should reload its view.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -10,7 +11,9 @@ use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use super::auth::require;
 use super::{ApiError, AppState};
@@ -18,12 +21,40 @@ use crate::config::http::Role;
 use crate::model::Timestamp;
 use crate::pipeline::LiveEvent;
 
+/// One prepared SSE message: event name and JSON data, serialised once for every client.
+pub type Message = Arc<(&'static str, String)>;
+
+/// Turns pipeline events into SSE messages once, for all clients (fan-out costs a copy, not a serialisation).
+pub fn start_hub(
+    events: &broadcast::Sender<LiveEvent>,
+    capacity: usize,
+    shutdown: CancellationToken,
+) -> broadcast::Sender<Message> {
+    let (tx, _) = broadcast::channel(capacity);
+    let mut rx = events.subscribe();
+    let out = tx.clone();
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = rx.recv() => match r {
+                    Ok(ev) => to_message(&ev),
+                    Err(RecvError::Lagged(n)) => Arc::new(("lagged", n.to_string())),
+                    Err(RecvError::Closed) => return,
+                },
+            };
+            let _ = out.send(msg);
+        }
+    });
+    tx
+}
+
 pub async fn stream(
     State(s): State<AppState>,
     parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     require(&s.config.http, &parts, Role::Viewer)?;
-    let rx = s.events.subscribe();
+    let rx = s.sse.subscribe();
     let mut every = tokio::time::interval(Duration::from_secs(5));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = futures_util::stream::unfold(
@@ -33,7 +64,7 @@ pub async fn stream(
                 let event = tokio::select! {
                     _ = s.shutdown.cancelled() => return None,
                     r = rx.recv() => match r {
-                        Ok(ev) => to_event(&ev),
+                        Ok(m) => Some(Event::default().event(m.0).data(&m.1)),
                         Err(RecvError::Lagged(n)) => Some(Event::default().event("lagged").data(n.to_string())),
                         Err(RecvError::Closed) => return None,
                     },
@@ -52,7 +83,7 @@ pub async fn stream(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-fn to_event(ev: &LiveEvent) -> Option<Event> {
+fn to_message(ev: &LiveEvent) -> Message {
     let (name, data) = match ev {
         LiveEvent::Readings(batch) => {
             let items: Vec<_> = batch
@@ -100,5 +131,5 @@ fn to_event(ev: &LiveEvent) -> Option<Event> {
             ("events", json!(items))
         }
     };
-    Some(Event::default().event(name).data(data.to_string()))
+    Arc::new((name, data.to_string()))
 }
