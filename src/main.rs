@@ -85,6 +85,8 @@ enum Bench {
     Ledger,
     /// Lines/s forwarded from the ledger to the InfluxDB write API, against a bare HTTP loop.
     Influx,
+    /// SSE fan-out to 500 dashboard clients while ingesting: readings/s and latency to the clients.
+    Sse,
     /// Modbus polling of 100 and 1,000 simulated stations: polls/s, CPU, RSS, ratio to a bare tokio-modbus loop.
     Modbus,
     /// The simulator process that `bench modbus` starts.
@@ -135,6 +137,7 @@ fn main() -> ExitCode {
             let result = match what {
                 Bench::Ledger => quantrac::bench::ledger(readings).await,
                 Bench::Influx => quantrac::bench::influx(readings, url).await,
+                Bench::Sse => quantrac::bench::sse(500, seconds).await,
                 Bench::Modbus => quantrac::source::modbus::bench::run(seconds)
                     .await
                     .map_err(|e| e.to_string().into()),
