@@ -97,7 +97,7 @@ async fn run_once(
                     station: id.clone(),
                     parameter: p.clone(),
                     ts: Timestamp(start_ts + step * 300_000),
-                    value: 50.0 + (all.len() % 97) as f64,
+                    value: plausible(p, all.len()),
                     unit: u.clone(),
                     status: Status::Measuring,
                 });
@@ -131,6 +131,15 @@ async fn run_once(
         return Err(format!("committed {committed} of {total} readings").into());
     }
     Ok((total as f64 / secs, secs))
+}
+
+/// A value the range checks accept: pH within 6.5–8.4, other parameters 40–128.
+fn plausible(p: &Parameter, n: usize) -> f64 {
+    if p.as_str() == "pH" {
+        6.5 + (n % 20) as f64 / 10.0
+    } else {
+        40.0 + (n % 89) as f64
+    }
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
@@ -198,7 +207,7 @@ pub async fn influx(total: usize, url: Option<String>) -> Result<(), Box<dyn std
                     station: s.id.clone(),
                     parameter: p.parameter.clone(),
                     ts: Timestamp(start_ts + step * 60_000),
-                    value: 40.0 + (n % 89) as f64,
+                    value: plausible(&p.parameter, n),
                     unit: p.unit.clone(),
                     status: Status::Measuring,
                 };
