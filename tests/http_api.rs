@@ -131,6 +131,14 @@ async fn each_role_can_do_exactly_what_it_may() {
 async fn readings_paginate_filter_by_time_and_refuse_bad_parameters() {
     let d = Daemon::start(&http_section(), &stations(60, &[])).await;
     let q = "/api/readings?station=BN_KCNQV_NUOC01&parameter=COD";
+    // The simulator backfills a day (288 readings per parameter) after start-up: wait for it.
+    let backfilled = support::eventually(std::time::Duration::from_secs(60), || async {
+        get(&d, &format!("{q}&limit=10000"), Some("viewer")).await.1["readings"]
+            .as_array()
+            .is_some_and(|a| a.len() >= 250)
+    })
+    .await;
+    assert!(backfilled, "the simulator's history did not arrive");
     // Pages in commit order, without overlap, until next_after is null.
     let mut seen = std::collections::HashSet::new();
     let mut after = 0;
@@ -241,26 +249,26 @@ async fn readings_paginate_filter_by_time_and_refuse_bad_parameters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text_and_health_endpoints_answer() {
     let d = Daemon::start("anonymous_read = true", &stations(60, &[])).await;
-    let text = reqwest::get(format!("{}/metrics", d.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let lines = text.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics do not parse");
-    let accepted = scrape
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == "quantrac_readings_accepted_total" && s.labels.get("source") == Some("sim")
+    // Scrape until the simulator's first readings are counted.
+    let url = format!("{}/metrics", d.http);
+    let scrape_now = || async {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+            .expect("metrics do not parse")
+    };
+    let counted = |s: &prometheus_parse::Scrape| {
+        s.samples.iter().any(|x| {
+            x.metric == "quantrac_readings_accepted_total"
+                && x.labels.get("source") == Some("sim")
+                && matches!(x.value, prometheus_parse::Value::Counter(v) if v > 0.0)
         })
-        .expect("accepted counter for the simulator");
-    assert!(
-        matches!(accepted.value, prometheus_parse::Value::Counter(v) if v > 0.0),
-        "{:?}",
-        accepted.value
-    );
+    };
+    let ok = support::eventually(std::time::Duration::from_secs(30), || async {
+        counted(&scrape_now().await)
+    })
+    .await;
+    assert!(ok, "no accepted readings counted");
+    let scrape = scrape_now().await;
     for name in [
         "quantrac_ledger_commits_total",
         "quantrac_pipeline_queue_depth",
