@@ -9,7 +9,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::ledger::aggregates::HOUR_MS;
+use crate::ledger::aggregates::DAY_MS;
 use crate::ledger::{LedgerError, Reader};
 use crate::model::{Status, Timestamp};
 use crate::pipeline::LiveEvent;
@@ -65,6 +65,8 @@ pub struct StationLive {
 #[derive(Default)]
 struct Inner {
     stations: BTreeMap<String, StationLive>,
+    /// The averaging window whose means the `hour_*` fields show (1 h unless configured otherwise).
+    window_ms: i64,
 }
 
 /// Shared live state. Cheap to clone.
@@ -77,8 +79,10 @@ impl LiveState {
     /// Build from the configured stations and what the ledger already holds.
     pub fn load(config: &Config, reader: &Reader) -> Result<LiveState, LedgerError> {
         let live = LiveState::default();
+        let window_ms = config.compliance.averaging_window.as_millis() as i64;
         {
             let mut inner = live.write();
+            inner.window_ms = window_ms;
             for s in &config.stations {
                 let mut st = StationLive {
                     id: s.id.to_string(),
@@ -90,7 +94,9 @@ impl LiveState {
                     parameters: Vec::new(),
                 };
                 for p in &s.parameters {
-                    if let Some(pl) = latest(reader, s.id.as_str(), p.parameter.as_str())? {
+                    if let Some(pl) =
+                        latest(reader, s.id.as_str(), p.parameter.as_str(), window_ms)?
+                    {
                         st.last_reading = st.last_reading.max(Some(pl.ts));
                         st.parameters.push(pl);
                     }
@@ -159,6 +165,7 @@ impl LiveState {
             }
             LiveEvent::Events(_) => {}
             LiveEvent::Windows(updates) => {
+                let window_ms = inner.window_ms;
                 for u in updates.iter() {
                     let Some(st) = inner.stations.get_mut(&u.station) else {
                         continue;
@@ -170,7 +177,7 @@ impl LiveState {
                     else {
                         continue;
                     };
-                    if u.window_ms == HOUR_MS {
+                    if u.window_ms == window_ms {
                         if p.hour_start.is_some_and(|h| h > u.window_start.millis()) {
                             continue;
                         }
@@ -178,7 +185,7 @@ impl LiveState {
                         p.hour_mean = u.aggregate.mean;
                         p.hour_band = Some(u.aggregate.band.as_str().to_string());
                         p.hour_completeness = Some(u.aggregate.completeness);
-                    } else {
+                    } else if u.window_ms == DAY_MS {
                         p.day_completeness = Some(u.aggregate.completeness);
                     }
                 }
@@ -198,6 +205,11 @@ impl LiveState {
 
     pub fn stations(&self) -> Vec<StationLive> {
         self.read().stations.values().cloned().collect()
+    }
+
+    /// The averaging window shown as the `hour_*` fields.
+    pub fn window_ms(&self) -> i64 {
+        self.read().window_ms
     }
 
     pub fn station(&self, id: &str) -> Option<StationLive> {
@@ -242,11 +254,12 @@ fn plant_state(st: &StationLive, now: Timestamp) -> PlantState {
 /// (window start, mean, band, completeness) of a stored aggregate.
 type WindowRow = (i64, Option<f64>, String, f64);
 
-/// The latest reading and hourly/daily aggregates of one parameter, from the ledger.
+/// The latest reading and averaging-window/daily aggregates of one parameter, from the ledger.
 fn latest(
     reader: &Reader,
     station: &str,
     parameter: &str,
+    window_ms: i64,
 ) -> Result<Option<ParamLive>, LedgerError> {
     let conn = reader.connection();
     let row = conn.query_row(
@@ -286,8 +299,8 @@ fn latest(
             Err(e) => Err(e.into()),
         }
     };
-    let hour = window(HOUR_MS)?;
-    let day = window(crate::ledger::aggregates::DAY_MS)?;
+    let hour = window(window_ms)?;
+    let day = window(DAY_MS)?;
     Ok(Some(ParamLive {
         parameter: parameter.to_string(),
         ts,

@@ -62,6 +62,11 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
+    /// Make an API token: prints the token (give it to its holder) and the `[[http.token]]` lines for the config.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Measure throughput and print the numbers.
     Bench {
         /// What to measure.
@@ -76,6 +81,19 @@ enum Command {
         /// Seconds measured per run (`modbus`).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenAction {
+    /// A new random token for a role.
+    New {
+        /// viewer, operator, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// Who will hold it (recorded in the audit table).
+        #[arg(long, default_value = "token-holder")]
+        name: String,
     },
 }
 
@@ -128,6 +146,27 @@ fn main() -> ExitCode {
             }),
             Err(e) => config_failed(&e),
         },
+        Command::Token {
+            action: TokenAction::New { role, name },
+        } => {
+            if quantrac::config::http::Role::parse(&role).is_none() {
+                eprintln!(
+                    "unknown role {role:?}; expected one of viewer, operator, auditor, admin"
+                );
+                return ExitCode::from(2);
+            }
+            let (token, hash) = match quantrac::http::auth::new_token() {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("cannot read random bytes from the operating system: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            println!("token (give this to {name}; it is not stored anywhere): {token}");
+            println!();
+            println!("[[http.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"");
+            ExitCode::SUCCESS
+        }
         Command::Bench {
             what,
             readings,

@@ -18,7 +18,7 @@ use tracing::{debug, error, warn};
 
 use crate::compliance::{Evaluator, StationLimits};
 use crate::config::Config;
-use crate::ledger::aggregates::{AggregateContext, WindowUpdate, DAY_MS, HOUR_MS};
+use crate::ledger::aggregates::{AggregateContext, WindowUpdate, DAY_MS};
 use crate::ledger::{CommitCounts, Evaluated, Ledger, Outcome};
 use crate::metrics::Metrics;
 use crate::model::{Quarantined, Reading, SourceKind, StationId, Timestamp};
@@ -166,7 +166,8 @@ impl Pipeline {
         let (tx, rx) = mpsc::channel(config.pipeline.queue_capacity);
         let (wtx, wrx) = mpsc::channel(4);
         let (live, _) = broadcast::channel(config.pipeline.broadcast_capacity);
-        let evaluator = Evaluator::new(config, limits.clone());
+        let evaluator =
+            Evaluator::new(config, limits.clone()).with_quality(config.compliance.quality.clone());
         let settings = WriterSettings {
             max_transaction: config.ledger.max_transaction_readings,
             aggregates: aggregate_context(config, &limits),
@@ -235,9 +236,13 @@ fn aggregate_context(
             )
         })
         .collect();
+    let judging = config.compliance.averaging_window.as_millis() as i64;
+    let mut windows = vec![judging, DAY_MS];
+    windows.dedup();
     AggregateContext {
         offset_secs: config.timezone.local_minus_utc(),
-        windows: vec![HOUR_MS, DAY_MS],
+        windows,
+        judging_window_ms: judging,
         stations,
     }
 }

@@ -233,7 +233,26 @@ fn demo_config_is_valid() {
 #[test]
 fn example_config_is_valid() {
     std::env::set_var("QUANTRAC_MQTT_PASSWORD", "example");
+    std::env::set_var("QUANTRAC_INFLUX_TOKEN", "example");
     let c = Config::load(Path::new("config/quantrac.example.toml")).unwrap();
     assert_eq!(c.stations.len(), 2);
     assert_eq!(c.stations[0].modbus.as_ref().unwrap().registers.len(), 3);
+}
+
+#[test]
+fn averaging_window_must_divide_a_day() {
+    let text =
+        format!("[compliance]\naveraging_window = \"7m\"\nspike_fraction = -1\n{GOOD_STATION}");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: compliance.averaging_window: \"7m\" does not divide a day into whole windows of at least a minute; use e.g. \"15m\", \"1h\", \"2h\"",
+            "config/demo.toml: compliance.spike_fraction: -1 is not a number of at least 0 (0 disables the check)",
+        ]
+    );
+    let ok =
+        format!("[compliance]\naveraging_window = \"30m\"\nflat_line = \"off\"\n{GOOD_STATION}");
+    let c = Config::from_str(&ok, Path::new("t.toml"), Path::new(".")).unwrap();
+    assert_eq!(c.compliance.averaging_window.as_secs(), 1800);
+    assert_eq!(c.compliance.quality.flat_line, None);
 }

@@ -442,6 +442,7 @@ async fn hourly_aggregates_and_compliance_events_arrive() {
     let ctx = AggregateContext {
         offset_secs: 7 * 3600,
         windows: vec![HOUR_MS],
+        judging_window_ms: HOUR_MS,
         stations: Default::default(),
     };
     let report = l.refresh_aggregates(&ctx, 10_000).unwrap();

@@ -4,6 +4,7 @@
 //! with the key path), then `validate` checks everything purely — no network, no disk beyond `*_file` secrets and
 //! profile files — and reports every problem at once, each naming the file, the key path and what was expected.
 
+pub mod compliance;
 mod daemon;
 mod duration;
 mod errors;
@@ -49,6 +50,9 @@ pub struct RawConfig {
     /// MQTT broker connections (external brokers, or the embedded one).
     #[serde(default)]
     pub mqtt: mqtt::MqttSection,
+    /// Averaging window and data-quality checks.
+    #[serde(default)]
+    pub compliance: compliance::ComplianceSection,
     /// The API and dashboard.
     #[serde(default)]
     pub http: http::HttpSection,
@@ -75,6 +79,7 @@ pub struct Config {
     pub mqtt: mqtt::Mqtt,
     pub influx: Vec<forward::Influx>,
     pub http: http::Http,
+    pub compliance: compliance::Compliance,
     pub stations: Vec<Station>,
 }
 
@@ -126,6 +131,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
     let mqtt = raw.mqtt.validate(&mut p);
     let influx = raw.forward.validate(&mut p, base);
     let http = raw.http.validate(&mut p);
+    let compliance = raw.compliance.validate(&mut p);
 
     let mut stations = Vec::new();
     let mut seen = HashSet::new();
@@ -163,6 +169,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         mqtt,
         influx,
         http,
+        compliance,
         stations,
     })
 }

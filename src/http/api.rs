@@ -66,7 +66,8 @@ pub async fn stations(State(s): State<AppState>, parts: Parts) -> Result<Json<Va
         })
         .collect();
     Ok(Json(
-        json!({ "timezone": s.config.timezone_name, "utc_offset_s": s.config.timezone.local_minus_utc(), "stations": stations }),
+        json!({ "timezone": s.config.timezone_name, "utc_offset_s": s.config.timezone.local_minus_utc(),
+        "averaging_window_ms": s.live.window_ms(), "stations": stations }),
     ))
 }
 

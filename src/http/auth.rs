@@ -13,15 +13,15 @@ pub struct Caller {
     pub role: Role,
 }
 
-/// A new random token and its SHA-256 (hex), for `quantrac token new`.
-pub fn new_token() -> (String, String) {
+/// A new random token and its SHA-256 (hex), for `quantrac token new`. The bytes come from the operating system's
+/// CSPRNG (`/dev/urandom`), not from a seeded generator.
+pub fn new_token() -> std::io::Result<(String, String)> {
+    use std::io::Read;
     let mut bytes = [0u8; 32];
-    for b in bytes.iter_mut() {
-        *b = fastrand::u8(..);
-    }
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     let token = format!("qt_{}", hex(&bytes));
     let hash = hex(&Sha256::digest(token.as_bytes()));
-    (token, hash)
+    Ok((token, hash))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

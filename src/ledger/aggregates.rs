@@ -25,6 +25,8 @@ pub struct AggregateContext {
     pub offset_secs: i32,
     /// Window lengths to maintain, in ms (hourly and daily by default).
     pub windows: Vec<i64>,
+    /// The window whose means open and close violation events (the averaging window, 1 h by default).
+    pub judging_window_ms: i64,
     /// station code → (reporting interval ms, parameter symbol → limit).
     pub stations: HashMap<String, (i64, HashMap<String, Option<LimitBound>>)>,
 }
@@ -131,8 +133,8 @@ pub(super) fn refresh(
             }
             _ => None,
         };
-        // Hourly means judge violations: they open and close the window-scope events.
-        if w == HOUR_MS {
+        // Means of the averaging window judge violations: they open and close the window-scope events.
+        if w == ctx.judging_window_ms {
             if let (Ok(station), Ok(parameter)) = (StationId::parse(code), Parameter::new(symbol)) {
                 let key = EventKey {
                     station,

@@ -17,6 +17,7 @@ const T = {
 const STATES = ["violation", "fault", "silent", "warning", "compliant"];
 let lang = localStorage.getItem("quantrac.lang") || "vi";
 let offsetS = 7 * 3600;
+let windowMs = 3600000; // the averaging window whose means judge violations
 let stations = new Map();
 let charts = new Map(); // parameter -> points [ts, value] for the open station
 
@@ -171,7 +172,7 @@ function onWindows(items) {
     const st = stations.get(w.station);
     const p = st && st.parameters.find((x) => x.parameter === w.parameter);
     if (!p) continue;
-    if (w.window_ms === 3600000 && (!p.hour_start || w.window_start >= p.hour_start)) Object.assign(p, { hour_start: w.window_start, hour_mean: w.mean, hour_band: w.band, hour_completeness: w.completeness });
+    if (w.window_ms === windowMs && (!p.hour_start || w.window_start >= p.hour_start)) Object.assign(p, { hour_start: w.window_start, hour_mean: w.mean, hour_band: w.band, hour_completeness: w.completeness });
     if (w.window_ms === 86400000) p.day_completeness = w.completeness;
     touched.add(w.station);
   }
@@ -231,6 +232,7 @@ function connect() {
 async function load() {
   const r = await api("/api/stations");
   offsetS = r.utc_offset_s;
+  windowMs = r.averaging_window_ms || windowMs;
   stations = new Map(r.stations.map((s) => [s.id, s]));
   route();
 }
