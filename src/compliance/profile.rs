@@ -269,7 +269,7 @@ pub fn parse(
         vec![ProfileError::Syntax {
             file: file.to_string(),
             key: if key == "." { String::new() } else { key },
-            message: tidy_toml_message(&inner, text),
+            message: crate::config::tidy_toml_message(&inner, text),
         }]
     })?;
     let mut c = Checker {
@@ -281,18 +281,6 @@ pub fn parse(
         Ok(profile)
     } else {
         Err(c.errors)
-    }
-}
-
-/// The toml crate's message without its multi-line source excerpt, plus the line number.
-fn tidy_toml_message(e: &toml::de::Error, text: &str) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("{msg} (line {line})")
-        }
-        None => msg,
     }
 }
 

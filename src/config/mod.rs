@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub use daemon::{DaemonSection, LedgerSection, PipelineSection, SimSection, Synchronous};
 pub use duration::parse_duration;
-pub use errors::{ConfigError, Problems};
+pub use errors::{tidy_toml_message, ConfigError, Problems};
 pub use secret::Secret;
 pub use station::{
     CheckedParameter, LimitText, ParameterSection, ReceivingWater, Station, StationSection,

@@ -32,3 +32,19 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Stop a child gracefully (SIGTERM, so it flushes), killing it if it takes over 10 s.
+pub fn terminate(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
