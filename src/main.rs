@@ -62,6 +62,14 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         batch: usize,
     },
+    /// Back up the ledger while quantrac runs (SQLite online backup): a consistent single-file copy.
+    Backup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to write the copy (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// Make an API token: prints the token (give it to its holder) and the `[[http.token]]` lines for the config.
     Token {
         #[command(subcommand)]
@@ -146,6 +154,30 @@ fn main() -> ExitCode {
             }),
             Err(e) => config_failed(&e),
         },
+        Command::Backup { config, to } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_failed(&e),
+            };
+            if to.exists() {
+                eprintln!("{} exists; choose a new file for the backup", to.display());
+                return ExitCode::from(2);
+            }
+            match quantrac::ledger::backup(&config.ledger.path, &to) {
+                Ok(()) => {
+                    println!(
+                        "backed up {} to {}",
+                        config.ledger.path.display(),
+                        to.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("backup failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Token {
             action: TokenAction::New { role, name },
         } => {

@@ -377,6 +377,28 @@ pub fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {
         .unwrap_or(0))
 }
 
+/// Copy a live ledger to `to` with SQLite's online backup API: consistent as of one moment, taken while quantrac
+/// keeps writing (it copies in steps and restarts a step if the writer changed a page under it).
+pub fn backup(from: &Path, to: &Path) -> Result<(), LedgerError> {
+    let src = Connection::open_with_flags(from, read_only_flags()).map_err(|error| {
+        LedgerError::Open {
+            path: from.to_path_buf(),
+            error,
+        }
+    })?;
+    src.busy_timeout(Duration::from_secs(10))?;
+    let mut dst = Connection::open(to).map_err(|error| LedgerError::Open {
+        path: to.to_path_buf(),
+        error,
+    })?;
+    let b = rusqlite::backup::Backup::new(&src, &mut dst)?;
+    b.run_to_completion(1024, Duration::from_millis(5), None)?;
+    drop(b);
+    // The copy is a plain single-file database (no WAL beside it), ready to archive.
+    dst.pragma_update(None, "journal_mode", "DELETE")?;
+    Ok(())
+}
+
 /// What a cursor's position counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
