@@ -97,8 +97,13 @@ impl StationSim {
                     None => p.base * day * noise,
                 };
                 if calibrating && !matches!(p.parameter.as_str(), "Flow" | "Temp") {
-                    // During calibration the analyser reads its standard solution, not the effluent.
-                    v = p.base * 2.5;
+                    // During calibration the analyser reads its standard solution, not the effluent
+                    // (a pH 4.01 buffer for pH probes).
+                    v = if p.parameter.as_str() == "pH" {
+                        4.01
+                    } else {
+                        p.base * 2.5
+                    };
                 }
                 let scale = 10f64.powi(p.decimals);
                 Reading {
