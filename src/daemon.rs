@@ -23,6 +23,9 @@ pub enum DaemonError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+    // MQTT (issue 5): the embedded broker could not start.
+    #[error(transparent)]
+    MqttBroker(#[from] crate::source::mqtt::broker::BrokerError),
 }
 
 /// Load the limit profiles and resolve every station's limits; problems are reported like config problems.
@@ -60,6 +63,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let mut sources = tokio::task::JoinSet::new();
     // Sources: each takes an `Ingest`, the `Health` registry and the shutdown token, and returns when stopped.
     // (Modbus and MQTT sources are spawned here.)
+    // MQTT (issue 5): embedded broker, one subscriber per broker, simulated stations with sim.via = "mqtt".
+    crate::source::mqtt::spawn(
+        &config,
+        &limits,
+        &pipeline.ingest(),
+        &health,
+        &mut sources,
+        &shutdown,
+    )?;
     if config.sim.enabled {
         let sims: Vec<_> = config
             .stations

@@ -74,6 +74,9 @@ pub struct BrokerSection {
     /// Where values sit in JSON payloads.
     #[serde(default)]
     pub json: JsonMappingSection,
+    /// Largest payload accepted, in bytes; a larger message is quarantined (its first 64 KiB kept) and acked.
+    #[serde(default = "default_max_payload")]
+    pub max_payload_bytes: usize,
 }
 
 fn default_port() -> u16 {
@@ -87,6 +90,9 @@ fn default_topics() -> Vec<String> {
 }
 fn default_format() -> String {
     "json".into()
+}
+fn default_max_payload() -> usize {
+    256 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -153,6 +159,10 @@ pub struct StationMqttSection {
     pub topic: Option<String>,
 }
 
+/// Largest MQTT packet the client reads. Messages above `max_payload_bytes` but below this are quarantined; a
+/// larger packet makes rumqttc drop the connection, so it must stay well above any accepted payload.
+pub const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
+
 /// Checked broker connection.
 #[derive(Debug, Clone)]
 pub struct Broker {
@@ -168,6 +178,40 @@ pub struct Broker {
     pub topics: Vec<String>,
     pub format: PayloadFormat,
     pub json: JsonMappingSection,
+    pub max_payload_bytes: usize,
+}
+
+/// How a JSON payload writes its timestamp (`json.timestamp_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampFormat {
+    /// `2026-11-27T10:00:00+07:00`
+    Rfc3339,
+    /// Unix seconds (fractions allowed).
+    EpochS,
+    /// Unix milliseconds.
+    EpochMs,
+    /// Circular 10 `yyyyMMddHHmmss`, local time.
+    Tt10,
+}
+
+impl TimestampFormat {
+    pub const NAMES: &'static str = "rfc3339, epoch_s, epoch_ms, tt10";
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "rfc3339" => Some(Self::Rfc3339),
+            "epoch_s" => Some(Self::EpochS),
+            "epoch_ms" => Some(Self::EpochMs),
+            "tt10" => Some(Self::Tt10),
+            _ => None,
+        }
+    }
+}
+
+impl JsonMappingSection {
+    /// The checked timestamp format (validation has refused unknown names; RFC 3339 otherwise).
+    pub fn timestamp_format(&self) -> TimestampFormat {
+        TimestampFormat::parse(&self.timestamp_format).unwrap_or(TimestampFormat::Rfc3339)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,14 +308,29 @@ impl MqttSection {
                     PayloadFormat::Json
                 }
             };
-            if !["rfc3339", "epoch_s", "epoch_ms", "tt10"]
-                .contains(&b.json.timestamp_format.as_str())
-            {
+            if TimestampFormat::parse(&b.json.timestamp_format).is_none() {
                 p.push(
                     format!("{k}.json.timestamp_format"),
                     format!(
-                        "unknown format {:?}; expected one of rfc3339, epoch_s, epoch_ms, tt10",
-                        b.json.timestamp_format
+                        "unknown format {:?}; expected one of {}",
+                        b.json.timestamp_format,
+                        TimestampFormat::NAMES
+                    ),
+                );
+            }
+            if b.json.value_key.as_deref() == Some("") || b.json.status_key.as_deref() == Some("") {
+                p.push(
+                    format!("{k}.json"),
+                    "value_key and status_key must not be empty; leave them out instead",
+                );
+            }
+            if b.max_payload_bytes == 0 || b.max_payload_bytes > MAX_PACKET_BYTES / 2 {
+                p.push(
+                    format!("{k}.max_payload_bytes"),
+                    format!(
+                        "{} is out of range; expected 1 to {}",
+                        b.max_payload_bytes,
+                        MAX_PACKET_BYTES / 2
                     ),
                 );
             }
@@ -317,6 +376,7 @@ impl MqttSection {
                 topics: b.topics.clone(),
                 format,
                 json: b.json.clone(),
+                max_payload_bytes: b.max_payload_bytes,
             });
         }
         Mqtt { embedded, brokers }

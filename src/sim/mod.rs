@@ -3,6 +3,8 @@
 //! transports that carry them to quantrac.
 
 pub mod direct;
+// MQTT transport (issue 5).
 mod generator;
+pub mod mqtt;
 
 pub use generator::StationSim;

@@ -2,3 +2,5 @@
 //! upstream only after the batch's completion resolves (the commit).
 
 pub mod jsonl;
+// MQTT source (issue 5).
+pub mod mqtt;
