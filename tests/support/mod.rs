@@ -1,0 +1,3 @@
+//! Real peers for integration tests.
+
+pub mod mosquitto;
