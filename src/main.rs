@@ -74,6 +74,8 @@ enum Command {
 enum Bench {
     /// Readings/s committed through processor + ledger at batch sizes 1, 100, 1,000.
     Ledger,
+    /// Readings/s committed from Mosquitto (QoS 1, 10 readings per message) beside mosquitto_sub's rate.
+    Mqtt,
 }
 
 fn main() -> ExitCode {
@@ -108,11 +110,13 @@ fn main() -> ExitCode {
             }),
             Err(e) => config_failed(&e),
         },
-        Command::Bench {
-            what: Bench::Ledger,
-            readings,
-        } => runtime().block_on(async {
-            match quantrac::bench::ledger(readings).await {
+        Command::Bench { what, readings } => runtime().block_on(async {
+            let result = match what {
+                Bench::Ledger => quantrac::bench::ledger(readings).await,
+                // MQTT source (issue 5).
+                Bench::Mqtt => quantrac::source::mqtt::bench::run(readings).await,
+            };
+            match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("benchmark failed: {e}");
