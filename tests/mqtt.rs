@@ -538,3 +538,119 @@ fn demo_last_four_stations_arrive_through_the_embedded_broker() {
     let _ = child.wait();
     assert!(arrived, "the demo's MQTT stations did not reach the ledger");
 }
+
+/// Make a CA, a server certificate for 127.0.0.1 and a client certificate with `openssl`.
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("cannot run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=quantrac test CA",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+                "-subj",
+                &format!("/CN={who}"),
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{who}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{who}.ext"),
+        ]);
+    }
+}
+
+#[test]
+fn mosquitto_over_tls_with_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let c = |f: &str| certs.path().join(f).display().to_string();
+    let tls_port = free_port();
+    let mosq = Mosquitto::start(&format!(
+        "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        c("ca.crt"),
+        c("server.crt"),
+        c("server.key")
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let broker = format!(
+        "{}tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
+        broker_table(tls_port),
+        c("ca.crt"),
+        c("client.crt"),
+        c("client.key")
+    );
+    let config = write_config(dir.path(), &broker);
+    let db = dir.path().join("ledger.db");
+    let q = Quantrac::start(&config);
+    assert!(
+        eventually(Duration::from_secs(30), || q.connected_once()),
+        "no TLS connection:\n{}\nmosquitto:\n{}",
+        q.log(),
+        mosq.log()
+    );
+    // Published on the plain listener, delivered over TLS.
+    let publisher = Publisher::connect(mosq.port, "test-publisher-5");
+    let n = 20;
+    for i in 0..n {
+        let (topic, m) = message(i);
+        publisher.publish(&topic, m);
+    }
+    publisher.wait_acked(n, Duration::from_secs(30));
+    assert_exactly(&db, n, &q);
+}
