@@ -436,11 +436,12 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
         "no connection:\n{}",
         q.log()
     );
-    let n = 3000;
+    // A burst, so that many messages are between delivery and commit when the process dies.
+    let n = 20_000;
     let publisher = Publisher::connect(mosq.port, "test-publisher-3");
-    let stream = publisher.publish_stream(0..n, Duration::from_millis(1));
+    let stream = publisher.publish_stream(0..n, Duration::ZERO);
     assert!(
-        eventually(Duration::from_secs(30), || count(&db) >= 3000),
+        eventually(Duration::from_secs(30), || count(&db) >= 20_000),
         "stream did not start:\n{}",
         q.log()
     );
