@@ -20,7 +20,7 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
     /// Log filter, e.g. `info`, `quantrac=debug` (also RUST_LOG).
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(long, global = true, default_value = "info,rumqttd=warn")]
     log: String,
     #[command(subcommand)]
     command: Command,

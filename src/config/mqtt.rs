@@ -59,7 +59,8 @@ pub struct BrokerSection {
     /// Password, inline (`${ENV_VAR}` expands) or from `password_file`.
     pub password: Option<String>,
     pub password_file: Option<String>,
-    /// TLS with rustls: `{ ca_file = "…", cert_file = "…", key_file = "…" }` (client certificate optional).
+    /// TLS with rustls: `{ ca_file = "…", cert_file = "…", key_file = "…" }`. Without `ca_file` the system bundle
+    /// `/etc/ssl/certs/ca-certificates.crt` is trusted; `cert_file` + `key_file` (PEM) give a client certificate.
     pub tls: Option<TlsSection>,
     #[serde(default = "default_keep_alive")]
     pub keep_alive: DurationText,
@@ -348,6 +349,14 @@ impl MqttSection {
                     );
                 }
             }
+            if let Some(t) = &b.tls {
+                if t.cert_file.is_some() != t.key_file.is_some() {
+                    p.push(
+                        format!("{k}.tls"),
+                        "a client certificate needs both cert_file and key_file",
+                    );
+                }
+            }
             if let Some(g) = &b.share_group {
                 if g.is_empty() || g.contains(['/', '+', '#']) {
                     p.push(
@@ -436,5 +445,43 @@ fn names(brokers: &[Broker]) -> String {
             .map(|b| b.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn problems(broker: &str) -> String {
+        let text = format!(
+            "{broker}\n[[station]]\nid = \"BN_A_B\"\nname = \"A\"\nprofile = \"p\"\ndesign_flow_m3_day = 1\n\
+             receiving_water = {{ type = \"river\" }}\nparameters = {{ COD = {{}} }}\n"
+        );
+        match Config::from_str(&text, Path::new("t.toml"), Path::new(".")) {
+            Ok(_) => String::new(),
+            Err(e) => e.lines().join("\n"),
+        }
+    }
+
+    #[test]
+    fn broker_problems_name_the_key() {
+        let base = "[[mqtt.broker]]\nname = \"b\"\nhost = \"h\"\nclient_id = \"q\"\n";
+        assert_eq!(problems(base), "");
+        let p = problems(&format!("{base}tls = {{ cert_file = \"c.pem\" }}\n"));
+        assert!(
+            p.contains(
+                "mqtt.broker[0].tls: a client certificate needs both cert_file and key_file"
+            ),
+            "{p}"
+        );
+        let p = problems(&format!(
+            "{base}max_payload_bytes = 0\njson = {{ timestamp_format = \"iso\" }}\n"
+        ));
+        assert!(
+            p.contains("mqtt.broker[0].max_payload_bytes: 0 is out of range"),
+            "{p}"
+        );
+        assert!(p.contains("mqtt.broker[0].json.timestamp_format: unknown format \"iso\"; expected one of rfc3339, epoch_s, epoch_ms, tt10"), "{p}");
     }
 }
