@@ -237,7 +237,10 @@ async fn prime_session(port: u16, id: &str) -> Result<(), BoxError> {
 /// Publish `messages` messages of ten simulated readings and wait for every PubAck.
 async fn publish(port: u16, config: &Config, messages: usize) -> Result<(), BoxError> {
     let mut o = MqttOptions::new("bench-publisher", "127.0.0.1", port);
-    o.set_inflight(1000).set_keep_alive(Duration::from_secs(30));
+    // A persistent session, so a dropped connection retransmits instead of losing publishes.
+    o.set_inflight(200)
+        .set_keep_alive(Duration::from_secs(30))
+        .set_clean_session(false);
     let (client, mut eventloop) = AsyncClient::new(o, 10_000);
     let sims: Vec<StationSim> = config
         .stations
@@ -269,25 +272,24 @@ async fn publish(port: u16, config: &Config, messages: usize) -> Result<(), BoxE
         Ok::<_, rumqttc::ClientError>(client)
     });
     let mut acked = 0;
-    let polled = tokio::time::timeout(Duration::from_secs(600), async {
-        while acked < messages {
-            if let Event::Incoming(Packet::PubAck(_)) = eventloop.poll().await? {
-                acked += 1;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while acked < messages && Instant::now() < deadline {
+        // Pings every keep-alive wake this up, so the deadline is checked even when nothing arrives.
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("bench publisher: {e}; reconnecting");
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Ok::<_, rumqttc::ConnectionError>(())
-    })
-    .await;
-    let client = producer.await??;
-    match polled {
-        Ok(Ok(())) => {
-            let _ = client.try_disconnect();
-            let _ = tokio::time::timeout(Duration::from_secs(2), eventloop.poll()).await;
-            Ok(())
-        }
-        Ok(Err(e)) => Err(Box::new(e)),
-        Err(_) => {
-            Err(format!("only {acked} of {messages} publishes were acked within 600 s").into())
-        }
     }
+    if acked < messages {
+        producer.abort();
+        return Err(format!("only {acked} of {messages} publishes were acked within 600 s").into());
+    }
+    let client = producer.await??;
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), eventloop.poll()).await;
+    Ok(())
 }

@@ -9,8 +9,12 @@
 //!   resolves Ok. A failed commit is retried, never acked; after a reconnect, messages from the old connection are
 //!   not acked (their packet ids may already name other messages; the broker redelivers them).
 //!
-//! Why `ack().await` cannot block forever: every ack in rumqttc's request channel is for a distinct packet id the
-//! broker is waiting on — at most 65,535 — and the channel is sized above that.
+//! The worker never waits on rumqttc's request channel (`try_ack`): only the poll task drains it, and a worker
+//! blocked there while the poll task waits for the worker would deadlock. rumqttc sends at most one request per
+//! network read of up to ten packets, so under a heavy stream acks queue up behind the reads (the broker should
+//! stop at its in-flight window; Mosquitto 2.0.11 resuming a session with a large backlog was seen not to). The
+//! channel is sized far above any window; if it is ever full the ack is skipped with a warning and the broker
+//! redelivers the (already committed) message on the next connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,8 +63,8 @@ pub enum SubscribeError {
 const MAX_IN_FLIGHT: usize = 4096;
 /// Messages waiting between the poll task and the worker.
 const FORWARD_CAPACITY: usize = 256;
-/// rumqttc request channel: above the 65,535 packet ids that can await an ack (see the module doc).
-const REQUEST_CAPACITY: usize = 65_536 + 64;
+/// rumqttc request channel (allocated as it fills): far above any broker's in-flight window (see the module doc).
+const REQUEST_CAPACITY: usize = 1 << 20;
 /// Most messages coalesced into one pipeline batch.
 const BATCH_MESSAGES: usize = 256;
 /// Bytes of an oversized payload kept in quarantine.
@@ -459,7 +463,7 @@ async fn work(
                     Some(Ok(_report)) => {
                         retry.reset();
                         held -= head.messages.len();
-                        ack(&client, &connection, &head.messages, &sub.broker.name).await;
+                        ack(&client, &connection, &head.messages, &sub.broker.name);
                         health.success(&key, head.readings);
                     }
                     Some(Err(PipelineError::Closed)) | None => {
@@ -510,15 +514,15 @@ async fn work(
 }
 
 /// Ack committed messages that arrived on the current connection (QoS 0 needs none).
-async fn ack(client: &AsyncClient, connection: &AtomicU64, messages: &[Delivery], broker: &str) {
+fn ack(client: &AsyncClient, connection: &AtomicU64, messages: &[Delivery], broker: &str) {
     let current = connection.load(Ordering::SeqCst);
     for d in messages {
         if d.connection != current {
             debug!(broker, pkid = d.publish.pkid, "Committed message from an earlier connection; the broker redelivers it and that copy is acked.");
             continue;
         }
-        if let Err(e) = client.ack(&d.publish).await {
-            warn!(broker, error = %e, "MQTT ack not queued; the broker redelivers the message.");
+        if let Err(e) = client.try_ack(&d.publish) {
+            warn!(broker, pkid = d.publish.pkid, error = %e, "MQTT ack not queued; the broker redelivers the committed message on the next connection.");
         }
     }
 }
