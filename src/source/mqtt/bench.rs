@@ -49,6 +49,7 @@ pub async fn run(readings: usize) -> Result<(), BoxError> {
         "{:<28} {:>16} {:>22} {:>8} {:>10}",
         "broker max_inflight", "quantrac rdg/s", "mosquitto_sub rdg/s", "ratio", "lost"
     );
+    let decode = decode_rate(messages)?;
     for inflight in [20u32, 1000] {
         let r = once(messages, inflight).await?;
         println!(
@@ -67,7 +68,39 @@ pub async fn run(readings: usize) -> Result<(), BoxError> {
             r.lost
         );
     }
+    println!("decode only (topic → station, JSON → readings, no ledger): {decode:.0} readings/s");
+    println!("the ledger alone: see `quantrac bench ledger`");
     Ok(())
+}
+
+/// Readings/s the subscriber's decoding turns messages into batches, without broker or ledger.
+fn decode_rate(messages: usize) -> Result<f64, BoxError> {
+    let config = bench_config(&std::env::temp_dir(), 1883)?;
+    let sub = Subscriber::new(&config, &config.mqtt.brokers[0]);
+    let mapping = JsonMappingSection::default();
+    let publishes: Vec<rumqttc::Publish> = (0..messages)
+        .map(|i| {
+            let st = &config.stations[i % config.stations.len()];
+            let sim = StationSim::new(st, &Default::default(), 7);
+            let ts = Timestamp(1_700_000_000_000 + (i / STATIONS) as i64 * 60_000);
+            let mut readings = sim.sample(ts, ts);
+            readings
+                .iter_mut()
+                .for_each(|r| r.status = crate::model::Status::Measuring);
+            let payload = payload::encode_json(&mapping, &readings, config.timezone).concat();
+            rumqttc::Publish::new(
+                format!("stations/{}/data", st.id),
+                QoS::AtLeastOnce,
+                payload,
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut readings = 0;
+    for chunk in publishes.chunks(256) {
+        readings += sub.batch(chunk).readings.len();
+    }
+    Ok(readings as f64 / started.elapsed().as_secs_f64())
 }
 
 struct Rates {
