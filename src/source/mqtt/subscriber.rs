@@ -6,15 +6,16 @@
 //!   on the next `poll()` with no delay), subscribes on `ConnAck` when the broker kept no session, and forwards
 //!   publishes over a bounded channel. It never publishes or acks.
 //! - the **worker** decodes, enqueues to the pipeline and, in arrival order, acks each message once its completion
-//!   resolves Ok. A failed commit is retried, never acked; after a reconnect, messages from the old connection are
-//!   not acked (their packet ids may already name other messages; the broker redelivers them).
+//!   resolves Ok. A failed commit is retried, never acked; after a disconnect, messages from the old connection are
+//!   not acked (their packet ids may name other messages in the next session; the broker redelivers them).
+//!   rumqttc also drops acks still queued at a disconnect (rumqtt PR #859).
 //!
 //! The worker never waits on rumqttc's request channel (`try_ack`): only the poll task drains it, and a worker
 //! blocked there while the poll task waits for the worker would deadlock. rumqttc sends at most one request per
-//! network read of up to ten packets, so under a heavy stream acks queue up behind the reads (the broker should
-//! stop at its in-flight window; Mosquitto 2.0.11 resuming a session with a large backlog was seen not to). The
-//! channel is sized far above any window; if it is ever full the ack is skipped with a warning and the broker
-//! redelivers the (already committed) message on the next connection.
+//! network read of up to ten packets, so under a heavy stream acks queue up behind the reads (rumqtt issue #1025).
+//! The broker should stop at its in-flight window; Mosquitto 2.0.11 resuming a session with a large backlog was seen
+//! not to. The channel is sized far above any window; if it is ever full the ack is skipped with a warning and the
+//! broker redelivers the (already committed) message on the next connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -394,6 +395,9 @@ async fn poll(
             }
             Ok(_) => {}
             Err(e) => {
+                // rumqttc has dropped the acks still queued (they would reach the next session); acks the worker
+                // makes from now on for this connection's messages are skipped too. The broker redelivers them.
+                connection.fetch_add(1, Ordering::SeqCst);
                 if tx.is_none() {
                     // Shutting down and the connection is gone: nothing left to flush.
                     break;
