@@ -27,6 +27,9 @@ pub enum DaemonError {
     Ledger(#[from] LedgerError),
     #[error("cannot listen on {addr} for the dashboard and API: {error}; change http.listen or stop what uses the port")]
     Listen { addr: String, error: String },
+    /// The embedded MQTT broker could not start.
+    #[error(transparent)]
+    MqttBroker(#[from] crate::source::mqtt::broker::BrokerError),
 }
 
 /// Load the limit profiles and resolve every station's limits; problems are reported like config problems.
@@ -112,6 +115,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         shutdown.clone(),
     ));
     // (end Modbus)
+    // MQTT (issue 5): embedded broker, one subscriber per broker, simulated stations with sim.via = "mqtt".
+    crate::source::mqtt::spawn(
+        &config,
+        &limits,
+        &pipeline.ingest(),
+        &health,
+        &mut sources,
+        &shutdown,
+    )?;
     if config.sim.enabled {
         let sims: Vec<_> = config
             .stations

@@ -20,7 +20,7 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
     /// Log filter, e.g. `info`, `quantrac=debug` (also RUST_LOG).
-    #[arg(long, global = true, default_value = "info")]
+    #[arg(long, global = true, default_value = "info,rumqttd=warn")]
     log: String,
     #[command(subcommand)]
     command: Command,
@@ -118,6 +118,8 @@ enum Bench {
     /// The simulator process that `bench modbus` starts.
     #[value(hide = true)]
     ModbusSim,
+    /// Readings/s committed from Mosquitto (QoS 1, 10 readings per message) beside mosquitto_sub's rate.
+    Mqtt,
 }
 
 fn main() -> ExitCode {
@@ -215,6 +217,7 @@ fn main() -> ExitCode {
                 Bench::ModbusSim => quantrac::source::modbus::bench::serve_sim()
                     .await
                     .map_err(|e| e.to_string().into()),
+                Bench::Mqtt => quantrac::source::mqtt::bench::run(readings).await,
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,

@@ -59,7 +59,8 @@ pub struct BrokerSection {
     /// Password, inline (`${ENV_VAR}` expands) or from `password_file`.
     pub password: Option<String>,
     pub password_file: Option<String>,
-    /// TLS with rustls: `{ ca_file = "…", cert_file = "…", key_file = "…" }` (client certificate optional).
+    /// TLS with rustls: `{ ca_file = "…", cert_file = "…", key_file = "…" }`. Without `ca_file` the system bundle
+    /// `/etc/ssl/certs/ca-certificates.crt` is trusted; `cert_file` + `key_file` (PEM) give a client certificate.
     pub tls: Option<TlsSection>,
     #[serde(default = "default_keep_alive")]
     pub keep_alive: DurationText,
@@ -74,6 +75,9 @@ pub struct BrokerSection {
     /// Where values sit in JSON payloads.
     #[serde(default)]
     pub json: JsonMappingSection,
+    /// Largest payload accepted, in bytes; a larger message is quarantined (its first 64 KiB kept) and acked.
+    #[serde(default = "default_max_payload")]
+    pub max_payload_bytes: usize,
 }
 
 fn default_port() -> u16 {
@@ -87,6 +91,9 @@ fn default_topics() -> Vec<String> {
 }
 fn default_format() -> String {
     "json".into()
+}
+fn default_max_payload() -> usize {
+    256 * 1024
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -153,6 +160,10 @@ pub struct StationMqttSection {
     pub topic: Option<String>,
 }
 
+/// Largest MQTT packet the client reads. Messages above `max_payload_bytes` but below this are quarantined; a
+/// larger packet makes rumqttc drop the connection, so it must stay well above any accepted payload.
+pub const MAX_PACKET_BYTES: usize = 16 * 1024 * 1024;
+
 /// Checked broker connection.
 #[derive(Debug, Clone)]
 pub struct Broker {
@@ -168,6 +179,40 @@ pub struct Broker {
     pub topics: Vec<String>,
     pub format: PayloadFormat,
     pub json: JsonMappingSection,
+    pub max_payload_bytes: usize,
+}
+
+/// How a JSON payload writes its timestamp (`json.timestamp_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampFormat {
+    /// `2026-11-27T10:00:00+07:00`
+    Rfc3339,
+    /// Unix seconds (fractions allowed).
+    EpochS,
+    /// Unix milliseconds.
+    EpochMs,
+    /// Circular 10 `yyyyMMddHHmmss`, local time.
+    Tt10,
+}
+
+impl TimestampFormat {
+    pub const NAMES: &'static str = "rfc3339, epoch_s, epoch_ms, tt10";
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "rfc3339" => Some(Self::Rfc3339),
+            "epoch_s" => Some(Self::EpochS),
+            "epoch_ms" => Some(Self::EpochMs),
+            "tt10" => Some(Self::Tt10),
+            _ => None,
+        }
+    }
+}
+
+impl JsonMappingSection {
+    /// The checked timestamp format (validation has refused unknown names; RFC 3339 otherwise).
+    pub fn timestamp_format(&self) -> TimestampFormat {
+        TimestampFormat::parse(&self.timestamp_format).unwrap_or(TimestampFormat::Rfc3339)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,14 +309,29 @@ impl MqttSection {
                     PayloadFormat::Json
                 }
             };
-            if !["rfc3339", "epoch_s", "epoch_ms", "tt10"]
-                .contains(&b.json.timestamp_format.as_str())
-            {
+            if TimestampFormat::parse(&b.json.timestamp_format).is_none() {
                 p.push(
                     format!("{k}.json.timestamp_format"),
                     format!(
-                        "unknown format {:?}; expected one of rfc3339, epoch_s, epoch_ms, tt10",
-                        b.json.timestamp_format
+                        "unknown format {:?}; expected one of {}",
+                        b.json.timestamp_format,
+                        TimestampFormat::NAMES
+                    ),
+                );
+            }
+            if b.json.value_key.as_deref() == Some("") || b.json.status_key.as_deref() == Some("") {
+                p.push(
+                    format!("{k}.json"),
+                    "value_key and status_key must not be empty; leave them out instead",
+                );
+            }
+            if b.max_payload_bytes == 0 || b.max_payload_bytes > MAX_PACKET_BYTES / 2 {
+                p.push(
+                    format!("{k}.max_payload_bytes"),
+                    format!(
+                        "{} is out of range; expected 1 to {}",
+                        b.max_payload_bytes,
+                        MAX_PACKET_BYTES / 2
                     ),
                 );
             }
@@ -286,6 +346,14 @@ impl MqttSection {
                     p.push(
                         format!("{k}.topics[{j}]"),
                         format!("{t:?} is not a topic template; use {{station}} at most once"),
+                    );
+                }
+            }
+            if let Some(t) = &b.tls {
+                if t.cert_file.is_some() != t.key_file.is_some() {
+                    p.push(
+                        format!("{k}.tls"),
+                        "a client certificate needs both cert_file and key_file",
                     );
                 }
             }
@@ -317,6 +385,7 @@ impl MqttSection {
                 topics: b.topics.clone(),
                 format,
                 json: b.json.clone(),
+                max_payload_bytes: b.max_payload_bytes,
             });
         }
         Mqtt { embedded, brokers }
@@ -376,5 +445,43 @@ fn names(brokers: &[Broker]) -> String {
             .map(|b| b.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn problems(broker: &str) -> String {
+        let text = format!(
+            "{broker}\n[[station]]\nid = \"BN_A_B\"\nname = \"A\"\nprofile = \"p\"\ndesign_flow_m3_day = 1\n\
+             receiving_water = {{ type = \"river\" }}\nparameters = {{ COD = {{}} }}\n"
+        );
+        match Config::from_str(&text, Path::new("t.toml"), Path::new(".")) {
+            Ok(_) => String::new(),
+            Err(e) => e.lines().join("\n"),
+        }
+    }
+
+    #[test]
+    fn broker_problems_name_the_key() {
+        let base = "[[mqtt.broker]]\nname = \"b\"\nhost = \"h\"\nclient_id = \"q\"\n";
+        assert_eq!(problems(base), "");
+        let p = problems(&format!("{base}tls = {{ cert_file = \"c.pem\" }}\n"));
+        assert!(
+            p.contains(
+                "mqtt.broker[0].tls: a client certificate needs both cert_file and key_file"
+            ),
+            "{p}"
+        );
+        let p = problems(&format!(
+            "{base}max_payload_bytes = 0\njson = {{ timestamp_format = \"iso\" }}\n"
+        ));
+        assert!(
+            p.contains("mqtt.broker[0].max_payload_bytes: 0 is out of range"),
+            "{p}"
+        );
+        assert!(p.contains("mqtt.broker[0].json.timestamp_format: unknown format \"iso\"; expected one of rfc3339, epoch_s, epoch_ms, tt10"), "{p}");
     }
 }

@@ -3,7 +3,9 @@
 //! transports that carry them to quantrac.
 
 pub mod direct;
+// MQTT transport (issue 5).
 mod generator;
+pub mod mqtt;
 
 pub use generator::StationSim;
 // Simulated Modbus stations (issue 4).

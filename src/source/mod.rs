@@ -2,5 +2,5 @@
 //! upstream only after the batch's completion resolves (the commit).
 
 pub mod jsonl;
-// Modbus source (issue 4).
 pub mod modbus;
+pub mod mqtt;

@@ -1,0 +1,113 @@
+//! MQTT source (issue 5): subscribes to brokers, turns messages into readings and acks each message only after
+//! its readings are committed to the ledger (or, for bad input, to quarantine).
+//!
+//! - [`subscriber`]: connection, event loop, reconnect backoff, in-order acks after commit.
+//! - [`payload`]: pure JSON / TT10 payload parsing and encoding.
+//! - [`topic`]: topic templates → subscription filters and topic → station.
+//! - [`broker`]: the embedded broker (rumqttd), off by default.
+//! - [`bench`]: `quantrac bench mqtt`.
+
+pub mod bench;
+pub mod broker;
+pub mod payload;
+pub mod subscriber;
+pub mod topic;
+
+pub use subscriber::{run, SubscribeError, Subscriber};
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::compliance::StationLimits;
+use crate::config::Config;
+use crate::health::Health;
+use crate::model::StationId;
+use crate::pipeline::Ingest;
+
+/// Start what `[mqtt]` asks for: the embedded broker, one subscriber per `[[mqtt.broker]]`, and (with the
+/// simulator on) the stations with `sim.via = "mqtt"` publishing to the embedded broker, or else the first broker.
+pub fn spawn(
+    config: &Config,
+    limits: &HashMap<StationId, StationLimits>,
+    ingest: &Ingest,
+    health: &Health,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Result<(), broker::BrokerError> {
+    if let Some(listen) = &config.mqtt.embedded {
+        broker::start(listen)?;
+    }
+    for b in &config.mqtt.brokers {
+        tasks.spawn(run(
+            Subscriber::new(config, b),
+            ingest.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+    }
+    let via_mqtt: Vec<_> = config
+        .stations
+        .iter()
+        .filter(|s| s.sim.as_ref().is_some_and(|x| x.via == "mqtt"))
+        .collect();
+    if !config.sim.enabled || via_mqtt.is_empty() {
+        return Ok(());
+    }
+    let target_broker = config
+        .mqtt
+        .brokers
+        .iter()
+        .find(|b| b.name == "embedded" && config.mqtt.embedded.is_some())
+        .or(config.mqtt.brokers.first());
+    let Some(target) = target_broker else {
+        tracing::warn!(
+            "Stations with sim.via = \"mqtt\" need a broker: add [mqtt.embedded] or an [[mqtt.broker]]."
+        );
+        return Ok(());
+    };
+    let template = target
+        .topics
+        .iter()
+        .find(|t| t.contains("{station}") && !t.contains(['+', '#']))
+        .cloned()
+        .unwrap_or_else(|| "stations/{station}/data".into());
+    let sims = via_mqtt
+        .iter()
+        .map(|s| {
+            let topic = s
+                .mqtt
+                .as_ref()
+                .map(|m| m.topic.clone())
+                .unwrap_or_else(|| template.replace("{station}", s.id.as_str()));
+            let sim = crate::sim::StationSim::new(
+                s,
+                limits.get(&s.id).unwrap_or(&StationLimits::default()),
+                config.sim.seed,
+            );
+            (sim, topic)
+        })
+        .collect();
+    let interval = via_mqtt
+        .iter()
+        .map(|s| s.interval)
+        .min()
+        .unwrap_or(Duration::from_secs(300));
+    tasks.spawn(crate::sim::mqtt::run(
+        sims,
+        crate::sim::mqtt::Target {
+            host: target.host.clone(),
+            port: target.port,
+            client_id: format!("{}-sim", target.client_id),
+            mapping: target.json.clone(),
+            tz: config.timezone,
+        },
+        interval,
+        config.sim.speed,
+        Duration::from_secs(24 * 3600),
+        shutdown.clone(),
+    ));
+    Ok(())
+}

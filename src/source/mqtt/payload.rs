@@ -1,0 +1,528 @@
+//! MQTT payload formats, as pure functions: bytes in, readings and rejected parts out. No I/O, no clock.
+//!
+//! - `json`: one object per message, read through the broker's [`JsonMappingSection`]. Flat
+//!   `{"ts": "2026-11-27T10:00:00+07:00", "status": "00", "COD": 82.5}` or nested
+//!   `{"time": …, "values": {"COD": {"v": 82.5, "s": "00"}}}`; timestamps in RFC 3339, Unix s/ms or TT10 local time.
+//! - `tt10`: Circular 10/2021 file content (`<symbol> TAB <value> TAB <unit> TAB <yyyyMMddHHmmss> TAB <status>`).
+//!
+//! A message may carry many readings. A part that cannot become a reading is returned as a [`Rejected`] with its
+//! own bytes and reason while the good parts are kept; a message that cannot be read at all is one `Rejected` with
+//! the whole payload. The encoders are the inverse (used by the simulator, the benchmark and round-trip tests).
+//!
+//! The TT10 content parser here is a stop-gap: it belongs in `src/source/tt10/format.rs` once that module exists.
+
+use chrono::{FixedOffset, NaiveDate, TimeZone};
+use serde_json::{Map, Value};
+
+use crate::config::mqtt::{JsonMappingSection, PayloadFormat, TimestampFormat};
+use crate::model::{ModelError, Parameter, Reading, StationId, Status, Timestamp, Unit};
+
+/// Why a payload, or a part of it, is not a reading. Messages name the part and what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("payload is not valid UTF-8 (invalid byte at offset {0})")]
+    NotUtf8(usize),
+    #[error("payload is empty")]
+    Empty,
+    #[error("payload of {size} bytes exceeds the {limit}-byte limit (max_payload_bytes); the first {kept} bytes are kept")]
+    TooLarge {
+        size: usize,
+        limit: usize,
+        kept: usize,
+    },
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("JSON payload is {0}; expected an object")]
+    NotObject(&'static str),
+    #[error("no timestamp at {0:?} (json.timestamp)")]
+    MissingTimestamp(String),
+    #[error("timestamp {value} is not {expected}")]
+    Timestamp {
+        value: String,
+        expected: &'static str,
+    },
+    #[error("status {0} is not a device status; expected 00, 01, 02, 03 or measuring, calibrating, fault, maintenance")]
+    Status(String),
+    #[error("no values object at {0:?} (json.values)")]
+    MissingValues(String),
+    #[error("{0:?} is not an object of parameters (json.values)")]
+    ValuesNotObject(String),
+    #[error("the payload carries no values")]
+    NoValues,
+    #[error("parameter {parameter}: value {found} is not a number")]
+    Value { parameter: String, found: String },
+    #[error("parameter {parameter}: no value at {key:?} (json.value_key)")]
+    MissingValue { parameter: String, key: String },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("line {line}: {fields} fields; expected groups of 5 TAB-separated fields: symbol, value, unit, time yyyyMMddHHmmss, status")]
+    Tt10Fields { line: usize, fields: usize },
+}
+
+/// A part of a payload that could not become a reading: its bytes and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub error: PayloadError,
+    pub raw: Vec<u8>,
+}
+
+/// What a payload decoded to: the good readings and the rejected parts.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decoded {
+    pub readings: Vec<Reading>,
+    pub rejected: Vec<Rejected>,
+}
+
+impl Decoded {
+    fn whole(error: PayloadError, payload: &[u8]) -> Self {
+        Decoded {
+            readings: Vec::new(),
+            rejected: vec![Rejected {
+                error,
+                raw: payload.to_vec(),
+            }],
+        }
+    }
+}
+
+/// What the parser needs to know besides the bytes.
+pub struct Context<'a> {
+    pub station: &'a StationId,
+    /// Local time zone of TT10 timestamps.
+    pub tz: FixedOffset,
+    /// Unit of a parameter when the payload does not give one (the station's configured unit).
+    pub unit_of: &'a dyn Fn(&Parameter) -> Unit,
+}
+
+/// Decode one message in the broker's format.
+pub fn decode(
+    format: PayloadFormat,
+    mapping: &JsonMappingSection,
+    payload: &[u8],
+    cx: &Context<'_>,
+) -> Decoded {
+    match format {
+        PayloadFormat::Json => decode_json(mapping, payload, cx),
+        PayloadFormat::Tt10 => decode_tt10(payload, cx),
+    }
+}
+
+fn utf8(payload: &[u8]) -> Result<&str, PayloadError> {
+    let text = std::str::from_utf8(payload).map_err(|e| PayloadError::NotUtf8(e.valid_up_to()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim().is_empty() {
+        return Err(PayloadError::Empty);
+    }
+    Ok(text)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// JSON
+
+/// Decode a JSON message through `mapping`.
+pub fn decode_json(mapping: &JsonMappingSection, payload: &[u8], cx: &Context<'_>) -> Decoded {
+    match json_message(mapping, payload, cx) {
+        Ok(d) => d,
+        Err(e) => Decoded::whole(e, payload),
+    }
+}
+
+fn json_message(
+    mapping: &JsonMappingSection,
+    payload: &[u8],
+    cx: &Context<'_>,
+) -> Result<Decoded, PayloadError> {
+    let text = utf8(payload)?;
+    let root: Value = serde_json::from_str(text).map_err(|e| PayloadError::Json(e.to_string()))?;
+    if !root.is_object() {
+        return Err(PayloadError::NotObject(type_name(&root)));
+    }
+    let ts_value = lookup(&root, &mapping.timestamp)
+        .ok_or_else(|| PayloadError::MissingTimestamp(mapping.timestamp.clone()))?;
+    let ts = parse_timestamp(ts_value, mapping.timestamp_format(), cx.tz)?;
+    let status = match lookup(&root, &mapping.status) {
+        Some(v) if !mapping.status.is_empty() => parse_status(v)?,
+        _ => Status::Measuring,
+    };
+    let values = if mapping.values.is_empty() {
+        &root
+    } else {
+        lookup(&root, &mapping.values)
+            .ok_or_else(|| PayloadError::MissingValues(mapping.values.clone()))?
+    };
+    let Value::Object(entries) = values else {
+        return Err(PayloadError::ValuesNotObject(mapping.values.clone()));
+    };
+    // In the flat form the timestamp and status keys sit beside the parameters.
+    let skip = |k: &str| {
+        mapping.values.is_empty()
+            && (k == first_key(&mapping.timestamp) || k == first_key(&mapping.status))
+    };
+    let mut out = Decoded::default();
+    for (key, entry) in entries.iter().filter(|(k, _)| !skip(k)) {
+        match json_entry(mapping, key, entry, status) {
+            Ok((parameter, value, status)) => out.readings.push(Reading {
+                station: cx.station.clone(),
+                unit: (cx.unit_of)(&parameter),
+                parameter,
+                ts,
+                value,
+                status,
+            }),
+            Err(error) => {
+                let mut part = Map::new();
+                part.insert(key.clone(), entry.clone());
+                out.rejected.push(Rejected {
+                    error,
+                    raw: Value::Object(part).to_string().into_bytes(),
+                });
+            }
+        }
+    }
+    if out.readings.is_empty() && out.rejected.is_empty() {
+        return Err(PayloadError::NoValues);
+    }
+    Ok(out)
+}
+
+fn json_entry(
+    mapping: &JsonMappingSection,
+    key: &str,
+    entry: &Value,
+    status: Status,
+) -> Result<(Parameter, f64, Status), PayloadError> {
+    let parameter = Parameter::new(key)?;
+    let (value, status) = match (entry, &mapping.value_key) {
+        (Value::Object(o), Some(vk)) => {
+            let v = o.get(vk).ok_or_else(|| PayloadError::MissingValue {
+                parameter: key.to_string(),
+                key: vk.clone(),
+            })?;
+            let s = match mapping.status_key.as_ref().and_then(|sk| o.get(sk)) {
+                Some(s) => parse_status(s)?,
+                None => status,
+            };
+            (v, s)
+        }
+        (v, _) => (v, status),
+    };
+    Ok((parameter, parse_value(key, value)?, status))
+}
+
+fn first_key(path: &str) -> &str {
+    path.split('.').next().unwrap_or_default()
+}
+
+/// The value at a dot-separated path; the empty path is the root.
+fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
+    if path.is_empty() {
+        return Some(root);
+    }
+    path.split('.').try_fold(root, |v, k| v.get(k))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A number, or a string holding one (`"82.5"`, `"7,2"`).
+fn parse_value(parameter: &str, v: &Value) -> Result<f64, PayloadError> {
+    let x = match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => parse_decimal(s),
+        _ => None,
+    };
+    x.filter(|x| x.is_finite())
+        .ok_or_else(|| PayloadError::Value {
+            parameter: parameter.to_string(),
+            found: match v {
+                Value::String(_) | Value::Number(_) => v.to_string(),
+                other => type_name(other).to_string(),
+            },
+        })
+}
+
+/// A decimal number written with a point or (Vietnamese and European dataloggers) a comma.
+fn parse_decimal(s: &str) -> Option<f64> {
+    let t = s.trim();
+    let ok = !t.is_empty()
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '-' | '+' | 'e' | 'E'));
+    if !ok {
+        return None;
+    }
+    let x: f64 = if t.contains(',') && !t.contains('.') && t.matches(',').count() == 1 {
+        t.replace(',', ".").parse().ok()?
+    } else {
+        t.parse().ok()?
+    };
+    x.is_finite().then_some(x)
+}
+
+fn parse_status(v: &Value) -> Result<Status, PayloadError> {
+    match v {
+        Value::String(s) => Status::parse(s).map_err(|_| PayloadError::Status(v.to_string())),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|x| u8::try_from(x).ok())
+            .and_then(Status::from_u8)
+            .ok_or_else(|| PayloadError::Status(v.to_string())),
+        other => Err(PayloadError::Status(type_name(other).to_string())),
+    }
+}
+
+/// Parse a JSON timestamp in the configured format.
+pub fn parse_timestamp(
+    v: &Value,
+    format: TimestampFormat,
+    tz: FixedOffset,
+) -> Result<Timestamp, PayloadError> {
+    let bad = |expected| PayloadError::Timestamp {
+        value: v.to_string(),
+        expected,
+    };
+    let ms = match format {
+        TimestampFormat::Rfc3339 => v
+            .as_str()
+            .and_then(|s| chrono::DateTime::parse_from_rfc3339(s.trim()).ok())
+            .map(|d| d.timestamp_millis()),
+        TimestampFormat::EpochS => number(v).map(|s| (s * 1000.0).round()).and_then(to_ms),
+        TimestampFormat::EpochMs => number(v).map(f64::round).and_then(to_ms),
+        TimestampFormat::Tt10 => match v {
+            Value::String(s) => tt10_time(s, tz),
+            Value::Number(n) => n.as_u64().and_then(|x| tt10_time(&x.to_string(), tz)),
+            _ => None,
+        }
+        .map(Timestamp::millis),
+    };
+    let expected = match format {
+        TimestampFormat::Rfc3339 => "an RFC 3339 time such as \"2026-11-27T10:00:00+07:00\"",
+        TimestampFormat::EpochS => "Unix seconds",
+        TimestampFormat::EpochMs => "Unix milliseconds",
+        TimestampFormat::Tt10 => "a local time yyyyMMddHHmmss such as \"20261127100000\"",
+    };
+    ms.filter(|ms| chrono::DateTime::from_timestamp_millis(*ms).is_some())
+        .map(Timestamp)
+        .ok_or_else(|| bad(expected))
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => parse_decimal(s),
+        _ => None,
+    }
+}
+
+fn to_ms(x: f64) -> Option<i64> {
+    // Within ±100,000 years: also keeps the cast exact.
+    (x.is_finite() && x.abs() < 3.2e18 / 1000.0).then_some(x as i64)
+}
+
+/// `yyyyMMddHHmmss` in local time `tz`.
+pub fn tt10_time(s: &str, tz: FixedOffset) -> Option<Timestamp> {
+    let s = s.trim();
+    if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok());
+    let date = NaiveDate::from_ymd_opt(n(0..4)? as i32, n(4..6)?, n(6..8)?)?;
+    let local = date.and_hms_opt(n(8..10)?, n(10..12)?, n(12..14)?)?;
+    tz.from_local_datetime(&local)
+        .single()
+        .map(|d| Timestamp::from_datetime(&d))
+}
+
+/// Format a timestamp as TT10 `yyyyMMddHHmmss` local time (seconds truncated).
+pub fn format_tt10_time(ts: Timestamp, tz: FixedOffset) -> String {
+    ts.to_local(tz).format("%Y%m%d%H%M%S").to_string()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// TT10 content (to move to src/source/tt10/format.rs)
+
+/// Decode Circular 10 content: lines of 5-field groups; CRLF, a BOM, blank lines, trailing blanks, decimal commas,
+/// several groups on one line and status `03` are accepted.
+pub fn decode_tt10(payload: &[u8], cx: &Context<'_>) -> Decoded {
+    let text = match utf8(payload) {
+        Ok(t) => t,
+        Err(e) => return Decoded::whole(e, payload),
+    };
+    let mut out = Decoded::default();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        while fields.last().is_some_and(|f| f.is_empty()) {
+            fields.pop();
+        }
+        if fields.is_empty() || fields.len() % 5 != 0 {
+            out.rejected.push(Rejected {
+                error: PayloadError::Tt10Fields {
+                    line: i + 1,
+                    fields: fields.len(),
+                },
+                raw: line.as_bytes().to_vec(),
+            });
+            continue;
+        }
+        for group in fields.chunks(5) {
+            match tt10_group(group, cx) {
+                Ok(r) => out.readings.push(r),
+                Err(error) => out.rejected.push(Rejected {
+                    error,
+                    raw: group.join("\t").into_bytes(),
+                }),
+            }
+        }
+    }
+    if out.readings.is_empty() && out.rejected.is_empty() {
+        return Decoded::whole(PayloadError::NoValues, payload);
+    }
+    out
+}
+
+fn tt10_group(g: &[&str], cx: &Context<'_>) -> Result<Reading, PayloadError> {
+    let [symbol, value, unit, time, status] = g else {
+        return Err(PayloadError::Tt10Fields {
+            line: 0,
+            fields: g.len(),
+        });
+    };
+    let parameter = Parameter::new(symbol)?;
+    let value = parse_decimal(value).ok_or_else(|| PayloadError::Value {
+        parameter: symbol.to_string(),
+        found: format!("{value:?}"),
+    })?;
+    let ts = tt10_time(time, cx.tz).ok_or_else(|| PayloadError::Timestamp {
+        value: format!("{time:?}"),
+        expected: "a local time yyyyMMddHHmmss such as \"20261127100000\"",
+    })?;
+    let status = Status::from_code(status)?;
+    let unit = if unit.is_empty() {
+        (cx.unit_of)(&parameter)
+    } else {
+        Unit::new(unit)
+    };
+    Ok(Reading {
+        station: cx.station.clone(),
+        parameter,
+        ts,
+        value,
+        unit,
+        status,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Encoders (simulator, benchmark, tests)
+
+/// Encode readings taken at one time as JSON messages in the `mapping`'s shape. A flat mapping carries one status
+/// per message, so readings with different statuses go into separate messages (or use a `status_key`).
+pub fn encode_json(
+    mapping: &JsonMappingSection,
+    readings: &[Reading],
+    tz: FixedOffset,
+) -> Vec<Vec<u8>> {
+    let per_value_status = mapping.value_key.is_some() && mapping.status_key.is_some();
+    let mut groups: Vec<(Timestamp, Status, Vec<&Reading>)> = Vec::new();
+    for r in readings {
+        let status = if per_value_status {
+            Status::Measuring
+        } else {
+            r.status
+        };
+        match groups
+            .iter_mut()
+            .find(|(t, s, _)| *t == r.ts && *s == status)
+        {
+            Some((_, _, g)) => g.push(r),
+            None => groups.push((r.ts, status, vec![r])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(ts, status, rs)| {
+            let mut root = Value::Object(Map::new());
+            let ts_value = match mapping.timestamp_format() {
+                TimestampFormat::Rfc3339 => Value::from(
+                    ts.to_local(tz)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+                ),
+                TimestampFormat::EpochS => Value::from(ts.millis() as f64 / 1000.0),
+                TimestampFormat::EpochMs => Value::from(ts.millis()),
+                TimestampFormat::Tt10 => Value::from(format_tt10_time(ts, tz)),
+            };
+            set_path(&mut root, &mapping.timestamp, ts_value);
+            if !per_value_status && !mapping.status.is_empty() {
+                set_path(&mut root, &mapping.status, Value::from(status.code()));
+            }
+            let mut values = Map::new();
+            for r in rs {
+                let v = Value::from(r.value);
+                let entry = match (&mapping.value_key, &mapping.status_key) {
+                    (Some(vk), sk) => {
+                        let mut o = Map::new();
+                        o.insert(vk.clone(), v);
+                        if let Some(sk) = sk {
+                            o.insert(sk.clone(), Value::from(r.status.code()));
+                        }
+                        Value::Object(o)
+                    }
+                    (None, _) => v,
+                };
+                values.insert(r.parameter.as_str().to_string(), entry);
+            }
+            if mapping.values.is_empty() {
+                if let Value::Object(o) = &mut root {
+                    o.extend(values);
+                }
+            } else {
+                set_path(&mut root, &mapping.values, Value::Object(values));
+            }
+            root.to_string().into_bytes()
+        })
+        .collect()
+}
+
+fn set_path(root: &mut Value, path: &str, v: Value) {
+    let mut keys = path.split('.').peekable();
+    let mut at = root;
+    while let Some(k) = keys.next() {
+        let Value::Object(o) = at else { return };
+        if keys.peek().is_none() {
+            o.insert(k.to_string(), v);
+            return;
+        }
+        at = o
+            .entry(k.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// Encode readings as Circular 10 content, one CRLF-terminated line per reading.
+pub fn encode_tt10(readings: &[Reading], tz: FixedOffset) -> Vec<u8> {
+    let mut s = String::new();
+    for r in readings {
+        s.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\r\n",
+            r.parameter,
+            r.value,
+            r.unit,
+            format_tt10_time(r.ts, tz),
+            r.status.code()
+        ));
+    }
+    s.into_bytes()
+}
+
+#[cfg(test)]
+mod tests;

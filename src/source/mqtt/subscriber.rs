@@ -1,0 +1,532 @@
+//! One broker connection: connect (TLS, credentials, persistent session), subscribe at QoS 1, turn messages into
+//! batches for the pipeline and acknowledge each message only after its batch has committed.
+//!
+//! Two tasks, so the event loop is never blocked by the ledger and acks cannot deadlock:
+//! - the **poll task** owns the rumqttc `EventLoop`: it reconnects with the application's backoff (rumqttc retries
+//!   on the next `poll()` with no delay), subscribes on `ConnAck` when the broker kept no session, and forwards
+//!   publishes over a bounded channel. It never publishes or acks.
+//! - the **worker** decodes, enqueues to the pipeline and, in arrival order, acks each message once its completion
+//!   resolves Ok. A failed commit is retried, never acked; after a disconnect, messages from the old connection are
+//!   not acked (their packet ids may name other messages in the next session; the broker redelivers them).
+//!   rumqttc also drops acks still queued at a disconnect (rumqtt PR #859).
+//!
+//! The worker never waits on rumqttc's request channel (`try_ack`): only the poll task drains it, and a worker
+//! blocked there while the poll task waits for the worker would deadlock. rumqttc sends at most one request per
+//! network read of up to ten packets, so under a heavy stream acks queue up behind the reads (rumqtt issue #1025).
+//! The broker should stop at its in-flight window; Mosquitto 2.0.11 resuming a session with a large backlog was seen
+//! not to. The channel is sized far above any window; if it is ever full the ack is skipped with a warning and the
+//! broker redelivers the (already committed) message on the next connection.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use rumqttc::{
+    AsyncClient, ConnAck, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
+    SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use super::payload::{self, Context, PayloadError};
+use super::topic::TopicRouter;
+use crate::config::mqtt::{Broker, TlsSection, MAX_PACKET_BYTES};
+use crate::config::Config;
+use crate::health::{Backoff, ConnectionState, Health};
+use crate::model::{Parameter, Quarantined, SourceKind, StationId, Unit};
+use crate::pipeline::{Batch, Completion, Ingest, PipelineError};
+
+/// Why a broker connection cannot be set up. Reported in `Health` and the log, then retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("cannot read {what} {path}: {error}")]
+    ReadFile {
+        what: &'static str,
+        path: String,
+        error: std::io::Error,
+    },
+    #[error("{path} holds no usable {what} (PEM expected): {detail}")]
+    Pem {
+        what: &'static str,
+        path: String,
+        detail: String,
+    },
+    #[error("TLS set-up failed: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("broker {0}: a persistent session needs a non-empty client_id")]
+    EmptyClientId(String),
+}
+
+/// Most messages the worker holds between enqueue and ack.
+const MAX_IN_FLIGHT: usize = 4096;
+/// Messages waiting between the poll task and the worker.
+const FORWARD_CAPACITY: usize = 256;
+/// rumqttc request channel (allocated as it fills): far above any broker's in-flight window (see the module doc).
+const REQUEST_CAPACITY: usize = 1 << 20;
+/// Most messages coalesced into one pipeline batch.
+const BATCH_MESSAGES: usize = 256;
+/// Bytes of an oversized payload kept in quarantine.
+const KEEP_OVERSIZED: usize = 64 * 1024;
+
+/// Everything one broker connection needs, resolved from the config.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub broker: Broker,
+    pub router: TopicRouter,
+    units: Arc<HashMap<StationId, HashMap<Parameter, Unit>>>,
+    tz: FixedOffset,
+}
+
+impl Subscriber {
+    pub fn new(config: &Config, broker: &Broker) -> Self {
+        let station_topics: Vec<(StationId, String)> = config
+            .stations
+            .iter()
+            .filter_map(|s| {
+                s.mqtt
+                    .as_ref()
+                    .filter(|m| m.broker == broker.name)
+                    .map(|m| (s.id.clone(), m.topic.clone()))
+            })
+            .collect();
+        let known: Vec<StationId> = config.stations.iter().map(|s| s.id.clone()).collect();
+        let units = config
+            .stations
+            .iter()
+            .map(|s| {
+                let u = s
+                    .parameters
+                    .iter()
+                    .map(|p| (p.parameter.clone(), p.unit.clone()))
+                    .collect();
+                (s.id.clone(), u)
+            })
+            .collect();
+        Subscriber {
+            broker: broker.clone(),
+            router: TopicRouter::new(&broker.topics, &station_topics, &known),
+            units: Arc::new(units),
+            tz: config.timezone,
+        }
+    }
+
+    /// The `Health` key of this connection.
+    pub fn health_key(&self) -> String {
+        format!("mqtt {}", self.broker.name)
+    }
+
+    /// Turn received messages into one batch: readings, and quarantine entries for what could not be read.
+    pub fn batch(&self, messages: &[Publish]) -> Batch {
+        let mut batch = Batch::new(SourceKind::Mqtt);
+        for m in messages {
+            self.decode_into(m, &mut batch);
+        }
+        batch
+    }
+
+    fn decode_into(&self, m: &Publish, batch: &mut Batch) {
+        let origin = format!("mqtt://{}/{}", self.broker.name, m.topic);
+        let quarantine = |reason: String, raw: &[u8], station: Option<&StationId>| {
+            let q = Quarantined::new(SourceKind::Mqtt, origin.clone(), reason, raw.to_vec());
+            match station {
+                Some(s) => q.with_station(s.as_str()),
+                None => q,
+            }
+        };
+        let station = match self.router.station(&m.topic) {
+            Ok(s) => s,
+            Err(e) => {
+                batch
+                    .quarantined
+                    .push(quarantine(e.to_string(), &m.payload, None));
+                return;
+            }
+        };
+        if m.payload.len() > self.broker.max_payload_bytes {
+            let kept = KEEP_OVERSIZED.min(m.payload.len());
+            let e = PayloadError::TooLarge {
+                size: m.payload.len(),
+                limit: self.broker.max_payload_bytes,
+                kept,
+            };
+            batch.quarantined.push(quarantine(
+                e.to_string(),
+                &m.payload[..kept],
+                Some(&station),
+            ));
+            return;
+        }
+        let units = self.units.get(&station);
+        let unit_of = |p: &Parameter| {
+            units
+                .and_then(|u| u.get(p).cloned())
+                .or_else(|| p.standard_unit().map(Unit::new))
+                .unwrap_or_else(|| Unit::new(""))
+        };
+        let cx = Context {
+            station: &station,
+            tz: self.tz,
+            unit_of: &unit_of,
+        };
+        let decoded = payload::decode(self.broker.format, &self.broker.json, &m.payload, &cx);
+        batch.readings.extend(decoded.readings);
+        batch.quarantined.extend(
+            decoded
+                .rejected
+                .into_iter()
+                .map(|r| quarantine(r.error.to_string(), &r.raw, Some(&station))),
+        );
+    }
+
+    /// rumqttc options: validated values only (the setters panic on an empty client id or a keep-alive below 1 s).
+    pub fn options(&self) -> Result<MqttOptions, SubscribeError> {
+        let b = &self.broker;
+        if b.client_id.is_empty() {
+            return Err(SubscribeError::EmptyClientId(b.name.clone()));
+        }
+        let mut o = MqttOptions::new(b.client_id.clone(), b.host.clone(), b.port);
+        o.set_keep_alive(b.keep_alive.max(Duration::from_secs(1)))
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_max_packet_size(MAX_PACKET_BYTES, 1024 * 1024)
+            .set_request_channel_capacity(REQUEST_CAPACITY);
+        if let Some(user) = &b.username {
+            let password = b.password.as_ref().map(|p| p.expose()).unwrap_or_default();
+            o.set_credentials(user.clone(), password);
+        }
+        if let Some(tls) = &b.tls {
+            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(tls_config(tls)?),
+            )));
+        }
+        Ok(o)
+    }
+}
+
+/// The system CA bundle, used when `tls.ca_file` is not given (Debian/Ubuntu path).
+const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// rustls client config with the ring provider: the given CA (or the system bundle), optional client certificate.
+pub fn tls_config(t: &TlsSection) -> Result<rustls::ClientConfig, SubscribeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let read = |what: &'static str, path: &str| {
+        std::fs::read(path).map_err(|error| SubscribeError::ReadFile {
+            what,
+            path: path.to_string(),
+            error,
+        })
+    };
+    let pem = |what: &'static str, path: &str, detail: String| SubscribeError::Pem {
+        what,
+        path: path.to_string(),
+        detail,
+    };
+    let ca_path = t.ca_file.as_deref().unwrap_or(SYSTEM_CA_BUNDLE);
+    let ca = read("CA file", ca_path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&ca) {
+        let cert = cert.map_err(|e| pem("CA certificate", ca_path, e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| pem("CA certificate", ca_path, e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(pem("CA certificate", ca_path, "no certificates".into()));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots);
+    Ok(match (&t.cert_file, &t.key_file) {
+        (Some(cert_path), Some(key_path)) => {
+            let certs = CertificateDer::pem_slice_iter(&read("client certificate", cert_path)?)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| pem("client certificate", cert_path, e.to_string()))?;
+            let key = PrivateKeyDer::from_pem_slice(&read("client key", key_path)?)
+                .map_err(|e| pem("private key", key_path, e.to_string()))?;
+            builder.with_client_auth_cert(certs, key)?
+        }
+        _ => builder.with_no_client_auth(),
+    })
+}
+
+/// A message on its way from the poll task to the worker, tagged with the connection it arrived on.
+struct Delivery {
+    publish: Publish,
+    connection: u64,
+}
+
+/// Run one broker connection until `shutdown`; then commit and ack what was received, and disconnect.
+pub async fn run(sub: Subscriber, ingest: Ingest, health: Health, shutdown: CancellationToken) {
+    let key = sub.health_key();
+    let stations = sub.units.keys().map(|s| s.as_str().to_string()).collect();
+    health.register(&key, ConnectionState::new(SourceKind::Mqtt, stations));
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let options = loop {
+        match sub.options() {
+            Ok(o) => break o,
+            Err(e) => {
+                error!(broker = %sub.broker.name, error = %e, "MQTT connection cannot be set up; retrying.");
+                health.failure(&key, e.to_string());
+                if sleep_or_shutdown(backoff.next_delay(), &shutdown).await {
+                    return;
+                }
+            }
+        }
+    };
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
+    let (tx, rx) = mpsc::channel(FORWARD_CAPACITY);
+    let connection = Arc::new(AtomicU64::new(0));
+    let worker_done = CancellationToken::new();
+    let worker = tokio::spawn(work(
+        sub.clone(),
+        rx,
+        client.clone(),
+        connection.clone(),
+        ingest,
+        health.clone(),
+        worker_done.clone(),
+    ));
+    poll(
+        &sub,
+        eventloop,
+        &client,
+        tx,
+        &connection,
+        &health,
+        backoff,
+        &shutdown,
+        &worker_done,
+    )
+    .await;
+    let _ = worker.await;
+    info!(broker = %sub.broker.name, "MQTT source stopped.");
+}
+
+async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+/// The poll task. After `shutdown` it stops forwarding, keeps polling so the worker's last acks go out, then
+/// disconnects.
+#[allow(clippy::too_many_arguments)]
+async fn poll(
+    sub: &Subscriber,
+    mut eventloop: EventLoop,
+    client: &AsyncClient,
+    tx: mpsc::Sender<Delivery>,
+    connection: &AtomicU64,
+    health: &Health,
+    mut backoff: Backoff,
+    shutdown: &CancellationToken,
+    worker_done: &CancellationToken,
+) {
+    let key = sub.health_key();
+    let name = sub.broker.name.as_str();
+    let filters = sub.router.filters(sub.broker.share_group.as_deref());
+    let mut tx = Some(tx);
+    let mut subscribed_once = false;
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = shutdown.cancelled(), if tx.is_some() => {
+                // Closing the channel lets the worker finish what it holds.
+                tx = None;
+                continue;
+            }
+            _ = worker_done.cancelled() => break,
+            e = eventloop.poll() => e,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ConnAck {
+                session_present, ..
+            }))) => {
+                let n = connection.fetch_add(1, Ordering::SeqCst) + 1;
+                backoff.reset();
+                health.success(&key, 0);
+                info!(broker = %name, session_present, connection = n, "MQTT connected.");
+                // Subscribe when the broker kept no session, and once per process so topic changes take effect.
+                if !session_present || !subscribed_once {
+                    let request = filters
+                        .iter()
+                        .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                    match client.try_subscribe_many(request) {
+                        Ok(()) => subscribed_once = true,
+                        Err(e) => {
+                            warn!(broker = %name, error = %e, "MQTT subscribe request failed.")
+                        }
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, SubscribeReasonCode::Failure))
+                {
+                    error!(broker = %name, filters = ?filters, "The broker refused a subscription; no data will arrive on it. Check the broker's ACL.");
+                    health.failure(&key, "subscription refused by the broker");
+                } else {
+                    debug!(broker = %name, filters = ?filters, "MQTT subscribed.");
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let Some(sender) = &tx else {
+                    // Shutting down: not acked, so the broker delivers it again next time.
+                    continue;
+                };
+                let d = Delivery {
+                    publish,
+                    connection: connection.load(Ordering::SeqCst),
+                };
+                // Blocks while the worker is full: backpressure reaches the broker through unacked messages.
+                if sender.send(d).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // rumqttc has dropped the acks still queued (they would reach the next session); acks the worker
+                // makes from now on for this connection's messages are skipped too. The broker redelivers them.
+                connection.fetch_add(1, Ordering::SeqCst);
+                if tx.is_none() {
+                    // Shutting down and the connection is gone: nothing left to flush.
+                    break;
+                }
+                let delay = backoff.next_delay();
+                warn!(broker = %name, host = %sub.broker.host, port = sub.broker.port, error = %e, retry_in = ?delay, "MQTT connection failed, reconnecting.");
+                health.failure(&key, e.to_string());
+                health.reconnecting(&key);
+                if sleep_or_shutdown(delay, shutdown).await {
+                    tx = None;
+                }
+            }
+        }
+    }
+    // The worker's acks sit in the request channel ahead of this; rumqttc sends requests in order.
+    if client.try_disconnect().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// Messages of one pipeline batch, waiting for its commit.
+struct InFlight {
+    messages: Vec<Delivery>,
+    readings: u64,
+    completion: Completion,
+}
+
+/// The worker: decode, enqueue, and ack in arrival order once committed.
+async fn work(
+    sub: Subscriber,
+    mut rx: mpsc::Receiver<Delivery>,
+    client: AsyncClient,
+    connection: Arc<AtomicU64>,
+    ingest: Ingest,
+    health: Health,
+    done: CancellationToken,
+) {
+    let _done = done.drop_guard();
+    let key = sub.health_key();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut held = 0usize;
+    let mut open = true;
+    let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        if !open && in_flight.is_empty() {
+            return;
+        }
+        let room = open && held < MAX_IN_FLIGHT;
+        tokio::select! {
+            biased;
+            result = async {
+                match in_flight.front_mut() {
+                    Some(f) => Some((&mut f.completion).await),
+                    None => None,
+                }
+            }, if !in_flight.is_empty() => {
+                let Some(head) = in_flight.pop_front() else { continue };
+                match result {
+                    Some(Ok(_report)) => {
+                        retry.reset();
+                        held -= head.messages.len();
+                        ack(&client, &connection, &head.messages, &sub.broker.name);
+                        health.success(&key, head.readings);
+                    }
+                    Some(Err(PipelineError::Closed)) | None => {
+                        warn!(broker = %sub.broker.name, messages = head.messages.len(), "Pipeline closed; messages left unacked for redelivery.");
+                        return;
+                    }
+                    Some(Err(e @ PipelineError::Ledger(_))) => {
+                        // Not stored: not acked. Submit again after a pause; later batches wait behind it so acks
+                        // stay in arrival order.
+                        let delay = retry.next_delay();
+                        error!(broker = %sub.broker.name, error = %e, retry_in = ?delay, "MQTT batch not committed; retrying, not acked.");
+                        health.failure(&key, e.to_string());
+                        tokio::time::sleep(delay).await;
+                        let publishes: Vec<Publish> = head.messages.iter().map(|d| d.publish.clone()).collect();
+                        match ingest.enqueue(sub.batch(&publishes)).await {
+                            Ok(completion) => in_flight.push_front(InFlight { completion, ..head }),
+                            Err(_) => return,
+                        }
+                    }
+                }
+            }
+            first = rx.recv(), if room => {
+                let Some(first) = first else {
+                    open = false;
+                    continue;
+                };
+                let mut messages = vec![first];
+                while messages.len() < BATCH_MESSAGES && held + messages.len() < MAX_IN_FLIGHT {
+                    match rx.try_recv() {
+                        Ok(d) => messages.push(d),
+                        Err(_) => break,
+                    }
+                }
+                let publishes: Vec<Publish> = messages.iter().map(|d| d.publish.clone()).collect();
+                let batch = sub.batch(&publishes);
+                let readings = batch.readings.len() as u64;
+                held += messages.len();
+                match ingest.enqueue(batch).await {
+                    Ok(completion) => in_flight.push_back(InFlight { messages, readings, completion }),
+                    Err(_) => {
+                        warn!(broker = %sub.broker.name, "Pipeline closed; messages left unacked for redelivery.");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Ack committed messages that arrived on the current connection (QoS 0 needs none).
+fn ack(client: &AsyncClient, connection: &AtomicU64, messages: &[Delivery], broker: &str) {
+    let current = connection.load(Ordering::SeqCst);
+    for d in messages {
+        if d.connection != current {
+            debug!(broker, pkid = d.publish.pkid, "Committed message from an earlier connection; the broker redelivers it and that copy is acked.");
+            continue;
+        }
+        if let Err(e) = client.try_ack(&d.publish) {
+            warn!(broker, pkid = d.publish.pkid, error = %e, "MQTT ack not queued; the broker redelivers the committed message on the next connection.");
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! The MQTT source against real brokers: a Mosquitto started by the test and the embedded broker. The daemon runs
+//! as a process (`quantrac run`); tests publish at QoS 1 with rumqttc or `mosquitto_pub` and count what the ledger
+//! holds. Every wait polls with a deadline.
+
+mod support;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::FixedOffset;
+use quantrac::config::mqtt::JsonMappingSection;
+use quantrac::ledger::query::{ReadingFilter, Table};
+use quantrac::ledger::Reader;
+use quantrac::model::{Parameter, Reading, StationId, Status, Timestamp, Unit};
+use quantrac::source::mqtt::payload;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use support::mosquitto::{free_port, Mosquitto};
+
+const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
+const STATIONS: [&str; 2] = ["BN_KCNQV_NUOC01", "BN_KCNTS_NUOC01"];
+const PARAMS: [&str; 10] = [
+    "Flow", "Temp", "pH", "TSS", "COD", "NH4", "TN", "TP", "TOC", "Cl",
+];
+
+fn tz() -> FixedOffset {
+    FixedOffset::east_opt(7 * 3600).unwrap()
+}
+
+/// A config with the two test stations (ten parameters each) and the given `[mqtt]` tables.
+fn write_config(dir: &Path, mqtt: &str) -> PathBuf {
+    let params = PARAMS
+        .iter()
+        .map(|p| format!("{p} = {{}}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stations: String = STATIONS
+        .iter()
+        .map(|id| {
+            format!(
+                "[[station]]\nid = \"{id}\"\nname = \"{id}\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 5000\n\
+                 receiving_water = {{ type = \"river\", flow_m3_s = 120 }}\nparameters = {{ {params} }}\n\n"
+            )
+        })
+        .collect();
+    let text = format!("[ledger]\npath = \"ledger.db\"\n\n{mqtt}\n\n{stations}");
+    let path = dir.join("quantrac.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn broker_table(port: u16) -> String {
+    format!(
+        "[[mqtt.broker]]\nname = \"test\"\nhost = \"127.0.0.1\"\nport = {port}\nclient_id = \"quantrac-test\"\nkeep_alive = \"5s\"\n"
+    )
+}
+
+/// Message `i`: ten readings of one station at one minute, as flat JSON on `stations/<id>/data`.
+fn message(i: u64) -> (String, Vec<u8>) {
+    let station = STATIONS[(i % 2) as usize];
+    let ts = Timestamp(
+        Timestamp::now().millis() / 86_400_000 * 86_400_000 - 20 * 86_400_000
+            + (i / 2) as i64 * 60_000,
+    );
+    let readings: Vec<Reading> = PARAMS
+        .iter()
+        .enumerate()
+        .map(|(k, p)| {
+            let parameter = Parameter::new(p).unwrap();
+            Reading {
+                station: StationId::parse(station).unwrap(),
+                unit: Unit::new(parameter.standard_unit().unwrap_or("")),
+                parameter,
+                ts,
+                value: (i % 1000) as f64 / 10.0 + k as f64,
+                status: Status::Measuring,
+            }
+        })
+        .collect();
+    let mut msgs = payload::encode_json(&JsonMappingSection::default(), &readings, tz());
+    (format!("stations/{station}/data"), msgs.remove(0))
+}
+
+/// Every key the first `n` messages carry.
+fn expected_keys(n: u64) -> HashSet<(String, String, i64)> {
+    (0..n)
+        .flat_map(|i| {
+            let station = STATIONS[(i % 2) as usize].to_string();
+            let ts = Timestamp::now().millis() / 86_400_000 * 86_400_000 - 20 * 86_400_000
+                + (i / 2) as i64 * 60_000;
+            PARAMS
+                .iter()
+                .map(move |p| (station.clone(), p.to_string(), ts))
+        })
+        .collect()
+}
+
+fn stored_keys(db: &Path) -> Vec<(String, String, i64)> {
+    let reader = Reader::open(db).unwrap();
+    let mut out = Vec::new();
+    let mut f = ReadingFilter {
+        limit: 10_000,
+        ..Default::default()
+    };
+    loop {
+        let page = reader.readings(&f).unwrap();
+        let Some(last) = page.last() else { break };
+        f.after_seq = last.seq;
+        out.extend(
+            page.into_iter()
+                .map(|r| (r.station, r.parameter, r.ts.millis())),
+        );
+    }
+    out
+}
+
+fn count(db: &Path) -> i64 {
+    Reader::open(db)
+        .and_then(|r| r.count_readings())
+        .unwrap_or(0)
+}
+
+/// Wait until `cond` holds, polling, for at most `limit`.
+fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// The daemon as a child process, its log in the test directory.
+struct Quantrac {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Quantrac {
+    fn start(config: &Path) -> Quantrac {
+        let log = config.with_file_name(format!("quantrac-{}.log", free_port()));
+        let child = Command::new(BIN)
+            .args([
+                "--log-format",
+                "json",
+                "--log",
+                "quantrac=debug,info",
+                "run",
+                "--config",
+            ])
+            .arg(config)
+            .current_dir(config.parent().unwrap())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Quantrac { child, log }
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn sigkill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+    /// SIGTERM and wait for a clean exit.
+    fn stop(&mut self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                assert!(s.success(), "exit status {s}; log:\n{}", self.log());
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("quantrac did not exit within 10 s of SIGTERM");
+    }
+    fn connected_once(&self) -> bool {
+        self.log().contains("MQTT connected.")
+    }
+}
+
+impl Drop for Quantrac {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A QoS 1 publisher with a persistent session: it retransmits what the broker has not acked after a reconnect.
+struct Publisher {
+    client: AsyncClient,
+    acked: Arc<AtomicU64>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Publisher {
+    fn connect(port: u16, id: &str) -> Publisher {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_inflight(100)
+            .set_max_packet_size(2 << 20, 2 << 20);
+        let (client, mut eventloop) = AsyncClient::new(o, 1000);
+        let acked = Arc::new(AtomicU64::new(0));
+        let a = acked.clone();
+        rt.spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(_) => {}
+                    // Reconnect pause (rumqttc would retry at once), not synchronisation.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        Publisher { client, acked, rt }
+    }
+
+    fn publish(&self, topic: &str, payload: Vec<u8>) {
+        let c = self.client.clone();
+        let topic = topic.to_string();
+        self.rt
+            .block_on(async move { c.publish(topic, QoS::AtLeastOnce, false, payload).await })
+            .unwrap();
+    }
+
+    /// Publish messages `range` from a background thread, `pause` apart.
+    fn publish_stream(
+        &self,
+        range: std::ops::Range<u64>,
+        pause: Duration,
+    ) -> std::thread::JoinHandle<()> {
+        let c = self.client.clone();
+        let handle = self.rt.handle().clone();
+        std::thread::spawn(move || {
+            for i in range {
+                let (topic, m) = message(i);
+                let c = c.clone();
+                handle
+                    .block_on(async move { c.publish(topic, QoS::AtLeastOnce, false, m).await })
+                    .unwrap();
+                if !pause.is_zero() {
+                    std::thread::sleep(pause); // pacing the stream, not waiting for anything
+                }
+            }
+        })
+    }
+
+    fn wait_acked(&self, n: u64, limit: Duration) {
+        assert!(
+            eventually(limit, || self.acked.load(Ordering::SeqCst) >= n),
+            "the broker acked {} of {n} publishes",
+            self.acked.load(Ordering::SeqCst)
+        );
+    }
+}
+
+/// Assert the ledger holds exactly the readings of messages 0..n, each once.
+fn assert_exactly(db: &Path, n: u64, quantrac: &Quantrac) {
+    let want = n as i64 * PARAMS.len() as i64;
+    let ok = eventually(Duration::from_secs(60), || count(db) >= want);
+    assert!(
+        ok,
+        "{} of {want} readings in the ledger; log tail:\n{}",
+        count(db),
+        quantrac
+            .log()
+            .lines()
+            .rev()
+            .take(30)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let stored = stored_keys(db);
+    let unique: HashSet<_> = stored.iter().cloned().collect();
+    assert_eq!(stored.len(), unique.len(), "a key is stored twice");
+    assert_eq!(
+        unique,
+        expected_keys(n),
+        "stored keys differ from published keys"
+    );
+    let r = Reader::open(db).unwrap();
+    assert_eq!(r.count(Table::Conflicts).unwrap(), 0);
+}
+
+#[test]
+fn mosquitto_readings_arrive_and_bad_input_is_quarantined() {
+    let mosq = Mosquitto::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &broker_table(mosq.port));
+    let db = dir.path().join("ledger.db");
+    let mut q = Quantrac::start(&config);
+    assert!(
+        eventually(Duration::from_secs(30), || q.connected_once()),
+        "no connection:\n{}",
+        q.log()
+    );
+    let publisher = Publisher::connect(mosq.port, "test-publisher-1");
+    let (topic, m) = message(0);
+    publisher.publish(&topic, m);
+    assert!(
+        eventually(Duration::from_secs(30), || count(&db) == 10),
+        "first message not committed:\n{}",
+        q.log()
+    );
+
+    let topic0 = format!("stations/{}/data", STATIONS[0]);
+    publisher.publish(
+        &topic0,
+        br#"{"ts": "2026-11-27T10:00:00+07:00", "COD": "#.to_vec(),
+    );
+    let ts = Timestamp(Timestamp::now().millis() - 3_600_000);
+    publisher.publish(
+        &topic0,
+        format!(r#"{{"ts": "{ts}", "COD": "abc", "TSS": true, "pH": 7.1}}"#).into_bytes(),
+    );
+    let (_, good) = message(2);
+    publisher.publish("stations/BN_NOPE_X/data", good);
+    let mut big = br#"{"ts": "2026-11-27T10:00:00+07:00", "note": ""#.to_vec();
+    big.resize(1_000_000, b'x');
+    big.extend_from_slice(br#"", "COD": 1}"#);
+    mosq.publish_file(&topic0, &big);
+    mosq.publish_file(
+        &topic0,
+        b"{\"ts\": \"2026-11-27T10:00:00+07:00\", \"COD\": \"\xff\xfe\"}",
+    );
+    let (topic, m) = message(1);
+    publisher.publish(&topic, m);
+    publisher.wait_acked(5, Duration::from_secs(30));
+
+    // Good: messages 0 and 1, and pH of the wrong-types message. Quarantined: malformed JSON, COD, TSS, unknown
+    // station, oversized, invalid UTF-8.
+    let done = eventually(Duration::from_secs(30), || {
+        let r = Reader::open(&db).unwrap();
+        r.count_readings().unwrap() == 21 && r.count(Table::Quarantine).unwrap() == 6
+    });
+    let r = Reader::open(&db).unwrap();
+    let quarantined = r.quarantine(100).unwrap();
+    let reasons: Vec<&str> = quarantined.iter().map(|x| x.reason.as_str()).collect();
+    assert!(
+        done,
+        "{} readings, quarantine {reasons:#?}",
+        r.count_readings().unwrap()
+    );
+    for want in [
+        "invalid JSON: EOF while parsing a value at line 1 column 43",
+        "parameter COD: value \"abc\" is not a number",
+        "parameter TSS: value a boolean is not a number",
+        "topic \"stations/BN_NOPE_X/data\" names station \"BN_NOPE_X\", which is not configured",
+        "payload of 1000012 bytes exceeds the 262144-byte limit (max_payload_bytes); the first 65536 bytes are kept",
+        "payload is not valid UTF-8 (invalid byte at offset 44)",
+    ] {
+        assert!(reasons.contains(&want), "{want:?} not in {reasons:#?}");
+    }
+    for x in &quarantined {
+        assert_eq!(x.source, "mqtt");
+        assert!(
+            x.origin.starts_with("mqtt://test/stations/"),
+            "{}",
+            x.origin
+        );
+        assert!(!x.raw.is_empty());
+    }
+    let big_q = quarantined
+        .iter()
+        .find(|x| x.reason.contains("exceeds"))
+        .unwrap();
+    assert_eq!(big_q.raw.len(), 65_536);
+    q.stop();
+}
+
+#[test]
+fn mosquitto_restart_mid_stream_loses_nothing() {
+    let mut mosq = Mosquitto::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &broker_table(mosq.port));
+    let db = dir.path().join("ledger.db");
+    let q = Quantrac::start(&config);
+    assert!(
+        eventually(Duration::from_secs(30), || q.connected_once()),
+        "no connection:\n{}",
+        q.log()
+    );
+    let n = 2000;
+    let publisher = Publisher::connect(mosq.port, "test-publisher-2");
+    let stream = publisher.publish_stream(0..n, Duration::from_millis(2));
+    assert!(
+        eventually(Duration::from_secs(30), || count(&db) >= 2000),
+        "stream did not start:\n{}",
+        q.log()
+    );
+    let before = count(&db);
+    mosq.restart();
+    stream.join().unwrap();
+    publisher.wait_acked(n, Duration::from_secs(60));
+    assert_exactly(&db, n, &q);
+    assert!(
+        before < n as i64 * 10,
+        "the broker restarted after the stream ended; the test proves nothing"
+    );
+    let log = q.log();
+    assert!(
+        log.matches("MQTT connected.").count() >= 2,
+        "quantrac did not reconnect:\n{log}"
+    );
+}
+
+#[test]
+fn sigkill_mid_stream_then_restart_loses_nothing() {
+    let mosq = Mosquitto::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &broker_table(mosq.port));
+    let db = dir.path().join("ledger.db");
+    let mut q = Quantrac::start(&config);
+    assert!(
+        eventually(Duration::from_secs(30), || q.connected_once()),
+        "no connection:\n{}",
+        q.log()
+    );
+    // A burst, so that many messages are between delivery and commit when the process dies.
+    let n = 20_000;
+    let publisher = Publisher::connect(mosq.port, "test-publisher-3");
+    let stream = publisher.publish_stream(0..n, Duration::ZERO);
+    assert!(
+        eventually(Duration::from_secs(30), || count(&db) >= 20_000),
+        "stream did not start:\n{}",
+        q.log()
+    );
+    q.sigkill();
+    let at_kill = count(&db);
+    assert!(
+        at_kill < n as i64 * 10,
+        "the stream ended before the kill; the test proves nothing"
+    );
+    // Committed before the kill stays committed.
+    let q = Quantrac::start(&config);
+    stream.join().unwrap();
+    publisher.wait_acked(n, Duration::from_secs(60));
+    assert_exactly(&db, n, &q);
+    assert!(count(&db) >= at_kill);
+}
+
+#[test]
+fn embedded_broker_carries_tt10_payloads_on_a_station_topic() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = format!(
+        "[mqtt.embedded]\nenabled = true\nlisten = \"127.0.0.1:{port}\"\n\n[[mqtt.broker]]\nname = \"embedded\"\nclient_id = \"quantrac-test\"\nformat = \"tt10\"\n"
+    );
+    let config = write_config(dir.path(), &mqtt);
+    // The first station reports on its own topic, the second on the template.
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        "parameters =",
+        "mqtt = { topic = \"plants/quevo/tt10\" }\nparameters =",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let db = dir.path().join("ledger.db");
+    let q = Quantrac::start(&config);
+    assert!(
+        eventually(Duration::from_secs(30), || q.connected_once()),
+        "no connection:\n{}",
+        q.log()
+    );
+    let publisher = Publisher::connect(port, "test-publisher-4");
+    let n = 200u64;
+    for i in 0..n {
+        let (topic, json) = message(i);
+        // Same readings, TT10 content.
+        let s = StationId::parse(STATIONS[(i % 2) as usize]).unwrap();
+        let units = |p: &Parameter| Unit::new(p.standard_unit().unwrap_or(""));
+        let cx = payload::Context {
+            station: &s,
+            tz: tz(),
+            unit_of: &units,
+        };
+        let readings = payload::decode_json(&JsonMappingSection::default(), &json, &cx).readings;
+        let topic = if i % 2 == 0 {
+            "plants/quevo/tt10".to_string()
+        } else {
+            topic
+        };
+        publisher.publish(&topic, payload::encode_tt10(&readings, tz()));
+    }
+    publisher.wait_acked(n, Duration::from_secs(30));
+    assert_exactly(&db, n, &q);
+}
+
+#[test]
+fn demo_last_four_stations_arrive_through_the_embedded_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["demo", "--ledger", "demo.db"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = dir.path().join("demo.db");
+    let mqtt_stations = [
+        "BN_KCNDDHS_NUOC01",
+        "BN_KCNTT2_NUOC01",
+        "BN_KCNNSHL_NUOC01",
+        "BN_KCNGB_NUOC01",
+    ];
+    let arrived = eventually(Duration::from_secs(60), || {
+        let Ok(r) = Reader::open(&db) else {
+            return false;
+        };
+        mqtt_stations.iter().all(|s| {
+            r.readings(&ReadingFilter {
+                station: Some(s.to_string()),
+                limit: 1,
+                ..Default::default()
+            })
+            .is_ok_and(|v| v.first().is_some_and(|x| x.source == "mqtt"))
+        })
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(arrived, "the demo's MQTT stations did not reach the ledger");
+}
+
+/// Make a CA, a server certificate for 127.0.0.1 and a client certificate with `openssl`.
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("cannot run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=quantrac test CA",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        run(&[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+                "-subj",
+                &format!("/CN={who}"),
+            ],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{who}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{who}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{who}.ext"),
+        ]);
+    }
+}
+
+#[test]
+fn mosquitto_over_tls_with_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let c = |f: &str| certs.path().join(f).display().to_string();
+    let tls_port = free_port();
+    let mosq = Mosquitto::start(&format!(
+        "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+        c("ca.crt"),
+        c("server.crt"),
+        c("server.key")
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let broker = format!(
+        "{}tls = {{ ca_file = \"{}\", cert_file = \"{}\", key_file = \"{}\" }}\n",
+        broker_table(tls_port),
+        c("ca.crt"),
+        c("client.crt"),
+        c("client.key")
+    );
+    let config = write_config(dir.path(), &broker);
+    let db = dir.path().join("ledger.db");
+    let q = Quantrac::start(&config);
+    assert!(
+        eventually(Duration::from_secs(30), || q.connected_once()),
+        "no TLS connection:\n{}\nmosquitto:\n{}",
+        q.log(),
+        mosq.log()
+    );
+    // Published on the plain listener, delivered over TLS.
+    let publisher = Publisher::connect(mosq.port, "test-publisher-5");
+    let n = 20;
+    for i in 0..n {
+        let (topic, m) = message(i);
+        publisher.publish(&topic, m);
+    }
+    publisher.wait_acked(n, Duration::from_secs(30));
+    assert_exactly(&db, n, &q);
+}
