@@ -20,7 +20,13 @@ struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
     /// Log filter, e.g. `info`, `quantrac=debug` (also RUST_LOG).
-    #[arg(long, global = true, default_value = "info,rumqttd=warn")]
+    // The embedded broker (rumqttd) logs every connection at INFO and every client disconnect as an ERROR
+    // ("no-connection id … is already gone") from its router; keep those out of the default output.
+    #[arg(
+        long,
+        global = true,
+        default_value = "info,rumqttd=warn,rumqttd::router::routing=off"
+    )]
     log: String,
     #[command(subcommand)]
     command: Command,
