@@ -46,7 +46,8 @@ fn write_config(dir: &Path, mqtt: &str) -> PathBuf {
             )
         })
         .collect();
-    let text = format!("[ledger]\npath = \"ledger.db\"\n\n{mqtt}\n\n{stations}");
+    let text =
+        format!("[ledger]\npath = \"ledger.db\"\n[http]\nenabled = false\n\n{mqtt}\n\n{stations}");
     let path = dir.join("quantrac.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -75,7 +76,12 @@ fn message(i: u64) -> (String, Vec<u8>) {
                 unit: Unit::new(parameter.standard_unit().unwrap_or("")),
                 parameter,
                 ts,
-                value: (i % 1000) as f64 / 10.0 + k as f64,
+                // Within the range checks: pH 6.0–7.9, other parameters 0–109.9.
+                value: if *p == "pH" {
+                    6.0 + (i % 20) as f64 / 10.0
+                } else {
+                    (i % 1000) as f64 / 10.0 + k as f64
+                },
                 status: Status::Measuring,
             }
         })
@@ -509,7 +515,13 @@ fn embedded_broker_carries_tt10_payloads_on_a_station_topic() {
 fn demo_last_four_stations_arrive_through_the_embedded_broker() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
-        .args(["demo", "--ledger", "demo.db"])
+        .args([
+            "demo",
+            "--ledger",
+            "demo.db",
+            "--http",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
