@@ -25,7 +25,7 @@ struct Cli {
     #[arg(
         long,
         global = true,
-        default_value = "info,rumqttd=warn,rumqttd::router::routing=off"
+        default_value = "info,rumqttd=warn,rumqttd::router::routing=off,rumqttd::server::broker=off"
     )]
     log: String,
     #[command(subcommand)]
