@@ -60,6 +60,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     for s in &config.stations {
         info!(station = %s.id, name = %s.name, sources = %s.sources().join(", "), "Station configured.");
     }
+    // Forwarder cursors exist before the writer's first retention pass, so a newly added target keeps every row.
+    for target in &config.influx {
+        crate::forward::store::Store::open(&config.ledger.path, &target.name)?.ensure_cursors()?;
+    }
     let metrics = Arc::new(Metrics::default());
     let live = LiveState::load(&config, &ledger.reader()?)?;
     let pipeline = Pipeline::start(&config, limits.clone(), ledger, metrics.clone());

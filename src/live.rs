@@ -48,6 +48,8 @@ pub struct ParamLive {
     pub hour_completeness: Option<f64>,
     /// Today's (local day) completeness.
     pub day_completeness: Option<f64>,
+    /// Start of the day `day_completeness` belongs to.
+    pub day_start: Option<i64>,
 }
 
 /// One station as the dashboard shows it.
@@ -147,6 +149,7 @@ impl LiveState {
                         hour_band: None,
                         hour_completeness: None,
                         day_completeness: None,
+                        day_start: None,
                     });
                     pl.ts = r.ts.millis();
                     pl.value = r.value;
@@ -186,6 +189,11 @@ impl LiveState {
                         p.hour_band = Some(u.aggregate.band.as_str().to_string());
                         p.hour_completeness = Some(u.aggregate.completeness);
                     } else if u.window_ms == DAY_MS {
+                        // A late recompute of an earlier day must not replace today's figure.
+                        if p.day_start.is_some_and(|d| d > u.window_start.millis()) {
+                            continue;
+                        }
+                        p.day_start = Some(u.window_start.millis());
                         p.day_completeness = Some(u.aggregate.completeness);
                     }
                 }
@@ -315,6 +323,7 @@ fn latest(
         hour_mean: hour.as_ref().and_then(|h| h.1),
         hour_band: hour.as_ref().map(|h| h.2.clone()),
         hour_completeness: hour.as_ref().map(|h| h.3),
-        day_completeness: day.map(|d| d.3),
+        day_completeness: day.as_ref().map(|d| d.3),
+        day_start: day.map(|d| d.0),
     }))
 }

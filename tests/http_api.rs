@@ -219,7 +219,7 @@ async fn readings_paginate_filter_by_time_and_refuse_bad_parameters() {
         ("/api/readings?station=BN_NOPE_X", "unknown station \"BN_NOPE_X\""),
         ("/api/readings?colour=red", "unknown parameter \"colour\"; expected station, parameter, from, to, after, limit"),
         ("/api/readings?from=2000&to=1000", "from is after to"),
-        ("/api/aggregates?window=week", "window=\"week\"; expected hour or day"),
+        ("/api/aggregates?window=week", "window=\"week\"; expected averaging, hour or day"),
         ("/api/events?open=maybe", "open=\"maybe\"; expected true or false"),
     ] {
         let (status, body) = get(&d, path, Some("admin")).await;

@@ -184,12 +184,14 @@ pub async fn aggregates(
         &q,
         &["station", "parameter", "from", "to", "window", "limit"],
     )?;
+    // `averaging` (default) is the configured averaging window that judges violations (1 h unless changed).
     let window_ms = match q.get("window").map(String::as_str) {
-        None | Some("hour") => 3_600_000i64,
+        None | Some("averaging") => s.live.window_ms(),
+        Some("hour") => 3_600_000i64,
         Some("day") => 86_400_000,
         Some(w) => {
             return Err(ApiError::bad_request(format!(
-                "window={w:?}; expected hour or day"
+                "window={w:?}; expected averaging, hour or day"
             )))
         }
     };

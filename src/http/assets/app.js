@@ -173,7 +173,7 @@ function onWindows(items) {
     const p = st && st.parameters.find((x) => x.parameter === w.parameter);
     if (!p) continue;
     if (w.window_ms === windowMs && (!p.hour_start || w.window_start >= p.hour_start)) Object.assign(p, { hour_start: w.window_start, hour_mean: w.mean, hour_band: w.band, hour_completeness: w.completeness });
-    if (w.window_ms === 86400000) p.day_completeness = w.completeness;
+    if (w.window_ms === 86400000 && (!p.day_start || w.window_start >= p.day_start)) Object.assign(p, { day_start: w.window_start, day_completeness: w.completeness });
     touched.add(w.station);
   }
   refresh(touched);

@@ -292,6 +292,7 @@ pub async fn run(sub: Subscriber, ingest: Ingest, health: Health, shutdown: Canc
         ingest,
         health.clone(),
         worker_done.clone(),
+        shutdown.clone(),
     ));
     poll(
         &sub,
@@ -434,6 +435,7 @@ struct InFlight {
 }
 
 /// The worker: decode, enqueue, and ack in arrival order once committed.
+#[allow(clippy::too_many_arguments)]
 async fn work(
     sub: Subscriber,
     mut rx: mpsc::Receiver<Delivery>,
@@ -442,6 +444,7 @@ async fn work(
     ingest: Ingest,
     health: Health,
     done: CancellationToken,
+    shutdown: CancellationToken,
 ) {
     let _done = done.drop_guard();
     let key = sub.health_key();
@@ -480,7 +483,12 @@ async fn work(
                         let delay = retry.next_delay();
                         error!(broker = %sub.broker.name, error = %e, retry_in = ?delay, "MQTT batch not committed; retrying, not acked.");
                         health.failure(&key, e.to_string());
-                        tokio::time::sleep(delay).await;
+                        // At shutdown a ledger that keeps failing must not hold the daemon: leave the messages
+                        // unacked; the broker redelivers them to the next run.
+                        if sleep_or_shutdown(delay, &shutdown).await {
+                            warn!(broker = %sub.broker.name, messages = head.messages.len(), "Stopping with uncommitted messages; left unacked for redelivery.");
+                            return;
+                        }
                         let publishes: Vec<Publish> = head.messages.iter().map(|d| d.publish.clone()).collect();
                         match ingest.enqueue(sub.batch(&publishes)).await {
                             Ok(completion) => in_flight.push_front(InFlight { completion, ..head }),
