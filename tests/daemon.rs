@@ -77,63 +77,16 @@ fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
-#[test]
-fn sigkill_during_ingest_loses_no_committed_reading() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), "");
-    let total = 200_000u64;
-    let mut child = Command::new(BIN)
-        .args([
-            "ingest",
-            "--config",
-            config.to_str().unwrap(),
-            "--batch",
-            "200",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        for i in 0..total {
-            if writeln!(stdin, "{}", line(i)).is_err() {
-                return; // the process was killed
-            }
-        }
-    });
-    // Read acknowledgements until a good part is committed, then kill without warning.
-    let mut acked = 0u64;
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut buf = String::new();
-    while acked < 20_000 {
-        buf.clear();
-        assert!(
-            out.read_line(&mut buf).unwrap() > 0,
-            "ingest ended before 20,000 lines were committed"
-        );
-        acked = buf
-            .trim()
-            .strip_prefix("committed ")
-            .unwrap()
-            .parse()
-            .unwrap();
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let _ = feeder.join();
-    assert!(
-        acked < total,
-        "the process finished before it was killed; the test proves nothing"
-    );
+/// The (parameter, ts) key of line i.
+fn key(i: u64) -> (String, i64) {
+    (
+        ["COD", "TSS", "pH"][(i % 3) as usize].to_string(),
+        1_700_000_000_000 + (i / 3) as i64 * 60_000,
+    )
+}
 
-    // The ledger opens cleanly and holds every acknowledged reading.
-    let ledger = Ledger::open(&dir.path().join("ledger.db"), Synchronous::Full).unwrap();
-    let reader = ledger.reader().unwrap();
-    assert_eq!(reader.integrity_check().unwrap(), "ok");
-    let stored = reader.count_readings().unwrap() as u64;
-    assert!(stored >= acked, "{stored} stored < {acked} acknowledged");
+/// Every (parameter, ts) key a ledger holds.
+fn stored_keys(reader: &Reader) -> std::collections::HashSet<(String, i64)> {
     let mut keys = std::collections::HashSet::new();
     let mut f = ReadingFilter {
         limit: 10_000,
@@ -145,11 +98,99 @@ fn sigkill_during_ingest_loses_no_committed_reading() {
         f.after_seq = last.seq;
         keys.extend(page.into_iter().map(|r| (r.parameter, r.ts.millis())));
     }
+    keys
+}
+
+/// `quantrac ingest` fed `total` lines by a thread, with its acknowledgements on stdout.
+struct Ingesting {
+    child: std::process::Child,
+    feeder: std::thread::JoinHandle<()>,
+    acks: BufReader<std::process::ChildStdout>,
+}
+
+impl Ingesting {
+    fn start(config: &Path, total: u64) -> Ingesting {
+        let mut child = Command::new(BIN)
+            .args([
+                "ingest",
+                "--config",
+                config.to_str().unwrap(),
+                "--batch",
+                "200",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            for i in 0..total {
+                if writeln!(stdin, "{}", line(i)).is_err() {
+                    return; // the process was killed
+                }
+            }
+        });
+        let acks = BufReader::new(child.stdout.take().unwrap());
+        Ingesting {
+            child,
+            feeder,
+            acks,
+        }
+    }
+
+    /// Read acknowledgements until at least `n` lines are committed; returns the count acknowledged.
+    fn wait_acked(&mut self, n: u64) -> u64 {
+        let mut acked = 0;
+        let mut buf = String::new();
+        while acked < n {
+            buf.clear();
+            assert!(
+                self.acks.read_line(&mut buf).unwrap() > 0,
+                "ingest ended before {n} lines were committed"
+            );
+            acked = buf
+                .trim()
+                .strip_prefix("committed ")
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+        acked
+    }
+
+    /// SIGKILL: no warning, no drain.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let _ = self.feeder.join();
+    }
+}
+
+#[test]
+fn sigkill_during_ingest_loses_no_committed_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let total = 200_000u64;
+    // Wait until a good part is committed, then kill without warning.
+    let mut ingesting = Ingesting::start(&config, total);
+    let acked = ingesting.wait_acked(20_000);
+    ingesting.kill();
+    assert!(
+        acked < total,
+        "the process finished before it was killed; the test proves nothing"
+    );
+
+    // The ledger opens cleanly and holds every acknowledged reading.
+    let ledger = Ledger::open(&dir.path().join("ledger.db"), Synchronous::Full).unwrap();
+    let reader = ledger.reader().unwrap();
+    assert_eq!(reader.integrity_check().unwrap(), "ok");
+    let stored = reader.count_readings().unwrap() as u64;
+    assert!(stored >= acked, "{stored} stored < {acked} acknowledged");
+    let keys = stored_keys(&reader);
     for i in 0..acked {
-        let p = ["COD", "TSS", "pH"][(i % 3) as usize].to_string();
-        let ts = 1_700_000_000_000 + (i / 3) as i64 * 60_000;
         assert!(
-            keys.contains(&(p, ts)),
+            keys.contains(&key(i)),
             "acknowledged line {i} is missing after SIGKILL"
         );
     }
@@ -331,57 +372,26 @@ fn check_config_exits_2_listing_every_problem() {
 fn backup_while_ingesting_restores_every_reading_committed_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let mut child = Command::new(BIN)
-        .args([
-            "ingest",
-            "--config",
-            config.to_str().unwrap(),
-            "--batch",
-            "200",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        for i in 0..150_000u64 {
-            if writeln!(stdin, "{}", line(i)).is_err() {
-                return;
-            }
-        }
-    });
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut acked = 0u64;
-    let mut buf = String::new();
-    while acked < 10_000 {
-        buf.clear();
-        assert!(out.read_line(&mut buf).unwrap() > 0, "ingest ended early");
-        acked = buf
-            .trim()
-            .strip_prefix("committed ")
-            .unwrap()
-            .parse()
-            .unwrap();
-    }
+    let mut ingesting = Ingesting::start(&config, 150_000);
+    let acked = ingesting.wait_acked(10_000);
     // Back up while ingestion goes on: everything acknowledged before the backup started is in the copy.
     let copy = dir.path().join("backup.db");
-    let status = Command::new(BIN)
-        .args([
-            "backup",
-            "--config",
-            config.to_str().unwrap(),
-            "--to",
-            copy.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let _ = feeder.join();
+    let backup = |to: &Path| {
+        Command::new(BIN)
+            .args([
+                "backup",
+                "--config",
+                config.to_str().unwrap(),
+                "--to",
+                to.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+    };
+    assert!(backup(&copy).success());
+    ingesting.kill();
     // Restore: the copy opens as a ledger and holds at least the acknowledged readings, with a sound file.
     let restored = dir.path().join("restored.db");
     std::fs::copy(&copy, &restored).unwrap();
@@ -393,34 +403,10 @@ fn backup_while_ingesting_restores_every_reading_committed_before_it() {
         n >= acked,
         "backup holds {n} readings, {acked} were acknowledged before it started"
     );
-    let mut f = ReadingFilter {
-        limit: 10_000,
-        ..Default::default()
-    };
-    let mut keys = std::collections::HashSet::new();
-    loop {
-        let page = reader.readings(&f).unwrap();
-        let Some(last) = page.last() else { break };
-        f.after_seq = last.seq;
-        keys.extend(page.into_iter().map(|r| (r.parameter, r.ts.millis())));
-    }
+    let keys = stored_keys(&reader);
     for i in 0..acked {
-        let p = ["COD", "TSS", "pH"][(i % 3) as usize].to_string();
-        assert!(
-            keys.contains(&(p, 1_700_000_000_000 + (i / 3) as i64 * 60_000)),
-            "line {i} missing from the backup"
-        );
+        assert!(keys.contains(&key(i)), "line {i} missing from the backup");
     }
     // A backup never overwrites an existing file.
-    let again = Command::new(BIN)
-        .args([
-            "backup",
-            "--config",
-            config.to_str().unwrap(),
-            "--to",
-            copy.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(again.status.code(), Some(2));
+    assert_eq!(backup(&copy).code(), Some(2));
 }
