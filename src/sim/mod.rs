@@ -2,11 +2,13 @@
 //! periods, one plant drifting over its limit) generated purely from (station, parameter, time), plus the
 //! transports that carry them to quantrac.
 
+mod clock;
 pub mod direct;
 // MQTT transport (issue 5).
 mod generator;
 pub mod mqtt;
 
+pub use clock::LiveClock;
 pub use generator::StationSim;
 // Simulated Modbus stations (issue 4).
 pub mod modbus;

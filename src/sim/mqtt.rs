@@ -101,18 +101,8 @@ pub async fn run(
         broker = %format!("{}:{}", target.host, target.port),
         "Simulated MQTT stations published their history; now live."
     );
-    let wall_step = (interval / speed.max(1)).max(Duration::from_millis(100));
-    let mut every = tokio::time::interval(wall_step);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let start = Timestamp::now().0;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let wall = Timestamp::now().0;
-        let stamp = Timestamp(wall - wall.rem_euclid(1000));
-        let sim_t = Timestamp(start + (wall - start) * speed.max(1) as i64);
+    let mut clock = super::LiveClock::new(interval, speed);
+    while let Some((sim_t, stamp)) = clock.next(&shutdown).await {
         if !publish(sim_t, stamp).await {
             return;
         }
