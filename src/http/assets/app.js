@@ -7,12 +7,14 @@ const T = {
     compliant: "Đạt quy chuẩn", warning: "Cảnh báo", violation: "Vượt quy chuẩn", silent: "Mất tín hiệu", fault: "Lỗi thiết bị",
     parameter: "Thông số", value: "Giá trị", limit: "Giới hạn", ratio: "Hệ số vượt", hour: "TB giờ", today: "Đủ dữ liệu hôm nay",
     updated: "Cập nhật", back: "← Toàn tỉnh", last24: "24 giờ qua", status: "Trạng thái", token: "Nhập mã truy cập (token):",
-    measuring: "đang đo", calibrating: "hiệu chuẩn", maintenance: "bảo trì", nodata: "chưa có dữ liệu" },
+    measuring: "đang đo", calibrating: "hiệu chuẩn", maintenance: "bảo trì", nodata: "chưa có dữ liệu",
+    events: "Sự cố vượt quy chuẩn đang mở", since: "Từ", peak: "Đỉnh", scope: "Phạm vi", instant: "giá trị tức thời", window: "trung bình giờ", noevents: "Không có" },
   en: { subtitle: "Automatic wastewater monitoring", offline: "Offline", online: "Live",
     compliant: "Compliant", warning: "Warning", violation: "Violation", silent: "Silent", fault: "Device fault",
     parameter: "Parameter", value: "Value", limit: "Limit", ratio: "Multiple", hour: "Hour mean", today: "Data today",
     updated: "Updated", back: "← Province", last24: "Last 24 hours", status: "Status", token: "Access token:",
-    measuring: "measuring", calibrating: "calibrating", maintenance: "maintenance", nodata: "no data yet" },
+    measuring: "measuring", calibrating: "calibrating", maintenance: "maintenance", nodata: "no data yet",
+    events: "Open exceedance events", since: "Since", peak: "Peak", scope: "Scope", instant: "single readings", window: "window mean", noevents: "None" },
 };
 const STATES = ["violation", "fault", "silent", "warning", "compliant"];
 let lang = localStorage.getItem("quantrac.lang") || "vi";
@@ -120,7 +122,10 @@ async function renderDetail(id) {
   const table = el("table", { class: "tile" }, el("thead", {}, el("tr", {}, ...["parameter", "value", "limit", "ratio", "status", "hour", "today"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows));
   const back = el("a", { href: "#/" }, t("back"));
   const chartsBox = el("div", { class: "charts" });
-  detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), table, el("h3", {}, t("last24")), chartsBox);
+  const eventsBox = el("div", { id: "events" });
+  detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), table,
+    el("h3", {}, t("events")), eventsBox, el("h3", {}, t("last24")), chartsBox);
+  renderEvents(id, eventsBox).catch(showError);
   const from = Date.now() - 24 * 3600e3;
   for (const p of st.parameters) {
     const box = el("div", { class: "chart", "data-param": p.parameter }, el("h3", {}, `${p.parameter} (${p.unit})`));
@@ -136,6 +141,17 @@ async function renderDetail(id) {
     charts.set(p.parameter, points);
     box.append(chartSvg(points, p));
   }
+}
+
+// The plant's open compliance events: since when, which parameter, single readings or window means, peak multiple.
+async function renderEvents(id, box) {
+  const r = await api(`/api/events?station=${encodeURIComponent(id)}&open=true`);
+  if (!r.events.length) { box.replaceChildren(el("p", {}, t("noevents"))); return; }
+  const rows = r.events.map((e) => el("tr", { "data-event": e.id },
+    el("td", {}, e.parameter), el("td", {}, t(e.scope === "instant" ? "instant" : "window")), el("td", {}, localTime(e.start, true)),
+    el("td", { class: "over" }, e.peak_ratio === null ? e.peak_band : `${fmt(e.peak_ratio)}× (${e.peak_band})`)));
+  box.replaceChildren(el("table", { class: "tile" },
+    el("thead", {}, el("tr", {}, ...["parameter", "scope", "since", "peak"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows)));
 }
 
 function route() {
