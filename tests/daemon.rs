@@ -9,6 +9,10 @@ use quantrac::config::Synchronous;
 use quantrac::ledger::query::{ReadingFilter, Table};
 use quantrac::ledger::{Ledger, Reader};
 
+mod support;
+
+use support::wait_until;
+
 const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
 
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
@@ -65,16 +69,15 @@ fn sigterm(child: &Child) {
     assert!(ok, "kill -TERM failed");
 }
 
-/// Wait until `cond` holds, polling the ledger, for at most `limit`.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+/// `quantrac ingest` reading from a pipe the test writes to; its acknowledgements are not needed.
+fn spawn_ingest(config: &Path) -> Child {
+    Command::new(BIN)
+        .args(["ingest", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// The (parameter, ts) key of line i.
@@ -198,13 +201,7 @@ fn sigkill_during_ingest_loses_no_committed_reading() {
     drop(ledger);
 
     // Restart and redeliver everything: duplicates are no-ops, nothing is counted twice.
-    let mut child = Command::new(BIN)
-        .args(["ingest", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_ingest(&config);
     {
         let mut stdin = std::io::BufWriter::new(child.stdin.take().unwrap());
         for i in 0..total {
@@ -236,7 +233,7 @@ fn sigterm_drains_in_flight_batches_and_exits_zero_within_5s() {
         .unwrap();
     let db = dir.path().join("ledger.db");
     // The simulator backfills a day (864 readings) and then reports live every 100 ms.
-    let live = eventually(Duration::from_secs(30), || {
+    let live = wait_until(Duration::from_secs(30), || {
         Reader::open(&db)
             .and_then(|r| r.count_readings())
             .map(|n| n > 900)
@@ -272,13 +269,7 @@ fn sigterm_drains_in_flight_batches_and_exits_zero_within_5s() {
 fn ingest_quarantines_bad_lines_and_keeps_good_ones() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let mut child = Command::new(BIN)
-        .args(["ingest", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_ingest(&config);
     {
         let mut stdin = child.stdin.take().unwrap();
         writeln!(stdin, "{}", line(0)).unwrap();

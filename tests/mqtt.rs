@@ -19,6 +19,7 @@ use quantrac::model::{Parameter, Reading, StationId, Status, Timestamp, Unit};
 use quantrac::source::mqtt::payload;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::mosquitto::{free_port, Mosquitto};
+use support::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
 const STATIONS: [&str; 2] = ["BN_KCNQV_NUOC01", "BN_KCNTS_NUOC01"];
@@ -127,18 +128,6 @@ fn count(db: &Path) -> i64 {
     Reader::open(db)
         .and_then(|r| r.count_readings())
         .unwrap_or(0)
-}
-
-/// Wait until `cond` holds, polling, for at most `limit`.
-fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 /// The daemon as a child process, its log in the test directory.
@@ -273,7 +262,7 @@ impl Publisher {
 
     fn wait_acked(&self, n: u64, limit: Duration) {
         assert!(
-            eventually(limit, || self.acked.load(Ordering::SeqCst) >= n),
+            wait_until(limit, || self.acked.load(Ordering::SeqCst) >= n),
             "the broker acked {} of {n} publishes",
             self.acked.load(Ordering::SeqCst)
         );
@@ -283,7 +272,7 @@ impl Publisher {
 /// Assert the ledger holds exactly the readings of messages 0..n, each once.
 fn assert_exactly(db: &Path, n: u64, quantrac: &Quantrac) {
     let want = n as i64 * PARAMS.len() as i64;
-    let ok = eventually(Duration::from_secs(60), || count(db) >= want);
+    let ok = wait_until(Duration::from_secs(60), || count(db) >= want);
     assert!(
         ok,
         "{} of {want} readings in the ledger; log tail:\n{}",
@@ -316,7 +305,7 @@ fn mosquitto_readings_arrive_and_bad_input_is_quarantined() {
     let db = dir.path().join("ledger.db");
     let mut q = Quantrac::start(&config);
     assert!(
-        eventually(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q.connected_once()),
         "no connection:\n{}",
         q.log()
     );
@@ -324,7 +313,7 @@ fn mosquitto_readings_arrive_and_bad_input_is_quarantined() {
     let (topic, m) = message(0);
     publisher.publish(&topic, m);
     assert!(
-        eventually(Duration::from_secs(30), || count(&db) == 10),
+        wait_until(Duration::from_secs(30), || count(&db) == 10),
         "first message not committed:\n{}",
         q.log()
     );
@@ -355,7 +344,7 @@ fn mosquitto_readings_arrive_and_bad_input_is_quarantined() {
 
     // Good: messages 0 and 1, and pH of the wrong-types message. Quarantined: malformed JSON, COD, TSS, unknown
     // station, oversized, invalid UTF-8.
-    let done = eventually(Duration::from_secs(30), || {
+    let done = wait_until(Duration::from_secs(30), || {
         let r = Reader::open(&db).unwrap();
         r.count_readings().unwrap() == 21 && r.count(Table::Quarantine).unwrap() == 6
     });
@@ -402,7 +391,7 @@ fn mosquitto_restart_mid_stream_loses_nothing() {
     let db = dir.path().join("ledger.db");
     let q = Quantrac::start(&config);
     assert!(
-        eventually(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q.connected_once()),
         "no connection:\n{}",
         q.log()
     );
@@ -410,7 +399,7 @@ fn mosquitto_restart_mid_stream_loses_nothing() {
     let publisher = Publisher::connect(mosq.port, "test-publisher-2");
     let stream = publisher.publish_stream(0..n, Duration::from_millis(2));
     assert!(
-        eventually(Duration::from_secs(30), || count(&db) >= 2000),
+        wait_until(Duration::from_secs(30), || count(&db) >= 2000),
         "stream did not start:\n{}",
         q.log()
     );
@@ -438,7 +427,7 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
     let db = dir.path().join("ledger.db");
     let mut q = Quantrac::start(&config);
     assert!(
-        eventually(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q.connected_once()),
         "no connection:\n{}",
         q.log()
     );
@@ -447,7 +436,7 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
     let publisher = Publisher::connect(mosq.port, "test-publisher-3");
     let stream = publisher.publish_stream(0..n, Duration::ZERO);
     assert!(
-        eventually(Duration::from_secs(30), || count(&db) >= 20_000),
+        wait_until(Duration::from_secs(30), || count(&db) >= 20_000),
         "stream did not start:\n{}",
         q.log()
     );
@@ -483,7 +472,7 @@ fn embedded_broker_carries_tt10_payloads_on_a_station_topic() {
     let db = dir.path().join("ledger.db");
     let q = Quantrac::start(&config);
     assert!(
-        eventually(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q.connected_once()),
         "no connection:\n{}",
         q.log()
     );
@@ -534,7 +523,7 @@ fn demo_last_four_stations_arrive_through_the_embedded_broker() {
         "BN_KCNNSHL_NUOC01",
         "BN_KCNGB_NUOC01",
     ];
-    let arrived = eventually(Duration::from_secs(60), || {
+    let arrived = wait_until(Duration::from_secs(60), || {
         let Ok(r) = Reader::open(&db) else {
             return false;
         };
@@ -652,7 +641,7 @@ fn mosquitto_over_tls_with_a_client_certificate() {
     let db = dir.path().join("ledger.db");
     let q = Quantrac::start(&config);
     assert!(
-        eventually(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q.connected_once()),
         "no TLS connection:\n{}\nmosquitto:\n{}",
         q.log(),
         mosq.log()

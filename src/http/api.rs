@@ -173,7 +173,7 @@ pub async fn readings(
     Ok(Json(json!({ "readings": readings, "next_after": next })))
 }
 
-/// Hourly (`window=hour`, default) or daily aggregates.
+/// Aggregates of the averaging window (default), of clock hours or of local days.
 pub async fn aggregates(
     State(s): State<AppState>,
     parts: Parts,
