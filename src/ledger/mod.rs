@@ -348,13 +348,26 @@ impl Ledger {
             )
             .optional()?
             .flatten();
+        // No cursors at all: nothing waits for these rows.
+        let floor = floor.unwrap_or(i64::MAX);
         // The newest row always stays: `seq` is a rowid, and deleting the top row would let SQLite hand its number
         // out again, behind the cursors that already passed it.
-        let n = tx.execute(
-            "DELETE FROM readings WHERE ts < ?1 AND seq <= ?2 AND seq < (SELECT MAX(seq) FROM readings)",
-            // No cursors at all: nothing waits for these rows.
-            params![cutoff.millis(), floor.unwrap_or(i64::MAX)],
-        )?;
+        let top: i64 =
+            tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM readings", [], |r| r.get(0))?;
+        // One range delete per series walks the (station, parameter, ts) key index: no time index to maintain.
+        let series: Vec<(i64, i64)> = tx
+            .prepare("SELECT s.id, p.id FROM stations s, parameters p")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut n = 0;
+        {
+            let mut delete = tx.prepare(
+                "DELETE FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts < ?3 AND seq <= ?4 AND seq < ?5",
+            )?;
+            for (s, p) in series {
+                n += delete.execute(params![s, p, cutoff.millis(), floor, top])?;
+            }
+        }
         tx.execute(
             "DELETE FROM quarantine WHERE received < ?1",
             params![cutoff.millis()],
