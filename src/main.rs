@@ -133,8 +133,8 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log);
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
-        Command::Run { config } => match Config::load(&config) {
-            Ok(c) => run(c),
+        Command::Run { config: path } => match Config::load(&path) {
+            Ok(c) => run(c, Some(path)),
             Err(e) => config_failed(&e),
         },
         Command::Demo { ledger, http } => {
@@ -144,7 +144,7 @@ fn main() -> ExitCode {
                     c.ledger.path = base.join(ledger);
                     c.http.listen = http;
                     c.http.public_url = format!("http://{http}");
-                    run(c)
+                    run(c, None)
                 }
                 Err(e) => config_failed(&e),
             }
@@ -243,11 +243,24 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("building the tokio runtime")
 }
 
-fn run(config: Config) -> ExitCode {
+/// Run the daemon; with the config file's `path`, SIGHUP reloads it (without, SIGHUP is ignored with a warning).
+fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     runtime().block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(quantrac::signals::shutdown_on_signal(shutdown.clone()));
-        match daemon::run(config, shutdown).await {
+        let mut requests = quantrac::signals::reload_requests();
+        let reload = match path {
+            Some(path) => Some(quantrac::reload::Reload { path, requests }),
+            None => {
+                tokio::spawn(async move {
+                    while requests.recv().await.is_some() {
+                        tracing::warn!("SIGHUP ignored: the demo runs on its embedded config; restart it to change anything.");
+                    }
+                });
+                None
+            }
+        };
+        match daemon::run_with_reload(config, reload, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(daemon::DaemonError::Config(e)) => config_failed(&e),
             Err(e) => {
