@@ -76,6 +76,15 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Probe a running quantrac's health endpoint (for container HEALTHCHECKs: the runtime image has no curl).
+    /// Exits 0 when it answers 2xx within the timeout, 1 otherwise.
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Make an API token: prints the token (give it to its holder) and the `[[http.token]]` lines for the config.
     Token {
         #[command(subcommand)]
@@ -186,6 +195,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Healthcheck { url, timeout } => runtime().block_on(healthcheck(&url, timeout)),
         Command::Token {
             action: TokenAction::New { role, name },
         } => {
@@ -269,6 +279,30 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
             }
         }
     })
+}
+
+async fn healthcheck(url: &str, timeout: u64) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout.max(1)))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("healthcheck: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn config_failed(e: &quantrac::config::ConfigError) -> ExitCode {
