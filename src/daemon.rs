@@ -115,7 +115,7 @@ pub async fn run_with_reload(
     services.spawn(report_progress(metrics.clone(), shutdown.clone()));
 
     let mut config = config;
-    let mut sources = SourceSet::start(&config, &limits, &pipeline, &health, &shutdown).await;
+    let mut sources = SourceSet::start(&config, None, &limits, &pipeline, &health, &shutdown).await;
     sources_started.store(true, Ordering::Relaxed);
     info!(stations = config.stations.len(), "Sources started.");
     loop {
@@ -211,8 +211,8 @@ async fn apply(
         error!(error = %e, "Config reload: forwarder cursors could not be created; a new InfluxDB target may miss rows removed by retention.");
     }
     health.clear();
-    *config = new;
-    let set = SourceSet::start(config, &limits, pipeline, health, shutdown).await;
+    let previous = std::mem::replace(config, new);
+    let set = SourceSet::start(config, Some(&previous), &limits, pipeline, health, shutdown).await;
     let ledger = config.ledger.path.clone();
     let (file, c) = (path.to_path_buf(), changes.clone());
     match tokio::task::spawn_blocking(move || crate::reload::record(&ledger, &file, &c)).await {
@@ -240,8 +240,10 @@ impl SourceSet {
     }
 
     /// Each source takes an `Ingest`, the `Health` registry and the stop token, and returns when stopped.
+    /// `previous`: the configuration the last set ran on (after a reload).
     async fn start(
         config: &Config,
+        previous: Option<&Config>,
         limits: &HashMap<StationId, StationLimits>,
         pipeline: &Pipeline,
         health: &crate::health::Health,
@@ -266,6 +268,7 @@ impl SourceSet {
         // MQTT (issue 5): one subscriber per broker, simulated stations with sim.via = "mqtt".
         crate::source::mqtt::spawn(
             config,
+            previous,
             limits,
             &pipeline.ingest(),
             health,

@@ -239,3 +239,159 @@ fn sighup_adds_a_station_changes_a_limit_refuses_broken_configs_and_loses_nothin
     let mut q = q;
     q.stop();
 }
+
+#[test]
+fn sighup_into_a_share_group_drops_the_old_subscription() {
+    // Instance one starts with a plain subscription, instance two in the group `quantrac`. Moving one into the
+    // group on reload: its persistent session still holds the plain subscription, which would go on delivering every
+    // message to it beside the group's share (each reading then in both ledgers), unless the new subscriber drops it.
+    let mosq = Mosquitto::start("");
+    let root = tempfile::tempdir().unwrap();
+    let a = station(A, "COD = {}, pH = {}, TSS = {}", "");
+    let start = |name: &str, share: bool| {
+        let dir = root.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        let config = dir.join("quantrac.toml");
+        let group = if share {
+            "share_group = \"quantrac\"\n"
+        } else {
+            ""
+        };
+        std::fs::write(
+            &config,
+            format!(
+                "[ledger]\npath = \"ledger.db\"\n[http]\nenabled = false\n\n{}\n{a}",
+                broker(mosq.port, &format!("quantrac-{name}"), group)
+            ),
+        )
+        .unwrap();
+        (Quantrac::start(&config), config, dir.join("ledger.db"))
+    };
+    let (one, config, db1) = start("one", false);
+    let (two, _, db2) = start("two", true);
+    for q in [&one, &two] {
+        q.wait_log("MQTT subscribed.", 1, Duration::from_secs(30));
+    }
+    let publisher = Publisher::connect(mosq.port, "share-publisher");
+    for i in 0..20 {
+        publisher.publish(message(A, minute(i), &VALUES));
+    }
+    // Before: one gets everything (plain), two everything (the group's only member).
+    assert!(wait_until(Duration::from_secs(30), || stream::count(&db1)
+        == 60
+        && stream::count(&db2) == 60));
+
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "keep_alive = \"5s\"\n",
+        "keep_alive = \"5s\"\nshare_group = \"quantrac\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    one.sighup();
+    one.wait_log("Config reloaded.", 1, Duration::from_secs(30));
+    one.wait_log(
+        "MQTT unsubscribed from a filter the new configuration dropped.",
+        1,
+        Duration::from_secs(30),
+    );
+    one.wait_log("MQTT subscribed.", 2, Duration::from_secs(30));
+    let n = 200;
+    for i in 20..20 + n {
+        publisher.publish(message(A, minute(i), &VALUES));
+    }
+    publisher.wait_acked(20 + n, Duration::from_secs(30));
+    let after = |db: &Path| -> Vec<Key> {
+        stream::stored_keys(db)
+            .into_iter()
+            .filter(|k| k.2 >= minute(20))
+            .collect()
+    };
+    let want = n as usize * 3;
+    assert!(
+        wait_until(Duration::from_secs(30), || after(&db1).len()
+            + after(&db2).len()
+            >= want),
+        "{} + {} of {want} readings:\n{}",
+        after(&db1).len(),
+        after(&db2).len(),
+        one.tail(30)
+    );
+    let (k1, k2) = (after(&db1), after(&db2));
+    assert!(
+        !k1.is_empty() && !k2.is_empty(),
+        "the group does not share: {} and {}",
+        k1.len(),
+        k2.len()
+    );
+    let all: Vec<Key> = k1.into_iter().chain(k2).collect();
+    let want: HashSet<Key> = a_keys(20 + n)
+        .into_iter()
+        .filter(|k| k.2 >= minute(20))
+        .collect();
+    assert_exact(&all, &want);
+    let (mut one, mut two) = (one, two);
+    one.stop();
+    two.stop();
+}
+
+#[test]
+fn sighup_starts_and_stops_modbus_pollers() {
+    // A station added on reload is polled over Modbus TCP (the built-in simulated device serves it); removed
+    // again, its poller stops and the dashboard forgets it, while the MQTT station goes on.
+    let mosq = Mosquitto::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quantrac.toml");
+    let db = dir.path().join("ledger.db");
+    let http = support::free_port();
+    let a = station(A, "COD = {}, pH = {}, TSS = {}", "");
+    let sim = "[sim]\nenabled = true\n";
+    write(&config, http, mosq.port, &format!("{sim}\n{a}"));
+    let q = Quantrac::start(&config);
+    q.wait_log("MQTT subscribed.", 1, Duration::from_secs(30));
+    let publisher = Publisher::connect(mosq.port, "modbus-reload-publisher");
+    publisher.publish(message(A, minute(0), &VALUES));
+    assert!(wait_until(Duration::from_secs(30), || stream::count(&db) == 3));
+
+    const C: &str = "BN_KCNYP_NUOC01";
+    let modbus_port = support::free_port();
+    let c = station(
+        C,
+        "COD = {}, pH = {}",
+        &format!(
+            "sim = {{ via = \"modbus\" }}\n[station.modbus]\naddress = \"127.0.0.1:{modbus_port}\"\npoll_interval = \"1s\"\n\
+             timeout = \"2s\"\nregisters = [\n  {{ parameter = \"COD\", address = 0, type = \"f32\" }},\n  \
+             {{ parameter = \"pH\", address = 2, type = \"f32\" }},\n]\n"
+        ),
+    );
+    write(&config, http, mosq.port, &format!("{sim}\n{a}\n{c}"));
+    q.sighup();
+    q.wait_log("Config reloaded.", 1, Duration::from_secs(30));
+    let from_modbus = || {
+        stream::stored(&db)
+            .iter()
+            .filter(|r| r.station == C && r.source == "modbus")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || from_modbus() >= 4),
+        "the added Modbus station was not polled:\n{}",
+        q.tail(30)
+    );
+    assert!(api_stations(http).contains(&C.to_string()));
+
+    write(&config, http, mosq.port, &format!("{sim}\n{a}"));
+    q.sighup();
+    q.wait_log("Config reloaded.", 2, Duration::from_secs(30));
+    let at_removal = from_modbus();
+    // The poller committed its last poll before the reload finished; MQTT data still flows after it.
+    publisher.publish(message(A, minute(1), &VALUES));
+    assert!(wait_until(Duration::from_secs(30), || stream::count(&db)
+        == 3 + 3 + at_removal as i64));
+    assert_eq!(
+        from_modbus(),
+        at_removal,
+        "the removed station was still polled"
+    );
+    assert_eq!(api_stations(http), [A]);
+    let mut q = q;
+    q.stop();
+}

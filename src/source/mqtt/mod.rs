@@ -38,9 +38,11 @@ pub fn start_embedded(config: &Config) -> Result<(), broker::BrokerError> {
 
 /// Start the MQTT sources `[mqtt]` asks for: one subscriber per `[[mqtt.broker]]`, and (with the simulator on) the
 /// stations with `sim.via = "mqtt"` publishing to the embedded broker, or else the first broker. The embedded broker
-/// itself is [`start_embedded`]'s.
+/// itself is [`start_embedded`]'s. After a reload, `previous` is the configuration the sources ran on: filters it
+/// subscribed to that this one drops are unsubscribed (a persistent session keeps them otherwise).
 pub fn spawn(
     config: &Config,
+    previous: Option<&Config>,
     limits: &HashMap<StationId, StationLimits>,
     ingest: &Ingest,
     health: &Health,
@@ -48,12 +50,23 @@ pub fn spawn(
     shutdown: &CancellationToken,
 ) {
     for b in &config.mqtt.brokers {
-        tasks.spawn(run(
-            Subscriber::new(config, b),
-            ingest.clone(),
-            health.clone(),
-            shutdown.clone(),
-        ));
+        let mut sub = Subscriber::new(config, b);
+        if let Some((prev, old)) = previous.and_then(|p| {
+            p.mqtt
+                .brokers
+                .iter()
+                .find(|o| o.name == b.name)
+                .map(|o| (p, o))
+        }) {
+            let new = sub.router.filters(b.share_group.as_deref());
+            sub.stale_filters = Subscriber::new(prev, old)
+                .router
+                .filters(old.share_group.as_deref())
+                .into_iter()
+                .filter(|f| !new.contains(f))
+                .collect();
+        }
+        tasks.spawn(run(sub, ingest.clone(), health.clone(), shutdown.clone()));
     }
     let via_mqtt: Vec<_> = config
         .stations
