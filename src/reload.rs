@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(c.changed, ["BN_A_N1"]);
         let added = config(
             "[http]\nlisten = \"127.0.0.1:9\"\n\n[[station]]\nid = \"BN_B_N1\"\nname = \"b\"\nprofile = \"qcvn40-2011-b\"\n\
-             design_flow_m3_day = 100\nreceiving_water = { type = \"river\" }\n",
+             design_flow_m3_day = 100\nreceiving_water = { type = \"river\" }\nparameters = { TSS = {} }\n",
             100,
         );
         let c = compare(&old, &added);
