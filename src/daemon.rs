@@ -125,25 +125,27 @@ pub async fn run_with_reload(
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let path = tokio::select! {
             _ = shutdown.cancelled() => break,
-            r = requested => {
-                let Some(()) = r else {
+            r = requested => match (r, reload.as_ref()) {
+                (Some(()), Some(r)) => r.path.clone(),
+                // The signal listener is gone (no SIGHUP on this platform): stop asking.
+                _ => {
                     reload = None;
                     continue;
-                };
-                let Some(path) = reload.as_ref().map(|r| r.path.clone()) else { continue };
-                match crate::reload::prepare(&config, &path) {
-                    Err(e) => {
-                        for line in e.lines() {
-                            error!(problem = %line, "Config reload refused: the new file has a problem.");
-                        }
-                        error!(config = %path.display(), "Config reload refused; still running on the previous configuration.");
-                    }
-                    Ok(next) => {
-                        sources = apply(next, &path, sources, &mut config, &pipeline, &live, &health, &shutdown).await;
-                    }
                 }
+            },
+        };
+        match crate::reload::prepare(&config, &path) {
+            Ok(next) => {
+                let running = (&pipeline, &live, &health, &shutdown);
+                sources = apply(next, &path, sources, &mut config, running).await;
+            }
+            Err(e) => {
+                for line in e.lines() {
+                    error!(problem = %line, "Config reload refused: the new file has a problem.");
+                }
+                error!(config = %path.display(), "Config reload refused; still running on the previous configuration.");
             }
         }
     }
@@ -172,16 +174,17 @@ fn ensure_forward_cursors(config: &Config) -> Result<(), DaemonError> {
 
 /// Apply a checked configuration: stop the sources (what they hold commits), switch the pipeline and the live
 /// picture, start the sources on the new config. Returns the running source set.
-#[allow(clippy::too_many_arguments)]
 async fn apply(
     next: Prepared,
     path: &std::path::Path,
     sources: SourceSet,
     config: &mut Config,
-    pipeline: &Pipeline,
-    live: &LiveState,
-    health: &crate::health::Health,
-    shutdown: &CancellationToken,
+    (pipeline, live, health, shutdown): (
+        &Pipeline,
+        &LiveState,
+        &crate::health::Health,
+        &CancellationToken,
+    ),
 ) -> SourceSet {
     let Prepared {
         config: new,

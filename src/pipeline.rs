@@ -4,6 +4,8 @@
 //! ledger transaction commits, so a source acknowledges upstream (MQTT ack, TT10 file move) only then. Queues are
 //! bounded and block: a slow ledger slows the sources, nothing is dropped. The pipeline ends when every `Ingest`
 //! handle is dropped: the processor drains its queue, the writer commits what it holds and checkpoints.
+//! A config reload ([`Pipeline::reconfigure`]) travels through the same queue as the batches, so it takes effect at an
+//! exact point in the stream.
 
 use std::collections::HashMap;
 use std::future::Future;
