@@ -165,7 +165,8 @@ pub struct MeasurementKeys {
 
 /// Every measurement, tag key and field key the encoders write, by measurement. Found by encoding a sample of each
 /// line shape (a reading with a maximum, with a range and without a limit; hour and day windows; open and closed
-/// events) and reading the keys back, so it cannot drift from the encoders. Dashboards are checked against it.
+/// events) and reading the keys back, so it cannot drift from the encoders. Dashboards are checked against it
+/// (`tests/deploy.rs`): a new measurement or line shape (e.g. DESIGN.md's `alert`) adds its samples here.
 pub fn schema() -> BTreeMap<String, MeasurementKeys> {
     let reading = |limit_low, limit_high, ratio| ReadingRow {
         seq: 1,
