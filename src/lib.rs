@@ -13,6 +13,7 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod reload;
 pub mod signals;
 pub mod sim;
 pub mod source;

@@ -76,6 +76,15 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Probe a running quantrac's health endpoint (for container HEALTHCHECKs: the runtime image has no curl).
+    /// Exits 0 when it answers 2xx within the timeout, 1 otherwise.
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Make an API token: prints the token (give it to its holder) and the `[[http.token]]` lines for the config.
     Token {
         #[command(subcommand)]
@@ -133,8 +142,8 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log);
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
-        Command::Run { config } => match Config::load(&config) {
-            Ok(c) => run(c),
+        Command::Run { config: path } => match Config::load(&path) {
+            Ok(c) => run(c, Some(path)),
             Err(e) => config_failed(&e),
         },
         Command::Demo { ledger, http } => {
@@ -144,7 +153,7 @@ fn main() -> ExitCode {
                     c.ledger.path = base.join(ledger);
                     c.http.listen = http;
                     c.http.public_url = format!("http://{http}");
-                    run(c)
+                    run(c, None)
                 }
                 Err(e) => config_failed(&e),
             }
@@ -186,6 +195,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Healthcheck { url, timeout } => runtime().block_on(healthcheck(&url, timeout)),
         Command::Token {
             action: TokenAction::New { role, name },
         } => {
@@ -243,11 +253,24 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("building the tokio runtime")
 }
 
-fn run(config: Config) -> ExitCode {
+/// Run the daemon; with the config file's `path`, SIGHUP reloads it (without, SIGHUP is ignored with a warning).
+fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     runtime().block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(quantrac::signals::shutdown_on_signal(shutdown.clone()));
-        match daemon::run(config, shutdown).await {
+        let mut requests = quantrac::signals::reload_requests();
+        let reload = match path {
+            Some(path) => Some(quantrac::reload::Reload { path, requests }),
+            None => {
+                tokio::spawn(async move {
+                    while requests.recv().await.is_some() {
+                        tracing::warn!("SIGHUP ignored: the demo runs on its embedded config; restart it to change anything.");
+                    }
+                });
+                None
+            }
+        };
+        match daemon::run_with_reload(config, reload, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(daemon::DaemonError::Config(e)) => config_failed(&e),
             Err(e) => {
@@ -256,6 +279,30 @@ fn run(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+async fn healthcheck(url: &str, timeout: u64) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout.max(1)))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("healthcheck: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn config_failed(e: &quantrac::config::ConfigError) -> ExitCode {

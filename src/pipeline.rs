@@ -4,6 +4,8 @@
 //! ledger transaction commits, so a source acknowledges upstream (MQTT ack, TT10 file move) only then. Queues are
 //! bounded and block: a slow ledger slows the sources, nothing is dropped. The pipeline ends when every `Ingest`
 //! handle is dropped: the processor drains its queue, the writer commits what it holds and checkpoints.
+//! A config reload ([`Pipeline::reconfigure`]) travels through the same queue as the batches, so it takes effect at an
+//! exact point in the stream.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -63,9 +65,17 @@ pub enum PipelineError {
 
 type Done = oneshot::Sender<Result<CommitReport, PipelineError>>;
 
-struct Job {
-    batch: Batch,
-    done: Done,
+/// What the processor receives, in order: batches, and new settings after a reload. Sending a reload through the
+/// same queue orders it exactly: every batch queued before it is judged by the old limits, every one after by the new.
+enum Job {
+    Batch { batch: Batch, done: Done },
+    Reconfigure(Box<Reconfigure>, oneshot::Sender<()>),
+}
+
+/// Settings a reload replaces in the running pipeline.
+struct Reconfigure {
+    config: Config,
+    limits: HashMap<StationId, StationLimits>,
 }
 
 /// A source's handle into the pipeline. Cheap to clone.
@@ -91,7 +101,7 @@ impl Ingest {
     pub async fn enqueue(&self, batch: Batch) -> Result<Completion, PipelineError> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Job { batch, done })
+            .send(Job::Batch { batch, done })
             .await
             .map_err(|_| PipelineError::Closed)?;
         Ok(Completion(rx))
@@ -146,6 +156,8 @@ struct Part {
 enum WriterMsg {
     Batch(Group),
     Tick,
+    /// A reload: stations, intervals and limits for the aggregates, and the retention period.
+    Settings(AggregateContext, Duration),
 }
 
 /// Everything the writer thread needs besides the ledger.
@@ -203,6 +215,28 @@ impl Pipeline {
 
     pub fn ingest(&self) -> Ingest {
         self.ingest.clone()
+    }
+
+    /// Apply a reloaded configuration: stations, limits, quality checks and the clock-skew limit for the processor,
+    /// intervals, limits and retention for the writer. Batches queued before this call are judged by the old
+    /// settings, batches queued after by the new. Returns once the processor has switched. Settings fixed at start
+    /// (queue sizes, ledger file, transaction size) are not changed.
+    pub async fn reconfigure(
+        &self,
+        config: &Config,
+        limits: HashMap<StationId, StationLimits>,
+    ) -> Result<(), PipelineError> {
+        let (done, applied) = oneshot::channel();
+        let r = Reconfigure {
+            config: config.clone(),
+            limits,
+        };
+        self.ingest
+            .tx
+            .send(Job::Reconfigure(Box::new(r), done))
+            .await
+            .map_err(|_| PipelineError::Closed)?;
+        applied.await.map_err(|_| PipelineError::Closed)
     }
 
     /// Wait until every other `Ingest` handle is gone and everything queued is committed.
@@ -266,17 +300,46 @@ async fn process(
     mut rx: mpsc::Receiver<Job>,
     wtx: mpsc::Sender<WriterMsg>,
     mut evaluator: Evaluator,
-    future_skew: Duration,
+    mut future_skew: Duration,
     max_transaction: usize,
     metrics: Arc<Metrics>,
 ) {
-    while let Some(first) = rx.recv().await {
+    // A reload met while grouping batches waits here until the group is on its way to the writer.
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let (batch, done) = match first {
+            Job::Batch { batch, done } => (batch, done),
+            Job::Reconfigure(r, applied) => {
+                let Reconfigure { config, limits } = *r;
+                let ctx = aggregate_context(&config, &limits);
+                evaluator =
+                    evaluator.reconfigured(&config, limits, config.compliance.quality.clone());
+                future_skew = config.future_skew;
+                if wtx
+                    .send(WriterMsg::Settings(ctx, config.ledger.retention))
+                    .await
+                    .is_err()
+                {
+                    error!("Ledger writer stopped; batches can no longer be committed.");
+                    return;
+                }
+                let _ = applied.send(());
+                continue;
+            }
+        };
         metrics.queue_depth.store(rx.len() as u64, Relaxed);
         let now = Timestamp::now();
         let limit = now.millis() + future_skew.as_millis() as i64;
         let mut out = Group::default();
-        let mut next = Some(first);
-        while let Some(Job { batch, done }) = next.take() {
+        let mut next = Some((batch, done));
+        while let Some((batch, done)) = next.take() {
             let (start, qstart) = (out.readings.len(), out.quarantined.len());
             out.quarantined.extend(batch.quarantined);
             for r in batch.readings {
@@ -313,7 +376,11 @@ async fn process(
                 done,
             });
             if out.readings.len() + out.quarantined.len() < max_transaction {
-                next = rx.try_recv().ok();
+                match rx.try_recv() {
+                    Ok(Job::Batch { batch, done }) => next = Some((batch, done)),
+                    Ok(reload) => held = Some(reload),
+                    Err(_) => {}
+                }
             }
         }
         if wtx.send(WriterMsg::Batch(out)).await.is_err() {
@@ -340,7 +407,7 @@ fn describe(r: &Reading) -> Vec<u8> {
 fn write_loop(
     mut ledger: Ledger,
     mut rx: mpsc::Receiver<WriterMsg>,
-    settings: WriterSettings,
+    mut settings: WriterSettings,
     metrics: Arc<Metrics>,
     live: broadcast::Sender<LiveEvent>,
 ) {
@@ -355,6 +422,16 @@ fn write_loop(
             match msg {
                 WriterMsg::Batch(g) => group.append(g),
                 WriterMsg::Tick => tick = true,
+                WriterMsg::Settings(aggregates, retention) => {
+                    // Readings before the reload were judged by the old limits: commit them and bring their
+                    // aggregates up to date under the old settings before switching.
+                    if !group.parts.is_empty() {
+                        commit(&mut ledger, std::mem::take(&mut group), &metrics, &live);
+                    }
+                    refresh_aggregates(&mut ledger, &settings.aggregates, &live);
+                    settings.aggregates = aggregates;
+                    settings.retention = retention;
+                }
             }
             if group.readings.len() + group.quarantined.len() < settings.max_transaction {
                 next = rx.try_recv().ok();
