@@ -412,7 +412,7 @@ fn write_loop(
     live: broadcast::Sender<LiveEvent>,
 ) {
     let mut last_retention: Option<Instant> = None;
-    let mut aggregates = DutyCycle::default();
+    let mut refresh_duty = DutyCycle::default();
     while let Some(first) = rx.blocking_recv() {
         let mut tick = false;
         let mut group = Group::default();
@@ -441,10 +441,10 @@ fn write_loop(
             commit(&mut ledger, group, &metrics, &live);
         }
         // Aggregates follow about once a second, off the commit path; during a backlog, less often (see DutyCycle).
-        if tick && aggregates.due() {
+        if tick && refresh_duty.due() {
             let started = Instant::now();
             refresh_aggregates(&mut ledger, &settings.aggregates, &live);
-            aggregates.ran(started);
+            refresh_duty.ran(started);
         }
         publish_events(&mut ledger, &live);
         if last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
