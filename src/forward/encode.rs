@@ -131,17 +131,18 @@ pub fn aggregate_line(a: &AggregateRow, out: &mut String) -> Result<(), LineErro
     encode(measurement, &tags, &fields, a.window_start, out)
 }
 
-/// `event,station=…,parameter=…,scope=…,state=open|closed band="…",peak_band="…",peak_ratio=…,last=<i>[,end=<i>,duration_s=<i>] <start>`:
-/// one point per event, rewritten as it evolves (same series and time).
+/// `event,station=…,parameter=…,scope=… state="open|closed",band="…",peak_band="…",peak_ratio=…,last=<i>[,end=<i>,duration_s=<i>] <start>`:
+/// one point per event, rewritten as it evolves. `state` is a field, not a tag, so the closing write lands on the
+/// same series and time and replaces the open point instead of starting a second series beside it.
 pub fn event_line(e: &EventRow, out: &mut String) -> Result<(), LineError> {
     let state = if e.end.is_some() { "closed" } else { "open" };
     let tags = [
         ("station", e.station.as_str()),
         ("parameter", e.parameter.as_str()),
         ("scope", e.scope.as_str()),
-        ("state", state),
     ];
     let mut fields = vec![
+        ("state", Field::Str(state)),
         ("band", Field::Str(&e.band)),
         ("peak_band", Field::Str(&e.peak_band)),
     ];
@@ -266,10 +267,10 @@ mod tests {
             names(&s["hourly"].fields),
             "band,completeness,expected,max,mean,min,ratio,valid"
         );
-        assert_eq!(names(&s["event"].tags), "parameter,scope,state,station");
+        assert_eq!(names(&s["event"].tags), "parameter,scope,station");
         assert_eq!(
             names(&s["event"].fields),
-            "band,duration_s,end,last,peak_band,peak_ratio"
+            "band,duration_s,end,last,peak_band,peak_ratio,state"
         );
     }
 
@@ -353,7 +354,7 @@ mod tests {
         event_line(&e, &mut s).unwrap();
         assert_eq!(
             s,
-            "event,parameter=COD,scope=window_3600000,state=closed,station=BN_A_B band=\"1_1_to_1_5\",peak_band=\"1_5_to_3\",peak_ratio=1.6,last=1000000i,end=4600000i,duration_s=3600i 1000000"
+            "event,parameter=COD,scope=window_3600000,station=BN_A_B state=\"closed\",band=\"1_1_to_1_5\",peak_band=\"1_5_to_3\",peak_ratio=1.6,last=1000000i,end=4600000i,duration_s=3600i 1000000"
         );
     }
 
