@@ -279,18 +279,6 @@ impl SourceSet {
             &stop,
         );
         if config.sim.enabled {
-            let sims: Vec<_> = config
-                .stations
-                .iter()
-                .filter(|s| s.sim.as_ref().is_some_and(|x| x.via == "direct"))
-                .map(|s| {
-                    sim::StationSim::new(
-                        s,
-                        limits.get(&s.id).unwrap_or(&StationLimits::default()),
-                        config.sim.seed,
-                    )
-                })
-                .collect();
             let interval = config
                 .stations
                 .iter()
@@ -298,13 +286,23 @@ impl SourceSet {
                 .min()
                 .unwrap_or(Duration::from_secs(300));
             tasks.spawn(sim::direct::run(
-                sims,
+                simulated(config, limits, "direct"),
                 interval,
                 config.sim.speed,
-                Duration::from_secs(24 * 3600),
+                DEMO_HISTORY,
                 pipeline.ingest(),
                 stop.clone(),
             ));
+            // The Modbus stations' history, as their dataloggers would hand it over, so the dashboard's 24 h charts
+            // are full for every plant (the MQTT simulator publishes its own history).
+            let (modbus, ingest, stop) = (
+                simulated(config, limits, "modbus"),
+                pipeline.ingest(),
+                stop.clone(),
+            );
+            tasks.spawn(async move {
+                sim::direct::history(&modbus, interval, DEMO_HISTORY, &ingest, &stop).await;
+            });
         }
         // Forwarders read the ledger, not the pipeline: they stop with the sources and resume from their cursors.
         for target in config.influx.clone() {
@@ -324,6 +322,29 @@ impl SourceSet {
         self.stop.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// History the simulators fill in at start.
+const DEMO_HISTORY: Duration = Duration::from_secs(24 * 3600);
+
+/// The simulators of the stations that `sim.via` sends through `via`.
+fn simulated(
+    config: &Config,
+    limits: &HashMap<StationId, StationLimits>,
+    via: &str,
+) -> Vec<sim::StationSim> {
+    config
+        .stations
+        .iter()
+        .filter(|s| s.sim.as_ref().is_some_and(|x| x.via == via))
+        .map(|s| {
+            sim::StationSim::new(
+                s,
+                limits.get(&s.id).unwrap_or(&StationLimits::default()),
+                config.sim.seed,
+            )
+        })
+        .collect()
 }
 
 /// Keep the live picture current from the pipeline's broadcast; a lagging follower reloads from the ledger.
