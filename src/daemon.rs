@@ -128,6 +128,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         &mut sources,
         &shutdown,
     )?;
+    // Circular 10 TXT landing folders (issue 9).
+    crate::source::tt10::spawn(
+        &config,
+        &pipeline.ingest(),
+        &health,
+        &metrics,
+        &mut sources,
+        &shutdown,
+    );
     if config.sim.enabled {
         let sims: Vec<_> = config
             .stations
