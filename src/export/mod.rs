@@ -316,6 +316,52 @@ pub fn select_stations(
     Ok(out)
 }
 
+/// Stream the readings of `stations` (empty: all) in `[from, to)` as CSV and/or JSON (the `readings` table of an
+/// export) to any writer, from one read transaction. Returns the number of readings.
+pub fn write_readings<W: Write>(
+    config: &Config,
+    stations: &[String],
+    from: Timestamp,
+    to: Timestamp,
+    csv: Option<W>,
+    json: Option<W>,
+) -> Result<u64, ExportError> {
+    let reader = Reader::open(&config.ledger.path)?;
+    let conn = reader.connection();
+    conn.execute_batch("BEGIN DEFERRED")
+        .map_err(LedgerError::from)?;
+    let result = (|| {
+        let selected = select_stations(conn, config, stations)?;
+        let parameters = rows::parameters(conn)?;
+        let io = |error| ExportError::Write {
+            path: PathBuf::from("readings"),
+            error,
+        };
+        let mut t = TableWriter::new(READING_COLUMNS, csv, json).map_err(io)?;
+        let mut n = 0;
+        for s in selected.iter().filter(|s| s.id >= 0) {
+            rows::for_each_reading::<ExportError>(
+                conn,
+                s.id,
+                &parameters,
+                from.millis(),
+                to.millis(),
+                |r| {
+                    n += 1;
+                    reading_row(&mut t, &s.name, r, config.timezone).map_err(io)
+                },
+            )?;
+        }
+        let (csv, json) = t.finish().map_err(io)?;
+        for mut w in [csv, json].into_iter().flatten() {
+            w.flush().map_err(io)?;
+        }
+        Ok(n)
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    result
+}
+
 /// A file of the export, hashed as it is written.
 struct OutFile {
     rel: String,
