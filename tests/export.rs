@@ -614,3 +614,78 @@ async fn api_export_serves_auditors_only_and_streams_what_the_cli_writes() {
     assert!(String::from_utf8_lossy(&v.stdout).contains("OK: 288 files match"));
     terminate(child);
 }
+
+/// The alert tables of issue 7 (created here when this ledger's schema does not have them yet).
+const ALERT_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, station TEXT NOT NULL, subject TEXT NOT NULL, kind TEXT NOT NULL,
+  severity TEXT NOT NULL, state TEXT NOT NULL, since INTEGER NOT NULL, raised INTEGER NOT NULL, updated INTEGER NOT NULL,
+  cleared INTEGER, detail TEXT NOT NULL, peak TEXT NOT NULL, notifications INTEGER NOT NULL, acked_at INTEGER, acked_by TEXT,
+  ack_comment TEXT);
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL, channel TEXT NOT NULL, change TEXT NOT NULL,
+  payload TEXT NOT NULL, created INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt INTEGER NOT NULL,
+  delivered INTEGER, last_error TEXT);
+CREATE TABLE IF NOT EXISTS outbox_attempts (id INTEGER PRIMARY KEY, outbox_id INTEGER NOT NULL, at INTEGER NOT NULL,
+  duration_ms INTEGER NOT NULL, ok INTEGER NOT NULL, error TEXT);";
+
+#[test]
+fn alerts_are_exported_with_their_delivery_history() {
+    let (dir, config) = setup("[http]\nenabled = false\n");
+    let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
+    conn.execute_batch(ALERT_TABLES).unwrap();
+    let t = OCT1 + 86_400_000 + 3_600_000; // 2 October 01:00
+    conn.execute(
+        "INSERT INTO alerts (id, station, subject, kind, severity, state, since, raised, updated, cleared, detail, peak, notifications, acked_at, acked_by, ack_comment) \
+         VALUES (7, ?1, 'COD', 'violation', 'violation', 'cleared', ?2, ?2, ?3, ?3, '{\"value\":205.5}', '{\"multiple\":1.37}', 2, ?2, 'officer-nguyen', 'plant called, bypass closed')",
+        rusqlite::params![STATIONS[0], t, t + 7_200_000],
+    )
+    .unwrap();
+    // Another station's alert and one outside the period are not exported with Quế Võ.
+    conn.execute(
+        "INSERT INTO alerts VALUES (8, ?1, 'pH', 'exceedance', 'warning', 'raised', ?2, ?2, ?2, NULL, '{}', '{}', 1, NULL, NULL, NULL)",
+        rusqlite::params![STATIONS[1], t],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO alerts VALUES (9, ?1, 'COD', 'exceedance', 'warning', 'cleared', ?2, ?2, ?2, ?2, '{}', '{}', 1, NULL, NULL, NULL)",
+        rusqlite::params![STATIONS[0], OCT1 - 86_400_000 * 40],
+    )
+    .unwrap();
+    conn.execute_batch(&format!(
+        "INSERT INTO outbox VALUES (1, 7, 'officers-mail', 'raised', '{{}}', {t}, 'delivered', 2, 0, {d}, NULL);
+         INSERT INTO outbox VALUES (2, 7, 'officers-mail', 'cleared', '{{}}', {c}, 'pending', 0, 0, NULL, NULL);
+         INSERT INTO outbox_attempts VALUES (1, 1, {t}, 10000, 0, 'connection refused');
+         INSERT INTO outbox_attempts VALUES (2, 1, {d}, 120, 1, NULL);",
+        d = t + 60_000,
+        c = t + 7_200_000
+    ))
+    .unwrap();
+    drop(conn);
+    let out = dir.path().join("ex");
+    export(
+        &config,
+        &out,
+        &["--station", STATIONS[0], "--format", "csv"],
+    );
+    let alerts = csv_rows(&std::fs::read_to_string(out.join("alerts.csv")).unwrap());
+    assert_eq!(alerts.len(), 2, "{alerts:?}");
+    assert_eq!(alerts[1][0], "7");
+    assert_eq!(alerts[1][2], "COD");
+    assert_eq!(alerts[1][6], "2026-10-02T01:00:00+07:00");
+    assert_eq!(alerts[1][8], "2026-10-02T03:00:00+07:00");
+    assert_eq!(alerts[1][11], "plant called, bypass closed");
+    let deliveries = csv_rows(&std::fs::read_to_string(out.join("alert_deliveries.csv")).unwrap());
+    let summary: Vec<String> = deliveries[1..]
+        .iter()
+        .map(|d| format!("{} {} {} {} {}", d[1], d[3], d[5], d[11], d[12]))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "1 raised delivered 0 connection refused",
+            "1 raised delivered 1 ",
+            "2 cleared pending  "
+        ]
+    );
+    let v = run(&["verify", out.to_str().unwrap()]);
+    assert!(v.status.success());
+}

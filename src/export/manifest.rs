@@ -47,6 +47,8 @@ pub struct Header {
     pub timezone: String,
     /// When the export was made (RFC 3339, local time); from `--exported-at` for a byte-identical re-export.
     pub exported_at: String,
+    /// Further `# ` lines, e.g. what the export could not include.
+    pub notes: Vec<String>,
 }
 
 /// The MANIFEST text for `files` (path relative to the export folder with `/` separators → SHA-256).
@@ -57,6 +59,9 @@ pub fn render(header: &Header, files: &BTreeMap<String, [u8; 32]>) -> String {
     let _ = writeln!(s, "# query: {}", header.query);
     let _ = writeln!(s, "# timezone: {}", header.timezone);
     let _ = writeln!(s, "# exported-at: {}", header.exported_at);
+    for n in &header.notes {
+        let _ = writeln!(s, "# {n}");
+    }
     let _ = writeln!(s, "# files: {}", files.len());
     let _ = writeln!(
         s,
@@ -367,6 +372,7 @@ mod tests {
             query: "stations=all".into(),
             timezone: "+07:00".into(),
             exported_at: "2026-11-27T10:00:00+07:00".into(),
+            notes: Vec::new(),
         };
         let m = render(&header, &files);
         std::fs::write(d.join(MANIFEST), &m).unwrap();

@@ -14,6 +14,7 @@
 //! wall-clock time goes into the data files, so re-exporting a closed period gives byte-identical files; the
 //! MANIFEST's `exported-at` is the only varying line, fixed with `--exported-at`.
 
+pub mod alerts;
 pub mod bench;
 pub mod manifest;
 pub mod report;
@@ -510,6 +511,7 @@ fn export_in(
         tt10_files: 0,
     };
     let tables = query.format.csv() || query.format.json();
+    let mut notes = Vec::new();
 
     // Readings (and TT10 files) in one pass per station.
     let mut readings = if tables {
@@ -679,6 +681,36 @@ fn export_in(
         }
         events.finish(&mut hashes)?;
         summary.finish(&mut hashes)?;
+
+        // Alerts and their deliveries, when this ledger has the alert tables.
+        if alerts::available(conn) {
+            let mut a = FileTable::create(out, "alerts", alerts::ALERT_COLUMNS, query.format)?;
+            let mut d = FileTable::create(
+                out,
+                "alert_deliveries",
+                alerts::DELIVERY_COLUMNS,
+                query.format,
+            )?;
+            let known: Vec<Named> = stations.iter().filter(|s| s.id >= 0).cloned().collect();
+            alerts::write(
+                conn,
+                &known,
+                query.stations.is_empty(),
+                from,
+                to,
+                tz,
+                &mut a.table,
+                &mut d.table,
+            )
+            .map_err(|e| match e {
+                alerts::WriteError::Ledger(l) => ExportError::Ledger(l),
+                alerts::WriteError::Io(io) => a.err(io),
+            })?;
+            a.finish(&mut hashes)?;
+            d.finish(&mut hashes)?;
+        } else {
+            notes.push("alerts: this ledger has no alert tables; no alert files".to_string());
+        }
     }
 
     // MANIFEST and signature.
@@ -687,6 +719,7 @@ fn export_in(
         query: describe(query, tz),
         timezone: format!("{} ({})", config.timezone_name, tz),
         exported_at: local_time(exported_at.millis() - exported_at.millis() % 1000, tz),
+        notes,
     };
     let text = manifest::render(&header, &hashes);
     let mpath = out.join(manifest::MANIFEST);
