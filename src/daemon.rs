@@ -131,6 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     // Circular 10 TXT landing folders (issue 9).
     crate::source::tt10::spawn(
         &config,
+        &limits,
         &pipeline.ingest(),
         &health,
         &metrics,

@@ -280,7 +280,7 @@ fn landing_folder_reads_every_file_once_and_explains_rejections() {
             .append(true)
             .open(&path)
             .unwrap();
-        f.write_all(full[20..].as_bytes()).unwrap();
+        f.write_all(&full.as_bytes()[20..]).unwrap();
     }
     // An upload in progress under a hidden name is not touched.
     std::fs::write(landing.join(".in.upload.txt"), "COD\t1").unwrap();
@@ -426,4 +426,37 @@ fn walk_txt(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn simulated_stations_can_deliver_tt10_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quantrac.toml");
+    std::fs::write(
+        &config,
+        "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nenabled = false\n[sim]\nenabled = true\nspeed = 60\n\
+         [tt10]\nlanding = [\"landing\"]\nsettle = \"0s\"\nscan_interval = \"100ms\"\n\n\
+         [[station]]\nid = \"BN_KCNQV_NUOC01\"\nname = \"Que Vo\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 5000\n\
+         receiving_water = { type = \"river\", flow_m3_s = 120 }\nparameters = { COD = {}, TSS = {}, pH = {} }\nsim = { via = \"tt10\" }\n",
+    )
+    .unwrap();
+    let run = start(&config, &dir.path().join("run.log"));
+    let ledger = dir.path().join("ledger.db");
+    // A day of backfilled files (288 at 5 minutes), then live ones.
+    let ok = wait_until(Duration::from_secs(60), || counts(&ledger).0 >= 289 * 3);
+    let (accepted, duplicates, quarantined) = run.stop();
+    assert!(ok, "{:?}", counts(&ledger));
+    assert_eq!((duplicates, quarantined), (0, 0));
+    assert!(accepted >= 289 * 3);
+    let r = Reader::open(&ledger).unwrap();
+    let sources: i64 = r
+        .connection()
+        .query_row(
+            "SELECT COUNT(*) FROM readings WHERE source <> 'tt10'",
+            [],
+            |x| x.get(0),
+        )
+        .unwrap();
+    assert_eq!(sources, 0);
+    assert!(count_files(&dir.path().join("landing/processed"), ".txt") >= 289);
 }

@@ -443,9 +443,11 @@ impl Landing {
     }
 }
 
-/// Start one task per landing folder of `[tt10]`.
+/// Start one task per landing folder of `[tt10]`, and (with the simulator on) the stations with `sim.via = "tt10"`
+/// writing into the first folder.
 pub fn spawn(
     config: &Config,
+    limits: &HashMap<StationId, crate::compliance::StationLimits>,
     ingest: &Ingest,
     health: &Health,
     metrics: &Arc<Metrics>,
@@ -459,6 +461,7 @@ pub fn spawn(
         .filter(|s| s.modbus.is_none() && s.mqtt.is_none() && s.sim.is_none())
         .map(|s| s.id.to_string())
         .collect();
+    spawn_sim(config, limits, tasks, shutdown);
     for root in &config.tt10.landing {
         let landing = Landing::new(config, root);
         health.register(
@@ -585,4 +588,50 @@ pub async fn run(
             state.quarantined_before = Some(HashSet::new());
         }
     }
+}
+
+fn spawn_sim(
+    config: &Config,
+    limits: &HashMap<StationId, crate::compliance::StationLimits>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) {
+    let via_tt10: Vec<_> = config
+        .stations
+        .iter()
+        .filter(|s| s.sim.as_ref().is_some_and(|x| x.via == "tt10"))
+        .collect();
+    if !config.sim.enabled || via_tt10.is_empty() {
+        return;
+    }
+    let Some(dir) = config.tt10.landing.first() else {
+        warn!(
+            "Stations with sim.via = \"tt10\" need a landing folder: add [tt10] landing = [\"…\"]."
+        );
+        return;
+    };
+    let sims = via_tt10
+        .iter()
+        .map(|s| {
+            crate::sim::StationSim::new(
+                s,
+                limits.get(&s.id).unwrap_or(&Default::default()),
+                config.sim.seed,
+            )
+        })
+        .collect();
+    let interval = via_tt10
+        .iter()
+        .map(|s| s.interval)
+        .min()
+        .unwrap_or(Duration::from_secs(300));
+    tasks.spawn(crate::sim::tt10::run(
+        sims,
+        dir.clone(),
+        config.timezone,
+        interval,
+        config.sim.speed,
+        Duration::from_secs(24 * 3600),
+        shutdown.clone(),
+    ));
 }
