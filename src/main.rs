@@ -421,6 +421,7 @@ fn export(
                 out.display(),
                 started.elapsed().as_secs_f64()
             );
+            println!("MANIFEST SHA-256: {}", r.manifest_sha256);
             ExitCode::SUCCESS
         }
         Err(e @ export::ExportError::Query(_)) => bad(e.to_string()),

@@ -32,6 +32,7 @@ use std::path::{Path, PathBuf};
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use ed25519_dalek::SigningKey;
 use rusqlite::Connection;
+use sha2::Digest;
 
 use crate::compliance::Flags;
 use crate::config::Config;
@@ -120,6 +121,8 @@ pub struct Report {
     pub files: usize,
     pub readings: u64,
     pub tt10_files: usize,
+    /// SHA-256 of the MANIFEST (hex): one value that pins the whole export, e.g. for a letter or a court record.
+    pub manifest_sha256: String,
 }
 
 /// A time as local RFC 3339 (`2026-11-27T10:00:00+07:00`; milliseconds only when not zero).
@@ -509,6 +512,7 @@ fn export_in(
         files: 0,
         readings: 0,
         tt10_files: 0,
+        manifest_sha256: String::new(),
     };
     let tables = query.format.csv() || query.format.json();
     let mut notes = Vec::new();
@@ -730,6 +734,7 @@ fn export_in(
             .map_err(write_err_at(&spath))?;
     }
     report.files = hashes.len();
+    report.manifest_sha256 = crate::http::auth::hex(&sha2::Sha256::digest(text.as_bytes()));
     Ok(report)
 }
 
