@@ -1,5 +1,6 @@
 //! `quantrac bench export`: one year of 5-minute data, 8 stations × 10 parameters (8,409,600 readings), exported as
-//! CSV, JSON and (for one station-month, as a year would be a million small files) TT10. Prints time and peak
+//! CSV, JSON and (for one station-month, as a year would be a million small files) TT10, and everything (`all`) for
+//! one month of the 8 stations. Prints time and peak
 //! memory (VmHWM, reset before each export with `/proc/self/clear_refs`, so the ledger fill does not count).
 //! The ledger is built once through the real pipeline and kept in the temp folder for later runs.
 
@@ -88,7 +89,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
         "export", "readings", "seconds", "readings/s", "MiB written", "peak RSS MiB"
     );
     let (m_from, m_to) = month("2025-06", tz)?;
-    let runs: [(&str, Format, Vec<String>, Timestamp, Timestamp); 3] = [
+    let runs: [(&str, Format, Vec<String>, Timestamp, Timestamp); 4] = [
         ("csv, 1 year, 8 stations", Format::Csv, vec![], from, to),
         ("json, 1 year, 8 stations", Format::Json, vec![], from, to),
         (
@@ -98,6 +99,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
             m_from,
             m_to,
         ),
+        ("all, 1 month, 8 stations", Format::All, vec![], m_from, m_to),
     ];
     for (name, format, stations, f, t) in runs {
         let out = out_root.join(format.as_str());

@@ -261,19 +261,51 @@ const SUMMARY_COLUMNS: &[&str] = &[
     "events",
 ];
 
+/// Local-time strings of the last instants formatted: readings of one time (all parameters) and of one commit come
+/// together, so most rows reuse the text instead of formatting it again.
+pub struct TimeText {
+    tz: FixedOffset,
+    last: [(i64, String); 2],
+}
+
+impl TimeText {
+    pub fn new(tz: FixedOffset) -> Self {
+        Self {
+            tz,
+            last: [(i64::MIN, String::new()), (i64::MIN, String::new())],
+        }
+    }
+    /// The texts of a reading's time and commit time.
+    fn pair(&mut self, ts: i64, received: i64) -> (&str, &str) {
+        let tz = self.tz;
+        let [a, b] = &mut self.last;
+        for (slot, ms) in [(&mut *a, ts), (&mut *b, received)] {
+            if slot.0 != ms {
+                *slot = (ms, local_time(ms, tz));
+            }
+        }
+        (&a.1, &b.1)
+    }
+}
+
 /// Write one reading row.
 pub fn reading_row<W: Write>(
     t: &mut TableWriter<W>,
     station: &str,
     r: &ReadingRow,
-    tz: FixedOffset,
+    times: &mut TimeText,
 ) -> std::io::Result<()> {
     let status = Status::from_u8(r.status).unwrap_or(Status::Fault);
-    let flags = Flags(r.flags).names();
+    let flags = if r.flags == 0 {
+        String::new()
+    } else {
+        Flags(r.flags).names()
+    };
+    let (time, received) = times.pair(r.ts, r.received);
     t.row(&[
         Cell::S(station),
         Cell::S(&r.parameter),
-        Cell::S(&local_time(r.ts, tz)),
+        Cell::S(time),
         Cell::F(r.value),
         Cell::S(&r.unit),
         Cell::S(status.as_str()),
@@ -284,7 +316,7 @@ pub fn reading_row<W: Write>(
         r.ratio.into(),
         Cell::S(&r.band),
         Cell::S(&r.source),
-        Cell::S(&local_time(r.received, tz)),
+        Cell::S(received),
         Cell::I(r.seq),
     ])
 }
@@ -343,6 +375,7 @@ pub fn write_readings<W: Write>(
         };
         let mut t = TableWriter::new(READING_COLUMNS, csv, json).map_err(io)?;
         let mut n = 0;
+        let mut times = TimeText::new(config.timezone);
         for s in selected.iter().filter(|s| s.id >= 0) {
             rows::for_each_reading::<ExportError>(
                 conn,
@@ -352,7 +385,7 @@ pub fn write_readings<W: Write>(
                 to.millis(),
                 |r| {
                     n += 1;
-                    reading_row(&mut t, &s.name, r, config.timezone).map_err(io)
+                    reading_row(&mut t, &s.name, r, &mut times).map_err(io)
                 },
             )?;
         }
@@ -528,6 +561,7 @@ fn export_in(
     } else {
         None
     };
+    let mut times = TimeText::new(tz);
     for s in &stations {
         if s.id < 0 {
             continue;
@@ -539,7 +573,7 @@ fn export_in(
         rows::for_each_reading::<ExportError>(conn, s.id, &parameters, from, to, |r| {
             report.readings += 1;
             if let Some(t) = &mut readings {
-                reading_row(&mut t.table, &s.name, r, tz).map_err(|e| t.err(e))?;
+                reading_row(&mut t.table, &s.name, r, &mut times).map_err(|e| t.err(e))?;
             }
             if let Some(t) = &mut tt10 {
                 t.push(r).map_err(write_err_tt10(out))?;

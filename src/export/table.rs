@@ -39,6 +39,12 @@ pub fn csv_field(w: &mut impl Write, c: Cell<'_>) -> io::Result<()> {
 /// Write a value as JSON.
 pub fn json_value(w: &mut impl Write, c: Cell<'_>) -> io::Result<()> {
     match c {
+        // Most strings (codes, times, units) need no escaping: write them as they are.
+        Cell::S(s) if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) => {
+            w.write_all(b"\"")?;
+            w.write_all(s.as_bytes())?;
+            w.write_all(b"\"")
+        }
         Cell::S(s) => serde_json::to_writer(&mut *w, s).map_err(io::Error::other),
         Cell::F(x) if x.is_finite() => write!(w, "{x}"),
         Cell::F(_) | Cell::Null => w.write_all(b"null"),
@@ -83,6 +89,8 @@ impl<W: Write> Write for Hashing<W> {
 /// A table written to a CSV and/or a JSON writer at once.
 pub struct TableWriter<W: Write> {
     columns: &'static [&'static str],
+    /// `"column":` for each column, ready to write.
+    keys: Vec<Vec<u8>>,
     csv: Option<W>,
     json: Option<W>,
     rows: u64,
@@ -96,6 +104,10 @@ impl<W: Write> TableWriter<W> {
     ) -> io::Result<Self> {
         let mut t = Self {
             columns,
+            keys: columns
+                .iter()
+                .map(|c| format!("\"{c}\":").into_bytes())
+                .collect(),
             csv,
             json,
             rows: 0,
@@ -123,11 +135,11 @@ impl<W: Write> TableWriter<W> {
         }
         if let Some(w) = &mut self.json {
             w.write_all(if self.rows == 0 { b"\n{" } else { b",\n{" })?;
-            for (i, (k, c)) in self.columns.iter().zip(cells).enumerate() {
+            for (i, (k, c)) in self.keys.iter().zip(cells).enumerate() {
                 if i > 0 {
                     w.write_all(b",")?;
                 }
-                write!(w, "\"{k}\":")?;
+                w.write_all(k)?;
                 json_value(w, *c)?;
             }
             w.write_all(b"}")?;
