@@ -99,7 +99,13 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
             m_from,
             m_to,
         ),
-        ("all, 1 month, 8 stations", Format::All, vec![], m_from, m_to),
+        (
+            "all, 1 month, 8 stations",
+            Format::All,
+            vec![],
+            m_from,
+            m_to,
+        ),
     ];
     for (name, format, stations, f, t) in runs {
         let out = out_root.join(format.as_str());

@@ -53,6 +53,15 @@ pub struct Header {
 
 /// The MANIFEST text for `files` (path relative to the export folder with `/` separators → SHA-256).
 pub fn render(header: &Header, files: &BTreeMap<String, [u8; 32]>) -> String {
+    let mut s = head(header, files.len() as u64);
+    for (path, digest) in files {
+        let _ = writeln!(s, "{}  {path}", hex(digest));
+    }
+    s
+}
+
+/// The MANIFEST's lines before the file list.
+pub fn head(header: &Header, files: u64) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{HEADER}");
     let _ = writeln!(s, "# quantrac: {}", env!("CARGO_PKG_VERSION"));
@@ -62,14 +71,11 @@ pub fn render(header: &Header, files: &BTreeMap<String, [u8; 32]>) -> String {
     for n in &header.notes {
         let _ = writeln!(s, "# {n}");
     }
-    let _ = writeln!(s, "# files: {}", files.len());
+    let _ = writeln!(s, "# files: {files}");
     let _ = writeln!(
         s,
-        "# Each line below: SHA-256, two spaces, path (sha256sum format). {SIGNATURE}, if present, signs this file."
+        "# Each line below: SHA-256, two spaces, path (sha256sum format). {SIGNATURE}, if present, signs this file's SHA-256."
     );
-    for (path, digest) in files {
-        let _ = writeln!(s, "{}  {path}", hex(digest));
-    }
     s
 }
 
@@ -168,9 +174,10 @@ pub fn read_verifying_key(arg: &str) -> Result<VerifyingKey, ManifestError> {
     VerifyingKey::from_bytes(&bytes).map_err(|_| bad("not a valid Ed25519 public key"))
 }
 
-/// The `MANIFEST.sig` content for a MANIFEST.
-pub fn sign(manifest: &[u8], key: &SigningKey) -> String {
-    let sig = key.sign(manifest);
+/// The `MANIFEST.sig` content: the signature of the MANIFEST's SHA-256 (so a MANIFEST of a million TT10 files is
+/// signed without holding it in memory).
+pub fn sign(manifest_sha256: &[u8; 32], key: &SigningKey) -> String {
+    let sig = key.sign(manifest_sha256);
     format!(
         "ed25519 {}\n{}\n",
         hex(key.verifying_key().as_bytes()),
@@ -302,7 +309,8 @@ fn check_signature(
             return;
         }
     }
-    match key.verify(manifest, &signature) {
+    let digest: [u8; 32] = Sha256::digest(manifest).into();
+    match key.verify(&digest, &signature) {
         Ok(()) => v.signed_by = Some(hex(key.as_bytes())),
         Err(_) => v.problems.push(
             "the signature does not match the MANIFEST (MANIFEST or signature changed)".into(),
@@ -377,7 +385,8 @@ mod tests {
         let m = render(&header, &files);
         std::fs::write(d.join(MANIFEST), &m).unwrap();
         let key = SigningKey::from_bytes(&[7u8; 32]);
-        std::fs::write(d.join(SIGNATURE), sign(m.as_bytes(), &key)).unwrap();
+        let digest: [u8; 32] = Sha256::digest(m.as_bytes()).into();
+        std::fs::write(d.join(SIGNATURE), sign(&digest, &key)).unwrap();
         let v = verify(d, Some(&key.verifying_key())).unwrap();
         assert!(v.problems.is_empty(), "{:?}", v.problems);
         assert_eq!(v.files_checked, 2);

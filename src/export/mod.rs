@@ -32,7 +32,6 @@ use std::path::{Path, PathBuf};
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use ed25519_dalek::SigningKey;
 use rusqlite::Connection;
-use sha2::Digest;
 
 use crate::compliance::Flags;
 use crate::config::Config;
@@ -399,6 +398,9 @@ pub fn write_readings<W: Write>(
     result
 }
 
+/// The TT10 files' MANIFEST lines while the export runs (removed before it ends).
+const TT10_PART: &str = ".MANIFEST.tt10.part";
+
 /// A file of the export, hashed as it is written.
 struct OutFile {
     rel: String,
@@ -562,6 +564,10 @@ fn export_in(
         None
     };
     let mut times = TimeText::new(tz);
+    // TT10 files' MANIFEST lines go to a part file (a year of files is a million lines), appended at the end.
+    let part_path = out.join(TT10_PART);
+    let mut part = BufWriter::new(File::create(&part_path).map_err(write_err_at(&part_path))?);
+    let mut tt10_count = 0u64;
     for s in &stations {
         if s.id < 0 {
             continue;
@@ -569,7 +575,7 @@ fn export_in(
         let mut tt10 = query
             .format
             .tt10()
-            .then(|| tt10::Tt10Files::new(out, &s.name, tz, &mut hashes));
+            .then(|| tt10::Tt10Files::new(out, &s.name, tz, &mut part));
         rows::for_each_reading::<ExportError>(conn, s.id, &parameters, from, to, |r| {
             report.readings += 1;
             if let Some(t) = &mut readings {
@@ -582,9 +588,12 @@ fn export_in(
         })?;
         if let Some(mut t) = tt10 {
             t.flush().map_err(write_err_tt10(out))?;
+            tt10_count += t.count;
         }
     }
-    report.tt10_files = hashes.len();
+    part.flush().map_err(write_err_at(&part_path))?;
+    drop(part);
+    report.tt10_files = tt10_count as usize;
     if let Some(t) = readings {
         t.finish(&mut hashes)?;
     }
@@ -759,16 +768,27 @@ fn export_in(
         exported_at: local_time(exported_at.millis() - exported_at.millis() % 1000, tz),
         notes,
     };
-    let text = manifest::render(&header, &hashes);
+    // Every other file name sorts before `tt10/`, so the TT10 lines come last, already in order.
+    debug_assert!(hashes.keys().all(|k| k.as_str() < "tt10/"));
     let mpath = out.join(manifest::MANIFEST);
-    std::fs::write(&mpath, &text).map_err(write_err_at(&mpath))?;
+    let digest = (|| -> std::io::Result<[u8; 32]> {
+        let mut m = Hashing::new(BufWriter::new(File::create(&mpath)?));
+        m.write_all(manifest::head(&header, hashes.len() as u64 + tt10_count).as_bytes())?;
+        for (path, digest) in &hashes {
+            writeln!(m, "{}  {path}", crate::http::auth::hex(digest))?;
+        }
+        std::io::copy(&mut File::open(&part_path)?, &mut m)?;
+        let (_, digest, _) = m.finish()?;
+        Ok(digest)
+    })()
+    .map_err(write_err_at(&mpath))?;
+    std::fs::remove_file(&part_path).map_err(write_err_at(&part_path))?;
     if let Some(key) = &opts.sign {
         let spath = out.join(manifest::SIGNATURE);
-        std::fs::write(&spath, manifest::sign(text.as_bytes(), key))
-            .map_err(write_err_at(&spath))?;
+        std::fs::write(&spath, manifest::sign(&digest, key)).map_err(write_err_at(&spath))?;
     }
-    report.files = hashes.len();
-    report.manifest_sha256 = crate::http::auth::hex(&sha2::Sha256::digest(text.as_bytes()));
+    report.files = hashes.len() + tt10_count as usize;
+    report.manifest_sha256 = crate::http::auth::hex(&digest);
     Ok(report)
 }
 

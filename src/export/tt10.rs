@@ -2,7 +2,7 @@
 //! as dataloggers do: `tt10/<station>/yyyy/MM/dd/<Province>_<Facility>_<Station>_<yyyyMMddHHmmss>.txt`. Ready to
 //! re-send to another authority, or to drop into a quantrac landing folder.
 
-use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::FixedOffset;
@@ -20,25 +20,24 @@ pub struct Tt10Files<'a> {
     /// The second (yyyyMMddHHmmss) of the file being filled, and its content.
     current: Option<(String, Timestamp)>,
     buf: String,
-    /// Path relative to the export folder → SHA-256, for the MANIFEST.
-    pub files: &'a mut BTreeMap<String, [u8; 32]>,
+    /// MANIFEST lines (`<sha256>  <path>`) of the files written, in path order (they are written in that order:
+    /// stations by code, then time), kept on disk rather than in memory.
+    lines: &'a mut dyn Write,
+    /// Files written.
+    pub count: u64,
 }
 
 impl<'a> Tt10Files<'a> {
     /// `root` is the export folder.
-    pub fn new(
-        root: &'a Path,
-        station: &str,
-        tz: FixedOffset,
-        files: &'a mut BTreeMap<String, [u8; 32]>,
-    ) -> Self {
+    pub fn new(root: &'a Path, station: &str, tz: FixedOffset, lines: &'a mut dyn Write) -> Self {
         Self {
             root,
             station: station.to_string(),
             tz,
             current: None,
             buf: String::new(),
-            files,
+            lines,
+            count: 0,
         }
     }
 
@@ -81,8 +80,9 @@ impl<'a> Tt10Files<'a> {
             std::fs::create_dir_all(dir)?;
         }
         std::fs::write(&path, self.buf.as_bytes())?;
-        self.files
-            .insert(rel, Sha256::digest(self.buf.as_bytes()).into());
+        let digest: [u8; 32] = Sha256::digest(self.buf.as_bytes()).into();
+        writeln!(self.lines, "{}  {rel}", crate::http::auth::hex(&digest))?;
+        self.count += 1;
         self.buf.clear();
         Ok(())
     }
