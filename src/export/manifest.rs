@@ -6,7 +6,7 @@
 //! Key files hold 64 hex digits: the secret key (`quantrac export-key new` writes it with mode 0600) or the public
 //! key (`<key>.pub`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -203,18 +203,35 @@ pub fn verify(
     dir: &Path,
     expected_key: Option<&VerifyingKey>,
 ) -> Result<Verification, ManifestError> {
+    use std::io::BufRead;
     let mpath = dir.join(MANIFEST);
-    let text = std::fs::read(&mpath).map_err(|error| ManifestError::Read {
+    let read_err = |error| ManifestError::Read {
         path: mpath.clone(),
         error,
-    })?;
-    let text_str = String::from_utf8_lossy(&text);
-    if text_str.lines().next() != Some(HEADER) {
-        return Err(ManifestError::NotManifest(mpath));
-    }
+    };
+    // Streamed: a MANIFEST of a million files is checked line by line; only a 64-bit hash of each listed path is
+    // kept, to find files that are not listed.
+    let mut lines = std::io::BufReader::new(std::fs::File::open(&mpath).map_err(read_err)?);
+    let mut hasher = Sha256::new();
     let mut v = Verification::default();
-    let mut listed = BTreeMap::new();
-    for (n, line) in text_str.lines().enumerate().skip(1) {
+    let mut listed: HashSet<u64> = HashSet::new();
+    let mut raw = Vec::new();
+    let mut n = 0usize;
+    loop {
+        raw.clear();
+        if lines.read_until(b'\n', &mut raw).map_err(read_err)? == 0 {
+            break;
+        }
+        hasher.update(&raw);
+        n += 1;
+        let text = String::from_utf8_lossy(&raw);
+        let line = text.trim_end_matches(['\n', '\r']);
+        if n == 1 {
+            if line != HEADER {
+                return Err(ManifestError::NotManifest(mpath));
+            }
+            continue;
+        }
         if let Some(c) = line.strip_prefix("# ") {
             if let Some(t) = c.strip_prefix("exported-at: ") {
                 v.exported_at = Some(t.to_string());
@@ -224,28 +241,24 @@ pub fn verify(
             }
             continue;
         }
-        match line
+        let Some((digest, path)) = line
             .split_once("  ")
             .and_then(|(h, p)| Some((parse_hex32(h)?, p)))
-        {
-            Some((digest, path)) if !path.is_empty() => {
-                listed.insert(path.to_string(), digest);
-            }
-            _ => v.problems.push(format!(
-                "MANIFEST line {} is not `<sha256>  <path>`: {line:?}",
-                n + 1
-            )),
-        }
-    }
-    for (path, digest) in &listed {
-        let full = safe_join(dir, path);
-        let Some(full) = full else {
+            .filter(|(_, p)| !p.is_empty())
+        else {
+            v.problems.push(format!(
+                "MANIFEST line {n} is not `<sha256>  <path>`: {line:?}"
+            ));
+            continue;
+        };
+        listed.insert(path_key(path));
+        let Some(full) = safe_join(dir, path) else {
             v.problems
                 .push(format!("{path}: path leaves the export folder"));
             continue;
         };
         match hash_file(&full) {
-            Ok(d) if &d == digest => v.files_checked += 1,
+            Ok(d) if d == digest => v.files_checked += 1,
             Ok(_) => v.problems.push(format!(
                 "{path}: content changed (SHA-256 differs from the MANIFEST)"
             )),
@@ -254,21 +267,24 @@ pub fn verify(
             )),
         }
     }
-    let mut present = Vec::new();
-    list_files(dir, dir, &mut present).map_err(|error| ManifestError::Read {
-        path: dir.to_path_buf(),
-        error,
-    })?;
-    for p in present {
-        if p != MANIFEST && p != SIGNATURE && !listed.contains_key(&p) {
+    if n == 0 {
+        return Err(ManifestError::NotManifest(mpath));
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    walk_files(dir, dir, &mut |p| {
+        if p != MANIFEST && p != SIGNATURE && !listed.contains(&path_key(p)) {
             v.problems.push(format!(
                 "{p}: not listed in the MANIFEST (added after the export)"
             ));
         }
-    }
+    })
+    .map_err(|error| ManifestError::Read {
+        path: dir.to_path_buf(),
+        error,
+    })?;
     let spath = dir.join(SIGNATURE);
     match std::fs::read_to_string(&spath) {
-        Ok(sig) => check_signature(&text, &sig, expected_key, &mut v),
+        Ok(sig) => check_signature(&digest, &sig, expected_key, &mut v),
         Err(_) if expected_key.is_some() => v.problems.push(format!(
             "the export is not signed ({SIGNATURE} missing) but a key was given"
         )),
@@ -277,8 +293,15 @@ pub fn verify(
     Ok(v)
 }
 
+/// A 64-bit hash of a path (collisions among a million paths: about 1 in 3·10⁷, and one would only hide an added
+/// file that shares its hash with a listed one).
+fn path_key(p: &str) -> u64 {
+    let d = Sha256::digest(p.as_bytes());
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
+}
+
 fn check_signature(
-    manifest: &[u8],
+    digest: &[u8; 32],
     sig: &str,
     expected: Option<&VerifyingKey>,
     v: &mut Verification,
@@ -309,8 +332,7 @@ fn check_signature(
             return;
         }
     }
-    let digest: [u8; 32] = Sha256::digest(manifest).into();
-    match key.verify(&digest, &signature) {
+    match key.verify(digest, &signature) {
         Ok(()) => v.signed_by = Some(hex(key.as_bytes())),
         Err(_) => v.problems.push(
             "the signature does not match the MANIFEST (MANIFEST or signature changed)".into(),
@@ -342,20 +364,25 @@ pub fn hash_file(path: &Path) -> std::io::Result<[u8; 32]> {
 
 /// Every file under `dir`, as `/`-separated paths relative to `base`, sorted.
 pub fn list_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+    walk_files(base, dir, &mut |p| out.push(p.to_string()))
+}
+
+/// Call `f` with every file under `dir` (`/`-separated path relative to `base`), in sorted order per folder.
+pub fn walk_files(base: &Path, dir: &Path, f: &mut dyn FnMut(&str)) -> std::io::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let p = e.path();
         if e.file_type()?.is_dir() {
-            list_files(base, &p, out)?;
+            walk_files(base, &p, f)?;
         } else {
             let rel = p.strip_prefix(base).unwrap_or(&p);
-            out.push(
-                rel.components()
-                    .map(|c| c.as_os_str().to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join("/"),
-            );
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            f(&rel);
         }
     }
     Ok(())

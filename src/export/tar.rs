@@ -6,31 +6,48 @@ use std::path::Path;
 
 /// Write every file under `dir` (paths relative to it, under the prefix `name/`) and the end-of-archive blocks.
 pub fn write_folder(dir: &Path, name: &str, out: &mut impl Write) -> io::Result<()> {
-    let mut files = Vec::new();
-    super::manifest::list_files(dir, dir, &mut files)?;
     let mut buf = vec![0u8; 64 * 1024];
-    for rel in files {
-        let path = dir.join(&rel);
-        let mut f = std::fs::File::open(&path)?;
-        let size = f.metadata()?.len();
-        out.write_all(&header(&format!("{name}/{rel}"), size)?)?;
-        let mut left = size;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = f.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{rel} shrank while archived"),
-                ));
+    let mut failed = None;
+    // Streamed folder by folder: no list of every path is held.
+    super::manifest::walk_files(dir, dir, &mut |rel| {
+        if failed.is_none() {
+            if let Err(e) = write_file(dir, rel, name, out, &mut buf) {
+                failed = Some(e);
             }
-            out.write_all(&buf[..n])?;
-            left -= n as u64;
         }
-        let pad = (512 - (size % 512) as usize) % 512;
-        out.write_all(&vec![0u8; pad])?;
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
     }
     out.write_all(&[0u8; 1024])
+}
+
+fn write_file(
+    dir: &Path,
+    rel: &str,
+    name: &str,
+    out: &mut impl Write,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    let path = dir.join(rel);
+    let mut f = std::fs::File::open(&path)?;
+    let size = f.metadata()?.len();
+    out.write_all(&header(&format!("{name}/{rel}"), size)?)?;
+    let mut left = size;
+    while left > 0 {
+        let want = left.min(buf.len() as u64) as usize;
+        let n = f.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{rel} shrank while archived"),
+            ));
+        }
+        out.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    let pad = (512 - (size % 512) as usize) % 512;
+    out.write_all(&vec![0u8; pad])
 }
 
 fn header(path: &str, size: u64) -> io::Result<[u8; 512]> {
