@@ -278,6 +278,16 @@ impl SourceSet {
             &mut tasks,
             &stop,
         );
+        // Circular 10 TXT landing folders (issue 9).
+        crate::source::tt10::spawn(
+            config,
+            limits,
+            &pipeline.ingest(),
+            health,
+            &pipeline.metrics,
+            &mut tasks,
+            &stop,
+        );
         if config.sim.enabled {
             let interval = config
                 .stations

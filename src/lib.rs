@@ -5,6 +5,7 @@ pub mod bench;
 pub mod compliance;
 pub mod config;
 pub mod daemon;
+pub mod export;
 pub mod forward;
 pub mod health;
 pub mod http;

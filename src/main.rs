@@ -1,4 +1,4 @@
-//! quantrac command line: run, demo, check-config, bench.
+//! quantrac command line: run, demo, check-config, ingest, backup, export, verify, report, token, bench.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,6 +85,60 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
+    /// Export the compliance history of stations for a period into a new folder: readings, aggregates, events and
+    /// the compliance summary (CSV/JSON), Circular 10 TXT files, and a MANIFEST of SHA-256 hashes (optionally signed).
+    Export {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Station id (repeat for several); none: every station.
+        #[arg(long)]
+        station: Vec<String>,
+        /// Start of the period, local time: 2026-10-01, 2026-10-01T08:00, 2026-10 or RFC 3339.
+        #[arg(long)]
+        from: String,
+        /// End of the period (excluded), same forms.
+        #[arg(long)]
+        to: String,
+        /// csv, json, tt10 or all.
+        #[arg(long, default_value = "all")]
+        format: String,
+        /// The export folder (must not exist, or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Sign the MANIFEST with this Ed25519 key file (`quantrac export-key new`).
+        #[arg(long)]
+        sign: Option<PathBuf>,
+        /// The MANIFEST's export time (RFC 3339 or local time); default now. Re-exporting a closed period with the
+        /// same value gives byte-identical files, MANIFEST included.
+        #[arg(long)]
+        exported_at: Option<String>,
+    },
+    /// Verify an export folder: every file against the MANIFEST's SHA-256, no file missing or added, the signature.
+    Verify {
+        /// The export folder.
+        dir: PathBuf,
+        /// The signer's public key (64 hex digits or a .pub file): the export must be signed by it.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Ed25519 keys for signing exports.
+    ExportKey {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// Monthly compliance report of a plant as one printable HTML file (Vietnamese and English).
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        station: String,
+        /// The month, yyyy-MM, local time.
+        #[arg(long)]
+        month: String,
+        /// The HTML file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Make an API token: prints the token (give it to its holder) and the `[[http.token]]` lines for the config.
     Token {
         #[command(subcommand)]
@@ -120,6 +174,16 @@ enum TokenAction {
     },
 }
 
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Write a new secret key file (mode 0600) and `<file>.pub`; prints the public key.
+    New {
+        /// The secret key file to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Bench {
     /// Readings/s committed through processor + ledger at batch sizes 1, 100, 1,000.
@@ -135,6 +199,8 @@ enum Bench {
     ModbusSim,
     /// Readings/s committed from Mosquitto (QoS 1, 10 readings per message) beside mosquitto_sub's rate.
     Mqtt,
+    /// Export of one year of 5-minute data, 8 stations x 10 parameters: time and peak memory.
+    Export,
 }
 
 fn main() -> ExitCode {
@@ -196,6 +262,69 @@ fn main() -> ExitCode {
             }
         }
         Command::Healthcheck { url, timeout } => runtime().block_on(healthcheck(&url, timeout)),
+        Command::Export {
+            config,
+            station,
+            from,
+            to,
+            format,
+            out,
+            sign,
+            exported_at,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_failed(&e),
+            };
+            export(
+                &config,
+                station,
+                &from,
+                &to,
+                &format,
+                &out,
+                sign,
+                exported_at,
+            )
+        }
+        Command::Verify { dir, key } => verify(&dir, key.as_deref()),
+        Command::ExportKey {
+            action: KeyAction::New { out },
+        } => match quantrac::export::manifest::write_new_key(&out) {
+            Ok(public) => {
+                println!("secret key written to {} (keep it safe)", out.display());
+                println!(
+                    "public key (give it to auditors; also in {}.pub): {public}",
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Report {
+            config,
+            station,
+            month,
+            out,
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => return config_failed(&e),
+            };
+            match quantrac::export::report::write(&config, &station, &month, &out) {
+                Ok(()) => {
+                    println!("report written to {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("report failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Token {
             action: TokenAction::New { role, name },
         } => {
@@ -234,6 +363,7 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string().into()),
                 Bench::Mqtt => quantrac::source::mqtt::bench::run(readings).await,
+                Bench::Export => quantrac::export::bench::run().await,
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -243,6 +373,117 @@ fn main() -> ExitCode {
                 }
             }
         }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn export(
+    config: &Config,
+    stations: Vec<String>,
+    from: &str,
+    to: &str,
+    format: &str,
+    out: &Path,
+    sign: Option<PathBuf>,
+    exported_at: Option<String>,
+) -> ExitCode {
+    use quantrac::export::{self, Format, Options, Query};
+    let tz = config.timezone;
+    let bad = |m: String| {
+        eprintln!("{m}");
+        ExitCode::from(2)
+    };
+    let (from, to) = match (export::parse_time(from, tz), export::parse_time(to, tz)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(e), _) => return bad(format!("--from: {e}")),
+        (_, Err(e)) => return bad(format!("--to: {e}")),
+    };
+    let Some(format) = Format::parse(format) else {
+        return bad(format!(
+            "--format: unknown format {format:?}; expected one of {}",
+            Format::NAMES
+        ));
+    };
+    let exported_at = match exported_at.map(|t| export::parse_time(&t, tz)) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => return bad(format!("--exported-at: {e}")),
+    };
+    let sign = match sign.map(|k| export::manifest::read_signing_key(&k)) {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => return bad(format!("--sign: {e}")),
+    };
+    let query = Query {
+        stations,
+        from,
+        to,
+        format,
+    };
+    let started = std::time::Instant::now();
+    match export::export(config, &query, out, &Options { exported_at, sign }) {
+        Ok(r) => {
+            println!(
+                "exported {} readings into {} files ({} TT10 files) in {} in {:.1} s; MANIFEST lists them",
+                r.readings,
+                r.files,
+                r.tt10_files,
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            println!("MANIFEST SHA-256: {}", r.manifest_sha256);
+            ExitCode::SUCCESS
+        }
+        Err(e @ export::ExportError::Query(_)) => bad(e.to_string()),
+        Err(e) => {
+            eprintln!("export failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify(dir: &Path, key: Option<&str>) -> ExitCode {
+    use quantrac::export::manifest;
+    let key = match key.map(manifest::read_verifying_key) {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => {
+            eprintln!("--key: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match manifest::verify(dir, key.as_ref()) {
+        Ok(v) if v.problems.is_empty() => {
+            println!(
+                "OK: {} files match the MANIFEST ({}; exported at {})",
+                v.files_checked,
+                v.query.as_deref().unwrap_or("no query recorded"),
+                v.exported_at.as_deref().unwrap_or("?")
+            );
+            match (&v.signed_by, key) {
+                (Some(k), Some(_)) => println!("signed by the given key {k}"),
+                (Some(k), None) => {
+                    println!("signed by key {k} (give --key to check it is the key you expect)")
+                }
+                (None, _) => println!("not signed"),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            for p in &v.problems {
+                println!("FAILED: {p}");
+            }
+            println!(
+                "{} problems; {} files match",
+                v.problems.len(),
+                v.files_checked
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -15,6 +15,10 @@ pub struct Metrics {
     pub commit_micros: AtomicU64,
     /// Batches waiting for the processor (sampled when the processor takes one).
     pub queue_depth: AtomicU64,
+    /// TT10 files whose readings committed (moved to `processed/`).
+    pub tt10_files_processed: AtomicU64,
+    /// TT10 files rejected whole (moved to `rejected/` with a reason).
+    pub tt10_files_rejected: AtomicU64,
 }
 
 #[derive(Debug, Default)]

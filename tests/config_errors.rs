@@ -256,3 +256,41 @@ fn averaging_window_must_divide_a_day() {
     assert_eq!(c.compliance.averaging_window.as_secs(), 1800);
     assert_eq!(c.compliance.quality.flat_line, None);
 }
+
+#[test]
+fn tt10_section_problems_name_their_keys() {
+    let text = format!(
+        "[tt10]\nlanding = [\"ftp\", \"\", \"ftp\"]\nsettle = \"soon\"\nscan_interval = \"0s\"\nprocessed = \"done\"\nrejected = \"done\"\nbatch_files = 0\n{GOOD_STATION}"
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: tt10.landing[1]: must not be empty; give the folder where the FTP server drops the station files",
+            "config/demo.toml: tt10.landing[2]: \"ftp\" is listed twice",
+            "config/demo.toml: tt10.settle: invalid duration \"soon\" (expected number at 0); expected a number with a unit such as \"30s\", \"5m\", \"1h\", \"5y\"",
+            "config/demo.toml: tt10.scan_interval: duration \"0s\" must be greater than zero",
+            "config/demo.toml: tt10.rejected: \"done\" is also tt10.processed; rejected files must be kept apart",
+            "config/demo.toml: tt10.batch_files: 0 is not from 1 to 10000",
+        ]
+    );
+    let text = station_with("[tt10]\nlanding = [\"ftp\"]\nsettel = \"5s\"\n");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: tt10.settel: unknown field `settel`, expected one of `landing`, `settle`, `scan_interval`, `processed`, `rejected`, `batch_files`, `max_file_bytes` (line 11)"]
+    );
+    let ok = station_with("[tt10]\nlanding = [\"ftp\"]\n");
+    let c = Config::from_str(
+        &ok,
+        Path::new("/etc/quantrac/q.toml"),
+        Path::new("/etc/quantrac"),
+    )
+    .unwrap();
+    assert_eq!(
+        c.tt10.landing,
+        [std::path::PathBuf::from("/etc/quantrac/ftp")]
+    );
+    assert_eq!(
+        c.tt10.processed_dir(&c.tt10.landing[0]),
+        std::path::PathBuf::from("/etc/quantrac/ftp/processed")
+    );
+}

@@ -14,6 +14,7 @@ pub mod modbus;
 pub mod mqtt;
 mod secret;
 mod station;
+pub mod tt10;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -59,6 +60,9 @@ pub struct RawConfig {
     /// Where committed data is forwarded (InfluxDB).
     #[serde(default)]
     pub forward: forward::ForwardSection,
+    /// Circular 10 TXT landing folders.
+    #[serde(default)]
+    pub tt10: tt10::Tt10Section,
     /// Monitoring stations, one `[[station]]` table each.
     #[serde(default)]
     pub station: Vec<StationSection>,
@@ -80,6 +84,7 @@ pub struct Config {
     pub influx: Vec<forward::Influx>,
     pub http: http::Http,
     pub compliance: compliance::Compliance,
+    pub tt10: tt10::Tt10,
     pub stations: Vec<Station>,
 }
 
@@ -132,6 +137,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
     let influx = raw.forward.validate(&mut p, base);
     let http = raw.http.validate(&mut p);
     let compliance = raw.compliance.validate(&mut p);
+    let tt10 = raw.tt10.validate(&mut p, base);
 
     let mut stations = Vec::new();
     let mut seen = HashSet::new();
@@ -170,6 +176,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         influx,
         http,
         compliance,
+        tt10,
         stations,
     })
 }

@@ -109,7 +109,8 @@ pub struct StationSimSection {
     pub drift: Option<String>,
     /// Level of each parameter relative to its limit, 0–1 (default 0.6).
     pub load: Option<f64>,
-    /// How the simulated station reaches quantrac: `direct` (in-process), `modbus` or `mqtt`.
+    /// How the simulated station reaches quantrac: `direct` (in-process), `modbus`, `mqtt` or `tt10` (files in the
+    /// first `[tt10] landing` folder).
     #[serde(default = "default_sim_via")]
     pub via: String,
 }
@@ -227,11 +228,11 @@ impl StationSection {
                     );
                 }
             }
-            if !["direct", "modbus", "mqtt"].contains(&sim.via.as_str()) {
+            if !["direct", "modbus", "mqtt", "tt10"].contains(&sim.via.as_str()) {
                 p.push(
                     format!("{key}.sim.via"),
                     format!(
-                        "unknown transport {:?}; expected one of direct, modbus, mqtt",
+                        "unknown transport {:?}; expected one of direct, modbus, mqtt, tt10",
                         sim.via
                     ),
                 );

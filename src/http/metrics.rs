@@ -87,6 +87,22 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         "quantrac_pipeline_queue_depth {}",
         m.queue_depth.load(Relaxed)
     );
+    family(
+        &mut out,
+        "quantrac_tt10_files_total",
+        "counter",
+        "Circular 10 TXT files taken from the landing folders, by outcome.",
+    );
+    for (outcome, c) in [
+        ("processed", &m.tt10_files_processed),
+        ("rejected", &m.tt10_files_rejected),
+    ] {
+        let _ = writeln!(
+            out,
+            "quantrac_tt10_files_total{{outcome=\"{outcome}\"}} {}",
+            c.load(Relaxed)
+        );
+    }
 
     let health = s.health.snapshot();
     family(

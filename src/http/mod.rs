@@ -5,6 +5,7 @@ mod api;
 pub mod auth;
 mod dashboard;
 mod error;
+mod export;
 mod metrics;
 pub mod sse;
 
@@ -88,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/aggregates", get(api::aggregates))
         .route("/api/events", get(api::events))
         .route("/api/quarantine", get(api::quarantine))
+        .route("/api/export", get(export::export))
         .route("/api/audit", get(api::audit))
         .route("/api/stations/{id}/note", post(api::station_note))
         .route("/api/stream", get(sse::stream))

@@ -7,6 +7,8 @@ pub mod direct;
 // MQTT transport (issue 5).
 mod generator;
 pub mod mqtt;
+// TT10 files into a landing folder (issue 9).
+pub mod tt10;
 
 pub use clock::LiveClock;
 pub use generator::StationSim;

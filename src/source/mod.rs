@@ -4,3 +4,4 @@
 pub mod jsonl;
 pub mod modbus;
 pub mod mqtt;
+pub mod tt10;

@@ -9,13 +9,15 @@
 //! own bytes and reason while the good parts are kept; a message that cannot be read at all is one `Rejected` with
 //! the whole payload. The encoders are the inverse (used by the simulator, the benchmark and round-trip tests).
 //!
-//! The TT10 content parser here is a stop-gap: it belongs in `src/source/tt10/format.rs` once that module exists.
+//! The TT10 content parser and writer live in [`crate::source::tt10::format`]; this module only adapts them.
 
-use chrono::{FixedOffset, NaiveDate, TimeZone};
+use chrono::FixedOffset;
 use serde_json::{Map, Value};
 
 use crate::config::mqtt::{JsonMappingSection, PayloadFormat, TimestampFormat};
 use crate::model::{ModelError, Parameter, Reading, StationId, Status, Timestamp, Unit};
+use crate::source::tt10::format::{self as tt10, parse_decimal, Tt10Error};
+pub use crate::source::tt10::format::{format_tt10_time, tt10_time};
 
 /// Why a payload, or a part of it, is not a reading. Messages name the part and what was expected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -55,8 +57,8 @@ pub enum PayloadError {
     MissingValue { parameter: String, key: String },
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("line {line}: {fields} fields; expected groups of 5 TAB-separated fields: symbol, value, unit, time yyyyMMddHHmmss, status")]
-    Tt10Fields { line: usize, fields: usize },
+    #[error(transparent)]
+    Tt10(#[from] Tt10Error),
 }
 
 /// A part of a payload that could not become a reading: its bytes and why.
@@ -249,23 +251,6 @@ fn parse_value(parameter: &str, v: &Value) -> Result<f64, PayloadError> {
         })
 }
 
-/// A decimal number written with a point or (Vietnamese and European dataloggers) a comma.
-fn parse_decimal(s: &str) -> Option<f64> {
-    let t = s.trim();
-    let ok = !t.is_empty()
-        && t.chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | '-' | '+' | 'e' | 'E'));
-    if !ok {
-        return None;
-    }
-    let x: f64 = if t.contains(',') && !t.contains('.') && t.matches(',').count() == 1 {
-        t.replace(',', ".").parse().ok()?
-    } else {
-        t.parse().ok()?
-    };
-    x.is_finite().then_some(x)
-}
-
 fn parse_status(v: &Value) -> Result<Status, PayloadError> {
     match v {
         Value::String(s) => Status::parse(s).map_err(|_| PayloadError::Status(v.to_string())),
@@ -326,100 +311,32 @@ fn to_ms(x: f64) -> Option<i64> {
     (x.is_finite() && x.abs() < 3.2e18 / 1000.0).then_some(x as i64)
 }
 
-/// `yyyyMMddHHmmss` in local time `tz`.
-pub fn tt10_time(s: &str, tz: FixedOffset) -> Option<Timestamp> {
-    let s = s.trim();
-    if s.len() != 14 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r).and_then(|x| x.parse::<u32>().ok());
-    let date = NaiveDate::from_ymd_opt(n(0..4)? as i32, n(4..6)?, n(6..8)?)?;
-    let local = date.and_hms_opt(n(8..10)?, n(10..12)?, n(12..14)?)?;
-    tz.from_local_datetime(&local)
-        .single()
-        .map(|d| Timestamp::from_datetime(&d))
-}
-
-/// Format a timestamp as TT10 `yyyyMMddHHmmss` local time (seconds truncated).
-pub fn format_tt10_time(ts: Timestamp, tz: FixedOffset) -> String {
-    ts.to_local(tz).format("%Y%m%d%H%M%S").to_string()
-}
-
 // ---------------------------------------------------------------------------------------------------------------
-// TT10 content (to move to src/source/tt10/format.rs)
+// TT10 content
 
-/// Decode Circular 10 content: lines of 5-field groups; CRLF, a BOM, blank lines, trailing blanks, decimal commas,
-/// several groups on one line and status `03` are accepted.
+/// Decode Circular 10 content (see [`crate::source::tt10::format`]): CRLF, a BOM, blank lines, trailing blanks,
+/// decimal commas, several groups on one line and status `03` are accepted.
 pub fn decode_tt10(payload: &[u8], cx: &Context<'_>) -> Decoded {
     let text = match utf8(payload) {
         Ok(t) => t,
         Err(e) => return Decoded::whole(e, payload),
     };
-    let mut out = Decoded::default();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let mut fields: Vec<&str> = line.split('\t').map(str::trim).collect();
-        while fields.last().is_some_and(|f| f.is_empty()) {
-            fields.pop();
-        }
-        if fields.is_empty() || fields.len() % 5 != 0 {
-            out.rejected.push(Rejected {
-                error: PayloadError::Tt10Fields {
-                    line: i + 1,
-                    fields: fields.len(),
-                },
-                raw: line.as_bytes().to_vec(),
-            });
-            continue;
-        }
-        for group in fields.chunks(5) {
-            match tt10_group(group, cx) {
-                Ok(r) => out.readings.push(r),
-                Err(error) => out.rejected.push(Rejected {
-                    error,
-                    raw: group.join("\t").into_bytes(),
-                }),
-            }
-        }
-    }
+    let parsed = tt10::parse_text(text, cx.station, cx.tz, cx.unit_of);
+    let out = Decoded {
+        readings: parsed.readings,
+        rejected: parsed
+            .rejected
+            .into_iter()
+            .map(|r| Rejected {
+                error: r.error.into(),
+                raw: r.raw,
+            })
+            .collect(),
+    };
     if out.readings.is_empty() && out.rejected.is_empty() {
         return Decoded::whole(PayloadError::NoValues, payload);
     }
     out
-}
-
-fn tt10_group(g: &[&str], cx: &Context<'_>) -> Result<Reading, PayloadError> {
-    let [symbol, value, unit, time, status] = g else {
-        return Err(PayloadError::Tt10Fields {
-            line: 0,
-            fields: g.len(),
-        });
-    };
-    let parameter = Parameter::new(symbol)?;
-    let value = parse_decimal(value).ok_or_else(|| PayloadError::Value {
-        parameter: symbol.to_string(),
-        found: format!("{value:?}"),
-    })?;
-    let ts = tt10_time(time, cx.tz).ok_or_else(|| PayloadError::Timestamp {
-        value: format!("{time:?}"),
-        expected: "a local time yyyyMMddHHmmss such as \"20261127100000\"",
-    })?;
-    let status = Status::from_code(status)?;
-    let unit = if unit.is_empty() {
-        (cx.unit_of)(&parameter)
-    } else {
-        Unit::new(unit)
-    };
-    Ok(Reading {
-        station: cx.station.clone(),
-        parameter,
-        ts,
-        value,
-        unit,
-        status,
-    })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -508,20 +425,9 @@ fn set_path(root: &mut Value, path: &str, v: Value) {
     }
 }
 
-/// Encode readings as Circular 10 content, one CRLF-terminated line per reading.
+/// Encode readings as Circular 10 content, one CRLF-terminated line per reading (maintenance is written as `01`).
 pub fn encode_tt10(readings: &[Reading], tz: FixedOffset) -> Vec<u8> {
-    let mut s = String::new();
-    for r in readings {
-        s.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\r\n",
-            r.parameter,
-            r.value,
-            r.unit,
-            format_tt10_time(r.ts, tz),
-            r.status.code()
-        ));
-    }
-    s.into_bytes()
+    tt10::write_content(readings, tz)
 }
 
 #[cfg(test)]

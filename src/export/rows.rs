@@ -1,0 +1,239 @@
+//! Streaming reads of the ledger for exports, over a read-only connection: readings of a station in time order
+//! (a merge of one index range per parameter over the `(station, parameter, ts)` key, so no sort and no table
+//! scan), aggregates and events. Rows are handed to a callback one at a time.
+
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, Rows};
+
+use crate::ledger::LedgerError;
+
+/// A station or parameter as the ledger names it.
+#[derive(Debug, Clone)]
+pub struct Named {
+    pub id: i64,
+    pub name: Arc<str>,
+}
+
+/// One stored reading, as exported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingRow {
+    pub seq: i64,
+    pub parameter: Arc<str>,
+    pub ts: i64,
+    pub value: f64,
+    pub unit: String,
+    pub status: u8,
+    pub source: String,
+    pub received: i64,
+    pub limit_low: Option<f64>,
+    pub limit_high: Option<f64>,
+    pub ratio: Option<f64>,
+    pub band: String,
+    pub flags: u32,
+}
+
+/// Stations in the ledger, by code.
+pub fn stations(conn: &Connection) -> Result<Vec<Named>, LedgerError> {
+    named(conn, "SELECT id, code FROM stations ORDER BY code")
+}
+
+/// Parameters in the ledger, by symbol.
+pub fn parameters(conn: &Connection) -> Result<Vec<Named>, LedgerError> {
+    named(conn, "SELECT id, symbol FROM parameters ORDER BY symbol")
+}
+
+fn named(conn: &Connection, sql: &str) -> Result<Vec<Named>, LedgerError> {
+    let mut st = conn.prepare(sql)?;
+    let rows = st.query_map([], |r| {
+        Ok(Named {
+            id: r.get(0)?,
+            name: Arc::from(r.get::<_, String>(1)?.as_str()),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+const READINGS_SQL: &str = "SELECT seq, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags \
+     FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts >= ?3 AND ts < ?4 ORDER BY ts";
+
+fn next_reading(
+    rows: &mut Rows<'_>,
+    parameter: &Arc<str>,
+) -> Result<Option<ReadingRow>, LedgerError> {
+    let Some(r) = rows.next()? else {
+        return Ok(None);
+    };
+    Ok(Some(ReadingRow {
+        seq: r.get(0)?,
+        parameter: parameter.clone(),
+        ts: r.get(1)?,
+        value: r.get(2)?,
+        unit: r.get(3)?,
+        status: r.get(4)?,
+        source: r.get(5)?,
+        received: r.get(6)?,
+        limit_low: r.get(7)?,
+        limit_high: r.get(8)?,
+        ratio: r.get(9)?,
+        band: r.get(10)?,
+        flags: r.get(11)?,
+    }))
+}
+
+/// Every reading of `station` with `from <= ts < to`, ordered by time, then parameter symbol (`parameters` must be
+/// sorted by symbol).
+pub fn for_each_reading<E: From<LedgerError>>(
+    conn: &Connection,
+    station: i64,
+    parameters: &[Named],
+    from: i64,
+    to: i64,
+    mut f: impl FnMut(&ReadingRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut statements = Vec::with_capacity(parameters.len());
+    for _ in parameters {
+        statements.push(conn.prepare(READINGS_SQL).map_err(LedgerError::from)?);
+    }
+    let mut cursors: Vec<Rows<'_>> = Vec::with_capacity(parameters.len());
+    for (st, p) in statements.iter_mut().zip(parameters) {
+        cursors.push(
+            st.query(params![station, p.id, from, to])
+                .map_err(LedgerError::from)?,
+        );
+    }
+    let mut heads: Vec<Option<ReadingRow>> = Vec::with_capacity(parameters.len());
+    for (rows, p) in cursors.iter_mut().zip(parameters) {
+        heads.push(next_reading(rows, &p.name)?);
+    }
+    loop {
+        // Ties on time go to the first parameter (by symbol): a stable, reproducible order.
+        let mut best: Option<usize> = None;
+        for (i, h) in heads.iter().enumerate() {
+            if let Some(h) = h {
+                if best.is_none_or(|b| heads[b].as_ref().is_some_and(|x| h.ts < x.ts)) {
+                    best = Some(i);
+                }
+            }
+        }
+        let Some(i) = best else { return Ok(()) };
+        if let Some(row) = heads[i].take() {
+            f(&row)?;
+        }
+        heads[i] = next_reading(&mut cursors[i], &parameters[i].name)?;
+    }
+}
+
+/// One stored window aggregate, as exported (the wall-clock `computed` column is left out: it would make
+/// re-exports differ).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRow {
+    pub parameter: String,
+    pub window_start: i64,
+    pub mean: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub valid: i64,
+    pub expected: i64,
+    pub completeness: f64,
+    pub limit_low: Option<f64>,
+    pub limit_high: Option<f64>,
+    pub ratio: Option<f64>,
+    pub band: String,
+    pub revision: i64,
+}
+
+/// Window lengths stored for a station.
+pub fn windows(conn: &Connection, station: i64) -> Result<Vec<i64>, LedgerError> {
+    let mut st = conn.prepare(
+        "SELECT DISTINCT window_ms FROM aggregates WHERE station_id = ?1 ORDER BY window_ms",
+    )?;
+    let rows = st.query_map([station], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Aggregates of `station` for one window length with `from <= start < to`, by start then parameter.
+pub fn for_each_aggregate<E: From<LedgerError>>(
+    conn: &Connection,
+    station: i64,
+    window_ms: i64,
+    from: i64,
+    to: i64,
+    mut f: impl FnMut(&AggregateRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut st = conn
+        .prepare(
+            "SELECT p.symbol, a.window_start, a.mean, a.min, a.max, a.valid, a.expected, a.completeness, a.limit_low, \
+             a.limit_high, a.ratio, a.band, a.revision FROM aggregates a JOIN parameters p ON p.id = a.parameter_id \
+             WHERE a.station_id = ?1 AND a.window_ms = ?2 AND a.window_start >= ?3 AND a.window_start < ?4 \
+             ORDER BY a.window_start, p.symbol",
+        )
+        .map_err(LedgerError::from)?;
+    let mut rows = st
+        .query(params![station, window_ms, from, to])
+        .map_err(LedgerError::from)?;
+    while let Some(r) = rows.next().map_err(LedgerError::from)? {
+        let row = (|| {
+            Ok::<_, rusqlite::Error>(AggregateRow {
+                parameter: r.get(0)?,
+                window_start: r.get(1)?,
+                mean: r.get(2)?,
+                min: r.get(3)?,
+                max: r.get(4)?,
+                valid: r.get(5)?,
+                expected: r.get(6)?,
+                completeness: r.get(7)?,
+                limit_low: r.get(8)?,
+                limit_high: r.get(9)?,
+                ratio: r.get(10)?,
+                band: r.get(11)?,
+                revision: r.get(12)?,
+            })
+        })()
+        .map_err(LedgerError::from)?;
+        f(&row)?;
+    }
+    Ok(())
+}
+
+/// One compliance event, as exported (the wall-clock `updated` column is left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub parameter: String,
+    pub scope: String,
+    pub start: i64,
+    pub end: Option<i64>,
+    pub last: i64,
+    pub band: String,
+    pub peak_band: String,
+    pub peak_ratio: Option<f64>,
+    pub peak_at: i64,
+}
+
+/// Events of `station` that overlap `[from, to)`, by start.
+pub fn events(
+    conn: &Connection,
+    station: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<EventRow>, LedgerError> {
+    let mut st = conn.prepare(
+        "SELECT p.symbol, e.scope, e.start, e.end, e.last, e.band, e.peak_band, e.peak_ratio, e.peak_at FROM events e \
+         JOIN parameters p ON p.id = e.parameter_id WHERE e.station_id = ?1 AND e.start < ?3 AND (e.end IS NULL OR e.end >= ?2) \
+         ORDER BY e.start, p.symbol, e.scope",
+    )?;
+    let rows = st.query_map(params![station, from, to], |r| {
+        Ok(EventRow {
+            parameter: r.get(0)?,
+            scope: r.get(1)?,
+            start: r.get(2)?,
+            end: r.get(3)?,
+            last: r.get(4)?,
+            band: r.get(5)?,
+            peak_band: r.get(6)?,
+            peak_ratio: r.get(7)?,
+            peak_at: r.get(8)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,178 @@
+//! `GET /api/export?station&from&to&format=csv|json|tt10|all` for auditors: `csv` and `json` stream the readings
+//! table as it is read from the ledger; `tt10` and `all` build the export folder (with its MANIFEST) in a temporary
+//! folder and stream it as a tar archive. Memory stays flat: rows go out in 64 KiB chunks as they are read.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use tokio::sync::mpsc;
+
+use super::auth::require;
+use super::{ApiError, AppState};
+use crate::config::http::Role;
+use crate::export::{self, Format};
+use crate::model::Timestamp;
+
+const CHUNK: usize = 64 * 1024;
+
+/// A blocking writer whose bytes become the response body.
+struct ChannelWriter {
+    tx: mpsc::Sender<Result<Bytes, io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+fn time(
+    q: &HashMap<String, String>,
+    key: &str,
+    tz: chrono::FixedOffset,
+) -> Result<Timestamp, ApiError> {
+    let v = q.get(key).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{key} is required (local date 2026-10-01, RFC 3339 or Unix milliseconds)"
+        ))
+    })?;
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(Timestamp(ms));
+    }
+    export::parse_time(v, tz).map_err(|e| ApiError::bad_request(format!("{key}: {e}")))
+}
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+pub async fn export(
+    State(s): State<AppState>,
+    parts: Parts,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let caller = require(&s.config.http, &parts, Role::Auditor)?;
+    const ALLOWED: [&str; 4] = ["station", "from", "to", "format"];
+    if let Some(k) = q
+        .keys()
+        .find(|k| !ALLOWED.contains(&k.as_str()) && k.as_str() != "access_token")
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown parameter {k:?}; expected {}",
+            ALLOWED.join(", ")
+        )));
+    }
+    let tz = s.config.timezone;
+    let (from, to) = (time(&q, "from", tz)?, time(&q, "to", tz)?);
+    if to <= from {
+        return Err(ApiError::bad_request(
+            "the period is empty: to must be after from",
+        ));
+    }
+    let format = match q.get("format") {
+        None => Format::Csv,
+        Some(f) => Format::parse(f).ok_or_else(|| {
+            ApiError::bad_request(format!("format={f:?}; expected one of {}", Format::NAMES))
+        })?,
+    };
+    let stations: Vec<String> = q
+        .get("station")
+        .map(|s| vec![s.clone()])
+        .unwrap_or_default();
+    if let Some(id) = stations.first() {
+        if s.config.station(id).is_none() && s.live.station(id).is_none() {
+            return Err(ApiError::bad_request(format!("unknown station {id:?}")));
+        }
+    }
+    tracing::info!(who = %caller.name, query = %export::describe(&export::Query { stations: stations.clone(), from, to, format }, tz), "Export requested.");
+    let label = format!(
+        "quantrac-export-{}-{}-{}",
+        stations.first().map_or("all", String::as_str),
+        Timestamp(from.millis()).to_local(tz).format("%Y%m%d%H%M"),
+        Timestamp(to.millis()).to_local(tz).format("%Y%m%d%H%M"),
+    );
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    let config = s.config.clone();
+    let (content_type, file) = match format {
+        Format::Csv => ("text/csv; charset=utf-8", format!("{label}.csv")),
+        Format::Json => ("application/json", format!("{label}.json")),
+        Format::Tt10 | Format::All => (
+            "application/x-tar",
+            format!("{label}-{}.tar", format.as_str()),
+        ),
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut w = ChannelWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        };
+        let result: Result<(), String> = match format {
+            Format::Csv => export::write_readings(&config, &stations, from, to, Some(&mut w), None)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Format::Json => {
+                export::write_readings(&config, &stations, from, to, None, Some(&mut w))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Format::Tt10 | Format::All => {
+                let dir = std::env::temp_dir().join(format!(
+                    "quantrac-export-{}-{}",
+                    std::process::id(),
+                    TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+                ));
+                let query = export::Query {
+                    stations,
+                    from,
+                    to,
+                    format,
+                };
+                let r = export::export(&config, &query, &dir, &export::Options::default())
+                    .map_err(|e| e.to_string())
+                    .and_then(|_| {
+                        export::tar::write_folder(&dir, &label, &mut w)
+                            .and_then(|_| w.flush())
+                            .map_err(|e| e.to_string())
+                    });
+                let _ = std::fs::remove_dir_all(&dir);
+                r
+            }
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "Export stopped; the response is cut short.");
+            let _ = tx.blocking_send(Err(io::Error::other(e)));
+        }
+    });
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let mut resp = Response::new(body);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{file}\"")) {
+        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
