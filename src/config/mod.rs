@@ -4,6 +4,7 @@
 //! with the key path), then `validate` checks everything purely — no network, no disk beyond `*_file` secrets and
 //! profile files — and reports every problem at once, each naming the file, the key path and what was expected.
 
+pub mod alert;
 pub mod compliance;
 mod daemon;
 mod duration;
@@ -59,6 +60,9 @@ pub struct RawConfig {
     /// Where committed data is forwarded (InfluxDB).
     #[serde(default)]
     pub forward: forward::ForwardSection,
+    /// The alert engine: timing, channels (recipients), routes, maintenance windows.
+    #[serde(default)]
+    pub alert: alert::AlertSection,
     /// Monitoring stations, one `[[station]]` table each.
     #[serde(default)]
     pub station: Vec<StationSection>,
@@ -80,6 +84,7 @@ pub struct Config {
     pub influx: Vec<forward::Influx>,
     pub http: http::Http,
     pub compliance: compliance::Compliance,
+    pub alert: alert::Alert,
     pub stations: Vec<Station>,
 }
 
@@ -156,6 +161,8 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
             "no stations configured; add at least one [[station]] table",
         );
     }
+    let station_ids: Vec<String> = raw.station.iter().map(|s| s.id.clone()).collect();
+    let alert = raw.alert.validate(&mut p, base, &station_ids);
     p.finish()?;
     Ok(Config {
         source: file.to_path_buf(),
@@ -170,6 +177,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         influx,
         http,
         compliance,
+        alert,
         stations,
     })
 }
