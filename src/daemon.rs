@@ -30,6 +30,9 @@ pub enum DaemonError {
     /// The embedded MQTT broker could not start.
     #[error(transparent)]
     MqttBroker(#[from] crate::source::mqtt::broker::BrokerError),
+    /// The alert engine or one of its channels could not start.
+    #[error(transparent)]
+    Alerts(#[from] crate::alert::StartError),
 }
 
 /// Load the limit profiles and resolve every station's limits; problems are reported like config problems.
@@ -70,6 +73,20 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
     let health = crate::health::Health::default();
     let mut sources = tokio::task::JoinSet::new();
+    // Alerts (issue 7): the engine follows the pipeline from its ledger cursor; one delivery task per channel.
+    let alerts = if config.alert.enabled {
+        Some(crate::alert::start(
+            &config,
+            &pipeline.live,
+            &health,
+            &metrics,
+            Arc::new(crate::alert::SystemClock),
+            &mut sources,
+            &shutdown,
+        )?)
+    } else {
+        None
+    };
     sources.spawn(follow_live(
         live.clone(),
         pipeline.live.subscribe(),
@@ -93,7 +110,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             pipeline.live.clone(),
             sources_started.clone(),
             shutdown.clone(),
-        );
+        )
+        .with_alerts(alerts.clone());
         let stop = shutdown.clone();
         sources.spawn(async move {
             if let Err(e) = crate::http::serve(listener, state, stop).await {

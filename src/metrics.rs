@@ -15,6 +15,8 @@ pub struct Metrics {
     pub commit_micros: AtomicU64,
     /// Batches waiting for the processor (sampled when the processor takes one).
     pub queue_depth: AtomicU64,
+    /// Alerts raised and cleared, notifications delivered and failed.
+    pub alerts: crate::alert::AlertMetrics,
 }
 
 #[derive(Debug, Default)]

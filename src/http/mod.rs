@@ -42,6 +42,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Prepared SSE messages (see `sse::start_hub`).
     pub sse: broadcast::Sender<sse::Message>,
+    /// The alert engine, for acknowledgements (`None` when `alert.enabled = false`).
+    pub alerts: Option<crate::alert::AlertHandle>,
 }
 
 impl AppState {
@@ -72,7 +74,14 @@ impl AppState {
             sources_started,
             shutdown,
             sse,
+            alerts: None,
         }
+    }
+
+    /// Let `POST /api/alerts/{id}/ack` reach the alert engine.
+    pub fn with_alerts(mut self, alerts: Option<crate::alert::AlertHandle>) -> Self {
+        self.alerts = alerts;
+        self
     }
 }
 
@@ -87,6 +96,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/readings", get(api::readings))
         .route("/api/aggregates", get(api::aggregates))
         .route("/api/events", get(api::events))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/alerts/{id}/ack", post(api::ack_alert))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/audit", get(api::audit))
         .route("/api/stations/{id}/note", post(api::station_note))

@@ -1,0 +1,77 @@
+//! E-mail over SMTP (lettre): STARTTLS (default), implicit TLS, or plain for a relay on loopback. Subject and body
+//! in Vietnamese, then English.
+
+use lettre::message::header::ContentType;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::alert::message::Notification;
+use crate::config::alert::{Channel, ChannelKind, SmtpTls};
+
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl Email {
+    pub fn build(c: &Channel) -> Result<Email, String> {
+        let ChannelKind::Email {
+            server,
+            port,
+            tls,
+            credentials,
+            from,
+            to,
+        } = &c.kind
+        else {
+            return Err("not an e-mail channel".into());
+        };
+        let builder = match tls {
+            SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(server)
+                .map_err(|e| format!("SMTP server {server}: {e}"))?,
+            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(server)
+                .map_err(|e| format!("SMTP server {server}: {e}"))?,
+            SmtpTls::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server),
+        };
+        let mut builder = builder
+            .port(*port)
+            .timeout(Some(c.timeout))
+            .hello_name(ClientId::Domain("quantrac".into()));
+        if let Some((user, password)) = credentials {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
+        }
+        let parse = |a: &str| {
+            a.parse::<Mailbox>()
+                .map_err(|e| format!("{a:?} is not an e-mail address: {e}"))
+        };
+        Ok(Email {
+            transport: builder.build(),
+            from: parse(from)?,
+            to: to.iter().map(|a| parse(a)).collect::<Result<_, _>>()?,
+        })
+    }
+
+    pub async fn send(&self, n: &Notification) -> Result<(), String> {
+        let mut m = Message::builder()
+            .from(self.from.clone())
+            .subject(n.email_subject())
+            .header(ContentType::TEXT_PLAIN);
+        for t in &self.to {
+            m = m.to(t.clone());
+        }
+        let msg = m
+            .body(n.email_body())
+            .map_err(|e| format!("cannot build the message: {e}"))?;
+        self.transport
+            .send(msg)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("SMTP delivery failed: {e}"))
+    }
+}
