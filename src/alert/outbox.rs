@@ -79,7 +79,7 @@ fn record(
     status: &str,
     next_attempt: i64,
 ) -> Result<(), LedgerError> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let error = outcome.as_ref().err();
     tx.execute(
         "INSERT INTO outbox_attempts (outbox_id, at, duration_ms, ok, error) VALUES (?1, ?2, ?3, ?4, ?5)",

@@ -61,11 +61,16 @@ pub struct Runner {
     last_seen: HashMap<String, i64>,
     /// Latest limit and unit per (station, parameter), for window messages.
     limits: HashMap<(String, String), (Option<f64>, Option<f64>, String)>,
+    /// Configured unit per (station, parameter).
+    units: HashMap<(String, String), String>,
     /// Newest judging window per (station, parameter): its start and completeness so far.
     windows: HashMap<(String, String), (i64, f64)>,
     /// Highest reading seq fed to the engine, and the one saved with its state.
     fed_seq: i64,
     saved_seq: i64,
+    /// When the cursor was last saved without a transition (it is saved at most every 5 s on its own, to keep
+    /// out of the ledger writer's way).
+    saved_at: std::time::Instant,
     /// Decided but not yet stored (kept across a failed commit).
     pending: Vec<Transition>,
     unsaved: HashMap<AlertKey, KeyState>,
@@ -106,9 +111,23 @@ impl Runner {
             stations,
             judging_ms: p.config.compliance.averaging_window.as_millis() as i64,
             limits: HashMap::new(),
+            units: p
+                .config
+                .stations
+                .iter()
+                .flat_map(|s| {
+                    s.parameters.iter().map(|x| {
+                        (
+                            (s.id.to_string(), x.parameter.to_string()),
+                            x.unit.to_string(),
+                        )
+                    })
+                })
+                .collect(),
             windows: HashMap::new(),
             fed_seq: cursor,
             saved_seq: cursor,
+            saved_at: std::time::Instant::now(),
             pending: Vec::new(),
             unsaved: HashMap::new(),
         })
@@ -146,7 +165,9 @@ impl Runner {
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 _ = every.tick() => {
                     self.tick();
-                    self.flush().await;
+                    if !self.pending.is_empty() || self.saved_at.elapsed() >= Duration::from_secs(5) {
+                        self.flush().await;
+                    }
                 }
             }
         }
@@ -316,7 +337,18 @@ impl Runner {
         if matches!(band, Band::NoLimit | Band::NotEvaluated) {
             return;
         }
-        let (lo, hi, unit) = self.limits.get(&k).cloned().unwrap_or_default();
+        let (lo, mut hi, unit) = self
+            .limits
+            .get(&k)
+            .cloned()
+            .unwrap_or_else(|| (None, None, self.units.get(&k).cloned().unwrap_or_default()));
+        if lo.is_none() && hi.is_none() {
+            // No reading seen yet since start: the limit follows from the mean and its multiple.
+            hi = mean
+                .zip(ratio)
+                .filter(|(_, r)| *r > 0.0)
+                .map(|(m, r)| m / r);
+        }
         let detail = Detail {
             ts: window_start,
             value: mean,
@@ -488,6 +520,7 @@ impl Runner {
             }
         };
         self.saved_seq = seq;
+        self.saved_at = std::time::Instant::now();
         self.unsaved.clear();
         let mut woken = BTreeSet::new();
         for ((t, channels), id) in routed.iter().zip(&ids) {

@@ -111,7 +111,9 @@ impl Store {
         mut dirty: Vec<(AlertKey, KeyState)>,
         readings_pos: Option<i64>,
     ) -> Result<(Vec<i64>, Vec<Value>), LedgerError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(routed.len());
         for (t, channels) in routed {
             let id = store_transition(&tx, t)?;
@@ -170,7 +172,9 @@ impl Store {
         comment: &str,
         state: Option<(AlertKey, KeyState)>,
     ) -> Result<Value, AckError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let current: Option<String> = tx
             .query_row("SELECT state FROM alerts WHERE id = ?1", [id], |r| r.get(0))
             .optional()?;

@@ -254,6 +254,8 @@ impl Ledger {
                     e.assessment.flags.0
                 ])?;
                 outcomes[i] = if n == 1 {
+                    // Taken before the event insert below, which moves last_insert_rowid to the events table.
+                    let seq = tx.last_insert_rowid();
                     counts.accepted += 1;
                     let key = EventKey {
                         station: r.station.clone(),
@@ -267,7 +269,7 @@ impl Ledger {
                         events::store(&tx, (s, p), &change)?;
                         self.event_changes.push(change);
                     }
-                    Outcome::Accepted(tx.last_insert_rowid())
+                    Outcome::Accepted(seq)
                 } else {
                     let (kept_value, kept_status): (f64, u8) = tx
                         .prepare_cached("SELECT value, status FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts = ?3")?
