@@ -506,7 +506,7 @@ impl ChannelSection {
                 _ => {
                     p.push(
                         format!("{k}.{key}"),
-                        format!("a {} channel needs {key}", self.kind),
+                        format!("{} channels need {key}", self.kind),
                     );
                     None
                 }
