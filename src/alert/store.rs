@@ -115,8 +115,28 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(routed.len());
+        // A key can be raised and then escalated or cleared within one batch, before the engine knows the new id.
+        let mut assigned: std::collections::HashMap<&AlertKey, i64> = Default::default();
         for (t, channels) in routed {
-            let id = store_transition(&tx, t)?;
+            let known = match t.change {
+                Change::Raised => None,
+                _ => t.alert_id.or_else(|| assigned.get(&t.key).copied()),
+            };
+            let id = match (t.change, known) {
+                (Change::Raised, _) => store_transition(&tx, t, None)?,
+                (_, Some(id)) => store_transition(&tx, t, Some(id))?,
+                (_, None) => match open_alert(&tx, &t.key)? {
+                    Some(id) => store_transition(&tx, t, Some(id))?,
+                    None => {
+                        tracing::warn!(key = %t.key.id(), change = t.change.as_str(), "Alert change without an open alert; skipped.");
+                        ids.push(0);
+                        continue;
+                    }
+                },
+            };
+            if t.change == Change::Raised {
+                assigned.insert(&t.key, id);
+            }
             if t.change == Change::Raised {
                 for (k, s) in dirty.iter_mut() {
                     if *k == t.key {
@@ -216,10 +236,26 @@ impl Store {
     }
 }
 
-fn store_transition(tx: &Transaction<'_>, t: &Transition) -> Result<i64, LedgerError> {
+/// The newest open alert of a key.
+fn open_alert(tx: &Transaction<'_>, k: &AlertKey) -> Result<Option<i64>, LedgerError> {
+    Ok(tx
+        .query_row(
+            "SELECT MAX(id) FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 AND state IN ('raised', 'acknowledged')",
+            params![k.station, k.subject, k.kind.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten())
+}
+
+fn store_transition(
+    tx: &Transaction<'_>,
+    t: &Transition,
+    id: Option<i64>,
+) -> Result<i64, LedgerError> {
     let detail = serde_json::to_string(&t.detail).unwrap_or_default();
     let peak = serde_json::to_string(&t.peak).unwrap_or_default();
-    match (t.change, t.alert_id) {
+    match (t.change, id) {
         (Change::Raised, _) | (_, None) => {
             tx.prepare_cached(
                 "INSERT INTO alerts (station, subject, kind, severity, state, since, raised, updated, detail, peak, notifications) \
@@ -329,4 +365,55 @@ pub fn open_counts(
     )?;
     let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::engine::Detail;
+
+    fn transition(change: Change, at: i64) -> Transition {
+        Transition {
+            key: AlertKey::new("BN_A_B", "COD", Kind::Exceedance),
+            change,
+            alert_id: None,
+            at,
+            since: 1,
+            detail: Detail::default(),
+            peak: Detail::default(),
+        }
+    }
+
+    #[test]
+    fn raise_and_clear_in_one_batch_make_one_cleared_alert() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
+        let mut s = Store::open(&path).unwrap();
+        let ctx = Context {
+            public_url: "http://x".into(),
+            timezone: chrono::FixedOffset::east_opt(7 * 3600).unwrap(),
+            stations: Default::default(),
+        };
+        let routed = vec![
+            (transition(Change::Raised, 10), vec!["log".to_string()]),
+            (transition(Change::Escalated, 11), vec!["log".to_string()]),
+            (transition(Change::Cleared, 12), vec!["log".to_string()]),
+            (transition(Change::Raised, 13), vec!["log".to_string()]),
+        ];
+        let (ids, changed) = s.commit(&ctx, &routed, Vec::new(), Some(5)).unwrap();
+        assert_eq!(ids, [1, 1, 1, 2]);
+        assert_eq!(changed.len(), 2);
+        assert_eq!(changed[0]["state"], "cleared");
+        assert_eq!(changed[1]["state"], "raised");
+        let n: i64 = s
+            .connection()
+            .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(
+            crate::ledger::cursor(s.connection(), READINGS_CURSOR).unwrap(),
+            5
+        );
+    }
 }
