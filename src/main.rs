@@ -126,6 +126,8 @@ enum Bench {
     ModbusSim,
     /// Readings/s committed from Mosquitto (QoS 1, 10 readings per message) beside mosquitto_sub's rate.
     Mqtt,
+    /// Latency from a reading's commit to its alert arriving at a local webhook (p50/p99), 1,000 notifications.
+    Alerts,
 }
 
 fn main() -> ExitCode {
@@ -224,6 +226,7 @@ fn main() -> ExitCode {
                     .await
                     .map_err(|e| e.to_string().into()),
                 Bench::Mqtt => quantrac::source::mqtt::bench::run(readings).await,
+                Bench::Alerts => quantrac::bench::alerts(readings.min(1000)).await,
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
