@@ -153,7 +153,7 @@ async fn plant_page_lists_open_alerts_and_an_operator_acknowledges_one() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["id"].to_string() == id)
+        .find(|a| a["id"].as_i64().map(|x| x.to_string()).as_deref() == Some(id.as_str()))
         .cloned()
         .unwrap();
     assert_eq!(a["acked_by"], "operator-1");

@@ -45,6 +45,9 @@ struct ReadingObs<'a> {
     flags: Flags,
 }
 
+/// (lower bound, upper bound or Cmax, unit).
+type LimitAndUnit = (Option<f64>, Option<f64>, String);
+
 pub struct Runner {
     engine: Engine,
     ctx: Context,
@@ -60,7 +63,7 @@ pub struct Runner {
     /// Wall time of each station's latest reading (silence).
     last_seen: HashMap<String, i64>,
     /// Latest limit and unit per (station, parameter), for window messages.
-    limits: HashMap<(String, String), (Option<f64>, Option<f64>, String)>,
+    limits: HashMap<(String, String), LimitAndUnit>,
     /// Configured unit per (station, parameter).
     units: HashMap<(String, String), String>,
     /// Newest judging window per (station, parameter): its start and completeness so far.
