@@ -202,7 +202,12 @@ impl Ledger {
         quarantine: &[Quarantined],
     ) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
         let now = Timestamp::now().millis();
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock up front (waiting under busy_timeout). A deferred transaction that reads
+        // first fails at once with SQLITE_BUSY when another connection (alert engine, forwarder cursors) wrote
+        // after its read began.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(readings.len());
         for e in readings {
             let s = id_of(
@@ -341,7 +346,9 @@ impl Ledger {
 
     /// Delete readings older than `cutoff`, but never one a cursor has not passed. Returns rows deleted.
     pub fn apply_retention(&mut self, cutoff: Timestamp) -> Result<usize, LedgerError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let floor: Option<i64> = tx
             .query_row(
                 "SELECT MIN(position) FROM cursors WHERE stream = 'readings'",
