@@ -669,3 +669,169 @@ fn current_windows(
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The runner with paused time: silence and forwarder backlog come from the tick, readings from the broadcast.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::engine::TokioClock;
+    use crate::health::{Backlog, ConnectionState};
+    use crate::ledger::Evaluated;
+    use crate::model::{Parameter, Reading, SourceKind, StationId, Unit};
+    use crate::pipeline::Committed;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn alerts(db: &std::path::Path) -> Vec<(String, String, String)> {
+        let c = rusqlite::Connection::open(db).unwrap();
+        let mut st = c
+            .prepare("SELECT kind, subject, state FROM alerts ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn reading(seq: i64, ts: i64) -> LiveEvent {
+        LiveEvent::Readings(Arc::new(vec![Committed {
+            seq,
+            evaluated: Evaluated {
+                reading: Reading {
+                    station: StationId::parse("BN_KCNTS_NUOC01").unwrap(),
+                    parameter: Parameter::new("pH").unwrap(),
+                    ts: Timestamp(ts),
+                    value: 7.0,
+                    unit: Unit::new("-"),
+                    status: Status::Measuring,
+                },
+                assessment: crate::compliance::Assessment {
+                    limit: Some(LimitBound::Range(5.5, 9.0)),
+                    ratio: None,
+                    band: Band::Compliant,
+                    flags: Flags::default(),
+                },
+                source: SourceKind::Sim,
+            },
+        }]))
+    }
+
+    /// Wait (in paused time, so the runner's ticks run) until `cond` holds on the alerts, for at most `limit`.
+    async fn until(
+        db: &std::path::Path,
+        limit: Duration,
+        cond: impl Fn(&[(String, String, String)]) -> bool,
+    ) -> Vec<(String, String, String)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let a = alerts(db);
+            if cond(&a) || tokio::time::Instant::now() > deadline {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_station_and_forwarder_backlog_raise_from_the_tick_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+[ledger]
+path = "l.db"
+[alert]
+silent_after = "10m"
+backlog_after = "30m"
+[[alert.channel]]
+name = "log"
+type = "log"
+[[alert.route]]
+channels = ["log"]
+[[station]]
+id = "BN_KCNTS_NUOC01"
+name = "Tiên Sơn"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 5000
+receiving_water = { type = "river", flow_m3_s = 120 }
+parameters = { pH = {} }
+"#;
+        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+        let db = config.ledger.path.clone();
+        drop(crate::ledger::Ledger::open(&db, crate::config::Synchronous::Normal).unwrap());
+        let (live, _keep) = broadcast::channel(16);
+        let health = Health::default();
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        crate::alert::start(
+            &config,
+            &live,
+            &health,
+            &metrics,
+            Arc::new(TokioClock::new(T0)),
+            &mut tasks,
+            &shutdown,
+        )
+        .unwrap();
+        // A reading now; nine minutes later still quiet.
+        live.send(reading(1, T0)).unwrap();
+        tokio::time::sleep(Duration::from_secs(9 * 60)).await;
+        assert!(alerts(&db).is_empty());
+        // Past ten minutes without data: silent, once.
+        let a = until(&db, Duration::from_secs(120), |a| !a.is_empty()).await;
+        assert_eq!(a, [("silent".into(), "".into(), "raised".into())]);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(alerts(&db).len(), 1, "raised once");
+        // Data again: cleared.
+        live.send(reading(2, T0 + 1_300_000)).unwrap();
+        let a = until(&db, Duration::from_secs(10), |a| a[0].2 == "cleared").await;
+        assert_eq!(a[0].2, "cleared");
+
+        // A forwarder 40 minutes behind: backlog raised; caught up: cleared.
+        let mut c = ConnectionState::new(SourceKind::Api, Vec::new());
+        c.backlog = Some(Backlog {
+            rows_behind: 5000,
+            oldest_unsent_ms: Some(40 * 60_000),
+        });
+        health.register("influx province", c);
+        let a = until(&db, Duration::from_secs(10), |a| a.len() == 2).await;
+        assert_eq!(
+            a[1],
+            ("backlog".into(), "influx province".into(), "raised".into())
+        );
+        health.set_backlog(
+            "influx province",
+            Backlog {
+                rows_behind: 0,
+                oldest_unsent_ms: None,
+            },
+        );
+        let a = until(&db, Duration::from_secs(10), |a| a[1].2 == "cleared").await;
+        assert_eq!(a[1].2, "cleared");
+        let by_kind = metrics.alerts.by_kind();
+        assert!(by_kind
+            .iter()
+            .any(|(k, r, c)| *k == "silent" && *r == 1 && *c == 1));
+        // The log channel delivered all four notifications.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while support_delivered(&db) < 4 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(support_delivered(&db), 4);
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn support_delivered(db: &std::path::Path) -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE status = 'delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+}

@@ -115,6 +115,8 @@ impl Store {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(routed.len());
+        // Delivery runs on the wall clock (the engine's clock is injected and may be a test's).
+        let queued = Timestamp::now().millis();
         // A key can be raised and then escalated or cleared within one batch, before the engine knows the new id.
         let mut assigned: std::collections::HashMap<&AlertKey, i64> = Default::default();
         for (t, channels) in routed {
@@ -151,7 +153,7 @@ impl Store {
                     "INSERT INTO outbox (alert_id, channel, change, payload, created, status, attempts, next_attempt) \
                      VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?5)",
                 )?
-                .execute(params![id, ch, t.change.as_str(), payload, t.at])?;
+                .execute(params![id, ch, t.change.as_str(), payload, queued])?;
             }
             ids.push(id);
         }
