@@ -85,6 +85,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             &shutdown,
         )?)
     } else {
+        // A cursor left from when alerts were on would hold back retention for ever.
+        crate::alert::store::Store::open(&config.ledger.path)?.forget_cursor()?;
         None
     };
     sources.spawn(follow_live(

@@ -102,6 +102,13 @@ impl Store {
         }
     }
 
+    /// Drop the engine's readings cursor (alerts switched off), so retention does not wait for it.
+    pub fn forget_cursor(&self) -> Result<(), LedgerError> {
+        self.conn
+            .execute("DELETE FROM cursors WHERE name = ?1", [READINGS_CURSOR])?;
+        Ok(())
+    }
+
     /// Store transitions (alert rows and outbox rows), dirty key states and the cursor in one transaction.
     /// Returns the ids of the alerts the transitions belong to, in order, and the alerts as they now stand.
     pub fn commit(
