@@ -55,6 +55,10 @@ impl Hook {
                     },
                 ),
             )
+            .route(
+                "/reject",
+                post(|| async { (StatusCode::BAD_REQUEST, "unknown format") }),
+            )
             .with_state(hook.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
@@ -742,5 +746,65 @@ channels = ["up", "down"]
         2,
         "{}",
         dump(&db)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_refusing_a_message_is_not_retried_and_holds_nothing_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mosq = Mosquitto::start("");
+    let port = free_port();
+    let (hook, _server) = Hook::serve(port).await;
+    let alert = format!(
+        r#"[alert]
+raise_after = 1
+clear_after = 1
+
+[[alert.channel]]
+name = "refusing"
+type = "webhook"
+url = "http://127.0.0.1:{port}/reject"
+
+[[alert.channel]]
+name = "fine"
+type = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+
+[[alert.route]]
+kinds = ["exceedance"]
+channels = ["refusing", "fine"]
+"#
+    );
+    let http_port = free_port();
+    let cfg = config(dir.path(), mosq.port, http_port, &alert);
+    let db = dir.path().join("ledger.db");
+    let q = Quantrac::start(&cfg, http_port).await;
+    wait_subscribed(&mosq, &db).await;
+    publish_cod(&mosq, 300.0);
+    publish_cod(&mosq, 50.0);
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            let h = hook.clone();
+            async move { h.changes("exceedance") == ["raised", "cleared"] }
+        })
+        .await,
+        "{:?}; log:\n{}",
+        hook.changes("exceedance"),
+        q.log()
+    );
+    // A 400 is the recipient refusing this message: recorded as failed after one attempt, the next row still sent.
+    assert!(
+        support::wait_until(Duration::from_secs(20), || {
+            query_i64(
+            &db,
+            "SELECT COUNT(*) FROM outbox WHERE channel = 'refusing' AND status = 'failed' AND attempts = 1",
+        ) == 2
+        }),
+        "{}",
+        dump(&db)
+    );
+    assert_eq!(
+        query_i64(&db, "SELECT COUNT(*) FROM outbox_attempts a JOIN outbox o ON o.id = a.outbox_id WHERE o.channel = 'refusing' AND a.error LIKE '%400 Bad Request: unknown format%'"),
+        2
     );
 }

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use super::message::Notification;
-use super::notify::Sender;
+use super::notify::{Failure, Sender};
 use crate::config::alert::Channel;
 use crate::ledger::LedgerError;
 use crate::model::Timestamp;
@@ -75,12 +75,12 @@ fn record(
     id: i64,
     at: i64,
     duration_ms: i64,
-    outcome: &Result<(), String>,
+    outcome: &Result<(), Failure>,
     status: &str,
     next_attempt: i64,
 ) -> Result<(), LedgerError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let error = outcome.as_ref().err();
+    let error = outcome.as_ref().err().map(|f| f.message.clone());
     tx.execute(
         "INSERT INTO outbox_attempts (outbox_id, at, duration_ms, ok, error) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, at, duration_ms, outcome.is_ok() as i64, error],
@@ -167,7 +167,7 @@ pub async fn run(
             Ok(n) => n,
             Err(e) => {
                 error!(channel = %name, outbox = row.id, error = %e, "Outbox row is not a notification; marking it failed.");
-                let outcome = Err(format!("payload not understood: {e}"));
+                let outcome = Err(Failure::permanent(format!("payload not understood: {e}")));
                 let _ = blocking(&conn, move |c| {
                     record(c, row.id, now, 0, &outcome, "failed", now)
                 })
@@ -183,10 +183,10 @@ pub async fn run(
         .await
         {
             Ok(r) => r,
-            Err(_) => Err(format!(
+            Err(_) => Err(Failure::transient(format!(
                 "no answer within {}",
                 humantime::format_duration(channel.timeout)
-            )),
+            ))),
         };
         let duration_ms = started.elapsed().as_millis() as i64;
         let (status, next_attempt) = match &outcome {
@@ -197,7 +197,12 @@ pub async fn run(
             Err(e) => {
                 metrics.alerts.failed(kind);
                 let delay = backoff(&retry, row.attempts);
-                if now - row.created > retry.give_up_after.as_millis() as i64 {
+                if e.permanent {
+                    metrics.alerts.given_up.fetch_add(1, Relaxed);
+                    error!(channel = %name, outbox = row.id, alert = notification.alert_id, error = %e,
+                        "Alert notification refused by the recipient; not retried (fix the channel and resend by hand).");
+                    ("failed", now)
+                } else if now - row.created > retry.give_up_after.as_millis() as i64 {
                     metrics.alerts.given_up.fetch_add(1, Relaxed);
                     error!(channel = %name, outbox = row.id, alert = notification.alert_id, attempts = row.attempts + 1, error = %e,
                         "Alert notification given up: it could not be delivered in time.");

@@ -7,6 +7,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::Failure;
 use crate::alert::message::Notification;
 use crate::config::alert::{Channel, ChannelKind, SmtpTls};
 
@@ -57,7 +58,8 @@ impl Email {
         })
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), String> {
+    /// A permanent SMTP answer (5xx, e.g. an unknown mailbox) is not retried.
+    pub async fn send(&self, n: &Notification) -> Result<(), Failure> {
         let mut m = Message::builder()
             .from(self.from.clone())
             .subject(n.email_subject())
@@ -67,11 +69,14 @@ impl Email {
         }
         let msg = m
             .body(n.email_body())
-            .map_err(|e| format!("cannot build the message: {e}"))?;
+            .map_err(|e| Failure::permanent(format!("cannot build the message: {e}")))?;
         self.transport
             .send(msg)
             .await
             .map(|_| ())
-            .map_err(|e| format!("SMTP delivery failed: {e}"))
+            .map_err(|e| Failure {
+                message: format!("SMTP delivery failed: {e}"),
+                permanent: e.is_permanent(),
+            })
     }
 }

@@ -8,6 +8,34 @@ pub mod webhook;
 use super::message::Notification;
 use crate::config::alert::{Channel, ChannelKind};
 
+/// Why a send failed. Permanent failures (a recipient refusing the message itself) are not retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    pub permanent: bool,
+}
+
+impl Failure {
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Why a channel could not be built from its config.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -51,11 +79,19 @@ impl Sender {
 
     /// Send one notification. `payload` is its JSON as stored; `delivery` the outbox row id (receivers can use it
     /// to drop a redelivery).
-    pub async fn send(&self, delivery: i64, n: &Notification, payload: &str) -> Result<(), String> {
+    pub async fn send(
+        &self,
+        delivery: i64,
+        n: &Notification,
+        payload: &str,
+    ) -> Result<(), Failure> {
         match self {
             Sender::Email(e) => e.send(n).await,
             Sender::Webhook(w) => w.send(delivery, &n.change, payload).await,
-            Sender::Mqtt(m) => m.send(delivery, n, payload).await,
+            Sender::Mqtt(m) => m
+                .send(delivery, n, payload)
+                .await
+                .map_err(Failure::transient),
             Sender::Log => {
                 if n.change == "cleared" {
                     tracing::info!(alert = n.alert_id, station = %n.station, parameter = %n.parameter, kind = %n.kind, change = %n.change, "{} | {}", n.subject_vi, n.subject_en);

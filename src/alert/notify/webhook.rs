@@ -6,6 +6,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::Failure;
 use crate::config::Secret;
 
 pub struct Webhook {
@@ -42,7 +43,9 @@ impl Webhook {
         })
     }
 
-    pub async fn send(&self, delivery: i64, change: &str, body: &str) -> Result<(), String> {
+    /// A 4xx answer other than 408, 425 and 429 is permanent: the receiver refuses this message, and sending it
+    /// again would hold up the channel's later notifications.
+    pub async fn send(&self, delivery: i64, change: &str, body: &str) -> Result<(), Failure> {
         let mut req = self
             .client
             .post(&self.url)
@@ -59,17 +62,19 @@ impl Webhook {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| format!("POST {} failed: {e}", self.url))?;
+            .map_err(|e| Failure::transient(format!("POST {} failed: {e}", self.url)))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
         let text = resp.text().await.unwrap_or_default();
-        Err(format!(
+        let message = format!(
             "POST {} answered {status}: {}",
             self.url,
             text.chars().take(200).collect::<String>()
-        ))
+        );
+        let permanent = status.is_client_error() && !matches!(status.as_u16(), 408 | 425 | 429);
+        Err(Failure { message, permanent })
     }
 }
 
