@@ -146,6 +146,7 @@ fn main() -> ExitCode {
                     c.ledger.path = base.join(ledger);
                     c.http.listen = http;
                     c.http.public_url = format!("http://{http}");
+                    demo_webhook(&mut c);
                     run(c)
                 }
                 Err(e) => config_failed(&e),
@@ -236,6 +237,28 @@ fn main() -> ExitCode {
                 }
             }
         }),
+    }
+}
+
+/// `QUANTRAC_DEMO_WEBHOOK=<url>` (and optionally `QUANTRAC_DEMO_WEBHOOK_SECRET`): the demo also posts the drifting
+/// plant's alerts to that webhook, beside the log.
+fn demo_webhook(c: &mut Config) {
+    use quantrac::config::alert::{Channel, ChannelKind};
+    let Ok(url) = std::env::var("QUANTRAC_DEMO_WEBHOOK") else {
+        return;
+    };
+    c.alert.channels.push(Channel {
+        name: "demo-webhook".into(),
+        kind: ChannelKind::Webhook {
+            url,
+            secret: std::env::var("QUANTRAC_DEMO_WEBHOOK_SECRET")
+                .ok()
+                .map(quantrac::config::Secret::new),
+        },
+        timeout: std::time::Duration::from_secs(10),
+    });
+    for r in &mut c.alert.routes {
+        r.channels.push("demo-webhook".into());
     }
 }
 

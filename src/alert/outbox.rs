@@ -1,7 +1,8 @@
 //! Delivery from the outbox: one task per channel takes that channel's pending rows in order, sends each under the
 //! channel's timeout, records every attempt, and on failure waits (capped exponential backoff with jitter) before
-//! trying the same row again. A channel that is down only holds up its own rows. A row still undelivered after
-//! `give_up_after` is marked failed (an ERROR in the log: someone was not told). At start the task resumes the
+//! trying the same row again (rows go in order: a retained MQTT state or a "cleared" must not overtake its "raised").
+//! A channel that is down only holds up its own rows. A row still undelivered after `give_up_after`, or refused by
+//! the recipient itself (webhook 4xx, SMTP 5xx), is marked failed (an ERROR in the log: someone was not told). At start the task resumes the
 //! pending rows; delivered rows are never sent again.
 //!
 //! Delivery is at least once: a crash between a successful send and its record sends that row again at restart;

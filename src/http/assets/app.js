@@ -88,6 +88,7 @@ function tile(st) {
   const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, t("parameter")), el("th", {}, t("value")), el("th", {}, t("limit")), el("th", {}, t("hour")))), body);
   const node = el("article", { class: `tile s-${st.state}`, "data-station": st.id, "data-state": st.state },
     el("h2", {}, st.name), el("div", { class: "zone" }, `${st.zone} · ${st.id}`), el("span", { class: "state" }, t(st.state)),
+    st.open_alerts ? el("span", { class: "alert-count", title: t("alerts") }, `⚠ ${st.open_alerts}`) : "",
     params.length ? table : el("p", {}, t("nodata")),
     el("div", { class: "updated" }, st.last_reading ? `${t("updated")} ${localTime(st.last_reading, true)}` : ""));
   node.onclick = () => (location.hash = `#/station/${encodeURIComponent(st.id)}`);
@@ -207,6 +208,17 @@ async function acknowledge(alertId, box, stationId) {
 }
 
 function onAlerts(items) {
+  // Open-alert counts per plant for the tiles (alerts are rare: recount from the API).
+  api("/api/alerts?state=open&limit=1000").then((r) => {
+    const counts = new Map();
+    for (const a of r.alerts) counts.set(a.station, (counts.get(a.station) || 0) + 1);
+    const touched = new Set();
+    for (const st of stations.values()) {
+      const n = counts.get(st.id) || 0;
+      if ((st.open_alerts || 0) !== n) { st.open_alerts = n; touched.add(st.id); }
+    }
+    refresh(touched);
+  }).catch(showError);
   const open = openedStation();
   const box = document.getElementById("alerts");
   if (open && box && items.some((a) => a.station === open)) renderAlerts(open, box).catch(showError);
