@@ -101,6 +101,11 @@ struct Smtp {
 
 impl Smtp {
     fn start() -> Smtp {
+        Smtp::start_with(&[])
+    }
+
+    /// `extra`: more aiosmtpd options, e.g. `--tlscert`/`--tlskey` for STARTTLS (then required before MAIL).
+    fn start_with(extra: &[String]) -> Smtp {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         // Debian's interpreter: python3-aiosmtpd installs into its dist-packages.
@@ -111,6 +116,7 @@ impl Smtp {
         };
         let child = Command::new(python)
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(dir.path().join("maildir"))
             .stdout(Stdio::null())
@@ -806,5 +812,131 @@ channels = ["refusing", "fine"]
     assert_eq!(
         query_i64(&db, "SELECT COUNT(*) FROM outbox_attempts a JOIN outbox o ON o.id = a.outbox_id WHERE o.channel = 'refusing' AND a.error LIKE '%400 Bad Request: unknown format%'"),
         2
+    );
+}
+
+/// A test CA and a certificate for `localhost` / 127.0.0.1 signed by it (openssl, which scripts/test installs).
+fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("cannot run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=quantrac test CA",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_mail_goes_over_starttls_to_a_server_that_requires_it() {
+    let dir = tempfile::tempdir().unwrap();
+    make_certs(dir.path());
+    let f = |n: &str| dir.path().join(n).display().to_string();
+    // aiosmtpd refuses MAIL before STARTTLS when given a certificate: a received message proves TLS was used.
+    let smtp = Smtp::start_with(&[
+        "--tlscert".into(),
+        f("server.crt"),
+        "--tlskey".into(),
+        f("server.key"),
+    ]);
+    let mosq = Mosquitto::start("");
+    let alert = format!(
+        r#"[alert]
+raise_after = 1
+clear_after = 1
+
+[[alert.channel]]
+name = "mail"
+type = "email"
+server = "localhost"
+port = {port}
+tls = "starttls"
+ca_file = "{ca}"
+from = "quantrac <canhbao@quantrac.test>"
+to = ["officer@stnmt.test"]
+
+[[alert.route]]
+kinds = ["exceedance"]
+channels = ["mail"]
+"#,
+        port = smtp.port,
+        ca = f("ca.crt"),
+    );
+    let http_port = free_port();
+    let cfg = config(dir.path(), mosq.port, http_port, &alert);
+    let db = dir.path().join("ledger.db");
+    let q = Quantrac::start(&cfg, http_port).await;
+    wait_subscribed(&mosq, &db).await;
+    publish_cod(&mosq, 300.0);
+    let mailed = support::wait_until(Duration::from_secs(30), || !smtp.messages().is_empty());
+    assert!(
+        mailed,
+        "no e-mail over STARTTLS; {}; log:\n{}",
+        dump(&db),
+        q.log()
+    );
+    assert!(
+        decode_mail(&smtp.messages()[0]).contains("CẢNH BÁO: Vượt ngưỡng (giá trị tức thời) COD")
     );
 }

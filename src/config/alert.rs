@@ -162,6 +162,9 @@ pub struct ChannelSection {
     pub username: Option<String>,
     pub password: Option<String>,
     pub password_file: Option<String>,
+    /// email: extra CA certificate (PEM) trusted for the SMTP server's TLS certificate (a private CA); the public
+    /// web roots are trusted otherwise.
+    pub ca_file: Option<String>,
     /// email: sender, e.g. `quantrac <canhbao@stnmt.bacninh.gov.vn>`.
     pub from: Option<String>,
     /// email: recipients.
@@ -233,6 +236,8 @@ pub enum ChannelKind {
         server: String,
         port: u16,
         tls: SmtpTls,
+        /// PEM of an extra trusted CA.
+        ca_pem: Option<Vec<u8>>,
         credentials: Option<(String, Secret)>,
         from: String,
         to: Vec<String>,
@@ -575,6 +580,17 @@ impl ChannelSection {
                     }
                     (None, None) => None,
                 };
+                let ca_pem = self.ca_file.as_ref().and_then(|f| {
+                    let path = base.join(f);
+                    std::fs::read(&path)
+                        .map_err(|e| {
+                            p.push(
+                                format!("{k}.ca_file"),
+                                format!("cannot read {}: {e}", path.display()),
+                            )
+                        })
+                        .ok()
+                });
                 let port = self.port.unwrap_or(match tls {
                     SmtpTls::StartTls => 587,
                     SmtpTls::Tls => 465,
@@ -584,6 +600,7 @@ impl ChannelSection {
                     server: server?,
                     port,
                     tls,
+                    ca_pem,
                     credentials,
                     from: from?,
                     to: self.to.clone(),

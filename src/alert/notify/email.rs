@@ -4,6 +4,7 @@
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
@@ -23,6 +24,7 @@ impl Email {
             server,
             port,
             tls,
+            ca_pem,
             credentials,
             from,
             to,
@@ -36,6 +38,21 @@ impl Email {
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(server)
                 .map_err(|e| format!("SMTP server {server}: {e}"))?,
             SmtpTls::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server),
+        };
+        let builder = match (tls, ca_pem) {
+            (SmtpTls::Plain, _) | (_, None) => builder,
+            (_, Some(pem)) => {
+                let cert = Certificate::from_pem(pem)
+                    .map_err(|e| format!("the CA file is not a PEM certificate: {e}"))?;
+                let params = TlsParameters::builder(server.clone())
+                    .add_root_certificate(cert)
+                    .build_rustls()
+                    .map_err(|e| format!("TLS settings for {server}: {e}"))?;
+                builder.tls(match tls {
+                    SmtpTls::Tls => Tls::Wrapper(params),
+                    _ => Tls::Required(params),
+                })
+            }
         };
         let mut builder = builder
             .port(*port)
