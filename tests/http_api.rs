@@ -58,6 +58,7 @@ async fn each_role_can_do_exactly_what_it_may() {
         ("/api/readings?limit=1", "viewer"),
         ("/api/aggregates?limit=1", "viewer"),
         ("/api/events", "viewer"),
+        ("/api/alerts", "viewer"),
         ("/api/quarantine", "operator"),
         ("/api/audit", "auditor"),
     ];
