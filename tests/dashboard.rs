@@ -114,7 +114,7 @@ async fn plant_page_lists_open_alerts_and_an_operator_acknowledges_one() {
         .await;
     let button = browser
         .wait_for(
-            "const b = document.querySelector('#alerts tr[data-state=\"raised\"] button.ack'); return b && b.closest('tr').dataset.alert",
+            "const b = document.querySelector('#alerts tr[data-state=\"raised\"][data-kind=\"violation\"] button.ack'); return b && b.closest('tr').dataset.alert",
             Duration::from_secs(60),
         )
         .await;

@@ -180,7 +180,7 @@ async function renderAlerts(id, box) {
     } else if (a.acked_by) {
       action.append(`${a.acked_by}: ${a.ack_comment || ""}`);
     }
-    return el("tr", { "data-alert": a.id, "data-state": a.state, class: a.severity === "violation" ? "over" : "" },
+    return el("tr", { "data-alert": a.id, "data-state": a.state, "data-kind": a.kind, class: a.severity === "violation" ? "over" : "" },
       el("td", {}, t(`k_${a.kind}`)), el("td", {}, a.parameter), el("td", {}, localTime(a.since, true)), el("td", {}, what),
       el("td", { class: "alert-state" }, t(a.state)), action);
   });
