@@ -32,6 +32,9 @@ pub enum DaemonError {
     /// The embedded MQTT broker could not start.
     #[error(transparent)]
     MqttBroker(#[from] crate::source::mqtt::broker::BrokerError),
+    /// The alert engine or one of its channels could not start.
+    #[error(transparent)]
+    Alerts(#[from] crate::alert::StartError),
 }
 
 /// Load the limit profiles and resolve every station's limits; problems are reported like config problems.
@@ -80,6 +83,22 @@ pub async fn run_with_reload(
 
     let health = crate::health::Health::default();
     let mut services = tokio::task::JoinSet::new();
+    // Alerts (issue 7): the engine follows the pipeline from its ledger cursor; one delivery task per channel.
+    let alerts = if config.alert.enabled {
+        Some(crate::alert::start(
+            &config,
+            &pipeline.live,
+            &health,
+            &metrics,
+            Arc::new(crate::alert::SystemClock),
+            &mut services,
+            &shutdown,
+        )?)
+    } else {
+        // A cursor left from when alerts were on would hold back retention for ever.
+        crate::alert::store::Store::open(&config.ledger.path)?.forget_cursor()?;
+        None
+    };
     services.spawn(follow_live(
         live.clone(),
         pipeline.live.subscribe(),
@@ -103,7 +122,8 @@ pub async fn run_with_reload(
             pipeline.live.clone(),
             sources_started.clone(),
             shutdown.clone(),
-        );
+        )
+        .with_alerts(alerts.clone());
         let stop = shutdown.clone();
         services.spawn(async move {
             if let Err(e) = crate::http::serve(listener, state, stop).await {

@@ -188,7 +188,7 @@ impl LiveState {
                     st.last_reading = st.last_reading.max(Some(r.ts.millis()));
                 }
             }
-            LiveEvent::Events(_) => {}
+            LiveEvent::Events(_) | LiveEvent::Alerts(_) => {}
             LiveEvent::Windows(updates) => {
                 let window_ms = inner.window_ms;
                 for u in updates.iter() {

@@ -201,6 +201,8 @@ enum Bench {
     Mqtt,
     /// Export of one year of 5-minute data, 8 stations x 10 parameters: time and peak memory.
     Export,
+    /// Latency from a reading's commit to its alert arriving at a local webhook (p50/p99), 1,000 notifications.
+    Alerts,
 }
 
 fn main() -> ExitCode {
@@ -219,6 +221,7 @@ fn main() -> ExitCode {
                     c.ledger.path = base.join(ledger);
                     c.http.listen = http;
                     c.http.public_url = format!("http://{http}");
+                    demo_webhook(&mut c);
                     run(c, None)
                 }
                 Err(e) => config_failed(&e),
@@ -364,6 +367,7 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string().into()),
                 Bench::Mqtt => quantrac::source::mqtt::bench::run(readings).await,
                 Bench::Export => quantrac::export::bench::run().await,
+                Bench::Alerts => quantrac::bench::alerts(readings.min(1000)).await,
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -484,6 +488,28 @@ fn verify(dir: &Path, key: Option<&str>) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `QUANTRAC_DEMO_WEBHOOK=<url>` (and optionally `QUANTRAC_DEMO_WEBHOOK_SECRET`): the demo also posts the drifting
+/// plant's alerts to that webhook, beside the log.
+fn demo_webhook(c: &mut Config) {
+    use quantrac::config::alert::{Channel, ChannelKind};
+    let Ok(url) = std::env::var("QUANTRAC_DEMO_WEBHOOK") else {
+        return;
+    };
+    c.alert.channels.push(Channel {
+        name: "demo-webhook".into(),
+        kind: ChannelKind::Webhook {
+            url,
+            secret: std::env::var("QUANTRAC_DEMO_WEBHOOK_SECRET")
+                .ok()
+                .map(quantrac::config::Secret::new),
+        },
+        timeout: std::time::Duration::from_secs(10),
+    });
+    for r in &mut c.alert.routes {
+        r.channels.push("demo-webhook".into());
     }
 }
 

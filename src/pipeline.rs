@@ -126,6 +126,8 @@ pub enum LiveEvent {
     Windows(Arc<Vec<WindowUpdate>>),
     /// Compliance events opened, escalated or closed (they feed the alert engine).
     Events(Arc<Vec<crate::compliance::EventChange>>),
+    /// Alerts raised, escalated, acknowledged or cleared, as the API shows them (sent by the alert engine).
+    Alerts(Arc<Vec<serde_json::Value>>),
 }
 
 /// A running pipeline.

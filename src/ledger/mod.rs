@@ -202,7 +202,12 @@ impl Ledger {
         quarantine: &[Quarantined],
     ) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
         let now = Timestamp::now().millis();
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock up front (waiting under busy_timeout). A deferred transaction that reads
+        // first fails at once with SQLITE_BUSY when another connection (alert engine, forwarder cursors) wrote
+        // after its read began.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(readings.len());
         for e in readings {
             let s = id_of(
@@ -254,6 +259,8 @@ impl Ledger {
                     e.assessment.flags.0
                 ])?;
                 outcomes[i] = if n == 1 {
+                    // Taken before the event insert below, which moves last_insert_rowid to the events table.
+                    let seq = tx.last_insert_rowid();
                     counts.accepted += 1;
                     let key = EventKey {
                         station: r.station.clone(),
@@ -267,7 +274,7 @@ impl Ledger {
                         events::store(&tx, (s, p), &change)?;
                         self.event_changes.push(change);
                     }
-                    Outcome::Accepted(tx.last_insert_rowid())
+                    Outcome::Accepted(seq)
                 } else {
                     let (kept_value, kept_status): (f64, u8) = tx
                         .prepare_cached("SELECT value, status FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts = ?3")?
@@ -339,7 +346,9 @@ impl Ledger {
 
     /// Delete readings older than `cutoff`, but never one a cursor has not passed. Returns rows deleted.
     pub fn apply_retention(&mut self, cutoff: Timestamp) -> Result<usize, LedgerError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let floor: Option<i64> = tx
             .query_row(
                 "SELECT MIN(position) FROM cursors WHERE stream = 'readings'",
