@@ -160,6 +160,9 @@ pub async fn run_with_reload(
             Ok(next) => {
                 let running = (&pipeline, &live, &health, &shutdown);
                 sources = apply(next, &path, sources, &mut config, running).await;
+                if let Some(a) = &alerts {
+                    a.reconfigure(&config).await;
+                }
             }
             Err(e) => {
                 for line in e.lines() {

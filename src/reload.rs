@@ -77,6 +77,12 @@ pub fn prepare(running: &Config, path: &Path) -> Result<Prepared, ConfigError> {
     next.http = running.http.clone();
     next.pipeline = running.pipeline.clone();
     next.mqtt.embedded = running.mqtt.embedded.clone();
+    // The alert engine follows stations, routes and rules; its delivery tasks (one per channel) run for the life
+    // of the process, and whether it runs at all is decided at start.
+    next.alert.enabled = running.alert.enabled;
+    next.alert.channels = running.alert.channels.clone();
+    next.alert.retry_max_backoff = running.alert.retry_max_backoff;
+    next.alert.give_up_after = running.alert.give_up_after;
     Ok(Prepared {
         config: next,
         limits,
@@ -126,6 +132,17 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
     if differs(&old.mqtt.embedded, &new.mqtt.embedded) {
         c.need_restart.push("mqtt.embedded");
     }
+    if old.alert.enabled != new.alert.enabled {
+        c.need_restart.push("alert.enabled");
+    }
+    if differs(&old.alert.channels, &new.alert.channels) {
+        c.need_restart.push("alert.channel");
+    }
+    if (old.alert.retry_max_backoff, old.alert.give_up_after)
+        != (new.alert.retry_max_backoff, new.alert.give_up_after)
+    {
+        c.need_restart.push("alert delivery retries");
+    }
     c
 }
 
@@ -174,5 +191,24 @@ mod tests {
             "added BN_B_N1; not applied until restart: http"
         );
         assert_eq!(compare(&added, &old).removed, ["BN_B_N1"]);
+    }
+
+    #[test]
+    fn alert_channels_need_a_restart_but_routes_and_rules_do_not() {
+        let log = |name: &str, renotify: &str| {
+            config(
+                &format!(
+                    "[alert]\nrenotify = \"{renotify}\"\n[[alert.channel]]\nname = \"{name}\"\ntype = \"log\"\n\
+                     [[alert.route]]\nchannels = [\"{name}\"]\n"
+                ),
+                100,
+            )
+        };
+        let old = log("officers", "2h");
+        assert_eq!(compare(&old, &log("officers", "1h")), Changes::default());
+        assert_eq!(
+            compare(&old, &log("operators", "2h")).need_restart,
+            ["alert.channel"]
+        );
     }
 }

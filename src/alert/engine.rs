@@ -323,6 +323,11 @@ impl Engine {
         }
     }
 
+    /// New timing rules (a config reload); every key keeps its state.
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
+    }
+
     /// Load a persisted state.
     pub fn restore(&mut self, key: AlertKey, state: KeyState) {
         self.keys.insert(key, state);

@@ -106,6 +106,8 @@ pub enum Command {
         comment: String,
         reply: oneshot::Sender<Result<Value, AckError>>,
     },
+    /// A reloaded config: stations, routes and timing rules (channels need a restart; see `reload::prepare`).
+    Reconfigure(Box<Config>),
 }
 
 /// What the HTTP layer holds to acknowledge alerts. Cheap to clone.
@@ -135,6 +137,14 @@ impl AlertHandle {
             .await
             .map_err(|_| AckError::Stopped)?;
         rx.await.unwrap_or(Err(AckError::Stopped))
+    }
+
+    /// Switch the engine to a reloaded config's stations, routes and rules; open alerts keep their state.
+    pub async fn reconfigure(&self, config: &Config) {
+        let _ = self
+            .tx
+            .send(Command::Reconfigure(Box::new(config.clone())))
+            .await;
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use rusqlite::params;
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, warn};
+use tracing::{error, info, warn};
 
 use super::engine::{
     AlertKey, Change, Clock, Detail, Engine, KeyState, Kind, Observation, Phase, Rules, Transition,
@@ -99,7 +99,7 @@ impl Runner {
         }
         let cursor = store.readings_cursor()?;
         let now = p.clock.now_ms();
-        let stations: Vec<String> = p.config.stations.iter().map(|s| s.id.to_string()).collect();
+        let stations = station_ids(&p.config);
         Ok(Runner {
             engine,
             ctx: Context::from_config(&p.config),
@@ -114,19 +114,7 @@ impl Runner {
             stations,
             judging_ms: p.config.compliance.averaging_window.as_millis() as i64,
             limits: HashMap::new(),
-            units: p
-                .config
-                .stations
-                .iter()
-                .flat_map(|s| {
-                    s.parameters.iter().map(|x| {
-                        (
-                            (s.id.to_string(), x.parameter.to_string()),
-                            x.unit.to_string(),
-                        )
-                    })
-                })
-                .collect(),
+            units: units(&p.config),
             windows: HashMap::new(),
             fed_seq: cursor,
             saved_seq: cursor,
@@ -576,6 +564,24 @@ impl Runner {
                 }
                 let _ = reply.send(r);
             }
+            Command::Reconfigure(config) => {
+                let now = self.clock.now_ms();
+                self.engine.set_rules(Rules::from_config(&config.alert));
+                self.ctx = Context::from_config(&config);
+                self.routes = config.alert.routes.clone();
+                self.stations = station_ids(&config);
+                // A station added by the reload is silent from now on only if nothing arrives from it.
+                self.last_seen.retain(|s, _| self.stations.contains(s));
+                for s in &self.stations {
+                    self.last_seen.entry(s.clone()).or_insert(now);
+                }
+                self.units = units(&config);
+                self.judging_ms = config.compliance.averaging_window.as_millis() as i64;
+                info!(
+                    stations = self.stations.len(),
+                    "Alert engine follows the reloaded config."
+                );
+            }
         }
     }
 }
@@ -834,4 +840,24 @@ parameters = { pH = {} }
             )
             .unwrap()
     }
+}
+
+fn station_ids(config: &Config) -> Vec<String> {
+    config.stations.iter().map(|s| s.id.to_string()).collect()
+}
+
+/// Configured unit per (station, parameter).
+fn units(config: &Config) -> HashMap<(String, String), String> {
+    config
+        .stations
+        .iter()
+        .flat_map(|s| {
+            s.parameters.iter().map(|x| {
+                (
+                    (s.id.to_string(), x.parameter.to_string()),
+                    x.unit.to_string(),
+                )
+            })
+        })
+        .collect()
 }
