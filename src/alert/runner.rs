@@ -676,6 +676,26 @@ fn current_windows(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+fn station_ids(config: &Config) -> Vec<String> {
+    config.stations.iter().map(|s| s.id.to_string()).collect()
+}
+
+/// Configured unit per (station, parameter).
+fn units(config: &Config) -> HashMap<(String, String), String> {
+    config
+        .stations
+        .iter()
+        .flat_map(|s| {
+            s.parameters.iter().map(|x| {
+                (
+                    (s.id.to_string(), x.parameter.to_string()),
+                    x.unit.to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     //! The runner with paused time: silence and forwarder backlog come from the tick, readings from the broadcast.
@@ -840,24 +860,4 @@ parameters = { pH = {} }
             )
             .unwrap()
     }
-}
-
-fn station_ids(config: &Config) -> Vec<String> {
-    config.stations.iter().map(|s| s.id.to_string()).collect()
-}
-
-/// Configured unit per (station, parameter).
-fn units(config: &Config) -> HashMap<(String, String), String> {
-    config
-        .stations
-        .iter()
-        .flat_map(|s| {
-            s.parameters.iter().map(|x| {
-                (
-                    (s.id.to_string(), x.parameter.to_string()),
-                    x.unit.to_string(),
-                )
-            })
-        })
-        .collect()
 }
