@@ -6,10 +6,10 @@ mod support;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::FixedOffset;
 use quantrac::config::mqtt::JsonMappingSection;
@@ -17,8 +17,8 @@ use quantrac::ledger::query::{ReadingFilter, Table};
 use quantrac::ledger::Reader;
 use quantrac::model::{Parameter, Reading, StationId, Status, Timestamp, Unit};
 use quantrac::source::mqtt::payload;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::mosquitto::{free_port, Mosquitto};
+use support::stream::{Publisher, Quantrac};
 use support::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
@@ -131,142 +131,10 @@ fn count(db: &Path) -> i64 {
 }
 
 /// The daemon as a child process, its log in the test directory.
-struct Quantrac {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Quantrac {
-    fn start(config: &Path) -> Quantrac {
-        let log = config.with_file_name(format!("quantrac-{}.log", free_port()));
-        let child = Command::new(BIN)
-            .args([
-                "--log-format",
-                "json",
-                "--log",
-                "quantrac=debug,info",
-                "run",
-                "--config",
-            ])
-            .arg(config)
-            .current_dir(config.parent().unwrap())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Quantrac { child, log }
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-    fn sigkill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-    /// SIGTERM and wait for a clean exit.
-    fn stop(&mut self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert!(s.success(), "exit status {s}; log:\n{}", self.log());
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("quantrac did not exit within 10 s of SIGTERM");
-    }
-    fn connected_once(&self) -> bool {
-        self.log().contains("MQTT connected.")
-    }
-}
-
-impl Drop for Quantrac {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A QoS 1 publisher with a persistent session: it retransmits what the broker has not acked after a reconnect.
-struct Publisher {
-    client: AsyncClient,
-    acked: Arc<AtomicU64>,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Publisher {
-    fn connect(port: u16, id: &str) -> Publisher {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_clean_session(false)
-            .set_keep_alive(Duration::from_secs(5))
-            .set_inflight(100)
-            .set_max_packet_size(2 << 20, 2 << 20);
-        let (client, mut eventloop) = AsyncClient::new(o, 1000);
-        let acked = Arc::new(AtomicU64::new(0));
-        let a = acked.clone();
-        rt.spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        a.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(_) => {}
-                    // Reconnect pause (rumqttc would retry at once), not synchronisation.
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        });
-        Publisher { client, acked, rt }
-    }
-
-    fn publish(&self, topic: &str, payload: Vec<u8>) {
-        let c = self.client.clone();
-        let topic = topic.to_string();
-        self.rt
-            .block_on(async move { c.publish(topic, QoS::AtLeastOnce, false, payload).await })
-            .unwrap();
-    }
-
-    /// Publish messages `range` from a background thread, `pause` apart.
-    fn publish_stream(
-        &self,
-        range: std::ops::Range<u64>,
-        pause: Duration,
-    ) -> std::thread::JoinHandle<()> {
-        let c = self.client.clone();
-        let handle = self.rt.handle().clone();
-        std::thread::spawn(move || {
-            for i in range {
-                let (topic, m) = message(i);
-                let c = c.clone();
-                handle
-                    .block_on(async move { c.publish(topic, QoS::AtLeastOnce, false, m).await })
-                    .unwrap();
-                if !pause.is_zero() {
-                    std::thread::sleep(pause); // pacing the stream, not waiting for anything
-                }
-            }
-        })
-    }
-
-    fn wait_acked(&self, n: u64, limit: Duration) {
-        assert!(
-            wait_until(limit, || self.acked.load(Ordering::SeqCst) >= n),
-            "the broker acked {} of {n} publishes",
-            self.acked.load(Ordering::SeqCst)
-        );
-    }
+/// Publish messages 0..n from a background thread, `pause` apart.
+fn publish_stream(publisher: &Publisher, n: u64, pause: Duration) -> std::thread::JoinHandle<u64> {
+    let never = Arc::new(AtomicBool::new(false));
+    publisher.stream(message, pause, n, never, Arc::new(AtomicU64::new(0)))
 }
 
 /// Assert the ledger holds exactly the readings of messages 0..n, each once.
@@ -305,13 +173,14 @@ fn mosquitto_readings_arrive_and_bad_input_is_quarantined() {
     let db = dir.path().join("ledger.db");
     let mut q = Quantrac::start(&config);
     assert!(
-        wait_until(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q
+            .log()
+            .contains("MQTT connected.")),
         "no connection:\n{}",
         q.log()
     );
     let publisher = Publisher::connect(mosq.port, "test-publisher-1");
-    let (topic, m) = message(0);
-    publisher.publish(&topic, m);
+    publisher.publish(message(0));
     assert!(
         wait_until(Duration::from_secs(30), || count(&db) == 10),
         "first message not committed:\n{}",
@@ -319,17 +188,17 @@ fn mosquitto_readings_arrive_and_bad_input_is_quarantined() {
     );
 
     let topic0 = format!("stations/{}/data", STATIONS[0]);
-    publisher.publish(
-        &topic0,
+    publisher.publish((
+        topic0.clone(),
         br#"{"ts": "2026-11-27T10:00:00+07:00", "COD": "#.to_vec(),
-    );
+    ));
     let ts = Timestamp(Timestamp::now().millis() - 3_600_000);
-    publisher.publish(
-        &topic0,
+    publisher.publish((
+        topic0.clone(),
         format!(r#"{{"ts": "{ts}", "COD": "abc", "TSS": true, "pH": 7.1}}"#).into_bytes(),
-    );
+    ));
     let (_, good) = message(2);
-    publisher.publish("stations/BN_NOPE_X/data", good);
+    publisher.publish(("stations/BN_NOPE_X/data".into(), good));
     let mut big = br#"{"ts": "2026-11-27T10:00:00+07:00", "note": ""#.to_vec();
     big.resize(1_000_000, b'x');
     big.extend_from_slice(br#"", "COD": 1}"#);
@@ -338,8 +207,7 @@ fn mosquitto_readings_arrive_and_bad_input_is_quarantined() {
         &topic0,
         b"{\"ts\": \"2026-11-27T10:00:00+07:00\", \"COD\": \"\xff\xfe\"}",
     );
-    let (topic, m) = message(1);
-    publisher.publish(&topic, m);
+    publisher.publish(message(1));
     publisher.wait_acked(5, Duration::from_secs(30));
 
     // Good: messages 0 and 1, and pH of the wrong-types message. Quarantined: malformed JSON, COD, TSS, unknown
@@ -391,13 +259,15 @@ fn mosquitto_restart_mid_stream_loses_nothing() {
     let db = dir.path().join("ledger.db");
     let q = Quantrac::start(&config);
     assert!(
-        wait_until(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q
+            .log()
+            .contains("MQTT connected.")),
         "no connection:\n{}",
         q.log()
     );
     let n = 2000;
     let publisher = Publisher::connect(mosq.port, "test-publisher-2");
-    let stream = publisher.publish_stream(0..n, Duration::from_millis(2));
+    let stream = publish_stream(&publisher, n, Duration::from_millis(2));
     assert!(
         wait_until(Duration::from_secs(30), || count(&db) >= 2000),
         "stream did not start:\n{}",
@@ -427,14 +297,16 @@ fn sigkill_mid_stream_then_restart_loses_nothing() {
     let db = dir.path().join("ledger.db");
     let mut q = Quantrac::start(&config);
     assert!(
-        wait_until(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q
+            .log()
+            .contains("MQTT connected.")),
         "no connection:\n{}",
         q.log()
     );
     // A burst, so that many messages are between delivery and commit when the process dies.
     let n = 20_000;
     let publisher = Publisher::connect(mosq.port, "test-publisher-3");
-    let stream = publisher.publish_stream(0..n, Duration::ZERO);
+    let stream = publish_stream(&publisher, n, Duration::ZERO);
     assert!(
         wait_until(Duration::from_secs(30), || count(&db) >= 20_000),
         "stream did not start:\n{}",
@@ -472,7 +344,9 @@ fn embedded_broker_carries_tt10_payloads_on_a_station_topic() {
     let db = dir.path().join("ledger.db");
     let q = Quantrac::start(&config);
     assert!(
-        wait_until(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q
+            .log()
+            .contains("MQTT connected.")),
         "no connection:\n{}",
         q.log()
     );
@@ -494,7 +368,7 @@ fn embedded_broker_carries_tt10_payloads_on_a_station_topic() {
         } else {
             topic
         };
-        publisher.publish(&topic, payload::encode_tt10(&readings, tz()));
+        publisher.publish((topic, payload::encode_tt10(&readings, tz())));
     }
     publisher.wait_acked(n, Duration::from_secs(30));
     assert_exactly(&db, n, &q);
@@ -541,86 +415,10 @@ fn demo_last_four_stations_arrive_through_the_embedded_broker() {
     assert!(arrived, "the demo's MQTT stations did not reach the ledger");
 }
 
-/// Make a CA, a server certificate for 127.0.0.1 and a client certificate with `openssl`.
-fn make_certs(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("cannot run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=quantrac test CA",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    for who in ["server", "client"] {
-        run(&[
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                &format!("{who}.key"),
-                "-out",
-                &format!("{who}.csr"),
-                "-subj",
-                &format!("/CN={who}"),
-            ],
-        ]
-        .concat());
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{who}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{who}.crt"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{who}.ext"),
-        ]);
-    }
-}
-
 #[test]
 fn mosquitto_over_tls_with_a_client_certificate() {
     let certs = tempfile::tempdir().unwrap();
-    make_certs(certs.path());
+    support::certs::make_certs(certs.path());
     let c = |f: &str| certs.path().join(f).display().to_string();
     let tls_port = free_port();
     let mosq = Mosquitto::start(&format!(
@@ -641,7 +439,9 @@ fn mosquitto_over_tls_with_a_client_certificate() {
     let db = dir.path().join("ledger.db");
     let q = Quantrac::start(&config);
     assert!(
-        wait_until(Duration::from_secs(30), || q.connected_once()),
+        wait_until(Duration::from_secs(30), || q
+            .log()
+            .contains("MQTT connected.")),
         "no TLS connection:\n{}\nmosquitto:\n{}",
         q.log(),
         mosq.log()
@@ -650,8 +450,7 @@ fn mosquitto_over_tls_with_a_client_certificate() {
     let publisher = Publisher::connect(mosq.port, "test-publisher-5");
     let n = 20;
     for i in 0..n {
-        let (topic, m) = message(i);
-        publisher.publish(&topic, m);
+        publisher.publish(message(i));
     }
     publisher.wait_acked(n, Duration::from_secs(30));
     assert_exactly(&db, n, &q);

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod certs;
 pub mod daemon;
 pub mod fault_http;
 pub mod mosquitto;

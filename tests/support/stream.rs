@@ -214,7 +214,8 @@ impl Publisher {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_clean_session(false)
             .set_keep_alive(Duration::from_secs(5))
-            .set_inflight(100);
+            .set_inflight(100)
+            .set_max_packet_size(2 << 20, 2 << 20);
         let (client, mut eventloop) = AsyncClient::new(o, 1000);
         let acked = Arc::new(AtomicU64::new(0));
         let a = acked.clone();
