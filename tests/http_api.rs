@@ -36,9 +36,10 @@ async fn get(d: &Daemon, path: &str, role: Option<&str>) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn post_note(d: &Daemon, role: Option<&str>, body: &str) -> (u16, Value) {
+/// POST `body` as JSON to `path`, with the token of `role` if given.
+async fn post(d: &Daemon, path: &str, role: Option<&str>, body: &str) -> (u16, Value) {
     let mut req = reqwest::Client::new()
-        .post(format!("{}/api/stations/BN_KCNQV_NUOC01/note", d.http))
+        .post(format!("{}{path}", d.http))
         .header("content-type", "application/json")
         .body(body.to_string());
     if let Some(r) = role {
@@ -47,6 +48,10 @@ async fn post_note(d: &Daemon, role: Option<&str>, body: &str) -> (u16, Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_note(d: &Daemon, role: Option<&str>, body: &str) -> (u16, Value) {
+    post(d, "/api/stations/BN_KCNQV_NUOC01/note", role, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,16 +322,7 @@ async fn metrics_parse_as_prometheus_text_and_health_endpoints_answer() {
 }
 
 async fn post_ack(d: &Daemon, id: &str, role: Option<&str>, body: &str) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .post(format!("{}/api/alerts/{id}/ack", d.http))
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if let Some(r) = role {
-        req = req.bearer_auth(token(r));
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    post(d, &format!("/api/alerts/{id}/ack"), role, body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
