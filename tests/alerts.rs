@@ -177,17 +177,7 @@ impl Quantrac {
             config: config.to_path_buf(),
             http: format!("http://127.0.0.1:{http_port}"),
         };
-        let url = format!("{}/readyz", q.http);
-        let ready = eventually(Duration::from_secs(60), || {
-            let u = url.clone();
-            async move {
-                reqwest::get(&u)
-                    .await
-                    .map(|r| r.status().is_success())
-                    .unwrap_or(false)
-            }
-        })
-        .await;
+        let ready = support::http_ready(&q.http, Duration::from_secs(60)).await;
         assert!(ready, "quantrac did not become ready; log:\n{}", q.log());
         q
     }

@@ -64,17 +64,7 @@ impl Daemon {
             .spawn()
             .unwrap();
         let http = format!("http://127.0.0.1:{port}");
-        let url = format!("{http}/readyz");
-        let ready = super::eventually(Duration::from_secs(60), || {
-            let u = url.clone();
-            async move {
-                reqwest::get(&u)
-                    .await
-                    .map(|r| r.status().is_success())
-                    .unwrap_or(false)
-            }
-        })
-        .await;
+        let ready = super::http_ready(&http, Duration::from_secs(60)).await;
         assert!(ready, "quantrac did not become ready");
         Daemon {
             child: Some(child),

@@ -27,6 +27,21 @@ where
     false
 }
 
+/// Wait until quantrac at `base` (e.g. `http://127.0.0.1:8080`) answers `/readyz` with success, or `limit` passes.
+pub async fn http_ready(base: &str, limit: Duration) -> bool {
+    let url = format!("{base}/readyz");
+    eventually(limit, || {
+        let u = url.clone();
+        async move {
+            reqwest::get(&u)
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        }
+    })
+    .await
+}
+
 /// Poll `cond` (blocking) until it holds or `limit` passes; for tests that drive processes without a runtime.
 pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
