@@ -66,8 +66,9 @@ pub struct Runner {
     limits: HashMap<(String, String), LimitAndUnit>,
     /// Configured unit per (station, parameter).
     units: HashMap<(String, String), String>,
-    /// Newest judging window per (station, parameter): its start and completeness so far.
-    windows: HashMap<(String, String), (i64, f64)>,
+    /// Newest judging window per (station, parameter): its start, completeness so far, and whether its
+    /// completeness is judged when it closes (not for a series' first window, which may begin mid-window).
+    windows: HashMap<(String, String), (i64, f64, bool)>,
     /// Highest reading seq fed to the engine, and the one saved with its state.
     fed_seq: i64,
     saved_seq: i64,
@@ -200,7 +201,12 @@ impl Runner {
             }
             LiveEvent::Windows(updates) => {
                 let judging = self.judging_ms;
-                for u in updates.iter().filter(|u| u.window_ms == judging) {
+                // Oldest first: a refresh that completes one window and starts the next reports both, and the
+                // completed one must be seen complete before the next one closes it.
+                let mut updates: Vec<_> =
+                    updates.iter().filter(|u| u.window_ms == judging).collect();
+                updates.sort_by_key(|u| u.window_start.millis());
+                for u in updates {
                     self.observe_window(
                         &u.station,
                         &u.parameter,
@@ -303,11 +309,11 @@ impl Runner {
         now: i64,
     ) {
         let k = (station.to_string(), parameter.to_string());
-        match self.windows.get(&k).copied() {
-            Some((ws, _)) if window_start < ws => return, // a late recomputation of a closed window
-            Some((ws, previous)) if window_start > ws => {
+        let judge = match self.windows.get(&k).copied() {
+            Some((ws, _, _)) if window_start < ws => return, // a late recomputation of a closed window
+            Some((ws, previous, judge_previous)) if window_start > ws => {
                 let below = self.engine.rules.completeness_below;
-                if below > 0.0 {
+                if below > 0.0 && judge_previous {
                     let detail = Detail {
                         ts: ws,
                         note: format!(
@@ -321,10 +327,14 @@ impl Runner {
                         AlertKey::new(station, &format!("{parameter}:completeness"), Kind::Quality);
                     self.observe(key, now, previous < below, detail);
                 }
+                true
             }
-            _ => {}
-        }
-        self.windows.insert(k.clone(), (window_start, completeness));
+            Some((_, _, judge)) => judge,
+            // The series' first window: the station (or its history) may have begun in the middle of it.
+            None => false,
+        };
+        self.windows
+            .insert(k.clone(), (window_start, completeness, judge));
         if matches!(band, Band::NoLimit | Band::NotEvaluated) {
             return;
         }
@@ -468,7 +478,9 @@ impl Runner {
         if let Ok(Ok(windows)) = windows {
             let now = self.clock.now_ms();
             for w in windows {
-                self.windows.remove(&(w.0.clone(), w.1.clone()));
+                // Restored at start: the window in progress is judged when it closes, like any other.
+                self.windows
+                    .insert((w.0.clone(), w.1.clone()), (w.2, w.4, true));
                 self.observe_window(&w.0, &w.1, w.2, w.3, w.4, w.5, w.6, now);
             }
         }
