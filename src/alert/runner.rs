@@ -862,6 +862,97 @@ parameters = { pH = {} }
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Window updates for pH of the test station, with the given (window index, completeness), hours after T0.
+    fn windows(list: &[(i64, f64)]) -> LiveEvent {
+        LiveEvent::Windows(Arc::new(
+            list.iter()
+                .map(
+                    |&(i, completeness)| crate::ledger::aggregates::WindowUpdate {
+                        station: "BN_KCNTS_NUOC01".into(),
+                        parameter: "pH".into(),
+                        window_ms: 3_600_000,
+                        window_start: Timestamp(T0 + i * 3_600_000),
+                        aggregate: crate::compliance::hourly::Aggregate {
+                            mean: Some(7.0),
+                            min: Some(7.0),
+                            max: Some(7.0),
+                            valid: (completeness * 12.0) as u32,
+                            expected: 12,
+                            completeness,
+                            ratio: None,
+                            band: Band::Compliant,
+                        },
+                        late_change_from: None,
+                    },
+                )
+                .collect(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn completeness_is_judged_on_closed_windows_but_not_a_series_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+[ledger]
+path = "l.db"
+[alert]
+completeness_below = 0.75
+raise_after = 1
+[[alert.channel]]
+name = "log"
+type = "log"
+[[alert.route]]
+channels = ["log"]
+[[station]]
+id = "BN_KCNTS_NUOC01"
+name = "Tiên Sơn"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 5000
+receiving_water = { type = "river", flow_m3_s = 120 }
+parameters = { pH = {} }
+"#;
+        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+        let db = config.ledger.path.clone();
+        drop(crate::ledger::Ledger::open(&db, crate::config::Synchronous::Normal).unwrap());
+        let (live, _keep) = broadcast::channel(16);
+        let (health, metrics) = (Health::default(), Arc::new(Metrics::default()));
+        let shutdown = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        crate::alert::start(
+            &config,
+            &live,
+            &health,
+            &metrics,
+            Arc::new(TokioClock::new(T0)),
+            &mut tasks,
+            &shutdown,
+        )
+        .unwrap();
+        // The series' first window (the station started mid-hour) closes at 30 %: not judged.
+        live.send(windows(&[(0, 0.3)])).unwrap();
+        live.send(windows(&[(1, 0.4)])).unwrap();
+        // One refresh completes window 1 and starts window 2, reported newest first: window 1 closes complete.
+        live.send(windows(&[(2, 0.2), (1, 1.0)])).unwrap();
+        // Window 2 closes at 20 %: one quality alert.
+        live.send(windows(&[(3, 1.0)])).unwrap();
+        let a = until(&db, Duration::from_secs(10), |a| !a.is_empty()).await;
+        assert_eq!(
+            a,
+            [("quality".into(), "pH:completeness".into(), "raised".into())]
+        );
+        let note: String = rusqlite::Connection::open(&db)
+            .unwrap()
+            .query_row(
+                "SELECT json_extract(detail, '$.note') FROM alerts",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(note.starts_with("completeness 20 %"), "{note}");
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+
     fn support_delivered(db: &std::path::Path) -> i64 {
         rusqlite::Connection::open(db)
             .unwrap()
