@@ -114,7 +114,8 @@ pub struct LedgerSection {
     /// Path of the SQLite database file, relative to this config file.
     #[serde(default = "default_ledger_path")]
     pub path: String,
-    /// How long readings are kept. Rows a forwarder has not sent yet are never deleted.
+    /// How long readings, quarantined input and cleared alerts are kept. Rows a forwarder or the alert engine has not
+    /// processed yet are never deleted.
     #[serde(default = "default_retention")]
     pub retention: DurationText,
     /// `full` (default: every commit fsynced) or `normal` (faster, may lose the last commits on power loss).

@@ -381,6 +381,16 @@ impl Ledger {
             "DELETE FROM quarantine WHERE received < ?1",
             params![cutoff.millis()],
         )?;
+        // Alerts cleared before the cutoff go with their notifications and delivery attempts; open ones stay.
+        tx.execute_batch(&format!(
+            "CREATE TEMP TABLE expired_alerts AS SELECT id FROM alerts WHERE cleared < {cutoff};
+             DELETE FROM outbox_attempts WHERE outbox_id IN
+                 (SELECT id FROM outbox WHERE alert_id IN (SELECT id FROM expired_alerts));
+             DELETE FROM outbox WHERE alert_id IN (SELECT id FROM expired_alerts);
+             DELETE FROM alerts WHERE id IN (SELECT id FROM expired_alerts);
+             DROP TABLE expired_alerts;",
+            cutoff = cutoff.millis()
+        ))?;
         tx.commit()?;
         Ok(n)
     }

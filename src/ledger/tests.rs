@@ -118,6 +118,40 @@ fn retention_never_deletes_what_a_cursor_has_not_passed() {
 }
 
 #[test]
+fn retention_removes_alerts_cleared_before_the_cutoff_with_their_deliveries() {
+    let (_d, mut l) = open();
+    l.conn
+        .execute_batch(
+            "INSERT INTO alerts (id, station, subject, kind, severity, state, since, raised, updated, cleared, detail, peak, notifications)
+             VALUES (1, 'BN_A_B', 'COD', 'violation', 'violation', 'cleared', 1000, 1000, 2000, 2000, '{}', '{}', 2),
+                    (2, 'BN_A_B', 'COD', 'violation', 'violation', 'raised', 3000, 3000, 3000, NULL, '{}', '{}', 1),
+                    (3, 'BN_A_B', 'TSS', 'violation', 'violation', 'cleared', 1000, 1000, 20000, 20000, '{}', '{}', 2);
+             INSERT INTO outbox (id, alert_id, channel, change, payload, created, status, attempts, next_attempt)
+             VALUES (1, 1, 'log', 'raised', '{}', 1000, 'delivered', 1, 0), (2, 2, 'log', 'raised', '{}', 3000, 'delivered', 1, 0);
+             INSERT INTO outbox_attempts (outbox_id, at, duration_ms, ok) VALUES (1, 1000, 1, 1), (2, 3000, 1, 1);",
+        )
+        .unwrap();
+    l.apply_retention(Timestamp(10_000)).unwrap();
+    let ids = |table: &str| -> Vec<i64> {
+        let mut st = l
+            .conn
+            .prepare(&format!("SELECT id FROM {table} ORDER BY id"))
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        ids("alerts"),
+        [2, 3],
+        "open, and cleared after the cutoff, stay"
+    );
+    assert_eq!(ids("outbox"), [2]);
+    assert_eq!(ids("outbox_attempts"), [2]);
+}
+
+#[test]
 fn reopening_keeps_ids_and_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.db");
