@@ -522,6 +522,14 @@ fn check_config(path: &Path) -> ExitCode {
         config.timezone_name,
         config.ledger.path.display()
     );
+    for l in &config.tt10.landing {
+        println!(
+            "TT10 landing folder: {} (processed: {}, rejected: {})",
+            l.display(),
+            config.tt10.processed_dir(l).display(),
+            config.tt10.rejected_dir(l).display()
+        );
+    }
     for s in &config.stations {
         println!();
         println!("{}  {}", s.id, s.name);
