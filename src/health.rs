@@ -92,6 +92,11 @@ impl Health {
         }
     }
 
+    /// Forget every connection (a reload restarts the sources, which register again).
+    pub fn clear(&self) {
+        self.write().clear();
+    }
+
     pub fn get(&self, key: &str) -> Option<ConnectionState> {
         self.read().get(key).cloned()
     }

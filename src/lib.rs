@@ -1,6 +1,7 @@
 //! quantrac: automatic wastewater monitoring for Vietnamese environment departments.
 //! See `DESIGN.md`-style overview in the README; each module's doc says what it owns.
 
+pub mod alert;
 pub mod bench;
 pub mod compliance;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;
+pub mod reload;
 pub mod signals;
 pub mod sim;
 pub mod source;

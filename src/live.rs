@@ -81,33 +81,55 @@ impl LiveState {
     /// Build from the configured stations and what the ledger already holds.
     pub fn load(config: &Config, reader: &Reader) -> Result<LiveState, LedgerError> {
         let live = LiveState::default();
-        let window_ms = config.compliance.averaging_window.as_millis() as i64;
-        {
-            let mut inner = live.write();
-            inner.window_ms = window_ms;
-            for s in &config.stations {
-                let mut st = StationLive {
-                    id: s.id.to_string(),
-                    name: s.name.clone(),
-                    zone: s.zone.clone(),
-                    interval_ms: s.interval.as_millis() as i64,
-                    last_reading: None,
-                    state: PlantState::Silent,
-                    parameters: Vec::new(),
-                };
-                for p in &s.parameters {
-                    if let Some(pl) =
-                        latest(reader, s.id.as_str(), p.parameter.as_str(), window_ms)?
-                    {
-                        st.last_reading = st.last_reading.max(Some(pl.ts));
-                        st.parameters.push(pl);
-                    }
-                }
-                inner.stations.insert(st.id.clone(), st);
-            }
-        }
-        live.refresh_states(Timestamp::now());
+        live.reconfigure(config, reader)?;
         Ok(live)
+    }
+
+    /// Follow a (re)loaded configuration: new stations are loaded from the ledger, removed ones leave the picture,
+    /// the others keep their values and take the new name, zone and interval.
+    pub fn reconfigure(&self, config: &Config, reader: &Reader) -> Result<(), LedgerError> {
+        let window_ms = config.compliance.averaging_window.as_millis() as i64;
+        let mut fresh = BTreeMap::new();
+        let known: Vec<String> = self.read().stations.keys().cloned().collect();
+        for s in &config.stations {
+            let id = s.id.to_string();
+            if known.contains(&id) {
+                continue;
+            }
+            let mut st = StationLive {
+                id: id.clone(),
+                name: s.name.clone(),
+                zone: s.zone.clone(),
+                interval_ms: s.interval.as_millis() as i64,
+                last_reading: None,
+                state: PlantState::Silent,
+                parameters: Vec::new(),
+            };
+            for p in &s.parameters {
+                if let Some(pl) = latest(reader, s.id.as_str(), p.parameter.as_str(), window_ms)? {
+                    st.last_reading = st.last_reading.max(Some(pl.ts));
+                    st.parameters.push(pl);
+                }
+            }
+            fresh.insert(id, st);
+        }
+        {
+            let mut inner = self.write();
+            inner.window_ms = window_ms;
+            inner.stations.retain(|id, _| config.station(id).is_some());
+            for (id, st) in inner.stations.iter_mut() {
+                if let Some(s) = config.station(id) {
+                    st.name = s.name.clone();
+                    st.zone = s.zone.clone();
+                    st.interval_ms = s.interval.as_millis() as i64;
+                    st.parameters
+                        .retain(|p| s.parameter(&p.parameter).is_some());
+                }
+            }
+            inner.stations.extend(fresh);
+        }
+        self.refresh_states(Timestamp::now());
+        Ok(())
     }
 
     /// Apply a pipeline event.
@@ -166,7 +188,7 @@ impl LiveState {
                     st.last_reading = st.last_reading.max(Some(r.ts.millis()));
                 }
             }
-            LiveEvent::Events(_) => {}
+            LiveEvent::Events(_) | LiveEvent::Alerts(_) => {}
             LiveEvent::Windows(updates) => {
                 let window_ms = inner.window_ms;
                 for u in updates.iter() {

@@ -76,6 +76,15 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Probe a running quantrac's health endpoint (for container HEALTHCHECKs: the runtime image has no curl).
+    /// Exits 0 when it answers 2xx within the timeout, 1 otherwise.
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Export the compliance history of stations for a period into a new folder: readings, aggregates, events and
     /// the compliance summary (CSV/JSON), Circular 10 TXT files, and a MANIFEST of SHA-256 hashes (optionally signed).
     Export {
@@ -192,6 +201,8 @@ enum Bench {
     Mqtt,
     /// Export of one year of 5-minute data, 8 stations x 10 parameters: time and peak memory.
     Export,
+    /// Latency from a reading's commit to its alert arriving at a local webhook (p50/p99), 1,000 notifications.
+    Alerts,
 }
 
 fn main() -> ExitCode {
@@ -199,8 +210,8 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log);
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
-        Command::Run { config } => match Config::load(&config) {
-            Ok(c) => run(c),
+        Command::Run { config: path } => match Config::load(&path) {
+            Ok(c) => run(c, Some(path)),
             Err(e) => config_failed(&e),
         },
         Command::Demo { ledger, http } => {
@@ -210,7 +221,8 @@ fn main() -> ExitCode {
                     c.ledger.path = base.join(ledger);
                     c.http.listen = http;
                     c.http.public_url = format!("http://{http}");
-                    run(c)
+                    demo_webhook(&mut c);
+                    run(c, None)
                 }
                 Err(e) => config_failed(&e),
             }
@@ -252,6 +264,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Healthcheck { url, timeout } => runtime().block_on(healthcheck(&url, timeout)),
         Command::Export {
             config,
             station,
@@ -354,6 +367,7 @@ fn main() -> ExitCode {
                     .map_err(|e| e.to_string().into()),
                 Bench::Mqtt => quantrac::source::mqtt::bench::run(readings).await,
                 Bench::Export => quantrac::export::bench::run().await,
+                Bench::Alerts => quantrac::bench::alerts(readings.min(1000)).await,
             };
             match result {
                 Ok(()) => ExitCode::SUCCESS,
@@ -477,6 +491,28 @@ fn verify(dir: &Path, key: Option<&str>) -> ExitCode {
     }
 }
 
+/// `QUANTRAC_DEMO_WEBHOOK=<url>` (and optionally `QUANTRAC_DEMO_WEBHOOK_SECRET`): the demo also posts the drifting
+/// plant's alerts to that webhook, beside the log.
+fn demo_webhook(c: &mut Config) {
+    use quantrac::config::alert::{Channel, ChannelKind};
+    let Ok(url) = std::env::var("QUANTRAC_DEMO_WEBHOOK") else {
+        return;
+    };
+    c.alert.channels.push(Channel {
+        name: "demo-webhook".into(),
+        kind: ChannelKind::Webhook {
+            url,
+            secret: std::env::var("QUANTRAC_DEMO_WEBHOOK_SECRET")
+                .ok()
+                .map(quantrac::config::Secret::new),
+        },
+        timeout: std::time::Duration::from_secs(10),
+    });
+    for r in &mut c.alert.routes {
+        r.channels.push("demo-webhook".into());
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -484,11 +520,24 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("building the tokio runtime")
 }
 
-fn run(config: Config) -> ExitCode {
+/// Run the daemon; with the config file's `path`, SIGHUP reloads it (without, SIGHUP is ignored with a warning).
+fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     runtime().block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(quantrac::signals::shutdown_on_signal(shutdown.clone()));
-        match daemon::run(config, shutdown).await {
+        let mut requests = quantrac::signals::reload_requests();
+        let reload = match path {
+            Some(path) => Some(quantrac::reload::Reload { path, requests }),
+            None => {
+                tokio::spawn(async move {
+                    while requests.recv().await.is_some() {
+                        tracing::warn!("SIGHUP ignored: the demo runs on its embedded config; restart it to change anything.");
+                    }
+                });
+                None
+            }
+        };
+        match daemon::run_with_reload(config, reload, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(daemon::DaemonError::Config(e)) => config_failed(&e),
             Err(e) => {
@@ -497,6 +546,30 @@ fn run(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+async fn healthcheck(url: &str, timeout: u64) -> ExitCode {
+    let client = match reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout.max(1)))
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("healthcheck: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        Ok(r) => {
+            eprintln!("healthcheck: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("healthcheck: {url}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn config_failed(e: &quantrac::config::ConfigError) -> ExitCode {

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub tt10_files_processed: AtomicU64,
     /// TT10 files rejected whole (moved to `rejected/` with a reason).
     pub tt10_files_rejected: AtomicU64,
+    /// Alerts raised and cleared, notifications delivered and failed.
+    pub alerts: crate::alert::AlertMetrics,
 }
 
 #[derive(Debug, Default)]

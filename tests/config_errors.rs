@@ -294,3 +294,60 @@ fn tt10_section_problems_name_their_keys() {
         std::path::PathBuf::from("/etc/quantrac/ftp/processed")
     );
 }
+
+#[test]
+fn alert_route_to_an_unknown_channel_and_kind() {
+    let text = station_with(
+        r#"
+[[alert.channel]]
+name = "officers"
+type = "log"
+
+[[alert.route]]
+stations = ["BN_KCNTS_NUOC01"]
+kinds = ["violation", "flood"]
+channels = ["officers", "operators"]
+"#,
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: alert.route[0].channels[1]: no channel is named \"operators\"; define it in an [[alert.channel]] table (known: officers)",
+            "config/demo.toml: alert.route[0].kinds[1]: unknown alert kind \"flood\"; expected one of exceedance, violation, silent, fault, calibration, quality, backlog",
+            "config/demo.toml: alert.route[0].stations[0]: no station has id \"BN_KCNTS_NUOC01\"; use a configured station id or a pattern with *",
+        ]
+    );
+}
+
+#[test]
+fn alert_channels_missing_what_they_need() {
+    let text = station_with(
+        r#"
+[[alert.channel]]
+name = "mail"
+type = "email"
+tls = "ssl"
+to = ["not an address"]
+
+[[alert.channel]]
+name = "hook"
+type = "webhook"
+url = "ftp://example.vn/x"
+
+[[alert.channel]]
+name = "pager"
+type = "sms"
+"#,
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: alert.channel[0].server: email channels need server",
+            "config/demo.toml: alert.channel[0].from: email channels need from",
+            "config/demo.toml: alert.channel[0].tls: unknown \"ssl\"; expected starttls, tls or plain",
+            "config/demo.toml: alert.channel[0].to[0]: \"not an address\" is not an e-mail address",
+            "config/demo.toml: alert.channel[1].url: \"ftp://example.vn/x\" is not an http(s) URL, e.g. \"https://bridge.example.vn/quantrac\"",
+            "config/demo.toml: alert.channel[2].type: unknown channel type \"sms\"; expected email, webhook, mqtt or log",
+        ]
+    );
+}

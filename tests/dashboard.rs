@@ -85,3 +85,77 @@ async fn eight_tiles_live_values_and_a_violating_plant() {
         .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-plant.png"))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plant_page_lists_open_alerts_and_an_operator_acknowledges_one() {
+    use sha2::{Digest, Sha256};
+    let token = "operator-token-for-the-dashboard-test";
+    let hash: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let http = format!(
+        "anonymous_read = true\n[[http.token]]\nname = \"operator-1\"\nrole = \"operator\"\nsha256 = \"{hash}\"\n"
+    );
+    let rest = format!(
+        "[alert]\nraise_after = 1\n\n{}",
+        stations(60, &[("BN_KCNTS_NUOC01", "via = \"direct\", load = 1.5")])
+    );
+    let daemon = Daemon::start(&http, &rest).await;
+    let browser = Browser::start().await;
+    browser
+        .goto(&format!("{}/#/station/BN_KCNTS_NUOC01", daemon.http))
+        .await;
+    // The operator's token is kept by the page; the comment prompt is answered by the test.
+    browser
+        .eval(&format!(
+            "localStorage.setItem('quantrac.token', '{token}'); window.prompt = () => 'Đã báo nhà máy kiểm tra'; return true;"
+        ))
+        .await;
+    let button = browser
+        .wait_for(
+            "const b = document.querySelector('#alerts tr[data-state=\"raised\"][data-kind=\"violation\"] button.ack'); return b && b.closest('tr').dataset.alert",
+            Duration::from_secs(60),
+        )
+        .await;
+    let id = button.as_str().unwrap().to_string();
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('#alerts button.ack').textContent")
+            .await,
+        "Xác nhận"
+    );
+    browser
+        .eval(&format!(
+            "document.querySelector('#alerts tr[data-alert=\"{id}\"] button.ack').click(); return true;"
+        ))
+        .await;
+    let state = browser
+        .wait_for(
+            &format!("const r = document.querySelector('#alerts tr[data-alert=\"{id}\"]'); return r && r.dataset.state === 'acknowledged' && r.querySelector('.alert-state').textContent"),
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(state, "Đã xác nhận");
+    browser
+        .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-alerts.png"))
+        .await;
+    // The acknowledgement is in the audit trail under the operator's name.
+    let audit: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/api/alerts?state=acknowledged", daemon.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a = audit["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"].as_i64().map(|x| x.to_string()).as_deref() == Some(id.as_str()))
+        .cloned()
+        .unwrap();
+    assert_eq!(a["acked_by"], "operator-1");
+    assert_eq!(a["ack_comment"], "Đã báo nhà máy kiểm tra");
+}

@@ -194,6 +194,28 @@ impl Evaluator {
         self
     }
 
+    /// The evaluator for a reloaded configuration. A series (station, parameter) that is still monitored keeps its
+    /// quality history (gap, flat-line and spike checks go on); new series start fresh, removed ones are dropped.
+    pub fn reconfigured(
+        mut self,
+        config: &Config,
+        limits: HashMap<StationId, StationLimits>,
+        quality: QualitySettings,
+    ) -> Evaluator {
+        let mut next = Evaluator::new(config, limits).with_quality(quality);
+        for (id, st) in &mut next.stations {
+            let Some(old) = self.stations.get_mut(id) else {
+                continue;
+            };
+            for s in &mut st.series {
+                if let Some(o) = old.series.iter_mut().find(|o| o.parameter == s.parameter) {
+                    s.track = std::mem::take(&mut o.track);
+                }
+            }
+        }
+        next
+    }
+
     fn station_state(&self, id: &StationId, limits: &StationLimits) -> StationState {
         let interval = self.intervals.get(id).copied().unwrap_or(DEFAULT_INTERVAL);
         let series = limits
@@ -374,6 +396,42 @@ mod tests {
         assert_eq!(f.names(), "above_range,spike,late");
         assert_eq!(Flags::from_names(&f.names()), f);
         assert!(Flags::default().is_empty());
+    }
+
+    #[test]
+    fn reconfigured_applies_new_limits_and_stations() {
+        let text = |limit: u32, extra: &str| {
+            format!(
+                "[[station]]\nid = \"BN_T_N1\"\nname = \"t\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 13000\n\
+                 receiving_water = {{ type = \"river\", flow_m3_s = 120 }}\nparameters = {{ COD = {{ limit = {limit} }} }}\n{extra}"
+            )
+        };
+        let load = |t: &str| {
+            let c = Config::from_str(t, Path::new("t.toml"), Path::new(".")).unwrap();
+            let l = Profiles::builtin().resolve(&c).unwrap();
+            (c, l)
+        };
+        let (c, l) = load(&text(100, ""));
+        let mut e = Evaluator::new(&c, l);
+        let now = Timestamp(1_000_000);
+        let a = e
+            .assess(&reading("COD", 50.0, Status::Measuring), now)
+            .unwrap();
+        assert_eq!(a.ratio, Some(0.5));
+        let second = "[[station]]\nid = \"BN_T_N2\"\nname = \"u\"\nprofile = \"qcvn40-2011-b\"\n\
+                      design_flow_m3_day = 100\nreceiving_water = { type = \"river\" }\nparameters = { TSS = {} }\n";
+        let (c, l) = load(&text(40, second));
+        let mut e = e.reconfigured(&c, l, QualitySettings::default());
+        let a = e
+            .assess(&reading("COD", 50.0, Status::Measuring), now)
+            .unwrap();
+        assert_eq!(
+            (a.limit, a.ratio),
+            (Some(LimitBound::Max(40.0)), Some(1.25))
+        );
+        let mut r = reading("TSS", 10.0, Status::Measuring);
+        r.station = StationId::parse("BN_T_N2").unwrap();
+        assert!(e.assess(&r, now).is_ok());
     }
 
     #[test]

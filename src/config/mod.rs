@@ -4,6 +4,7 @@
 //! with the key path), then `validate` checks everything purely — no network, no disk beyond `*_file` secrets and
 //! profile files — and reports every problem at once, each naming the file, the key path and what was expected.
 
+pub mod alert;
 pub mod compliance;
 mod daemon;
 mod duration;
@@ -63,6 +64,9 @@ pub struct RawConfig {
     /// Circular 10 TXT landing folders.
     #[serde(default)]
     pub tt10: tt10::Tt10Section,
+    /// The alert engine: timing, channels (recipients), routes, maintenance windows.
+    #[serde(default)]
+    pub alert: alert::AlertSection,
     /// Monitoring stations, one `[[station]]` table each.
     #[serde(default)]
     pub station: Vec<StationSection>,
@@ -85,6 +89,7 @@ pub struct Config {
     pub http: http::Http,
     pub compliance: compliance::Compliance,
     pub tt10: tt10::Tt10,
+    pub alert: alert::Alert,
     pub stations: Vec<Station>,
 }
 
@@ -162,6 +167,8 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
             "no stations configured; add at least one [[station]] table",
         );
     }
+    let station_ids: Vec<String> = raw.station.iter().map(|s| s.id.clone()).collect();
+    let alert = raw.alert.validate(&mut p, base, &station_ids);
     p.finish()?;
     Ok(Config {
         source: file.to_path_buf(),
@@ -177,6 +184,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         http,
         compliance,
         tt10,
+        alert,
         stations,
     })
 }

@@ -1,6 +1,6 @@
 //! Ledger rows → line protocol, following the schema in DESIGN.md.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use super::line_protocol::{encode, Field, LineError};
@@ -131,17 +131,18 @@ pub fn aggregate_line(a: &AggregateRow, out: &mut String) -> Result<(), LineErro
     encode(measurement, &tags, &fields, a.window_start, out)
 }
 
-/// `event,station=…,parameter=…,scope=…,state=open|closed band="…",peak_band="…",peak_ratio=…,last=<i>[,end=<i>,duration_s=<i>] <start>`:
-/// one point per event, rewritten as it evolves (same series and time).
+/// `event,station=…,parameter=…,scope=… state="open|closed",band="…",peak_band="…",peak_ratio=…,last=<i>[,end=<i>,duration_s=<i>] <start>`:
+/// one point per event, rewritten as it evolves. `state` is a field, not a tag, so the closing write lands on the
+/// same series and time and replaces the open point instead of starting a second series beside it.
 pub fn event_line(e: &EventRow, out: &mut String) -> Result<(), LineError> {
     let state = if e.end.is_some() { "closed" } else { "open" };
     let tags = [
         ("station", e.station.as_str()),
         ("parameter", e.parameter.as_str()),
         ("scope", e.scope.as_str()),
-        ("state", state),
     ];
     let mut fields = vec![
+        ("state", Field::Str(state)),
         ("band", Field::Str(&e.band)),
         ("peak_band", Field::Str(&e.peak_band)),
     ];
@@ -156,10 +157,131 @@ pub fn event_line(e: &EventRow, out: &mut String) -> Result<(), LineError> {
     encode("event", &tags, &fields, e.start, out)
 }
 
+/// Tag keys and field keys of one measurement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeasurementKeys {
+    pub tags: BTreeSet<String>,
+    pub fields: BTreeSet<String>,
+}
+
+/// Every measurement, tag key and field key the encoders write, by measurement. Found by encoding a sample of each
+/// line shape (a reading with a maximum, with a range and without a limit; hour and day windows; open and closed
+/// events) and reading the keys back, so it cannot drift from the encoders. Dashboards are checked against it
+/// (`tests/deploy.rs`): a new measurement or line shape (e.g. DESIGN.md's `alert`) adds its samples here.
+pub fn schema() -> BTreeMap<String, MeasurementKeys> {
+    let reading = |limit_low, limit_high, ratio| ReadingRow {
+        seq: 1,
+        station_id: 1,
+        parameter_id: 1,
+        station: "BN_KCNQV_NUOC01".into(),
+        parameter: "COD".into(),
+        ts: 0,
+        value: 1.0,
+        status: Status::Measuring,
+        limit_low,
+        limit_high,
+        ratio,
+    };
+    let aggregate = |window_ms, some: Option<f64>| AggregateRow {
+        change_seq: 1,
+        station: "BN_KCNQV_NUOC01".into(),
+        parameter: "COD".into(),
+        window_ms,
+        window_start: 0,
+        mean: some,
+        min: some,
+        max: some,
+        valid: 1,
+        expected: 12,
+        completeness: 1.0 / 12.0,
+        ratio: some,
+        band: "compliant".into(),
+    };
+    let event = |end: Option<i64>, peak_ratio| EventRow {
+        change_seq: 1,
+        station: "BN_KCNQV_NUOC01".into(),
+        parameter: "COD".into(),
+        scope: "instant".into(),
+        start: 0,
+        end,
+        last: 0,
+        band: "1_1_to_1_5".into(),
+        peak_band: "1_1_to_1_5".into(),
+        peak_ratio,
+    };
+    let mut lines = Vec::new();
+    let mut push = |f: &dyn Fn(&mut String) -> Result<(), LineError>| {
+        let mut line = String::new();
+        if f(&mut line).is_ok() {
+            lines.push(line);
+        }
+    };
+    for r in [
+        reading(None, Some(100.0), Some(0.5)),
+        reading(Some(5.5), Some(9.0), None),
+        reading(None, None, None),
+    ] {
+        push(&|out| reading_line(&r, out));
+    }
+    for a in [
+        aggregate(3_600_000, Some(1.0)),
+        aggregate(3_600_000, None),
+        aggregate(86_400_000, Some(1.0)),
+    ] {
+        push(&|out| aggregate_line(&a, out));
+    }
+    for e in [event(None, Some(1.2)), event(Some(60_000), Some(1.2))] {
+        push(&|out| event_line(&e, out));
+    }
+    let mut schema: BTreeMap<String, MeasurementKeys> = BTreeMap::new();
+    for line in &lines {
+        if let Some(k) = super::line_protocol::keys(line) {
+            let m = schema.entry(k.measurement).or_default();
+            m.tags.extend(k.tags);
+            m.fields.extend(k.fields);
+        }
+    }
+    schema
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::Status;
+
+    #[test]
+    fn schema_lists_what_the_encoders_write() {
+        let s = schema();
+        let names = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(",");
+        assert_eq!(
+            s.keys().cloned().collect::<Vec<_>>(),
+            ["daily", "event", "hourly", "reading"]
+        );
+        assert_eq!(
+            names(&s["reading"].tags),
+            "facility,parameter,province,station,status"
+        );
+        assert_eq!(names(&s["reading"].fields), "high,limit,low,ratio,value");
+        assert_eq!(names(&s["hourly"].tags), "parameter,station");
+        assert_eq!(
+            names(&s["hourly"].fields),
+            "band,completeness,expected,max,mean,min,ratio,valid"
+        );
+        assert_eq!(names(&s["event"].tags), "parameter,scope,station");
+        assert_eq!(
+            names(&s["event"].fields),
+            "band,duration_s,end,last,peak_band,peak_ratio,state"
+        );
+    }
+
+    #[test]
+    fn keys_of_escaped_lines() {
+        let k = crate::forward::line_protocol::keys(r#"m\ x,t\,a=v\ 1,u=2 f\=g="a b,c=d",h=1i 5"#)
+            .unwrap();
+        assert_eq!(k.measurement, "m x");
+        assert_eq!(k.tags, ["t,a", "u"]);
+        assert_eq!(k.fields, ["f=g", "h"]);
+    }
 
     #[test]
     fn reading_with_max_limit() {
@@ -232,7 +354,7 @@ mod tests {
         event_line(&e, &mut s).unwrap();
         assert_eq!(
             s,
-            "event,parameter=COD,scope=window_3600000,state=closed,station=BN_A_B band=\"1_1_to_1_5\",peak_band=\"1_5_to_3\",peak_ratio=1.6,last=1000000i,end=4600000i,duration_s=3600i 1000000"
+            "event,parameter=COD,scope=window_3600000,station=BN_A_B state=\"closed\",band=\"1_1_to_1_5\",peak_band=\"1_5_to_3\",peak_ratio=1.6,last=1000000i,end=4600000i,duration_s=3600i 1000000"
         );
     }
 

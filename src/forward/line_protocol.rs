@@ -3,6 +3,53 @@
 
 use std::fmt::Write as _;
 
+/// The keys of one line: measurement, tag keys and field keys (unescaped), as a reader of the line sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineKeys {
+    pub measurement: String,
+    pub tags: Vec<String>,
+    pub fields: Vec<String>,
+}
+
+/// Split a line into its keys, honouring backslash escapes and quoted string fields. `None` if it is not a line.
+pub fn keys(line: &str) -> Option<LineKeys> {
+    // Sections are separated by unescaped spaces outside quotes: `measurement,tags fields time`.
+    let mut sections: Vec<Vec<(String, Option<String>)>> = vec![vec![(String::new(), None)]];
+    let (mut escaped, mut quoted) = (false, false);
+    for c in line.chars() {
+        let first = sections.len() == 1;
+        let section = sections.last_mut()?;
+        // The measurement name may hold an unescaped `=`; keys elsewhere may not.
+        let in_measurement = first && section.len() == 1;
+        let (key, value) = section.last_mut()?;
+        let in_key = value.is_none();
+        let text = value.as_mut().unwrap_or(key);
+        if escaped {
+            text.push(c);
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            _ if quoted => text.push(c),
+            ' ' => sections.push(vec![(String::new(), None)]),
+            ',' => section.push((String::new(), None)),
+            '=' if in_key && !in_measurement => *value = Some(String::new()),
+            c => text.push(c),
+        }
+    }
+    let mut head = sections.first()?.iter();
+    let measurement = head.next()?.0.clone();
+    let tags = head.map(|(k, _)| k.clone()).collect();
+    let fields = sections.get(1)?.iter().map(|(k, _)| k.clone()).collect();
+    Some(LineKeys {
+        measurement,
+        tags,
+        fields,
+    })
+}
+
 /// A value line protocol cannot carry.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LineError {

@@ -48,6 +48,7 @@ pub async fn stations(State(s): State<AppState>, parts: Parts) -> Result<Json<Va
     require(&s.config.http, &parts, Role::Viewer)?;
     s.live.refresh_states(Timestamp::now());
     let health = s.health.snapshot();
+    let open_alerts = with_reader(&s, |r| crate::alert::store::open_counts(r.connection())).await?;
     let stations: Vec<Value> = s
         .live
         .stations()
@@ -62,6 +63,7 @@ pub async fn stations(State(s): State<AppState>, parts: Parts) -> Result<Json<Va
                 .collect();
             let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
             v["connections"] = Value::Array(connections);
+            v["open_alerts"] = json!(open_alerts.get(&st.id).copied().unwrap_or(0));
             v
         })
         .collect();
@@ -362,4 +364,106 @@ pub async fn station_note(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok((StatusCode::CREATED, Json(json!({ "id": note_id }))))
+}
+
+/// Alerts, newest first; filter by station, state (`raised`, `acknowledged`, `cleared`, `open`) and kind; page with
+/// `before` (the `next_before` of the previous page).
+pub async fn alerts(
+    State(s): State<AppState>,
+    parts: Parts,
+    Query(q): Params,
+) -> Result<Json<Value>, ApiError> {
+    require(&s.config.http, &parts, Role::Viewer)?;
+    check_known(&q, &["station", "state", "kind", "before", "limit"])?;
+    let station = station_param(&s, &q)?;
+    let state = q.get("state").cloned();
+    if let Some(v) = &state {
+        if !["raised", "acknowledged", "cleared", "open"].contains(&v.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "state={v:?}; expected raised, acknowledged, cleared or open"
+            )));
+        }
+    }
+    let kind = q.get("kind").cloned();
+    if let Some(k) = &kind {
+        if crate::alert::Kind::parse(k).is_none() {
+            return Err(ApiError::bad_request(format!(
+                "kind={k:?}; expected one of {}",
+                crate::config::alert::KINDS.join(", ")
+            )));
+        }
+    }
+    let before = match q.get("before") {
+        Some(_) => Some(number_param(&q, "before", 0, i64::MAX)?),
+        None => None,
+    };
+    let limit = number_param(&q, "limit", 100, 1000)?.max(1);
+    let f = crate::alert::store::AlertFilter {
+        station,
+        state,
+        kind,
+        before,
+        limit,
+    };
+    let rows = with_reader(&s, move |r| crate::alert::store::alerts(r.connection(), &f)).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().and_then(|a| a["id"].as_i64()))
+        .flatten();
+    Ok(Json(json!({ "alerts": rows, "next_before": next })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AckBody {
+    comment: String,
+}
+
+/// Acknowledge a raised alert with a comment (operator): no more re-notifications; recorded in the audit table.
+pub async fn ack_alert(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Result<Json<AckBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = require(&s.config.http, &parts, Role::Operator)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{id:?} is not an alert id")))?;
+    let Json(body) = body.map_err(|e| {
+        ApiError::new(
+            e.status(),
+            format!(
+                "expected a JSON body {{\"comment\": \"…\"}}: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    let comment = body.comment.trim().to_string();
+    if comment.is_empty() || comment.chars().count() > 2000 {
+        return Err(ApiError::bad_request(
+            "comment must be 1 to 2,000 characters",
+        ));
+    }
+    let Some(alerts) = &s.alerts else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the alert engine is disabled (alert.enabled = false)",
+        ));
+    };
+    use crate::alert::AckError;
+    match alerts
+        .acknowledge(id, &caller.name, caller.role.as_str(), &comment)
+        .await
+    {
+        Ok(a) => Ok(Json(a)),
+        Err(e @ AckError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ AckError::NotRaised { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(AckError::Stopped) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the alert engine is not running",
+        )),
+        Err(AckError::Ledger(e)) => Err(ApiError::from(e)),
+    }
 }

@@ -199,6 +199,50 @@ pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             state
         );
     }
+    let a = &m.alerts;
+    for (name, help, pick) in [
+        ("quantrac_alerts_raised_total", "Alerts raised, by kind.", 0),
+        (
+            "quantrac_alerts_cleared_total",
+            "Alerts cleared, by kind.",
+            1,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        for (kind, raised, cleared) in a.by_kind() {
+            let v = if pick == 0 { raised } else { cleared };
+            let _ = writeln!(out, "{name}{{kind=\"{kind}\"}} {v}");
+        }
+    }
+    for (name, help, pick) in [
+        (
+            "quantrac_alert_notifications_delivered_total",
+            "Alert notifications delivered, by channel type.",
+            0,
+        ),
+        (
+            "quantrac_alert_notifications_failed_total",
+            "Failed alert delivery attempts (each is retried), by channel type.",
+            1,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        for (channel, delivered, failed) in a.by_channel() {
+            let v = if pick == 0 { delivered } else { failed };
+            let _ = writeln!(out, "{name}{{channel_type=\"{channel}\"}} {v}");
+        }
+    }
+    family(
+        &mut out,
+        "quantrac_alert_notifications_given_up_total",
+        "counter",
+        "Alert notifications given up after alert.give_up_after (someone was not told).",
+    );
+    let _ = writeln!(
+        out,
+        "quantrac_alert_notifications_given_up_total {}",
+        a.given_up.load(Relaxed)
+    );
     family(
         &mut out,
         "quantrac_build_info",

@@ -43,6 +43,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Prepared SSE messages (see `sse::start_hub`).
     pub sse: broadcast::Sender<sse::Message>,
+    /// The alert engine, for acknowledgements (`None` when `alert.enabled = false`).
+    pub alerts: Option<crate::alert::AlertHandle>,
 }
 
 impl AppState {
@@ -73,7 +75,14 @@ impl AppState {
             sources_started,
             shutdown,
             sse,
+            alerts: None,
         }
+    }
+
+    /// Let `POST /api/alerts/{id}/ack` reach the alert engine.
+    pub fn with_alerts(mut self, alerts: Option<crate::alert::AlertHandle>) -> Self {
+        self.alerts = alerts;
+        self
     }
 }
 
@@ -88,6 +97,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/readings", get(api::readings))
         .route("/api/aggregates", get(api::aggregates))
         .route("/api/events", get(api::events))
+        .route("/api/alerts", get(api::alerts))
+        .route("/api/alerts/{id}/ack", post(api::ack_alert))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/export", get(export::export))
         .route("/api/audit", get(api::audit))

@@ -1,5 +1,5 @@
 //! `GET /api/stream`: server-sent events — `readings` (each committed batch), `windows` (aggregates), `events`
-//! (compliance events) and `status` (every plant's state, every 5 s). A slow client that falls behind gets a
+//! (compliance events), `alerts` (alerts as they change) and `status` (every plant's state, every 5 s). A slow client that falls behind gets a
 //! `lagged` event and should reload its view.
 
 use std::convert::Infallible;
@@ -130,6 +130,7 @@ fn to_message(ev: &LiveEvent) -> Message {
                 .collect();
             ("events", json!(items))
         }
+        LiveEvent::Alerts(alerts) => ("alerts", json!(alerts.as_slice())),
     };
     Arc::new((name, data.to_string()))
 }

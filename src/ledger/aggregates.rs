@@ -57,7 +57,8 @@ pub(super) fn refresh(
     events: &mut EventTracker,
     changes: &mut Vec<EventChange>,
 ) -> Result<AggregateReport, LedgerError> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: this reads before it writes; see `Ledger::commit`.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let from = cursor(&tx, CURSOR)?;
     let names = id_names(&tx)?;
     let mut touched = BTreeSet::new();

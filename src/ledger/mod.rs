@@ -202,7 +202,12 @@ impl Ledger {
         quarantine: &[Quarantined],
     ) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
         let now = Timestamp::now().millis();
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock up front (waiting under busy_timeout). A deferred transaction that reads
+        // first fails at once with SQLITE_BUSY when another connection (alert engine, forwarder cursors) wrote
+        // after its read began.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut ids = Vec::with_capacity(readings.len());
         for e in readings {
             let s = id_of(
@@ -254,6 +259,8 @@ impl Ledger {
                     e.assessment.flags.0
                 ])?;
                 outcomes[i] = if n == 1 {
+                    // Taken before the event insert below, which moves last_insert_rowid to the events table.
+                    let seq = tx.last_insert_rowid();
                     counts.accepted += 1;
                     let key = EventKey {
                         station: r.station.clone(),
@@ -267,7 +274,7 @@ impl Ledger {
                         events::store(&tx, (s, p), &change)?;
                         self.event_changes.push(change);
                     }
-                    Outcome::Accepted(tx.last_insert_rowid())
+                    Outcome::Accepted(seq)
                 } else {
                     let (kept_value, kept_status): (f64, u8) = tx
                         .prepare_cached("SELECT value, status FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts = ?3")?
@@ -339,7 +346,9 @@ impl Ledger {
 
     /// Delete readings older than `cutoff`, but never one a cursor has not passed. Returns rows deleted.
     pub fn apply_retention(&mut self, cutoff: Timestamp) -> Result<usize, LedgerError> {
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let floor: Option<i64> = tx
             .query_row(
                 "SELECT MIN(position) FROM cursors WHERE stream = 'readings'",
@@ -348,13 +357,26 @@ impl Ledger {
             )
             .optional()?
             .flatten();
+        // No cursors at all: nothing waits for these rows.
+        let floor = floor.unwrap_or(i64::MAX);
         // The newest row always stays: `seq` is a rowid, and deleting the top row would let SQLite hand its number
         // out again, behind the cursors that already passed it.
-        let n = tx.execute(
-            "DELETE FROM readings WHERE ts < ?1 AND seq <= ?2 AND seq < (SELECT MAX(seq) FROM readings)",
-            // No cursors at all: nothing waits for these rows.
-            params![cutoff.millis(), floor.unwrap_or(i64::MAX)],
-        )?;
+        let top: i64 =
+            tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM readings", [], |r| r.get(0))?;
+        // One range delete per series walks the (station, parameter, ts) key index: no time index to maintain.
+        let series: Vec<(i64, i64)> = tx
+            .prepare("SELECT s.id, p.id FROM stations s, parameters p")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut n = 0;
+        {
+            let mut delete = tx.prepare(
+                "DELETE FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts < ?3 AND seq <= ?4 AND seq < ?5",
+            )?;
+            for (s, p) in series {
+                n += delete.execute(params![s, p, cutoff.millis(), floor, top])?;
+            }
+        }
         tx.execute(
             "DELETE FROM quarantine WHERE received < ?1",
             params![cutoff.millis()],

@@ -137,7 +137,7 @@ fn reopening_keeps_ids_and_schema() {
         )
         .unwrap();
     assert_eq!(o[0], Outcome::Duplicate);
-    assert_eq!(schema::version(&l.conn).unwrap(), 1);
+    assert_eq!(schema::version(&l.conn).unwrap(), schema::latest());
     assert_eq!(l.reader().unwrap().integrity_check().unwrap(), "ok");
 }
 

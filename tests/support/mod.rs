@@ -5,6 +5,7 @@ pub mod browser;
 pub mod daemon;
 pub mod fault_http;
 pub mod mosquitto;
+pub mod stream;
 pub mod victoria;
 
 use std::time::{Duration, Instant};

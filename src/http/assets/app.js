@@ -8,13 +8,21 @@ const T = {
     parameter: "Thông số", value: "Giá trị", limit: "Giới hạn", ratio: "Hệ số vượt", hour: "TB giờ", today: "Đủ dữ liệu hôm nay",
     updated: "Cập nhật", back: "← Toàn tỉnh", last24: "24 giờ qua", status: "Trạng thái", token: "Nhập mã truy cập (token):",
     measuring: "đang đo", calibrating: "hiệu chuẩn", maintenance: "bảo trì", nodata: "chưa có dữ liệu",
-    events: "Sự cố vượt quy chuẩn đang mở", since: "Từ", peak: "Đỉnh", scope: "Phạm vi", instant: "giá trị tức thời", window: "trung bình giờ", noevents: "Không có" },
+    events: "Sự cố vượt quy chuẩn đang mở", since: "Từ", peak: "Đỉnh", scope: "Phạm vi", instant: "giá trị tức thời", window: "trung bình giờ", noevents: "Không có",
+    alerts: "Cảnh báo đang mở", kind: "Loại", state: "Tình trạng", ack: "Xác nhận", raised: "Đang cảnh báo", acknowledged: "Đã xác nhận",
+    cleared: "Đã kết thúc", ackComment: "Ghi chú xác nhận (ví dụ: đã báo nhà máy kiểm tra):", ackToken: "Cần mã truy cập của người vận hành (operator):",
+    k_exceedance: "Vượt ngưỡng tức thời", k_violation: "Vượt quy chuẩn (TB giờ)", k_silent: "Mất tín hiệu", k_fault: "Lỗi thiết bị",
+    k_calibration: "Hiệu chuẩn quá lâu", k_quality: "Chất lượng dữ liệu", k_backlog: "Tồn đọng chuyển dữ liệu" },
   en: { subtitle: "Automatic wastewater monitoring", offline: "Offline", online: "Live",
     compliant: "Compliant", warning: "Warning", violation: "Violation", silent: "Silent", fault: "Device fault",
     parameter: "Parameter", value: "Value", limit: "Limit", ratio: "Multiple", hour: "Hour mean", today: "Data today",
     updated: "Updated", back: "← Province", last24: "Last 24 hours", status: "Status", token: "Access token:",
     measuring: "measuring", calibrating: "calibrating", maintenance: "maintenance", nodata: "no data yet",
-    events: "Open exceedance events", since: "Since", peak: "Peak", scope: "Scope", instant: "single readings", window: "window mean", noevents: "None" },
+    events: "Open exceedance events", since: "Since", peak: "Peak", scope: "Scope", instant: "single readings", window: "window mean", noevents: "None",
+    alerts: "Open alerts", kind: "Kind", state: "State", ack: "Acknowledge", raised: "Raised", acknowledged: "Acknowledged",
+    cleared: "Cleared", ackComment: "Acknowledgement comment (e.g. plant asked to check):", ackToken: "An operator's access token is needed:",
+    k_exceedance: "Exceedance (reading)", k_violation: "Violation (window mean)", k_silent: "Station silent", k_fault: "Device fault",
+    k_calibration: "Calibration too long", k_quality: "Data quality", k_backlog: "Forwarder backlog" },
 };
 const STATES = ["violation", "fault", "silent", "warning", "compliant"];
 let lang = localStorage.getItem("quantrac.lang") || "vi";
@@ -80,6 +88,7 @@ function tile(st) {
   const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, t("parameter")), el("th", {}, t("value")), el("th", {}, t("limit")), el("th", {}, t("hour")))), body);
   const node = el("article", { class: `tile s-${st.state}`, "data-station": st.id, "data-state": st.state },
     el("h2", {}, st.name), el("div", { class: "zone" }, `${st.zone} · ${st.id}`), el("span", { class: "state" }, t(st.state)),
+    st.open_alerts ? el("span", { class: "alert-count", title: t("alerts") }, `⚠ ${st.open_alerts}`) : "",
     params.length ? table : el("p", {}, t("nodata")),
     el("div", { class: "updated" }, st.last_reading ? `${t("updated")} ${localTime(st.last_reading, true)}` : ""));
   node.onclick = () => (location.hash = `#/station/${encodeURIComponent(st.id)}`);
@@ -123,8 +132,10 @@ async function renderDetail(id) {
   const back = el("a", { href: "#/" }, t("back"));
   const chartsBox = el("div", { class: "charts" });
   const eventsBox = el("div", { id: "events" });
+  const alertsBox = el("div", { id: "alerts" });
   detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), table,
-    el("h3", {}, t("events")), eventsBox, el("h3", {}, t("last24")), chartsBox);
+    el("h3", {}, t("alerts")), alertsBox, el("h3", {}, t("events")), eventsBox, el("h3", {}, t("last24")), chartsBox);
+  renderAlerts(id, alertsBox).catch(showError);
   renderEvents(id, eventsBox).catch(showError);
   const from = Date.now() - 24 * 3600e3;
   for (const p of st.parameters) {
@@ -152,6 +163,65 @@ async function renderEvents(id, box) {
     el("td", { class: "over" }, e.peak_ratio === null ? e.peak_band : `${fmt(e.peak_ratio)}× (${e.peak_band})`)));
   box.replaceChildren(el("table", { class: "tile" },
     el("thead", {}, el("tr", {}, ...["parameter", "scope", "since", "peak"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows)));
+}
+
+// The plant's open alerts; an operator acknowledges one with a comment (the call is audited).
+async function renderAlerts(id, box) {
+  const r = await api(`/api/alerts?station=${encodeURIComponent(id)}&state=open`);
+  if (!r.alerts.length) { box.replaceChildren(el("p", {}, t("noevents"))); return; }
+  const rows = r.alerts.map((a) => {
+    const d = a.detail || {};
+    const what = d.ratio !== null && d.ratio !== undefined ? `${fmt(d.value)} ${d.unit || ""} · ${fmt(d.ratio)}× (${d.band})` : (d.note || "");
+    const action = el("td", {});
+    if (a.state === "raised") {
+      const b = el("button", { type: "button", class: "ack" }, t("ack"));
+      b.onclick = () => acknowledge(a.id, box, id).catch(showError);
+      action.append(b);
+    } else if (a.acked_by) {
+      action.append(`${a.acked_by}: ${a.ack_comment || ""}`);
+    }
+    return el("tr", { "data-alert": a.id, "data-state": a.state, "data-kind": a.kind, class: a.severity === "violation" ? "over" : "" },
+      el("td", {}, t(`k_${a.kind}`)), el("td", {}, a.parameter), el("td", {}, localTime(a.since, true)), el("td", {}, what),
+      el("td", { class: "alert-state" }, t(a.state)), action);
+  });
+  box.replaceChildren(el("table", { class: "tile" },
+    el("thead", {}, el("tr", {}, ...["kind", "parameter", "since", "value", "state", ""].map((k) => el("th", {}, k ? t(k) : "")))), el("tbody", {}, ...rows)));
+}
+
+async function acknowledge(alertId, box, stationId) {
+  const comment = prompt(t("ackComment"));
+  if (!comment || !comment.trim()) return;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r = await fetch(`/api/alerts/${alertId}/ack`, { method: "POST",
+      headers: Object.assign({ "content-type": "application/json" }, token() ? { authorization: `Bearer ${token()}` } : {}),
+      body: JSON.stringify({ comment }) });
+    if (r.status === 401 || r.status === 403) {
+      const v = prompt(t("ackToken"));
+      if (!v) return;
+      localStorage.setItem("quantrac.token", v);
+      continue;
+    }
+    if (!r.ok) throw new Error(`ack: ${r.status} ${(await r.json().catch(() => ({}))).error || ""}`);
+    break;
+  }
+  await renderAlerts(stationId, box);
+}
+
+function onAlerts(items) {
+  // Open-alert counts per plant for the tiles (alerts are rare: recount from the API).
+  api("/api/alerts?state=open&limit=1000").then((r) => {
+    const counts = new Map();
+    for (const a of r.alerts) counts.set(a.station, (counts.get(a.station) || 0) + 1);
+    const touched = new Set();
+    for (const st of stations.values()) {
+      const n = counts.get(st.id) || 0;
+      if ((st.open_alerts || 0) !== n) { st.open_alerts = n; touched.add(st.id); }
+    }
+    refresh(touched);
+  }).catch(showError);
+  const open = openedStation();
+  const box = document.getElementById("alerts");
+  if (open && box && items.some((a) => a.station === open)) renderAlerts(open, box).catch(showError);
 }
 
 function route() {
@@ -242,6 +312,7 @@ function connect() {
   es.addEventListener("readings", (e) => onReadings(JSON.parse(e.data)));
   es.addEventListener("windows", (e) => onWindows(JSON.parse(e.data)));
   es.addEventListener("status", (e) => onStatus(JSON.parse(e.data)));
+  es.addEventListener("alerts", (e) => onAlerts(JSON.parse(e.data)));
   es.addEventListener("lagged", () => load().catch(showError));
 }
 

@@ -27,26 +27,46 @@ use crate::health::Health;
 use crate::model::StationId;
 use crate::pipeline::Ingest;
 
-/// Start what `[mqtt]` asks for: the embedded broker, one subscriber per `[[mqtt.broker]]`, and (with the
-/// simulator on) the stations with `sim.via = "mqtt"` publishing to the embedded broker, or else the first broker.
+/// Start the embedded broker if `[mqtt.embedded]` asks for it. It runs for the life of the process (a reload
+/// does not restart it).
+pub fn start_embedded(config: &Config) -> Result<(), broker::BrokerError> {
+    if let Some(listen) = &config.mqtt.embedded {
+        broker::start(listen)?;
+    }
+    Ok(())
+}
+
+/// Start the MQTT sources `[mqtt]` asks for: one subscriber per `[[mqtt.broker]]`, and (with the simulator on) the
+/// stations with `sim.via = "mqtt"` publishing to the embedded broker, or else the first broker. The embedded broker
+/// itself is [`start_embedded`]'s. After a reload, `previous` is the configuration the sources ran on: filters it
+/// subscribed to that this one drops are unsubscribed (a persistent session keeps them otherwise).
 pub fn spawn(
     config: &Config,
+    previous: Option<&Config>,
     limits: &HashMap<StationId, StationLimits>,
     ingest: &Ingest,
     health: &Health,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
-) -> Result<(), broker::BrokerError> {
-    if let Some(listen) = &config.mqtt.embedded {
-        broker::start(listen)?;
-    }
+) {
     for b in &config.mqtt.brokers {
-        tasks.spawn(run(
-            Subscriber::new(config, b),
-            ingest.clone(),
-            health.clone(),
-            shutdown.clone(),
-        ));
+        let mut sub = Subscriber::new(config, b);
+        if let Some((prev, old)) = previous.and_then(|p| {
+            p.mqtt
+                .brokers
+                .iter()
+                .find(|o| o.name == b.name)
+                .map(|o| (p, o))
+        }) {
+            let new = sub.router.filters(b.share_group.as_deref());
+            sub.stale_filters = Subscriber::new(prev, old)
+                .router
+                .filters(old.share_group.as_deref())
+                .into_iter()
+                .filter(|f| !new.contains(f))
+                .collect();
+        }
+        tasks.spawn(run(sub, ingest.clone(), health.clone(), shutdown.clone()));
     }
     let via_mqtt: Vec<_> = config
         .stations
@@ -54,7 +74,7 @@ pub fn spawn(
         .filter(|s| s.sim.as_ref().is_some_and(|x| x.via == "mqtt"))
         .collect();
     if !config.sim.enabled || via_mqtt.is_empty() {
-        return Ok(());
+        return;
     }
     let target_broker = config
         .mqtt
@@ -66,7 +86,7 @@ pub fn spawn(
         tracing::warn!(
             "Stations with sim.via = \"mqtt\" need a broker: add [mqtt.embedded] or an [[mqtt.broker]]."
         );
-        return Ok(());
+        return;
     };
     let template = target
         .topics
@@ -109,5 +129,4 @@ pub fn spawn(
         Duration::from_secs(24 * 3600),
         shutdown.clone(),
     ));
-    Ok(())
 }

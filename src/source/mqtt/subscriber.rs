@@ -76,6 +76,9 @@ const KEEP_OVERSIZED: usize = 64 * 1024;
 pub struct Subscriber {
     pub broker: Broker,
     pub router: TopicRouter,
+    /// Filters the previous configuration subscribed to and this one does not (after a reload): unsubscribed once
+    /// connected, since the broker's persistent session would otherwise keep delivering them.
+    pub stale_filters: Vec<String>,
     units: Arc<HashMap<StationId, HashMap<Parameter, Unit>>>,
     tz: FixedOffset,
 }
@@ -108,6 +111,7 @@ impl Subscriber {
         Subscriber {
             broker: broker.clone(),
             router: TopicRouter::new(&broker.topics, &station_topics, &known),
+            stale_filters: Vec::new(),
             units: Arc::new(units),
             tz: config.timezone,
         }
@@ -336,6 +340,7 @@ async fn poll(
     let filters = sub.router.filters(sub.broker.share_group.as_deref());
     let mut tx = Some(tx);
     let mut subscribed_once = false;
+    let mut unsubscribed_stale = false;
     loop {
         let event = tokio::select! {
             biased;
@@ -364,6 +369,19 @@ async fn poll(
                         Ok(()) => subscribed_once = true,
                         Err(e) => {
                             warn!(broker = %name, error = %e, "MQTT subscribe request failed.")
+                        }
+                    }
+                }
+                if !unsubscribed_stale {
+                    unsubscribed_stale = true;
+                    for f in &sub.stale_filters {
+                        match client.try_unsubscribe(f.clone()) {
+                            Ok(()) => {
+                                info!(broker = %name, filter = %f, "MQTT unsubscribed from a filter the new configuration dropped.")
+                            }
+                            Err(e) => {
+                                warn!(broker = %name, filter = %f, error = %e, "MQTT unsubscribe request failed; the broker's session keeps the old subscription.")
+                            }
                         }
                     }
                 }

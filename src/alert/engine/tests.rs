@@ -1,0 +1,303 @@
+//! Engine tests under `tokio::time::pause()`: the clock only moves when the test advances it.
+
+use std::time::Duration;
+
+use super::*;
+use crate::config::alert::Maintenance;
+
+const T0: i64 = 1_800_000_000_000;
+
+fn rules() -> Rules {
+    Rules {
+        raise_after: 2,
+        raise_min_ms: 0,
+        clear_after: 3,
+        clear_below: 0.9,
+        renotify_ms: 3_600_000,
+        flap_window_ms: 3_600_000,
+        flap_max: 3,
+        silent_after_ms: 900_000,
+        fault_after_ms: 900_000,
+        calibration_after_ms: 7_200_000,
+        backlog_after_ms: 1_800_000,
+        completeness_below: 0.75,
+        maintenance: Vec::new(),
+    }
+}
+
+fn cod(kind: Kind) -> AlertKey {
+    AlertKey::new("BN_KCNTS_NUOC01", "COD", kind)
+}
+
+fn value(ratio: f64) -> Observation {
+    let band = if ratio <= 1.0 {
+        crate::compliance::Band::Compliant
+    } else {
+        crate::compliance::Band::for_ratio(rust_decimal::Decimal::try_from(ratio).unwrap())
+    };
+    Observation {
+        bad: band.is_exceedance(),
+        detail: Detail {
+            value: Some(150.0 * ratio),
+            unit: "mg/L".into(),
+            limit_high: Some(150.0),
+            ratio: Some(ratio),
+            band: band.as_str().into(),
+            band_severity: band.severity(),
+            ..Detail::default()
+        },
+    }
+}
+
+fn flag(bad: bool) -> Observation {
+    Observation {
+        bad,
+        detail: Detail::default(),
+    }
+}
+
+async fn step(clock: &TokioClock, d: Duration) -> i64 {
+    tokio::time::advance(d).await;
+    clock.now_ms()
+}
+
+fn changes(ts: &[Transition]) -> Vec<Change> {
+    ts.iter().map(|t| t.change).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn violation_raises_once_renotifies_escalates_and_clears_with_hysteresis() {
+    let clock = TokioClock::new(T0);
+    let mut e = Engine::new(rules());
+    let k = cod(Kind::Violation);
+    let minute = Duration::from_secs(60);
+    // One bad observation is only pending.
+    assert_eq!(e.observe(&k, clock.now_ms(), value(1.05)), None);
+    assert_eq!(e.state(&k).unwrap().phase, Phase::Pending);
+    let now = step(&clock, minute).await;
+    let t = e
+        .observe(&k, now, value(1.06))
+        .expect("raised at the second");
+    assert_eq!((t.change, t.since), (Change::Raised, T0));
+    e.set_alert_id(&k, 7);
+    // Still bad: no second raise.
+    for _ in 0..10 {
+        let now = step(&clock, minute).await;
+        assert_eq!(e.observe(&k, now, value(1.07)), None);
+        assert!(e.tick(now).is_empty());
+    }
+    // Re-notify once the interval has passed since the raise, then not again until the next interval.
+    let now = step(&clock, Duration::from_secs(50 * 60)).await;
+    assert_eq!(changes(&e.tick(now)), [Change::Renotify]);
+    assert!(e.tick(step(&clock, minute).await).is_empty());
+    // Band worsens (lt_1_1 → 1_1_to_1_5): escalation, with the alert id.
+    let t = e
+        .observe(&k, step(&clock, minute).await, value(1.3))
+        .unwrap();
+    assert_eq!((t.change, t.alert_id), (Change::Escalated, Some(7)));
+    assert_eq!(t.peak.band, "1_1_to_1_5");
+    // Back to the same band: no second escalation.
+    assert_eq!(e.observe(&k, step(&clock, minute).await, value(1.2)), None);
+    // Hysteresis: just under the limit (0.95) counts, but needs three in a row; a bad one resets the count.
+    assert_eq!(e.observe(&k, step(&clock, minute).await, value(0.95)), None);
+    assert_eq!(e.observe(&k, step(&clock, minute).await, value(0.98)), None);
+    assert_eq!(e.observe(&k, step(&clock, minute).await, value(1.01)), None);
+    assert_eq!(e.observe(&k, step(&clock, minute).await, value(0.95)), None);
+    assert_eq!(e.observe(&k, step(&clock, minute).await, value(0.96)), None);
+    let t = e
+        .observe(&k, step(&clock, minute).await, value(0.97))
+        .unwrap();
+    assert_eq!((t.change, t.alert_id), (Change::Cleared, Some(7)));
+    assert_eq!(e.state(&k).unwrap().phase, Phase::Idle);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_value_well_below_the_limit_clears_at_once() {
+    let clock = TokioClock::new(T0);
+    let mut e = Engine::new(rules());
+    let k = cod(Kind::Exceedance);
+    e.observe(&k, clock.now_ms(), value(1.2));
+    let now = step(&clock, Duration::from_secs(300)).await;
+    assert_eq!(
+        e.observe(&k, now, value(1.2)).unwrap().change,
+        Change::Raised
+    );
+    let now = step(&clock, Duration::from_secs(300)).await;
+    assert_eq!(
+        e.observe(&k, now, value(0.5)).unwrap().change,
+        Change::Cleared
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn readings_hovering_at_the_limit_do_not_flap() {
+    let clock = TokioClock::new(T0);
+    let mut e = Engine::new(rules());
+    let k = cod(Kind::Violation);
+    let mut all = Vec::new();
+    // A running mean hovering around the limit: bad, good, bad, good… every minute for three hours.
+    for i in 0..180 {
+        let now = step(&clock, Duration::from_secs(60)).await;
+        let r = if i % 2 == 0 { 1.02 } else { 0.99 };
+        all.extend(e.observe(&k, now, value(r)));
+        all.extend(e.tick(now));
+        if let Some(t) = all.last() {
+            if t.change == Change::Raised && t.alert_id.is_none() {
+                e.set_alert_id(&k, 1);
+            }
+        }
+    }
+    // Two bad in a row never happen: it never raises.
+    assert!(all.is_empty(), "{all:?}");
+    // Two bad, one good, repeated: raises once and stays raised (never three good in a row).
+    for i in 0..180 {
+        let now = step(&clock, Duration::from_secs(60)).await;
+        let r = if i % 3 == 2 { 0.99 } else { 1.02 };
+        all.extend(e.observe(&k, now, value(r)));
+    }
+    let raised = all.iter().filter(|t| t.change == Change::Raised).count();
+    let cleared = all.iter().filter(|t| t.change == Change::Cleared).count();
+    assert_eq!((raised, cleared), (1, 0), "{all:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn flapping_alert_is_held_until_a_quiet_window() {
+    let clock = TokioClock::new(T0);
+    let mut r = rules();
+    r.raise_after = 1;
+    r.clear_after = 1;
+    let mut e = Engine::new(r);
+    let k = cod(Kind::Quality);
+    let mut all = Vec::new();
+    // Bad, good, bad, good… every 2 minutes: without suppression 15 raises in 30 minutes.
+    for i in 0..30 {
+        let now = step(&clock, Duration::from_secs(60)).await;
+        all.extend(e.observe(&k, now, flag(i % 2 == 0)));
+    }
+    let raised = all.iter().filter(|t| t.change == Change::Raised).count();
+    assert_eq!(raised, 3, "flap_max raises, then held: {all:?}");
+    assert_eq!(e.state(&k).unwrap().phase, Phase::Raised);
+    // Quiet (good) for a whole flap window: it clears once, from the tick.
+    let now = step(&clock, Duration::from_secs(60)).await;
+    all.extend(e.observe(&k, now, flag(false)));
+    let now = step(&clock, Duration::from_secs(3600)).await;
+    let t = e.tick(now);
+    assert_eq!(changes(&t), [Change::Cleared]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fault_and_calibration_raise_after_their_time_and_clear_at_once() {
+    let clock = TokioClock::new(T0);
+    let mut e = Engine::new(rules());
+    let fault = cod(Kind::Fault);
+    let calib = cod(Kind::Calibration);
+    // Fault readings every 5 minutes: raised when 15 minutes have passed, once.
+    let mut all = Vec::new();
+    for _ in 0..6 {
+        all.extend(e.observe(&fault, clock.now_ms(), flag(true)));
+        all.extend(e.tick(clock.now_ms()));
+        step(&clock, Duration::from_secs(300)).await;
+    }
+    assert_eq!(changes(&all), [Change::Raised]);
+    assert_eq!(all[0].at - all[0].since, 900_000);
+    // One measuring reading clears it.
+    let t = e.observe(&fault, clock.now_ms(), flag(false)).unwrap();
+    assert_eq!(t.change, Change::Cleared);
+    // Calibration for 1 h 55 min is fine; the tick raises it at 2 h even without a new reading.
+    assert_eq!(e.observe(&calib, clock.now_ms(), flag(true)), None);
+    assert!(e
+        .tick(step(&clock, Duration::from_secs(115 * 60)).await)
+        .is_empty());
+    let t = e.tick(step(&clock, Duration::from_secs(5 * 60)).await);
+    assert_eq!(changes(&t), [Change::Raised]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_and_backlog_raise_on_their_first_bad_observation() {
+    // The runner only reports silence once `silent_after` has passed (and backlog once it is old enough).
+    let clock = TokioClock::new(T0);
+    let mut e = Engine::new(rules());
+    for kind in [Kind::Silent, Kind::Backlog] {
+        let k = AlertKey::new("BN_KCNTS_NUOC01", "", kind);
+        assert_eq!(
+            e.observe(&k, clock.now_ms(), flag(true)).unwrap().change,
+            Change::Raised
+        );
+        assert_eq!(
+            e.observe(&k, step(&clock, Duration::from_secs(1)).await, flag(true)),
+            None
+        );
+        assert_eq!(
+            e.observe(&k, clock.now_ms(), flag(false)).unwrap().change,
+            Change::Cleared
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn maintenance_mutes_the_station() {
+    let clock = TokioClock::new(T0);
+    let mut r = rules();
+    r.maintenance = vec![Maintenance {
+        station: "BN_KCNTS_NUOC01".into(),
+        from_ms: T0,
+        to_ms: T0 + 3_600_000,
+    }];
+    let mut e = Engine::new(r);
+    let k = cod(Kind::Exceedance);
+    for _ in 0..10 {
+        let now = step(&clock, Duration::from_secs(300)).await;
+        assert_eq!(e.observe(&k, now, value(2.0)), None);
+        assert!(e.tick(now).is_empty());
+    }
+    // Another station is not muted.
+    let other = AlertKey::new("BN_KCNQV_NUOC01", "COD", Kind::Exceedance);
+    e.observe(&other, clock.now_ms(), value(2.0));
+    assert!(e.observe(&other, clock.now_ms() + 1, value(2.0)).is_some());
+    // After the window, it raises normally.
+    step(&clock, Duration::from_secs(3600)).await;
+    e.observe(&k, clock.now_ms(), value(2.0));
+    assert_eq!(
+        e.observe(&k, clock.now_ms(), value(2.0)).unwrap().change,
+        Change::Raised
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn acknowledged_alerts_are_not_renotified_but_escalate() {
+    let clock = TokioClock::new(T0);
+    let mut e = Engine::new(rules());
+    let k = cod(Kind::Violation);
+    e.observe(&k, clock.now_ms(), value(1.05));
+    e.observe(&k, clock.now_ms(), value(1.05)).unwrap();
+    e.set_alert_id(&k, 3);
+    assert_eq!(e.acknowledge(3), Some(k.clone()));
+    assert_eq!(e.acknowledge(3), None, "already acknowledged");
+    for _ in 0..5 {
+        let now = step(&clock, Duration::from_secs(3600)).await;
+        assert!(e.tick(now).is_empty());
+    }
+    let t = e.observe(&k, clock.now_ms(), value(4.0)).unwrap();
+    assert_eq!(t.change, Change::Escalated);
+}
+
+#[tokio::test(start_paused = true)]
+async fn restored_state_continues_without_a_second_raise() {
+    let clock = TokioClock::new(T0);
+    let mut e = Engine::new(rules());
+    let k = cod(Kind::Violation);
+    e.observe(&k, clock.now_ms(), value(1.05));
+    e.observe(&k, clock.now_ms(), value(1.05)).unwrap();
+    e.set_alert_id(&k, 9);
+    let saved = e.take_dirty();
+    assert_eq!(saved.len(), 1);
+    // A new engine (restart) from the saved state.
+    let mut e2 = Engine::new(rules());
+    for (k, s) in saved {
+        e2.restore(k, s);
+    }
+    let now = step(&clock, Duration::from_secs(60)).await;
+    assert_eq!(e2.observe(&k, now, value(1.05)), None);
+    let t = e2.observe(&k, now, value(0.5)).unwrap();
+    assert_eq!((t.change, t.alert_id), (Change::Cleared, Some(9)));
+}

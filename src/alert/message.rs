@@ -1,0 +1,298 @@
+//! The notification every channel sends: one JSON document (the webhook body, the MQTT payload, the outbox row),
+//! and its Vietnamese and English subject and text (e-mail, log). Pure: built from a transition and the config.
+
+use std::collections::HashMap;
+
+use chrono::FixedOffset;
+use serde::{Deserialize, Serialize};
+
+use super::engine::{severity_name, Kind, Transition};
+use crate::config::Config;
+use crate::model::Timestamp;
+
+/// What the notification needs from the config.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub public_url: String,
+    pub timezone: FixedOffset,
+    /// Station id → (name, zone).
+    pub stations: HashMap<String, (String, String)>,
+}
+
+impl Context {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            public_url: c.http.public_url.trim_end_matches('/').to_string(),
+            timezone: c.timezone,
+            stations: c
+                .stations
+                .iter()
+                .map(|s| (s.id.to_string(), (s.name.clone(), s.zone.clone())))
+                .collect(),
+        }
+    }
+}
+
+/// One notification as sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub alert_id: i64,
+    /// `raised`, `escalated`, `renotify`, `cleared`.
+    pub change: String,
+    pub kind: String,
+    /// `technical`, `warning`, `violation`.
+    pub severity: String,
+    pub station: String,
+    pub station_name: String,
+    pub zone: String,
+    /// Parameter (or forwarder for backlog alerts); empty for station-wide kinds.
+    pub parameter: String,
+    pub value: Option<f64>,
+    pub unit: String,
+    pub limit_low: Option<f64>,
+    pub limit_high: Option<f64>,
+    /// Multiple of the limit.
+    pub multiple: Option<f64>,
+    /// Decree 45 band of this observation.
+    pub band: String,
+    pub peak_multiple: Option<f64>,
+    pub peak_band: String,
+    /// When the condition began, when this was decided, and the sample time (Unix ms, UTC).
+    pub since: i64,
+    pub at: i64,
+    pub data_time: i64,
+    /// `at` in local time, e.g. `27/11/2026 15:42:10 (UTC+07:00)`.
+    pub local_time: String,
+    pub note: String,
+    /// The plant's dashboard page.
+    pub dashboard: String,
+    pub subject_vi: String,
+    pub subject_en: String,
+    pub text_vi: String,
+    pub text_en: String,
+}
+
+impl Notification {
+    pub fn build(ctx: &Context, alert_id: i64, t: &Transition) -> Notification {
+        let (name, zone) = ctx
+            .stations
+            .get(&t.key.station)
+            .cloned()
+            .unwrap_or_else(|| (t.key.station.clone(), String::new()));
+        let d = &t.detail;
+        let local = |ms: i64| {
+            Timestamp(ms)
+                .to_local(ctx.timezone)
+                .format("%d/%m/%Y %H:%M:%S (UTC%:z)")
+                .to_string()
+        };
+        let mut n = Notification {
+            alert_id,
+            change: t.change.as_str().into(),
+            kind: t.key.kind.as_str().into(),
+            severity: severity_name(t.key.kind.severity()).into(),
+            station: t.key.station.clone(),
+            station_name: name,
+            zone,
+            parameter: t.key.subject.clone(),
+            value: d.value,
+            unit: d.unit.clone(),
+            limit_low: d.limit_low,
+            limit_high: d.limit_high,
+            multiple: d.ratio,
+            band: d.band.clone(),
+            peak_multiple: t.peak.ratio,
+            peak_band: t.peak.band.clone(),
+            since: t.since,
+            at: t.at,
+            data_time: d.ts,
+            local_time: local(t.at),
+            note: d.note.clone(),
+            dashboard: if t.key.station.is_empty() {
+                format!("{}/", ctx.public_url)
+            } else {
+                format!("{}/#/station/{}", ctx.public_url, t.key.station)
+            },
+            subject_vi: String::new(),
+            subject_en: String::new(),
+            text_vi: String::new(),
+            text_en: String::new(),
+        };
+        let since = local(t.since);
+        n.compose(&since);
+        n
+    }
+
+    fn compose(&mut self, since_local: &str) {
+        let kind = Kind::parse(&self.kind).unwrap_or(Kind::Quality);
+        let (kind_vi, kind_en) = kind_names(kind);
+        let change = match self.change.as_str() {
+            "raised" => ("CẢNH BÁO", "ALERT"),
+            "escalated" => ("NÂNG MỨC", "ESCALATED"),
+            "renotify" => ("NHẮC LẠI", "REMINDER"),
+            _ => ("ĐÃ KẾT THÚC", "CLEARED"),
+        };
+        let what = if self.parameter.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.parameter)
+        };
+        self.subject_vi = format!("{}: {kind_vi}{what} – {}", change.0, self.station_name);
+        self.subject_en = format!("{}: {kind_en}{what} – {}", change.1, self.station_name);
+        let num = |v: Option<f64>| v.map_or("–".to_string(), fmt_num);
+        let limit = match (self.limit_low, self.limit_high) {
+            (Some(lo), Some(hi)) => format!("{}–{}", fmt_num(lo), fmt_num(hi)),
+            (None, Some(hi)) => fmt_num(hi),
+            _ => "–".into(),
+        };
+        let unit = if self.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.unit)
+        };
+        let band = if self.band.is_empty() {
+            "–".to_string()
+        } else {
+            self.band.clone()
+        };
+        let mut vi = vec![
+            format!("{} – {} ({})", self.subject_vi, self.zone, self.station),
+            format!("Loại: {kind_vi} · Mức độ: {}", severity_vi(&self.severity)),
+        ];
+        let mut en = vec![
+            format!("{} – {} ({})", self.subject_en, self.zone, self.station),
+            format!("Kind: {kind_en} · Severity: {}", self.severity),
+        ];
+        if !self.parameter.is_empty() && self.value.is_some() {
+            vi.push(format!(
+                "Thông số: {} = {}{unit} · Giới hạn: {limit}{unit} · Hệ số vượt: {} · Mức (NĐ 45/2022): {band}",
+                self.parameter,
+                num(self.value),
+                num(self.multiple)
+            ));
+            en.push(format!(
+                "Parameter: {} = {}{unit} · Limit: {limit}{unit} · Multiple: {} · Band (Decree 45/2022): {band}",
+                self.parameter,
+                num(self.value),
+                num(self.multiple)
+            ));
+        }
+        if !self.note.is_empty() {
+            vi.push(format!("Ghi chú: {}", self.note));
+            en.push(format!("Note: {}", self.note));
+        }
+        vi.push(format!(
+            "Bắt đầu: {since_local} · Thời điểm: {}",
+            self.local_time
+        ));
+        en.push(format!("Since: {since_local} · At: {}", self.local_time));
+        vi.push(format!("Xem trên bảng điều khiển: {}", self.dashboard));
+        en.push(format!("Dashboard: {}", self.dashboard));
+        self.text_vi = vi.join("\n");
+        self.text_en = en.join("\n");
+    }
+
+    /// E-mail subject: Vietnamese, then English.
+    pub fn email_subject(&self) -> String {
+        format!("[quantrac] {} / {}", self.subject_vi, self.subject_en)
+    }
+
+    /// E-mail body: Vietnamese, then English.
+    pub fn email_body(&self) -> String {
+        format!(
+            "{}\n\n---\n\n{}\n\n-- \nquantrac · cảnh báo số / alert no. {}\n",
+            self.text_vi, self.text_en, self.alert_id
+        )
+    }
+}
+
+fn kind_names(k: Kind) -> (&'static str, &'static str) {
+    match k {
+        Kind::Exceedance => (
+            "Vượt ngưỡng (giá trị tức thời)",
+            "Exceedance (single reading)",
+        ),
+        Kind::Violation => ("Vượt quy chuẩn (trung bình giờ)", "Violation (window mean)"),
+        Kind::Silent => ("Trạm mất tín hiệu", "Station silent"),
+        Kind::Fault => ("Lỗi thiết bị", "Device fault"),
+        Kind::Calibration => ("Hiệu chuẩn quá lâu", "Calibration too long"),
+        Kind::Quality => ("Chất lượng dữ liệu", "Data quality"),
+        Kind::Backlog => ("Tồn đọng chuyển dữ liệu", "Forwarder backlog"),
+    }
+}
+
+fn severity_vi(s: &str) -> &'static str {
+    match s {
+        "violation" => "vi phạm",
+        "warning" => "cảnh báo",
+        _ => "kỹ thuật",
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::engine::{AlertKey, Change, Detail};
+
+    #[test]
+    fn violation_text_names_everything_an_officer_needs() {
+        let ctx = Context {
+            public_url: "http://dash.example.vn".into(),
+            timezone: FixedOffset::east_opt(7 * 3600).unwrap(),
+            stations: [(
+                "BN_KCNTS_NUOC01".to_string(),
+                (
+                    "Trạm nước thải KCN Tiên Sơn".to_string(),
+                    "KCN Tiên Sơn".to_string(),
+                ),
+            )]
+            .into(),
+        };
+        let detail = Detail {
+            ts: 1_795_000_000_000,
+            value: Some(180.0),
+            unit: "mg/L".into(),
+            limit_high: Some(135.0),
+            ratio: Some(1.333),
+            band: "1_1_to_1_5".into(),
+            band_severity: 2,
+            ..Detail::default()
+        };
+        let t = Transition {
+            key: AlertKey::new("BN_KCNTS_NUOC01", "COD", Kind::Violation),
+            change: Change::Raised,
+            alert_id: None,
+            at: 1_795_000_000_000,
+            since: 1_794_999_700_000,
+            detail: detail.clone(),
+            peak: detail,
+        };
+        let n = Notification::build(&ctx, 12, &t);
+        assert_eq!(
+            n.email_subject(),
+            "[quantrac] CẢNH BÁO: Vượt quy chuẩn (trung bình giờ) COD – Trạm nước thải KCN Tiên Sơn / ALERT: Violation (window mean) COD – Trạm nước thải KCN Tiên Sơn"
+        );
+        let body = n.email_body();
+        for needle in [
+            "COD = 180.0 mg/L",
+            "Giới hạn: 135.0 mg/L",
+            "Hệ số vượt: 1.333",
+            "Mức (NĐ 45/2022): 1_1_to_1_5",
+            "Limit: 135.0 mg/L",
+            "Multiple: 1.333",
+            "Thời điểm: 18/11/2026 18:06:40 (UTC+07:00)",
+            "http://dash.example.vn/#/station/BN_KCNTS_NUOC01",
+        ] {
+            assert!(body.contains(needle), "{needle:?} missing in:\n{body}");
+        }
+    }
+}

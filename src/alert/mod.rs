@@ -1,0 +1,198 @@
+//! Alerts: the engine (a pure state machine per station, subject and kind), the runner that feeds it from the
+//! pipeline and stores its decisions, the outbox in the ledger, and the notification channels.
+//!
+//! Every notification is an outbox row before anything is sent; delivery tasks, one per channel, retry with capped
+//! backoff and record every attempt. The runner persists each key's state with its ledger cursor, so a restart
+//! resumes mid-incident: nothing is raised twice and no clear is lost.
+//!
+//! Not here: compliance verdicts (the compliance engine decides bands and window means; this module only decides
+//! whom to tell, when, and how often).
+
+pub mod engine;
+pub mod message;
+pub mod notify;
+pub mod outbox;
+pub mod runner;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use engine::{Clock, Kind, SystemClock};
+pub use store::AckError;
+
+use crate::config::Config;
+use crate::health::Health;
+use crate::ledger::LedgerError;
+use crate::metrics::Metrics;
+use crate::pipeline::LiveEvent;
+
+/// Channel types, in the order of [`AlertMetrics`]' arrays.
+const CHANNEL_TYPES: [&str; 4] = ["email", "webhook", "mqtt", "log"];
+
+/// Alert counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct AlertMetrics {
+    raised: [AtomicU64; 7],
+    cleared: [AtomicU64; 7],
+    delivered: [AtomicU64; 4],
+    failed: [AtomicU64; 4],
+    /// Notifications given up after `give_up_after`.
+    pub given_up: AtomicU64,
+}
+
+impl AlertMetrics {
+    fn kind_index(k: Kind) -> usize {
+        Kind::ALL.iter().position(|x| *x == k).unwrap_or(0)
+    }
+    fn channel_index(c: &str) -> usize {
+        CHANNEL_TYPES.iter().position(|x| *x == c).unwrap_or(3)
+    }
+    pub fn raised(&self, k: Kind) {
+        self.raised[Self::kind_index(k)].fetch_add(1, Relaxed);
+    }
+    pub fn cleared(&self, k: Kind) {
+        self.cleared[Self::kind_index(k)].fetch_add(1, Relaxed);
+    }
+    pub fn delivered(&self, channel_type: &str) {
+        self.delivered[Self::channel_index(channel_type)].fetch_add(1, Relaxed);
+    }
+    pub fn failed(&self, channel_type: &str) {
+        self.failed[Self::channel_index(channel_type)].fetch_add(1, Relaxed);
+    }
+    /// (kind, raised, cleared) for every kind.
+    pub fn by_kind(&self) -> Vec<(&'static str, u64, u64)> {
+        Kind::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (
+                    k.as_str(),
+                    self.raised[i].load(Relaxed),
+                    self.cleared[i].load(Relaxed),
+                )
+            })
+            .collect()
+    }
+    /// (channel type, delivered, failed attempts) for every channel type.
+    pub fn by_channel(&self) -> Vec<(&'static str, u64, u64)> {
+        CHANNEL_TYPES
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    *c,
+                    self.delivered[i].load(Relaxed),
+                    self.failed[i].load(Relaxed),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Requests to the runner.
+pub enum Command {
+    Ack {
+        id: i64,
+        who: String,
+        role: String,
+        comment: String,
+        reply: oneshot::Sender<Result<Value, AckError>>,
+    },
+}
+
+/// What the HTTP layer holds to acknowledge alerts. Cheap to clone.
+#[derive(Clone)]
+pub struct AlertHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl AlertHandle {
+    /// Acknowledge a raised alert (stops its re-notifications) and write the audit row.
+    pub async fn acknowledge(
+        &self,
+        id: i64,
+        who: &str,
+        role: &str,
+        comment: &str,
+    ) -> Result<Value, AckError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Ack {
+                id,
+                who: who.to_string(),
+                role: role.to_string(),
+                comment: comment.to_string(),
+                reply,
+            })
+            .await
+            .map_err(|_| AckError::Stopped)?;
+        rx.await.unwrap_or(Err(AckError::Stopped))
+    }
+}
+
+/// Start the runner and one delivery task per channel on `tasks`; they stop on `shutdown`.
+#[allow(clippy::too_many_arguments)]
+pub fn start(
+    config: &Config,
+    live: &tokio::sync::broadcast::Sender<LiveEvent>,
+    health: &Health,
+    metrics: &Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Result<AlertHandle, StartError> {
+    let mut wake = HashMap::new();
+    let retry = outbox::Retry {
+        base: Duration::from_secs(1),
+        max_backoff: config.alert.retry_max_backoff,
+        give_up_after: config.alert.give_up_after,
+    };
+    let mut senders = Vec::new();
+    for c in &config.alert.channels {
+        let sender = notify::Sender::build(c)?;
+        let w = Arc::new(Notify::new());
+        wake.insert(c.name.clone(), w.clone());
+        senders.push((c.clone(), sender, w));
+    }
+    // Subscribe before reading the cursor, so nothing committed in between is missed (replay skips what it fed).
+    let rx = live.subscribe();
+    let runner = runner::Runner::open(runner::Parts {
+        config: config.clone(),
+        ledger: config.ledger.path.clone(),
+        live: live.clone(),
+        health: health.clone(),
+        metrics: metrics.clone(),
+        clock,
+        wake,
+    })?;
+    let (tx, commands) = mpsc::channel(16);
+    tasks.spawn(runner.run(rx, commands, shutdown.clone()));
+    for (c, sender, w) in senders {
+        tasks.spawn(outbox::run(
+            c,
+            sender,
+            config.ledger.path.clone(),
+            w,
+            retry,
+            metrics.clone(),
+            shutdown.clone(),
+        ));
+    }
+    Ok(AlertHandle { tx })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Channel(#[from] notify::NotifyError),
+}

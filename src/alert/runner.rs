@@ -1,0 +1,837 @@
+//! The runner: feeds the engine from the pipeline's broadcast (readings, window means) and a 1-second tick (silence,
+//! durations, re-notification, forwarder backlog), stores what the engine decides with the outbox rows for the
+//! routed channels, then wakes those channels' delivery tasks and tells the dashboard.
+//!
+//! It keeps a readings cursor in the ledger, saved with the engine's state in one transaction: at start (and after
+//! falling behind the broadcast) it replays the committed readings past the cursor, so a restart — even after
+//! SIGKILL — neither raises twice nor loses a clear.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::params;
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use super::engine::{
+    AlertKey, Change, Clock, Detail, Engine, KeyState, Kind, Observation, Phase, Rules, Transition,
+};
+use super::message::Context;
+use super::store::{Routed, Store};
+use super::{AckError, Command};
+use crate::compliance::{Band, Flags, LimitBound};
+use crate::config::alert::{glob_match, Route};
+use crate::config::Config;
+use crate::health::Health;
+use crate::ledger::LedgerError;
+use crate::metrics::Metrics;
+use crate::model::{Status, Timestamp};
+use crate::pipeline::LiveEvent;
+
+/// A reading as the engine sees it (from the broadcast or replayed from the ledger).
+struct ReadingObs<'a> {
+    station: &'a str,
+    parameter: &'a str,
+    ts: i64,
+    value: f64,
+    unit: &'a str,
+    status: Status,
+    band: Band,
+    ratio: Option<f64>,
+    limit: (Option<f64>, Option<f64>),
+    flags: Flags,
+}
+
+/// (lower bound, upper bound or Cmax, unit).
+type LimitAndUnit = (Option<f64>, Option<f64>, String);
+
+pub struct Runner {
+    engine: Engine,
+    ctx: Context,
+    routes: Vec<Route>,
+    wake: HashMap<String, Arc<Notify>>,
+    store: Arc<Mutex<Store>>,
+    live: broadcast::Sender<LiveEvent>,
+    health: Health,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+    stations: Vec<String>,
+    judging_ms: i64,
+    /// Wall time of each station's latest reading (silence).
+    last_seen: HashMap<String, i64>,
+    /// Latest limit and unit per (station, parameter), for window messages.
+    limits: HashMap<(String, String), LimitAndUnit>,
+    /// Configured unit per (station, parameter).
+    units: HashMap<(String, String), String>,
+    /// Newest judging window per (station, parameter): its start and completeness so far.
+    windows: HashMap<(String, String), (i64, f64)>,
+    /// Highest reading seq fed to the engine, and the one saved with its state.
+    fed_seq: i64,
+    saved_seq: i64,
+    /// When the cursor was last saved without a transition (it is saved at most every 5 s on its own, to keep
+    /// out of the ledger writer's way).
+    saved_at: std::time::Instant,
+    /// Decided but not yet stored (kept across a failed commit).
+    pending: Vec<Transition>,
+    unsaved: HashMap<AlertKey, KeyState>,
+}
+
+pub struct Parts {
+    pub config: Config,
+    pub ledger: PathBuf,
+    pub live: broadcast::Sender<LiveEvent>,
+    pub health: Health,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+    pub wake: HashMap<String, Arc<Notify>>,
+}
+
+impl Runner {
+    /// Open the store and restore the engine's state.
+    pub fn open(p: Parts) -> Result<Runner, LedgerError> {
+        let store = Store::open(&p.ledger)?;
+        let mut engine = Engine::new(Rules::from_config(&p.config.alert));
+        for (k, s) in store.load_states()? {
+            engine.restore(k, s);
+        }
+        let cursor = store.readings_cursor()?;
+        let now = p.clock.now_ms();
+        let stations: Vec<String> = p.config.stations.iter().map(|s| s.id.to_string()).collect();
+        Ok(Runner {
+            engine,
+            ctx: Context::from_config(&p.config),
+            routes: p.config.alert.routes.clone(),
+            wake: p.wake,
+            store: Arc::new(Mutex::new(store)),
+            live: p.live,
+            health: p.health,
+            metrics: p.metrics,
+            clock: p.clock,
+            last_seen: stations.iter().map(|s| (s.clone(), now)).collect(),
+            stations,
+            judging_ms: p.config.compliance.averaging_window.as_millis() as i64,
+            limits: HashMap::new(),
+            units: p
+                .config
+                .stations
+                .iter()
+                .flat_map(|s| {
+                    s.parameters.iter().map(|x| {
+                        (
+                            (s.id.to_string(), x.parameter.to_string()),
+                            x.unit.to_string(),
+                        )
+                    })
+                })
+                .collect(),
+            windows: HashMap::new(),
+            fed_seq: cursor,
+            saved_seq: cursor,
+            saved_at: std::time::Instant::now(),
+            pending: Vec::new(),
+            unsaved: HashMap::new(),
+        })
+    }
+
+    /// Run until `shutdown`: replay what the ledger holds past the cursor, then follow the broadcast.
+    pub async fn run(
+        mut self,
+        mut rx: broadcast::Receiver<LiveEvent>,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) {
+        self.replay().await;
+        self.flush().await;
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        use broadcast::error::RecvError;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = rx.recv() => match r {
+                    Ok(ev) => {
+                        self.apply(&ev);
+                        if !self.pending.is_empty() {
+                            self.flush().await;
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        warn!(missed = n, "Alert engine fell behind the pipeline; catching up from the ledger.");
+                        self.replay().await;
+                        self.flush().await;
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+                Some(cmd) = commands.recv() => self.command(cmd).await,
+                _ = every.tick() => {
+                    self.tick();
+                    if !self.pending.is_empty() || self.saved_at.elapsed() >= Duration::from_secs(5) {
+                        self.flush().await;
+                    }
+                }
+            }
+        }
+        self.flush().await;
+    }
+
+    fn apply(&mut self, ev: &LiveEvent) {
+        let now = self.clock.now_ms();
+        match ev {
+            LiveEvent::Readings(batch) => {
+                for c in batch.iter() {
+                    if c.seq <= self.fed_seq {
+                        continue; // already replayed from the ledger
+                    }
+                    self.fed_seq = c.seq;
+                    let r = &c.evaluated.reading;
+                    let a = &c.evaluated.assessment;
+                    let limit = match a.limit {
+                        Some(LimitBound::Max(m)) => (None, Some(m)),
+                        Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
+                        None => (None, None),
+                    };
+                    self.observe_reading(
+                        ReadingObs {
+                            station: r.station.as_str(),
+                            parameter: r.parameter.as_str(),
+                            ts: r.ts.millis(),
+                            value: r.value,
+                            unit: r.unit.as_str(),
+                            status: r.status,
+                            band: a.band,
+                            ratio: a.ratio,
+                            limit,
+                            flags: a.flags,
+                        },
+                        now,
+                    );
+                }
+            }
+            LiveEvent::Windows(updates) => {
+                let judging = self.judging_ms;
+                for u in updates.iter().filter(|u| u.window_ms == judging) {
+                    self.observe_window(
+                        &u.station,
+                        &u.parameter,
+                        u.window_start.millis(),
+                        u.aggregate.mean,
+                        u.aggregate.completeness,
+                        u.aggregate.ratio,
+                        u.aggregate.band,
+                        now,
+                    );
+                }
+            }
+            LiveEvent::Events(_) | LiveEvent::Alerts(_) => {}
+        }
+    }
+
+    fn observe(&mut self, key: AlertKey, now: i64, bad: bool, detail: Detail) {
+        if let Some(t) = self.engine.observe(&key, now, Observation { bad, detail }) {
+            self.pending.push(t);
+        }
+    }
+
+    fn observe_reading(&mut self, r: ReadingObs<'_>, now: i64) {
+        self.last_seen.insert(r.station.to_string(), now);
+        let silent = AlertKey::new(r.station, "", Kind::Silent);
+        self.observe(silent, now, false, Detail::default());
+        self.limits.insert(
+            (r.station.to_string(), r.parameter.to_string()),
+            (r.limit.0, r.limit.1, r.unit.to_string()),
+        );
+        let detail = Detail {
+            ts: r.ts,
+            value: Some(r.value),
+            unit: r.unit.to_string(),
+            limit_low: r.limit.0,
+            limit_high: r.limit.1,
+            ratio: r.ratio,
+            band: r.band.as_str().to_string(),
+            band_severity: r.band.severity(),
+            note: String::new(),
+        };
+        let key = |kind| AlertKey::new(r.station, r.parameter, kind);
+        let status_note = |d: &Detail| Detail {
+            note: format!(
+                "status {} ({}) at {}",
+                r.status.code(),
+                r.status.as_str(),
+                local(&self.ctx, r.ts)
+            ),
+            ..d.clone()
+        };
+        match r.status {
+            Status::Measuring => {
+                self.observe(key(Kind::Fault), now, false, detail.clone());
+                self.observe(key(Kind::Calibration), now, false, detail.clone());
+                if !matches!(r.band, Band::NoLimit | Band::NotEvaluated) {
+                    self.observe(
+                        key(Kind::Exceedance),
+                        now,
+                        r.band.is_exceedance(),
+                        detail.clone(),
+                    );
+                }
+                let q = Flags(r.flags.0 & (Flags::FLAT_LINE.0 | Flags::SPIKE.0));
+                let note = q.names();
+                self.observe(
+                    key(Kind::Quality),
+                    now,
+                    !q.is_empty(),
+                    Detail { note, ..detail },
+                );
+            }
+            Status::Fault => {
+                let d = status_note(&detail);
+                self.observe(key(Kind::Fault), now, true, d);
+                self.observe(key(Kind::Calibration), now, false, detail);
+            }
+            Status::Calibrating => {
+                let d = status_note(&detail);
+                self.observe(key(Kind::Calibration), now, true, d);
+                self.observe(key(Kind::Fault), now, false, detail);
+            }
+            Status::Maintenance => {
+                self.observe(key(Kind::Fault), now, false, detail.clone());
+                self.observe(key(Kind::Calibration), now, false, detail);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn observe_window(
+        &mut self,
+        station: &str,
+        parameter: &str,
+        window_start: i64,
+        mean: Option<f64>,
+        completeness: f64,
+        ratio: Option<f64>,
+        band: Band,
+        now: i64,
+    ) {
+        let k = (station.to_string(), parameter.to_string());
+        match self.windows.get(&k).copied() {
+            Some((ws, _)) if window_start < ws => return, // a late recomputation of a closed window
+            Some((ws, previous)) if window_start > ws => {
+                let below = self.engine.rules.completeness_below;
+                if below > 0.0 {
+                    let detail = Detail {
+                        ts: ws,
+                        note: format!(
+                            "completeness {:.0} % in the window from {}",
+                            previous * 100.0,
+                            local(&self.ctx, ws)
+                        ),
+                        ..Detail::default()
+                    };
+                    let key =
+                        AlertKey::new(station, &format!("{parameter}:completeness"), Kind::Quality);
+                    self.observe(key, now, previous < below, detail);
+                }
+            }
+            _ => {}
+        }
+        self.windows.insert(k.clone(), (window_start, completeness));
+        if matches!(band, Band::NoLimit | Band::NotEvaluated) {
+            return;
+        }
+        let (lo, mut hi, unit) = self
+            .limits
+            .get(&k)
+            .cloned()
+            .unwrap_or_else(|| (None, None, self.units.get(&k).cloned().unwrap_or_default()));
+        if lo.is_none() && hi.is_none() {
+            // No reading seen yet since start: the limit follows from the mean and its multiple.
+            hi = mean
+                .zip(ratio)
+                .filter(|(_, r)| *r > 0.0)
+                .map(|(m, r)| m / r);
+        }
+        let detail = Detail {
+            ts: window_start,
+            value: mean,
+            unit,
+            limit_low: lo,
+            limit_high: hi,
+            ratio,
+            band: band.as_str().to_string(),
+            band_severity: band.severity(),
+            note: format!("mean of the window from {}", local(&self.ctx, window_start)),
+        };
+        self.observe(
+            AlertKey::new(station, parameter, Kind::Violation),
+            now,
+            band.is_exceedance(),
+            detail,
+        );
+    }
+
+    fn tick(&mut self) {
+        let now = self.clock.now_ms();
+        let silent_after = self.engine.rules.silent_after_ms;
+        for station in self.stations.clone() {
+            let key = AlertKey::new(&station, "", Kind::Silent);
+            let last = self.last_seen.get(&station).copied().unwrap_or(now);
+            let raised = self
+                .engine
+                .state(&key)
+                .is_some_and(|s| matches!(s.phase, Phase::Raised | Phase::Acknowledged));
+            if now - last >= silent_after && !raised {
+                let note = format!("no data since {}", local(&self.ctx, last));
+                self.observe(
+                    key,
+                    now,
+                    true,
+                    Detail {
+                        ts: last,
+                        note,
+                        ..Detail::default()
+                    },
+                );
+            }
+        }
+        let backlog_after = self.engine.rules.backlog_after_ms;
+        for (name, c) in self.health.snapshot() {
+            let Some(b) = c.backlog else { continue };
+            let key = AlertKey::new("", &name, Kind::Backlog);
+            let bad = b.oldest_unsent_ms.is_some_and(|a| a >= backlog_after);
+            let phase = self.engine.state(&key).map_or(Phase::Idle, |s| s.phase);
+            let open = matches!(phase, Phase::Raised | Phase::Acknowledged);
+            if bad != open {
+                let note = format!(
+                    "{} readings not forwarded; oldest waiting {}",
+                    b.rows_behind,
+                    humantime::format_duration(Duration::from_secs(
+                        (b.oldest_unsent_ms.unwrap_or(0) / 1000).max(0) as u64
+                    ))
+                );
+                self.observe(
+                    key,
+                    now,
+                    bad,
+                    Detail {
+                        note,
+                        ..Detail::default()
+                    },
+                );
+            }
+        }
+        self.pending.extend(self.engine.tick(now));
+    }
+
+    /// Replay committed readings past the fed position, and the current judging window of every series.
+    async fn replay(&mut self) {
+        let judging = self.judging_ms;
+        loop {
+            let after = self.fed_seq;
+            let store = self.store.clone();
+            let rows =
+                tokio::task::spawn_blocking(move || -> Result<Vec<ReplayRow>, LedgerError> {
+                    let s = store.lock().unwrap_or_else(|e| e.into_inner());
+                    replay_readings(s.connection(), after, 5000)
+                })
+                .await;
+            let rows = match rows {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "Alert engine could not read the ledger to catch up.");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let now = self.clock.now_ms();
+            let n = rows.len();
+            for r in &rows {
+                self.fed_seq = r.seq;
+                self.observe_reading(
+                    ReadingObs {
+                        station: &r.station,
+                        parameter: &r.parameter,
+                        ts: r.ts,
+                        value: r.value,
+                        unit: &r.unit,
+                        status: r.status,
+                        band: r.band,
+                        ratio: r.ratio,
+                        limit: r.limit,
+                        flags: r.flags,
+                    },
+                    now,
+                );
+            }
+            if !self.pending.is_empty() || n > 0 {
+                self.flush().await;
+            }
+            if n < 5000 {
+                break;
+            }
+        }
+        let store = self.store.clone();
+        let windows = tokio::task::spawn_blocking(move || {
+            let s = store.lock().unwrap_or_else(|e| e.into_inner());
+            current_windows(s.connection(), judging)
+        })
+        .await;
+        if let Ok(Ok(windows)) = windows {
+            let now = self.clock.now_ms();
+            for w in windows {
+                self.windows.remove(&(w.0.clone(), w.1.clone()));
+                self.observe_window(&w.0, &w.1, w.2, w.3, w.4, w.5, w.6, now);
+            }
+        }
+    }
+
+    /// Route, store and announce what the engine decided, and save its state and the cursor.
+    async fn flush(&mut self) {
+        for (k, s) in self.engine.take_dirty() {
+            self.unsaved.insert(k, s);
+        }
+        if self.pending.is_empty() && self.unsaved.is_empty() && self.fed_seq == self.saved_seq {
+            return;
+        }
+        let routed: Vec<Routed> = self
+            .pending
+            .iter()
+            .map(|t| (t.clone(), route(&self.routes, t)))
+            .collect();
+        let dirty: Vec<(AlertKey, KeyState)> = self
+            .unsaved
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        let (store, ctx, seq) = (self.store.clone(), self.ctx.clone(), self.fed_seq);
+        let routed2 = routed.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
+            s.commit(&ctx, &routed2, dirty, Some(seq))
+        })
+        .await;
+        let (ids, changed) = match result {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => {
+                error!(error = %e, pending = self.pending.len(), "Storing alerts failed; will retry within a second.");
+                return;
+            }
+            Err(e) => {
+                error!(error = %e, "Storing alerts failed; will retry within a second.");
+                return;
+            }
+        };
+        self.saved_seq = seq;
+        self.saved_at = std::time::Instant::now();
+        self.unsaved.clear();
+        let mut woken = BTreeSet::new();
+        for ((t, channels), id) in routed.iter().zip(&ids) {
+            if t.change == Change::Raised {
+                self.engine.set_alert_id(&t.key, *id);
+                self.metrics.alerts.raised(t.key.kind);
+            }
+            if t.change == Change::Cleared {
+                self.metrics.alerts.cleared(t.key.kind);
+            }
+            woken.extend(channels.iter().cloned());
+        }
+        // set_alert_id marked keys dirty again; they are saved with the next flush (the ids are already stored).
+        for (k, s) in self.engine.take_dirty() {
+            self.unsaved.insert(k, s);
+        }
+        for ch in woken {
+            if let Some(w) = self.wake.get(&ch) {
+                w.notify_one();
+            }
+        }
+        self.pending.clear();
+        if !changed.is_empty() {
+            let _ = self.live.send(LiveEvent::Alerts(Arc::new(changed)));
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Ack {
+                id,
+                who,
+                role,
+                comment,
+                reply,
+            } => {
+                let state = self
+                    .engine
+                    .acknowledge(id)
+                    .and_then(|k| self.engine.state(&k).cloned().map(|s| (k, s)));
+                let store = self.store.clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
+                    s.acknowledge(id, &who, &role, &comment, state)
+                })
+                .await
+                .unwrap_or(Err(AckError::Stopped));
+                if let Ok(a) = &r {
+                    let _ = self.live.send(LiveEvent::Alerts(Arc::new(vec![a.clone()])));
+                }
+                let _ = reply.send(r);
+            }
+        }
+    }
+}
+
+/// The channels of every route that matches the alert.
+fn route(routes: &[Route], t: &Transition) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for r in routes {
+        let station_ok =
+            r.stations.is_empty() || r.stations.iter().any(|p| glob_match(p, &t.key.station));
+        let kind_ok = r.kinds.is_empty() || r.kinds.iter().any(|k| k == t.key.kind.as_str());
+        if station_ok && kind_ok && t.key.kind.severity() >= r.min_severity {
+            out.extend(r.channels.iter().cloned());
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn local(ctx: &Context, ms: i64) -> String {
+    Timestamp(ms)
+        .to_local(ctx.timezone)
+        .format("%d/%m/%Y %H:%M")
+        .to_string()
+}
+
+struct ReplayRow {
+    seq: i64,
+    station: String,
+    parameter: String,
+    ts: i64,
+    value: f64,
+    unit: String,
+    status: Status,
+    band: Band,
+    ratio: Option<f64>,
+    limit: (Option<f64>, Option<f64>),
+    flags: Flags,
+}
+
+fn replay_readings(
+    conn: &rusqlite::Connection,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ReplayRow>, LedgerError> {
+    let mut st = conn.prepare_cached(
+        "SELECT r.seq, s.code, p.symbol, r.ts, r.value, r.unit, r.status, r.limit_low, r.limit_high, r.ratio, r.band, r.flags \
+         FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id \
+         WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
+    )?;
+    let rows = st.query_map(params![after, limit], |r| {
+        Ok(ReplayRow {
+            seq: r.get(0)?,
+            station: r.get(1)?,
+            parameter: r.get(2)?,
+            ts: r.get(3)?,
+            value: r.get(4)?,
+            unit: r.get(5)?,
+            status: Status::from_u8(r.get::<_, u8>(6)?).unwrap_or(Status::Fault),
+            limit: (r.get(7)?, r.get(8)?),
+            ratio: r.get(9)?,
+            band: Band::parse(&r.get::<_, String>(10)?).unwrap_or(Band::NotEvaluated),
+            flags: Flags(r.get::<_, u32>(11)?),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+type WindowRow = (String, String, i64, Option<f64>, f64, Option<f64>, Band);
+
+/// The newest judging window of every series.
+fn current_windows(
+    conn: &rusqlite::Connection,
+    window_ms: i64,
+) -> Result<Vec<WindowRow>, LedgerError> {
+    let mut st = conn.prepare(
+        "SELECT s.code, p.symbol, a.window_start, a.mean, a.completeness, a.ratio, a.band FROM aggregates a \
+         JOIN stations s ON s.id = a.station_id JOIN parameters p ON p.id = a.parameter_id \
+         WHERE a.window_ms = ?1 AND a.window_start = (SELECT MAX(b.window_start) FROM aggregates b \
+         WHERE b.station_id = a.station_id AND b.parameter_id = a.parameter_id AND b.window_ms = ?1)",
+    )?;
+    let rows = st.query_map([window_ms], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            Band::parse(&r.get::<_, String>(6)?).unwrap_or(Band::NotEvaluated),
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The runner with paused time: silence and forwarder backlog come from the tick, readings from the broadcast.
+
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::engine::TokioClock;
+    use crate::health::{Backlog, ConnectionState};
+    use crate::ledger::Evaluated;
+    use crate::model::{Parameter, Reading, SourceKind, StationId, Unit};
+    use crate::pipeline::Committed;
+
+    const T0: i64 = 1_800_000_000_000;
+
+    fn alerts(db: &std::path::Path) -> Vec<(String, String, String)> {
+        let c = rusqlite::Connection::open(db).unwrap();
+        let mut st = c
+            .prepare("SELECT kind, subject, state FROM alerts ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    fn reading(seq: i64, ts: i64) -> LiveEvent {
+        LiveEvent::Readings(Arc::new(vec![Committed {
+            seq,
+            evaluated: Evaluated {
+                reading: Reading {
+                    station: StationId::parse("BN_KCNTS_NUOC01").unwrap(),
+                    parameter: Parameter::new("pH").unwrap(),
+                    ts: Timestamp(ts),
+                    value: 7.0,
+                    unit: Unit::new("-"),
+                    status: Status::Measuring,
+                },
+                assessment: crate::compliance::Assessment {
+                    limit: Some(LimitBound::Range(5.5, 9.0)),
+                    ratio: None,
+                    band: Band::Compliant,
+                    flags: Flags::default(),
+                },
+                source: SourceKind::Sim,
+            },
+        }]))
+    }
+
+    /// Wait (in paused time, so the runner's ticks run) until `cond` holds on the alerts, for at most `limit`.
+    async fn until(
+        db: &std::path::Path,
+        limit: Duration,
+        cond: impl Fn(&[(String, String, String)]) -> bool,
+    ) -> Vec<(String, String, String)> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let a = alerts(db);
+            if cond(&a) || tokio::time::Instant::now() > deadline {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_station_and_forwarder_backlog_raise_from_the_tick_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+[ledger]
+path = "l.db"
+[alert]
+silent_after = "10m"
+backlog_after = "30m"
+[[alert.channel]]
+name = "log"
+type = "log"
+[[alert.route]]
+channels = ["log"]
+[[station]]
+id = "BN_KCNTS_NUOC01"
+name = "Tiên Sơn"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 5000
+receiving_water = { type = "river", flow_m3_s = 120 }
+parameters = { pH = {} }
+"#;
+        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+        let db = config.ledger.path.clone();
+        drop(crate::ledger::Ledger::open(&db, crate::config::Synchronous::Normal).unwrap());
+        let (live, _keep) = broadcast::channel(16);
+        let health = Health::default();
+        let metrics = Arc::new(Metrics::default());
+        let shutdown = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        crate::alert::start(
+            &config,
+            &live,
+            &health,
+            &metrics,
+            Arc::new(TokioClock::new(T0)),
+            &mut tasks,
+            &shutdown,
+        )
+        .unwrap();
+        // A reading now; nine minutes later still quiet.
+        live.send(reading(1, T0)).unwrap();
+        tokio::time::sleep(Duration::from_secs(9 * 60)).await;
+        assert!(alerts(&db).is_empty());
+        // Past ten minutes without data: silent, once.
+        let a = until(&db, Duration::from_secs(120), |a| !a.is_empty()).await;
+        assert_eq!(a, [("silent".into(), "".into(), "raised".into())]);
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(alerts(&db).len(), 1, "raised once");
+        // Data again: cleared.
+        live.send(reading(2, T0 + 1_300_000)).unwrap();
+        let a = until(&db, Duration::from_secs(10), |a| a[0].2 == "cleared").await;
+        assert_eq!(a[0].2, "cleared");
+
+        // A forwarder 40 minutes behind: backlog raised; caught up: cleared.
+        let mut c = ConnectionState::new(SourceKind::Api, Vec::new());
+        c.backlog = Some(Backlog {
+            rows_behind: 5000,
+            oldest_unsent_ms: Some(40 * 60_000),
+        });
+        health.register("influx province", c);
+        let a = until(&db, Duration::from_secs(10), |a| a.len() == 2).await;
+        assert_eq!(
+            a[1],
+            ("backlog".into(), "influx province".into(), "raised".into())
+        );
+        health.set_backlog(
+            "influx province",
+            Backlog {
+                rows_behind: 0,
+                oldest_unsent_ms: None,
+            },
+        );
+        let a = until(&db, Duration::from_secs(10), |a| a[1].2 == "cleared").await;
+        assert_eq!(a[1].2, "cleared");
+        let by_kind = metrics.alerts.by_kind();
+        assert!(by_kind
+            .iter()
+            .any(|(k, r, c)| *k == "silent" && *r == 1 && *c == 1));
+        // The log channel delivered all four notifications.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while support_delivered(&db) < 4 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(support_delivered(&db), 4);
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+
+    fn support_delivered(db: &std::path::Path) -> i64 {
+        rusqlite::Connection::open(db)
+            .unwrap()
+            .query_row(
+                "SELECT COUNT(*) FROM outbox WHERE status = 'delivered'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+}
