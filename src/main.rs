@@ -113,9 +113,10 @@ enum Command {
         #[arg(long)]
         exported_at: Option<String>,
     },
-    /// Verify an export folder: every file against the MANIFEST's SHA-256, no file missing or added, the signature.
+    /// Verify an export folder (or a tar archive from `GET /api/export`): every file against the MANIFEST's SHA-256,
+    /// no file missing or added, the signature.
     Verify {
-        /// The export folder.
+        /// The export folder, or its tar archive.
         dir: PathBuf,
         /// The signer's public key (64 hex digits or a .pub file): the export must be signed by it.
         #[arg(long)]
@@ -456,7 +457,30 @@ fn verify(dir: &Path, key: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match manifest::verify(dir, key.as_ref()) {
+    // An archive from `GET /api/export`: unpack it into a temporary folder first.
+    let mut unpacked = None;
+    let dir = if dir.is_file() {
+        let tmp = std::env::temp_dir().join(format!("quantrac-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        match quantrac::export::tar::unpack(dir, &tmp) {
+            Ok(top) => {
+                unpacked = Some(tmp);
+                top
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&tmp);
+                eprintln!("{}: not an export archive: {e}", dir.display());
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        dir.to_path_buf()
+    };
+    let result = manifest::verify(&dir, key.as_ref());
+    if let Some(tmp) = unpacked {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    match result {
         Ok(v) if v.problems.is_empty() => {
             println!(
                 "OK: {} files match the MANIFEST ({}; exported at {})",
@@ -595,6 +619,14 @@ fn check_config(path: &Path) -> ExitCode {
         config.timezone_name,
         config.ledger.path.display()
     );
+    for l in &config.tt10.landing {
+        println!(
+            "TT10 landing folder: {} (processed: {}, rejected: {})",
+            l.display(),
+            config.tt10.processed_dir(l).display(),
+            config.tt10.rejected_dir(l).display()
+        );
+    }
     for s in &config.stations {
         println!();
         println!("{}  {}", s.id, s.name);

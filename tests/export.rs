@@ -612,6 +612,16 @@ async fn api_export_serves_auditors_only_and_streams_what_the_cli_writes() {
     let v = run(&["verify", folder.to_str().unwrap()]);
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
     assert!(String::from_utf8_lossy(&v.stdout).contains("OK: 288 files match"));
+    // The archive itself verifies too, and a changed byte inside it is found.
+    let v = run(&["verify", tar.to_str().unwrap()]);
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stdout));
+    let mut bytes = std::fs::read(&tar).unwrap();
+    let at = bytes.windows(4).rposition(|w| w == b"COD\t").unwrap() + 4;
+    bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
+    std::fs::write(&tar, &bytes).unwrap();
+    let v = run(&["verify", tar.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("content changed"));
     terminate(child);
 }
 

@@ -460,3 +460,59 @@ fn simulated_stations_can_deliver_tt10_files() {
     assert_eq!(sources, 0);
     assert!(count_files(&dir.path().join("landing/processed"), ".txt") >= 289);
 }
+
+#[test]
+fn sigkill_while_ingesting_files_loses_none_and_counts_stay_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let landing = dir.path().join("landing");
+    let ledger = dir.path().join("ledger.db");
+    std::fs::create_dir_all(&landing).unwrap();
+    for i in 0..3_000u64 {
+        let station = STATIONS[(i % 2) as usize];
+        let ts = Timestamp(T0 - 86_400_000 * 5 + (i / 2) as i64 * 300_000);
+        std::fs::write(landing.join(name(station, ts)), content(ts, i)).unwrap();
+    }
+    for i in 0..30i64 {
+        let ts = Timestamp(T0 + i * 300_000);
+        // An unknown station whose files sort first: they are in the batch the crash interrupts.
+        std::fs::write(
+            landing.join(name("BN_KCNAA_NUOC09", ts)),
+            "COD\t1\tmg/L\t20261120100000\t00",
+        )
+        .unwrap();
+    }
+    // Every file settled before the start, so the first batch holds the bad files and 470 good ones.
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut run = start(&config, &dir.path().join("run1.log"));
+    // Kill as soon as the first batch is committed: files are mid-way between committed and moved.
+    assert!(wait_until(Duration::from_secs(30), || counts(&ledger).0 > 0));
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+    let before = counts(&ledger);
+    let left = walk_txt(&landing)
+        .into_iter()
+        .filter(|p| p.parent() == Some(landing.as_path()))
+        .count();
+    eprintln!("killed with {before:?} committed and {left} files still in the landing folder");
+
+    let run = start(&config, &dir.path().join("run2.log"));
+    assert!(
+        wait_until(Duration::from_secs(60), || counts(&ledger) == (9_000, 30)
+            && walk_txt(&landing)
+                .iter()
+                .all(|p| p.parent() != Some(landing.as_path()))),
+        "{:?}",
+        counts(&ledger)
+    );
+    run.stop();
+    // Exactly once in the ledger, every file moved once.
+    assert_eq!(counts(&ledger), (9_000, 30));
+    assert_eq!(count_files(&landing.join("processed"), ".txt"), 3_000);
+    assert_eq!(count_files(&landing.join("rejected"), ".txt"), 30);
+    assert_eq!(count_files(&landing.join("rejected"), ".reason"), 30);
+    let dupes = walk_txt(&landing.join("processed"))
+        .len()
+        .abs_diff(count_files(&landing.join("processed"), ""));
+    assert_eq!(dupes, 0, "no file was moved twice (no .1 copies)");
+}

@@ -89,3 +89,58 @@ fn put_octal(field: &mut [u8], v: u64) {
     let s = format!("{v:0width$o}\0", width = field.len() - 1);
     field.copy_from_slice(s.as_bytes());
 }
+
+/// Unpack an archive written by [`write_folder`] (plain ustar regular files) into `into`, refusing absolute paths and
+/// `..`. Returns the top folder of the archive (the export folder).
+pub fn unpack(archive: &Path, into: &Path) -> io::Result<std::path::PathBuf> {
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+    let mut f = io::BufReader::new(std::fs::File::open(archive)?);
+    let mut top: Option<std::path::PathBuf> = None;
+    let mut h = [0u8; 512];
+    loop {
+        f.read_exact(&mut h)?;
+        if h.iter().all(|&b| b == 0) {
+            break;
+        }
+        let field = |r: std::ops::Range<usize>| {
+            let s = &h[r];
+            let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+            String::from_utf8_lossy(&s[..end]).trim().to_string()
+        };
+        let (name, prefix) = (field(0..100), field(345..500));
+        let path = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let size = u64::from_str_radix(&field(124..136), 8)
+            .map_err(|_| bad(format!("{path}: bad size in the tar header")))?;
+        let rel = Path::new(&path);
+        if !rel
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(bad(format!("{path}: path leaves the archive's folder")));
+        }
+        if !matches!(h[156], b'0' | 0) {
+            return Err(bad(format!(
+                "{path}: only regular files are expected in an export archive"
+            )));
+        }
+        if top.is_none() {
+            top = rel.components().next().map(|c| into.join(c.as_os_str()));
+        }
+        let dest = into.join(rel);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut out = std::fs::File::create(&dest)?;
+        let copied = io::copy(&mut (&mut f).take(size), &mut out)?;
+        if copied != size {
+            return Err(bad(format!("{path}: archive ends inside the file")));
+        }
+        let pad = (512 - (size % 512)) % 512;
+        io::copy(&mut (&mut f).take(pad), &mut io::sink())?;
+    }
+    top.ok_or_else(|| bad("the archive is empty".into()))
+}
