@@ -460,7 +460,12 @@ fn write_loop(
             }
         }
     }
-    refresh_aggregates(&mut ledger, &settings.aggregates, &live);
+    // Bring the aggregates up to date before exiting (a bulk `ingest` may leave millions of readings behind them),
+    // within a bound so shutdown stays quick; what is left is computed from the cursor at the next start.
+    let started = Instant::now();
+    while refresh_aggregates(&mut ledger, &settings.aggregates, &live) == REFRESH_ROWS
+        && started.elapsed() < SHUTDOWN_REFRESH
+    {}
     publish_events(&mut ledger, &live);
     if let Err(e) = ledger.checkpoint() {
         warn!(error = %e, "WAL checkpoint at shutdown failed; the WAL file still holds the data.");
@@ -561,13 +566,23 @@ fn publish_events(ledger: &mut Ledger, live: &broadcast::Sender<LiveEvent>) {
     }
 }
 
+/// Most readings one aggregate refresh takes from its cursor.
+const REFRESH_ROWS: usize = 100_000;
+/// How long shutdown may spend catching the aggregates up.
+const SHUTDOWN_REFRESH: Duration = Duration::from_secs(3);
+
+/// One aggregate refresh step; returns how many readings it took from the cursor.
 fn refresh_aggregates(
     ledger: &mut Ledger,
     ctx: &AggregateContext,
     live: &broadcast::Sender<LiveEvent>,
-) {
-    match ledger.refresh_aggregates(ctx, 100_000) {
-        Ok(report) if !report.updates.is_empty() => {
+) -> usize {
+    match ledger.refresh_aggregates(ctx, REFRESH_ROWS) {
+        Ok(report) => {
+            let seen = report.readings_seen;
+            if report.updates.is_empty() {
+                return seen;
+            }
             for u in report
                 .updates
                 .iter()
@@ -576,8 +591,11 @@ fn refresh_aggregates(
                 debug!(station = %u.station, parameter = %u.parameter, window_start = %u.window_start, "Closed window recomputed after a late reading.");
             }
             let _ = live.send(LiveEvent::Windows(Arc::new(report.updates)));
+            seen
         }
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, "Aggregate refresh failed; will retry."),
+        Err(e) => {
+            warn!(error = %e, "Aggregate refresh failed; will retry.");
+            0
+        }
     }
 }
