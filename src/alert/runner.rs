@@ -773,15 +773,24 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn silent_station_and_forwarder_backlog_raise_from_the_tick_and_clear() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = r#"
+    /// The alert engine of one station (Tiên Sơn, pH) with a log channel, `alert` lines added to `[alert]`.
+    struct Started {
+        db: std::path::PathBuf,
+        live: broadcast::Sender<LiveEvent>,
+        health: Health,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        tasks: tokio::task::JoinSet<()>,
+        _keep: broadcast::Receiver<LiveEvent>,
+    }
+
+    fn start(dir: &std::path::Path, alert: &str) -> Started {
+        let text = format!(
+            r#"
 [ledger]
 path = "l.db"
 [alert]
-silent_after = "10m"
-backlog_after = "30m"
+{alert}
 [[alert.channel]]
 name = "log"
 type = "log"
@@ -792,15 +801,15 @@ id = "BN_KCNTS_NUOC01"
 name = "Tiên Sơn"
 profile = "qcvn40-2011-b"
 design_flow_m3_day = 5000
-receiving_water = { type = "river", flow_m3_s = 120 }
-parameters = { pH = {} }
-"#;
-        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+receiving_water = {{ type = "river", flow_m3_s = 120 }}
+parameters = {{ pH = {{}} }}
+"#
+        );
+        let config = Config::from_str(&text, std::path::Path::new("t.toml"), dir).unwrap();
         let db = config.ledger.path.clone();
         drop(crate::ledger::Ledger::open(&db, crate::config::Synchronous::Normal).unwrap());
         let (live, _keep) = broadcast::channel(16);
-        let health = Health::default();
-        let metrics = Arc::new(Metrics::default());
+        let (health, metrics) = (Health::default(), Arc::new(Metrics::default()));
         let shutdown = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         crate::alert::start(
@@ -813,6 +822,32 @@ parameters = { pH = {} }
             &shutdown,
         )
         .unwrap();
+        Started {
+            db,
+            live,
+            health,
+            metrics,
+            shutdown,
+            tasks,
+            _keep,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_station_and_forwarder_backlog_raise_from_the_tick_and_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        let Started {
+            db,
+            live,
+            health,
+            metrics,
+            shutdown,
+            mut tasks,
+            _keep,
+        } = start(
+            dir.path(),
+            "silent_after = \"10m\"\nbacklog_after = \"30m\"",
+        );
         // A reading now; nine minutes later still quiet.
         live.send(reading(1, T0)).unwrap();
         tokio::time::sleep(Duration::from_secs(9 * 60)).await;
@@ -892,42 +927,14 @@ parameters = { pH = {} }
     #[tokio::test(start_paused = true)]
     async fn completeness_is_judged_on_closed_windows_but_not_a_series_first() {
         let dir = tempfile::tempdir().unwrap();
-        let text = r#"
-[ledger]
-path = "l.db"
-[alert]
-completeness_below = 0.75
-raise_after = 1
-[[alert.channel]]
-name = "log"
-type = "log"
-[[alert.route]]
-channels = ["log"]
-[[station]]
-id = "BN_KCNTS_NUOC01"
-name = "Tiên Sơn"
-profile = "qcvn40-2011-b"
-design_flow_m3_day = 5000
-receiving_water = { type = "river", flow_m3_s = 120 }
-parameters = { pH = {} }
-"#;
-        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
-        let db = config.ledger.path.clone();
-        drop(crate::ledger::Ledger::open(&db, crate::config::Synchronous::Normal).unwrap());
-        let (live, _keep) = broadcast::channel(16);
-        let (health, metrics) = (Health::default(), Arc::new(Metrics::default()));
-        let shutdown = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
-        crate::alert::start(
-            &config,
-            &live,
-            &health,
-            &metrics,
-            Arc::new(TokioClock::new(T0)),
-            &mut tasks,
-            &shutdown,
-        )
-        .unwrap();
+        let Started {
+            db,
+            live,
+            shutdown,
+            mut tasks,
+            _keep,
+            ..
+        } = start(dir.path(), "completeness_below = 0.75\nraise_after = 1");
         // The series' first window (the station started mid-hour) closes at 30 %: not judged.
         live.send(windows(&[(0, 0.3)])).unwrap();
         live.send(windows(&[(1, 0.4)])).unwrap();
