@@ -18,7 +18,7 @@ use quantrac::ledger::Reader;
 use quantrac::model::{Parameter, Reading, StationId, Status, Timestamp, Unit};
 use quantrac::source::mqtt::payload;
 use support::mosquitto::{free_port, Mosquitto};
-use support::stream::{Publisher, Quantrac};
+use support::stream::{count, stored_keys, Publisher, Quantrac};
 use support::wait_until;
 
 const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
@@ -103,31 +103,6 @@ fn expected_keys(n: u64) -> HashSet<(String, String, i64)> {
                 .map(move |p| (station.clone(), p.to_string(), ts))
         })
         .collect()
-}
-
-fn stored_keys(db: &Path) -> Vec<(String, String, i64)> {
-    let reader = Reader::open(db).unwrap();
-    let mut out = Vec::new();
-    let mut f = ReadingFilter {
-        limit: 10_000,
-        ..Default::default()
-    };
-    loop {
-        let page = reader.readings(&f).unwrap();
-        let Some(last) = page.last() else { break };
-        f.after_seq = last.seq;
-        out.extend(
-            page.into_iter()
-                .map(|r| (r.station, r.parameter, r.ts.millis())),
-        );
-    }
-    out
-}
-
-fn count(db: &Path) -> i64 {
-    Reader::open(db)
-        .and_then(|r| r.count_readings())
-        .unwrap_or(0)
 }
 
 /// The daemon as a child process, its log in the test directory.
