@@ -522,18 +522,7 @@ async fn api_export_serves_auditors_only_and_streams_what_the_cli_writes() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let ready = support::eventually(Duration::from_secs(30), || {
-        let (c, u) = (client.clone(), format!("{base}/readyz"));
-        async move {
-            c.get(u)
-                .send()
-                .await
-                .map(|r| r.status().is_success())
-                .unwrap_or(false)
-        }
-    })
-    .await;
-    assert!(ready);
+    assert!(support::http_ready(&base, Duration::from_secs(30)).await);
     let get = |q: &str, role: Option<&str>| {
         let mut req = client.get(format!("{base}/api/export?{q}"));
         if let Some(r) = role {
