@@ -614,23 +614,10 @@ async fn api_export_serves_auditors_only_and_streams_what_the_cli_writes() {
     terminate(child);
 }
 
-/// The alert tables of issue 7 (created here when this ledger's schema does not have them yet).
-const ALERT_TABLES: &str = "
-CREATE TABLE IF NOT EXISTS alerts (id INTEGER PRIMARY KEY, station TEXT NOT NULL, subject TEXT NOT NULL, kind TEXT NOT NULL,
-  severity TEXT NOT NULL, state TEXT NOT NULL, since INTEGER NOT NULL, raised INTEGER NOT NULL, updated INTEGER NOT NULL,
-  cleared INTEGER, detail TEXT NOT NULL, peak TEXT NOT NULL, notifications INTEGER NOT NULL, acked_at INTEGER, acked_by TEXT,
-  ack_comment TEXT);
-CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL, channel TEXT NOT NULL, change TEXT NOT NULL,
-  payload TEXT NOT NULL, created INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt INTEGER NOT NULL,
-  delivered INTEGER, last_error TEXT);
-CREATE TABLE IF NOT EXISTS outbox_attempts (id INTEGER PRIMARY KEY, outbox_id INTEGER NOT NULL, at INTEGER NOT NULL,
-  duration_ms INTEGER NOT NULL, ok INTEGER NOT NULL, error TEXT);";
-
 #[test]
 fn alerts_are_exported_with_their_delivery_history() {
     let (dir, config) = setup("[http]\nenabled = false\n");
     let conn = rusqlite::Connection::open(dir.path().join("ledger.db")).unwrap();
-    conn.execute_batch(ALERT_TABLES).unwrap();
     let t = OCT1 + 86_400_000 + 3_600_000; // 2 October 01:00
     conn.execute(
         "INSERT INTO alerts (id, station, subject, kind, severity, state, since, raised, updated, cleared, detail, peak, notifications, acked_at, acked_by, ack_comment) \
@@ -640,12 +627,12 @@ fn alerts_are_exported_with_their_delivery_history() {
     .unwrap();
     // Another station's alert and one outside the period are not exported with Quế Võ.
     conn.execute(
-        "INSERT INTO alerts VALUES (8, ?1, 'pH', 'exceedance', 'warning', 'raised', ?2, ?2, ?2, NULL, '{}', '{}', 1, NULL, NULL, NULL)",
+        "INSERT INTO alerts (id, station, subject, kind, severity, state, since, raised, updated, cleared, detail, peak, notifications, acked_at, acked_by, ack_comment) VALUES (8, ?1, 'pH', 'exceedance', 'warning', 'raised', ?2, ?2, ?2, NULL, '{}', '{}', 1, NULL, NULL, NULL)",
         rusqlite::params![STATIONS[1], t],
     )
     .unwrap();
     conn.execute(
-        "INSERT INTO alerts VALUES (9, ?1, 'COD', 'exceedance', 'warning', 'cleared', ?2, ?2, ?2, ?2, '{}', '{}', 1, NULL, NULL, NULL)",
+        "INSERT INTO alerts (id, station, subject, kind, severity, state, since, raised, updated, cleared, detail, peak, notifications, acked_at, acked_by, ack_comment) VALUES (9, ?1, 'COD', 'exceedance', 'warning', 'cleared', ?2, ?2, ?2, ?2, '{}', '{}', 1, NULL, NULL, NULL)",
         rusqlite::params![STATIONS[0], OCT1 - 86_400_000 * 40],
     )
     .unwrap();

@@ -476,3 +476,52 @@ async fn hourly_aggregates_and_compliance_events_arrive() {
     // VictoriaMetrics keeps 12 significant digits.
     assert!((ev[0].1 - 150.0 / 135.0).abs() < 1e-9, "{}", ev[0].1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_states_arrive_as_the_alert_measurement() {
+    let vm = Victoria::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let l = ledger(dir.path());
+    drop(l);
+    let db = dir.path().join("ledger.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    // An alert raised at t0 (the alert engine's own write), then cleared at t1: two states, two points.
+    let (t0, t1) = (1_790_000_000_000i64, 1_790_000_600_000i64);
+    conn.execute(
+        "INSERT INTO alerts (station, subject, kind, severity, state, since, raised, updated, detail, peak, notifications) \
+         VALUES ('BN_KCNQV_NUOC01', 'COD', 'violation', 'violation', 'raised', ?1, ?1, ?1, \
+         '{\"ratio\": 1.3, \"band\": \"1_1_to_1_5\", \"note\": \"\"}', '{}', 1)",
+        [t0],
+    )
+    .unwrap();
+    let health = Health::default();
+    let (stop, task) = start(target(&vm.url(), "vm"), dir.path(), &health);
+    let raised = eventually(Duration::from_secs(30), || async {
+        !vm.export("alert_multiple").await.is_empty()
+    })
+    .await;
+    assert!(raised, "the raised alert did not arrive");
+    conn.execute(
+        "UPDATE alerts SET state = 'cleared', cleared = ?1, updated = ?1",
+        [t1],
+    )
+    .unwrap();
+    let cleared = eventually(Duration::from_secs(30), || async {
+        vm.export("alert_multiple").await.len() == 2
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    assert!(cleared, "the cleared state did not arrive");
+    let mut points = vm.export("alert_multiple").await;
+    points.sort_by_key(|p| p.2);
+    let states: Vec<(&str, i64)> = points
+        .iter()
+        .map(|(labels, _, ts)| (labels["state"].as_str().unwrap(), *ts))
+        .collect();
+    assert_eq!(states, [("raised", t0), ("cleared", t1)]);
+    assert_eq!(points[0].0["kind"], "violation");
+    assert_eq!(points[0].0["parameter"], "COD");
+    assert_eq!(points[0].0["station"], "BN_KCNQV_NUOC01");
+    assert!((points[0].1 - 1.3).abs() < 1e-9);
+}

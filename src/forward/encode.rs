@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use super::line_protocol::{encode, Field, LineError};
-use super::store::{AggregateRow, EventRow, ReadingRow};
+use super::store::{AggregateRow, AlertRow, EventRow, ReadingRow};
 use crate::model::Status;
 
 /// Encodes readings, keeping the escaped `measurement,tags` prefix of every series it has seen: most of a line's
@@ -157,6 +157,35 @@ pub fn event_line(e: &EventRow, out: &mut String) -> Result<(), LineError> {
     encode("event", &tags, &fields, e.start, out)
 }
 
+/// `alert,station=…,parameter=…,kind=…,state=raised|acknowledged|cleared severity="…",message="…"[,multiple=…][,band="…"],alert_id=<i> <ts>`
+/// (DESIGN.md): one point per change of state, at the time of the change. `parameter` is the alert's subject (a
+/// parameter, `COD:completeness`, or a forwarder's name); daemon-wide alerts have no `station` tag.
+pub fn alert_line(a: &AlertRow, out: &mut String) -> Result<(), LineError> {
+    let tags = [
+        ("station", a.station.as_str()),
+        ("parameter", a.subject.as_str()),
+        ("kind", a.kind.as_str()),
+        ("state", a.state.as_str()),
+    ];
+    let message = if a.note.is_empty() {
+        format!("{} {} {}", a.kind, a.subject, a.state)
+    } else {
+        a.note.clone()
+    };
+    let mut fields = vec![
+        ("severity", Field::Str(&a.severity)),
+        ("message", Field::Str(&message)),
+    ];
+    if let Some(m) = a.multiple {
+        fields.push(("multiple", Field::Float(m)));
+    }
+    if !a.band.is_empty() {
+        fields.push(("band", Field::Str(&a.band)));
+    }
+    fields.push(("alert_id", Field::Int(a.id)));
+    encode("alert", &tags, &fields, a.at, out)
+}
+
 /// Tag keys and field keys of one measurement.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MeasurementKeys {
@@ -209,6 +238,19 @@ pub fn schema() -> BTreeMap<String, MeasurementKeys> {
         peak_band: "1_1_to_1_5".into(),
         peak_ratio,
     };
+    let alert = |station: &str, multiple: Option<f64>, band: &str| AlertRow {
+        change_seq: 1,
+        id: 1,
+        station: station.into(),
+        subject: "COD".into(),
+        kind: "violation".into(),
+        severity: "violation".into(),
+        state: "raised".into(),
+        at: 0,
+        multiple,
+        band: band.into(),
+        note: String::new(),
+    };
     let mut lines = Vec::new();
     let mut push = |f: &dyn Fn(&mut String) -> Result<(), LineError>| {
         let mut line = String::new();
@@ -233,6 +275,12 @@ pub fn schema() -> BTreeMap<String, MeasurementKeys> {
     for e in [event(None, Some(1.2)), event(Some(60_000), Some(1.2))] {
         push(&|out| event_line(&e, out));
     }
+    for a in [
+        alert("BN_KCNQV_NUOC01", Some(1.2), "1_1_to_1_5"),
+        alert("", None, ""),
+    ] {
+        push(&|out| alert_line(&a, out));
+    }
     let mut schema: BTreeMap<String, MeasurementKeys> = BTreeMap::new();
     for line in &lines {
         if let Some(k) = super::line_protocol::keys(line) {
@@ -255,7 +303,7 @@ mod tests {
         let names = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(",");
         assert_eq!(
             s.keys().cloned().collect::<Vec<_>>(),
-            ["daily", "event", "hourly", "reading"]
+            ["alert", "daily", "event", "hourly", "reading"]
         );
         assert_eq!(
             names(&s["reading"].tags),

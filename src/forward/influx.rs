@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::encode::{aggregate_line, event_line, ReadingEncoder};
+use super::encode::{aggregate_line, alert_line, event_line, ReadingEncoder};
 use super::store::Store;
 use crate::config::forward::Influx;
 use crate::health::{Backoff, ConnectionState, Health};
@@ -117,6 +117,7 @@ pub async fn run(
                 blocking(&store, move |s| s.set_aggregates_cursor(position)).await
             }
             Stream::Events => blocking(&store, move |s| s.set_events_cursor(position)).await,
+            Stream::Alerts => blocking(&store, move |s| s.set_alerts_cursor(position)).await,
         };
         if let Err(e) = moved {
             result = Err(e);
@@ -142,19 +143,21 @@ async fn produce(
     tx: tokio::sync::mpsc::Sender<Prepared>,
     shutdown: CancellationToken,
 ) -> Result<(), ForwardError> {
-    let (mut readings_pos, mut aggregates_pos, mut events_pos) = blocking(&store, |s| {
-        Ok((
-            s.cursor(&s.readings_cursor)?,
-            s.cursor(&s.aggregates_cursor)?,
-            s.cursor(&s.events_cursor)?,
-        ))
-    })
-    .await?;
+    let (mut readings_pos, mut aggregates_pos, mut events_pos, mut alerts_pos) =
+        blocking(&store, |s| {
+            Ok((
+                s.cursor(&s.readings_cursor)?,
+                s.cursor(&s.aggregates_cursor)?,
+                s.cursor(&s.events_cursor)?,
+                s.cursor(&s.alerts_cursor)?,
+            ))
+        })
+        .await?;
     let mut waited = false;
     let encoder = Arc::new(Mutex::new(ReadingEncoder::default()));
     while !shutdown.is_cancelled() {
         let (limit, gz, aggregates) = (target.batch_lines, target.gzip, target.aggregates);
-        let (pos, apos, epos) = (readings_pos, aggregates_pos, events_pos);
+        let (pos, apos, epos, alpos) = (readings_pos, aggregates_pos, events_pos, alerts_pos);
         let enc = encoder.clone();
         let prepared = blocking(&store, move |s| {
             let rows = s.readings_after(pos, limit)?;
@@ -181,6 +184,20 @@ async fn produce(
                 return Ok(Some((
                     prepare(lines, gz),
                     Stream::Events,
+                    last.change_seq,
+                    limit,
+                )));
+            }
+            // Alert states likewise (the ledger of a daemon with alerts off has none).
+            let alerts = s.alerts_after(alpos, limit)?;
+            if let Some(last) = alerts.last() {
+                let lines = alerts
+                    .iter()
+                    .filter_map(|a| encoded(a.change_seq, |l| alert_line(a, l)))
+                    .collect();
+                return Ok(Some((
+                    prepare(lines, gz),
+                    Stream::Alerts,
                     last.change_seq,
                     limit,
                 )));
@@ -219,6 +236,7 @@ async fn produce(
                     Stream::Readings => readings_pos = position,
                     Stream::Aggregates => aggregates_pos = position,
                     Stream::Events => events_pos = position,
+                    Stream::Alerts => alerts_pos = position,
                 }
                 if tx
                     .send(Prepared {

@@ -43,6 +43,25 @@ pub struct EventRow {
     pub peak_ratio: Option<f64>,
 }
 
+/// One state of an alert (raised, acknowledged or cleared), for the `alert` measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRow {
+    pub change_seq: i64,
+    pub id: i64,
+    /// Empty for daemon-wide alerts (forwarder backlog).
+    pub station: String,
+    /// Parameter (e.g. `COD`, `COD:completeness`), forwarder name, or empty.
+    pub subject: String,
+    pub kind: String,
+    pub severity: String,
+    pub state: String,
+    /// When the state began (raised, acknowledged or cleared), Unix ms.
+    pub at: i64,
+    pub multiple: Option<f64>,
+    pub band: String,
+    pub note: String,
+}
+
 /// A window aggregate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateRow {
@@ -69,6 +88,7 @@ pub struct Store {
     pub readings_cursor: String,
     pub aggregates_cursor: String,
     pub events_cursor: String,
+    pub alerts_cursor: String,
 }
 
 impl Store {
@@ -85,6 +105,7 @@ impl Store {
             readings_cursor: format!("influx:{name}:readings"),
             aggregates_cursor: format!("influx:{name}:aggregates"),
             events_cursor: format!("influx:{name}:events"),
+            alerts_cursor: format!("influx:{name}:alerts"),
         })
     }
 
@@ -94,6 +115,7 @@ impl Store {
             (&self.readings_cursor, Stream::Readings),
             (&self.aggregates_cursor, Stream::Aggregates),
             (&self.events_cursor, Stream::Events),
+            (&self.alerts_cursor, Stream::Alerts),
         ] {
             let exists: Option<i64> = self
                 .conn
@@ -239,6 +261,44 @@ impl Store {
 
     pub fn set_events_cursor(&self, position: i64) -> Result<(), LedgerError> {
         set_cursor(&self.conn, &self.events_cursor, Stream::Events, position)
+    }
+
+    pub fn set_alerts_cursor(&self, position: i64) -> Result<(), LedgerError> {
+        set_cursor(&self.conn, &self.alerts_cursor, Stream::Alerts, position)
+    }
+
+    /// Alerts whose state changed after `after` (their `change_seq`), in order.
+    pub fn alerts_after(&self, after: i64, limit: usize) -> Result<Vec<AlertRow>, LedgerError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT change_seq, id, station, subject, kind, severity, state, raised, acked_at, cleared, \
+             json_extract(detail, '$.ratio'), json_extract(detail, '$.band'), json_extract(detail, '$.note') \
+             FROM alerts WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
+            let (raised, acked, cleared): (i64, Option<i64>, Option<i64>) =
+                (r.get(7)?, r.get(8)?, r.get(9)?);
+            let state: String = r.get(6)?;
+            // The point stands at the time of the change it reports.
+            let at = match state.as_str() {
+                "cleared" => cleared.unwrap_or(raised),
+                "acknowledged" => acked.unwrap_or(raised),
+                _ => raised,
+            };
+            Ok(AlertRow {
+                change_seq: r.get(0)?,
+                id: r.get(1)?,
+                station: r.get(2)?,
+                subject: r.get(3)?,
+                kind: r.get(4)?,
+                severity: r.get(5)?,
+                state,
+                at,
+                multiple: r.get(10)?,
+                band: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
+                note: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, LedgerError> {

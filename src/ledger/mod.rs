@@ -445,6 +445,8 @@ pub enum Stream {
     Aggregates,
     /// `events.change_seq`.
     Events,
+    /// `alerts.change_seq`.
+    Alerts,
 }
 
 impl Stream {
@@ -453,6 +455,7 @@ impl Stream {
             Stream::Readings => "readings",
             Stream::Aggregates => "aggregates",
             Stream::Events => "events",
+            Stream::Alerts => "alerts",
         }
     }
 }

@@ -211,6 +211,19 @@ CREATE INDEX outbox_attempts_row ON outbox_attempts(outbox_id);
     r#"
 DROP INDEX readings_ts;
 "#,
+    // 4: a change sequence on alerts, so forwarders can follow every change of state (raised, acknowledged,
+    // cleared). Triggers bump it on every write, whoever writes.
+    r#"
+ALTER TABLE alerts ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE alerts SET change_seq = id;
+CREATE INDEX alerts_change ON alerts(change_seq);
+CREATE TRIGGER alerts_change_insert AFTER INSERT ON alerts BEGIN
+    UPDATE alerts SET change_seq = (SELECT IFNULL(MAX(change_seq), 0) + 1 FROM alerts) WHERE id = NEW.id;
+END;
+CREATE TRIGGER alerts_change_update AFTER UPDATE OF state, updated, cleared, acked_at, detail ON alerts BEGIN
+    UPDATE alerts SET change_seq = (SELECT IFNULL(MAX(change_seq), 0) + 1 FROM alerts) WHERE id = NEW.id;
+END;
+"#,
 ];
 
 /// The schema version this build brings a ledger to.
