@@ -105,6 +105,7 @@ pub async fn run_with_reload(
         shutdown.clone(),
     ));
     let sources_started = Arc::new(AtomicBool::new(false));
+    let mut http_config = None;
     if config.http.enabled {
         let listener = tokio::net::TcpListener::bind(config.http.listen)
             .await
@@ -124,6 +125,7 @@ pub async fn run_with_reload(
             shutdown.clone(),
         )
         .with_alerts(alerts.clone());
+        http_config = Some(state.config_handle());
         let stop = shutdown.clone();
         services.spawn(async move {
             if let Err(e) = crate::http::serve(listener, state, stop).await {
@@ -162,6 +164,10 @@ pub async fn run_with_reload(
                 sources = apply(next, &path, sources, &mut config, running).await;
                 if let Some(a) = &alerts {
                     a.reconfigure(&config).await;
+                }
+                // The API's station checks (notes, exports) follow; `[http]` itself was kept (restart-only).
+                if let Some(h) = &http_config {
+                    *h.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config.clone());
                 }
             }
             Err(e) => {

@@ -23,9 +23,18 @@ const B: &str = "BN_KCNTS_NUOC01";
 /// The stream's values: COD 50 mg/L is half of limit 100 and 1.25 times limit 40.
 const VALUES: [(&str, f64); 3] = [("COD", 50.0), ("pH", 7.2), ("TSS", 20.0)];
 
+/// The operator's bearer token in these configs.
+const OPERATOR_TOKEN: &str = "reload-test-operator";
+
 fn write(config: &Path, http_port: u16, mqtt_port: u16, rest: &str) {
+    use sha2::Digest;
+    let hash: String = sha2::Sha256::digest(OPERATOR_TOKEN.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let text = format!(
-        "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\nanonymous_read = true\n\n{}\n{rest}",
+        "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\nanonymous_read = true\n\
+         [[http.token]]\nname = \"operator-1\"\nrole = \"operator\"\nsha256 = \"{hash}\"\n\n{}\n{rest}",
         broker(mqtt_port, "quantrac-reload", "")
     );
     std::fs::write(config, text).unwrap();
@@ -51,6 +60,27 @@ fn cod(db: &Path, st: &str) -> Vec<(i64, Option<f64>, Option<f64>)> {
 }
 
 /// Station ids in the dashboard's `/api/stations`.
+/// POST an operator's note to `station`'s log; the HTTP status.
+fn post_note(port: u16, station: &str) -> u16 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{port}/api/stations/{station}/note"
+            ))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&serde_json::json!({ "text": "analyser cleaned" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    })
+}
+
 fn api_stations(port: u16) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -377,6 +407,11 @@ fn sighup_starts_and_stops_modbus_pollers() {
         q.tail(30)
     );
     assert!(api_stations(http).contains(&C.to_string()));
+    assert_eq!(
+        post_note(http, C),
+        201,
+        "a station added by the reload takes notes"
+    );
 
     write(&config, http, mosq.port, &format!("{sim}\n{a}"));
     q.sighup();
@@ -401,6 +436,7 @@ fn sighup_starts_and_stops_modbus_pollers() {
         "the removed station was still polled"
     );
     assert_eq!(api_stations(http), [A]);
+    assert_eq!(post_note(http, C), 404, "a removed station takes no notes");
     let mut q = q;
     q.stop();
 }

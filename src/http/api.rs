@@ -45,7 +45,7 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
 
 /// Stations with their live state, latest values against limits, completeness, and source connections.
 pub async fn stations(State(s): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
-    require(&s.config.http, &parts, Role::Viewer)?;
+    require(&s.config().http, &parts, Role::Viewer)?;
     s.live.refresh_states(Timestamp::now());
     let health = s.health.snapshot();
     let open_alerts = with_reader(&s, |r| crate::alert::store::open_counts(r.connection())).await?;
@@ -68,7 +68,7 @@ pub async fn stations(State(s): State<AppState>, parts: Parts) -> Result<Json<Va
         })
         .collect();
     Ok(Json(
-        json!({ "timezone": s.config.timezone_name, "utc_offset_s": s.config.timezone.local_minus_utc(),
+        json!({ "timezone": s.config().timezone_name, "utc_offset_s": s.config().timezone.local_minus_utc(),
         "averaging_window_ms": s.live.window_ms(), "stations": stations }),
     ))
 }
@@ -116,7 +116,7 @@ fn check_known(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiE
 
 fn station_param(s: &AppState, q: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
     match q.get("station") {
-        Some(id) if s.config.station(id).is_none() && s.live.station(id).is_none() => {
+        Some(id) if s.config().station(id).is_none() && s.live.station(id).is_none() => {
             Err(ApiError::bad_request(format!("unknown station {id:?}")))
         }
         other => Ok(other.cloned()),
@@ -141,7 +141,7 @@ pub async fn readings(
     parts: Parts,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config.http, &parts, Role::Viewer)?;
+    require(&s.config().http, &parts, Role::Viewer)?;
     check_known(
         &q,
         &["station", "parameter", "from", "to", "after", "limit"],
@@ -181,7 +181,7 @@ pub async fn aggregates(
     parts: Parts,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config.http, &parts, Role::Viewer)?;
+    require(&s.config().http, &parts, Role::Viewer)?;
     check_known(
         &q,
         &["station", "parameter", "from", "to", "window", "limit"],
@@ -229,7 +229,7 @@ pub async fn events(
     parts: Parts,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config.http, &parts, Role::Viewer)?;
+    require(&s.config().http, &parts, Role::Viewer)?;
     check_known(&q, &["station", "open", "limit"])?;
     let station = station_param(&s, &q)?;
     let open_only = match q.get("open").map(String::as_str) {
@@ -266,7 +266,7 @@ pub async fn quarantine(
     parts: Parts,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config.http, &parts, Role::Operator)?;
+    require(&s.config().http, &parts, Role::Operator)?;
     check_known(&q, &["source", "limit"])?;
     let source = q.get("source").cloned();
     if let Some(src) = &source {
@@ -297,7 +297,7 @@ pub async fn audit(
     parts: Parts,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config.http, &parts, Role::Auditor)?;
+    require(&s.config().http, &parts, Role::Auditor)?;
     check_known(&q, &["limit"])?;
     let limit = number_param(&q, "limit", 200, 10_000)?;
     let rows = with_reader(&s, move |r| {
@@ -325,7 +325,7 @@ pub async fn station_note(
     parts: Parts,
     body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = require(&s.config.http, &parts, Role::Operator)?;
+    let caller = require(&s.config().http, &parts, Role::Operator)?;
     let Json(body) = body.map_err(|e| {
         ApiError::new(
             e.status(),
@@ -335,7 +335,7 @@ pub async fn station_note(
             ),
         )
     })?;
-    if s.config.station(&id).is_none() {
+    if s.config().station(&id).is_none() {
         return Err(ApiError::not_found(format!("unknown station {id:?}")));
     }
     let text = body.text.trim().to_string();
@@ -373,7 +373,7 @@ pub async fn alerts(
     parts: Parts,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config.http, &parts, Role::Viewer)?;
+    require(&s.config().http, &parts, Role::Viewer)?;
     check_known(&q, &["station", "state", "kind", "before", "limit"])?;
     let station = station_param(&s, &q)?;
     let state = q.get("state").cloned();
@@ -425,7 +425,7 @@ pub async fn ack_alert(
     parts: Parts,
     body: Result<Json<AckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = require(&s.config.http, &parts, Role::Operator)?;
+    let caller = require(&s.config().http, &parts, Role::Operator)?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{id:?} is not an alert id")))?;

@@ -75,7 +75,7 @@ pub async fn export(
     parts: Parts,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let caller = require(&s.config.http, &parts, Role::Auditor)?;
+    let caller = require(&s.config().http, &parts, Role::Auditor)?;
     const ALLOWED: [&str; 4] = ["station", "from", "to", "format"];
     if let Some(k) = q
         .keys()
@@ -86,7 +86,7 @@ pub async fn export(
             ALLOWED.join(", ")
         )));
     }
-    let tz = s.config.timezone;
+    let tz = s.config().timezone;
     let (from, to) = (time(&q, "from", tz)?, time(&q, "to", tz)?);
     if to <= from {
         return Err(ApiError::bad_request(
@@ -104,7 +104,7 @@ pub async fn export(
         .map(|s| vec![s.clone()])
         .unwrap_or_default();
     if let Some(id) = stations.first() {
-        if s.config.station(id).is_none() && s.live.station(id).is_none() {
+        if s.config().station(id).is_none() && s.live.station(id).is_none() {
             return Err(ApiError::bad_request(format!("unknown station {id:?}")));
         }
     }
@@ -116,7 +116,7 @@ pub async fn export(
         Timestamp(to.millis()).to_local(tz).format("%Y%m%d%H%M"),
     );
     let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
-    let config = s.config.clone();
+    let config = s.config();
     let (content_type, file) = match format {
         Format::Csv => ("text/csv; charset=utf-8", format!("{label}.csv")),
         Format::Json => ("application/json", format!("{label}.json")),

@@ -28,10 +28,13 @@ use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::pipeline::LiveEvent;
 
+/// The running config, replaced by a reload (stations added or removed); `[http]` itself needs a restart.
+pub type SharedConfig = Arc<std::sync::RwLock<Arc<Config>>>;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    config: SharedConfig,
     pub live: LiveState,
     pub health: Health,
     pub metrics: Arc<Metrics>,
@@ -48,6 +51,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The config as of the last reload.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Where a reload puts the new config.
+    pub fn config_handle(&self) -> SharedConfig {
+        self.config.clone()
+    }
+
     /// State for the HTTP layer; starts the SSE hub that serialises each pipeline event once.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -66,7 +82,7 @@ impl AppState {
             shutdown.clone(),
         );
         Self {
-            config,
+            config: Arc::new(std::sync::RwLock::new(config)),
             live,
             health,
             metrics,

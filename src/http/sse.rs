@@ -53,7 +53,7 @@ pub async fn stream(
     State(s): State<AppState>,
     parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    require(&s.config.http, &parts, Role::Viewer)?;
+    require(&s.config().http, &parts, Role::Viewer)?;
     let rx = s.sse.subscribe();
     let mut every = tokio::time::interval(Duration::from_secs(5));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
