@@ -12,7 +12,9 @@ const T = {
     alerts: "Cảnh báo đang mở", kind: "Loại", state: "Tình trạng", ack: "Xác nhận", raised: "Đang cảnh báo", acknowledged: "Đã xác nhận",
     cleared: "Đã kết thúc", ackComment: "Ghi chú xác nhận (ví dụ: đã báo nhà máy kiểm tra):", ackToken: "Cần mã truy cập của người vận hành (operator):",
     k_exceedance: "Vượt ngưỡng tức thời", k_violation: "Vượt quy chuẩn (TB giờ)", k_silent: "Mất tín hiệu", k_fault: "Lỗi thiết bị",
-    k_calibration: "Hiệu chuẩn quá lâu", k_quality: "Chất lượng dữ liệu", k_backlog: "Tồn đọng chuyển dữ liệu" },
+    k_calibration: "Hiệu chuẩn quá lâu", k_quality: "Chất lượng dữ liệu", k_backlog: "Tồn đọng chuyển dữ liệu",
+    b_lt_1_1: "dưới 1,1 lần", b_1_1_to_1_5: "1,1 đến dưới 1,5 lần", b_1_5_to_3: "1,5 đến dưới 3 lần", b_3_to_5: "3 đến dưới 5 lần",
+    b_5_to_10: "5 đến dưới 10 lần", b_ge_10: "từ 10 lần", b_out_of_range: "ngoài khoảng cho phép" },
   en: { subtitle: "Automatic wastewater monitoring", offline: "Offline", online: "Live",
     compliant: "Compliant", warning: "Warning", violation: "Violation", silent: "Silent", fault: "Device fault",
     parameter: "Parameter", value: "Value", limit: "Limit", ratio: "Multiple", hour: "Hour mean", today: "Data today",
@@ -22,7 +24,9 @@ const T = {
     alerts: "Open alerts", kind: "Kind", state: "State", ack: "Acknowledge", raised: "Raised", acknowledged: "Acknowledged",
     cleared: "Cleared", ackComment: "Acknowledgement comment (e.g. plant asked to check):", ackToken: "An operator's access token is needed:",
     k_exceedance: "Exceedance (reading)", k_violation: "Violation (window mean)", k_silent: "Station silent", k_fault: "Device fault",
-    k_calibration: "Calibration too long", k_quality: "Data quality", k_backlog: "Forwarder backlog" },
+    k_calibration: "Calibration too long", k_quality: "Data quality", k_backlog: "Forwarder backlog",
+    b_lt_1_1: "below 1.1×", b_1_1_to_1_5: "1.1 to < 1.5×", b_1_5_to_3: "1.5 to < 3×", b_3_to_5: "3 to < 5×",
+    b_5_to_10: "5 to < 10×", b_ge_10: "10× or more", b_out_of_range: "out of range" },
 };
 const STATES = ["violation", "fault", "silent", "warning", "compliant"];
 let lang = localStorage.getItem("quantrac.lang") || "vi";
@@ -40,6 +44,8 @@ const el = (tag, attrs = {}, ...kids) => {
   for (const k of kids) e.append(k);
   return e;
 };
+// Decree 45 band of a multiple, in words (the ledger's code if unknown).
+const bandText = (b) => (T[lang] && T[lang]["b_" + b]) || b;
 const fmt = (v) => (v === null || v === undefined ? "–" : Number(Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4)).toString());
 function localTime(ms, withDate) {
   const d = new Date(ms + offsetS * 1000), p = (n) => String(n).padStart(2, "0");
@@ -160,7 +166,7 @@ async function renderEvents(id, box) {
   if (!r.events.length) { box.replaceChildren(el("p", {}, t("noevents"))); return; }
   const rows = r.events.map((e) => el("tr", { "data-event": e.id },
     el("td", {}, e.parameter), el("td", {}, t(e.scope === "instant" ? "instant" : "window")), el("td", {}, localTime(e.start, true)),
-    el("td", { class: "over" }, e.peak_ratio === null ? e.peak_band : `${fmt(e.peak_ratio)}× (${e.peak_band})`)));
+    el("td", { class: "over" }, e.peak_ratio === null ? bandText(e.peak_band) : `${fmt(e.peak_ratio)}× (${bandText(e.peak_band)})`)));
   box.replaceChildren(el("table", { class: "tile" },
     el("thead", {}, el("tr", {}, ...["parameter", "scope", "since", "peak"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows)));
 }
@@ -171,7 +177,7 @@ async function renderAlerts(id, box) {
   if (!r.alerts.length) { box.replaceChildren(el("p", {}, t("noevents"))); return; }
   const rows = r.alerts.map((a) => {
     const d = a.detail || {};
-    const what = d.ratio !== null && d.ratio !== undefined ? `${fmt(d.value)} ${d.unit || ""} · ${fmt(d.ratio)}× (${d.band})` : (d.note || "");
+    const what = d.ratio !== null && d.ratio !== undefined ? `${fmt(d.value)} ${d.unit || ""} · ${fmt(d.ratio)}× (${bandText(d.band)})` : (d.note || "");
     const action = el("td", {});
     if (a.state === "raised") {
       const b = el("button", { type: "button", class: "ack" }, t("ack"));
