@@ -21,8 +21,30 @@ impl From<Option<f64>> for Cell<'_> {
     }
 }
 
-/// Write a value as a CSV field.
+/// True for text a spreadsheet would run as a formula when it opens the CSV (an operator's comment such as
+/// `=HYPERLINK(…)`): `=`, `+`, `@`, a tab or CR first, or `-` followed by something other than a number.
+fn formula_like(s: &str) -> bool {
+    let mut chars = s.chars();
+    match chars.next() {
+        Some('=' | '+' | '@' | '\t' | '\r') => true,
+        Some('-') => chars
+            .next()
+            .is_some_and(|c| !(c.is_ascii_digit() || c == '.')),
+        _ => false,
+    }
+}
+
+/// Write a value as a CSV field. Formula-like text gets a leading `'` (OWASP's advice against CSV injection), so a
+/// spreadsheet shows it as text; JSON keeps it exactly.
 pub fn csv_field(w: &mut impl Write, c: Cell<'_>) -> io::Result<()> {
+    let guarded;
+    let c = match c {
+        Cell::S(s) if formula_like(s) => {
+            guarded = format!("'{s}");
+            Cell::S(&guarded)
+        }
+        c => c,
+    };
     match c {
         Cell::S(s) if s.contains([',', '"', '\n', '\r']) => {
             w.write_all(b"\"")?;
@@ -182,6 +204,24 @@ mod tests {
         assert_eq!(v[0]["a"], "x,\"y\"");
         assert_eq!(v[0]["c"], serde_json::Value::Null);
         assert_eq!(v[1]["b"].as_f64(), Some(1e21));
+        let mut t = TableWriter::new(&["comment"], Some(Vec::new()), None).unwrap();
+        for s in [
+            "=HYPERLINK(\"x\")",
+            "+1",
+            "@SUM(A1)",
+            "-cmd",
+            "-",
+            "-5.2",
+            "plant called",
+        ] {
+            t.row(&[Cell::S(s)]).unwrap();
+        }
+        let (csv, _) = t.finish().unwrap();
+        assert_eq!(
+            String::from_utf8(csv.unwrap()).unwrap(),
+            "comment\n\"'=HYPERLINK(\"\"x\"\")\"\n'+1\n'@SUM(A1)\n'-cmd\n-\n-5.2\nplant called\n",
+            "formula-like text is written as text"
+        );
         let empty = TableWriter::<Vec<u8>>::new(&["a"], None, Some(Vec::new())).unwrap();
         let (_, json) = empty.finish().unwrap();
         assert_eq!(json.unwrap(), b"[\n]\n");
