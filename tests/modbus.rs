@@ -153,7 +153,7 @@ fn mixed_station(id: &str, address: &str, transport: &str) -> String {
             r#"transport = "{transport}"
 address = "{address}"
 poll_interval = "200ms"
-timeout = "1s"
+timeout = "5s"
 registers = [
   {{ parameter = "COD", address = 0, type = "f32", order = "CDAB" }},
   {{ parameter = "TSS", address = 2, type = "f32", order = "ABCD" }},
