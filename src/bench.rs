@@ -445,11 +445,7 @@ pub async fn sse(clients: usize, seconds: u64) -> Result<(), Box<dyn std::error:
         lat.push(l);
     }
     lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p: f64| percentile(&lat, p);
     println!(
         "quantrac bench sse: {clients} clients connected ({} did), {seconds} s",
         connected.load(Ordering::Relaxed)
@@ -580,11 +576,7 @@ pub async fn alerts(notifications: usize) -> Result<(), Box<dyn std::error::Erro
         .filter_map(|(s, ts, at)| committed.get(&(s.clone(), *ts)).map(|c| at - c))
         .collect();
     lat.sort_unstable();
-    let pct = |p: f64| {
-        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p: f64| percentile(&lat, p);
     println!(
         "quantrac bench alerts: {notifications} readings, each raising or clearing an exceedance, {:.1} s",
         secs
@@ -602,4 +594,12 @@ pub async fn alerts(notifications: usize) -> Result<(), Box<dyn std::error::Erro
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The `p` quantile (0–1) of sorted samples; zero when there are none.
+fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
 }

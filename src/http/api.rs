@@ -312,6 +312,33 @@ pub async fn audit(
     Ok(Json(json!({ "audit": rows })))
 }
 
+/// A JSON body of one text field, or a 4xx naming the shape expected.
+fn json_body<T>(
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    field: &str,
+) -> Result<T, ApiError> {
+    body.map(|Json(b)| b).map_err(|e| {
+        ApiError::new(
+            e.status(),
+            format!(
+                "expected a JSON body {{\"{field}\": \"…\"}}: {}",
+                e.body_text()
+            ),
+        )
+    })
+}
+
+/// An operator's free text (a note, an acknowledgement comment): trimmed, 1 to 2,000 characters.
+fn short_text(field: &str, text: &str) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > 2000 {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be 1 to 2,000 characters"
+        )));
+    }
+    Ok(text.to_string())
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
@@ -326,22 +353,11 @@ pub async fn station_note(
     body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = require(&s.config().http, &parts, Role::Operator)?;
-    let Json(body) = body.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            format!(
-                "expected a JSON body {{\"text\": \"…\"}}: {}",
-                e.body_text()
-            ),
-        )
-    })?;
+    let body = json_body(body, "text")?;
     if s.config().station(&id).is_none() {
         return Err(ApiError::not_found(format!("unknown station {id:?}")));
     }
-    let text = body.text.trim().to_string();
-    if text.is_empty() || text.chars().count() > 2000 {
-        return Err(ApiError::bad_request("text must be 1 to 2,000 characters"));
-    }
+    let text = short_text("text", &body.text)?;
     let path = s.ledger.clone();
     let action = format!("POST /api/stations/{id}/note");
     let note_id = tokio::task::spawn_blocking(move || -> Result<i64, LedgerError> {
@@ -429,21 +445,8 @@ pub async fn ack_alert(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{id:?} is not an alert id")))?;
-    let Json(body) = body.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            format!(
-                "expected a JSON body {{\"comment\": \"…\"}}: {}",
-                e.body_text()
-            ),
-        )
-    })?;
-    let comment = body.comment.trim().to_string();
-    if comment.is_empty() || comment.chars().count() > 2000 {
-        return Err(ApiError::bad_request(
-            "comment must be 1 to 2,000 characters",
-        ));
-    }
+    let body = json_body(body, "comment")?;
+    let comment = short_text("comment", &body.comment)?;
     let Some(alerts) = &s.alerts else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
