@@ -415,6 +415,9 @@ fn write_loop(
 ) {
     let mut last_retention: Option<Instant> = None;
     let mut refresh_duty = DutyCycle::default();
+    if let Err(e) = ledger.checkpoint_in_background() {
+        warn!(error = %e, "Background WAL checkpoints unavailable; the writer checkpoints itself.");
+    }
     while let Some(first) = rx.blocking_recv() {
         let mut tick = false;
         let mut group = Group::default();

@@ -73,11 +73,9 @@ fn parse_scope(s: &str) -> Option<Scope> {
 /// Store one change. `ids` are the station and parameter ids of its key.
 pub fn store(conn: &Connection, ids: (i64, i64), change: &EventChange) -> Result<(), LedgerError> {
     let now = Timestamp::now().millis();
-    let seq: i64 = conn.query_row(
-        "SELECT COALESCE(MAX(change_seq), 0) + 1 FROM events",
-        [],
-        |r| r.get(0),
-    )?;
+    let seq: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(change_seq), 0) + 1 FROM events")?
+        .query_row([], |r| r.get(0))?;
     let e = change.event();
     let scope = change.key().scope.as_string();
     match change {

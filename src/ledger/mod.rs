@@ -6,12 +6,14 @@
 //! Calls here block: the pipeline runs them on a dedicated thread; readers open their own connection.
 
 pub mod aggregates;
+mod checkpointer;
 mod events;
 pub mod query;
 mod schema;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -32,6 +34,8 @@ pub enum LedgerError {
         path: PathBuf,
         error: rusqlite::Error,
     },
+    #[error("cannot start a ledger thread: {0}")]
+    Thread(String),
     #[error("the ledger has schema version {found}, newer than this quantrac supports ({supported}); upgrade quantrac")]
     TooNew { found: i64, supported: i64 },
 }
@@ -83,12 +87,9 @@ pub struct Ledger {
     events: EventTracker,
     /// Event changes of the commits since the last `take_event_changes`.
     event_changes: Vec<EventChange>,
+    /// Background WAL checkpoints, once started.
+    checkpointer: Option<checkpointer::Checkpointer>,
 }
-
-const INSERT_READING: &str = "INSERT INTO readings \
-    (station_id, parameter_id, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-    ON CONFLICT (station_id, parameter_id, ts) DO NOTHING";
 
 impl Ledger {
     /// Open (or create) the ledger, apply migrations, set WAL and the synchronous mode.
@@ -124,9 +125,27 @@ impl Ledger {
             parameters: HashMap::new(),
             events,
             event_changes: Vec::new(),
+            checkpointer: None,
         };
         ledger.load_ids()?;
         Ok(ledger)
+    }
+
+    /// Checkpoint the WAL from a background thread from now on (the pipeline's writer does this); the writer's own
+    /// automatic checkpoint stays as a safety net at a higher threshold.
+    pub fn checkpoint_in_background(&mut self) -> Result<(), LedgerError> {
+        if self.checkpointer.is_none() {
+            self.checkpointer = Some(checkpointer::Checkpointer::start(&self.path)?);
+            self.conn
+                .pragma_update(None, "wal_autocheckpoint", checkpointer::SAFETY_NET_PAGES)?;
+        }
+        Ok(())
+    }
+
+    fn mark_written(&self) {
+        if let Some(c) = &self.checkpointer {
+            c.mark();
+        }
     }
 
     /// Schema version of the open database.
@@ -173,8 +192,9 @@ impl Ledger {
     ) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
         let mark = self.event_changes.len();
         let result = self.try_commit(readings, quarantine);
-        if result.is_err() {
-            self.reset_caches(mark);
+        match result {
+            Ok(_) => self.mark_written(),
+            Err(_) => self.reset_caches(mark),
         }
         result
     }
@@ -228,70 +248,50 @@ impl Ledger {
             )?;
             ids.push((s, p));
         }
+        // Key-index order (station, time, parameter) keeps index inserts together; a stable sort lets the first of
+        // two same-key readings win.
         let mut order: Vec<usize> = (0..readings.len()).collect();
-        order.sort_unstable_by_key(|&i| (ids[i].0, ids[i].1, readings[i].reading.ts));
+        order.sort_by_key(|&i| (ids[i].0, readings[i].reading.ts, ids[i].1));
         let mut outcomes = vec![Outcome::Duplicate; readings.len()];
         let mut counts = CommitCounts::default();
-        {
-            let mut insert = tx.prepare_cached(INSERT_READING)?;
-            for &i in &order {
-                let e = &readings[i];
-                let r = &e.reading;
-                let (s, p) = ids[i];
-                let (low, high) = match e.assessment.limit {
-                    Some(LimitBound::Max(m)) => (None, Some(m)),
-                    Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
-                    None => (None, None),
-                };
-                let n = insert.execute(params![
-                    s,
-                    p,
-                    r.ts.millis(),
-                    r.value,
-                    r.unit.as_str(),
-                    r.status as u8,
-                    e.source.as_str(),
-                    now,
-                    low,
-                    high,
-                    e.assessment.ratio,
-                    e.assessment.band.as_str(),
-                    e.assessment.flags.0
-                ])?;
-                outcomes[i] = if n == 1 {
-                    // Taken before the event insert below, which moves last_insert_rowid to the events table.
-                    let seq = tx.last_insert_rowid();
-                    counts.accepted += 1;
-                    let key = EventKey {
-                        station: r.station.clone(),
-                        parameter: r.parameter.clone(),
-                        scope: Scope::Instant,
-                    };
-                    if let Some(change) =
-                        self.events
-                            .observe(&key, r.ts, e.assessment.band, e.assessment.ratio)
-                    {
-                        events::store(&tx, (s, p), &change)?;
-                        self.event_changes.push(change);
+        // `seq` is the rowid: a new row takes the largest seq + 1, so the rows of one statement that are all
+        // accepted hold consecutive numbers from `top` + 1, in the order listed.
+        let mut top: i64 =
+            tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM readings", [], |r| r.get(0))?;
+        for chunk in order.chunks(ROWS_PER_INSERT) {
+            let inserted = insert_rows(&tx, chunk, readings, &ids, now)?;
+            let last = tx.last_insert_rowid();
+            if inserted == chunk.len() && last == top + inserted as i64 {
+                for (j, &i) in chunk.iter().enumerate() {
+                    outcomes[i] = Outcome::Accepted(top + 1 + j as i64);
+                }
+                top = last;
+            } else {
+                // Some were stored before (a redelivery, a repeated key): look each one up.
+                top = classify(&tx, chunk, readings, &ids, top, now, &mut outcomes)?;
+            }
+            for &i in chunk {
+                let r = &readings[i].reading;
+                match outcomes[i] {
+                    Outcome::Accepted(_) => {
+                        counts.accepted += 1;
+                        let e = &readings[i];
+                        let key = EventKey {
+                            station: r.station.clone(),
+                            parameter: r.parameter.clone(),
+                            scope: Scope::Instant,
+                        };
+                        if let Some(change) =
+                            self.events
+                                .observe(&key, r.ts, e.assessment.band, e.assessment.ratio)
+                        {
+                            events::store(&tx, ids[i], &change)?;
+                            self.event_changes.push(change);
+                        }
                     }
-                    Outcome::Accepted(seq)
-                } else {
-                    let (kept_value, kept_status): (f64, u8) = tx
-                        .prepare_cached("SELECT value, status FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts = ?3")?
-                        .query_row(params![s, p, r.ts.millis()], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                    if kept_value.to_bits() == r.value.to_bits() && kept_status == r.status as u8 {
-                        counts.duplicates += 1;
-                        Outcome::Duplicate
-                    } else {
-                        tx.prepare_cached(
-                            "INSERT INTO conflicts (station_id, parameter_id, ts, kept_value, kept_status, new_value, new_status, source, received) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                        )?
-                        .execute(params![s, p, r.ts.millis(), kept_value, kept_status, r.value, r.status as u8, e.source.as_str(), now])?;
-                        counts.conflicts += 1;
-                        Outcome::Conflict
-                    }
-                };
+                    Outcome::Duplicate => counts.duplicates += 1,
+                    Outcome::Conflict => counts.conflicts += 1,
+                }
             }
         }
         if !quarantine.is_empty() {
@@ -338,8 +338,9 @@ impl Ledger {
             &mut self.events,
             &mut self.event_changes,
         );
-        if result.is_err() {
-            self.reset_caches(mark);
+        match result {
+            Ok(_) => self.mark_written(),
+            Err(_) => self.reset_caches(mark),
         }
         result
     }
@@ -363,18 +364,18 @@ impl Ledger {
         // out again, behind the cursors that already passed it.
         let top: i64 =
             tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM readings", [], |r| r.get(0))?;
-        // One range delete per series walks the (station, parameter, ts) key index: no time index to maintain.
-        let series: Vec<(i64, i64)> = tx
-            .prepare("SELECT s.id, p.id FROM stations s, parameters p")?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        // One range delete per station walks the (station, ts, parameter) key index: no time index to maintain.
+        let stations: Vec<i64> = tx
+            .prepare("SELECT id FROM stations")?
+            .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         let mut n = 0;
         {
             let mut delete = tx.prepare(
-                "DELETE FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts < ?3 AND seq <= ?4 AND seq < ?5",
+                "DELETE FROM readings WHERE station_id = ?1 AND ts < ?2 AND seq <= ?3 AND seq < ?4",
             )?;
-            for (s, p) in series {
-                n += delete.execute(params![s, p, cutoff.millis(), floor, top])?;
+            for s in stations {
+                n += delete.execute(params![s, cutoff.millis(), floor, top])?;
             }
         }
         tx.execute(
@@ -395,12 +396,126 @@ impl Ledger {
         Ok(n)
     }
 
-    /// Run a WAL checkpoint (at shutdown, so the main file holds everything).
-    pub fn checkpoint(&self) -> Result<(), LedgerError> {
+    /// Run a WAL checkpoint (at shutdown, so the main file holds everything). Stops the background checkpoints.
+    pub fn checkpoint(&mut self) -> Result<(), LedgerError> {
+        self.checkpointer = None;
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// Readings per INSERT statement: one statement for many rows saves SQLite's per-statement work (13 parameters a row,
+/// far below SQLite's limit of 32,766).
+const ROWS_PER_INSERT: usize = 32;
+
+/// The INSERT for `rows` readings; conflicting keys are skipped (`classify` tells duplicates from conflicts).
+fn insert_sql(rows: usize) -> String {
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    format!(
+        "INSERT OR IGNORE INTO readings \
+         (station_id, parameter_id, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags) \
+         VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+static INSERT_MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
+static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+
+/// Insert the readings `chunk` points at, in that order: a full chunk with one statement, a shorter one (the end of
+/// a commit) row by row. Returns how many rows were stored.
+fn insert_rows(
+    conn: &Connection,
+    chunk: &[usize],
+    readings: &[Evaluated],
+    ids: &[(i64, i64)],
+    now: i64,
+) -> Result<usize, LedgerError> {
+    if chunk.len() == ROWS_PER_INSERT {
+        let mut st = conn.prepare_cached(&INSERT_MANY)?;
+        for (row, &i) in chunk.iter().enumerate() {
+            bind_reading(&mut st, row * 13, &readings[i], ids[i], now)?;
+        }
+        return Ok(st.raw_execute()?);
+    }
+    let mut st = conn.prepare_cached(&INSERT_ONE)?;
+    let mut stored = 0;
+    for &i in chunk {
+        bind_reading(&mut st, 0, &readings[i], ids[i], now)?;
+        stored += st.raw_execute()?;
+    }
+    Ok(stored)
+}
+
+/// Bind one reading's 13 columns after the first `at` parameters.
+fn bind_reading(
+    st: &mut rusqlite::Statement<'_>,
+    at: usize,
+    e: &Evaluated,
+    (station, parameter): (i64, i64),
+    now: i64,
+) -> rusqlite::Result<()> {
+    let r = &e.reading;
+    let (low, high) = match e.assessment.limit {
+        Some(LimitBound::Max(m)) => (None, Some(m)),
+        Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
+        None => (None, None),
+    };
+    st.raw_bind_parameter(at + 1, station)?;
+    st.raw_bind_parameter(at + 2, parameter)?;
+    st.raw_bind_parameter(at + 3, r.ts.millis())?;
+    st.raw_bind_parameter(at + 4, r.value)?;
+    st.raw_bind_parameter(at + 5, r.unit.as_str())?;
+    st.raw_bind_parameter(at + 6, r.status as u8)?;
+    st.raw_bind_parameter(at + 7, e.source.as_str())?;
+    st.raw_bind_parameter(at + 8, now)?;
+    st.raw_bind_parameter(at + 9, low)?;
+    st.raw_bind_parameter(at + 10, high)?;
+    st.raw_bind_parameter(at + 11, e.assessment.ratio)?;
+    st.raw_bind_parameter(at + 12, e.assessment.band.as_str())?;
+    st.raw_bind_parameter(at + 13, e.assessment.flags.0)
+}
+
+/// After an insert that skipped rows: find each reading's stored row. One stored above `top` by this chunk is
+/// accepted (the first of equal keys, which sit side by side in key order); any other is a duplicate when value and
+/// status match, else a conflict, recorded. Returns the new top seq.
+fn classify(
+    conn: &Connection,
+    chunk: &[usize],
+    readings: &[Evaluated],
+    ids: &[(i64, i64)],
+    top: i64,
+    now: i64,
+    outcomes: &mut [Outcome],
+) -> Result<i64, LedgerError> {
+    let mut lookup = conn.prepare_cached(
+        "SELECT seq, value, status FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts = ?3",
+    )?;
+    let mut new_top = top;
+    for &i in chunk {
+        let e = &readings[i];
+        let r = &e.reading;
+        let (s, p) = ids[i];
+        let (seq, kept_value, kept_status): (i64, f64, u8) = lookup
+            .query_row(params![s, p, r.ts.millis()], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        outcomes[i] = if seq > new_top {
+            new_top = seq;
+            Outcome::Accepted(seq)
+        } else if kept_value.to_bits() == r.value.to_bits() && kept_status == r.status as u8 {
+            Outcome::Duplicate
+        } else {
+            conn.prepare_cached(
+                "INSERT INTO conflicts (station_id, parameter_id, ts, kept_value, kept_status, new_value, new_status, source, received) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![s, p, r.ts.millis(), kept_value, kept_status, r.value, r.status as u8, e.source.as_str(), now])?;
+            Outcome::Conflict
+        };
+    }
+    Ok(new_top)
 }
 
 pub fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {

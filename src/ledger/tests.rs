@@ -78,9 +78,139 @@ fn outcomes_follow_input_order_within_a_batch() {
         reading("BN_A_B", "COD", 3000, 1.0),
     ];
     let (o, c) = l.commit(&batch, &[]).unwrap();
-    assert!(matches!(o[0], Outcome::Accepted(_)) ^ matches!(o[2], Outcome::Accepted(_)));
+    // The first of two same-key readings is the one kept.
+    assert!(matches!(o[0], Outcome::Accepted(_)));
     assert!(matches!(o[1], Outcome::Accepted(_)));
+    assert_eq!(o[2], Outcome::Duplicate);
     assert_eq!((c.accepted, c.duplicates), (2, 1));
+}
+
+#[test]
+fn a_large_batch_mixing_new_redelivered_and_changed_readings_gets_each_outcome_right() {
+    let (_d, mut l) = open();
+    // 100 readings stored first: every tenth time step of stations A and B.
+    let old: Vec<Evaluated> = (0..50)
+        .flat_map(|t| ["BN_A_B", "BN_C_D"].map(|s| reading(s, "COD", t * 10 * 60_000, t as f64)))
+        .collect();
+    l.commit(&old, &[]).unwrap();
+    // 991 readings, so many-row statements run: 890 new, 90 redelivered as they were, 10 with another value, and
+    // one new key sent again in the same batch with another value.
+    let mut batch = Vec::new();
+    for t in 0..495 {
+        for s in ["BN_A_B", "BN_C_D"] {
+            let stored = t % 10 == 0;
+            let value = if stored && t % 100 == 0 {
+                -1.0
+            } else {
+                (t / 10) as f64
+            };
+            batch.push(reading(
+                s,
+                "COD",
+                t * 60_000,
+                if stored { value } else { t as f64 },
+            ));
+        }
+    }
+    batch.push(reading("BN_A_B", "COD", 7 * 60_000, 99.0));
+    let (o, c) = l.commit(&batch, &[]).unwrap();
+    assert_eq!((c.accepted, c.duplicates, c.conflicts), (890, 90, 11));
+    for (e, outcome) in batch.iter().zip(&o).take(990) {
+        let t = e.reading.ts.millis() / 60_000;
+        let want = match (t % 10 == 0, t % 100 == 0) {
+            (false, _) => "accepted",
+            (true, false) => "duplicate",
+            (true, true) => "conflict",
+        };
+        let got = match outcome {
+            Outcome::Accepted(_) => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Conflict => "conflict",
+        };
+        assert_eq!(got, want, "reading at minute {t}");
+    }
+    assert_eq!(
+        o[990],
+        Outcome::Conflict,
+        "the repeat of minute 7 with another value"
+    );
+    // Accepted readings hold distinct seqs above the old ones, which the ledger confirms.
+    let seqs: std::collections::BTreeSet<i64> = o
+        .iter()
+        .filter_map(|x| match x {
+            Outcome::Accepted(seq) => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs.len(), 890);
+    assert_eq!((*seqs.first().unwrap(), *seqs.last().unwrap()), (101, 990));
+    let r = l.reader().unwrap();
+    for (e, outcome) in batch.iter().zip(&o) {
+        if let Outcome::Accepted(seq) = outcome {
+            let (ts, value): (i64, f64) = r
+                .connection()
+                .query_row(
+                    "SELECT ts, value FROM readings WHERE seq = ?1",
+                    [seq],
+                    |x| Ok((x.get(0)?, x.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!((ts, value), (e.reading.ts.millis(), e.reading.value));
+        }
+    }
+    assert_eq!(r.count_readings().unwrap(), 990);
+    assert_eq!(r.count(query::Table::Conflicts).unwrap(), 11);
+}
+
+#[test]
+fn migration_5_rekeys_readings_and_keeps_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    {
+        let mut conn = Connection::open(&path).unwrap();
+        schema::migrate_to(&mut conn, 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO stations (id, code) VALUES (1, 'BN_A_B');
+             INSERT INTO parameters (id, symbol) VALUES (1, 'COD'), (2, 'pH');
+             INSERT INTO readings VALUES (3, 1, 1, 60000, 80.5, 'mg/L', 0, 'mqtt', 5, NULL, 135, 0.6, 'compliant', 0);
+             INSERT INTO readings VALUES (7, 1, 2, 60000, 7.1, 'pH', 0, 'mqtt', 5, 5.5, 9, NULL, 'compliant', 0);",
+        )
+        .unwrap();
+    }
+    let mut l = Ledger::open(&path, Synchronous::Full).unwrap();
+    assert_eq!(schema::version(&l.conn).unwrap(), schema::latest());
+    let key: Vec<String> = l
+        .conn
+        .prepare(
+            "SELECT ii.name FROM pragma_index_list('readings') il, pragma_index_info(il.name) ii \
+             WHERE il.origin = 'u' ORDER BY ii.seqno",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(key, ["station_id", "ts", "parameter_id"]);
+    let rows: Vec<(i64, String, f64)> = l
+        .conn
+        .prepare("SELECT seq, parameter, value FROM readings_view ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, [(3, "COD".into(), 80.5), (7, "pH".into(), 7.1)]);
+    let (o, _) = l
+        .commit(
+            &[
+                reading("BN_A_B", "COD", 60_000, 80.5),
+                reading("BN_A_B", "COD", 120_000, 81.0),
+            ],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(o, [Outcome::Duplicate, Outcome::Accepted(8)]);
+    assert_eq!(l.reader().unwrap().integrity_check().unwrap(), "ok");
 }
 
 #[test]
