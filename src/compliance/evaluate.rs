@@ -142,7 +142,7 @@ struct StationState {
 
 /// Stateful evaluator for all stations (quality trackers keep per station/parameter history).
 pub struct Evaluator {
-    stations: HashMap<StationId, StationState>,
+    stations: rustc_hash::FxHashMap<StationId, StationState>,
     /// Kept to rebuild the series rules when the quality settings change.
     intervals: HashMap<StationId, Duration>,
     ranges: HashMap<(StationId, Parameter), (f64, f64)>,
@@ -167,7 +167,7 @@ impl Evaluator {
             }
         }
         let mut e = Evaluator {
-            stations: HashMap::new(),
+            stations: Default::default(),
             intervals,
             ranges,
             quality: QualitySettings::default(),

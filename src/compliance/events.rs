@@ -9,7 +9,7 @@
 //! their window aggregates instead). An observation at the same instant as the newest is accepted: a window is
 //! re-observed each time a reading recomputes it.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use super::band::Band;
 use crate::model::{Parameter, StationId, Timestamp};
@@ -110,7 +110,7 @@ struct KeyState {
 /// Open events and the newest observation of every key.
 #[derive(Debug, Clone, Default)]
 pub struct EventTracker {
-    keys: HashMap<EventKey, KeyState>,
+    keys: FxHashMap<EventKey, KeyState>,
 }
 
 impl EventTracker {
@@ -157,27 +157,19 @@ impl EventTracker {
         if matches!(band, Band::NotEvaluated | Band::NoLimit) {
             return None;
         }
-        if self
-            .keys
-            .get(key)
-            .and_then(|s| s.newest)
-            .is_some_and(|n| ts < n)
-        {
-            return None;
-        }
-        if !band.is_exceedance() && self.open_event(key).is_none() {
-            // The common case — compliant, nothing open — only moves the clock.
-            if let Some(s) = self.keys.get_mut(key) {
-                s.newest = Some(ts);
-            }
-            return None;
-        }
+        let exceedance = band.is_exceedance();
+        // One lookup for the common case: a known key, compliant, nothing open.
         let state = match self.keys.get_mut(key) {
             Some(s) => s,
+            // Compliant with nothing ever open: nothing to remember.
+            None if !exceedance => return None,
             None => self.keys.entry(key.clone()).or_default(),
         };
+        if state.newest.is_some_and(|n| ts < n) {
+            return None;
+        }
         state.newest = Some(ts);
-        match (state.open.as_mut(), band.is_exceedance()) {
+        match (state.open.as_mut(), exceedance) {
             (None, true) => {
                 let event = OpenEvent {
                     start: ts,

@@ -11,12 +11,12 @@ mod events;
 pub mod query;
 mod schema;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rustc_hash::FxHashMap;
 
 pub use aggregates::{AggregateContext, AggregateReport};
 pub use query::Reader;
@@ -81,8 +81,8 @@ impl CommitCounts {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
-    stations: HashMap<StationId, i64>,
-    parameters: HashMap<Parameter, i64>,
+    stations: FxHashMap<StationId, i64>,
+    parameters: FxHashMap<Parameter, i64>,
     /// Open compliance events; changes are stored with the commit that causes them.
     events: EventTracker,
     /// Event changes of the commits since the last `take_event_changes`.
@@ -121,8 +121,8 @@ impl Ledger {
         let mut ledger = Ledger {
             conn,
             path: path.to_path_buf(),
-            stations: HashMap::new(),
-            parameters: HashMap::new(),
+            stations: FxHashMap::default(),
+            parameters: FxHashMap::default(),
             events,
             event_changes: Vec::new(),
             checkpointer: None,
@@ -592,7 +592,7 @@ pub fn set_cursor(
 /// Id of a station or parameter, inserting it on first sight.
 fn id_of<K: Clone + Eq + std::hash::Hash>(
     conn: &Connection,
-    cache: &mut HashMap<K, i64>,
+    cache: &mut FxHashMap<K, i64>,
     key: &K,
     table: &str,
     column: &str,
