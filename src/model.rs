@@ -107,6 +107,13 @@ impl Parameter {
     }
 }
 
+/// Look a configured parameter up by its symbol (the hash and equality are those of the symbol).
+impl std::borrow::Borrow<str> for Parameter {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for Parameter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

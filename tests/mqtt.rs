@@ -336,6 +336,7 @@ fn embedded_broker_carries_tt10_payloads_on_a_station_topic() {
             station: &s,
             tz: tz(),
             unit_of: &units,
+            configured: None,
         };
         let readings = payload::decode_json(&JsonMappingSection::default(), &json, &cx).readings;
         let topic = if i % 2 == 0 {

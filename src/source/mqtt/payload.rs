@@ -94,6 +94,9 @@ pub struct Context<'a> {
     pub tz: FixedOffset,
     /// Unit of a parameter when the payload does not give one (the station's configured unit).
     pub unit_of: &'a dyn Fn(&Parameter) -> Unit,
+    /// The station's configured parameters and units, if known: a reading of one of them shares the configured
+    /// name and unit instead of allocating its own.
+    pub configured: Option<&'a std::collections::HashMap<Parameter, Unit>>,
 }
 
 /// Decode one message in the broker's format.
@@ -162,10 +165,10 @@ fn json_message(
     };
     let mut out = Decoded::default();
     for (key, entry) in entries.iter().filter(|(k, _)| !skip(k)) {
-        match json_entry(mapping, key, entry, status) {
-            Ok((parameter, value, status)) => out.readings.push(Reading {
+        match json_entry(mapping, key, entry, status, cx) {
+            Ok(((parameter, unit), value, status)) => out.readings.push(Reading {
                 station: cx.station.clone(),
-                unit: (cx.unit_of)(&parameter),
+                unit,
                 parameter,
                 ts,
                 value,
@@ -192,8 +195,16 @@ fn json_entry(
     key: &str,
     entry: &Value,
     status: Status,
-) -> Result<(Parameter, f64, Status), PayloadError> {
-    let parameter = Parameter::new(key)?;
+    cx: &Context<'_>,
+) -> Result<((Parameter, Unit), f64, Status), PayloadError> {
+    let parameter = match cx.configured.and_then(|c| c.get_key_value(key)) {
+        Some((p, u)) => (p.clone(), u.clone()),
+        None => {
+            let p = Parameter::new(key)?;
+            let u = (cx.unit_of)(&p);
+            (p, u)
+        }
+    };
     let (value, status) = match (entry, &mapping.value_key) {
         (Value::Object(o), Some(vk)) => {
             let v = o.get(vk).ok_or_else(|| PayloadError::MissingValue {

@@ -132,9 +132,10 @@ impl Subscriber {
     }
 
     fn decode_into(&self, m: &Publish, batch: &mut Batch) {
-        let origin = format!("mqtt://{}/{}", self.broker.name, m.topic);
+        // Built only for what goes to quarantine.
         let quarantine = |reason: String, raw: &[u8], station: Option<&StationId>| {
-            let q = Quarantined::new(SourceKind::Mqtt, origin.clone(), reason, raw.to_vec());
+            let origin = format!("mqtt://{}/{}", self.broker.name, m.topic);
+            let q = Quarantined::new(SourceKind::Mqtt, origin, reason, raw.to_vec());
             match station {
                 Some(s) => q.with_station(s.as_str()),
                 None => q,
@@ -174,6 +175,7 @@ impl Subscriber {
             station: &station,
             tz: self.tz,
             unit_of: &unit_of,
+            configured: units,
         };
         let decoded = payload::decode(self.broker.format, &self.broker.json, &m.payload, &cx);
         batch.readings.extend(decoded.readings);

@@ -23,6 +23,7 @@ fn run_json(mapping: &JsonMappingSection, payload: &[u8]) -> Decoded {
         station: &s,
         tz: tz(),
         unit_of: &unit_of,
+        configured: None,
     };
     decode_json(mapping, payload, &cx)
 }
@@ -33,6 +34,7 @@ fn run_tt10(payload: &[u8]) -> Decoded {
         station: &s,
         tz: tz(),
         unit_of: &unit_of,
+        configured: None,
     };
     decode_tt10(payload, &cx)
 }
@@ -390,4 +392,29 @@ proptest! {
             .collect();
         prop_assert_eq!(d.readings, expected);
     }
+}
+
+#[test]
+fn configured_parameters_take_the_configured_name_and_unit() {
+    let s = station();
+    let configured: std::collections::HashMap<Parameter, Unit> =
+        [(Parameter::new("COD").unwrap(), Unit::new("g/m3"))].into();
+    let cx = Context {
+        station: &s,
+        tz: tz(),
+        unit_of: &unit_of,
+        configured: Some(&configured),
+    };
+    let d = decode_json(
+        &JsonMappingSection::default(),
+        br#"{"ts": "2026-11-27T10:00:00+07:00", "COD": 82.5, "TSS": 40}"#,
+        &cx,
+    );
+    let units: Vec<(&str, &str)> = d
+        .readings
+        .iter()
+        .map(|r| (r.parameter.as_str(), r.unit.as_str()))
+        .collect();
+    // COD is configured; TSS is not and takes its standard unit.
+    assert_eq!(units, [("COD", "g/m3"), ("TSS", "mg/L")]);
 }
