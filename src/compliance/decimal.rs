@@ -47,15 +47,54 @@ pub fn from_f64(x: f64) -> Option<Decimal> {
     if !x.is_finite() {
         return None;
     }
+    from_f64_fast(x).or_else(|| from_f64_string(x))
+}
+
+/// Powers of ten exact in f64 (all up to 10^22 are).
+const POW10: [f64; 10] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+
+/// Most readings have a few decimal places: find the fewest, `k`, for which `x` is the f64 nearest to `m / 10^k`
+/// with `m` an integer. Below 2^50 the decimals `k` places apart are more than an f64 step apart, so that decimal
+/// is the only one with `k` places that reads back as `x`, and none with fewer does: it is the shortest round-trip
+/// decimal, as the string path would give. Both operands of the check are exact, so the division is correctly
+/// rounded.
+fn from_f64_fast(x: f64) -> Option<Decimal> {
+    if x == 0.0 {
+        return None;
+    }
+    for (k, p) in POW10.iter().enumerate() {
+        let m = x * p;
+        if m.abs() >= (1u64 << 50) as f64 {
+            return None;
+        }
+        if m.fract() == 0.0 && m / p == x {
+            // Had a shorter form been missed (x·10^k' rounding off the integer), this one ends in zeros.
+            let (mut m, mut k) = (m as i64, k as u32);
+            while k > 0 && m % 10 == 0 {
+                m /= 10;
+                k -= 1;
+            }
+            return Some(Decimal::new(m, k));
+        }
+    }
+    None
+}
+
+fn from_f64_string(x: f64) -> Option<Decimal> {
     let mut s = StackStr::new();
     write!(s, "{x}").ok()?;
     Decimal::from_str(s.as_str()).ok()
 }
 
-/// The f64 nearest to `d` (correctly rounded, through its decimal string).
+/// The f64 nearest to `d` (correctly rounded).
 pub fn to_f64(d: Decimal) -> f64 {
+    let (m, scale) = (d.mantissa(), d.scale());
+    // A mantissa below 2^53 and a power of ten up to 10^22 are exact in f64, and IEEE division rounds correctly.
+    if m.unsigned_abs() < 1u128 << 53 && scale <= 22 {
+        return m as f64 / 10f64.powi(scale as i32);
+    }
     let mut s = StackStr::new();
-    match write!(s, "{d}") {
+    match write!(s, "{m}e-{scale}") {
         Ok(()) => s.as_str().parse().unwrap_or_else(|_| approx(d)),
         Err(_) => approx(d),
     }
@@ -131,6 +170,32 @@ mod tests {
         assert_eq!(to_f64(d("3.3")), 3.3);
         let long = "3.0303030303030303030303030303";
         assert_eq!(to_f64(d(long)), long.parse::<f64>().unwrap());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(20_000))]
+        /// The fast conversions give exactly what the string round trip gives.
+        #[test]
+        fn fast_paths_match_the_string_round_trip(
+            mantissa in -10_000_000_000i64..10_000_000_000,
+            scale in 0u32..12,
+            bits in proptest::num::f64::NORMAL,
+        ) {
+            for x in [mantissa as f64 / 10f64.powi(scale as i32), bits] {
+                let slow = from_f64_string(x);
+                proptest::prop_assert_eq!(from_f64(x), slow, "{}", x);
+                if let Some(d) = slow {
+                    proptest::prop_assert_eq!(from_f64(x).map(|f| f.scale()), Some(d.scale()));
+                    let q = d.checked_div(Decimal::new(135, 2)).unwrap_or(d);
+                    let want: f64 = q.to_string().parse().unwrap();
+                    proptest::prop_assert_eq!(to_f64(q).to_bits(), want.to_bits(), "{}", q);
+                    // Where a decimal holds x's digits (not beyond 28 places), it reads back as x.
+                    if x.abs() > 1e-9 && x.abs() < 1e15 {
+                        proptest::prop_assert_eq!(to_f64(d).to_bits(), x.to_bits());
+                    }
+                }
+            }
+        }
     }
 
     #[test]
