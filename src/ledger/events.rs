@@ -72,33 +72,70 @@ fn parse_scope(s: &str) -> Option<Scope> {
 
 /// Store one change. `ids` are the station and parameter ids of its key.
 pub fn store(conn: &Connection, ids: (i64, i64), change: &EventChange) -> Result<(), LedgerError> {
+    write(
+        conn,
+        ids,
+        change,
+        matches!(change, EventChange::Opened { .. }),
+    )
+}
+
+/// Store the changes of one commit with one write per event: its state after its last change, in the order the
+/// events first changed (so a close is written before the same key's next event opens). An event opened and closed
+/// within the commit is one INSERT.
+pub fn store_all(
+    conn: &Connection,
+    changes: &[((i64, i64), EventChange)],
+) -> Result<(), LedgerError> {
+    // Per event (key ids, scope, start): whether this commit opened it, and its last change.
+    let mut events: Vec<(bool, usize)> = Vec::new();
+    let mut seen: rustc_hash::FxHashMap<_, usize> = rustc_hash::FxHashMap::default();
+    for (i, (ids, change)) in changes.iter().enumerate() {
+        let event = (*ids, change.key().scope, change.event().start);
+        match seen.get(&event) {
+            Some(&e) => events[e].1 = i,
+            None => {
+                seen.insert(event, events.len());
+                events.push((matches!(change, EventChange::Opened { .. }), i));
+            }
+        }
+    }
+    for (opened, i) in events {
+        let (ids, change) = &changes[i];
+        write(conn, *ids, change, opened)?;
+    }
+    Ok(())
+}
+
+/// Write an event's state after `change`: a new row when `insert`, else an update of the key's open row.
+fn write(
+    conn: &Connection,
+    ids: (i64, i64),
+    change: &EventChange,
+    insert: bool,
+) -> Result<(), LedgerError> {
     let now = Timestamp::now().millis();
     let seq: i64 = conn
         .prepare_cached("SELECT COALESCE(MAX(change_seq), 0) + 1 FROM events")?
         .query_row([], |r| r.get(0))?;
     let e = change.event();
     let scope = change.key().scope.as_string();
-    match change {
-        EventChange::Opened { .. } => {
-            conn.prepare_cached(
-                "INSERT INTO events (station_id, parameter_id, scope, start, end, last, band, peak_band, peak_ratio, peak_at, updated, change_seq) \
-                 VALUES (?1, ?2, ?3, ?4, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?
-            .execute(params![ids.0, ids.1, scope, e.start.millis(), e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now, seq])?;
-        }
-        EventChange::Escalated { .. }
-        | EventChange::PeakUpdated { .. }
-        | EventChange::Closed { .. } => {
-            let end = match change {
-                EventChange::Closed { end, .. } => Some(end.millis()),
-                _ => None,
-            };
-            conn.prepare_cached(
-                "UPDATE events SET end = ?4, last = ?5, band = ?6, peak_band = ?7, peak_ratio = ?8, peak_at = ?9, updated = ?10, change_seq = ?11 \
-                 WHERE station_id = ?1 AND parameter_id = ?2 AND scope = ?3 AND end IS NULL",
-            )?
-            .execute(params![ids.0, ids.1, scope, end, e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now, seq])?;
-        }
+    let end = match change {
+        EventChange::Closed { end, .. } => Some(end.millis()),
+        _ => None,
+    };
+    if insert {
+        conn.prepare_cached(
+            "INSERT INTO events (station_id, parameter_id, scope, start, end, last, band, peak_band, peak_ratio, peak_at, updated, change_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?
+        .execute(params![ids.0, ids.1, scope, e.start.millis(), end, e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now, seq])?;
+    } else {
+        conn.prepare_cached(
+            "UPDATE events SET end = ?4, last = ?5, band = ?6, peak_band = ?7, peak_ratio = ?8, peak_at = ?9, updated = ?10, change_seq = ?11 \
+             WHERE station_id = ?1 AND parameter_id = ?2 AND scope = ?3 AND end IS NULL",
+        )?
+        .execute(params![ids.0, ids.1, scope, end, e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now, seq])?;
     }
     Ok(())
 }

@@ -258,6 +258,7 @@ impl Ledger {
         // accepted hold consecutive numbers from `top` + 1, in the order listed.
         let mut top: i64 =
             tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM readings", [], |r| r.get(0))?;
+        let mut changes = Vec::new();
         for chunk in order.chunks(ROWS_PER_INSERT) {
             let inserted = insert_rows(&tx, chunk, readings, &ids, now)?;
             let last = tx.last_insert_rowid();
@@ -285,8 +286,7 @@ impl Ledger {
                             self.events
                                 .observe(&key, r.ts, e.assessment.band, e.assessment.ratio)
                         {
-                            events::store(&tx, ids[i], &change)?;
-                            self.event_changes.push(change);
+                            changes.push((ids[i], change));
                         }
                     }
                     Outcome::Duplicate => counts.duplicates += 1,
@@ -294,6 +294,9 @@ impl Ledger {
                 }
             }
         }
+        events::store_all(&tx, &changes)?;
+        self.event_changes
+            .extend(changes.into_iter().map(|(_, change)| change));
         if !quarantine.is_empty() {
             let mut q = tx.prepare_cached(
                 "INSERT INTO quarantine (received, source, origin, station, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

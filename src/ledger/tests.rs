@@ -382,3 +382,70 @@ fn exceedances_open_and_close_events_that_survive_a_restart() {
         (1, 1000, Some(4000), "1_1_to_1_5", 1.185)
     );
 }
+
+#[test]
+fn one_commit_writes_each_event_once_with_its_final_state() {
+    let (_d, mut l) = open();
+    let r = |ts, band, ratio| with_band(reading("BN_A_B", "COD", ts, ratio * 135.0), band, ratio);
+    // Commit 1: an event opens, rises and closes; a second one opens.
+    l.commit(
+        &[
+            r(1000, Band::Lt1_1, 1.05),
+            r(2000, Band::From1_1To1_5, 1.2),
+            r(3000, Band::Compliant, 0.9),
+            r(4000, Band::Lt1_1, 1.02),
+        ],
+        &[],
+    )
+    .unwrap();
+    // Commit 2: the second one peaks and closes.
+    l.commit(
+        &[r(5000, Band::Lt1_1, 1.08), r(6000, Band::Compliant, 0.8)],
+        &[],
+    )
+    .unwrap();
+    let kinds: Vec<&str> = l
+        .take_event_changes()
+        .iter()
+        .map(|c| match c {
+            EventChange::Opened { .. } => "opened",
+            EventChange::Escalated { .. } => "escalated",
+            EventChange::PeakUpdated { .. } => "peak",
+            EventChange::Closed { .. } => "closed",
+        })
+        .collect();
+    // Every change is still reported to the live view and the alert engine.
+    assert_eq!(
+        kinds,
+        ["opened", "escalated", "closed", "opened", "peak", "closed"]
+    );
+    let rows: Vec<(i64, Option<i64>, i64, String, f64)> = l
+        .conn
+        .prepare("SELECT start, end, last, peak_band, peak_ratio FROM events ORDER BY start")
+        .unwrap()
+        .query_map([], |x| {
+            Ok((x.get(0)?, x.get(1)?, x.get(2)?, x.get(3)?, x.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            (
+                1000,
+                Some(3000),
+                2000,
+                Band::From1_1To1_5.as_str().to_string(),
+                1.2
+            ),
+            (
+                4000,
+                Some(6000),
+                5000,
+                Band::Lt1_1.as_str().to_string(),
+                1.08
+            ),
+        ]
+    );
+}
