@@ -133,6 +133,34 @@ async fn run_once(
     Ok((total as f64 / secs, secs))
 }
 
+/// Time a thread spent on a CPU, and runnable but waiting for one, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ThreadTime {
+    pub run: f64,
+    pub wait: f64,
+}
+
+/// [`ThreadTime`] so far of each thread of process `pid` (`self` for this one), summed by thread name.
+/// Read from /proc/<pid>/task/*/schedstat (nanoseconds); empty where /proc is not available.
+pub fn thread_times(pid: &str) -> std::collections::BTreeMap<String, ThreadTime> {
+    let mut out = std::collections::BTreeMap::<String, ThreadTime>::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let dir = task.path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+        let mut ns = stat
+            .split_whitespace()
+            .map(|v| v.parse::<f64>().unwrap_or(0.0) / 1e9);
+        let t = out.entry(name.trim().to_string()).or_default();
+        t.run += ns.next().unwrap_or(0.0);
+        t.wait += ns.next().unwrap_or(0.0);
+    }
+    out
+}
+
 /// A value the range checks accept: pH within 6.5–8.4, other parameters 40–128.
 fn plausible(p: &Parameter, n: usize) -> f64 {
     if p.as_str() == "pH" {

@@ -29,6 +29,8 @@ use crate::sim::StationSim;
 type BoxError = Box<dyn std::error::Error>;
 
 const STATIONS: usize = 100;
+/// Runs per broker setting: the two subscribers share two cores with the broker, so single runs scatter.
+const RUNS: usize = 3;
 const FILTER: &str = "stations/+/data";
 
 /// Run the benchmark with `readings` readings (a tenth as many messages) for two broker in-flight windows.
@@ -51,22 +53,24 @@ pub async fn run(readings: usize) -> Result<(), BoxError> {
     );
     let decode = decode_rate(messages)?;
     for inflight in [20u32, 1000] {
-        let r = once(messages, inflight).await?;
-        println!(
-            "{:<28} {:>16.0} {:>22.0} {:>7.0}% {:>10}",
-            format!(
-                "{inflight}{}",
-                if inflight == 20 {
-                    " (Mosquitto default)"
-                } else {
-                    ""
-                }
-            ),
-            r.quantrac,
-            r.mosquitto_sub,
-            100.0 * r.quantrac / r.mosquitto_sub,
-            r.lost
-        );
+        let label = if inflight == 20 {
+            format!("{inflight} (Mosquitto default)")
+        } else {
+            inflight.to_string()
+        };
+        let mut ratios = Vec::new();
+        for _ in 0..RUNS {
+            let r = once(messages, inflight).await?;
+            let ratio = 100.0 * r.quantrac / r.mosquitto_sub;
+            ratios.push(ratio);
+            println!(
+                "{label:<28} {:>16.0} {:>22.0} {ratio:>7.0}% {:>10}",
+                r.quantrac, r.mosquitto_sub, r.lost
+            );
+            println!("    {}", r.drain);
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!("{label:<28} median ratio {:.0}%", ratios[ratios.len() / 2]);
     }
     println!("decode only (topic → station, JSON → readings, no ledger): {decode:.0} readings/s");
     println!("the ledger alone: see `quantrac bench ledger`");
@@ -107,6 +111,44 @@ struct Rates {
     quantrac: f64,
     mosquitto_sub: f64,
     lost: i64,
+    drain: Drain,
+}
+
+/// Where the CPU went while quantrac drained the stream (from its start until quantrac had committed everything).
+struct Drain {
+    secs: f64,
+    quantrac: std::collections::BTreeMap<String, crate::bench::ThreadTime>,
+    mosquitto: f64,
+    mosquitto_sub: f64,
+    commits: u64,
+    readings: u64,
+}
+
+impl std::fmt::Display for Drain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let t = |name: &str| self.quantrac.get(name).copied().unwrap_or_default();
+        let others: f64 = self
+            .quantrac
+            .iter()
+            .filter(|(k, _)| !["ledger-writer", "tokio-rt-worker"].contains(&k.as_str()))
+            .map(|(_, v)| v.run)
+            .sum();
+        let writer = t("ledger-writer");
+        write!(
+            f,
+            "CPU s in quantrac's {:.2} s: ledger writer {:.2} (+{:.2} waiting for a core), tokio {:.2}, other {:.2}; \
+             mosquitto {:.2}, mosquitto_sub {:.2}; {} commits of {:.0} readings",
+            self.secs,
+            writer.run,
+            writer.wait,
+            t("tokio-rt-worker").run,
+            others,
+            self.mosquitto,
+            self.mosquitto_sub,
+            self.commits,
+            self.readings as f64 / self.commits.max(1) as f64
+        )
+    }
 }
 
 struct Broker(Child);
@@ -207,15 +249,34 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
         shutdown.clone(),
     ));
     let want = messages as u64 * 10;
+    let (broker_pid, sub_pid) = (_broker.0.id().to_string(), mosq_sub.id().to_string());
+    let run_of = |pid: &str| {
+        crate::bench::thread_times(pid)
+            .values()
+            .map(|t| t.run)
+            .sum::<f64>()
+    };
+    let (self0, broker0) = (crate::bench::thread_times("self"), run_of(&broker_pid));
+    let mut sub_cpu = 0.0;
+    let mut at_end = None;
     let mut quantrac_secs = None;
     let mut sub_secs = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     while (quantrac_secs.is_none() || sub_secs.is_none()) && Instant::now() < deadline {
         if quantrac_secs.is_none() && metrics.totals().accepted >= want {
             quantrac_secs = Some(started.elapsed().as_secs_f64());
+            at_end = Some((
+                crate::bench::thread_times("self"),
+                run_of(&broker_pid),
+                sub_cpu,
+            ));
         }
-        if sub_secs.is_none() && mosq_sub.try_wait()?.is_some() {
-            sub_secs = Some(started.elapsed().as_secs_f64());
+        if sub_secs.is_none() {
+            // Read before its exit is reaped, which removes its /proc entry.
+            sub_cpu = run_of(&sub_pid).max(sub_cpu);
+            if mosq_sub.try_wait()?.is_some() {
+                sub_secs = Some(started.elapsed().as_secs_f64());
+            }
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -230,10 +291,30 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
             format!("did not finish within 600 s ({stored} of {want} readings committed)").into(),
         );
     };
+    let (self1, broker1, sub1) = at_end.unwrap_or_default();
+    let drain = Drain {
+        secs: q,
+        quantrac: self1
+            .into_iter()
+            .map(|(k, t)| {
+                let t0 = self0.get(&k).copied().unwrap_or_default();
+                let d = crate::bench::ThreadTime {
+                    run: t.run - t0.run,
+                    wait: t.wait - t0.wait,
+                };
+                (k, d)
+            })
+            .collect(),
+        mosquitto: broker1 - broker0,
+        mosquitto_sub: sub1,
+        commits: metrics.commits.load(std::sync::atomic::Ordering::Relaxed),
+        readings: want,
+    };
     Ok(Rates {
         quantrac: want as f64 / q,
         mosquitto_sub: want as f64 / s,
         lost: want as i64 - stored,
+        drain,
     })
 }
 

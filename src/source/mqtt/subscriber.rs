@@ -123,7 +123,7 @@ impl Subscriber {
     }
 
     /// Turn received messages into one batch: readings, and quarantine entries for what could not be read.
-    pub fn batch(&self, messages: &[Publish]) -> Batch {
+    pub fn batch<'a>(&self, messages: impl IntoIterator<Item = &'a Publish>) -> Batch {
         let mut batch = Batch::new(SourceKind::Mqtt);
         for m in messages {
             self.decode_into(m, &mut batch);
@@ -509,8 +509,7 @@ async fn work(
                             warn!(broker = %sub.broker.name, messages = head.messages.len(), "Stopping with uncommitted messages; left unacked for redelivery.");
                             return;
                         }
-                        let publishes: Vec<Publish> = head.messages.iter().map(|d| d.publish.clone()).collect();
-                        match ingest.enqueue(sub.batch(&publishes)).await {
+                        match ingest.enqueue(sub.batch(head.messages.iter().map(|d| &d.publish))).await {
                             Ok(completion) => in_flight.push_front(InFlight { completion, ..head }),
                             Err(_) => return,
                         }
@@ -529,8 +528,7 @@ async fn work(
                         Err(_) => break,
                     }
                 }
-                let publishes: Vec<Publish> = messages.iter().map(|d| d.publish.clone()).collect();
-                let batch = sub.batch(&publishes);
+                let batch = sub.batch(messages.iter().map(|d| &d.publish));
                 let readings = batch.readings.len() as u64;
                 held += messages.len();
                 match ingest.enqueue(batch).await {
