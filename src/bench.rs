@@ -32,7 +32,8 @@ pub fn bench_config(stations: usize) -> String {
         .collect()
 }
 
-/// Readings/s committed through processor + ledger for batches of 1, 100 and 1,000, in both synchronous modes.
+/// Readings/s committed through processor + ledger for batches of 1, 100 and 1,000, in both synchronous modes, and the
+/// rate of SQLite alone inserting the same rows (the floor under the writer).
 pub async fn ledger(total: usize) -> Result<(), Box<dyn std::error::Error>> {
     let stations = 100;
     let dir = tempfile_dir()?;
@@ -55,8 +56,51 @@ pub async fn ledger(total: usize) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    let (rate, secs) = sqlite_alone(&dir.join("bench-sqlite.db"), stations, total)?;
+    println!(
+        "{:<10} {:>8} {:>14.0} {:>12.2}   SQLite alone: the same rows by INSERT … SELECT in one transaction",
+        "full", total, rate, secs
+    );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// The floor under the ledger writer: SQLite inserting `total` readings of the same shape into the same schema in one
+/// transaction, from a table in memory (no binding, no quantrac code, WAL commit and checkpoint included).
+fn sqlite_alone(
+    path: &Path,
+    stations: usize,
+    total: usize,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let _ = std::fs::remove_file(path);
+    drop(Ledger::open(path, Synchronous::Full)?);
+    let conn = rusqlite::Connection::open(path)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // As the ledger writer: foreign keys declared, not enforced (there are no station rows here).
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let start_ts = Timestamp::now().0 - 400 * 86_400_000;
+    conn.execute(
+        &format!(
+            "CREATE TEMP TABLE source AS WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last}) \
+             SELECT 1 + (i / 10) % {stations} AS station_id, 1 + i % 10 AS parameter_id, \
+             {start_ts} + (i / (10 * {stations})) * 300000 AS ts, 40.0 + i % 89 AS value, 'mg/L' AS unit, 0 AS status, \
+             'sim' AS source, {start_ts} AS received, NULL AS limit_low, 135.0 AS limit_high, (40.0 + i % 89) / 135.0 AS ratio, \
+             'compliant' AS band, 0 AS flags FROM n",
+            last = total - 1
+        ),
+        [],
+    )?;
+    let started = Instant::now();
+    conn.execute_batch(
+        "BEGIN IMMEDIATE; \
+         INSERT OR IGNORE INTO readings (station_id, parameter_id, ts, value, unit, status, source, received, \
+         limit_low, limit_high, ratio, band, flags) SELECT * FROM source; \
+         COMMIT;",
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok((total as f64 / secs, secs))
 }
 
 async fn run_once(

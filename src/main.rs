@@ -187,7 +187,7 @@ enum KeyAction {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Bench {
-    /// Readings/s committed through processor + ledger at batch sizes 1, 100, 1,000.
+    /// Readings/s committed through processor + ledger at batch sizes 1, 100, 1,000, and by SQLite alone.
     Ledger,
     /// Lines/s forwarded from the ledger to the InfluxDB write API, against a bare HTTP loop.
     Influx,
