@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::Connection;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::LedgerError;
 
@@ -39,13 +39,22 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("ledger-checkpoint".into())
             .spawn(move || {
+                // Logged when checkpoints start failing and when they work again, not every 200 ms.
+                let mut failing = false;
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(INTERVAL) {
-                    if flag.swap(false, Ordering::AcqRel) {
-                        if let Err(e) =
-                            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                        {
-                            warn!(error = %e, "Background WAL checkpoint failed; the writer's own checkpoint takes over.");
+                    if !flag.swap(false, Ordering::AcqRel) {
+                        continue;
+                    }
+                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                        Err(e) if !failing => {
+                            failing = true;
+                            warn!(error = %e, "Background WAL checkpoints fail; the writer's own checkpoint takes over.");
                         }
+                        Ok(()) if failing => {
+                            failing = false;
+                            info!("Background WAL checkpoints work again.");
+                        }
+                        _ => {}
                     }
                 }
             })

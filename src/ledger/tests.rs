@@ -449,3 +449,32 @@ fn one_commit_writes_each_event_once_with_its_final_state() {
         ]
     );
 }
+
+#[test]
+fn background_checkpoints_move_committed_pages_into_the_main_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let mut l = Ledger::open(&path, Synchronous::Full).unwrap();
+    l.checkpoint_in_background().unwrap();
+    let empty = std::fs::metadata(&path).unwrap().len();
+    let batch: Vec<Evaluated> = (0..5_000)
+        .map(|i| reading("BN_A_B", "COD", i * 60_000, 80.0))
+        .collect();
+    l.commit(&batch, &[]).unwrap();
+    // About 0.5 MB of WAL: far below the writer's own automatic checkpoint, so only the thread can move it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() < empty + 200_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the main file did not grow within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    l.checkpoint().unwrap();
+    assert_eq!(
+        std::fs::metadata(path.with_extension("db-wal"))
+            .unwrap()
+            .len(),
+        0
+    );
+}
