@@ -197,7 +197,7 @@ fn json_entry(
     status: Status,
     cx: &Context<'_>,
 ) -> Result<((Parameter, Unit), f64, Status), PayloadError> {
-    let parameter = match cx.configured.and_then(|c| c.get_key_value(key)) {
+    let (parameter, unit) = match cx.configured.and_then(|c| c.get_key_value(key)) {
         Some((p, u)) => (p.clone(), u.clone()),
         None => {
             let p = Parameter::new(key)?;
@@ -219,7 +219,7 @@ fn json_entry(
         }
         (v, _) => (v, status),
     };
-    Ok((parameter, parse_value(key, value)?, status))
+    Ok(((parameter, unit), parse_value(key, value)?, status))
 }
 
 fn first_key(path: &str) -> &str {
