@@ -165,7 +165,7 @@ pub async fn run_with_reload(
                 if let Some(a) = &alerts {
                     a.reconfigure(&config).await;
                 }
-                // The API's station checks (notes, exports) follow; `[http]` itself was kept (restart-only).
+                // The API's station checks (notes, exports) and its tokens follow; the listening socket stays.
                 if let Some(h) = &http_config {
                     *h.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config.clone());
                 }

@@ -35,6 +35,8 @@ pub struct Changes {
     pub changed: Vec<String>,
     /// Settings that differ but only take effect after a restart (they keep their running values).
     pub need_restart: Vec<&'static str>,
+    /// Other settings that changed and apply now (for the audit trail), e.g. `http.token`.
+    pub settings: Vec<&'static str>,
 }
 
 impl Changes {
@@ -49,6 +51,9 @@ impl Changes {
             if !list.is_empty() {
                 parts.push(format!("{what} {}", list.join(", ")));
             }
+        }
+        if !self.settings.is_empty() {
+            parts.push(format!("changed {}", self.settings.join(", ")));
         }
         if !self.need_restart.is_empty() {
             parts.push(format!(
@@ -74,7 +79,11 @@ pub fn prepare(running: &Config, path: &Path) -> Result<Prepared, ConfigError> {
     next.ledger.path = running.ledger.path.clone();
     next.ledger.synchronous = running.ledger.synchronous;
     next.ledger.max_transaction_readings = running.ledger.max_transaction_readings;
-    next.http = running.http.clone();
+    // The listening socket (and the address derived from it) stays; who may call (tokens, anonymous reading)
+    // follows the file, so a leaked token is revoked by a reload.
+    next.http.enabled = running.http.enabled;
+    next.http.listen = running.http.listen;
+    next.http.public_url = running.http.public_url.clone();
     next.pipeline = running.pipeline.clone();
     next.mqtt.embedded = running.mqtt.embedded.clone();
     // The alert engine follows stations, routes and rules; its delivery tasks (one per channel) run for the life
@@ -123,9 +132,19 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
     if old.ledger.max_transaction_readings != new.ledger.max_transaction_readings {
         c.need_restart.push("ledger.max_transaction_readings");
     }
-    if differs(&old.http, &new.http) {
-        c.need_restart.push("http");
+    if (old.http.enabled, old.http.listen, &old.http.public_url)
+        != (new.http.enabled, new.http.listen, &new.http.public_url)
+    {
+        c.need_restart
+            .push("http.enabled, http.listen, http.public_url");
     }
+    if differs(&old.http.tokens, &new.http.tokens) {
+        c.settings.push("http.token");
+    }
+    if old.http.anonymous_read != new.http.anonymous_read {
+        c.settings.push("http.anonymous_read");
+    }
+
     if differs(&old.pipeline, &new.pipeline) {
         c.need_restart.push("pipeline");
     }
@@ -185,12 +204,68 @@ mod tests {
         );
         let c = compare(&old, &added);
         assert_eq!(c.added, ["BN_B_N1"]);
-        assert_eq!(c.need_restart, ["http"]);
+        assert_eq!(
+            c.need_restart,
+            ["http.enabled, http.listen, http.public_url"]
+        );
         assert_eq!(
             c.describe(),
-            "added BN_B_N1; not applied until restart: http"
+            "added BN_B_N1; not applied until restart: http.enabled, http.listen, http.public_url"
         );
         assert_eq!(compare(&added, &old).removed, ["BN_B_N1"]);
+    }
+
+    #[test]
+    fn tokens_and_anonymous_reading_apply_at_once_the_listen_address_waits() {
+        let token = |name: &str, digit: char| {
+            format!(
+                "[[http.token]]\nname = \"{name}\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
+                digit.to_string().repeat(64)
+            )
+        };
+        let file = |http: &str| {
+            format!(
+                "[ledger]\npath = \"a.db\"\n[http]\n{http}\n[[station]]\nid = \"BN_A_N1\"\nname = \"a\"\n\
+                 profile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 100\nreceiving_water = {{ type = \"river\" }}\n\
+                 parameters = {{ COD = {{ limit = 100 }} }}\n"
+            )
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.toml");
+        let running = Config::from_str(
+            &file(&format!(
+                "listen = \"127.0.0.1:8080\"\n{}",
+                token("old", 'a')
+            )),
+            &path,
+            dir.path(),
+        )
+        .unwrap();
+        let next = format!(
+            "listen = \"127.0.0.1:9090\"\nanonymous_read = true\n{}",
+            token("new", 'b')
+        );
+        std::fs::write(&path, file(&next)).unwrap();
+        let p = prepare(&running, &path).unwrap();
+        let names: Vec<&str> = p
+            .config
+            .http
+            .tokens
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(names, ["new"]);
+        assert!(p.config.http.anonymous_read);
+        assert_eq!(p.config.http.listen, running.http.listen);
+        assert_eq!(p.changes.settings, ["http.token", "http.anonymous_read"]);
+        assert_eq!(
+            p.changes.need_restart,
+            ["http.enabled, http.listen, http.public_url"]
+        );
+        assert_eq!(
+            p.changes.describe(),
+            "changed http.token, http.anonymous_read; not applied until restart: http.enabled, http.listen, http.public_url"
+        );
     }
 
     #[test]

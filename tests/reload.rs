@@ -27,11 +27,7 @@ const VALUES: [(&str, f64); 3] = [("COD", 50.0), ("pH", 7.2), ("TSS", 20.0)];
 const OPERATOR_TOKEN: &str = "reload-test-operator";
 
 fn write(config: &Path, http_port: u16, mqtt_port: u16, rest: &str) {
-    use sha2::Digest;
-    let hash: String = sha2::Sha256::digest(OPERATOR_TOKEN.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = sha256_hex(OPERATOR_TOKEN);
     let text = format!(
         "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\nanonymous_read = true\n\
          [[http.token]]\nname = \"operator-1\"\nrole = \"operator\"\nsha256 = \"{hash}\"\n\n{}\n{rest}",
@@ -59,9 +55,21 @@ fn cod(db: &Path, st: &str) -> Vec<(i64, Option<f64>, Option<f64>)> {
         .collect()
 }
 
-/// Station ids in the dashboard's `/api/stations`.
+fn sha256_hex(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// POST an operator's note to `station`'s log; the HTTP status.
 fn post_note(port: u16, station: &str) -> u16 {
+    post_note_as(port, station, OPERATOR_TOKEN)
+}
+
+/// POST a note with bearer `token`; the HTTP status.
+fn post_note_as(port: u16, station: &str, token: &str) -> u16 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -71,7 +79,7 @@ fn post_note(port: u16, station: &str) -> u16 {
             .post(format!(
                 "http://127.0.0.1:{port}/api/stations/{station}/note"
             ))
-            .bearer_auth(OPERATOR_TOKEN)
+            .bearer_auth(token)
             .json(&serde_json::json!({ "text": "analyser cleaned" }))
             .send()
             .await
@@ -81,6 +89,7 @@ fn post_note(port: u16, station: &str) -> u16 {
     })
 }
 
+/// Station ids in the dashboard's `/api/stations`.
 fn api_stations(port: u16) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -437,6 +446,76 @@ fn sighup_starts_and_stops_modbus_pollers() {
     );
     assert_eq!(api_stations(http), [A]);
     assert_eq!(post_note(http, C), 404, "a removed station takes no notes");
+    let mut q = q;
+    q.stop();
+}
+
+#[test]
+fn sighup_applies_new_tokens_and_revokes_removed_ones() {
+    // An administrator revokes a leaked token and issues a new one without restarting the daemon.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quantrac.toml");
+    let http = support::free_port();
+    let a = station(A, "COD = {}", "");
+    let write_http = |anonymous: bool, name: &str, token: &str| {
+        let text = format!(
+            "[ledger]\npath = \"ledger.db\"\n[http]\nlisten = \"127.0.0.1:{http}\"\nanonymous_read = {anonymous}\n\
+             [[http.token]]\nname = \"{name}\"\nrole = \"operator\"\nsha256 = \"{}\"\n\n{a}",
+            sha256_hex(token)
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    const NEW_TOKEN: &str = "reload-test-operator-2";
+    write_http(false, "operator-1", OPERATOR_TOKEN);
+    let q = Quantrac::start(&config);
+    q.wait_log("Sources started.", 1, Duration::from_secs(30));
+    assert_eq!(post_note_as(http, A, OPERATOR_TOKEN), 201);
+    assert_eq!(post_note_as(http, A, NEW_TOKEN), 401);
+    let anonymous = || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            reqwest::get(format!("http://127.0.0.1:{http}/api/stations"))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    };
+    assert_eq!(anonymous(), 401);
+
+    write_http(true, "operator-2", NEW_TOKEN);
+    q.sighup();
+    q.wait_log("Config reloaded.", 1, Duration::from_secs(30));
+    assert_eq!(
+        post_note_as(http, A, OPERATOR_TOKEN),
+        401,
+        "the removed token still works"
+    );
+    assert_eq!(
+        post_note_as(http, A, NEW_TOKEN),
+        201,
+        "the new token is refused"
+    );
+    assert_eq!(anonymous(), 200, "anonymous reading was not turned on");
+    assert!(
+        !q.log().contains("only takes effect after a restart"),
+        "{}",
+        q.tail(20)
+    );
+    let audit: String = Reader::open(&dir.path().join("ledger.db"))
+        .unwrap()
+        .connection()
+        .query_row("SELECT detail FROM audit WHERE who = 'sighup'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(
+        audit.ends_with("changed http.token, http.anonymous_read"),
+        "{audit}"
+    );
     let mut q = q;
     q.stop();
 }

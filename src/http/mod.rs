@@ -28,7 +28,7 @@ use crate::live::LiveState;
 use crate::metrics::Metrics;
 use crate::pipeline::LiveEvent;
 
-/// The running config, replaced by a reload (stations added or removed); `[http]` itself needs a restart.
+/// The running config, replaced by a reload (stations, tokens); the listening socket needs a restart.
 pub type SharedConfig = Arc<std::sync::RwLock<Arc<Config>>>;
 
 /// What every handler can reach.
