@@ -485,10 +485,45 @@ fn sighup_applies_new_tokens_and_revokes_removed_ones() {
         })
     };
     assert_eq!(anonymous(), 401);
+    // A live stream opened with the token that is about to be revoked.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let open_stream = |token: &str| {
+        rt.block_on(async {
+            let mut r = reqwest::Client::new()
+                .get(format!("http://127.0.0.1:{http}/api/stream"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            // The first status event arrives at once.
+            let first = tokio::time::timeout(Duration::from_secs(10), r.chunk()).await;
+            assert!(matches!(first, Ok(Ok(Some(_)))), "no first event");
+            r
+        })
+    };
+    let mut old_stream = open_stream(OPERATOR_TOKEN);
 
     write_http(true, "operator-2", NEW_TOKEN);
     q.sighup();
     q.wait_log("Config reloaded.", 1, Duration::from_secs(30));
+    // The revoked token's stream ends at its next status tick (every 5 s); one with the new token goes on.
+    let mut new_stream = open_stream(NEW_TOKEN);
+    let ended = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(_)) = old_stream.chunk().await {}
+        })
+        .await
+        .is_ok()
+    });
+    assert!(ended, "the stream of the revoked token is still open");
+    let next = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), new_stream.chunk()).await
+    });
+    assert!(
+        matches!(next, Ok(Ok(Some(_)))),
+        "the new token's stream ended"
+    );
     assert_eq!(
         post_note_as(http, A, OPERATOR_TOKEN),
         401,

@@ -58,8 +58,8 @@ pub async fn stream(
     let mut every = tokio::time::interval(Duration::from_secs(5));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = futures_util::stream::unfold(
-        (rx, every, s),
-        |(mut rx, mut every, s)| async move {
+        (rx, every, s, parts),
+        |(mut rx, mut every, s, parts)| async move {
             loop {
                 let event = tokio::select! {
                     _ = s.shutdown.cancelled() => return None,
@@ -69,13 +69,17 @@ pub async fn stream(
                         Err(RecvError::Closed) => return None,
                     },
                     _ = every.tick() => {
+                        // A token revoked by a reload ends its streams here, within one tick.
+                        if require(&s.config().http, &parts, Role::Viewer).is_err() {
+                            return None;
+                        }
                         s.live.refresh_states(Timestamp::now());
                         let states: Vec<_> = s.live.stations().into_iter().map(|st| json!({"id": st.id, "state": st.state, "last_reading": st.last_reading})).collect();
                         Some(Event::default().event("status").data(json!(states).to_string()))
                     }
                 };
                 if let Some(e) = event {
-                    return Some((Ok(e), (rx, every, s)));
+                    return Some((Ok(e), (rx, every, s, parts)));
                 }
             }
         },
