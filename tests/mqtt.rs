@@ -431,3 +431,79 @@ fn mosquitto_over_tls_with_a_client_certificate() {
     publisher.wait_acked(n, Duration::from_secs(30));
     assert_exactly(&db, n, &q);
 }
+
+#[test]
+fn a_wrong_password_is_reported_and_a_reload_with_the_right_one_connects() {
+    // Mosquitto with a password file and no anonymous access, as deploy/mosquitto configures it.
+    let auth = tempfile::tempdir().unwrap();
+    let passwd = auth.path().join("passwd");
+    for (i, (user, password)) in [("quantrac", "right horse"), ("publisher", "pub-pass")]
+        .iter()
+        .enumerate()
+    {
+        let mut cmd = std::process::Command::new("mosquitto_passwd");
+        if i == 0 {
+            cmd.arg("-c");
+        }
+        let ok = cmd
+            .arg("-b")
+            .arg(&passwd)
+            .args([user, password])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mosquitto_passwd failed");
+    }
+    let mosq = Mosquitto::start(&format!(
+        "allow_anonymous false\npassword_file {}\n",
+        passwd.display()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("mqtt-password");
+    std::fs::write(&secret, "wrong horse\n").unwrap();
+    let broker = format!(
+        "{}username = \"quantrac\"\npassword_file = \"{}\"\n",
+        broker_table(mosq.port),
+        secret.display()
+    );
+    let config = write_config(dir.path(), &broker);
+    let db = dir.path().join("ledger.db");
+    let q = Quantrac::start(&config);
+    // Refused, said so, retried with backoff; the daemon keeps running.
+    q.wait_log(
+        "MQTT connection failed, reconnecting.",
+        2,
+        Duration::from_secs(30),
+    );
+    assert!(!q.log().contains("MQTT connected."), "{}", q.tail(20));
+    assert!(
+        q.log()
+            .contains("the broker refused the login (NotAuthorized): check username and password"),
+        "{}",
+        q.tail(20)
+    );
+    assert!(
+        mosq.log().contains("not authorised"),
+        "mosquitto did not refuse the login:\n{}",
+        mosq.log()
+    );
+
+    // The operator fixes the password file and reloads.
+    std::fs::write(&secret, "right horse\n").unwrap();
+    q.sighup();
+    q.wait_log("MQTT connected.", 1, Duration::from_secs(60));
+    let publisher = Publisher::connect_as(
+        mosq.port,
+        "test-publisher-auth",
+        Some(("publisher", "pub-pass")),
+    );
+    let n = 20;
+    for i in 0..n {
+        publisher.publish(message(i));
+    }
+    publisher.wait_acked(n, Duration::from_secs(30));
+    assert_exactly(&db, n, &q);
+    assert!(
+        !q.log().contains("right horse") && !q.log().contains("wrong horse"),
+        "a password reached the log"
+    );
+}

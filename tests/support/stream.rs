@@ -206,6 +206,11 @@ pub struct Publisher {
 
 impl Publisher {
     pub fn connect(port: u16, id: &str) -> Publisher {
+        Publisher::connect_as(port, id, None)
+    }
+
+    /// Connect with a user name and password (`None`: anonymous).
+    pub fn connect_as(port: u16, id: &str, credentials: Option<(&str, &str)>) -> Publisher {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -216,6 +221,9 @@ impl Publisher {
             .set_keep_alive(Duration::from_secs(5))
             .set_inflight(100)
             .set_max_packet_size(2 << 20, 2 << 20);
+        if let Some((user, password)) = credentials {
+            o.set_credentials(user, password);
+        }
         let (client, mut eventloop) = AsyncClient::new(o, 1000);
         let acked = Arc::new(AtomicU64::new(0));
         let a = acked.clone();
