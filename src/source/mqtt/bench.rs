@@ -30,7 +30,7 @@ type BoxError = Box<dyn std::error::Error>;
 
 const STATIONS: usize = 100;
 /// Runs per broker setting: the two subscribers share two cores with the broker, so single runs scatter.
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 const FILTER: &str = "stations/+/data";
 
 /// Run the benchmark with `readings` readings (a tenth as many messages) for two broker in-flight windows.
