@@ -52,7 +52,10 @@ impl Mqtt {
                 let r = match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => Ok(()),
                     Ok(_) => continue,
-                    Err(e) => Err(format!("MQTT connection failed: {e}")),
+                    Err(e) => Err(format!(
+                        "MQTT connection failed: {}",
+                        crate::source::mqtt::describe_error(&e)
+                    )),
                 };
                 let stop = r.is_err();
                 if acks_tx.send(r).await.is_err() || stop {

@@ -27,6 +27,22 @@ use crate::health::Health;
 use crate::model::StationId;
 use crate::pipeline::Ingest;
 
+/// A broker connection error as an operator needs it: a refused login or client id says what to check. Used by the
+/// subscriber (log and health) and the alert channel (delivery attempts).
+pub fn describe_error(e: &rumqttc::ConnectionError) -> String {
+    use rumqttc::ConnectReturnCode::{BadClientId, BadUserNamePassword, NotAuthorized};
+    match e {
+        rumqttc::ConnectionError::ConnectionRefused(code @ (BadUserNamePassword | NotAuthorized)) => format!(
+            "the broker refused the login ({code:?}): check username and password (or password_file), and the \
+             broker's password file and ACL"
+        ),
+        rumqttc::ConnectionError::ConnectionRefused(code @ BadClientId) => {
+            format!("the broker refused the client id ({code:?}): check client_id")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Start the embedded broker if `[mqtt.embedded]` asks for it. It runs for the life of the process (a reload
 /// does not restart it).
 pub fn start_embedded(config: &Config) -> Result<(), broker::BrokerError> {
@@ -129,4 +145,27 @@ pub fn spawn(
         Duration::from_secs(24 * 3600),
         shutdown.clone(),
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use rumqttc::{ConnectReturnCode, ConnectionError};
+
+    #[test]
+    fn refused_logins_say_what_to_check() {
+        for code in [
+            ConnectReturnCode::NotAuthorized,
+            ConnectReturnCode::BadUserNamePassword,
+        ] {
+            let text = super::describe_error(&ConnectionError::ConnectionRefused(code));
+            assert!(text.starts_with("the broker refused the login"), "{text}");
+            assert!(text.contains("check username and password"), "{text}");
+        }
+        let text = super::describe_error(&ConnectionError::ConnectionRefused(
+            ConnectReturnCode::BadClientId,
+        ));
+        assert!(text.contains("check client_id"), "{text}");
+        let other = ConnectionError::ConnectionRefused(ConnectReturnCode::ServiceUnavailable);
+        assert_eq!(super::describe_error(&other), other.to_string());
+    }
 }

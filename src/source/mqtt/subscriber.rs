@@ -424,7 +424,7 @@ async fn poll(
                     break;
                 }
                 let delay = backoff.next_delay();
-                let error = describe(&e);
+                let error = super::describe_error(&e);
                 warn!(broker = %name, host = %sub.broker.host, port = sub.broker.port, error = %error, retry_in = ?delay, "MQTT connection failed, reconnecting.");
                 health.failure(&key, error);
                 health.reconnecting(&key);
@@ -445,21 +445,6 @@ async fn poll(
             }
         })
         .await;
-    }
-}
-
-/// A connection error as an operator needs it: a refused login says what to check.
-fn describe(e: &rumqttc::ConnectionError) -> String {
-    use rumqttc::ConnectReturnCode::{BadClientId, BadUserNamePassword, NotAuthorized};
-    match e {
-        rumqttc::ConnectionError::ConnectionRefused(code @ (BadUserNamePassword | NotAuthorized)) => format!(
-            "the broker refused the login ({code:?}): check username and password (or password_file), and the \
-             broker's password file and ACL"
-        ),
-        rumqttc::ConnectionError::ConnectionRefused(code @ BadClientId) => format!(
-            "the broker refused the client id ({code:?}): check client_id"
-        ),
-        other => other.to_string(),
     }
 }
 
