@@ -1,10 +1,10 @@
 //! Streaming reads of the ledger for exports, over a read-only connection: readings of a station in time order
-//! (a merge of one index range per parameter over the `(station, parameter, ts)` key, so no sort and no table
-//! scan), aggregates and events. Rows are handed to a callback one at a time.
+//! (one range of the `(station, ts, parameter)` key, so no sort and no table scan), aggregates and events. Rows are
+//! handed to a callback one at a time.
 
 use std::sync::Arc;
 
-use rusqlite::{params, Connection, Rows};
+use rusqlite::{params, Connection};
 
 use crate::ledger::LedgerError;
 
@@ -54,17 +54,11 @@ fn named(conn: &Connection, sql: &str) -> Result<Vec<Named>, LedgerError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-const READINGS_SQL: &str = "SELECT seq, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags \
-     FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts >= ?3 AND ts < ?4 ORDER BY ts";
+const READINGS_SQL: &str = "SELECT seq, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags, \
+     parameter_id FROM readings WHERE station_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts";
 
-fn next_reading(
-    rows: &mut Rows<'_>,
-    parameter: &Arc<str>,
-) -> Result<Option<ReadingRow>, LedgerError> {
-    let Some(r) = rows.next()? else {
-        return Ok(None);
-    };
-    Ok(Some(ReadingRow {
+fn reading(r: &rusqlite::Row<'_>, parameter: &Arc<str>) -> Result<ReadingRow, LedgerError> {
+    Ok(ReadingRow {
         seq: r.get(0)?,
         parameter: parameter.clone(),
         ts: r.get(1)?,
@@ -78,11 +72,11 @@ fn next_reading(
         ratio: r.get(9)?,
         band: r.get(10)?,
         flags: r.get(11)?,
-    }))
+    })
 }
 
-/// Every reading of `station` with `from <= ts < to`, ordered by time, then parameter symbol (`parameters` must be
-/// sorted by symbol).
+/// Every reading of `station` with `from <= ts < to` of the given `parameters`, ordered by time, then parameter
+/// symbol (`parameters` must be sorted by symbol).
 pub fn for_each_reading<E: From<LedgerError>>(
     conn: &Connection,
     station: i64,
@@ -91,37 +85,36 @@ pub fn for_each_reading<E: From<LedgerError>>(
     to: i64,
     mut f: impl FnMut(&ReadingRow) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut statements = Vec::with_capacity(parameters.len());
-    for _ in parameters {
-        statements.push(conn.prepare(READINGS_SQL).map_err(LedgerError::from)?);
-    }
-    let mut cursors: Vec<Rows<'_>> = Vec::with_capacity(parameters.len());
-    for (st, p) in statements.iter_mut().zip(parameters) {
-        cursors.push(
-            st.query(params![station, p.id, from, to])
-                .map_err(LedgerError::from)?,
-        );
-    }
-    let mut heads: Vec<Option<ReadingRow>> = Vec::with_capacity(parameters.len());
-    for (rows, p) in cursors.iter_mut().zip(parameters) {
-        heads.push(next_reading(rows, &p.name)?);
-    }
-    loop {
-        // Ties on time go to the first parameter (by symbol): a stable, reproducible order.
-        let mut best: Option<usize> = None;
-        for (i, h) in heads.iter().enumerate() {
-            if let Some(h) = h {
-                if best.is_none_or(|b| heads[b].as_ref().is_some_and(|x| h.ts < x.ts)) {
-                    best = Some(i);
-                }
-            }
-        }
-        let Some(i) = best else { return Ok(()) };
-        if let Some(row) = heads[i].take() {
+    // Parameter id → its place among `parameters` (the order by symbol).
+    let place: std::collections::HashMap<i64, usize> = parameters
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.id, i))
+        .collect();
+    let mut st = conn.prepare(READINGS_SQL).map_err(LedgerError::from)?;
+    let mut rows = st
+        .query(params![station, from, to])
+        .map_err(LedgerError::from)?;
+    // The readings of one time (a station reports its parameters together), put in symbol order.
+    let mut same_time: Vec<(usize, ReadingRow)> = Vec::new();
+    let mut flush = |group: &mut Vec<(usize, ReadingRow)>| -> Result<(), E> {
+        group.sort_by_key(|(i, _)| *i);
+        for (_, row) in group.drain(..) {
             f(&row)?;
         }
-        heads[i] = next_reading(&mut cursors[i], &parameters[i].name)?;
+        Ok(())
+    };
+    while let Some(r) = rows.next().map_err(LedgerError::from)? {
+        let Some(&i) = place.get(&r.get::<_, i64>(12).map_err(LedgerError::from)?) else {
+            continue;
+        };
+        let row = reading(r, &parameters[i].name)?;
+        if same_time.first().is_some_and(|(_, x)| x.ts != row.ts) {
+            flush(&mut same_time)?;
+        }
+        same_time.push((i, row));
     }
+    flush(&mut same_time)
 }
 
 /// One stored window aggregate, as exported (the wall-clock `computed` column is left out: it would make
