@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use quantrac::config::Synchronous;
-use quantrac::ledger::query::{ReadingFilter, Table};
+use quantrac::ledger::query::Table;
 use quantrac::ledger::{Ledger, Reader};
 
 mod support;
@@ -89,19 +89,11 @@ fn key(i: u64) -> (String, i64) {
 }
 
 /// Every (parameter, ts) key a ledger holds.
-fn stored_keys(reader: &Reader) -> std::collections::HashSet<(String, i64)> {
-    let mut keys = std::collections::HashSet::new();
-    let mut f = ReadingFilter {
-        limit: 10_000,
-        ..Default::default()
-    };
-    loop {
-        let page = reader.readings(&f).unwrap();
-        let Some(last) = page.last() else { break };
-        f.after_seq = last.seq;
-        keys.extend(page.into_iter().map(|r| (r.parameter, r.ts.millis())));
-    }
-    keys
+fn stored_keys(db: &Path) -> std::collections::HashSet<(String, i64)> {
+    support::stream::stored(db)
+        .into_iter()
+        .map(|r| (r.parameter, r.ts.millis()))
+        .collect()
 }
 
 /// `quantrac ingest` fed `total` lines by a thread, with its acknowledgements on stdout.
@@ -190,7 +182,7 @@ fn sigkill_during_ingest_loses_no_committed_reading() {
     assert_eq!(reader.integrity_check().unwrap(), "ok");
     let stored = reader.count_readings().unwrap() as u64;
     assert!(stored >= acked, "{stored} stored < {acked} acknowledged");
-    let keys = stored_keys(&reader);
+    let keys = stored_keys(&dir.path().join("ledger.db"));
     for i in 0..acked {
         assert!(
             keys.contains(&key(i)),
@@ -394,7 +386,7 @@ fn backup_while_ingesting_restores_every_reading_committed_before_it() {
         n >= acked,
         "backup holds {n} readings, {acked} were acknowledged before it started"
     );
-    let keys = stored_keys(&reader);
+    let keys = stored_keys(&restored);
     for i in 0..acked {
         assert!(keys.contains(&key(i)), "line {i} missing from the backup");
     }

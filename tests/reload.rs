@@ -55,6 +55,21 @@ fn cod(db: &Path, st: &str) -> Vec<(i64, Option<f64>, Option<f64>)> {
         .collect()
 }
 
+/// Every API call here gives up after 10 s (a stream only while it connects and sends headers).
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// A request that must answer within 10 s.
+async fn within_10s<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), f)
+        .await
+        .expect("no answer within 10 s")
+}
+
 fn sha256_hex(token: &str) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(token.as_bytes())
@@ -75,17 +90,19 @@ fn post_note_as(port: u16, station: &str, token: &str) -> u16 {
         .build()
         .unwrap();
     rt.block_on(async {
-        reqwest::Client::new()
-            .post(format!(
-                "http://127.0.0.1:{port}/api/stations/{station}/note"
-            ))
-            .bearer_auth(token)
-            .json(&serde_json::json!({ "text": "analyser cleaned" }))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        within_10s(
+            client()
+                .post(format!(
+                    "http://127.0.0.1:{port}/api/stations/{station}/note"
+                ))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "text": "analyser cleaned" }))
+                .send(),
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
     })
 }
 
@@ -96,12 +113,17 @@ fn api_stations(port: u16) -> Vec<String> {
         .build()
         .unwrap();
     rt.block_on(async {
-        let v: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/api/stations"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: serde_json::Value = within_10s(async {
+            client()
+                .get(format!("http://127.0.0.1:{port}/api/stations"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+        .await;
         v["stations"]
             .as_array()
             .unwrap()
@@ -477,11 +499,15 @@ fn sighup_applies_new_tokens_and_revokes_removed_ones() {
             .build()
             .unwrap();
         rt.block_on(async {
-            reqwest::get(format!("http://127.0.0.1:{http}/api/stations"))
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
+            within_10s(
+                client()
+                    .get(format!("http://127.0.0.1:{http}/api/stations"))
+                    .send(),
+            )
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
         })
     };
     assert_eq!(anonymous(), 401);
@@ -489,12 +515,14 @@ fn sighup_applies_new_tokens_and_revokes_removed_ones() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let open_stream = |token: &str| {
         rt.block_on(async {
-            let mut r = reqwest::Client::new()
-                .get(format!("http://127.0.0.1:{http}/api/stream"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap();
+            let mut r = within_10s(
+                client()
+                    .get(format!("http://127.0.0.1:{http}/api/stream"))
+                    .bearer_auth(token)
+                    .send(),
+            )
+            .await
+            .unwrap();
             assert_eq!(r.status(), 200);
             // The first status event arrives at once.
             let first = tokio::time::timeout(Duration::from_secs(10), r.chunk()).await;
