@@ -104,14 +104,12 @@ pub async fn serve_sim() -> BenchResult<()> {
     Ok(())
 }
 
-/// CPU seconds (user + system) of this process so far. Assumes the usual 100 clock ticks per second.
+/// CPU seconds of this process so far (its live threads, which last the whole measurement).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at field 3; utime and stime are 14 and 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
+    crate::bench::thread_times("self")
+        .values()
+        .map(|t| t.run)
+        .sum()
 }
 
 /// Resident memory in MB (`VmRSS` in /proc/self/status).

@@ -176,7 +176,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
              max_queued_messages 0\nlog_dest none\n"
         ),
     )?;
-    let _broker = Broker(
+    let broker = Broker(
         Command::new("mosquitto")
             .arg("-c")
             .arg(dir.join("mosquitto.conf"))
@@ -249,7 +249,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
         shutdown.clone(),
     ));
     let want = messages as u64 * 10;
-    let (broker_pid, sub_pid) = (_broker.0.id().to_string(), mosq_sub.id().to_string());
+    let (broker_pid, sub_pid) = (broker.0.id().to_string(), mosq_sub.id().to_string());
     let run_of = |pid: &str| {
         crate::bench::thread_times(pid)
             .values()
