@@ -11,8 +11,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::compliance::{Profiles, StationLimits};
-use crate::config::{Config, ConfigError, Problems};
+pub use crate::compliance::resolve_limits;
+use crate::compliance::StationLimits;
+use crate::config::{Config, ConfigError};
 use crate::ledger::{Ledger, LedgerError};
 use crate::live::LiveState;
 use crate::metrics::Metrics;
@@ -37,32 +38,8 @@ pub enum DaemonError {
     Alerts(#[from] crate::alert::StartError),
 }
 
-/// Load the limit profiles and resolve every station's limits; problems are reported like config problems.
-pub fn resolve_limits(config: &Config) -> Result<HashMap<StationId, StationLimits>, ConfigError> {
-    let mut p = Problems::new(&config.source);
-    let errors = match Profiles::load_dir(&config.profiles_dir) {
-        Ok(profiles) => match profiles.resolve(config) {
-            Ok(limits) => return Ok(limits),
-            Err(errs) => errs,
-        },
-        Err(errs) => errs
-            .into_iter()
-            .map(|(file, msg)| (format!("daemon.profiles_dir ({file})"), msg))
-            .collect(),
-    };
-    for (k, m) in errors {
-        p.push(k, m);
-    }
-    p.finish()?;
-    Ok(HashMap::new())
-}
-
-/// Run until `shutdown` is cancelled, then drain and return.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
-    run_with_reload(config, None, shutdown).await
-}
-
-/// [`run`], re-reading the config at `reload.path` on each request (SIGHUP). The ledger, the pipeline, the HTTP
+/// Run until `shutdown` is cancelled, then drain and return; re-read the config at `reload.path` on each request
+/// (SIGHUP). The ledger, the pipeline, the HTTP
 /// server and the embedded broker run for the life of the process; the sources run as a set that a reload stops
 /// (their in-flight batches commit, MQTT leaves the rest unacked for redelivery) and starts again on the new config.
 pub async fn run_with_reload(

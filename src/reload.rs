@@ -2,14 +2,14 @@
 //! is touched, say what changes, and keep what cannot change live from the running config.
 //!
 //! Pure apart from reading the file and the profiles (as at start) and writing the audit row. Stopping and
-//! restarting the sources is the daemon's (`daemon::run`).
+//! restarting the sources is the daemon's (`daemon::run_with_reload`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::compliance::resolve_limits;
 use crate::compliance::StationLimits;
 use crate::config::{Config, ConfigError};
-use crate::daemon::resolve_limits;
 use crate::model::{StationId, Timestamp};
 
 /// Where a reload reads the config from, and the requests (SIGHUP) that ask for one.

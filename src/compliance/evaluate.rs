@@ -17,69 +17,9 @@ use std::time::Duration;
 use super::band::Band;
 use super::judge::Judge;
 use super::limits::{LimitBound, StationLimits};
-use super::quality::{QualitySettings, SeriesRules, Track};
+use super::quality::{Flags, QualitySettings, SeriesRules, Track};
 use crate::config::Config;
 use crate::model::{Parameter, Reading, StationId, Timestamp};
-
-/// Data-quality flags kept with a reading (bit set).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
-pub struct Flags(pub u32);
-
-impl Flags {
-    pub const ABOVE_RANGE: Flags = Flags(1);
-    pub const FLAT_LINE: Flags = Flags(2);
-    pub const SPIKE: Flags = Flags(4);
-    pub const GAP: Flags = Flags(8);
-    pub const LATE: Flags = Flags(16);
-    const NAMES: [(Flags, &'static str); 5] = [
-        (Flags::ABOVE_RANGE, "above_range"),
-        (Flags::FLAT_LINE, "flat_line"),
-        (Flags::SPIKE, "spike"),
-        (Flags::GAP, "gap"),
-        (Flags::LATE, "late"),
-    ];
-    pub fn contains(self, f: Flags) -> bool {
-        self.0 & f.0 == f.0
-    }
-    pub fn insert(&mut self, f: Flags) {
-        self.0 |= f.0;
-    }
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-    /// Comma-separated names, e.g. `above_range,spike`.
-    pub fn names(self) -> String {
-        Self::NAMES
-            .iter()
-            .filter(|(f, _)| self.contains(*f))
-            .map(|(_, n)| *n)
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-    /// The flags named in a comma-separated list (the inverse of [`Flags::names`]); unknown names are ignored.
-    pub fn from_names(s: &str) -> Flags {
-        let mut out = Flags::default();
-        for n in s.split(',').map(str::trim) {
-            if let Some((f, _)) = Self::NAMES.iter().find(|(_, name)| *name == n) {
-                out.insert(*f);
-            }
-        }
-        out
-    }
-}
-
-impl std::ops::BitOr for Flags {
-    type Output = Flags;
-    fn bitor(self, rhs: Flags) -> Flags {
-        Flags(self.0 | rhs.0)
-    }
-}
-
-impl std::ops::BitOrAssign for Flags {
-    fn bitor_assign(&mut self, rhs: Flags) {
-        self.0 |= rhs.0;
-    }
-}
 
 /// What the engine decided for one reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,14 +134,14 @@ impl Evaluator {
         self
     }
 
-    /// The evaluator for a reloaded configuration. A series (station, parameter) that is still monitored keeps its
+    /// Switch to a reloaded configuration. A series (station, parameter) that is still monitored keeps its
     /// quality history (gap, flat-line and spike checks go on); new series start fresh, removed ones are dropped.
-    pub fn reconfigured(
-        mut self,
+    pub fn reconfigure(
+        &mut self,
         config: &Config,
         limits: HashMap<StationId, StationLimits>,
         quality: QualitySettings,
-    ) -> Evaluator {
+    ) {
         let mut next = Evaluator::new(config, limits).with_quality(quality);
         for (id, st) in &mut next.stations {
             let Some(old) = self.stations.get_mut(id) else {
@@ -213,7 +153,7 @@ impl Evaluator {
                 }
             }
         }
-        next
+        *self = next;
     }
 
     fn station_state(&self, id: &StationId, limits: &StationLimits) -> StationState {
@@ -421,7 +361,7 @@ mod tests {
         let second = "[[station]]\nid = \"BN_T_N2\"\nname = \"u\"\nprofile = \"qcvn40-2011-b\"\n\
                       design_flow_m3_day = 100\nreceiving_water = { type = \"river\" }\nparameters = { TSS = {} }\n";
         let (c, l) = load(&text(40, second));
-        let mut e = e.reconfigured(&c, l, QualitySettings::default());
+        e.reconfigure(&c, l, QualitySettings::default());
         let a = e
             .assess(&reading("COD", 50.0, Status::Measuring), now)
             .unwrap();

@@ -9,7 +9,9 @@ use rust_decimal::Decimal;
 
 use super::decimal::{self, fmt_coef, fmt_f64, fmt_num};
 use super::profile::{self, Profile, ProfileError, ProfileLimit, WaterKind, BUILTIN};
-use crate::config::{CheckedParameter, Config, LimitText, ReceivingWater, Station};
+use crate::config::{
+    CheckedParameter, Config, ConfigError, LimitText, Problems, ReceivingWater, Station,
+};
 use crate::model::{Parameter, StationId};
 
 /// An applicable limit: a maximum or a two-sided range (bounds inclusive).
@@ -415,6 +417,26 @@ pub fn range_advice(station: &Station, limits: &StationLimits) -> Vec<(String, S
         }
     }
     out
+}
+
+/// Load the limit profiles and resolve every station's limits; problems are reported like config problems.
+pub fn resolve_limits(config: &Config) -> Result<HashMap<StationId, StationLimits>, ConfigError> {
+    let mut p = Problems::new(&config.source);
+    let errors = match Profiles::load_dir(&config.profiles_dir) {
+        Ok(profiles) => match profiles.resolve(config) {
+            Ok(limits) => return Ok(limits),
+            Err(errs) => errs,
+        },
+        Err(errs) => errs
+            .into_iter()
+            .map(|(file, msg)| (format!("daemon.profiles_dir ({file})"), msg))
+            .collect(),
+    };
+    for (k, m) in errors {
+        p.push(k, m);
+    }
+    p.finish()?;
+    Ok(HashMap::new())
 }
 
 #[cfg(test)]

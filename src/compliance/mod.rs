@@ -14,10 +14,10 @@ pub mod profile;
 pub mod quality;
 
 pub use band::Band;
-pub use evaluate::{Assessment, Evaluator, Flags, Rejection};
+pub use evaluate::{Assessment, Evaluator, Rejection};
 pub use events::{EventChange, EventKey, EventTracker, OpenEvent, Scope};
 pub use hourly::{Aggregate, Revision, Sample};
 pub use judge::{Judge, Verdict};
-pub use limits::{Limit, LimitBound, Profiles, StationLimits};
+pub use limits::{resolve_limits, Limit, LimitBound, Profiles, StationLimits};
 pub use profile::{Profile, ProfileError};
-pub use quality::QualitySettings;
+pub use quality::{Flags, QualitySettings};

@@ -19,46 +19,65 @@
 
 use std::time::Duration;
 
-use super::evaluate::Flags;
+pub use crate::config::compliance::QualitySettings;
 
-/// Thresholds of the data-quality checks; `None` switches a check off.
-///
-/// Not yet in the config file: the evaluator uses the defaults unless given others with
-/// [`super::Evaluator::with_quality`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct QualitySettings {
-    /// Flag `flat_line` when a measuring value stays exactly the same for longer than this. Default 2 h.
-    pub flat_line: Option<Duration>,
-    /// Flag `spike` when a value changes by more than this fraction of the limit (or analyser range) within one
-    /// reporting interval. Default 0.5.
-    pub spike_fraction: Option<f64>,
-    /// Flag `gap` when no reading came for longer than the station interval × this. Default 3.
-    pub gap_factor: Option<f64>,
-    /// Flag `late` when a reading arrives more than this after its timestamp. Default 10 min: twice the
-    /// 5-minute transmission deadline of Circular 10/2021.
-    pub late_after: Option<Duration>,
-}
+/// Data-quality flags kept with a reading (bit set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Flags(pub u32);
 
-impl Default for QualitySettings {
-    fn default() -> Self {
-        Self {
-            flat_line: Some(Duration::from_secs(2 * 3600)),
-            spike_fraction: Some(0.5),
-            gap_factor: Some(3.0),
-            late_after: Some(Duration::from_secs(10 * 60)),
+impl Flags {
+    pub const ABOVE_RANGE: Flags = Flags(1);
+    pub const FLAT_LINE: Flags = Flags(2);
+    pub const SPIKE: Flags = Flags(4);
+    pub const GAP: Flags = Flags(8);
+    pub const LATE: Flags = Flags(16);
+    const NAMES: [(Flags, &'static str); 5] = [
+        (Flags::ABOVE_RANGE, "above_range"),
+        (Flags::FLAT_LINE, "flat_line"),
+        (Flags::SPIKE, "spike"),
+        (Flags::GAP, "gap"),
+        (Flags::LATE, "late"),
+    ];
+    pub fn contains(self, f: Flags) -> bool {
+        self.0 & f.0 == f.0
+    }
+    pub fn insert(&mut self, f: Flags) {
+        self.0 |= f.0;
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// Comma-separated names, e.g. `above_range,spike`.
+    pub fn names(self) -> String {
+        Self::NAMES
+            .iter()
+            .filter(|(f, _)| self.contains(*f))
+            .map(|(_, n)| *n)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+    /// The flags named in a comma-separated list (the inverse of [`Flags::names`]); unknown names are ignored.
+    pub fn from_names(s: &str) -> Flags {
+        let mut out = Flags::default();
+        for n in s.split(',').map(str::trim) {
+            if let Some((f, _)) = Self::NAMES.iter().find(|(_, name)| *name == n) {
+                out.insert(*f);
+            }
         }
+        out
     }
 }
 
-impl QualitySettings {
-    /// Every check off.
-    pub fn off() -> Self {
-        Self {
-            flat_line: None,
-            spike_fraction: None,
-            gap_factor: None,
-            late_after: None,
-        }
+impl std::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        Flags(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitOrAssign for Flags {
+    fn bitor_assign(&mut self, rhs: Flags) {
+        self.0 |= rhs.0;
     }
 }
 

@@ -6,7 +6,6 @@ use serde::Deserialize;
 
 use super::duration::DurationText;
 use super::Problems;
-use crate::compliance::QualitySettings;
 
 /// `[compliance]` as written.
 #[derive(Debug, Deserialize)]
@@ -105,6 +104,46 @@ impl ComplianceSection {
                 gap_factor: (self.gap_factor > 0.0).then_some(self.gap_factor),
                 late_after: optional(p, &self.late_after, "compliance.late_after"),
             },
+        }
+    }
+}
+
+/// Thresholds of the data-quality checks; `None` switches a check off.
+///
+/// Checked from `[compliance]`; the evaluator (`compliance::Evaluator::with_quality`) applies them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualitySettings {
+    /// Flag `flat_line` when a measuring value stays exactly the same for longer than this. Default 2 h.
+    pub flat_line: Option<Duration>,
+    /// Flag `spike` when a value changes by more than this fraction of the limit (or analyser range) within one
+    /// reporting interval. Default 0.5.
+    pub spike_fraction: Option<f64>,
+    /// Flag `gap` when no reading came for longer than the station interval × this. Default 3.
+    pub gap_factor: Option<f64>,
+    /// Flag `late` when a reading arrives more than this after its timestamp. Default 10 min: twice the
+    /// 5-minute transmission deadline of Circular 10/2021.
+    pub late_after: Option<Duration>,
+}
+
+impl Default for QualitySettings {
+    fn default() -> Self {
+        Self {
+            flat_line: Some(Duration::from_secs(2 * 3600)),
+            spike_fraction: Some(0.5),
+            gap_factor: Some(3.0),
+            late_after: Some(Duration::from_secs(10 * 60)),
+        }
+    }
+}
+
+impl QualitySettings {
+    /// Every check off.
+    pub fn off() -> Self {
+        Self {
+            flat_line: None,
+            spike_fraction: None,
+            gap_factor: None,
+            late_after: None,
         }
     }
 }

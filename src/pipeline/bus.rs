@@ -1,0 +1,26 @@
+//! What a consumer follows: after each commit the pipeline publishes [`LiveEvent`]s on a broadcast channel (live
+//! view, SSE, alert engine). A consumer that falls behind misses events and catches up from the ledger.
+
+use std::sync::Arc;
+
+use crate::compliance::EventChange;
+use crate::ledger::aggregates::WindowUpdate;
+use crate::ledger::Evaluated;
+
+/// A committed reading, as live consumers (dashboard, alerts) receive it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub seq: i64,
+    pub evaluated: Evaluated,
+}
+
+/// Events the pipeline publishes after each commit.
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    Readings(Arc<Vec<Committed>>),
+    Windows(Arc<Vec<WindowUpdate>>),
+    /// Compliance events opened, escalated or closed (they feed the alert engine).
+    Events(Arc<Vec<EventChange>>),
+    /// Alerts raised, escalated, acknowledged or cleared, as the API shows them (sent by the alert engine).
+    Alerts(Arc<Vec<serde_json::Value>>),
+}

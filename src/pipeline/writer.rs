@@ -1,0 +1,318 @@
+//! The ledger writer: the one blocking thread of the pipeline, and the only writer of readings. It commits groups
+//! of evaluated batches (group commit), resolves each batch's completion, publishes what committed on the bus, keeps
+//! the hourly and daily aggregates up to date and applies retention.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, mpsc};
+use tracing::{debug, error, warn};
+
+use super::bus::{Committed, LiveEvent};
+use super::ingest::{CommitReport, Done, PipelineError};
+use crate::compliance::StationLimits;
+use crate::config::Config;
+use crate::ledger::aggregates::{AggregateContext, DAY_MS};
+use crate::ledger::{CommitCounts, Evaluated, Ledger, Outcome};
+use crate::metrics::Metrics;
+use crate::model::{Quarantined, SourceKind, StationId, Timestamp};
+
+/// Evaluated batches on their way to one transaction.
+#[derive(Default)]
+pub(super) struct Group {
+    pub readings: Vec<Evaluated>,
+    pub quarantined: Vec<Quarantined>,
+    pub parts: Vec<Part>,
+}
+
+/// One source batch inside a group: where its readings sit and whom to tell.
+pub(super) struct Part {
+    pub readings: std::ops::Range<usize>,
+    pub quarantined: u64,
+    pub source: SourceKind,
+    pub done: Done,
+}
+
+pub(super) enum WriterMsg {
+    Batch(Group),
+    Tick,
+    /// A reload: stations, intervals and limits for the aggregates, and the retention period.
+    Settings(AggregateContext, Duration),
+}
+
+/// Everything the writer thread needs besides the ledger.
+pub(super) struct WriterSettings {
+    pub max_transaction: usize,
+    pub aggregates: AggregateContext,
+    pub retention: Duration,
+}
+
+/// Stations, their intervals and limits, and the windows the aggregates keep.
+pub(super) fn aggregate_context(
+    config: &Config,
+    limits: &HashMap<StationId, StationLimits>,
+) -> AggregateContext {
+    let stations = config
+        .stations
+        .iter()
+        .map(|s| {
+            let lim = limits
+                .get(&s.id)
+                .map(|l| {
+                    l.limits
+                        .iter()
+                        .map(|x| (x.parameter.as_str().to_string(), x.bound))
+                        .collect()
+                })
+                .unwrap_or_default();
+            (
+                s.id.as_str().to_string(),
+                (s.interval.as_millis() as i64, lim),
+            )
+        })
+        .collect();
+    let judging = config.compliance.averaging_window.as_millis() as i64;
+    let mut windows = vec![judging, DAY_MS];
+    windows.dedup();
+    AggregateContext {
+        offset_secs: config.timezone.local_minus_utc(),
+        windows,
+        judging_window_ms: judging,
+        stations,
+    }
+}
+
+/// Wakes the writer once a second for aggregates and retention; stops when the writer's inputs are gone.
+pub(super) async fn tick(tx: mpsc::WeakSender<WriterMsg>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let Some(tx) = tx.upgrade() else { return };
+        if tx.send(WriterMsg::Tick).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The writer thread's loop: runs until the processor and the ticker are gone, then catches up and checkpoints.
+pub(super) fn write_loop(
+    mut ledger: Ledger,
+    mut rx: mpsc::Receiver<WriterMsg>,
+    mut settings: WriterSettings,
+    metrics: Arc<Metrics>,
+    live: broadcast::Sender<LiveEvent>,
+) {
+    let mut last_retention: Option<Instant> = None;
+    let mut refresh_duty = DutyCycle::default();
+    if let Err(e) = ledger.checkpoint_in_background() {
+        warn!(error = %e, "Background WAL checkpoints unavailable; the writer checkpoints itself.");
+    }
+    while let Some(first) = rx.blocking_recv() {
+        let mut tick = false;
+        let mut group = Group::default();
+        let mut next = Some(first);
+        // Group commit: take what is queued, up to the transaction size.
+        while let Some(msg) = next.take() {
+            match msg {
+                WriterMsg::Batch(g) => group.append(g),
+                WriterMsg::Tick => tick = true,
+                WriterMsg::Settings(aggregates, retention) => {
+                    // Readings before the reload were judged by the old limits: commit them and bring their
+                    // aggregates up to date under the old settings before switching.
+                    if !group.parts.is_empty() {
+                        commit(&mut ledger, std::mem::take(&mut group), &metrics, &live);
+                    }
+                    refresh_aggregates(&mut ledger, &settings.aggregates, &live);
+                    settings.aggregates = aggregates;
+                    settings.retention = retention;
+                }
+            }
+            if group.readings.len() + group.quarantined.len() < settings.max_transaction {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !group.parts.is_empty() {
+            commit(&mut ledger, group, &metrics, &live);
+        }
+        // Aggregates follow about once a second, off the commit path; during a backlog, less often (see DutyCycle).
+        if tick && refresh_duty.due() {
+            let started = Instant::now();
+            refresh_aggregates(&mut ledger, &settings.aggregates, &live);
+            refresh_duty.ran(started);
+        }
+        publish_events(&mut ledger, &live);
+        if last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+            last_retention = Some(Instant::now());
+            apply_retention(&mut ledger, settings.retention);
+        }
+    }
+    finish(&mut ledger, &settings, &live);
+}
+
+fn apply_retention(ledger: &mut Ledger, retention: Duration) {
+    let cutoff = Timestamp(Timestamp::now().millis() - retention.as_millis() as i64);
+    match ledger.apply_retention(cutoff) {
+        Ok(0) => {}
+        Ok(n) => debug!(rows = n, "Retention removed old readings."),
+        Err(e) => warn!(error = %e, "Retention pass failed; will retry."),
+    }
+}
+
+/// At shutdown: bring the aggregates up to date (a bulk `ingest` may leave millions of readings behind them),
+/// within a bound so shutdown stays quick; what is left is computed from the cursor at the next start.
+fn finish(ledger: &mut Ledger, settings: &WriterSettings, live: &broadcast::Sender<LiveEvent>) {
+    let started = Instant::now();
+    while refresh_aggregates(ledger, &settings.aggregates, live) == REFRESH_ROWS
+        && started.elapsed() < SHUTDOWN_REFRESH
+    {}
+    publish_events(ledger, live);
+    if let Err(e) = ledger.checkpoint() {
+        warn!(error = %e, "WAL checkpoint at shutdown failed; the WAL file still holds the data.");
+    }
+}
+
+/// Keeps aggregate refreshes to about a tenth of the writer's time. At a normal rate a refresh takes milliseconds
+/// and runs every tick; while a backlog drains (say 200k readings a second after a broker outage) each refresh
+/// re-reads every touched hour and day, and running it every second would take a third of the writer's time.
+#[derive(Default)]
+struct DutyCycle {
+    last: Option<(Instant, Duration)>,
+}
+
+impl DutyCycle {
+    fn due(&self) -> bool {
+        self.last
+            .is_none_or(|(at, took)| at.elapsed() >= took.saturating_mul(9))
+    }
+
+    fn ran(&mut self, started: Instant) {
+        self.last = Some((started, started.elapsed()));
+    }
+}
+
+impl Group {
+    fn append(&mut self, g: Group) {
+        let offset = self.readings.len();
+        self.readings.extend(g.readings);
+        self.quarantined.extend(g.quarantined);
+        self.parts.extend(g.parts.into_iter().map(|mut p| {
+            p.readings = p.readings.start + offset..p.readings.end + offset;
+            p
+        }));
+    }
+}
+
+/// Commit one group, tell each batch's source, and publish the accepted readings.
+fn commit(
+    ledger: &mut Ledger,
+    group: Group,
+    metrics: &Metrics,
+    live: &broadcast::Sender<LiveEvent>,
+) {
+    let Group {
+        readings,
+        quarantined,
+        parts,
+    } = group;
+    let started = Instant::now();
+    match ledger.commit(&readings, &quarantined) {
+        Ok((outcomes, _)) => {
+            metrics.commits.fetch_add(1, Relaxed);
+            metrics
+                .commit_micros
+                .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+            for p in parts {
+                let c = count(&outcomes[p.readings.clone()], p.quarantined);
+                metrics.record(p.source, c);
+                let _ = p.done.send(Ok(CommitReport { counts: c }));
+            }
+            if live.receiver_count() > 0 {
+                publish_readings(readings, outcomes, live);
+            }
+        }
+        Err(e) => {
+            error!(error = %e, readings = readings.len(), "Ledger commit failed; the sources will resend the batch.");
+            let e = Arc::new(e);
+            for p in parts {
+                let _ = p.done.send(Err(PipelineError::Ledger(e.clone())));
+            }
+        }
+    }
+}
+
+fn count(outcomes: &[Outcome], quarantined: u64) -> CommitCounts {
+    let mut c = CommitCounts {
+        quarantined,
+        ..Default::default()
+    };
+    for o in outcomes {
+        match o {
+            Outcome::Accepted(_) => c.accepted += 1,
+            Outcome::Duplicate => c.duplicates += 1,
+            Outcome::Conflict => c.conflicts += 1,
+        }
+    }
+    c
+}
+
+fn publish_readings(
+    readings: Vec<Evaluated>,
+    outcomes: Vec<Outcome>,
+    live: &broadcast::Sender<LiveEvent>,
+) {
+    let committed: Vec<Committed> = readings
+        .into_iter()
+        .zip(outcomes)
+        .filter_map(|(e, o)| match o {
+            Outcome::Accepted(seq) => Some(Committed { seq, evaluated: e }),
+            _ => None,
+        })
+        .collect();
+    if !committed.is_empty() {
+        let _ = live.send(LiveEvent::Readings(Arc::new(committed)));
+    }
+}
+
+fn publish_events(ledger: &mut Ledger, live: &broadcast::Sender<LiveEvent>) {
+    let changes = ledger.take_event_changes();
+    if !changes.is_empty() {
+        let _ = live.send(LiveEvent::Events(Arc::new(changes)));
+    }
+}
+
+/// Most readings one aggregate refresh takes from its cursor.
+const REFRESH_ROWS: usize = 100_000;
+/// How long shutdown may spend catching the aggregates up.
+const SHUTDOWN_REFRESH: Duration = Duration::from_secs(3);
+
+/// One aggregate refresh step; returns how many readings it took from the cursor.
+fn refresh_aggregates(
+    ledger: &mut Ledger,
+    ctx: &AggregateContext,
+    live: &broadcast::Sender<LiveEvent>,
+) -> usize {
+    match ledger.refresh_aggregates(ctx, REFRESH_ROWS) {
+        Ok(report) => {
+            let seen = report.readings_seen;
+            if report.updates.is_empty() {
+                return seen;
+            }
+            for u in report
+                .updates
+                .iter()
+                .filter(|u| u.late_change_from.is_some())
+            {
+                debug!(station = %u.station, parameter = %u.parameter, window_start = %u.window_start, "Closed window recomputed after a late reading.");
+            }
+            let _ = live.send(LiveEvent::Windows(Arc::new(report.updates)));
+            seen
+        }
+        Err(e) => {
+            warn!(error = %e, "Aggregate refresh failed; will retry.");
+            0
+        }
+    }
+}
