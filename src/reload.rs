@@ -74,30 +74,62 @@ pub fn prepare(running: &Config, path: &Path) -> Result<Prepared, ConfigError> {
     let mut next = Config::load(path)?;
     let limits = resolve_limits(&next)?;
     let changes = compare(running, &next);
-    // Fixed for the life of the process: the open ledger file and its writer, the listening socket, the queues,
-    // the embedded broker thread.
-    next.ledger.path = running.ledger.path.clone();
-    next.ledger.synchronous = running.ledger.synchronous;
-    next.ledger.max_transaction_readings = running.ledger.max_transaction_readings;
-    // The listening socket (and the address derived from it) stays; who may call (tokens, anonymous reading)
-    // follows the file, so a leaked token is revoked by a reload.
-    next.http.enabled = running.http.enabled;
-    next.http.listen = running.http.listen;
-    next.http.public_url = running.http.public_url.clone();
-    next.pipeline = running.pipeline.clone();
-    next.mqtt.embedded = running.mqtt.embedded.clone();
-    // The alert engine follows stations, routes and rules; its delivery tasks (one per channel) run for the life
-    // of the process, and whether it runs at all is decided at start.
-    next.alert.enabled = running.alert.enabled;
-    next.alert.channels = running.alert.channels.clone();
-    next.alert.retry_max_backoff = running.alert.retry_max_backoff;
-    next.alert.give_up_after = running.alert.give_up_after;
+    for fixed in FIXED {
+        (fixed.keep)(&mut next, running);
+    }
     Ok(Prepared {
         config: next,
         limits,
         changes,
     })
 }
+
+/// A setting fixed for the life of the process: a reload that changes it says so and keeps the running value.
+struct Fixed {
+    name: &'static str,
+    differs: fn(&Config, &Config) -> bool,
+    /// Copy the running value into the new config.
+    keep: fn(&mut Config, &Config),
+}
+
+/// `fixed!("name", a.b, c.d)`: one restart-only setting made of the given config fields.
+macro_rules! fixed {
+    ($name:literal, $($($field:ident).+),+) => {
+        Fixed {
+            name: $name,
+            differs: |old, new| $(format!("{:?}", old.$($field).+) != format!("{:?}", new.$($field).+))||+,
+            keep: |new, running| { $(new.$($field).+ = running.$($field).+.clone();)+ },
+        }
+    };
+}
+
+/// Fixed for the life of the process: the open ledger file and its writer, the listening socket (and the address
+/// derived from it), the queues, the embedded broker thread, and the alert engine's delivery tasks (one per
+/// channel) and whether it runs at all. Who may call the API (tokens, anonymous reading) follows the file, so a
+/// leaked token is revoked by a reload; the alert engine follows stations, routes and rules.
+const FIXED: &[Fixed] = &[
+    fixed!("ledger.path", ledger.path),
+    fixed!("ledger.synchronous", ledger.synchronous),
+    fixed!(
+        "ledger.max_transaction_readings",
+        ledger.max_transaction_readings
+    ),
+    fixed!(
+        "http.enabled, http.listen, http.public_url",
+        http.enabled,
+        http.listen,
+        http.public_url
+    ),
+    fixed!("pipeline", pipeline),
+    fixed!("mqtt.embedded", mqtt.embedded),
+    fixed!("alert.enabled", alert.enabled),
+    fixed!("alert.channel", alert.channels),
+    fixed!(
+        "alert delivery retries",
+        alert.retry_max_backoff,
+        alert.give_up_after
+    ),
+];
 
 /// Station and restart-only differences between two configs.
 pub fn compare(old: &Config, new: &Config) -> Changes {
@@ -123,45 +155,17 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
     }
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
-    if old.ledger.path != new.ledger.path {
-        c.need_restart.push("ledger.path");
-    }
-    if old.ledger.synchronous != new.ledger.synchronous {
-        c.need_restart.push("ledger.synchronous");
-    }
-    if old.ledger.max_transaction_readings != new.ledger.max_transaction_readings {
-        c.need_restart.push("ledger.max_transaction_readings");
-    }
-    if (old.http.enabled, old.http.listen, &old.http.public_url)
-        != (new.http.enabled, new.http.listen, &new.http.public_url)
-    {
-        c.need_restart
-            .push("http.enabled, http.listen, http.public_url");
-    }
     if differs(&old.http.tokens, &new.http.tokens) {
         c.settings.push("http.token");
     }
     if old.http.anonymous_read != new.http.anonymous_read {
         c.settings.push("http.anonymous_read");
     }
-
-    if differs(&old.pipeline, &new.pipeline) {
-        c.need_restart.push("pipeline");
-    }
-    if differs(&old.mqtt.embedded, &new.mqtt.embedded) {
-        c.need_restart.push("mqtt.embedded");
-    }
-    if old.alert.enabled != new.alert.enabled {
-        c.need_restart.push("alert.enabled");
-    }
-    if differs(&old.alert.channels, &new.alert.channels) {
-        c.need_restart.push("alert.channel");
-    }
-    if (old.alert.retry_max_backoff, old.alert.give_up_after)
-        != (new.alert.retry_max_backoff, new.alert.give_up_after)
-    {
-        c.need_restart.push("alert delivery retries");
-    }
+    c.need_restart = FIXED
+        .iter()
+        .filter(|f| (f.differs)(old, new))
+        .map(|f| f.name)
+        .collect();
     c
 }
 

@@ -395,7 +395,7 @@ registers = [{ parameter = "COD", address = 0, type = "u16" }]
 "#;
         let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
         let ledger = Ledger::open(&dir.path().join("ledger.db"), Synchronous::Normal).unwrap();
-        let limits = crate::daemon::resolve_limits(&config).unwrap();
+        let limits = crate::compliance::resolve_limits(&config).unwrap();
         let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
         let health = Health::default();
         let station = &config.stations[0];
