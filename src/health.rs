@@ -92,9 +92,9 @@ impl Health {
         }
     }
 
-    /// Forget every connection (a reload restarts the sources, which register again).
-    pub fn clear(&self) {
-        self.write().clear();
+    /// Forget a connection (its component stopped for good, or restarts and registers again).
+    pub fn remove(&self, key: &str) {
+        self.write().remove(key);
     }
 
     pub fn get(&self, key: &str) -> Option<ConnectionState> {

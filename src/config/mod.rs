@@ -20,12 +20,12 @@ pub mod tt10;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-pub use daemon::{DaemonSection, LedgerSection, PipelineSection, SimSection, Synchronous};
+pub use daemon::{DaemonSection, LedgerSection, PipelineSection, Sim, SimSection, Synchronous};
 pub use duration::parse_duration;
 pub use errors::{tidy_toml_message, ConfigError, Problems};
-pub use secret::Secret;
+pub use secret::{fingerprint, Secret};
 pub use station::{
-    CheckedParameter, LimitText, ParameterSection, ReceivingWater, Station, StationSection,
+    CheckedParameter, LimitText, ParameterSection, ReceivingWater, SimVia, Station, StationSection,
     StationSimSection,
 };
 

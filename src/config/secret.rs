@@ -52,8 +52,25 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if FINGERPRINTING.get() {
+            use sha2::Digest;
+            return write!(f, "sha256:{:x}", sha2::Sha256::digest(self.0.as_bytes()));
+        }
         f.write_str("***")
     }
+}
+
+thread_local! {
+    static FINGERPRINTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A value's `Debug` text with every secret in it replaced by the secret's SHA-256, so that two settings compare
+/// unequal when only a password changed (a reload restarts what the changed secret belongs to). Never log it.
+pub fn fingerprint(value: &dyn fmt::Debug) -> String {
+    FINGERPRINTING.set(true);
+    let text = format!("{value:?}");
+    FINGERPRINTING.set(false);
+    text
 }
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

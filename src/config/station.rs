@@ -111,12 +111,34 @@ pub struct StationSimSection {
     pub load: Option<f64>,
     /// How the simulated station reaches quantrac: `direct` (in-process), `modbus`, `mqtt` or `tt10` (files in the
     /// first `[tt10] landing` folder).
-    #[serde(default = "default_sim_via")]
-    pub via: String,
+    #[serde(default)]
+    pub via: SimVia,
 }
 
-fn default_sim_via() -> String {
-    "direct".into()
+/// How a simulated station reaches quantrac.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimVia {
+    /// Batches straight into the pipeline, in-process.
+    #[default]
+    Direct,
+    /// A simulated Modbus device on the station's `[station.modbus]` address.
+    Modbus,
+    /// Publishes to the embedded broker (or the first `[[mqtt.broker]]`).
+    Mqtt,
+    /// Circular 10 files in the first `[tt10] landing` folder.
+    Tt10,
+}
+
+impl std::fmt::Display for SimVia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SimVia::Direct => "direct",
+            SimVia::Modbus => "modbus",
+            SimVia::Mqtt => "mqtt",
+            SimVia::Tt10 => "tt10",
+        })
+    }
 }
 
 /// A validated station.
@@ -228,18 +250,6 @@ impl StationSection {
                     );
                 }
             }
-            if !["direct", "modbus", "mqtt", "tt10"].contains(&sim.via.as_str()) {
-                p.push(
-                    format!("{key}.sim.via"),
-                    format!(
-                        "unknown transport {:?}; expected one of direct, modbus, mqtt, tt10",
-                        sim.via
-                    ),
-                );
-            }
-        }
-        if self.modbus.is_none() && self.mqtt.is_none() && self.sim.is_none() {
-            // A TT10-only station is fine: files name their station. Nothing to check here.
         }
         if p.len() != before {
             return None;

@@ -27,7 +27,7 @@ use crate::compliance::StationLimits;
 use crate::config::modbus::{
     Modbus, Register, RegisterKind, StatusRegister, TimestampRegister, Transport,
 };
-use crate::config::Config;
+use crate::config::{Sim, SimVia, Station};
 use crate::model::{StationId, Status, Timestamp};
 use crate::source::modbus::decode::{encode_raw, encode_status, encode_value};
 
@@ -303,14 +303,15 @@ pub fn write_sample(
 /// them and refreshes their values (every station interval of simulated time, `speed` times faster than the wall
 /// clock) until `shutdown`. Binding first means the pollers find the stations on their first connect.
 pub async fn start_demo(
-    config: &Config,
+    simulated: &[Station],
     limits: &HashMap<StationId, StationLimits>,
+    settings: &Sim,
     shutdown: CancellationToken,
 ) -> io::Result<impl Future<Output = ()> + Send + 'static> {
     let mut stations = Vec::new();
     let mut servers = tokio::task::JoinSet::new();
-    for s in &config.stations {
-        let Some(sim) = s.sim.as_ref().filter(|x| x.via == "modbus") else {
+    for s in simulated {
+        let Some(sim) = s.sim.as_ref().filter(|x| x.via == SimVia::Modbus) else {
             continue;
         };
         let Some(m) = &s.modbus else {
@@ -339,14 +340,14 @@ pub async fn start_demo(
         let station_sim = StationSim::new(
             s,
             limits.get(&s.id).unwrap_or(&StationLimits::default()),
-            config.sim.seed,
+            settings.seed,
         );
         let now = Timestamp::now();
         write_sample(&device, m, &station_sim, now, now);
         servers.spawn(run(listener, device.clone(), framing, shutdown.clone()));
         stations.push((device, m.clone(), station_sim, s.interval));
     }
-    let speed = config.sim.speed.max(1);
+    let speed = settings.speed.max(1);
     Ok(async move {
         let Some(interval) = stations.iter().map(|s| s.3).min() else {
             return;

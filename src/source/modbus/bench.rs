@@ -157,19 +157,23 @@ async fn quantrac(
     let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
     let health = Health::default();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(super::run(
-        config.stations.clone(),
-        pipeline.ingest(),
-        health.clone(),
-        shutdown.clone(),
-    ));
+    let mut pollers = tokio::task::JoinSet::new();
+    for s in &config.stations {
+        pollers.spawn(super::run(crate::source::SourceContext {
+            config: s.clone(),
+            ingest: pipeline.ingest(),
+            health: health.clone(),
+            metrics: pipeline.metrics.clone(),
+            shutdown: shutdown.clone(),
+        }));
+    }
     let per_poll = parameters().len() as u64;
     let m = measure(warmup, window, || {
         health.snapshot().values().map(|s| s.readings).sum::<u64>() / per_poll
     })
     .await;
     shutdown.cancel();
-    let _ = task.await;
+    while pollers.join_next().await.is_some() {}
     pipeline.finish().await;
     let _ = std::fs::remove_file(&db);
     Ok(m)

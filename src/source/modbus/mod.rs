@@ -13,28 +13,15 @@ pub mod plan;
 pub mod poller;
 pub mod transport;
 
-use tokio_util::sync::CancellationToken;
-
+use super::SourceContext;
 use crate::config::Station;
-use crate::health::Health;
-use crate::pipeline::Ingest;
 
 pub use poller::{health_key, Poller};
 
-/// Poll every station that has a `[station.modbus]` section, one task per station so a dead station never slows
-/// another, until `shutdown`; returns once every poller has stopped (its last batch committed).
-pub async fn run(
-    stations: Vec<Station>,
-    ingest: Ingest,
-    health: Health,
-    shutdown: CancellationToken,
-) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for s in &stations {
-        if let Some(p) = Poller::new(s, ingest.clone(), health.clone()) {
-            tasks.spawn(p.run(shutdown.clone()));
-        }
+/// Poll one station with a `[station.modbus]` section until stopped (one task per station, so a dead station
+/// never slows another); returns once its last batch is committed.
+pub async fn run(ctx: SourceContext<Station>) {
+    if let Some(p) = Poller::new(&ctx.config, ctx.ingest, ctx.health) {
+        p.run(ctx.shutdown).await;
     }
-    drop(ingest);
-    while tasks.join_next().await.is_some() {}
 }

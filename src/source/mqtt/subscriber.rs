@@ -72,7 +72,7 @@ const BATCH_MESSAGES: usize = 256;
 const KEEP_OVERSIZED: usize = 64 * 1024;
 
 /// Everything one broker connection needs, resolved from the config.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Subscriber {
     pub broker: Broker,
     pub router: TopicRouter,

@@ -14,17 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::FixedOffset;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::format::{self, parse_file_name};
 use crate::config::tt10::Tt10;
 use crate::config::Config;
-use crate::health::{ConnectionState, Health};
-use crate::metrics::Metrics;
+use crate::health::ConnectionState;
 use crate::model::{Parameter, Quarantined, SourceKind, StationId, Unit};
-use crate::pipeline::{Batch, Ingest};
+use crate::pipeline::Batch;
+use crate::source::SourceContext;
 
 /// Bytes of an oversized file kept in quarantine.
 const KEEP_OVERSIZED: usize = 64 * 1024;
@@ -51,6 +49,8 @@ pub struct Landing {
     stations: Arc<HashMap<String, StationInfo>>,
     /// The ledger, read once at start to find files quarantined before a restart.
     ledger: PathBuf,
+    /// Stations with no other source are fed by TT10 files only: the folder's health is theirs.
+    tt10_only: Vec<String>,
 }
 
 /// What the scanner remembers between scans.
@@ -123,6 +123,12 @@ impl Landing {
             tz: config.timezone,
             stations: Arc::new(stations),
             ledger: config.ledger.path.clone(),
+            tt10_only: config
+                .stations
+                .iter()
+                .filter(|s| s.modbus.is_none() && s.mqtt.is_none() && s.sim.is_none())
+                .map(|s| s.id.to_string())
+                .collect(),
         }
     }
 
@@ -443,50 +449,30 @@ impl Landing {
     }
 }
 
-/// Start one task per landing folder of `[tt10]`, and (with the simulator on) the stations with `sim.via = "tt10"`
-/// writing into the first folder.
-pub fn spawn(
-    config: &Config,
-    limits: &HashMap<StationId, crate::compliance::StationLimits>,
-    ingest: &Ingest,
-    health: &Health,
-    metrics: &Arc<Metrics>,
-    tasks: &mut JoinSet<()>,
-    shutdown: &CancellationToken,
-) {
-    // Stations with no other source are fed by TT10 files only: the folder's health is theirs.
-    let tt10_only: Vec<String> = config
-        .stations
+/// One landing folder per `[tt10] landing` entry. (The simulated stations that write files are the simulator's.)
+pub fn landings(config: &Config) -> Vec<Landing> {
+    config
+        .tt10
+        .landing
         .iter()
-        .filter(|s| s.modbus.is_none() && s.mqtt.is_none() && s.sim.is_none())
-        .map(|s| s.id.to_string())
-        .collect();
-    spawn_sim(config, limits, tasks, shutdown);
-    for root in &config.tt10.landing {
-        let landing = Landing::new(config, root);
-        health.register(
-            &landing.health_key(),
-            ConnectionState::new(SourceKind::Tt10, tt10_only.clone()),
-        );
-        tasks.spawn(run(
-            landing,
-            ingest.clone(),
-            health.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        ));
-    }
+        .map(|root| Landing::new(config, root))
+        .collect()
 }
 
 /// Scan and ingest until `shutdown`. A batch in flight at shutdown still commits and its files are moved.
-pub async fn run(
-    landing: Landing,
-    ingest: Ingest,
-    health: Health,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
+pub async fn run(ctx: SourceContext<Landing>) {
+    let SourceContext {
+        config: landing,
+        ingest,
+        health,
+        metrics,
+        shutdown,
+    } = ctx;
     let key = landing.health_key();
+    health.register(
+        &key,
+        ConnectionState::new(SourceKind::Tt10, landing.tt10_only.clone()),
+    );
     let landing = Arc::new(landing);
     if let Err(e) = std::fs::create_dir_all(&landing.root) {
         warn!(folder = %landing.root.display(), error = %e, "Cannot create the TT10 landing folder.");
@@ -588,50 +574,4 @@ pub async fn run(
             state.quarantined_before = Some(HashSet::new());
         }
     }
-}
-
-fn spawn_sim(
-    config: &Config,
-    limits: &HashMap<StationId, crate::compliance::StationLimits>,
-    tasks: &mut JoinSet<()>,
-    shutdown: &CancellationToken,
-) {
-    let via_tt10: Vec<_> = config
-        .stations
-        .iter()
-        .filter(|s| s.sim.as_ref().is_some_and(|x| x.via == "tt10"))
-        .collect();
-    if !config.sim.enabled || via_tt10.is_empty() {
-        return;
-    }
-    let Some(dir) = config.tt10.landing.first() else {
-        warn!(
-            "Stations with sim.via = \"tt10\" need a landing folder: add [tt10] landing = [\"…\"]."
-        );
-        return;
-    };
-    let sims = via_tt10
-        .iter()
-        .map(|s| {
-            crate::sim::StationSim::new(
-                s,
-                limits.get(&s.id).unwrap_or(&Default::default()),
-                config.sim.seed,
-            )
-        })
-        .collect();
-    let interval = via_tt10
-        .iter()
-        .map(|s| s.interval)
-        .min()
-        .unwrap_or(Duration::from_secs(300));
-    tasks.spawn(crate::sim::tt10::run(
-        sims,
-        dir.clone(),
-        config.timezone,
-        interval,
-        config.sim.speed,
-        Duration::from_secs(24 * 3600),
-        shutdown.clone(),
-    ));
 }

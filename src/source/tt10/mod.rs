@@ -8,4 +8,4 @@
 pub mod format;
 pub mod landing;
 
-pub use landing::{spawn, Landing};
+pub use landing::{landings, run, Landing};
