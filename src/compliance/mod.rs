@@ -12,6 +12,7 @@ pub mod judge;
 pub mod limits;
 pub mod profile;
 pub mod quality;
+pub mod units;
 
 pub use band::Band;
 pub use evaluate::{Assessment, Evaluator, Rejection};
