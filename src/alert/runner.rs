@@ -325,7 +325,7 @@ impl Runner {
                     };
                     let key =
                         AlertKey::new(station, &format!("{parameter}:completeness"), Kind::Quality);
-                    self.observe(key, now, previous < below, detail);
+                    self.observe(key, now, previous <= below, detail);
                 }
                 true
             }

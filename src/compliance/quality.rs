@@ -242,6 +242,16 @@ mod tests {
     }
 
     #[test]
+    fn late_means_past_the_five_minute_transmission_deadline() {
+        let r = SeriesRules::new(&QualitySettings::default(), Duration::from_secs(300), None);
+        let mut t = Track::default();
+        assert!(!t.observe(&r, 0, 10.0, true, 5 * MIN).contains(Flags::LATE));
+        assert!(t
+            .observe(&r, 5 * MIN, 10.0, true, 10 * MIN + 1)
+            .contains(Flags::LATE));
+    }
+
+    #[test]
     fn out_of_order_and_duplicates_leave_history() {
         let r = rules();
         let mut t = Track::default();

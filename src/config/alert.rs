@@ -48,8 +48,9 @@ pub struct AlertSection {
     /// An analyser calibrating (status 01) for longer than this raises a calibration alert.
     #[serde(default = "default_calibration_after")]
     pub calibration_after: DurationText,
-    /// A closed averaging window with fewer valid readings than this fraction of the expected ones is a
-    /// data-quality problem (flat lines and spikes are the others). 0 switches the completeness check off.
+    /// A closed averaging window whose valid readings are at most this fraction of the expected ones is a
+    /// data-quality problem (flat lines and spikes are the others; case H3: 9 of 12 is a warning at 0.75).
+    /// 0 switches the completeness check off.
     #[serde(default = "default_completeness_below")]
     pub completeness_below: f64,
     /// An InfluxDB forwarder whose oldest unsent reading is older than this raises a backlog alert.

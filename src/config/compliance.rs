@@ -25,7 +25,8 @@ pub struct ComplianceSection {
     /// Flag `gap` when no reading came for longer than the station interval × this (0 to disable).
     #[serde(default = "default_gap")]
     pub gap_factor: f64,
-    /// Flag `late` when a reading arrives this long after its timestamp ("off" to disable).
+    /// Flag `late` when a reading arrives more than this after its timestamp (default 5 min, the Circular 10/2021
+    /// transmission deadline; "off" to disable).
     #[serde(default = "default_late")]
     pub late_after: DurationText,
 }
@@ -43,7 +44,7 @@ fn default_gap() -> f64 {
     3.0
 }
 fn default_late() -> DurationText {
-    DurationText::new("10m")
+    DurationText::new("5m")
 }
 
 impl Default for ComplianceSection {
@@ -120,8 +121,8 @@ pub struct QualitySettings {
     pub spike_fraction: Option<f64>,
     /// Flag `gap` when no reading came for longer than the station interval × this. Default 3.
     pub gap_factor: Option<f64>,
-    /// Flag `late` when a reading arrives more than this after its timestamp. Default 10 min: twice the
-    /// 5-minute transmission deadline of Circular 10/2021.
+    /// Flag `late` when a reading arrives more than this after its timestamp. Default 5 min: the transmission
+    /// deadline of Circular 10/2021 ("no later than 5 minutes after the result").
     pub late_after: Option<Duration>,
 }
 
@@ -131,7 +132,7 @@ impl Default for QualitySettings {
             flat_line: Some(Duration::from_secs(2 * 3600)),
             spike_fraction: Some(0.5),
             gap_factor: Some(3.0),
-            late_after: Some(Duration::from_secs(10 * 60)),
+            late_after: Some(Duration::from_secs(5 * 60)),
         }
     }
 }
