@@ -8,6 +8,7 @@
 pub mod aggregates;
 mod checkpointer;
 mod events;
+pub mod probe;
 pub mod query;
 mod schema;
 

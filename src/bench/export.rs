@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bench::bench_config;
 use crate::config::{Config, Synchronous};
 use crate::daemon::resolve_limits;
 use crate::ledger::{Ledger, Reader};
@@ -16,7 +15,10 @@ use crate::metrics::Metrics;
 use crate::model::{Reading, SourceKind, Status, Timestamp};
 use crate::pipeline::{Batch, Pipeline};
 
-use super::{export, month, parse_time, Format, Options, Query};
+use crate::export::manifest::list_files;
+use crate::export::{export, month, parse_time, Format, Options, Query};
+
+use super::support::bench_config;
 
 const STATIONS: usize = 8;
 const STEPS: i64 = 365 * 288;
@@ -37,7 +39,7 @@ fn reset_peak() {
 
 fn dir_bytes(p: &Path) -> u64 {
     let mut files = Vec::new();
-    let _ = super::manifest::list_files(p, p, &mut files);
+    let _ = list_files(p, p, &mut files);
     files
         .iter()
         .filter_map(|f| std::fs::metadata(p.join(f)).ok())

@@ -14,8 +14,6 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
-use super::payload;
-use super::subscriber::{run as subscribe, Subscriber};
 use crate::config::mqtt::JsonMappingSection;
 use crate::config::Config;
 use crate::daemon::resolve_limits;
@@ -25,6 +23,10 @@ use crate::metrics::Metrics;
 use crate::model::{Reading, Timestamp};
 use crate::pipeline::Pipeline;
 use crate::sim::StationSim;
+use crate::source::mqtt::payload;
+use crate::source::mqtt::subscriber::{run as subscribe, Subscriber};
+
+use super::support::{thread_times, ThreadTime};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -117,7 +119,7 @@ struct Rates {
 /// Where the CPU went while quantrac drained the stream (from its start until quantrac had committed everything).
 struct Drain {
     secs: f64,
-    quantrac: std::collections::BTreeMap<String, crate::bench::ThreadTime>,
+    quantrac: std::collections::BTreeMap<String, ThreadTime>,
     mosquitto: f64,
     mosquitto_sub: f64,
     commits: u64,
@@ -250,13 +252,8 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     ));
     let want = messages as u64 * 10;
     let (broker_pid, sub_pid) = (broker.0.id().to_string(), mosq_sub.id().to_string());
-    let run_of = |pid: &str| {
-        crate::bench::thread_times(pid)
-            .values()
-            .map(|t| t.run)
-            .sum::<f64>()
-    };
-    let (self0, broker0) = (crate::bench::thread_times("self"), run_of(&broker_pid));
+    let run_of = |pid: &str| thread_times(pid).values().map(|t| t.run).sum::<f64>();
+    let (self0, broker0) = (thread_times("self"), run_of(&broker_pid));
     let mut sub_cpu = 0.0;
     let mut at_end = None;
     let mut quantrac_secs = None;
@@ -265,11 +262,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     while (quantrac_secs.is_none() || sub_secs.is_none()) && Instant::now() < deadline {
         if quantrac_secs.is_none() && metrics.totals().accepted >= want {
             quantrac_secs = Some(started.elapsed().as_secs_f64());
-            at_end = Some((
-                crate::bench::thread_times("self"),
-                run_of(&broker_pid),
-                sub_cpu,
-            ));
+            at_end = Some((thread_times("self"), run_of(&broker_pid), sub_cpu));
         }
         if sub_secs.is_none() {
             // Read before its exit is reaped, which removes its /proc entry.
@@ -298,7 +291,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
             .into_iter()
             .map(|(k, t)| {
                 let t0 = self0.get(&k).copied().unwrap_or_default();
-                let d = crate::bench::ThreadTime {
+                let d = ThreadTime {
                     run: t.run - t0.run,
                     wait: t.wait - t0.wait,
                 };
@@ -322,7 +315,7 @@ fn bench_config(dir: &Path, port: u16) -> Result<Config, BoxError> {
     let text = format!(
         "[ledger]\npath = \"bench.db\"\n\n[[mqtt.broker]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          client_id = \"quantrac-bench\"\ntopics = [\"stations/{{station}}/data\"]\n\n{}",
-        crate::bench::bench_config(STATIONS)
+        super::support::bench_config(STATIONS)
     );
     let mut config = Config::from_str(&text, Path::new("<bench mqtt>"), dir)?;
     config.future_skew = Duration::from_secs(365 * 86_400);

@@ -7,9 +7,10 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use super::evaluate::Evaluator;
-use super::hourly::{aggregate, window_start, Sample, HOUR_MS};
-use super::limits::Profiles;
+use crate::compliance::evaluate::Evaluator;
+use crate::compliance::hourly::{aggregate, window_start, Sample, HOUR_MS};
+use crate::compliance::limits::Profiles;
+use crate::compliance::LimitBound;
 use crate::config::Config;
 use crate::model::{Parameter, Reading, StationId, Status, Timestamp, Unit};
 
@@ -111,7 +112,7 @@ pub fn run() -> Vec<(String, f64)> {
 
     // (b) Hourly aggregation of one year: samples per parameter in time order, grouped by local hour.
     let steps = 365 * 24 * 12;
-    let series: Vec<(Option<super::LimitBound>, Vec<Sample>)> = params
+    let series: Vec<(Option<LimitBound>, Vec<Sample>)> = params
         .iter()
         .enumerate()
         .map(|(p, param)| {
@@ -152,7 +153,7 @@ pub fn run() -> Vec<(String, f64)> {
 
 #[cfg(test)]
 mod tests {
-    /// `cargo test --release --lib compliance::bench -- --ignored --nocapture`
+    /// `cargo test --release --lib bench::compliance -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn print_numbers() {
