@@ -149,11 +149,6 @@ impl Ledger {
         }
     }
 
-    /// Schema version of the open database.
-    pub fn schema_version(&self) -> Result<i64, LedgerError> {
-        schema::version(&self.conn)
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
