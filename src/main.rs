@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use quantrac::config::{Config, DEMO_TOML};
@@ -87,32 +87,7 @@ enum Command {
     },
     /// Export the compliance history of stations for a period into a new folder: readings, aggregates, events and
     /// the compliance summary (CSV/JSON), Circular 10 TXT files, and a MANIFEST of SHA-256 hashes (optionally signed).
-    Export {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Station id (repeat for several); none: every station.
-        #[arg(long)]
-        station: Vec<String>,
-        /// Start of the period, local time: 2026-10-01, 2026-10-01T08:00, 2026-10 or RFC 3339.
-        #[arg(long)]
-        from: String,
-        /// End of the period (excluded), same forms.
-        #[arg(long)]
-        to: String,
-        /// csv, json, tt10 or all.
-        #[arg(long, default_value = "all")]
-        format: String,
-        /// The export folder (must not exist, or be empty).
-        #[arg(long)]
-        out: PathBuf,
-        /// Sign the MANIFEST with this Ed25519 key file (`quantrac export-key new`).
-        #[arg(long)]
-        sign: Option<PathBuf>,
-        /// The MANIFEST's export time (RFC 3339 or local time); default now. Re-exporting a closed period with the
-        /// same value gives byte-identical files, MANIFEST included.
-        #[arg(long)]
-        exported_at: Option<String>,
-    },
+    Export(ExportArgs),
     /// Verify an export folder (or a tar archive from `GET /api/export`): every file against the MANIFEST's SHA-256,
     /// no file missing or added, the signature.
     Verify {
@@ -160,6 +135,34 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Station id (repeat for several); none: every station.
+    #[arg(long)]
+    station: Vec<String>,
+    /// Start of the period, local time: 2026-10-01, 2026-10-01T08:00, 2026-10 or RFC 3339.
+    #[arg(long)]
+    from: String,
+    /// End of the period (excluded), same forms.
+    #[arg(long)]
+    to: String,
+    /// csv, json, tt10 or all.
+    #[arg(long, default_value = "all")]
+    format: String,
+    /// The export folder (must not exist, or be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Sign the MANIFEST with this Ed25519 key file (`quantrac export-key new`).
+    #[arg(long)]
+    sign: Option<PathBuf>,
+    /// The MANIFEST's export time (RFC 3339 or local time); default now. Re-exporting a closed period with the
+    /// same value gives byte-identical files, MANIFEST included.
+    #[arg(long)]
+    exported_at: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -216,27 +219,10 @@ fn main() -> ExitCode {
         Command::Ingest { config, batch } => ingest(&config, batch),
         Command::Backup { config, to } => backup(&config, &to),
         Command::Healthcheck { url, timeout } => runtime().block_on(healthcheck(&url, timeout)),
-        Command::Export {
-            config,
-            station,
-            from,
-            to,
-            format,
-            out,
-            sign,
-            exported_at,
-        } => with_config(&config, |config| {
-            export(
-                config,
-                station,
-                &from,
-                &to,
-                &format,
-                &out,
-                sign,
-                exported_at,
-            )
-        }),
+        Command::Export(args) => {
+            let path = args.config.clone();
+            with_config(&path, |config| export(config, args))
+        }
         Command::Verify { dir, key } => verify(&dir, key.as_deref()),
         Command::ExportKey {
             action: KeyAction::New { out },
@@ -412,29 +398,30 @@ fn bench(what: Bench, readings: usize, url: Option<String>, seconds: u64) -> Exi
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn export(
-    config: &Config,
-    stations: Vec<String>,
-    from: &str,
-    to: &str,
-    format: &str,
-    out: &Path,
-    sign: Option<PathBuf>,
-    exported_at: Option<String>,
-) -> ExitCode {
+/// `quantrac export`: the compliance history of stations for a period into a new folder.
+fn export(config: &Config, args: ExportArgs) -> ExitCode {
     use quantrac::export::{self, Format, Options, Query};
+    let ExportArgs {
+        config: _,
+        station: stations,
+        from,
+        to,
+        format,
+        out,
+        sign,
+        exported_at,
+    } = args;
     let tz = config.timezone;
     let bad = |m: String| {
         eprintln!("{m}");
         ExitCode::from(2)
     };
-    let (from, to) = match (export::parse_time(from, tz), export::parse_time(to, tz)) {
+    let (from, to) = match (export::parse_time(&from, tz), export::parse_time(&to, tz)) {
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) => return bad(format!("--from: {e}")),
         (_, Err(e)) => return bad(format!("--to: {e}")),
     };
-    let Some(format) = Format::parse(format) else {
+    let Some(format) = Format::parse(&format) else {
         return bad(format!(
             "--format: unknown format {format:?}; expected one of {}",
             Format::NAMES
@@ -457,7 +444,7 @@ fn export(
         format,
     };
     let started = std::time::Instant::now();
-    match export::export(config, &query, out, &Options { exported_at, sign }) {
+    match export::export(config, &query, &out, &Options { exported_at, sign }) {
         Ok(r) => {
             println!(
                 "exported {} readings into {} files ({} TT10 files) in {} in {:.1} s; MANIFEST lists them",
