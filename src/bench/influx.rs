@@ -2,60 +2,82 @@
 //! client posting the same batches.
 
 use std::path::Path;
-use std::time::Instant;
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Synchronous};
 use crate::daemon::resolve_limits;
-use crate::ledger::Ledger;
+use crate::forward::{encode::reading_line, store::Store};
+use crate::ledger::{Evaluated, Ledger};
 use crate::model::{Reading, SourceKind, Status, Timestamp};
 
 use super::support::{bench_config, plausible, tempfile_dir};
 
+type BoxError = Box<dyn std::error::Error>;
+
 /// Lines/s forwarded from a prepared ledger to an InfluxDB v2 write API (VictoriaMetrics by default, started here),
 /// beside a bare HTTP client posting the same batches.
-pub async fn run(total: usize, url: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
-    use crate::forward::{encode::reading_line, store::Store};
-    use crate::ledger::Evaluated;
-
+pub async fn run(total: usize, url: Option<String>) -> Result<(), BoxError> {
     let dir = tempfile_dir()?;
     let mut vm = None;
     let url = match url {
         Some(u) => u,
         None => {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?
-                .local_addr()?
-                .port();
-            let child = std::process::Command::new("victoria-metrics")
-                .arg(format!("-storageDataPath={}", dir.join("vm").display()))
-                .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-                .arg("-retentionPeriod=100y")
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .map_err(|e| {
-                    format!("cannot start victoria-metrics ({e}); install it or pass --url")
-                })?;
+            let (child, url) = start_victoria_metrics(&dir).await?;
             vm = Some(child);
-            let url = format!("http://127.0.0.1:{port}");
-            let deadline = Instant::now() + std::time::Duration::from_secs(30);
-            while reqwest::get(format!("{url}/health"))
-                .await
-                .map(|r| !r.status().is_success())
-                .unwrap_or(true)
-            {
-                if Instant::now() > deadline {
-                    return Err("victoria-metrics did not start".into());
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
             url
         }
     };
-    // A ledger holding `total` readings of 100 stations × 10 parameters.
     let path = dir.join("forward.db");
+    let last = fill_ledger(&path, total)?;
+    let mut store = Store::open(&path, "bare")?;
+    let bare = total as f64 / bare_post_seconds(&mut store, &url).await?;
+    let forwarded = total as f64 / forwarder_seconds(&store, &path, &url, last).await?;
+    println!("quantrac bench influx: {total} readings, batches of 5,000 lines, gzip, {url}");
+    println!("bare HTTP loop (pre-encoded): {bare:>10.0} lines/s");
+    println!("quantrac forwarder:           {forwarded:>10.0} lines/s");
+    println!("ratio:                        {:>10.2}", forwarded / bare);
+    if let Some(mut c) = vm {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// A local victoria-metrics keeping its data under `dir`, once it answers its health check; its base URL.
+async fn start_victoria_metrics(dir: &Path) -> Result<(Child, String), BoxError> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = std::process::Command::new("victoria-metrics")
+        .arg(format!("-storageDataPath={}", dir.join("vm").display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=100y")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start victoria-metrics ({e}); install it or pass --url"))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{url}/health"))
+        .await
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        if Instant::now() > deadline {
+            return Err("victoria-metrics did not start".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((child, url))
+}
+
+/// A ledger at `path` holding `total` readings of 100 stations × 10 parameters; the sequence number of its last row.
+fn fill_ledger(path: &Path, total: usize) -> Result<i64, BoxError> {
     let config = Config::from_str(&bench_config(100), Path::new("<bench>"), Path::new("."))?;
     let limits = resolve_limits(&config)?;
-    let mut ledger = Ledger::open(&path, Synchronous::Normal)?;
+    let mut ledger = Ledger::open(path, Synchronous::Normal)?;
     let mut eval = crate::compliance::Evaluator::new(&config, limits);
     let start_ts = Timestamp::now().0 - 30 * 86_400_000;
     let mut batch = Vec::with_capacity(10_000);
@@ -92,10 +114,11 @@ pub async fn run(total: usize, url: Option<String>) -> Result<(), Box<dyn std::e
     }
     ledger.commit(&batch, &[])?;
     let last = ledger.reader()?.last_seq()?;
-    drop(ledger);
+    Ok(last)
+}
 
-    // Bare loop: the same rows, encoded and gzipped ahead of time, posted one batch after another.
-    let mut store = Store::open(&path, "bare")?;
+/// Bare loop: the same rows, encoded and gzipped ahead of time, posted one batch after another; seconds posting.
+async fn bare_post_seconds(store: &mut Store, url: &str) -> Result<f64, BoxError> {
     let mut bodies = Vec::new();
     let mut cursor = 0;
     loop {
@@ -125,20 +148,27 @@ pub async fn run(total: usize, url: Option<String>) -> Result<(), Box<dyn std::e
             return Err(format!("bare post failed: {}", resp.status()).into());
         }
     }
-    let bare = total as f64 / started.elapsed().as_secs_f64();
+    Ok(started.elapsed().as_secs_f64())
+}
 
-    // quantrac's forwarder over the same ledger, timed until its cursor reaches the last row.
+/// quantrac's forwarder over the ledger at `path`, timed until its cursor reaches row `last`; seconds.
+async fn forwarder_seconds(
+    store: &Store,
+    path: &Path,
+    url: &str,
+    last: i64,
+) -> Result<f64, BoxError> {
     let target = crate::config::forward::Influx {
         name: "bench".into(),
-        url: url.clone(),
+        url: url.to_string(),
         org: String::new(),
         bucket: "bench".into(),
         token: None,
         gzip: std::env::var("QUANTRAC_BENCH_NOGZIP").is_err(),
         batch_lines: 5000,
-        batch_wait: std::time::Duration::ZERO,
-        timeout: std::time::Duration::from_secs(30),
-        max_backoff: std::time::Duration::from_secs(5),
+        batch_wait: Duration::ZERO,
+        timeout: Duration::from_secs(30),
+        max_backoff: Duration::from_secs(5),
         aggregates: false,
         ca_file: None,
     };
@@ -146,24 +176,15 @@ pub async fn run(total: usize, url: Option<String>) -> Result<(), Box<dyn std::e
     let started = Instant::now();
     let task = tokio::spawn(crate::forward::influx::run(
         target,
-        path.clone(),
+        path.to_path_buf(),
         crate::health::Health::default(),
         stop.clone(),
     ));
     while store.cursor("influx:bench:readings")? < last {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let forwarded = total as f64 / started.elapsed().as_secs_f64();
+    let secs = started.elapsed().as_secs_f64();
     stop.cancel();
     task.await??;
-    println!("quantrac bench influx: {total} readings, batches of 5,000 lines, gzip, {url}");
-    println!("bare HTTP loop (pre-encoded): {bare:>10.0} lines/s");
-    println!("quantrac forwarder:           {forwarded:>10.0} lines/s");
-    println!("ratio:                        {:>10.2}", forwarded / bare);
-    if let Some(mut c) = vm {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(secs)
 }

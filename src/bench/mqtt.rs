@@ -5,6 +5,7 @@
 //! both connect at the same moment and drain the backlog: the rates measure the subscribers, not the publisher.
 //! Needs `mosquitto` and `mosquitto_sub` on the PATH (Debian: `mosquitto`, `mosquitto-clients`).
 
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -119,7 +120,7 @@ struct Rates {
 /// Where the CPU went while quantrac drained the stream (from its start until quantrac had committed everything).
 struct Drain {
     secs: f64,
-    quantrac: std::collections::BTreeMap<String, ThreadTime>,
+    quantrac: BTreeMap<String, ThreadTime>,
     mosquitto: f64,
     mosquitto_sub: f64,
     commits: u64,
@@ -153,7 +154,74 @@ impl std::fmt::Display for Drain {
     }
 }
 
+/// Each thread's time in `now` minus its time in `before`.
+fn since(
+    before: &BTreeMap<String, ThreadTime>,
+    now: BTreeMap<String, ThreadTime>,
+) -> BTreeMap<String, ThreadTime> {
+    now.into_iter()
+        .map(|(k, t)| {
+            let t0 = before.get(&k).copied().unwrap_or_default();
+            let d = ThreadTime {
+                run: t.run - t0.run,
+                wait: t.wait - t0.wait,
+            };
+            (k, d)
+        })
+        .collect()
+}
+
+/// A Mosquitto of its own, stopped when dropped.
 struct Broker(Child);
+
+impl Broker {
+    /// Start Mosquitto on a free loopback port with `max_inflight_messages` = `inflight`, its config in `dir`; once it
+    /// accepts connections, the broker and its port.
+    async fn start(dir: &Path, inflight: u32) -> Result<(Broker, u16), BoxError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        std::fs::write(
+            dir.join("mosquitto.conf"),
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_inflight_messages {inflight}\n\
+                 max_queued_messages 0\nlog_dest none\n"
+            ),
+        )?;
+        let broker = Broker(
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(dir.join("mosquitto.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("mosquitto did not start".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok((broker, port))
+    }
+}
+
+/// `mosquitto_sub` as the persistent subscriber `bench-sub` of [`FILTER`] at QoS 1 on the broker at `port`.
+fn mosquitto_sub(port: u16) -> Command {
+    let mut c = Command::new("mosquitto_sub");
+    c.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args([
+        "-c",
+        "-i",
+        "bench-sub",
+        "-q",
+        "1",
+        "-t",
+        FILTER,
+    ]);
+    c
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -168,53 +236,12 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    std::fs::write(
-        dir.join("mosquitto.conf"),
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_inflight_messages {inflight}\n\
-             max_queued_messages 0\nlog_dest none\n"
-        ),
-    )?;
-    let broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("mosquitto did not start".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
+    let (broker, port) = Broker::start(&dir, inflight).await?;
     let config = bench_config(&dir, port)?;
     let sub_id = config.mqtt.brokers[0].client_id.clone();
     // 1. Persistent sessions for both subscribers.
     prime_session(port, &sub_id).await?;
-    let ok = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-c",
-            "-i",
-            "bench-sub",
-            "-q",
-            "1",
-            "-t",
-            FILTER,
-            "-E",
-        ])
-        .status()?
-        .success();
+    let ok = mosquitto_sub(port).arg("-E").status()?.success();
     if !ok {
         return Err("mosquitto_sub could not subscribe".into());
     }
@@ -227,20 +254,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     let pipeline = Pipeline::start(&config, limits, ledger, metrics.clone());
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let mut mosq_sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-c",
-            "-i",
-            "bench-sub",
-            "-q",
-            "1",
-            "-t",
-            FILTER,
-        ])
+    let mut mosq_sub = mosquitto_sub(port)
         .args(["-C", &messages.to_string()])
         .stdout(Stdio::null())
         .spawn()?;
@@ -287,17 +301,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     let (self1, broker1, sub1) = at_end.unwrap_or_default();
     let drain = Drain {
         secs: q,
-        quantrac: self1
-            .into_iter()
-            .map(|(k, t)| {
-                let t0 = self0.get(&k).copied().unwrap_or_default();
-                let d = ThreadTime {
-                    run: t.run - t0.run,
-                    wait: t.wait - t0.wait,
-                };
-                (k, d)
-            })
-            .collect(),
+        quantrac: since(&self0, self1),
         mosquitto: broker1 - broker0,
         mosquitto_sub: sub1,
         commits: metrics.commits.load(std::sync::atomic::Ordering::Relaxed),

@@ -1,23 +1,28 @@
 //! `quantrac bench sse`: SSE fan-out to dashboard clients while readings are ingested.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Synchronous};
 use crate::daemon::resolve_limits;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
-use crate::pipeline::{Batch, Pipeline};
+use crate::pipeline::{Batch, Ingest, Pipeline};
 
-use super::support::{bench_config, percentile, tempfile_dir};
+use super::support::{bench_config, latency_summary, tempfile_dir};
+
+type BoxError = Box<dyn std::error::Error>;
 
 /// SSE fan-out: `clients` dashboard streams while readings are ingested; readings/s committed and the latency from
 /// submission to a client receiving the reading (an upper bound of commit → client).
-pub async fn run(clients: usize, seconds: u64) -> Result<(), Box<dyn std::error::Error>> {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
+pub async fn run(clients: usize, seconds: u64) -> Result<(), BoxError> {
     let dir = tempfile_dir()?;
     let text = format!(
         "[http]\nanonymous_read = true\n[ledger]\nsynchronous = \"normal\"\n{}",
@@ -30,7 +35,7 @@ pub async fn run(clients: usize, seconds: u64) -> Result<(), Box<dyn std::error:
     let metrics = Arc::new(Metrics::default());
     let live = crate::live::LiveState::load(&config, &ledger.reader()?)?;
     let pipeline = Pipeline::start(&config, limits, ledger, metrics.clone());
-    let shutdown = tokio_util::sync::CancellationToken::new();
+    let shutdown = CancellationToken::new();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/api/stream", listener.local_addr()?);
     let state = crate::http::AppState::new(
@@ -45,63 +50,8 @@ pub async fn run(clients: usize, seconds: u64) -> Result<(), Box<dyn std::error:
     );
     let server = tokio::spawn(crate::http::serve(listener, state, shutdown.clone()));
 
-    // Clients: count readings received and sample the latency of the first reading of every event.
-    let received = Arc::new(AtomicU64::new(0));
-    let connected = Arc::new(AtomicU64::new(0));
-    let (lat_tx, mut lat_rx) = tokio::sync::mpsc::unbounded_channel::<i64>();
-    let client = reqwest::Client::new();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (client, url, received, connected, lat_tx, stop) = (
-            client.clone(),
-            url.clone(),
-            received.clone(),
-            connected.clone(),
-            lat_tx.clone(),
-            shutdown.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let Ok(mut resp) = client.get(&url).send().await else {
-                return;
-            };
-            connected.fetch_add(1, Ordering::Relaxed);
-            let mut buf = String::new();
-            loop {
-                let chunk = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    c = resp.chunk() => c,
-                };
-                let Ok(Some(bytes)) = chunk else { return };
-                let now = Timestamp::now().0;
-                buf.push_str(&String::from_utf8_lossy(&bytes));
-                while let Some(end) = buf.find("\n\n") {
-                    let block: String = buf.drain(..end + 2).collect();
-                    if !block.contains("event: readings") {
-                        continue;
-                    }
-                    let data = block
-                        .lines()
-                        .filter_map(|l| {
-                            l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:"))
-                        })
-                        .collect::<String>();
-                    if let Ok(serde_json::Value::Array(items)) =
-                        serde_json::from_str::<serde_json::Value>(&data)
-                    {
-                        received.fetch_add(items.len() as u64, Ordering::Relaxed);
-                        if let Some(ts) = items.first().and_then(|i| i["ts"].as_i64()) {
-                            let _ = lat_tx.send(now - ts);
-                        }
-                    }
-                }
-            }
-        }));
-    }
-    drop(lat_tx);
-    let deadline = Instant::now() + std::time::Duration::from_secs(30);
-    while (connected.load(Ordering::Relaxed) as usize) < clients && Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let mut followers = Followers::start(clients, &url, &shutdown);
+    followers.wait_connected(clients).await;
     // Ingest: every 10 ms, one reading of each of 10 stations' COD, stamped now.
     let ingest = pipeline.ingest();
     let ids: Vec<StationId> = config
@@ -110,6 +60,140 @@ pub async fn run(clients: usize, seconds: u64) -> Result<(), Box<dyn std::error:
         .take(10)
         .map(|s| s.id.clone())
         .collect();
+    let secs = ingest_cod(&ingest, &ids, seconds).await?;
+    let committed = metrics.totals().accepted;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    shutdown.cancel();
+    let lat = followers.finish().await;
+    let _ = server.await;
+    drop(ingest);
+    pipeline.finish().await;
+    let (connected, received) = (followers.connected(), followers.received());
+    println!("quantrac bench sse: {clients} clients connected ({connected} did), {seconds} s");
+    println!(
+        "readings committed:        {:>10.0} /s",
+        committed as f64 / secs
+    );
+    println!(
+        "readings delivered (all clients): {:>10.0} /s",
+        received as f64 / secs
+    );
+    println!("latency submit → client:   {}", latency_summary(&lat));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The dashboard clients: they count readings received and sample the latency of the first reading of every event.
+struct Followers {
+    tasks: Vec<JoinHandle<()>>,
+    received: Arc<AtomicU64>,
+    connected: Arc<AtomicU64>,
+    latencies: UnboundedReceiver<i64>,
+}
+
+impl Followers {
+    /// `clients` clients following `url` until `shutdown`.
+    fn start(clients: usize, url: &str, shutdown: &CancellationToken) -> Followers {
+        let received = Arc::new(AtomicU64::new(0));
+        let connected = Arc::new(AtomicU64::new(0));
+        let (lat_tx, latencies) = tokio::sync::mpsc::unbounded_channel::<i64>();
+        let client = reqwest::Client::new();
+        let tasks = (0..clients)
+            .map(|_| {
+                tokio::spawn(follow_stream(
+                    client.clone(),
+                    url.to_string(),
+                    received.clone(),
+                    connected.clone(),
+                    lat_tx.clone(),
+                    shutdown.clone(),
+                ))
+            })
+            .collect();
+        Followers {
+            tasks,
+            received,
+            connected,
+            latencies,
+        }
+    }
+
+    /// Wait (at most 30 s) until `clients` clients have connected.
+    async fn wait_connected(&mut self, clients: usize) {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while (self.connected() as usize) < clients && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    fn connected(&self) -> u64 {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
+    /// Wait for every client to stop (after the shutdown); the latencies sampled, sorted.
+    async fn finish(&mut self) -> Vec<i64> {
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+        let mut lat = Vec::new();
+        while let Ok(l) = self.latencies.try_recv() {
+            lat.push(l);
+        }
+        lat.sort_unstable();
+        lat
+    }
+}
+
+/// One dashboard client: follow the stream until `stop`, counting readings received and sampling the latency of the
+/// first reading of every event.
+async fn follow_stream(
+    client: reqwest::Client,
+    url: String,
+    received: Arc<AtomicU64>,
+    connected: Arc<AtomicU64>,
+    lat_tx: UnboundedSender<i64>,
+    stop: CancellationToken,
+) {
+    let Ok(mut resp) = client.get(&url).send().await else {
+        return;
+    };
+    connected.fetch_add(1, Ordering::Relaxed);
+    let mut buf = String::new();
+    loop {
+        let chunk = tokio::select! {
+            _ = stop.cancelled() => return,
+            c = resp.chunk() => c,
+        };
+        let Ok(Some(bytes)) = chunk else { return };
+        let now = Timestamp::now().0;
+        buf.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if !block.contains("event: readings") {
+                continue;
+            }
+            let data = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+                .collect::<String>();
+            if let Ok(serde_json::Value::Array(items)) =
+                serde_json::from_str::<serde_json::Value>(&data)
+            {
+                received.fetch_add(items.len() as u64, Ordering::Relaxed);
+                if let Some(ts) = items.first().and_then(|i| i["ts"].as_i64()) {
+                    let _ = lat_tx.send(now - ts);
+                }
+            }
+        }
+    }
+}
+
+/// Ingest for `seconds`: every 10 ms, one reading of each station's COD, stamped now; seconds taken.
+async fn ingest_cod(ingest: &Ingest, ids: &[StationId], seconds: u64) -> Result<f64, BoxError> {
     let cod = Parameter::new("COD")?;
     let unit = Unit::new("mg/L");
     let started = Instant::now();
@@ -138,41 +222,5 @@ pub async fn run(clients: usize, seconds: u64) -> Result<(), Box<dyn std::error:
             })
             .await?;
     }
-    let secs = started.elapsed().as_secs_f64();
-    let committed = metrics.totals().accepted;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    shutdown.cancel();
-    for t in tasks {
-        let _ = t.await;
-    }
-    let _ = server.await;
-    drop(ingest);
-    pipeline.finish().await;
-    let mut lat = Vec::new();
-    while let Ok(l) = lat_rx.try_recv() {
-        lat.push(l);
-    }
-    lat.sort_unstable();
-    let pct = |p: f64| percentile(&lat, p);
-    println!(
-        "quantrac bench sse: {clients} clients connected ({} did), {seconds} s",
-        connected.load(Ordering::Relaxed)
-    );
-    println!(
-        "readings committed:        {:>10.0} /s",
-        committed as f64 / secs
-    );
-    println!(
-        "readings delivered (all clients): {:>10.0} /s",
-        received.load(Ordering::Relaxed) as f64 / secs
-    );
-    println!(
-        "latency submit → client:   p50 {} ms, p99 {} ms, max {} ms ({} samples)",
-        pct(0.5),
-        pct(0.99),
-        lat.last().copied().unwrap_or(0),
-        lat.len()
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(started.elapsed().as_secs_f64())
 }

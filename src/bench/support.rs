@@ -75,3 +75,14 @@ pub(super) fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
         .copied()
         .unwrap_or_default()
 }
+
+/// `p50 … ms, p99 … ms, max … ms (… samples)` of sorted latencies in milliseconds.
+pub(super) fn latency_summary(sorted: &[i64]) -> String {
+    format!(
+        "p50 {} ms, p99 {} ms, max {} ms ({} samples)",
+        percentile(sorted, 0.5),
+        percentile(sorted, 0.99),
+        sorted.last().copied().unwrap_or(0),
+        sorted.len()
+    )
+}
