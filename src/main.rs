@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use quantrac::config::{Config, DEMO_TOML};
@@ -87,32 +87,7 @@ enum Command {
     },
     /// Export the compliance history of stations for a period into a new folder: readings, aggregates, events and
     /// the compliance summary (CSV/JSON), Circular 10 TXT files, and a MANIFEST of SHA-256 hashes (optionally signed).
-    Export {
-        #[arg(long, short)]
-        config: PathBuf,
-        /// Station id (repeat for several); none: every station.
-        #[arg(long)]
-        station: Vec<String>,
-        /// Start of the period, local time: 2026-10-01, 2026-10-01T08:00, 2026-10 or RFC 3339.
-        #[arg(long)]
-        from: String,
-        /// End of the period (excluded), same forms.
-        #[arg(long)]
-        to: String,
-        /// csv, json, tt10 or all.
-        #[arg(long, default_value = "all")]
-        format: String,
-        /// The export folder (must not exist, or be empty).
-        #[arg(long)]
-        out: PathBuf,
-        /// Sign the MANIFEST with this Ed25519 key file (`quantrac export-key new`).
-        #[arg(long)]
-        sign: Option<PathBuf>,
-        /// The MANIFEST's export time (RFC 3339 or local time); default now. Re-exporting a closed period with the
-        /// same value gives byte-identical files, MANIFEST included.
-        #[arg(long)]
-        exported_at: Option<String>,
-    },
+    Export(ExportArgs),
     /// Verify an export folder (or a tar archive from `GET /api/export`): every file against the MANIFEST's SHA-256,
     /// no file missing or added, the signature.
     Verify {
@@ -160,6 +135,34 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Station id (repeat for several); none: every station.
+    #[arg(long)]
+    station: Vec<String>,
+    /// Start of the period, local time: 2026-10-01, 2026-10-01T08:00, 2026-10 or RFC 3339.
+    #[arg(long)]
+    from: String,
+    /// End of the period (excluded), same forms.
+    #[arg(long)]
+    to: String,
+    /// csv, json, tt10 or all.
+    #[arg(long, default_value = "all")]
+    format: String,
+    /// The export folder (must not exist, or be empty).
+    #[arg(long)]
+    out: PathBuf,
+    /// Sign the MANIFEST with this Ed25519 key file (`quantrac export-key new`).
+    #[arg(long)]
+    sign: Option<PathBuf>,
+    /// The MANIFEST's export time (RFC 3339 or local time); default now. Re-exporting a closed period with the
+    /// same value gives byte-identical files, MANIFEST included.
+    #[arg(long)]
+    exported_at: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -211,199 +214,214 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log);
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
-        Command::Run { config: path } => match Config::load(&path) {
-            Ok(c) => run(c, Some(path)),
-            Err(e) => config_failed(&e),
-        },
-        Command::Demo { ledger, http } => {
-            let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-            match Config::from_str(DEMO_TOML, Path::new("<embedded config/demo.toml>"), &base) {
-                Ok(mut c) => {
-                    c.ledger.path = base.join(ledger);
-                    c.http.listen = http;
-                    c.http.public_url = format!("http://{http}");
-                    demo_webhook(&mut c);
-                    run(c, None)
-                }
-                Err(e) => config_failed(&e),
-            }
-        }
-        Command::Ingest { config, batch } => match Config::load(&config) {
-            Ok(c) => runtime().block_on(async {
-                match daemon::ingest_stdin(c, batch.max(1)).await {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(daemon::DaemonError::Config(e)) => config_failed(&e),
-                    Err(e) => {
-                        tracing::error!(error = %e, "Ingest stopped on an error.");
-                        ExitCode::FAILURE
-                    }
-                }
-            }),
-            Err(e) => config_failed(&e),
-        },
-        Command::Backup { config, to } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => return config_failed(&e),
-            };
-            if to.exists() {
-                eprintln!("{} exists; choose a new file for the backup", to.display());
-                return ExitCode::from(2);
-            }
-            match quantrac::ledger::backup(&config.ledger.path, &to) {
-                Ok(()) => {
-                    println!(
-                        "backed up {} to {}",
-                        config.ledger.path.display(),
-                        to.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("backup failed: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Command::Run { config } => run_command(config),
+        Command::Demo { ledger, http } => demo(&ledger, http),
+        Command::Ingest { config, batch } => ingest(&config, batch),
+        Command::Backup { config, to } => backup(&config, &to),
         Command::Healthcheck { url, timeout } => runtime().block_on(healthcheck(&url, timeout)),
-        Command::Export {
-            config,
-            station,
-            from,
-            to,
-            format,
-            out,
-            sign,
-            exported_at,
-        } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => return config_failed(&e),
-            };
-            export(
-                &config,
-                station,
-                &from,
-                &to,
-                &format,
-                &out,
-                sign,
-                exported_at,
-            )
+        Command::Export(args) => {
+            let path = args.config.clone();
+            with_config(&path, |config| export(config, args))
         }
         Command::Verify { dir, key } => verify(&dir, key.as_deref()),
         Command::ExportKey {
             action: KeyAction::New { out },
-        } => match quantrac::export::manifest::write_new_key(&out) {
-            Ok(public) => {
-                println!("secret key written to {} (keep it safe)", out.display());
-                println!(
-                    "public key (give it to auditors; also in {}.pub): {public}",
-                    out.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::FAILURE
-            }
-        },
+        } => new_export_key(&out),
         Command::Report {
             config,
             station,
             month,
             out,
-        } => {
-            let config = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => return config_failed(&e),
-            };
-            match quantrac::export::report::write(&config, &station, &month, &out) {
-                Ok(()) => {
-                    println!("report written to {}", out.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("report failed: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => with_config(&config, |config| report(config, &station, &month, &out)),
         Command::Token {
             action: TokenAction::New { role, name },
-        } => {
-            if quantrac::config::http::Role::parse(&role).is_none() {
-                eprintln!(
-                    "unknown role {role:?}; expected one of viewer, operator, auditor, admin"
-                );
-                return ExitCode::from(2);
-            }
-            let (token, hash) = match quantrac::http::auth::new_token() {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("cannot read random bytes from the operating system: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            println!("token (give this to {name}; it is not stored anywhere): {token}");
-            println!();
-            println!("[[http.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"");
-            ExitCode::SUCCESS
-        }
+        } => new_token(&role, &name),
         Command::Bench {
             what,
             readings,
             url,
             seconds,
-        } => runtime().block_on(async {
-            let result = match what {
-                Bench::Ledger => quantrac::bench::ledger(readings).await,
-                Bench::Influx => quantrac::bench::influx(readings, url).await,
-                Bench::Sse => quantrac::bench::sse(500, seconds).await,
-                Bench::Modbus => quantrac::source::modbus::bench::run(seconds)
-                    .await
-                    .map_err(|e| e.to_string().into()),
-                Bench::ModbusSim => quantrac::source::modbus::bench::serve_sim()
-                    .await
-                    .map_err(|e| e.to_string().into()),
-                Bench::Mqtt => quantrac::source::mqtt::bench::run(readings).await,
-                Bench::Export => quantrac::export::bench::run().await,
-                Bench::Alerts => quantrac::bench::alerts(readings.min(1000)).await,
-            };
-            match result {
+        } => bench(what, readings, url, seconds),
+    }
+}
+
+/// Load the config file at `path` and run `command` with it; a config error is reported and exits 2.
+fn with_config(path: &Path, command: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => command(&c),
+        Err(e) => config_failed(&e),
+    }
+}
+
+/// `quantrac run`: the daemon on a config file, reloaded on SIGHUP.
+fn run_command(path: PathBuf) -> ExitCode {
+    match Config::load(&path) {
+        Ok(c) => run(c, Some(path)),
+        Err(e) => config_failed(&e),
+    }
+}
+
+/// `quantrac demo`: the embedded demo config with the given ledger file and HTTP address.
+fn demo(ledger: &Path, http: std::net::SocketAddr) -> ExitCode {
+    let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match Config::from_str(DEMO_TOML, Path::new("<embedded config/demo.toml>"), &base) {
+        Ok(mut c) => {
+            c.ledger.path = base.join(ledger);
+            c.http.listen = http;
+            c.http.public_url = format!("http://{http}");
+            demo_webhook(&mut c);
+            run(c, None)
+        }
+        Err(e) => config_failed(&e),
+    }
+}
+
+/// `quantrac ingest`: JSON lines from standard input through the pipeline.
+fn ingest(path: &Path, batch: usize) -> ExitCode {
+    match Config::load(path) {
+        Ok(c) => runtime().block_on(async {
+            match daemon::ingest_stdin(c, batch.max(1)).await {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(daemon::DaemonError::Config(e)) => config_failed(&e),
                 Err(e) => {
-                    eprintln!("benchmark failed: {e}");
+                    tracing::error!(error = %e, "Ingest stopped on an error.");
                     ExitCode::FAILURE
                 }
             }
         }),
+        Err(e) => config_failed(&e),
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn export(
-    config: &Config,
-    stations: Vec<String>,
-    from: &str,
-    to: &str,
-    format: &str,
-    out: &Path,
-    sign: Option<PathBuf>,
-    exported_at: Option<String>,
-) -> ExitCode {
+/// `quantrac backup`: an online copy of the config's ledger into a new file.
+fn backup(path: &Path, to: &Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => return config_failed(&e),
+    };
+    if to.exists() {
+        eprintln!("{} exists; choose a new file for the backup", to.display());
+        return ExitCode::from(2);
+    }
+    match quantrac::ledger::backup(&config.ledger.path, to) {
+        Ok(()) => {
+            println!(
+                "backed up {} to {}",
+                config.ledger.path.display(),
+                to.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("backup failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `quantrac export-key new`: a new Ed25519 key pair for signing exports.
+fn new_export_key(out: &Path) -> ExitCode {
+    match quantrac::export::manifest::write_new_key(out) {
+        Ok(public) => {
+            println!("secret key written to {} (keep it safe)", out.display());
+            println!(
+                "public key (give it to auditors; also in {}.pub): {public}",
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `quantrac report`: a plant's monthly compliance report as one HTML file.
+fn report(config: &Config, station: &str, month: &str, out: &Path) -> ExitCode {
+    match quantrac::export::report::write(config, station, month, out) {
+        Ok(()) => {
+            println!("report written to {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("report failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `quantrac token new`: a random API token and the config lines that admit it.
+fn new_token(role: &str, name: &str) -> ExitCode {
+    if quantrac::config::http::Role::parse(role).is_none() {
+        eprintln!("unknown role {role:?}; expected one of viewer, operator, auditor, admin");
+        return ExitCode::from(2);
+    }
+    let (token, hash) = match quantrac::http::auth::new_token() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read random bytes from the operating system: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("token (give this to {name}; it is not stored anywhere): {token}");
+    println!();
+    println!("[[http.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"");
+    ExitCode::SUCCESS
+}
+
+/// `quantrac bench …`: run one measurement and print its numbers.
+fn bench(what: Bench, readings: usize, url: Option<String>, seconds: u64) -> ExitCode {
+    use quantrac::bench;
+    runtime().block_on(async {
+        let result = match what {
+            Bench::Ledger => bench::ledger::run(readings).await,
+            Bench::Influx => bench::influx::run(readings, url).await,
+            Bench::Sse => bench::sse::run(500, seconds).await,
+            Bench::Modbus => bench::modbus::run(seconds)
+                .await
+                .map_err(|e| e.to_string().into()),
+            Bench::ModbusSim => bench::modbus_sim::serve_sim()
+                .await
+                .map_err(|e| e.to_string().into()),
+            Bench::Mqtt => bench::mqtt::run(readings).await,
+            Bench::Export => bench::export::run().await,
+            Bench::Alerts => bench::alerts::run(readings.min(1000)).await,
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("benchmark failed: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// `quantrac export`: the compliance history of stations for a period into a new folder.
+fn export(config: &Config, args: ExportArgs) -> ExitCode {
     use quantrac::export::{self, Format, Options, Query};
+    let ExportArgs {
+        config: _,
+        station: stations,
+        from,
+        to,
+        format,
+        out,
+        sign,
+        exported_at,
+    } = args;
     let tz = config.timezone;
     let bad = |m: String| {
         eprintln!("{m}");
         ExitCode::from(2)
     };
-    let (from, to) = match (export::parse_time(from, tz), export::parse_time(to, tz)) {
+    let (from, to) = match (export::parse_time(&from, tz), export::parse_time(&to, tz)) {
         (Ok(f), Ok(t)) => (f, t),
         (Err(e), _) => return bad(format!("--from: {e}")),
         (_, Err(e)) => return bad(format!("--to: {e}")),
     };
-    let Some(format) = Format::parse(format) else {
+    let Some(format) = Format::parse(&format) else {
         return bad(format!(
             "--format: unknown format {format:?}; expected one of {}",
             Format::NAMES
@@ -426,7 +444,7 @@ fn export(
         format,
     };
     let started = std::time::Instant::now();
-    match export::export(config, &query, out, &Options { exported_at, sign }) {
+    match export::export(config, &query, &out, &Options { exported_at, sign }) {
         Ok(r) => {
             println!(
                 "exported {} readings into {} files ({} TT10 files) in {} in {:.1} s; MANIFEST lists them",
@@ -608,7 +626,7 @@ fn check_config(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_failed(&e),
     };
-    let limits = match daemon::resolve_limits(&config) {
+    let limits = match quantrac::compliance::resolve_limits(&config) {
         Ok(l) => l,
         Err(e) => return config_failed(&e),
     };

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quantrac::compliance::resolve_limits;
 use quantrac::config::modbus::RegisterKind;
 use quantrac::config::{Config, Synchronous};
-use quantrac::daemon::resolve_limits;
 use quantrac::health::{Backoff, Health};
 use quantrac::ledger::query::{ReadingFilter, StoredReading};
 use quantrac::ledger::{Ledger, Reader};

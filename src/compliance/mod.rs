@@ -3,7 +3,6 @@
 //! what this module decides, the alert engine turns its events into notifications.
 
 pub mod band;
-pub mod bench;
 pub mod decimal;
 pub mod evaluate;
 pub mod events;

@@ -196,10 +196,6 @@ impl RegisterKind {
             RegisterKind::Discrete => "discrete",
         }
     }
-    /// Coils and discrete inputs are single bits, read with their own function codes.
-    pub fn is_bit(self) -> bool {
-        matches!(self, RegisterKind::Coil | RegisterKind::Discrete)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +356,28 @@ fn parse_kind(s: &str, allow_bits: bool) -> Result<RegisterKind, String> {
     }
 }
 
+/// How addresses in the file count; turns a written address into the protocol (zero-based) one.
+#[derive(Clone, Copy)]
+struct Addressing {
+    one_based: bool,
+}
+
+impl Addressing {
+    fn protocol(self, p: &mut Problems, path: String, a: u16) -> u16 {
+        if self.one_based {
+            if a == 0 {
+                p.push(
+                    path,
+                    "address 0 does not exist with one-based addressing; the first register is 1",
+                );
+            }
+            a.saturating_sub(1)
+        } else {
+            a
+        }
+    }
+}
+
 impl ModbusSection {
     pub(super) fn validate(
         &self,
@@ -368,100 +386,8 @@ impl ModbusSection {
         parameters: &[&str],
     ) -> Option<Modbus> {
         let before = p.len();
-        let need_address = |p: &mut Problems| match &self.address {
-            Some(a) if a.parse::<std::net::SocketAddr>().is_ok() || a.contains(':') => a.clone(),
-            Some(a) => {
-                p.push(format!("{key}.address"), format!("{a:?} is not host:port"));
-                String::new()
-            }
-            None => {
-                p.push(
-                    format!("{key}.address"),
-                    format!("missing; transport {:?} needs host:port", self.transport),
-                );
-                String::new()
-            }
-        };
-        let transport = match self.transport.as_str() {
-            "tcp" => Transport::Tcp {
-                address: need_address(p),
-            },
-            "rtu-over-tcp" => Transport::RtuOverTcp {
-                address: need_address(p),
-            },
-            "rtu" => {
-                let device = self.device.clone().unwrap_or_else(|| {
-                    p.push(
-                        format!("{key}.device"),
-                        "missing; transport \"rtu\" needs a serial device such as /dev/ttyUSB0",
-                    );
-                    String::new()
-                });
-                let parity = match self.parity.as_deref().unwrap_or("none") {
-                    "none" => Parity::None,
-                    "even" => Parity::Even,
-                    "odd" => Parity::Odd,
-                    other => {
-                        p.push(
-                            format!("{key}.parity"),
-                            format!("unknown parity {other:?}; expected one of none, even, odd"),
-                        );
-                        Parity::None
-                    }
-                };
-                let data_bits = self.data_bits.unwrap_or(8);
-                if !(data_bits == 7 || data_bits == 8) {
-                    p.push(
-                        format!("{key}.data_bits"),
-                        format!("{data_bits} is not supported; expected 7 or 8"),
-                    );
-                }
-                let stop_bits = self.stop_bits.unwrap_or(1);
-                if !(stop_bits == 1 || stop_bits == 2) {
-                    p.push(
-                        format!("{key}.stop_bits"),
-                        format!("{stop_bits} is not supported; expected 1 or 2"),
-                    );
-                }
-                Transport::Rtu {
-                    device,
-                    baud: self.baud.unwrap_or(9600),
-                    parity,
-                    data_bits,
-                    stop_bits,
-                }
-            }
-            other => {
-                p.push(
-                    format!("{key}.transport"),
-                    format!("unknown transport {other:?}; expected one of tcp, rtu, rtu-over-tcp"),
-                );
-                Transport::Tcp {
-                    address: String::new(),
-                }
-            }
-        };
-        let one_based = match self.addressing.as_str() {
-            "zero-based" => false,
-            "one-based" => true,
-            other => {
-                p.push(
-                    format!("{key}.addressing"),
-                    format!("unknown addressing {other:?}; expected one of zero-based, one-based"),
-                );
-                false
-            }
-        };
-        let address = |p: &mut Problems, path: String, a: u16| -> u16 {
-            if one_based {
-                if a == 0 {
-                    p.push(path, "address 0 does not exist with one-based addressing; the first register is 1");
-                }
-                a.saturating_sub(1)
-            } else {
-                a
-            }
-        };
+        let transport = self.transport(p, key);
+        let addressing = self.addressing(p, key);
         if !(1..=125).contains(&self.max_registers_per_request) {
             p.push(
                 format!("{key}.max_registers_per_request"),
@@ -477,115 +403,23 @@ impl ModbusSection {
                 "no registers; map at least one parameter to a register",
             );
         }
-        let mut registers = Vec::new();
-        for (i, r) in self.registers.iter().enumerate() {
-            let rk = format!("{key}.registers[{i}]");
-            let parameter = if parameters.contains(&r.parameter.as_str()) {
-                Parameter::new(&r.parameter).ok()
-            } else {
-                p.push(
-                    format!("{rk}.parameter"),
-                    format!(
-                        "{:?} is not a parameter of this station; expected one of {}",
-                        r.parameter,
-                        parameters.join(", ")
-                    ),
-                );
-                None
-            };
-            let kind = parse_kind(&r.kind, false)
-                .map_err(|e| p.push(format!("{rk}.kind"), e))
-                .ok();
-            let data_type = DataType::parse(&r.data_type)
-                .map_err(|e| p.push(format!("{rk}.type"), e))
-                .ok();
-            let order = WordOrder::parse(&r.order)
-                .map_err(|e| p.push(format!("{rk}.order"), e))
-                .ok();
-            if !(r.scale.is_finite() && r.scale != 0.0) {
-                p.push(
-                    format!("{rk}.scale"),
-                    format!(
-                        "{} is not a usable scale; expected a finite non-zero number",
-                        r.scale
-                    ),
-                );
-            }
-            if !r.offset.is_finite() {
-                p.push(format!("{rk}.offset"), "must be a finite number");
-            }
-            let addr = address(p, format!("{rk}.address"), r.address);
-            if let Some(t) = data_type {
-                if addr as u32 + t.words() as u32 > 65_536 {
-                    p.push(
-                        format!("{rk}.address"),
-                        format!(
-                            "{} plus {} registers runs past the end of the register space",
-                            r.address,
-                            t.words()
-                        ),
-                    );
-                }
-            }
-            if let (Some(parameter), Some(kind), Some(data_type), Some(order)) =
-                (parameter, kind, data_type, order)
-            {
-                registers.push(Register {
-                    parameter,
-                    kind,
-                    address: addr,
-                    data_type,
-                    order,
-                    scale: r.scale,
-                    offset: r.offset,
-                    unit_id: r.unit_id.unwrap_or(self.unit_id),
-                });
-            }
-        }
-        let status = self.status.as_ref().and_then(|s| {
-            let sk = format!("{key}.status");
-            let kind = parse_kind(&s.kind, true)
-                .map_err(|e| p.push(format!("{sk}.kind"), e))
-                .ok()?;
-            let mut map = BTreeMap::new();
-            if s.map.is_empty() {
-                for st in Status::ALL {
-                    map.insert(st as u16, st);
-                }
-            }
-            for (raw, name) in &s.map {
-                match (raw.parse::<u16>(), Status::parse(name)) {
-                    (Ok(v), Ok(st)) => {
-                        map.insert(v, st);
-                    }
-                    (Err(_), _) => p.push(
-                        format!("{sk}.map.{raw}"),
-                        format!("{raw:?} is not a raw register value (0 to 65535)"),
-                    ),
-                    (_, Err(e)) => p.push(format!("{sk}.map.{raw}"), e),
-                }
-            }
-            Some(StatusRegister {
-                kind,
-                address: address(p, format!("{sk}.address"), s.address),
-                map,
-                unit_id: s.unit_id.unwrap_or(self.unit_id),
+        let registers = self
+            .registers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let rk = format!("{key}.registers[{i}]");
+                r.validate(p, &rk, parameters, self.unit_id, addressing)
             })
-        });
-        let timestamp = self.timestamp.as_ref().and_then(|t| {
-            let tk = format!("{key}.timestamp");
-            let kind = parse_kind(&t.kind, false).map_err(|e| p.push(format!("{tk}.kind"), e)).ok()?;
-            let data_type = match t.data_type.as_str() {
-                "u32" => DataType::U32,
-                "u64" => DataType::U64,
-                other => {
-                    p.push(format!("{tk}.type"), format!("unknown timestamp type {other:?}; expected one of u32, u64 (Unix seconds)"));
-                    return None;
-                }
-            };
-            let order = WordOrder::parse(&t.order).map_err(|e| p.push(format!("{tk}.order"), e)).ok()?;
-            Some(TimestampRegister { kind, address: address(p, format!("{tk}.address"), t.address), data_type, order })
-        });
+            .collect();
+        let status = self
+            .status
+            .as_ref()
+            .and_then(|s| s.validate(p, &format!("{key}.status"), self.unit_id, addressing));
+        let timestamp = self
+            .timestamp
+            .as_ref()
+            .and_then(|t| t.validate(p, &format!("{key}.timestamp"), addressing));
         let poll_interval = self
             .poll_interval
             .as_ref()
@@ -604,6 +438,249 @@ impl ModbusSection {
             registers,
             status,
             timestamp,
+        })
+    }
+
+    fn transport(&self, p: &mut Problems, key: &str) -> Transport {
+        match self.transport.as_str() {
+            "tcp" => Transport::Tcp {
+                address: self.network_address(p, key),
+            },
+            "rtu-over-tcp" => Transport::RtuOverTcp {
+                address: self.network_address(p, key),
+            },
+            "rtu" => self.serial(p, key),
+            other => {
+                p.push(
+                    format!("{key}.transport"),
+                    format!("unknown transport {other:?}; expected one of tcp, rtu, rtu-over-tcp"),
+                );
+                Transport::Tcp {
+                    address: String::new(),
+                }
+            }
+        }
+    }
+
+    /// `host:port` of a networked transport.
+    fn network_address(&self, p: &mut Problems, key: &str) -> String {
+        match &self.address {
+            Some(a) if a.parse::<std::net::SocketAddr>().is_ok() || a.contains(':') => a.clone(),
+            Some(a) => {
+                p.push(format!("{key}.address"), format!("{a:?} is not host:port"));
+                String::new()
+            }
+            None => {
+                p.push(
+                    format!("{key}.address"),
+                    format!("missing; transport {:?} needs host:port", self.transport),
+                );
+                String::new()
+            }
+        }
+    }
+
+    /// The serial line settings of transport `rtu`.
+    fn serial(&self, p: &mut Problems, key: &str) -> Transport {
+        let device = self.device.clone().unwrap_or_else(|| {
+            p.push(
+                format!("{key}.device"),
+                "missing; transport \"rtu\" needs a serial device such as /dev/ttyUSB0",
+            );
+            String::new()
+        });
+        let parity = match self.parity.as_deref().unwrap_or("none") {
+            "none" => Parity::None,
+            "even" => Parity::Even,
+            "odd" => Parity::Odd,
+            other => {
+                p.push(
+                    format!("{key}.parity"),
+                    format!("unknown parity {other:?}; expected one of none, even, odd"),
+                );
+                Parity::None
+            }
+        };
+        let data_bits = self.data_bits.unwrap_or(8);
+        if !(data_bits == 7 || data_bits == 8) {
+            p.push(
+                format!("{key}.data_bits"),
+                format!("{data_bits} is not supported; expected 7 or 8"),
+            );
+        }
+        let stop_bits = self.stop_bits.unwrap_or(1);
+        if !(stop_bits == 1 || stop_bits == 2) {
+            p.push(
+                format!("{key}.stop_bits"),
+                format!("{stop_bits} is not supported; expected 1 or 2"),
+            );
+        }
+        Transport::Rtu {
+            device,
+            baud: self.baud.unwrap_or(9600),
+            parity,
+            data_bits,
+            stop_bits,
+        }
+    }
+
+    fn addressing(&self, p: &mut Problems, key: &str) -> Addressing {
+        let one_based = match self.addressing.as_str() {
+            "zero-based" => false,
+            "one-based" => true,
+            other => {
+                p.push(
+                    format!("{key}.addressing"),
+                    format!("unknown addressing {other:?}; expected one of zero-based, one-based"),
+                );
+                false
+            }
+        };
+        Addressing { one_based }
+    }
+}
+
+impl RegisterSection {
+    /// One field of the register map at `rk`; `unit_id` is the station's default.
+    fn validate(
+        &self,
+        p: &mut Problems,
+        rk: &str,
+        parameters: &[&str],
+        unit_id: u8,
+        addressing: Addressing,
+    ) -> Option<Register> {
+        let parameter = if parameters.contains(&self.parameter.as_str()) {
+            Parameter::new(&self.parameter).ok()
+        } else {
+            p.push(
+                format!("{rk}.parameter"),
+                format!(
+                    "{:?} is not a parameter of this station; expected one of {}",
+                    self.parameter,
+                    parameters.join(", ")
+                ),
+            );
+            None
+        };
+        let kind = parse_kind(&self.kind, false)
+            .map_err(|e| p.push(format!("{rk}.kind"), e))
+            .ok();
+        let data_type = DataType::parse(&self.data_type)
+            .map_err(|e| p.push(format!("{rk}.type"), e))
+            .ok();
+        let order = WordOrder::parse(&self.order)
+            .map_err(|e| p.push(format!("{rk}.order"), e))
+            .ok();
+        if !(self.scale.is_finite() && self.scale != 0.0) {
+            p.push(
+                format!("{rk}.scale"),
+                format!(
+                    "{} is not a usable scale; expected a finite non-zero number",
+                    self.scale
+                ),
+            );
+        }
+        if !self.offset.is_finite() {
+            p.push(format!("{rk}.offset"), "must be a finite number");
+        }
+        let addr = addressing.protocol(p, format!("{rk}.address"), self.address);
+        if let Some(t) = data_type {
+            if addr as u32 + t.words() as u32 > 65_536 {
+                p.push(
+                    format!("{rk}.address"),
+                    format!(
+                        "{} plus {} registers runs past the end of the register space",
+                        self.address,
+                        t.words()
+                    ),
+                );
+            }
+        }
+        Some(Register {
+            parameter: parameter?,
+            kind: kind?,
+            address: addr,
+            data_type: data_type?,
+            order: order?,
+            scale: self.scale,
+            offset: self.offset,
+            unit_id: self.unit_id.unwrap_or(unit_id),
+        })
+    }
+}
+
+impl StatusSection {
+    /// The status register at `sk`; `unit_id` is the station's default.
+    fn validate(
+        &self,
+        p: &mut Problems,
+        sk: &str,
+        unit_id: u8,
+        addressing: Addressing,
+    ) -> Option<StatusRegister> {
+        let kind = parse_kind(&self.kind, true)
+            .map_err(|e| p.push(format!("{sk}.kind"), e))
+            .ok()?;
+        let mut map = BTreeMap::new();
+        if self.map.is_empty() {
+            for st in Status::ALL {
+                map.insert(st as u16, st);
+            }
+        }
+        for (raw, name) in &self.map {
+            match (raw.parse::<u16>(), Status::parse(name)) {
+                (Ok(v), Ok(st)) => {
+                    map.insert(v, st);
+                }
+                (Err(_), _) => p.push(
+                    format!("{sk}.map.{raw}"),
+                    format!("{raw:?} is not a raw register value (0 to 65535)"),
+                ),
+                (_, Err(e)) => p.push(format!("{sk}.map.{raw}"), e),
+            }
+        }
+        Some(StatusRegister {
+            kind,
+            address: addressing.protocol(p, format!("{sk}.address"), self.address),
+            map,
+            unit_id: self.unit_id.unwrap_or(unit_id),
+        })
+    }
+}
+
+impl TimestampSection {
+    /// The sample time registers at `tk`.
+    fn validate(
+        &self,
+        p: &mut Problems,
+        tk: &str,
+        addressing: Addressing,
+    ) -> Option<TimestampRegister> {
+        let kind = parse_kind(&self.kind, false)
+            .map_err(|e| p.push(format!("{tk}.kind"), e))
+            .ok()?;
+        let data_type = match self.data_type.as_str() {
+            "u32" => DataType::U32,
+            "u64" => DataType::U64,
+            other => {
+                p.push(
+                    format!("{tk}.type"),
+                    format!(
+                        "unknown timestamp type {other:?}; expected one of u32, u64 (Unix seconds)"
+                    ),
+                );
+                return None;
+            }
+        };
+        let order = WordOrder::parse(&self.order)
+            .map_err(|e| p.push(format!("{tk}.order"), e))
+            .ok()?;
+        Some(TimestampRegister {
+            kind,
+            address: addressing.protocol(p, format!("{tk}.address"), self.address),
+            data_type,
+            order,
         })
     }
 }

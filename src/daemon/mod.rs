@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-pub use crate::compliance::resolve_limits;
+use crate::compliance::resolve_limits;
 use crate::config::{Config, ConfigError};
 use crate::health::Health;
 use crate::ledger::{Ledger, LedgerError};

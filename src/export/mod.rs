@@ -15,7 +15,6 @@
 //! MANIFEST's `exported-at` is the only varying line, fixed with `--exported-at`.
 
 pub mod alerts;
-pub mod bench;
 pub mod manifest;
 pub mod report;
 pub mod rows;

@@ -14,7 +14,7 @@ use super::rows::{self, AggregateRow, EventRow};
 use super::summary::{self, Summary, SummaryInput, EXCEEDANCE_BANDS};
 use super::{local_time, window_name, ExportError};
 use crate::compliance::Band;
-use crate::config::Config;
+use crate::config::{Config, Station};
 use crate::ledger::{LedgerError, Reader};
 
 /// Write the report of `station` for `month` (yyyy-MM) to `out`.
@@ -71,6 +71,25 @@ fn num(x: Option<f64>) -> String {
     }
 }
 
+/// What the report shows of one station, read in the report's read transaction.
+struct ReportData<'a> {
+    cfg: Option<&'a Station>,
+    window_ms: i64,
+    /// Window aggregates per parameter symbol (every configured parameter, with or without data).
+    by_param: BTreeMap<String, Vec<AggregateRow>>,
+    summary: Summary,
+    events: Vec<EventRow>,
+}
+
+/// The report's period and how its times are shown.
+#[derive(Clone, Copy)]
+struct Period {
+    from: i64,
+    to: i64,
+    window_ms: i64,
+    tz: chrono::FixedOffset,
+}
+
 fn render_in(
     conn: &Connection,
     config: &Config,
@@ -79,7 +98,44 @@ fn render_in(
     from: i64,
     to: i64,
 ) -> Result<String, ExportError> {
-    let tz = config.timezone;
+    let data = gather(conn, config, station, from, to)?;
+    let period = Period {
+        from,
+        to,
+        window_ms: data.window_ms,
+        tz: config.timezone,
+    };
+    let mut h = String::with_capacity(64 * 1024);
+    write_head(&mut h, station, month, data.cfg, period);
+    write_summary(&mut h, &data.summary, data.events.len());
+    let _ = writeln!(h, "<h2>Thông số / Parameters</h2>");
+    for (symbol, aggs) in &data.by_param {
+        let unit = data
+            .cfg
+            .and_then(|c| c.parameter(symbol))
+            .map_or(String::new(), |p| p.unit.to_string());
+        write_parameter(&mut h, symbol, &unit, aggs, period);
+    }
+    write_events(&mut h, &data.events, period.tz);
+    let _ = write!(
+        h,
+        "<p style=\"font-size:11px;color:#666\">quantrac {} — giờ địa phương / local time {} ({}). Số liệu từ sổ cái tuân thủ / data from the compliance ledger.</p>\n</body>\n</html>\n",
+        env!("CARGO_PKG_VERSION"),
+        esc(&config.timezone_name),
+        period.tz
+    );
+    Ok(h)
+}
+
+/// The station's aggregates, summary and events for `[from, to)`; a station neither configured nor in the ledger is a
+/// query error.
+fn gather<'a>(
+    conn: &Connection,
+    config: &'a Config,
+    station: &str,
+    from: i64,
+    to: i64,
+) -> Result<ReportData<'a>, ExportError> {
     let cfg = config.station(station);
     let ledger_station = rows::stations(conn)?
         .into_iter()
@@ -107,7 +163,7 @@ fn render_in(
             Ok(())
         })?;
     }
-    let sm: Summary = if sid >= 0 {
+    let summary: Summary = if sid >= 0 {
         summary::compute(
             conn,
             &SummaryInput {
@@ -127,9 +183,18 @@ fn render_in(
     } else {
         Vec::new()
     };
+    Ok(ReportData {
+        cfg,
+        window_ms,
+        by_param,
+        summary,
+        events,
+    })
+}
 
+/// The document head, styles, title and the station's identity table.
+fn write_head(h: &mut String, station: &str, month: &str, cfg: Option<&Station>, period: Period) {
     let name = cfg.map_or(station, |c| c.name.as_str());
-    let mut h = String::with_capacity(64 * 1024);
     let _ = write!(
         h,
         r#"<!DOCTYPE html>
@@ -169,13 +234,15 @@ svg {{ border: 1px solid #ddd; background: #fff; }}
         title = esc(name),
         station_id = esc(station),
         zone = esc(cfg.map_or("", |c| c.zone.as_str())),
-        from_s = local_time(from, tz),
-        to_s = local_time(to, tz),
+        from_s = local_time(period.from, period.tz),
+        to_s = local_time(period.to, period.tz),
         profile = esc(cfg.map_or("", |c| c.profile.as_str())),
-        window = window_name(window_ms),
+        window = window_name(period.window_ms),
     );
+}
 
-    // Summary.
+/// The summary table: hours evaluated and compliant, valid data, exceedances per band, events.
+fn write_summary(h: &mut String, sm: &Summary, events: usize) {
     let _ = write!(
         h,
         r#"<h2>Tổng hợp / Summary</h2>
@@ -209,61 +276,72 @@ svg {{ border: 1px solid #ddd; background: #fff; }}
         h,
         r#"<tr><td>Sự kiện vượt / Exceedance events</td><td class="n" id="events-count">{}</td></tr>
 </table>"#,
-        events.len()
+        events
     );
+}
 
-    // Parameters.
-    let _ = writeln!(h, "<h2>Thông số / Parameters</h2>");
-    for (symbol, aggs) in &by_param {
-        let unit = cfg
-            .and_then(|c| c.parameter(symbol))
-            .map_or(String::new(), |p| p.unit.to_string());
-        let limit = aggs
-            .iter()
-            .rev()
-            .find(|a| a.limit_high.is_some() || a.limit_low.is_some())
-            .map(|a| (a.limit_low, a.limit_high));
-        let means: Vec<f64> = aggs.iter().filter_map(|a| a.mean).collect();
-        let max = means
-            .iter()
-            .cloned()
-            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
-        let mean = (!means.is_empty()).then(|| means.iter().sum::<f64>() / means.len() as f64);
-        let over = aggs
-            .iter()
-            .filter(|a| Band::parse(&a.band).is_some_and(Band::is_exceedance))
-            .count();
-        let valid: i64 = aggs.iter().map(|a| a.valid).sum();
-        let limit_text = match limit {
-            Some((Some(lo), Some(hi))) => format!("{lo}–{hi}"),
-            Some((None, Some(hi))) => format!("≤ {hi}"),
-            _ => "không có / none".into(),
-        };
-        let _ = write!(
-            h,
-            r#"<div class="param" id="param-{id}">
+/// One parameter's block: its limit, mean, max, hours over the limit, valid readings and chart.
+fn write_parameter(
+    h: &mut String,
+    symbol: &str,
+    unit: &str,
+    aggs: &[AggregateRow],
+    period: Period,
+) {
+    let limit = aggs
+        .iter()
+        .rev()
+        .find(|a| a.limit_high.is_some() || a.limit_low.is_some())
+        .map(|a| (a.limit_low, a.limit_high));
+    let means: Vec<f64> = aggs.iter().filter_map(|a| a.mean).collect();
+    let max = means
+        .iter()
+        .cloned()
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))));
+    let mean = (!means.is_empty()).then(|| means.iter().sum::<f64>() / means.len() as f64);
+    let over = aggs
+        .iter()
+        .filter(|a| Band::parse(&a.band).is_some_and(Band::is_exceedance))
+        .count();
+    let valid: i64 = aggs.iter().map(|a| a.valid).sum();
+    let limit_text = match limit {
+        Some((Some(lo), Some(hi))) => format!("{lo}–{hi}"),
+        Some((None, Some(hi))) => format!("≤ {hi}"),
+        _ => "không có / none".into(),
+    };
+    let _ = write!(
+        h,
+        r#"<div class="param" id="param-{id}">
 <h3>{sym} ({unit}) — giới hạn / limit: <span class="limit">{limit_text}</span></h3>
 <table><tr><th>Trung bình / Mean</th><th>Lớn nhất / Max</th><th>Giờ vượt / Hours over limit</th><th>Số liệu hợp lệ / Valid readings</th></tr>
 <tr><td class="n mean">{mean}</td><td class="n max">{max}</td><td class="n over {cls}">{over}</td><td class="n valid">{valid}</td></tr></table>
 "#,
-            id = esc(symbol),
-            sym = esc(symbol),
-            unit = esc(&unit),
-            mean = num(mean),
-            max = num(max),
-            cls = if over > 0 { "bad" } else { "ok" },
-        );
-        h.push_str(&chart(aggs, limit, from, to, window_ms, tz));
-        h.push_str("</div>\n");
-    }
+        id = esc(symbol),
+        sym = esc(symbol),
+        unit = esc(unit),
+        mean = num(mean),
+        max = num(max),
+        cls = if over > 0 { "bad" } else { "ok" },
+    );
+    h.push_str(&chart(
+        aggs,
+        limit,
+        period.from,
+        period.to,
+        period.window_ms,
+        period.tz,
+    ));
+    h.push_str("</div>\n");
+}
 
-    // Events.
+/// The table of the month's compliance events.
+fn write_events(h: &mut String, events: &[EventRow], tz: chrono::FixedOffset) {
     let _ = writeln!(
         h,
         r#"<h2>Sự kiện vượt giới hạn / Exceedance events</h2>
 <table id="events"><tr><th>Thông số / Parameter</th><th>Phạm vi / Scope</th><th>Bắt đầu / Start</th><th>Kết thúc / End</th><th>Thời lượng / Duration</th><th>Bội số lớn nhất / Peak multiple</th><th>Mức / Band</th></tr>"#
     );
-    for e in &events {
+    for e in events {
         let dur = e.end.map_or("đang mở / open".to_string(), |end| {
             let m = (end - e.start) / 60_000;
             format!("{} h {:02} min", m / 60, m % 60)
@@ -280,14 +358,7 @@ svg {{ border: 1px solid #ddd; background: #fff; }}
             band_label(Band::parse(&e.peak_band).unwrap_or(Band::NotEvaluated)),
         );
     }
-    let _ = write!(
-        h,
-        "</table>\n<p style=\"font-size:11px;color:#666\">quantrac {} — giờ địa phương / local time {} ({}). Số liệu từ sổ cái tuân thủ / data from the compliance ledger.</p>\n</body>\n</html>\n",
-        env!("CARGO_PKG_VERSION"),
-        esc(&config.timezone_name),
-        tz
-    );
-    Ok(h)
+    h.push_str("</table>\n");
 }
 
 /// An SVG line chart of the window means with the limit (dashed red). Gaps in the data break the line.

@@ -8,6 +8,7 @@
 pub mod aggregates;
 mod checkpointer;
 mod events;
+pub mod probe;
 pub mod query;
 mod schema;
 
@@ -146,11 +147,6 @@ impl Ledger {
         if let Some(c) = &self.checkpointer {
             c.mark();
         }
-    }
-
-    /// Schema version of the open database.
-    pub fn schema_version(&self) -> Result<i64, LedgerError> {
-        schema::version(&self.conn)
     }
 
     pub fn path(&self) -> &Path {

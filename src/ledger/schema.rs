@@ -276,7 +276,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
 
 /// Apply the migrations up to schema version `target` (tests start from older versions with it).
 pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), LedgerError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = version(conn)?;
     let latest = latest();
     if current > latest {
         return Err(LedgerError::TooNew {

@@ -5,9 +5,7 @@
 //! - [`decode`]: register words ↔ values, status and sample time; one poll → a batch (pure).
 //! - [`transport`]: connecting over TCP, serial RTU or RTU-over-TCP; the one read operation.
 //! - [`poller`]: the per-station task (interval, deadlines, reconnect with backoff, health, submit).
-//! - [`bench`]: `quantrac bench modbus`.
 
-pub mod bench;
 pub mod decode;
 pub mod plan;
 pub mod poller;

@@ -5,9 +5,7 @@
 //! - [`payload`]: pure JSON / TT10 payload parsing and encoding.
 //! - [`topic`]: topic templates → subscription filters and topic → station.
 //! - [`broker`]: the embedded broker (rumqttd), off by default.
-//! - [`bench`]: `quantrac bench mqtt`.
 
-pub mod bench;
 pub mod broker;
 pub mod payload;
 pub mod subscriber;

@@ -5,6 +5,7 @@
 //! both connect at the same moment and drain the backlog: the rates measure the subscribers, not the publisher.
 //! Needs `mosquitto` and `mosquitto_sub` on the PATH (Debian: `mosquitto`, `mosquitto-clients`).
 
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,17 +15,19 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
-use super::payload;
-use super::subscriber::{run as subscribe, Subscriber};
+use crate::compliance::resolve_limits;
 use crate::config::mqtt::JsonMappingSection;
 use crate::config::Config;
-use crate::daemon::resolve_limits;
 use crate::health::Health;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::model::{Reading, Timestamp};
 use crate::pipeline::Pipeline;
 use crate::sim::StationSim;
+use crate::source::mqtt::payload;
+use crate::source::mqtt::subscriber::{run as subscribe, Subscriber};
+
+use super::support::{thread_times, ThreadTime};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -117,7 +120,7 @@ struct Rates {
 /// Where the CPU went while quantrac drained the stream (from its start until quantrac had committed everything).
 struct Drain {
     secs: f64,
-    quantrac: std::collections::BTreeMap<String, crate::bench::ThreadTime>,
+    quantrac: BTreeMap<String, ThreadTime>,
     mosquitto: f64,
     mosquitto_sub: f64,
     commits: u64,
@@ -151,7 +154,74 @@ impl std::fmt::Display for Drain {
     }
 }
 
+/// Each thread's time in `now` minus its time in `before`.
+fn since(
+    before: &BTreeMap<String, ThreadTime>,
+    now: BTreeMap<String, ThreadTime>,
+) -> BTreeMap<String, ThreadTime> {
+    now.into_iter()
+        .map(|(k, t)| {
+            let t0 = before.get(&k).copied().unwrap_or_default();
+            let d = ThreadTime {
+                run: t.run - t0.run,
+                wait: t.wait - t0.wait,
+            };
+            (k, d)
+        })
+        .collect()
+}
+
+/// A Mosquitto of its own, stopped when dropped.
 struct Broker(Child);
+
+impl Broker {
+    /// Start Mosquitto on a free loopback port with `max_inflight_messages` = `inflight`, its config in `dir`; once it
+    /// accepts connections, the broker and its port.
+    async fn start(dir: &Path, inflight: u32) -> Result<(Broker, u16), BoxError> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        std::fs::write(
+            dir.join("mosquitto.conf"),
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_inflight_messages {inflight}\n\
+                 max_queued_messages 0\nlog_dest none\n"
+            ),
+        )?;
+        let broker = Broker(
+            Command::new("mosquitto")
+                .arg("-c")
+                .arg(dir.join("mosquitto.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()?,
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err("mosquitto did not start".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok((broker, port))
+    }
+}
+
+/// `mosquitto_sub` as the persistent subscriber `bench-sub` of [`FILTER`] at QoS 1 on the broker at `port`.
+fn mosquitto_sub(port: u16) -> Command {
+    let mut c = Command::new("mosquitto_sub");
+    c.args(["-h", "127.0.0.1", "-p", &port.to_string()]).args([
+        "-c",
+        "-i",
+        "bench-sub",
+        "-q",
+        "1",
+        "-t",
+        FILTER,
+    ]);
+    c
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -166,53 +236,12 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    std::fs::write(
-        dir.join("mosquitto.conf"),
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_inflight_messages {inflight}\n\
-             max_queued_messages 0\nlog_dest none\n"
-        ),
-    )?;
-    let broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(dir.join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err("mosquitto did not start".into());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-
+    let (broker, port) = Broker::start(&dir, inflight).await?;
     let config = bench_config(&dir, port)?;
     let sub_id = config.mqtt.brokers[0].client_id.clone();
     // 1. Persistent sessions for both subscribers.
     prime_session(port, &sub_id).await?;
-    let ok = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-c",
-            "-i",
-            "bench-sub",
-            "-q",
-            "1",
-            "-t",
-            FILTER,
-            "-E",
-        ])
-        .status()?
-        .success();
+    let ok = mosquitto_sub(port).arg("-E").status()?.success();
     if !ok {
         return Err("mosquitto_sub could not subscribe".into());
     }
@@ -225,20 +254,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     let pipeline = Pipeline::start(&config, limits, ledger, metrics.clone());
     let shutdown = CancellationToken::new();
     let started = Instant::now();
-    let mut mosq_sub = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-c",
-            "-i",
-            "bench-sub",
-            "-q",
-            "1",
-            "-t",
-            FILTER,
-        ])
+    let mut mosq_sub = mosquitto_sub(port)
         .args(["-C", &messages.to_string()])
         .stdout(Stdio::null())
         .spawn()?;
@@ -250,13 +266,8 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     ));
     let want = messages as u64 * 10;
     let (broker_pid, sub_pid) = (broker.0.id().to_string(), mosq_sub.id().to_string());
-    let run_of = |pid: &str| {
-        crate::bench::thread_times(pid)
-            .values()
-            .map(|t| t.run)
-            .sum::<f64>()
-    };
-    let (self0, broker0) = (crate::bench::thread_times("self"), run_of(&broker_pid));
+    let run_of = |pid: &str| thread_times(pid).values().map(|t| t.run).sum::<f64>();
+    let (self0, broker0) = (thread_times("self"), run_of(&broker_pid));
     let mut sub_cpu = 0.0;
     let mut at_end = None;
     let mut quantrac_secs = None;
@@ -265,11 +276,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     while (quantrac_secs.is_none() || sub_secs.is_none()) && Instant::now() < deadline {
         if quantrac_secs.is_none() && metrics.totals().accepted >= want {
             quantrac_secs = Some(started.elapsed().as_secs_f64());
-            at_end = Some((
-                crate::bench::thread_times("self"),
-                run_of(&broker_pid),
-                sub_cpu,
-            ));
+            at_end = Some((thread_times("self"), run_of(&broker_pid), sub_cpu));
         }
         if sub_secs.is_none() {
             // Read before its exit is reaped, which removes its /proc entry.
@@ -294,17 +301,7 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     let (self1, broker1, sub1) = at_end.unwrap_or_default();
     let drain = Drain {
         secs: q,
-        quantrac: self1
-            .into_iter()
-            .map(|(k, t)| {
-                let t0 = self0.get(&k).copied().unwrap_or_default();
-                let d = crate::bench::ThreadTime {
-                    run: t.run - t0.run,
-                    wait: t.wait - t0.wait,
-                };
-                (k, d)
-            })
-            .collect(),
+        quantrac: since(&self0, self1),
         mosquitto: broker1 - broker0,
         mosquitto_sub: sub1,
         commits: metrics.commits.load(std::sync::atomic::Ordering::Relaxed),
@@ -322,7 +319,7 @@ fn bench_config(dir: &Path, port: u16) -> Result<Config, BoxError> {
     let text = format!(
         "[ledger]\npath = \"bench.db\"\n\n[[mqtt.broker]]\nname = \"bench\"\nhost = \"127.0.0.1\"\nport = {port}\n\
          client_id = \"quantrac-bench\"\ntopics = [\"stations/{{station}}/data\"]\n\n{}",
-        crate::bench::bench_config(STATIONS)
+        super::support::bench_config(STATIONS)
     );
     let mut config = Config::from_str(&text, Path::new("<bench mqtt>"), dir)?;
     config.future_skew = Duration::from_secs(365 * 86_400);

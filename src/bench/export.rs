@@ -8,15 +8,17 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::bench::bench_config;
+use crate::compliance::resolve_limits;
 use crate::config::{Config, Synchronous};
-use crate::daemon::resolve_limits;
 use crate::ledger::{Ledger, Reader};
 use crate::metrics::Metrics;
 use crate::model::{Reading, SourceKind, Status, Timestamp};
 use crate::pipeline::{Batch, Pipeline};
 
-use super::{export, month, parse_time, Format, Options, Query};
+use crate::export::manifest::list_files;
+use crate::export::{export, month, parse_time, Format, Options, Query};
+
+use super::support::bench_config;
 
 const STATIONS: usize = 8;
 const STEPS: i64 = 365 * 288;
@@ -37,7 +39,7 @@ fn reset_peak() {
 
 fn dir_bytes(p: &Path) -> u64 {
     let mut files = Vec::new();
-    let _ = super::manifest::list_files(p, p, &mut files);
+    let _ = list_files(p, p, &mut files);
     files
         .iter()
         .filter_map(|f| std::fs::metadata(p.join(f)).ok())
@@ -48,13 +50,12 @@ fn dir_bytes(p: &Path) -> u64 {
 pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join("quantrac-bench-export");
     std::fs::create_dir_all(&dir)?;
-    let ledger_path = dir.join("ledger.db");
     let mut config = Config::from_str(
         &bench_config(STATIONS),
         Path::new("<bench>"),
         Path::new("."),
     )?;
-    config.ledger.path = ledger_path.clone();
+    config.ledger.path = dir.join("ledger.db");
     config.ledger.synchronous = Synchronous::Normal;
     config.future_skew = std::time::Duration::from_secs(3 * 365 * 86400);
     let tz = config.timezone;
@@ -62,27 +63,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let to = parse_time("2026-01-01", tz)?;
     let params: usize = config.stations[0].parameters.len();
     let total = STEPS as u64 * STATIONS as u64 * params as u64;
-    let have = Reader::open(&ledger_path)
-        .and_then(|r| r.count_readings())
-        .unwrap_or(0);
-    if have as u64 != total {
-        for f in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
-            let _ = std::fs::remove_file(dir.join(f));
-        }
-        println!("building the bench ledger: {total} readings ({STATIONS} stations x {params} parameters, 5-minute data, 2025) …");
-        let started = Instant::now();
-        fill(&config, from, total).await?;
-        println!(
-            "ledger built in {:.0} s ({})",
-            started.elapsed().as_secs_f64(),
-            ledger_path.display()
-        );
-    } else {
-        println!(
-            "reusing the bench ledger {} ({total} readings)",
-            ledger_path.display()
-        );
-    }
+    ensure_ledger(&config, from, total).await?;
     let out_root = dir.join("out");
     println!(
         "{:<28} {:>12} {:>10} {:>14} {:>12} {:>14}",
@@ -138,6 +119,39 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
             peak
         );
         let _ = std::fs::remove_dir_all(&out);
+    }
+    Ok(())
+}
+
+/// The bench ledger at `config.ledger.path`, kept from an earlier run when it holds the `total` readings, else built
+/// anew from `from` through the pipeline.
+async fn ensure_ledger(
+    config: &Config,
+    from: Timestamp,
+    total: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = config.ledger.path.parent().unwrap_or(Path::new("."));
+    let params: usize = config.stations[0].parameters.len();
+    let have = Reader::open(&config.ledger.path)
+        .and_then(|r| r.count_readings())
+        .unwrap_or(0);
+    if have as u64 != total {
+        for f in ["ledger.db", "ledger.db-wal", "ledger.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        println!("building the bench ledger: {total} readings ({STATIONS} stations x {params} parameters, 5-minute data, 2025) …");
+        let started = Instant::now();
+        fill(config, from, total).await?;
+        println!(
+            "ledger built in {:.0} s ({})",
+            started.elapsed().as_secs_f64(),
+            config.ledger.path.display()
+        );
+    } else {
+        println!(
+            "reusing the bench ledger {} ({total} readings)",
+            config.ledger.path.display()
+        );
     }
     Ok(())
 }

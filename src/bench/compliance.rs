@@ -7,9 +7,10 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use super::evaluate::Evaluator;
-use super::hourly::{aggregate, window_start, Sample, HOUR_MS};
-use super::limits::Profiles;
+use crate::compliance::evaluate::Evaluator;
+use crate::compliance::hourly::{aggregate, window_start, Sample, HOUR_MS};
+use crate::compliance::limits::Profiles;
+use crate::compliance::{LimitBound, StationLimits};
 use crate::config::Config;
 use crate::model::{Parameter, Reading, StationId, Status, Timestamp, Unit};
 
@@ -25,6 +26,8 @@ parameters = { Flow = {}, Temp = {}, pH = {}, TSS = { range = [0, 300] }, COD = 
 "#;
 
 const STEP_MS: i64 = 300_000;
+
+type Limits = std::collections::HashMap<StationId, StationLimits>;
 
 /// Typical level of a parameter (the config lists parameters in symbol order).
 fn base(symbol: &str) -> f64 {
@@ -69,12 +72,26 @@ pub fn run() -> Vec<(String, f64)> {
         .collect();
     let bases: Vec<f64> = params.iter().map(|p| base(p.as_str())).collect();
 
-    // (a) Evaluation: readings prepared up front so only `assess` is timed.
-    let total = 1_000_000;
     let id = StationId::parse("BN_BENCH_NUOC01").ok();
     let Some(id) = id else { return out };
-    let unit = Unit::new("mg/L");
     let t0 = 1_767_200_400_000_i64; // 2026-01-01 local midnight
+    evaluation(&mut out, &config, &limits, &params, &bases, &id, t0);
+    hourly_year(&mut out, &config, &limits, &params, &bases, &id, t0);
+    out
+}
+
+/// (a) Evaluation cost: readings prepared up front so only `assess` is timed.
+fn evaluation(
+    out: &mut Vec<(String, f64)>,
+    config: &Config,
+    limits: &Limits,
+    params: &[Parameter],
+    bases: &[f64],
+    id: &StationId,
+    t0: i64,
+) {
+    let total = 1_000_000;
+    let unit = Unit::new("mg/L");
     let readings: Vec<Reading> = (0..total)
         .map(|n| {
             let (step, p) = (n / params.len(), n % params.len());
@@ -92,7 +109,7 @@ pub fn run() -> Vec<(String, f64)> {
             }
         })
         .collect();
-    let mut evaluator = Evaluator::new(&config, limits.clone());
+    let mut evaluator = Evaluator::new(config, limits.clone());
     let start = Instant::now();
     let mut accepted = 0usize;
     for r in &readings {
@@ -107,16 +124,25 @@ pub fn run() -> Vec<(String, f64)> {
     ));
     out.push(("evaluate_readings".into(), total as f64));
     out.push(("evaluate_accepted".into(), accepted as f64));
-    drop(readings);
+}
 
-    // (b) Hourly aggregation of one year: samples per parameter in time order, grouped by local hour.
+/// (b) Hourly aggregation of one year: samples per parameter in time order, grouped by local hour.
+fn hourly_year(
+    out: &mut Vec<(String, f64)>,
+    config: &Config,
+    limits: &Limits,
+    params: &[Parameter],
+    bases: &[f64],
+    id: &StationId,
+    t0: i64,
+) {
     let steps = 365 * 24 * 12;
-    let series: Vec<(Option<super::LimitBound>, Vec<Sample>)> = params
+    let series: Vec<(Option<LimitBound>, Vec<Sample>)> = params
         .iter()
         .enumerate()
         .map(|(p, param)| {
             let bound = limits
-                .get(&id)
+                .get(id)
                 .and_then(|l| l.get(param))
                 .and_then(|l| l.bound);
             let samples = (0..steps)
@@ -147,12 +173,11 @@ pub fn run() -> Vec<(String, f64)> {
     out.push(("hourly_year_seconds".into(), start.elapsed().as_secs_f64()));
     out.push(("hourly_year_windows".into(), windows as f64));
     out.push(("hourly_year_samples".into(), (steps * params.len()) as f64));
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    /// `cargo test --release --lib compliance::bench -- --ignored --nocapture`
+    /// `cargo test --release --lib bench::compliance -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn print_numbers() {

@@ -1,49 +1,28 @@
 //! `quantrac bench modbus`: quantrac polling N simulated stations (20 registers each, 1 s interval) over loopback,
 //! against a bare tokio-modbus read loop on the same simulator. Prints polls/s, CPU and RSS; asserts nothing.
 //!
-//! The simulator runs in a child process (`quantrac bench modbus-sim`) so its CPU and memory are not counted.
+//! The simulator runs in a child process (`quantrac bench modbus-sim`, [`super::modbus_sim`]) so its CPU and memory
+//! are not counted.
 
-use std::error::Error;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-/// The simulator child process, stopped when dropped.
-struct SimChild(std::process::Child);
-
-impl Drop for SimChild {
-    fn drop(&mut self) {
-        drop(self.0.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 use tokio_modbus::client::{tcp, Reader};
 use tokio_modbus::Slave;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::modbus::RegisterKind;
+use crate::compliance::resolve_limits;
 use crate::config::{Config, Synchronous};
-use crate::daemon::resolve_limits;
 use crate::health::Health;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::model::WATER_PARAMETERS;
 use crate::pipeline::Pipeline;
-use crate::sim::modbus::{Framing, SimDevice};
 
-type BenchResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
+use super::modbus_sim::{BenchResult, SimChild};
+use super::support::thread_times;
 
 /// Ten parameters, one f32 each: 20 registers, read in one request.
 fn parameters() -> Vec<&'static str> {
@@ -84,32 +63,9 @@ fn config(stations: usize, address: &str) -> String {
         .collect()
 }
 
-/// The child process: serve one simulated device to every connection, print the address, stop when stdin closes.
-pub async fn serve_sim() -> BenchResult<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    println!("{}", listener.local_addr()?);
-    let device = SimDevice::new();
-    for i in 0..20u16 {
-        device.set_words(1, RegisterKind::Holding, i, &[0x4120 + i, 0]);
-    }
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut line = String::new();
-        let mut stdin = BufReader::new(tokio::io::stdin());
-        while matches!(stdin.read_line(&mut line).await, Ok(n) if n > 0) {}
-        stop.cancel();
-    });
-    crate::sim::modbus::run(listener, device, Framing::Tcp, shutdown).await?;
-    Ok(())
-}
-
 /// CPU seconds of this process so far (its live threads, which last the whole measurement).
 fn cpu_seconds() -> f64 {
-    crate::bench::thread_times("self")
-        .values()
-        .map(|t| t.run)
-        .sum()
+    thread_times("self").values().map(|t| t.run).sum()
 }
 
 /// Resident memory in MB (`VmRSS` in /proc/self/status).
@@ -159,7 +115,7 @@ async fn quantrac(
     let shutdown = CancellationToken::new();
     let mut pollers = tokio::task::JoinSet::new();
     for s in &config.stations {
-        pollers.spawn(super::run(crate::source::SourceContext {
+        pollers.spawn(crate::source::modbus::run(crate::source::SourceContext {
             config: s.clone(),
             ingest: pipeline.ingest(),
             health: health.clone(),
@@ -220,23 +176,8 @@ async fn bare(
 
 /// Run the benchmark for N = 100 and 1,000 stations, `seconds` of measurement each, and print the numbers.
 pub async fn run(seconds: u64) -> BenchResult<()> {
-    let exe = std::env::current_exe()?;
-    let mut child = std::process::Command::new(exe)
-        .args(["bench", "modbus-sim"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take();
     // Dropped on every return path: closes its stdin, then ends the child if it has not stopped.
-    let _sim = SimChild(child);
-    let mut first = String::new();
-    if let Some(out) = stdout {
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut first)?;
-    }
-    let address = first.trim().to_string();
-    if address.is_empty() {
-        return Err("the simulator child printed no address".into());
-    }
+    let (_sim, address) = SimChild::start()?;
     let dir = std::env::temp_dir().join(format!("quantrac-bench-modbus-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let (warmup, window) = (Duration::from_secs(3), Duration::from_secs(seconds.max(1)));

@@ -1,0 +1,27 @@
+//! `quantrac bench …`: throughput and latency measurements that print numbers (never asserted in tests).
+//!
+//! Benchmark code lives here only: no production module imports it. Each bench drives the public API of the modules
+//! it measures, as the daemon does.
+//!
+//! - [`ledger`]: readings/s through processor + ledger, beside SQLite alone (the floor under the writer).
+//! - [`influx`]: lines/s forwarded to an InfluxDB v2 write API, beside a bare HTTP loop.
+//! - [`sse`]: SSE fan-out to dashboard clients while ingesting.
+//! - [`alerts`]: latency from a reading's commit to its notification at a local webhook.
+//! - [`modbus`]: polling simulated stations against a bare tokio-modbus loop; [`modbus_sim`] is the simulator child.
+//! - [`mqtt`]: readings/s committed from Mosquitto beside `mosquitto_sub`.
+//! - [`export`]: one year of data exported as CSV, JSON, TT10 and `all`: time and peak memory.
+//! - [`compliance`]: evaluation cost per reading and hourly aggregation of a year (an ignored test prints them).
+//! - [`support`]: what the benches share (bench stations' config, per-thread CPU time, percentiles).
+
+pub mod alerts;
+pub mod compliance;
+pub mod export;
+pub mod influx;
+pub mod ledger;
+pub mod modbus;
+pub mod modbus_sim;
+pub mod mqtt;
+pub mod sse;
+pub mod support;
+
+pub use support::{bench_config, thread_times, ThreadTime};
