@@ -54,7 +54,7 @@ impl Mqtt {
                     Ok(_) => continue,
                     Err(e) => Err(format!(
                         "MQTT connection failed: {}",
-                        crate::source::mqtt::describe_error(&e)
+                        crate::mqtt::describe_error(&e)
                     )),
                 };
                 let stop = r.is_err();

@@ -1,8 +1,8 @@
 //! MQTT source (issue 5): subscribes to brokers, turns messages into readings and acks each message only after
 //! its readings are committed to the ledger (or, for bad input, to quarantine).
 //!
-//! - [`subscriber`]: connection, event loop, reconnect backoff, in-order acks after commit.
-//! - [`payload`]: pure JSON / TT10 payload parsing and encoding.
+//! - [`subscriber`]: connection (options from [`crate::mqtt`]), event loop, in-order acks after commit.
+//! - [`payload`]: pure payload formats (one file per format: JSON, TT10), parsing and encoding.
 //! - [`topic`]: topic templates → subscription filters and topic → station.
 //! - [`broker`]: the embedded broker (rumqttd), off by default.
 //! - [`bench`]: `quantrac bench mqtt`.
@@ -13,7 +13,7 @@ pub mod payload;
 pub mod subscriber;
 pub mod topic;
 
-pub use subscriber::{run, SubscribeError, Subscriber};
+pub use subscriber::{run, Subscriber};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,22 +26,6 @@ use crate::config::Config;
 use crate::health::Health;
 use crate::model::StationId;
 use crate::pipeline::Ingest;
-
-/// A broker connection error as an operator needs it: a refused login or client id says what to check. Used by the
-/// subscriber (log and health) and the alert channel (delivery attempts).
-pub fn describe_error(e: &rumqttc::ConnectionError) -> String {
-    use rumqttc::ConnectReturnCode::{BadClientId, BadUserNamePassword, NotAuthorized};
-    match e {
-        rumqttc::ConnectionError::ConnectionRefused(code @ (BadUserNamePassword | NotAuthorized)) => format!(
-            "the broker refused the login ({code:?}): check username and password (or password_file), and the \
-             broker's password file and ACL"
-        ),
-        rumqttc::ConnectionError::ConnectionRefused(code @ BadClientId) => {
-            format!("the broker refused the client id ({code:?}): check client_id")
-        }
-        other => other.to_string(),
-    }
-}
 
 /// Start the embedded broker if `[mqtt.embedded]` asks for it. It runs for the life of the process (a reload
 /// does not restart it).
@@ -134,10 +118,7 @@ pub fn spawn(
     tasks.spawn(crate::sim::mqtt::run(
         sims,
         crate::sim::mqtt::Target {
-            host: target.host.clone(),
-            port: target.port,
-            client_id: format!("{}-sim", target.client_id),
-            mapping: target.json.clone(),
+            broker: target.clone(),
             tz: config.timezone,
         },
         interval,
@@ -145,27 +126,4 @@ pub fn spawn(
         Duration::from_secs(24 * 3600),
         shutdown.clone(),
     ));
-}
-
-#[cfg(test)]
-mod tests {
-    use rumqttc::{ConnectReturnCode, ConnectionError};
-
-    #[test]
-    fn refused_logins_say_what_to_check() {
-        for code in [
-            ConnectReturnCode::NotAuthorized,
-            ConnectReturnCode::BadUserNamePassword,
-        ] {
-            let text = super::describe_error(&ConnectionError::ConnectionRefused(code));
-            assert!(text.starts_with("the broker refused the login"), "{text}");
-            assert!(text.contains("check username and password"), "{text}");
-        }
-        let text = super::describe_error(&ConnectionError::ConnectionRefused(
-            ConnectReturnCode::BadClientId,
-        ));
-        assert!(text.contains("check client_id"), "{text}");
-        let other = ConnectionError::ConnectionRefused(ConnectReturnCode::ServiceUnavailable);
-        assert_eq!(super::describe_error(&other), other.to_string());
-    }
 }
