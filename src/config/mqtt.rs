@@ -308,6 +308,37 @@ impl MqttSection {
     }
 }
 
+impl Mqtt {
+    /// The broker `name` names, or the only broker when `name` is not given; else a problem at `key` listing the
+    /// configured brokers. Stations and the MQTT alert channel name their broker this way.
+    pub fn broker_named(&self, name: Option<&str>, p: &mut Problems, key: &str) -> Option<&Broker> {
+        match (name, self.brokers.as_slice()) {
+            (Some(b), brokers) => {
+                let found = brokers.iter().find(|x| x.name == b);
+                if found.is_none() {
+                    p.push(
+                        key,
+                        format!("unknown broker {b:?}; expected one of {}", names(brokers)),
+                    );
+                }
+                found
+            }
+            (None, [only]) => Some(only),
+            (None, brokers) => {
+                p.push(
+                    key,
+                    format!(
+                        "missing; {} brokers are configured, name one of {}",
+                        brokers.len(),
+                        names(brokers)
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
 impl StationMqttSection {
     pub(super) fn validate(
         &self,
@@ -316,28 +347,10 @@ impl StationMqttSection {
         mqtt: &Mqtt,
         station: &str,
     ) -> Option<StationMqtt> {
-        let broker = match (&self.broker, mqtt.brokers.as_slice()) {
-            (Some(b), brokers) if brokers.iter().any(|x| &x.name == b) => b.clone(),
-            (Some(b), brokers) => {
-                p.push(
-                    format!("{key}.broker"),
-                    format!("unknown broker {b:?}; expected one of {}", names(brokers)),
-                );
-                return None;
-            }
-            (None, [only]) => only.name.clone(),
-            (None, brokers) => {
-                p.push(
-                    format!("{key}.broker"),
-                    format!(
-                        "missing; {} brokers are configured, name one of {}",
-                        brokers.len(),
-                        names(brokers)
-                    ),
-                );
-                return None;
-            }
-        };
+        let broker = mqtt
+            .broker_named(self.broker.as_deref(), p, &format!("{key}.broker"))?
+            .name
+            .clone();
         let template = mqtt
             .brokers
             .iter()
