@@ -287,3 +287,38 @@ pub fn required(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::mqtt::PublishError;
+    use super::{ChannelKind, Failure};
+
+    #[test]
+    fn a_failure_reads_as_its_error_and_keeps_the_chain() {
+        let f = Failure::transient(PublishError::Connection {
+            described: "the broker refused the client id".into(),
+            error: rumqttc::ConnectionError::RequestsDone,
+        });
+        // The sentence the outbox records as last_error.
+        assert_eq!(
+            f.to_string(),
+            "MQTT connection failed: the broker refused the client id"
+        );
+        let source = f.source().expect("the connection error");
+        assert_eq!(
+            source.to_string(),
+            rumqttc::ConnectionError::RequestsDone.to_string()
+        );
+        let f = Failure::permanent(format!("payload not understood: {}", "eof"));
+        assert!(f.permanent);
+        assert_eq!(f.to_string(), "payload not understood: eof");
+    }
+
+    #[test]
+    fn channel_types_are_listed_once() {
+        assert_eq!(ChannelKind::TYPES, ["email", "webhook", "mqtt", "log"]);
+        assert_eq!(ChannelKind::names(), "email, webhook, mqtt or log");
+    }
+}
