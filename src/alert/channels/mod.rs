@@ -317,8 +317,15 @@ mod tests {
     }
 
     #[test]
-    fn channel_types_are_listed_once() {
-        assert_eq!(ChannelKind::TYPES, ["email", "webhook", "mqtt", "log"]);
-        assert_eq!(ChannelKind::names(), "email, webhook, mqtt or log");
+    fn every_listed_type_decodes_by_its_name() {
+        for t in ChannelKind::TYPES {
+            let mut table = toml::Table::new();
+            table.insert("name".into(), "x".into());
+            table.insert("type".into(), (*t).into());
+            let mut p = crate::config::Problems::new(std::path::Path::new("t.toml"));
+            let section = super::ChannelSection::decode(&table, &mut p, "alert.channel[0]");
+            assert!(section.is_some() && p.is_empty(), "{t}");
+            assert!(ChannelKind::names().contains(t));
+        }
     }
 }
