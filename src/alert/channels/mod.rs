@@ -175,14 +175,13 @@ macro_rules! channel_types {
 
             /// Position in [`ChannelKind::TYPES`].
             pub fn index(&self) -> usize {
-                let mut i = 0;
-                $(
-                    if let ChannelKind::$variant(_) = self {
-                        return i;
-                    }
-                    i += 1;
-                )+
-                unreachable!("{i} variants, all listed")
+                // The variants' positions, as a fieldless enum's discriminants.
+                enum Position {
+                    $($variant,)+
+                }
+                match self {
+                    $(ChannelKind::$variant(_) => Position::$variant as usize,)+
+                }
             }
         }
 
