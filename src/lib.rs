@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod live;
 pub mod metrics;
 pub mod model;
+pub mod mqtt;
 pub mod pipeline;
 pub mod reload;
 pub mod signals;

@@ -536,18 +536,18 @@ fn verify(dir: &Path, key: Option<&str>) -> ExitCode {
 /// `QUANTRAC_DEMO_WEBHOOK=<url>` (and optionally `QUANTRAC_DEMO_WEBHOOK_SECRET`): the demo also posts the drifting
 /// plant's alerts to that webhook, beside the log.
 fn demo_webhook(c: &mut Config) {
-    use quantrac::config::alert::{Channel, ChannelKind};
+    use quantrac::alert::channels::{webhook, Channel, ChannelKind};
     let Ok(url) = std::env::var("QUANTRAC_DEMO_WEBHOOK") else {
         return;
     };
     c.alert.channels.push(Channel {
         name: "demo-webhook".into(),
-        kind: ChannelKind::Webhook {
+        kind: ChannelKind::Webhook(webhook::Settings {
             url,
             secret: std::env::var("QUANTRAC_DEMO_WEBHOOK_SECRET")
                 .ok()
                 .map(quantrac::config::Secret::new),
-        },
+        }),
         timeout: std::time::Duration::from_secs(10),
     });
     for r in &mut c.alert.routes {

@@ -393,8 +393,7 @@ secret = "{SECRET}"
 [[alert.channel]]
 name = "broker"
 type = "mqtt"
-host = "127.0.0.1"
-port = {mqtt}
+broker = "test"
 topic_prefix = "quantrac/alerts"
 
 [[alert.route]]
@@ -402,7 +401,6 @@ kinds = ["exceedance"]
 channels = ["officers-mail", "bridge", "broker"]
 "#,
         smtp = smtp.port,
-        mqtt = mosq.port,
     );
     let http_port = free_port();
     let cfg = config(dir.path(), mosq.port, http_port, &alert);

@@ -19,58 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::alert::{Alert as AlertConfig, Maintenance};
 
-/// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// A single reading above its limit (a warning).
-    Exceedance,
-    /// The averaging-window mean above its limit (Decree 45 violation).
-    Violation,
-    /// No reading from the station.
-    Silent,
-    /// An analyser reports fault (02) for too long.
-    Fault,
-    /// An analyser calibrates (01) for too long.
-    Calibration,
-    /// Flat line, spike or low completeness.
-    Quality,
-    /// A forwarder cannot deliver.
-    Backlog,
-}
+/// What an alert is about; its severity ranks routes. Defined in the config, whose `[[alert.route]]` names them.
+pub use crate::config::alert::{AlertKind as Kind, Severity};
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
-        Kind::Exceedance,
-        Kind::Violation,
-        Kind::Silent,
-        Kind::Fault,
-        Kind::Calibration,
-        Kind::Quality,
-        Kind::Backlog,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Exceedance => "exceedance",
-            Kind::Violation => "violation",
-            Kind::Silent => "silent",
-            Kind::Fault => "fault",
-            Kind::Calibration => "calibration",
-            Kind::Quality => "quality",
-            Kind::Backlog => "backlog",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Kind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-    /// 0 technical, 1 warning, 2 violation.
-    pub fn severity(self) -> u8 {
-        match self {
-            Kind::Violation => 2,
-            Kind::Exceedance => 1,
-            _ => 0,
-        }
-    }
     /// Kinds judged on values (counted observations, hysteresis); the others are judged on how long a condition
     /// lasts and clear at the first good observation.
     fn counted(self) -> bool {
@@ -78,8 +30,8 @@ impl Kind {
     }
 }
 
-pub fn severity_name(s: u8) -> &'static str {
-    ["technical", "warning", "violation"][s.min(2) as usize]
+pub fn severity_name(s: Severity) -> &'static str {
+    s.as_str()
 }
 
 /// (station, subject, kind).

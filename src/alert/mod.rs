@@ -8,9 +8,9 @@
 //! Not here: compliance verdicts (the compliance engine decides bands and window means; this module only decides
 //! whom to tell, when, and how often).
 
+pub mod channels;
 pub mod engine;
 pub mod message;
-pub mod notify;
 pub mod outbox;
 pub mod runner;
 pub mod store;
@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use channels::ChannelKind;
 pub use engine::{Clock, Kind, SystemClock};
 pub use store::AckError;
 
@@ -34,16 +35,14 @@ use crate::ledger::LedgerError;
 use crate::metrics::Metrics;
 use crate::pipeline::LiveEvent;
 
-/// Channel types, in the order of [`AlertMetrics`]' arrays.
-const CHANNEL_TYPES: [&str; 4] = ["email", "webhook", "mqtt", "log"];
-
 /// Alert counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct AlertMetrics {
-    raised: [AtomicU64; 7],
-    cleared: [AtomicU64; 7],
-    delivered: [AtomicU64; 4],
-    failed: [AtomicU64; 4],
+    raised: [AtomicU64; Kind::ALL.len()],
+    cleared: [AtomicU64; Kind::ALL.len()],
+    /// By channel type, in [`ChannelKind::TYPES`] order.
+    delivered: [AtomicU64; ChannelKind::COUNT],
+    failed: [AtomicU64; ChannelKind::COUNT],
     /// Notifications given up after `give_up_after`.
     pub given_up: AtomicU64,
 }
@@ -52,20 +51,17 @@ impl AlertMetrics {
     fn kind_index(k: Kind) -> usize {
         Kind::ALL.iter().position(|x| *x == k).unwrap_or(0)
     }
-    fn channel_index(c: &str) -> usize {
-        CHANNEL_TYPES.iter().position(|x| *x == c).unwrap_or(3)
-    }
     pub fn raised(&self, k: Kind) {
         self.raised[Self::kind_index(k)].fetch_add(1, Relaxed);
     }
     pub fn cleared(&self, k: Kind) {
         self.cleared[Self::kind_index(k)].fetch_add(1, Relaxed);
     }
-    pub fn delivered(&self, channel_type: &str) {
-        self.delivered[Self::channel_index(channel_type)].fetch_add(1, Relaxed);
+    pub fn delivered(&self, channel: &ChannelKind) {
+        self.delivered[channel.index()].fetch_add(1, Relaxed);
     }
-    pub fn failed(&self, channel_type: &str) {
-        self.failed[Self::channel_index(channel_type)].fetch_add(1, Relaxed);
+    pub fn failed(&self, channel: &ChannelKind) {
+        self.failed[channel.index()].fetch_add(1, Relaxed);
     }
     /// (kind, raised, cleared) for every kind.
     pub fn by_kind(&self) -> Vec<(&'static str, u64, u64)> {
@@ -83,7 +79,7 @@ impl AlertMetrics {
     }
     /// (channel type, delivered, failed attempts) for every channel type.
     pub fn by_channel(&self) -> Vec<(&'static str, u64, u64)> {
-        CHANNEL_TYPES
+        ChannelKind::TYPES
             .iter()
             .enumerate()
             .map(|(i, c)| {
@@ -167,7 +163,7 @@ pub fn start(
     };
     let mut senders = Vec::new();
     for c in &config.alert.channels {
-        let sender = notify::Sender::build(c)?;
+        let sender = channels::Sender::build(c)?;
         let w = Arc::new(Notify::new());
         wake.insert(c.name.clone(), w.clone());
         senders.push((c.clone(), sender, w));
@@ -204,5 +200,5 @@ pub enum StartError {
     #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error(transparent)]
-    Channel(#[from] notify::NotifyError),
+    Channel(#[from] channels::BuildError),
 }

@@ -18,8 +18,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
+use super::channels::{Failure, Sender};
 use super::message::Notification;
-use super::notify::{Failure, Sender};
 use crate::config::alert::Channel;
 use crate::ledger::LedgerError;
 use crate::model::Timestamp;
@@ -81,7 +81,7 @@ fn record(
     next_attempt: i64,
 ) -> Result<(), LedgerError> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let error = outcome.as_ref().err().map(|f| f.message.clone());
+    let error = outcome.as_ref().err().map(|f| f.to_string());
     tx.execute(
         "INSERT INTO outbox_attempts (outbox_id, at, duration_ms, ok, error) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, at, duration_ms, outcome.is_ok() as i64, error],
@@ -132,7 +132,7 @@ pub async fn run(
             return;
         }
     };
-    let kind = channel.kind.as_str();
+    let kind = &channel.kind;
     let name = channel.name.clone();
     loop {
         if shutdown.is_cancelled() {

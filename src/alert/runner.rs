@@ -604,7 +604,7 @@ fn route(routes: &[Route], t: &Transition) -> Vec<String> {
     for r in routes {
         let station_ok =
             r.stations.is_empty() || r.stations.iter().any(|p| glob_match(p, &t.key.station));
-        let kind_ok = r.kinds.is_empty() || r.kinds.iter().any(|k| k == t.key.kind.as_str());
+        let kind_ok = r.kinds.is_empty() || r.kinds.contains(&t.key.kind);
         if station_ok && kind_ok && t.key.kind.severity() >= r.min_severity {
             out.extend(r.channels.iter().cloned());
         }

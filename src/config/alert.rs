@@ -5,10 +5,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration::DurationText;
-use super::{Problems, Secret};
+use super::mqtt::Mqtt;
+use super::Problems;
+/// The checked `[[alert.channel]]`, defined with the channel types in [`crate::alert::channels`].
+pub use crate::alert::channels::{Channel, ChannelKind};
+use crate::alert::channels::{ChannelSection, CheckContext};
 
 /// `[alert]`.
 #[derive(Debug, Deserialize)]
@@ -62,9 +66,9 @@ pub struct AlertSection {
     /// A notification still undelivered after this long is given up and recorded as failed.
     #[serde(default = "default_give_up_after")]
     pub give_up_after: DurationText,
-    /// Recipients: one table each.
+    /// Recipients: one table each, decoded by its `type` (see [`ChannelSection::decode`]).
     #[serde(default)]
-    pub channel: Vec<ChannelSection>,
+    pub channel: Vec<toml::Table>,
     /// Routing rules: which alerts go to which channels. An alert matching no route is stored and shown only.
     #[serde(default)]
     pub route: Vec<RouteSection>,
@@ -144,52 +148,6 @@ impl Default for AlertSection {
     }
 }
 
-/// One recipient as written. Which keys apply depends on `type`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelSection {
-    /// Name routes refer to; outbox rows and metrics carry it.
-    pub name: String,
-    /// `email`, `webhook`, `mqtt` or `log`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// email: SMTP server host name.
-    pub server: Option<String>,
-    /// email: SMTP port (default 587 for starttls, 465 for tls, 25 for plain). mqtt: broker port (default 1883).
-    pub port: Option<u16>,
-    /// email: `starttls` (default), `tls` (implicit TLS) or `plain` (no encryption: loopback relays only).
-    pub tls: Option<String>,
-    /// email, mqtt: user name; the password as `password` (`${ENV_VAR}` expands) or `password_file`.
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub password_file: Option<String>,
-    /// email: extra CA certificate (PEM) trusted for the SMTP server's TLS certificate (a private CA); the public
-    /// web roots are trusted otherwise.
-    pub ca_file: Option<String>,
-    /// email: sender, e.g. `quantrac <canhbao@stnmt.bacninh.gov.vn>`.
-    pub from: Option<String>,
-    /// email: recipients.
-    #[serde(default)]
-    pub to: Vec<String>,
-    /// webhook: URL the JSON is POSTed to.
-    pub url: Option<String>,
-    /// webhook: HMAC-SHA256 key; the body's signature is sent as `X-Quantrac-Signature: sha256=<hex>`.
-    pub secret: Option<String>,
-    pub secret_file: Option<String>,
-    /// mqtt: broker host.
-    pub host: Option<String>,
-    /// mqtt: topics are `<topic_prefix>/<station>/alert` (each notification) and
-    /// `<topic_prefix>/<station>/state/<kind>[/<parameter>]` (retained: the alert as it stands).
-    pub topic_prefix: Option<String>,
-    /// Deadline of one delivery attempt.
-    #[serde(default = "default_timeout")]
-    pub timeout: DurationText,
-}
-
-fn default_timeout() -> DurationText {
-    DurationText::new("10s")
-}
-
 /// `[[alert.route]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -222,65 +180,12 @@ pub struct MaintenanceSection {
     pub to: String,
 }
 
-/// E-mail transport security.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    StartTls,
-    Tls,
-    Plain,
-}
-
-/// A checked channel.
-#[derive(Debug, Clone)]
-pub enum ChannelKind {
-    Email {
-        server: String,
-        port: u16,
-        tls: SmtpTls,
-        /// PEM of an extra trusted CA.
-        ca_pem: Option<Vec<u8>>,
-        credentials: Option<(String, Secret)>,
-        from: String,
-        to: Vec<String>,
-    },
-    Webhook {
-        url: String,
-        secret: Option<Secret>,
-    },
-    Mqtt {
-        host: String,
-        port: u16,
-        credentials: Option<(String, Secret)>,
-        topic_prefix: String,
-    },
-    Log,
-}
-
-impl ChannelKind {
-    /// `email`, `webhook`, `mqtt`, `log` (metrics label).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ChannelKind::Email { .. } => "email",
-            ChannelKind::Webhook { .. } => "webhook",
-            ChannelKind::Mqtt { .. } => "mqtt",
-            ChannelKind::Log => "log",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Channel {
-    pub name: String,
-    pub kind: ChannelKind,
-    pub timeout: Duration,
-}
-
 #[derive(Debug, Clone)]
 pub struct Route {
     pub stations: Vec<String>,
-    pub kinds: Vec<String>,
-    /// 0 technical, 1 warning, 2 violation.
-    pub min_severity: u8,
+    /// Empty: every kind.
+    pub kinds: Vec<AlertKind>,
+    pub min_severity: Severity,
     pub channels: Vec<String>,
 }
 
@@ -317,23 +222,97 @@ pub struct Alert {
 impl Default for Alert {
     fn default() -> Self {
         let mut p = Problems::new(Path::new("<defaults>"));
-        AlertSection::default().validate(&mut p, Path::new("."), &[])
+        AlertSection::default().validate(&mut p, Path::new("."), &[], &Mqtt::default())
     }
 }
 
-pub const KINDS: [&str; 7] = [
-    "exceedance",
-    "violation",
-    "silent",
-    "fault",
-    "calibration",
-    "quality",
-    "backlog",
-];
-pub const SEVERITIES: [&str; 3] = ["technical", "warning", "violation"];
+/// What an alert is about (`[[alert.route]] kinds`; the engine's `Kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A single reading above its limit (a warning).
+    Exceedance,
+    /// The averaging-window mean above its limit (Decree 45 violation).
+    Violation,
+    /// No reading from the station.
+    Silent,
+    /// An analyser reports fault (02) for too long.
+    Fault,
+    /// An analyser calibrates (01) for too long.
+    Calibration,
+    /// Flat line, spike or low completeness.
+    Quality,
+    /// A forwarder cannot deliver.
+    Backlog,
+}
+
+impl AlertKind {
+    pub const ALL: [AlertKind; 7] = [
+        AlertKind::Exceedance,
+        AlertKind::Violation,
+        AlertKind::Silent,
+        AlertKind::Fault,
+        AlertKind::Calibration,
+        AlertKind::Quality,
+        AlertKind::Backlog,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Exceedance => "exceedance",
+            AlertKind::Violation => "violation",
+            AlertKind::Silent => "silent",
+            AlertKind::Fault => "fault",
+            AlertKind::Calibration => "calibration",
+            AlertKind::Quality => "quality",
+            AlertKind::Backlog => "backlog",
+        }
+    }
+    pub fn parse(s: &str) -> Option<AlertKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    pub fn severity(self) -> Severity {
+        match self {
+            AlertKind::Violation => Severity::Violation,
+            AlertKind::Exceedance => Severity::Warning,
+            _ => Severity::Technical,
+        }
+    }
+    /// `exceedance, violation, …, backlog` (for error messages).
+    pub fn names() -> String {
+        Self::ALL.map(AlertKind::as_str).join(", ")
+    }
+}
+
+/// How much an alert matters, least first (`[[alert.route]] min_severity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Technical,
+    Warning,
+    Violation,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 3] = [Severity::Technical, Severity::Warning, Severity::Violation];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Technical => "technical",
+            Severity::Warning => "warning",
+            Severity::Violation => "violation",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Severity> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
 
 impl AlertSection {
-    pub(super) fn validate(&self, p: &mut Problems, base: &Path, stations: &[String]) -> Alert {
+    pub(super) fn validate(
+        &self,
+        p: &mut Problems,
+        base: &Path,
+        stations: &[String],
+        mqtt: &Mqtt,
+    ) -> Alert {
         let k = "alert";
         for (key, v) in [
             ("raise_after", self.raise_after),
@@ -360,37 +339,18 @@ impl AlertSection {
                 );
             }
         }
-        let mut channels = Vec::new();
-        for (i, c) in self.channel.iter().enumerate() {
-            let ck = format!("{k}.channel[{i}]");
-            if c.name.trim().is_empty() || self.channel[..i].iter().any(|o| o.name == c.name) {
-                p.push(
-                    format!("{ck}.name"),
-                    format!(
-                        "{:?} is empty or used twice; each channel needs its own name",
-                        c.name
-                    ),
-                );
-            }
-            let timeout = c.timeout.check_positive(p, &format!("{ck}.timeout"));
-            if let Some(kind) = c.validate(p, &ck, base) {
-                channels.push(Channel {
-                    name: c.name.clone(),
-                    kind,
-                    timeout,
-                });
-            }
-        }
+        let cx = CheckContext { base, mqtt };
+        let channels = self.channels(p, &cx);
         let mut routes = Vec::new();
         for (i, r) in self.route.iter().enumerate() {
             let rk = format!("{k}.route[{i}]");
             for (j, name) in r.channels.iter().enumerate() {
-                if !self.channel.iter().any(|c| &c.name == name) {
+                if !self.channel_names().any(|c| c == name) {
                     p.push(
                         format!("{rk}.channels[{j}]"),
                         format!(
                             "no channel is named {name:?}; define it in an [[alert.channel]] table (known: {})",
-                            names(self.channel.iter().map(|c| c.name.as_str()))
+                            names(self.channel_names())
                         ),
                     );
                 }
@@ -398,17 +358,24 @@ impl AlertSection {
             if r.channels.is_empty() {
                 p.push(format!("{rk}.channels"), "name at least one channel");
             }
-            for (j, kind) in r.kinds.iter().enumerate() {
-                if !KINDS.contains(&kind.as_str()) {
-                    p.push(
-                        format!("{rk}.kinds[{j}]"),
-                        format!(
-                            "unknown alert kind {kind:?}; expected one of {}",
-                            KINDS.join(", ")
-                        ),
-                    );
-                }
-            }
+            let kinds = r
+                .kinds
+                .iter()
+                .enumerate()
+                .filter_map(|(j, kind)| {
+                    let parsed = AlertKind::parse(kind);
+                    if parsed.is_none() {
+                        p.push(
+                            format!("{rk}.kinds[{j}]"),
+                            format!(
+                                "unknown alert kind {kind:?}; expected one of {}",
+                                AlertKind::names()
+                            ),
+                        );
+                    }
+                    parsed
+                })
+                .collect();
             for (j, pat) in r.stations.iter().enumerate() {
                 if !pat.contains('*') && !stations.iter().any(|s| s == pat) {
                     p.push(
@@ -417,23 +384,20 @@ impl AlertSection {
                     );
                 }
             }
-            let min_severity = SEVERITIES
-                .iter()
-                .position(|s| *s == r.min_severity)
-                .unwrap_or_else(|| {
-                    p.push(
-                        format!("{rk}.min_severity"),
-                        format!(
-                            "unknown severity {:?}; expected one of {}",
-                            r.min_severity,
-                            SEVERITIES.join(", ")
-                        ),
-                    );
-                    0
-                }) as u8;
+            let min_severity = Severity::parse(&r.min_severity).unwrap_or_else(|| {
+                p.push(
+                    format!("{rk}.min_severity"),
+                    format!(
+                        "unknown severity {:?}; expected one of {}",
+                        r.min_severity,
+                        Severity::ALL.map(Severity::as_str).join(", ")
+                    ),
+                );
+                Severity::Technical
+            });
             routes.push(Route {
                 stations: r.stations.clone(),
-                kinds: r.kinds.clone(),
+                kinds,
                 min_severity,
                 channels: r.channels.clone(),
             });
@@ -504,165 +468,48 @@ fn names<'a>(it: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-impl ChannelSection {
-    fn validate(&self, p: &mut Problems, k: &str, base: &Path) -> Option<ChannelKind> {
-        let required = |p: &mut Problems, key: &str, v: &Option<String>| -> Option<String> {
-            match v.as_deref().map(str::trim) {
-                Some(s) if !s.is_empty() => Some(s.to_string()),
-                _ => {
-                    p.push(
-                        format!("{k}.{key}"),
-                        format!("{} channels need {key}", self.kind),
-                    );
-                    None
-                }
-            }
-        };
-        let password = |p: &mut Problems| {
-            Secret::resolve(
-                self.password.as_deref(),
-                self.password_file.as_deref(),
-                base,
-                p,
-                &format!("{k}.password"),
-            )
-        };
-        match self.kind.as_str() {
-            "email" => {
-                let server = required(p, "server", &self.server);
-                let from = required(p, "from", &self.from);
-                let tls = match self.tls.as_deref().unwrap_or("starttls") {
-                    "starttls" => SmtpTls::StartTls,
-                    "tls" => SmtpTls::Tls,
-                    "plain" => SmtpTls::Plain,
-                    other => {
-                        p.push(
-                            format!("{k}.tls"),
-                            format!("unknown {other:?}; expected starttls, tls or plain"),
-                        );
-                        SmtpTls::StartTls
-                    }
-                };
-                if let Some(f) = &from {
-                    if f.parse::<lettre::message::Mailbox>().is_err() {
-                        p.push(
-                            format!("{k}.from"),
-                            format!("{f:?} is not an e-mail address such as \"quantrac <canhbao@example.vn>\""),
-                        );
-                    }
-                }
-                if self.to.is_empty() {
-                    p.push(format!("{k}.to"), "list at least one recipient address");
-                }
-                for (j, t) in self.to.iter().enumerate() {
-                    if t.parse::<lettre::message::Mailbox>().is_err() {
-                        p.push(
-                            format!("{k}.to[{j}]"),
-                            format!("{t:?} is not an e-mail address"),
-                        );
-                    }
-                }
-                let secret = password(p);
-                let credentials = match (&self.username, secret) {
-                    (Some(u), Some(s)) => Some((u.clone(), s)),
-                    (Some(_), None) => {
-                        p.push(
-                            format!("{k}.password"),
-                            "username is set: give password or password_file",
-                        );
-                        None
-                    }
-                    (None, Some(_)) => {
-                        p.push(
-                            format!("{k}.username"),
-                            "password is set: give username too",
-                        );
-                        None
-                    }
-                    (None, None) => None,
-                };
-                let ca_pem = self.ca_file.as_ref().and_then(|f| {
-                    let path = base.join(f);
-                    std::fs::read(&path)
-                        .map_err(|e| {
-                            p.push(
-                                format!("{k}.ca_file"),
-                                format!("cannot read {}: {e}", path.display()),
-                            )
-                        })
-                        .ok()
-                });
-                let port = self.port.unwrap_or(match tls {
-                    SmtpTls::StartTls => 587,
-                    SmtpTls::Tls => 465,
-                    SmtpTls::Plain => 25,
-                });
-                Some(ChannelKind::Email {
-                    server: server?,
-                    port,
-                    tls,
-                    ca_pem,
-                    credentials,
-                    from: from?,
-                    to: self.to.clone(),
-                })
-            }
-            "webhook" => {
-                let url = required(p, "url", &self.url)?;
-                match reqwest::Url::parse(&url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-                    _ => {
-                        p.push(
-                            format!("{k}.url"),
-                            format!("{url:?} is not an http(s) URL, e.g. \"https://bridge.example.vn/quantrac\""),
-                        );
-                        return None;
-                    }
-                }
-                let secret = Secret::resolve(
-                    self.secret.as_deref(),
-                    self.secret_file.as_deref(),
-                    base,
-                    p,
-                    &format!("{k}.secret"),
-                );
-                Some(ChannelKind::Webhook { url, secret })
-            }
-            "mqtt" => {
-                let host = required(p, "host", &self.host)?;
-                let credentials = match (&self.username, password(p)) {
-                    (Some(u), Some(s)) => Some((u.clone(), s)),
-                    _ => None,
-                };
-                let topic_prefix = self
-                    .topic_prefix
-                    .clone()
-                    .unwrap_or_else(|| "quantrac/alerts".into())
-                    .trim_end_matches('/')
-                    .to_string();
-                if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) {
-                    p.push(
-                        format!("{k}.topic_prefix"),
-                        format!("{topic_prefix:?} is not a topic prefix (no wildcards, not empty)"),
-                    );
-                }
-                Some(ChannelKind::Mqtt {
-                    host,
-                    port: self.port.unwrap_or(1883),
-                    credentials,
-                    topic_prefix,
-                })
-            }
-            "log" => Some(ChannelKind::Log),
-            other => {
+impl AlertSection {
+    /// The `name` of every `[[alert.channel]]` table as written (also of tables with problems, so routes naming
+    /// them are not reported twice).
+    fn channel_names(&self) -> impl Iterator<Item = &str> {
+        self.channel.iter().filter_map(table_name)
+    }
+
+    fn channels(&self, p: &mut Problems, cx: &CheckContext<'_>) -> Vec<Channel> {
+        let mut channels = Vec::new();
+        for (i, table) in self.channel.iter().enumerate() {
+            let ck = format!("alert.channel[{i}]");
+            let Some(section) = ChannelSection::decode(table, p, &ck) else {
+                continue;
+            };
+            let name = section.name();
+            if name.trim().is_empty()
+                || self.channel[..i]
+                    .iter()
+                    .any(|t| table_name(t) == Some(name))
+            {
                 p.push(
-                    format!("{k}.type"),
-                    format!("unknown channel type {other:?}; expected email, webhook, mqtt or log"),
+                    format!("{ck}.name"),
+                    format!("{name:?} is empty or used twice; each channel needs its own name"),
                 );
-                None
+            }
+            let timeout = section
+                .timeout()
+                .check_positive(p, &format!("{ck}.timeout"));
+            if let Some(kind) = section.check(cx, p, &ck) {
+                channels.push(Channel {
+                    name: name.to_string(),
+                    kind,
+                    timeout,
+                });
             }
         }
+        channels
     }
+}
+
+fn table_name(table: &toml::Table) -> Option<&str> {
+    table.get("name").and_then(toml::Value::as_str)
 }
 
 /// `*` matches any run of characters.
@@ -682,7 +529,74 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, AlertKind, Severity};
+    use crate::alert::channels::ChannelKind;
+    use crate::config::Config;
+    use std::path::Path;
+
+    const STATION: &str =
+        "[[station]]\nid = \"BN_A_B\"\nname = \"A\"\nprofile = \"p\"\ndesign_flow_m3_day = 1\n\
+                           receiving_water = { type = \"river\" }\nparameters = { COD = {} }\n";
+    const BROKER: &str = "[[mqtt.broker]]\nname = \"province\"\nhost = \"h\"\nclient_id = \"q\"\n\
+                          tls = { ca_file = \"ca.pem\" }\n";
+
+    fn check(text: &str) -> Result<Config, Vec<String>> {
+        Config::from_str(
+            &format!("{text}\n{STATION}"),
+            Path::new("t.toml"),
+            Path::new("."),
+        )
+        .map_err(|e| e.lines())
+    }
+
+    #[test]
+    fn an_mqtt_channel_uses_the_broker_it_names() {
+        let c = check(&format!(
+            "{BROKER}[[alert.channel]]\nname = \"scada\"\ntype = \"mqtt\"\nbroker = \"province\"\n"
+        ))
+        .unwrap();
+        let ChannelKind::Mqtt(m) = &c.alert.channels[0].kind else {
+            panic!("{:?}", c.alert.channels)
+        };
+        assert_eq!(m.broker.host, "h");
+        assert!(m.broker.tls.is_some());
+        assert_eq!(m.topic_prefix, "quantrac/alerts");
+        assert_eq!(c.alert.channels[0].kind.as_str(), "mqtt");
+    }
+
+    #[test]
+    fn channel_problems_name_their_key() {
+        let e = check(&format!(
+            "{BROKER}[[alert.channel]]\nname = \"a\"\ntype = \"mqtt\"\nbroker = \"city\"\n\
+             [[alert.channel]]\nname = \"b\"\ntype = \"mqtt\"\nhost = \"127.0.0.1\"\n\
+             [[alert.channel]]\nname = \"c\"\n\
+             [[alert.channel]]\nname = \"d\"\ntype = \"webhook\"\nurl = \"https://x.vn\"\ntimeout = 5\n"
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e,
+            [
+                "t.toml: alert.channel[0].broker: unknown broker \"city\"; expected one of province",
+                "t.toml: alert.channel[1].host: unknown field `host`, expected one of `name`, `broker`, `topic_prefix`, `timeout`",
+                "t.toml: alert.channel[2].type: missing; expected email, webhook, mqtt or log",
+                "t.toml: alert.channel[3].timeout: invalid type: integer `5`, expected a string",
+            ]
+        );
+    }
+
+    #[test]
+    fn routes_hold_kinds_and_severities() {
+        let c = check(
+            "[[alert.channel]]\nname = \"log\"\ntype = \"log\"\n\
+             [[alert.route]]\nkinds = [\"violation\", \"silent\"]\nmin_severity = \"warning\"\nchannels = [\"log\"]\n",
+        )
+        .unwrap();
+        let r = &c.alert.routes[0];
+        assert_eq!(r.kinds, [AlertKind::Violation, AlertKind::Silent]);
+        assert_eq!(r.min_severity, Severity::Warning);
+        assert!(AlertKind::Exceedance.severity() >= r.min_severity);
+        assert!(AlertKind::Silent.severity() < r.min_severity);
+    }
 
     #[test]
     fn globs() {

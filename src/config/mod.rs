@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use daemon::{DaemonSection, LedgerSection, PipelineSection, Sim, SimSection, Synchronous};
-pub use duration::parse_duration;
+pub use duration::{parse_duration, DurationText};
 pub use errors::{tidy_toml_message, ConfigError, Problems};
 pub use secret::{fingerprint, Secret};
 pub use station::{
@@ -168,7 +168,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         );
     }
     let station_ids: Vec<String> = raw.station.iter().map(|s| s.id.clone()).collect();
-    let alert = raw.alert.validate(&mut p, base, &station_ids);
+    let alert = raw.alert.validate(&mut p, base, &station_ids, &mqtt);
     p.finish()?;
     Ok(Config {
         source: file.to_path_buf(),

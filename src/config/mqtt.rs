@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::duration::DurationText;
 use super::{Problems, Secret};
+pub use crate::source::mqtt::payload::{JsonMappingSection, PayloadFormat, TimestampFormat};
 
 /// `[mqtt]`.
 #[derive(Debug, Default, Deserialize)]
@@ -104,52 +105,6 @@ pub struct TlsSection {
     pub key_file: Option<String>,
 }
 
-/// JSON payload mapping. Paths are dot-separated keys. The default reads a flat object
-/// `{"ts": "2026-11-27T10:00:00+07:00", "status": "00", "COD": 82.5, …}`; the nested form
-/// `{"time": …, "values": {"COD": {"v": 82.5, "s": "00"}}}` is `timestamp = "time"`, `values = "values"`,
-/// `value_key = "v"`, `status_key = "s"`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct JsonMappingSection {
-    #[serde(default = "default_ts_path")]
-    pub timestamp: String,
-    /// `rfc3339`, `epoch_s`, `epoch_ms` or `tt10` (`yyyyMMddHHmmss`, local time).
-    #[serde(default = "default_ts_format")]
-    pub timestamp_format: String,
-    /// Message-wide status path (optional).
-    #[serde(default = "default_status_path")]
-    pub status: String,
-    /// Object holding the parameters; empty = the top level.
-    #[serde(default)]
-    pub values: String,
-    /// When each parameter is an object: key of its value and of its status.
-    pub value_key: Option<String>,
-    pub status_key: Option<String>,
-}
-
-fn default_ts_path() -> String {
-    "ts".into()
-}
-fn default_ts_format() -> String {
-    "rfc3339".into()
-}
-fn default_status_path() -> String {
-    "status".into()
-}
-
-impl Default for JsonMappingSection {
-    fn default() -> Self {
-        Self {
-            timestamp: default_ts_path(),
-            timestamp_format: default_ts_format(),
-            status: default_status_path(),
-            values: String::new(),
-            value_key: None,
-            status_key: None,
-        }
-    }
-}
-
 /// `[station.mqtt]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -180,45 +135,6 @@ pub struct Broker {
     pub format: PayloadFormat,
     pub json: JsonMappingSection,
     pub max_payload_bytes: usize,
-}
-
-/// How a JSON payload writes its timestamp (`json.timestamp_format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimestampFormat {
-    /// `2026-11-27T10:00:00+07:00`
-    Rfc3339,
-    /// Unix seconds (fractions allowed).
-    EpochS,
-    /// Unix milliseconds.
-    EpochMs,
-    /// Circular 10 `yyyyMMddHHmmss`, local time.
-    Tt10,
-}
-
-impl TimestampFormat {
-    pub const NAMES: &'static str = "rfc3339, epoch_s, epoch_ms, tt10";
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "rfc3339" => Some(Self::Rfc3339),
-            "epoch_s" => Some(Self::EpochS),
-            "epoch_ms" => Some(Self::EpochMs),
-            "tt10" => Some(Self::Tt10),
-            _ => None,
-        }
-    }
-}
-
-impl JsonMappingSection {
-    /// The checked timestamp format (validation has refused unknown names; RFC 3339 otherwise).
-    pub fn timestamp_format(&self) -> TimestampFormat {
-        TimestampFormat::parse(&self.timestamp_format).unwrap_or(TimestampFormat::Rfc3339)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadFormat {
-    Json,
-    Tt10,
 }
 
 /// Checked `[mqtt]`.
@@ -298,17 +214,17 @@ impl MqttSection {
                     .unwrap_or(b.port),
                 _ => b.port,
             };
-            let format = match b.format.as_str() {
-                "json" => PayloadFormat::Json,
-                "tt10" => PayloadFormat::Tt10,
-                other => {
-                    p.push(
-                        format!("{k}.format"),
-                        format!("unknown payload format {other:?}; expected one of json, tt10"),
-                    );
-                    PayloadFormat::Json
-                }
-            };
+            let format = PayloadFormat::parse(&b.format).unwrap_or_else(|| {
+                p.push(
+                    format!("{k}.format"),
+                    format!(
+                        "unknown payload format {:?}; expected one of {}",
+                        b.format,
+                        PayloadFormat::names()
+                    ),
+                );
+                PayloadFormat::Json
+            });
             if TimestampFormat::parse(&b.json.timestamp_format).is_none() {
                 p.push(
                     format!("{k}.json.timestamp_format"),
@@ -392,6 +308,37 @@ impl MqttSection {
     }
 }
 
+impl Mqtt {
+    /// The broker `name` names, or the only broker when `name` is not given; else a problem at `key` listing the
+    /// configured brokers. Stations and the MQTT alert channel name their broker this way.
+    pub fn broker_named(&self, name: Option<&str>, p: &mut Problems, key: &str) -> Option<&Broker> {
+        match (name, self.brokers.as_slice()) {
+            (Some(b), brokers) => {
+                let found = brokers.iter().find(|x| x.name == b);
+                if found.is_none() {
+                    p.push(
+                        key,
+                        format!("unknown broker {b:?}; expected one of {}", names(brokers)),
+                    );
+                }
+                found
+            }
+            (None, [only]) => Some(only),
+            (None, brokers) => {
+                p.push(
+                    key,
+                    format!(
+                        "missing; {} brokers are configured, name one of {}",
+                        brokers.len(),
+                        names(brokers)
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
 impl StationMqttSection {
     pub(super) fn validate(
         &self,
@@ -400,28 +347,10 @@ impl StationMqttSection {
         mqtt: &Mqtt,
         station: &str,
     ) -> Option<StationMqtt> {
-        let broker = match (&self.broker, mqtt.brokers.as_slice()) {
-            (Some(b), brokers) if brokers.iter().any(|x| &x.name == b) => b.clone(),
-            (Some(b), brokers) => {
-                p.push(
-                    format!("{key}.broker"),
-                    format!("unknown broker {b:?}; expected one of {}", names(brokers)),
-                );
-                return None;
-            }
-            (None, [only]) => only.name.clone(),
-            (None, brokers) => {
-                p.push(
-                    format!("{key}.broker"),
-                    format!(
-                        "missing; {} brokers are configured, name one of {}",
-                        brokers.len(),
-                        names(brokers)
-                    ),
-                );
-                return None;
-            }
-        };
+        let broker = mqtt
+            .broker_named(self.broker.as_deref(), p, &format!("{key}.broker"))?
+            .name
+            .clone();
         let template = mqtt
             .brokers
             .iter()

@@ -405,7 +405,7 @@ pub async fn alerts(
         if crate::alert::Kind::parse(k).is_none() {
             return Err(ApiError::bad_request(format!(
                 "kind={k:?}; expected one of {}",
-                crate::config::alert::KINDS.join(", ")
+                crate::config::alert::AlertKind::names()
             )));
         }
     }

@@ -151,10 +151,7 @@ fn mqtt_target(config: &Config, stations: &[&Station]) -> Option<Target> {
         .collect();
     Some(Target::Mqtt {
         target: mqtt::Target {
-            host: broker.host.clone(),
-            port: broker.port,
-            client_id: format!("{}-sim", broker.client_id),
-            mapping: broker.json.clone(),
+            broker: broker.clone(),
             tz: config.timezone,
         },
         topics,

@@ -1,28 +1,28 @@
 //! MQTT transport for simulated stations (`sim.via = "mqtt"`): each station publishes its readings at QoS 1 to its
 //! topic on a broker (the embedded one in the demo), in the broker's JSON mapping, as a real datalogger would.
 //!
-//! It owns one publishing client. Like the subscriber, it never publishes from the task that polls its event loop.
+//! It owns one publishing client, set up by [`crate::mqtt`] from the target broker's `[[mqtt.broker]]` (so it gets
+//! that broker's credentials and TLS). Like the subscriber, it never publishes from the task that polls its event
+//! loop.
 
 use std::time::Duration;
 
 use chrono::FixedOffset;
-use rumqttc::{AsyncClient, Event, MqttOptions, QoS};
+use rumqttc::{AsyncClient, Event, QoS};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::StationSim;
-use crate::config::mqtt::JsonMappingSection;
-use crate::health::Backoff;
+use crate::config::mqtt::Broker;
 use crate::model::Timestamp;
+use crate::mqtt::{Reconnect, Session};
 use crate::source::mqtt::payload;
 
-/// Where simulated stations publish.
+/// Where simulated stations publish: a configured broker (its JSON mapping shapes the payloads), as client
+/// `<client_id>-sim`.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub host: String,
-    pub port: u16,
-    pub client_id: String,
-    pub mapping: JsonMappingSection,
+    pub broker: Broker,
     pub tz: FixedOffset,
 }
 
@@ -39,23 +39,32 @@ pub async fn run(
     if stations.is_empty() {
         return;
     }
-    let mut options = MqttOptions::new(target.client_id.clone(), target.host.clone(), target.port);
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(false)
-        .set_inflight(100);
+    let client_id = format!("{}-sim", target.broker.client_id);
+    let client = crate::mqtt::Client {
+        broker: &target.broker,
+        client_id: &client_id,
+        session: Session::Persistent,
+        inflight: Some(100),
+    };
+    let options = match client.options() {
+        Ok(o) => o,
+        Err(e) => {
+            error!(broker = %target.broker.name, error = %e, "Simulated MQTT stations cannot set up their client; they stay silent.");
+            return;
+        }
+    };
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let poller = shutdown.clone();
     tokio::spawn(async move {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        let mut reconnect = Reconnect::new(Duration::from_secs(10));
         loop {
             tokio::select! {
                 _ = poller.cancelled() => return,
                 e = eventloop.poll() => match e {
-                    Ok(Event::Incoming(rumqttc::Packet::ConnAck(_))) => backoff.reset(),
+                    Ok(Event::Incoming(rumqttc::Packet::ConnAck(_))) => reconnect.connected(),
                     Ok(_) => {}
                     Err(e) => {
-                        let delay = backoff.next_delay();
+                        let delay = reconnect.failed();
                         warn!(error = %e, retry_in = ?delay, "Simulated stations cannot reach the MQTT broker, reconnecting.");
                         tokio::time::sleep(delay).await;
                     }
@@ -68,7 +77,7 @@ pub async fn run(
         let messages: Vec<(String, Vec<u8>)> = stations
             .iter()
             .flat_map(|(sim, topic)| {
-                payload::encode_json(&target.mapping, &sim.sample(t, stamp), target.tz)
+                payload::encode_json(&target.broker.json, &sim.sample(t, stamp), target.tz)
                     .into_iter()
                     .map(|m| (topic.clone(), m))
             })
@@ -98,7 +107,7 @@ pub async fn run(
     }
     info!(
         stations = stations.len(),
-        broker = %format!("{}:{}", target.host, target.port),
+        broker = %format!("{}:{}", target.broker.host, target.broker.port),
         "Simulated MQTT stations published their history; now live."
     );
     let mut clock = super::LiveClock::new(interval, speed);

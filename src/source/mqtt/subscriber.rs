@@ -25,7 +25,7 @@ use std::time::Duration;
 use chrono::FixedOffset;
 use rumqttc::{
     AsyncClient, ConnAck, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
-    SubscribeReasonCode, TlsConfiguration, Transport,
+    SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -33,32 +33,12 @@ use tracing::{debug, error, info, warn};
 
 use super::payload::{self, Context, PayloadError};
 use super::topic::TopicRouter;
-use crate::config::mqtt::{Broker, TlsSection, MAX_PACKET_BYTES};
+use crate::config::mqtt::{Broker, MAX_PACKET_BYTES};
 use crate::config::Config;
 use crate::health::{Backoff, ConnectionState, Health};
 use crate::model::{Parameter, Quarantined, SourceKind, StationId, Unit};
+use crate::mqtt::{describe_error, MqttError, Reconnect, Session};
 use crate::pipeline::{Batch, Completion, Ingest, PipelineError};
-
-/// Why a broker connection cannot be set up. Reported in `Health` and the log, then retried with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum SubscribeError {
-    #[error("cannot read {what} {path}: {error}")]
-    ReadFile {
-        what: &'static str,
-        path: String,
-        error: std::io::Error,
-    },
-    #[error("{path} holds no usable {what} (PEM expected): {detail}")]
-    Pem {
-        what: &'static str,
-        path: String,
-        detail: String,
-    },
-    #[error("TLS set-up failed: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error("broker {0}: a persistent session needs a non-empty client_id")]
-    EmptyClientId(String),
-}
 
 /// Most messages the worker holds between enqueue and ack.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -187,79 +167,20 @@ impl Subscriber {
         );
     }
 
-    /// rumqttc options: validated values only (the setters panic on an empty client id or a keep-alive below 1 s).
-    pub fn options(&self) -> Result<MqttOptions, SubscribeError> {
-        let b = &self.broker;
-        if b.client_id.is_empty() {
-            return Err(SubscribeError::EmptyClientId(b.name.clone()));
-        }
-        let mut o = MqttOptions::new(b.client_id.clone(), b.host.clone(), b.port);
-        o.set_keep_alive(b.keep_alive.max(Duration::from_secs(1)))
-            .set_clean_session(false)
-            .set_manual_acks(true)
+    /// rumqttc options: the broker's (see [`crate::mqtt::Client`]) with a persistent session and manual acks.
+    pub fn options(&self) -> Result<MqttOptions, MqttError> {
+        let client = crate::mqtt::Client {
+            broker: &self.broker,
+            client_id: &self.broker.client_id,
+            session: Session::Persistent,
+            inflight: None,
+        };
+        let mut o = client.options()?;
+        o.set_manual_acks(true)
             .set_max_packet_size(MAX_PACKET_BYTES, 1024 * 1024)
             .set_request_channel_capacity(REQUEST_CAPACITY);
-        if let Some(user) = &b.username {
-            let password = b.password.as_ref().map(|p| p.expose()).unwrap_or_default();
-            o.set_credentials(user.clone(), password);
-        }
-        if let Some(tls) = &b.tls {
-            o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-                Arc::new(tls_config(tls)?),
-            )));
-        }
         Ok(o)
     }
-}
-
-/// The system CA bundle, used when `tls.ca_file` is not given (Debian/Ubuntu path).
-const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// rustls client config with the ring provider: the given CA (or the system bundle), optional client certificate.
-pub fn tls_config(t: &TlsSection) -> Result<rustls::ClientConfig, SubscribeError> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let read = |what: &'static str, path: &str| {
-        std::fs::read(path).map_err(|error| SubscribeError::ReadFile {
-            what,
-            path: path.to_string(),
-            error,
-        })
-    };
-    let pem = |what: &'static str, path: &str, detail: String| SubscribeError::Pem {
-        what,
-        path: path.to_string(),
-        detail,
-    };
-    let ca_path = t.ca_file.as_deref().unwrap_or(SYSTEM_CA_BUNDLE);
-    let ca = read("CA file", ca_path)?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&ca) {
-        let cert = cert.map_err(|e| pem("CA certificate", ca_path, e.to_string()))?;
-        roots
-            .add(cert)
-            .map_err(|e| pem("CA certificate", ca_path, e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(pem("CA certificate", ca_path, "no certificates".into()));
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots);
-    Ok(match (&t.cert_file, &t.key_file) {
-        (Some(cert_path), Some(key_path)) => {
-            let certs = CertificateDer::pem_slice_iter(&read("client certificate", cert_path)?)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| pem("client certificate", cert_path, e.to_string()))?;
-            let key = PrivateKeyDer::from_pem_slice(&read("client key", key_path)?)
-                .map_err(|e| pem("private key", key_path, e.to_string()))?;
-            builder.with_client_auth_cert(certs, key)?
-        }
-        _ => builder.with_no_client_auth(),
-    })
 }
 
 /// A message on its way from the poll task to the worker, tagged with the connection it arrived on.
@@ -273,14 +194,14 @@ pub async fn run(sub: Subscriber, ingest: Ingest, health: Health, shutdown: Canc
     let key = sub.health_key();
     let stations = sub.units.keys().map(|s| s.as_str().to_string()).collect();
     health.register(&key, ConnectionState::new(SourceKind::Mqtt, stations));
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let mut reconnect = Reconnect::new(Duration::from_secs(30));
     let options = loop {
         match sub.options() {
             Ok(o) => break o,
             Err(e) => {
                 error!(broker = %sub.broker.name, error = %e, "MQTT connection cannot be set up; retrying.");
                 health.failure(&key, e.to_string());
-                if sleep_or_shutdown(backoff.next_delay(), &shutdown).await {
+                if sleep_or_shutdown(reconnect.failed(), &shutdown).await {
                     return;
                 }
             }
@@ -307,7 +228,7 @@ pub async fn run(sub: Subscriber, ingest: Ingest, health: Health, shutdown: Canc
         tx,
         &connection,
         &health,
-        backoff,
+        reconnect,
         &shutdown,
         &worker_done,
     )
@@ -333,7 +254,7 @@ async fn poll(
     tx: mpsc::Sender<Delivery>,
     connection: &AtomicU64,
     health: &Health,
-    mut backoff: Backoff,
+    mut reconnect: Reconnect,
     shutdown: &CancellationToken,
     worker_done: &CancellationToken,
 ) {
@@ -359,7 +280,7 @@ async fn poll(
                 session_present, ..
             }))) => {
                 let n = connection.fetch_add(1, Ordering::SeqCst) + 1;
-                backoff.reset();
+                reconnect.connected();
                 health.success(&key, 0);
                 info!(broker = %name, session_present, connection = n, "MQTT connected.");
                 // Subscribe when the broker kept no session, and once per process so topic changes take effect.
@@ -423,8 +344,8 @@ async fn poll(
                     // Shutting down and the connection is gone: nothing left to flush.
                     break;
                 }
-                let delay = backoff.next_delay();
-                let error = super::describe_error(&e);
+                let delay = reconnect.failed();
+                let error = describe_error(&e);
                 warn!(broker = %name, host = %sub.broker.host, port = sub.broker.port, error = %error, retry_in = ?delay, "MQTT connection failed, reconnecting.");
                 health.failure(&key, error);
                 health.reconnecting(&key);

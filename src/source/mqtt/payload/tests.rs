@@ -1,6 +1,7 @@
 //! Golden tables for each payload format and proptests: never panic on arbitrary bytes, round-trip generated messages.
 
 use super::*;
+use crate::model::{Status, Timestamp};
 use proptest::prelude::*;
 
 const ICT: i32 = 7 * 3600;

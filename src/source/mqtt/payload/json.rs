@@ -1,128 +1,103 @@
-//! MQTT payload formats, as pure functions: bytes in, readings and rejected parts out. No I/O, no clock.
-//!
-//! - `json`: one object per message, read through the broker's [`JsonMappingSection`]. Flat
-//!   `{"ts": "2026-11-27T10:00:00+07:00", "status": "00", "COD": 82.5}` or nested
-//!   `{"time": …, "values": {"COD": {"v": 82.5, "s": "00"}}}`; timestamps in RFC 3339, Unix s/ms or TT10 local time.
-//! - `tt10`: Circular 10/2021 file content (`<symbol> TAB <value> TAB <unit> TAB <yyyyMMddHHmmss> TAB <status>`).
-//!
-//! A message may carry many readings. A part that cannot become a reading is returned as a [`Rejected`] with its
-//! own bytes and reason while the good parts are kept; a message that cannot be read at all is one `Rejected` with
-//! the whole payload. The encoders are the inverse (used by the simulator, the benchmark and round-trip tests).
-//!
-//! The TT10 content parser and writer live in [`crate::source::tt10::format`]; this module only adapts them.
+//! `format = "json"`: one object per message, read through the broker's [`JsonMappingSection`]. Flat
+//! `{"ts": "2026-11-27T10:00:00+07:00", "status": "00", "COD": 82.5}` or nested
+//! `{"time": …, "values": {"COD": {"v": 82.5, "s": "00"}}}`; timestamps in RFC 3339, Unix s/ms or TT10 local time.
+//! The mapping (`[mqtt.broker.json]`) is this format's own settings table, so it lives here.
 
 use chrono::FixedOffset;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::mqtt::{JsonMappingSection, PayloadFormat, TimestampFormat};
-use crate::model::{ModelError, Parameter, Reading, StationId, Status, Timestamp, Unit};
-use crate::source::tt10::format::{self as tt10, parse_decimal, Tt10Error};
-pub use crate::source::tt10::format::{format_tt10_time, tt10_time};
+use super::{utf8, Context, Decoded, Format, PayloadError, Rejected};
+use crate::model::{Parameter, Reading, Status, Timestamp, Unit};
+use crate::source::tt10::format::{format_tt10_time, parse_decimal, tt10_time};
 
-/// Why a payload, or a part of it, is not a reading. Messages name the part and what was expected.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PayloadError {
-    #[error("payload is not valid UTF-8 (invalid byte at offset {0})")]
-    NotUtf8(usize),
-    #[error("payload is empty")]
-    Empty,
-    #[error("payload of {size} bytes exceeds the {limit}-byte limit (max_payload_bytes); the first {kept} bytes are kept")]
-    TooLarge {
-        size: usize,
-        limit: usize,
-        kept: usize,
-    },
-    #[error("invalid JSON: {0}")]
-    Json(String),
-    #[error("JSON payload is {0}; expected an object")]
-    NotObject(&'static str),
-    #[error("no timestamp at {0:?} (json.timestamp)")]
-    MissingTimestamp(String),
-    #[error("timestamp {value} is not {expected}")]
-    Timestamp {
-        value: String,
-        expected: &'static str,
-    },
-    #[error("status {0} is not a device status; expected 00, 01, 02, 03 or measuring, calibrating, fault, maintenance")]
-    Status(String),
-    #[error("no values object at {0:?} (json.values)")]
-    MissingValues(String),
-    #[error("{0:?} is not an object of parameters (json.values)")]
-    ValuesNotObject(String),
-    #[error("the payload carries no values")]
-    NoValues,
-    #[error("parameter {parameter}: value {found} is not a number")]
-    Value { parameter: String, found: String },
-    #[error("parameter {parameter}: no value at {key:?} (json.value_key)")]
-    MissingValue { parameter: String, key: String },
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Tt10(#[from] Tt10Error),
+/// The JSON format.
+pub struct Json;
+
+impl Format for Json {
+    fn decode(mapping: &JsonMappingSection, payload: &[u8], cx: &Context<'_>) -> Decoded {
+        decode_json(mapping, payload, cx)
+    }
 }
 
-/// A part of a payload that could not become a reading: its bytes and why.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejected {
-    pub error: PayloadError,
-    pub raw: Vec<u8>,
+/// JSON payload mapping. Paths are dot-separated keys. The default reads a flat object
+/// `{"ts": "2026-11-27T10:00:00+07:00", "status": "00", "COD": 82.5, …}`; the nested form
+/// `{"time": …, "values": {"COD": {"v": 82.5, "s": "00"}}}` is `timestamp = "time"`, `values = "values"`,
+/// `value_key = "v"`, `status_key = "s"`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JsonMappingSection {
+    #[serde(default = "default_ts_path")]
+    pub timestamp: String,
+    /// `rfc3339`, `epoch_s`, `epoch_ms` or `tt10` (`yyyyMMddHHmmss`, local time).
+    #[serde(default = "default_ts_format")]
+    pub timestamp_format: String,
+    /// Message-wide status path (optional).
+    #[serde(default = "default_status_path")]
+    pub status: String,
+    /// Object holding the parameters; empty = the top level.
+    #[serde(default)]
+    pub values: String,
+    /// When each parameter is an object: key of its value and of its status.
+    pub value_key: Option<String>,
+    pub status_key: Option<String>,
 }
 
-/// What a payload decoded to: the good readings and the rejected parts.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Decoded {
-    pub readings: Vec<Reading>,
-    pub rejected: Vec<Rejected>,
+fn default_ts_path() -> String {
+    "ts".into()
+}
+fn default_ts_format() -> String {
+    "rfc3339".into()
+}
+fn default_status_path() -> String {
+    "status".into()
 }
 
-impl Decoded {
-    fn whole(error: PayloadError, payload: &[u8]) -> Self {
-        Decoded {
-            readings: Vec::new(),
-            rejected: vec![Rejected {
-                error,
-                raw: payload.to_vec(),
-            }],
+impl Default for JsonMappingSection {
+    fn default() -> Self {
+        Self {
+            timestamp: default_ts_path(),
+            timestamp_format: default_ts_format(),
+            status: default_status_path(),
+            values: String::new(),
+            value_key: None,
+            status_key: None,
         }
     }
 }
 
-/// What the parser needs to know besides the bytes.
-pub struct Context<'a> {
-    pub station: &'a StationId,
-    /// Local time zone of TT10 timestamps.
-    pub tz: FixedOffset,
-    /// Unit of a parameter when the payload does not give one (the station's configured unit).
-    pub unit_of: &'a dyn Fn(&Parameter) -> Unit,
-    /// The station's configured parameters and units, if known: a reading of one of them shares the configured
-    /// name and unit instead of allocating its own.
-    pub configured: Option<&'a std::collections::HashMap<Parameter, Unit>>,
+/// How a JSON payload writes its timestamp (`json.timestamp_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampFormat {
+    /// `2026-11-27T10:00:00+07:00`
+    Rfc3339,
+    /// Unix seconds (fractions allowed).
+    EpochS,
+    /// Unix milliseconds.
+    EpochMs,
+    /// Circular 10 `yyyyMMddHHmmss`, local time.
+    Tt10,
 }
 
-/// Decode one message in the broker's format.
-pub fn decode(
-    format: PayloadFormat,
-    mapping: &JsonMappingSection,
-    payload: &[u8],
-    cx: &Context<'_>,
-) -> Decoded {
-    match format {
-        PayloadFormat::Json => decode_json(mapping, payload, cx),
-        PayloadFormat::Tt10 => decode_tt10(payload, cx),
+impl TimestampFormat {
+    pub const NAMES: &'static str = "rfc3339, epoch_s, epoch_ms, tt10";
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "rfc3339" => Some(Self::Rfc3339),
+            "epoch_s" => Some(Self::EpochS),
+            "epoch_ms" => Some(Self::EpochMs),
+            "tt10" => Some(Self::Tt10),
+            _ => None,
+        }
     }
 }
 
-fn utf8(payload: &[u8]) -> Result<&str, PayloadError> {
-    let text = std::str::from_utf8(payload).map_err(|e| PayloadError::NotUtf8(e.valid_up_to()))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim().is_empty() {
-        return Err(PayloadError::Empty);
+impl JsonMappingSection {
+    /// The checked timestamp format (validation has refused unknown names; RFC 3339 otherwise).
+    pub fn timestamp_format(&self) -> TimestampFormat {
+        TimestampFormat::parse(&self.timestamp_format).unwrap_or(TimestampFormat::Rfc3339)
     }
-    Ok(text)
 }
-
-// ---------------------------------------------------------------------------------------------------------------
-// JSON
 
 /// Decode a JSON message through `mapping`.
 pub fn decode_json(mapping: &JsonMappingSection, payload: &[u8], cx: &Context<'_>) -> Decoded {
@@ -323,35 +298,7 @@ fn to_ms(x: f64) -> Option<i64> {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// TT10 content
-
-/// Decode Circular 10 content (see [`crate::source::tt10::format`]): CRLF, a BOM, blank lines, trailing blanks,
-/// decimal commas, several groups on one line and status `03` are accepted.
-pub fn decode_tt10(payload: &[u8], cx: &Context<'_>) -> Decoded {
-    let text = match utf8(payload) {
-        Ok(t) => t,
-        Err(e) => return Decoded::whole(e, payload),
-    };
-    let parsed = tt10::parse_text(text, cx.station, cx.tz, cx.unit_of);
-    let out = Decoded {
-        readings: parsed.readings,
-        rejected: parsed
-            .rejected
-            .into_iter()
-            .map(|r| Rejected {
-                error: r.error.into(),
-                raw: r.raw,
-            })
-            .collect(),
-    };
-    if out.readings.is_empty() && out.rejected.is_empty() {
-        return Decoded::whole(PayloadError::NoValues, payload);
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Encoders (simulator, benchmark, tests)
+// Encoder (simulator, benchmark, tests)
 
 /// Encode readings taken at one time as JSON messages in the `mapping`'s shape. A flat mapping carries one status
 /// per message, so readings with different statuses go into separate messages (or use a `status_key`).
@@ -435,11 +382,3 @@ fn set_path(root: &mut Value, path: &str, v: Value) {
             .or_insert_with(|| Value::Object(Map::new()));
     }
 }
-
-/// Encode readings as Circular 10 content, one CRLF-terminated line per reading (maintenance is written as `01`).
-pub fn encode_tt10(readings: &[Reading], tz: FixedOffset) -> Vec<u8> {
-    tt10::write_content(readings, tz)
-}
-
-#[cfg(test)]
-mod tests;
