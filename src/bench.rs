@@ -223,7 +223,8 @@ fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
 /// Lines/s forwarded from a prepared ledger to an InfluxDB v2 write API (VictoriaMetrics by default, started here),
 /// beside a bare HTTP client posting the same batches.
 pub async fn influx(total: usize, url: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
-    use crate::forward::{encode::reading_line, store::Store};
+    use crate::forward::encode::reading_line;
+    use crate::ledger::forward::ForwardStore as Store;
     use crate::ledger::Evaluated;
 
     let dir = tempfile_dir()?;

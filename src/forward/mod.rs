@@ -4,4 +4,3 @@
 pub mod encode;
 pub mod influx;
 pub mod line_protocol;
-pub mod store;

@@ -6,8 +6,13 @@
 //! Calls here block: the pipeline runs them on a dedicated thread; readers open their own connection.
 
 pub mod aggregates;
+pub mod alerts;
+pub mod audit;
 mod checkpointer;
 mod events;
+// pub mod export;
+pub mod forward;
+pub mod handle;
 pub mod query;
 mod schema;
 
@@ -19,6 +24,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use rustc_hash::FxHashMap;
 
 pub use aggregates::{AggregateContext, AggregateReport};
+pub use audit::SideWriter;
+pub use handle::{Held, LedgerHandle};
 pub use query::Reader;
 
 use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, LimitBound, Scope};
@@ -38,6 +45,11 @@ pub enum LedgerError {
     Thread(String),
     #[error("the ledger has schema version {found}, newer than this quantrac supports ({supported}); upgrade quantrac")]
     TooNew { found: i64, supported: i64 },
+    #[error("a ledger call on the blocking pool did not finish")]
+    Task {
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// A reading with the compliance engine's verdict, ready to store.
@@ -615,6 +627,17 @@ fn id_of<K: Clone + Eq + std::hash::Hash>(
     )?;
     cache.insert(key.clone(), id);
     Ok(id)
+}
+
+/// A read-write connection for the tables written outside the writer thread (alerts, outbox, cursors, notes,
+/// audit); it waits up to 10 s for the writer's lock.
+pub(crate) fn open_write(path: &Path) -> Result<Connection, LedgerError> {
+    let conn = Connection::open(path).map_err(|error| LedgerError::Open {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
 }
 
 /// Open flags for read-only connections.
