@@ -2,7 +2,7 @@
 //!
 //! The alert runner holds one [`AlertStore`] (a write connection: WAL, busy timeout); each delivery task holds an
 //! [`Outbox`]; the API reads alerts through a [`Reader`]. Only the ledger writer writes readings. The engine
-//! decides (in `crate::alert`); this module stores and reads what it decided, as plain rows.
+//! decides (the alert module); this module stores and reads what it decided, as plain rows.
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -10,7 +10,7 @@ pub mod alerts;
 pub mod audit;
 mod checkpointer;
 mod events;
-// pub mod export;
+pub mod export;
 pub mod forward;
 pub mod handle;
 pub mod query;
