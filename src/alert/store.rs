@@ -314,9 +314,6 @@ mod tests {
             .map(|a| a.deliveries.len())
             .sum();
         assert_eq!(n, 4);
-        assert_eq!(
-            crate::ledger::cursor(reader.connection(), READINGS_CURSOR).unwrap(),
-            5
-        );
+        assert_eq!(reader.cursor(READINGS_CURSOR).unwrap(), 5);
     }
 }

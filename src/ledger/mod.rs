@@ -3,7 +3,11 @@
 //! Owns the schema, batched writes (readings, quarantine, conflicts), cursors, aggregates storage, queries and
 //! retention. The key (station, parameter, timestamp) makes storage exactly-once: a redelivered duplicate is a
 //! no-op; the same key with another value keeps the first and records a conflict.
-//! Calls here block: the pipeline runs them on a dedicated thread; readers open their own connection.
+//! Every SQL statement of quantrac is in this module: the writer's commits, the queries of the API, the live view,
+//! exports and sources (`query.rs`, `export.rs`), and the side tables written outside the writer thread: alerts and
+//! the outbox (`alerts.rs`), forwarder cursors (`forward.rs`), audit and notes (`audit.rs`).
+//! Calls here block: the pipeline runs them on a dedicated thread; async code reaches the ledger through
+//! [`LedgerHandle`] or [`Held`] (`handle.rs`), which run them on the blocking pool; readers open their own connection.
 
 pub mod aggregates;
 pub mod alerts;

@@ -360,6 +360,11 @@ impl Reader {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Position of a named cursor (0 when new).
+    pub fn cursor(&self, name: &str) -> Result<i64, LedgerError> {
+        super::cursor(&self.conn, name)
+    }
+
     /// The connection, for tests and tools that inspect the file directly.
     pub fn connection(&self) -> &Connection {
         &self.conn
