@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use rusqlite::params;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::ledger::aggregates::DAY_MS;
+use crate::ledger::query::Latest;
 use crate::ledger::{LedgerError, Reader};
 use crate::model::{Status, Timestamp};
 use crate::pipeline::LiveEvent;
@@ -281,9 +281,6 @@ fn plant_state(st: &StationLive, now: Timestamp) -> PlantState {
     }
 }
 
-/// (window start, mean, band, completeness) of a stored aggregate.
-type WindowRow = (i64, Option<f64>, String, f64);
-
 /// The latest reading and averaging-window/daily aggregates of one parameter, from the ledger.
 fn latest(
     reader: &Reader,
@@ -291,61 +288,29 @@ fn latest(
     parameter: &str,
     window_ms: i64,
 ) -> Result<Option<ParamLive>, LedgerError> {
-    let conn = reader.connection();
-    let row = conn.query_row(
-        "SELECT r.ts, r.value, r.unit, r.status, r.band, r.limit_low, r.limit_high, r.ratio, r.station_id, r.parameter_id \
-         FROM readings r WHERE r.station_id = (SELECT id FROM stations WHERE code = ?1) \
-         AND r.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2) ORDER BY r.ts DESC LIMIT 1",
-        params![station, parameter],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, f64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u8>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, Option<f64>>(5)?,
-                r.get::<_, Option<f64>>(6)?,
-                r.get::<_, Option<f64>>(7)?,
-                r.get::<_, i64>(8)?,
-                r.get::<_, i64>(9)?,
-            ))
-        },
-    );
-    let (ts, value, unit, status, band, limit_low, limit_high, ratio, sid, pid) = match row {
-        Ok(x) => x,
-        Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
-        Err(e) => return Err(e.into()),
+    let Some(Latest {
+        reading,
+        window,
+        day,
+    }) = reader.latest(station, parameter, window_ms)?
+    else {
+        return Ok(None);
     };
-    let window = |w: i64| -> Result<Option<WindowRow>, LedgerError> {
-        match conn.query_row(
-            "SELECT window_start, mean, band, completeness FROM aggregates WHERE station_id = ?1 AND parameter_id = ?2 \
-             AND window_ms = ?3 ORDER BY window_start DESC LIMIT 1",
-            params![sid, pid, w],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        ) {
-            Ok(x) => Ok(Some(x)),
-            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    };
-    let hour = window(window_ms)?;
-    let day = window(DAY_MS)?;
     Ok(Some(ParamLive {
         parameter: parameter.to_string(),
-        ts,
-        value,
-        unit,
-        status: Status::from_u8(status).unwrap_or(Status::Fault).as_str(),
-        band,
-        limit_low,
-        limit_high,
-        ratio,
-        hour_start: hour.as_ref().map(|h| h.0),
-        hour_mean: hour.as_ref().and_then(|h| h.1),
-        hour_band: hour.as_ref().map(|h| h.2.clone()),
-        hour_completeness: hour.as_ref().map(|h| h.3),
-        day_completeness: day.as_ref().map(|d| d.3),
-        day_start: day.map(|d| d.0),
+        ts: reading.ts,
+        value: reading.value,
+        unit: reading.unit,
+        status: reading.status.as_str(),
+        band: reading.band,
+        limit_low: reading.limit_low,
+        limit_high: reading.limit_high,
+        ratio: reading.ratio,
+        hour_start: window.as_ref().map(|h| h.window_start),
+        hour_mean: window.as_ref().and_then(|h| h.mean),
+        hour_band: window.as_ref().map(|h| h.band.clone()),
+        hour_completeness: window.as_ref().map(|h| h.completeness),
+        day_completeness: day.as_ref().map(|d| d.completeness),
+        day_start: day.map(|d| d.window_start),
     }))
 }

@@ -170,17 +170,18 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
 }
 
 /// Record a reload in the ledger's `audit` table (who = `sighup`).
-pub fn record(ledger: &Path, config: &Path, changes: &Changes) -> Result<(), rusqlite::Error> {
-    let conn = rusqlite::Connection::open(ledger)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.execute(
-        "INSERT INTO audit (at, who, role, action, detail) VALUES (?1, 'sighup', 'system', 'reload config', ?2)",
-        rusqlite::params![
-            Timestamp::now().millis(),
-            format!("{}: {}", config.display(), changes.describe())
-        ],
-    )?;
-    Ok(())
+pub fn record(
+    ledger: &Path,
+    config: &Path,
+    changes: &Changes,
+) -> Result<(), crate::ledger::LedgerError> {
+    crate::ledger::SideWriter::open(ledger)?.record_audit(&crate::ledger::audit::AuditEntry {
+        at: Timestamp::now().millis(),
+        who: "sighup",
+        role: "system",
+        action: "reload config",
+        detail: &format!("{}: {}", config.display(), changes.describe()),
+    })
 }
 
 #[cfg(test)]

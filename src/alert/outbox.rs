@@ -10,10 +10,9 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
@@ -21,18 +20,9 @@ use tracing::{error, warn};
 use super::channels::{Failure, Sender};
 use super::message::Notification;
 use crate::config::alert::Channel;
-use crate::ledger::LedgerError;
+use crate::ledger::alerts::{Attempt, Outbox, OutboxStatus};
+use crate::ledger::Held;
 use crate::model::Timestamp;
-
-/// One pending row.
-#[derive(Debug, Clone)]
-struct Row {
-    id: i64,
-    payload: String,
-    attempts: i64,
-    created: i64,
-    next_attempt: i64,
-}
 
 /// Retry settings.
 #[derive(Debug, Clone, Copy)]
@@ -52,64 +42,23 @@ pub fn backoff(r: &Retry, attempts: i64) -> Duration {
     half + half.mul_f64(fastrand::f64())
 }
 
-fn next_row(conn: &Connection, channel: &str) -> Result<Option<Row>, LedgerError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id, payload, attempts, created, next_attempt FROM outbox WHERE channel = ?1 AND status = 'pending' \
-             ORDER BY id LIMIT 1",
-        )?
-        .query_row([channel], |r| {
-            Ok(Row {
-                id: r.get(0)?,
-                payload: r.get(1)?,
-                attempts: r.get(2)?,
-                created: r.get(3)?,
-                next_attempt: r.get(4)?,
-            })
-        })
-        .optional()?)
-}
-
-/// Record one attempt and the row's new status in one transaction.
-fn record(
-    conn: &mut Connection,
+/// The attempt to record for `outcome`.
+fn attempt(
     id: i64,
     at: i64,
     duration_ms: i64,
     outcome: &Result<(), Failure>,
-    status: &str,
+    status: OutboxStatus,
     next_attempt: i64,
-) -> Result<(), LedgerError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let error = outcome.as_ref().err().map(|f| f.to_string());
-    tx.execute(
-        "INSERT INTO outbox_attempts (outbox_id, at, duration_ms, ok, error) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, at, duration_ms, outcome.is_ok() as i64, error],
-    )?;
-    tx.execute(
-        "UPDATE outbox SET attempts = attempts + 1, status = ?2, next_attempt = ?3, last_error = ?4, \
-         delivered = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered END WHERE id = ?1",
-        params![id, status, next_attempt, error, at + duration_ms],
-    )?;
-    tx.commit()?;
-    Ok(())
-}
-
-async fn blocking<T: Send + 'static>(
-    conn: &Arc<Mutex<Connection>>,
-    f: impl FnOnce(&mut Connection) -> Result<T, LedgerError> + Send + 'static,
-) -> Result<T, LedgerError> {
-    let conn = conn.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut c)
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(LedgerError::Sqlite(rusqlite::Error::InvalidParameterName(
-            format!("the blocking task failed: {e}"),
-        )))
-    })
+) -> Attempt {
+    Attempt {
+        outbox_id: id,
+        at,
+        duration_ms,
+        error: outcome.as_ref().err().map(|f| f.to_string()),
+        status,
+        next_attempt,
+    }
 }
 
 /// Deliver `channel`'s rows until `shutdown`. `wake` is notified when new rows are queued.
@@ -122,11 +71,8 @@ pub async fn run(
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
-    let conn = match Connection::open(&ledger).and_then(|c| {
-        c.busy_timeout(Duration::from_secs(10))?;
-        Ok(c)
-    }) {
-        Ok(c) => Arc::new(Mutex::new(c)),
+    let outbox = match Outbox::open(&ledger) {
+        Ok(o) => Held::new(o),
         Err(e) => {
             error!(channel = %channel.name, error = %e, "Cannot open the ledger for alert delivery; notifications stay queued.");
             return;
@@ -139,7 +85,7 @@ pub async fn run(
             return;
         }
         let n = name.clone();
-        let row = match blocking(&conn, move |c| next_row(c, &n)).await {
+        let row = match outbox.call(move |o| o.next_pending(&n)).await {
             Ok(r) => r,
             Err(e) => {
                 warn!(channel = %name, error = %e, "Reading the outbox failed; retrying.");
@@ -169,10 +115,8 @@ pub async fn run(
             Err(e) => {
                 error!(channel = %name, outbox = row.id, error = %e, "Outbox row is not a notification; marking it failed.");
                 let outcome = Err(Failure::permanent(format!("payload not understood: {e}")));
-                let _ = blocking(&conn, move |c| {
-                    record(c, row.id, now, 0, &outcome, "failed", now)
-                })
-                .await;
+                let a = attempt(row.id, now, 0, &outcome, OutboxStatus::Failed, now);
+                let _ = outbox.call(move |o| o.record(&a)).await;
                 continue;
             }
         };
@@ -193,7 +137,7 @@ pub async fn run(
         let (status, next_attempt) = match &outcome {
             Ok(()) => {
                 metrics.alerts.delivered(kind);
-                ("delivered", now)
+                (OutboxStatus::Delivered, now)
             }
             Err(e) => {
                 metrics.alerts.failed(kind);
@@ -202,25 +146,22 @@ pub async fn run(
                     metrics.alerts.given_up.fetch_add(1, Relaxed);
                     error!(channel = %name, outbox = row.id, alert = notification.alert_id, error = %e,
                         "Alert notification refused by the recipient; not retried (fix the channel and resend by hand).");
-                    ("failed", now)
+                    (OutboxStatus::Failed, now)
                 } else if now - row.created > retry.give_up_after.as_millis() as i64 {
                     metrics.alerts.given_up.fetch_add(1, Relaxed);
                     error!(channel = %name, outbox = row.id, alert = notification.alert_id, attempts = row.attempts + 1, error = %e,
                         "Alert notification given up: it could not be delivered in time.");
-                    ("failed", now)
+                    (OutboxStatus::Failed, now)
                 } else {
                     warn!(channel = %name, outbox = row.id, alert = notification.alert_id, attempt = row.attempts + 1, error = %e,
                         retry_in = %humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
                         "Alert notification not delivered; will retry.");
-                    ("pending", now + delay.as_millis() as i64)
+                    (OutboxStatus::Pending, now + delay.as_millis() as i64)
                 }
             }
         };
-        if let Err(e) = blocking(&conn, move |c| {
-            record(c, row.id, now, duration_ms, &outcome, status, next_attempt)
-        })
-        .await
-        {
+        let a = attempt(row.id, now, duration_ms, &outcome, status, next_attempt);
+        if let Err(e) = outbox.call(move |o| o.record(&a)).await {
             // The send happened but is not recorded: it will be sent again (at least once).
             warn!(channel = %name, outbox = row.id, error = %e, "Recording a delivery attempt failed.");
             tokio::select! {

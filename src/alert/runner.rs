@@ -8,10 +8,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::params;
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -26,7 +25,7 @@ use crate::compliance::{Band, Flags, LimitBound};
 use crate::config::alert::{glob_match, Route};
 use crate::config::Config;
 use crate::health::Health;
-use crate::ledger::LedgerError;
+use crate::ledger::{Held, LedgerError};
 use crate::metrics::Metrics;
 use crate::model::{Status, Timestamp};
 use crate::pipeline::LiveEvent;
@@ -53,7 +52,7 @@ pub struct Runner {
     ctx: Context,
     routes: Vec<Route>,
     wake: HashMap<String, Arc<Notify>>,
-    store: Arc<Mutex<Store>>,
+    store: Held<Store>,
     live: broadcast::Sender<LiveEvent>,
     health: Health,
     metrics: Arc<Metrics>,
@@ -106,7 +105,7 @@ impl Runner {
             ctx: Context::from_config(&p.config),
             routes: p.config.alert.routes.clone(),
             wake: p.wake,
-            store: Arc::new(Mutex::new(store)),
+            store: Held::new(store),
             live: p.live,
             health: p.health,
             metrics: p.metrics,
@@ -427,20 +426,17 @@ impl Runner {
         let judging = self.judging_ms;
         loop {
             let after = self.fed_seq;
-            let store = self.store.clone();
-            let rows =
-                tokio::task::spawn_blocking(move || -> Result<Vec<ReplayRow>, LedgerError> {
-                    let s = store.lock().unwrap_or_else(|e| e.into_inner());
-                    replay_readings(s.connection(), after, 5000)
-                })
-                .await;
-            let rows = match rows {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
+            let rows = match self
+                .store
+                .call(move |s| s.replay_readings(after, 5000))
+                .await
+            {
+                Ok(r) => r,
+                Err(LedgerError::Task { .. }) => return,
+                Err(e) => {
                     warn!(error = %e, "Alert engine could not read the ledger to catch up.");
                     return;
                 }
-                Err(_) => return,
             };
             let now = self.clock.now_ms();
             let n = rows.len();
@@ -469,19 +465,25 @@ impl Runner {
                 break;
             }
         }
-        let store = self.store.clone();
-        let windows = tokio::task::spawn_blocking(move || {
-            let s = store.lock().unwrap_or_else(|e| e.into_inner());
-            current_windows(s.connection(), judging)
-        })
-        .await;
-        if let Ok(Ok(windows)) = windows {
+        let windows = self.store.call(move |s| s.current_windows(judging)).await;
+        if let Ok(windows) = windows {
             let now = self.clock.now_ms();
             for w in windows {
                 // Restored at start: the window in progress is judged when it closes, like any other.
-                self.windows
-                    .insert((w.0.clone(), w.1.clone()), (w.2, w.4, true));
-                self.observe_window(&w.0, &w.1, w.2, w.3, w.4, w.5, w.6, now);
+                self.windows.insert(
+                    (w.station.clone(), w.parameter.clone()),
+                    (w.window_start, w.completeness, true),
+                );
+                self.observe_window(
+                    &w.station,
+                    &w.parameter,
+                    w.window_start,
+                    w.mean,
+                    w.completeness,
+                    w.ratio,
+                    w.band,
+                    now,
+                );
             }
         }
     }
@@ -504,21 +506,20 @@ impl Runner {
             .iter()
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
-        let (store, ctx, seq) = (self.store.clone(), self.ctx.clone(), self.fed_seq);
+        let (ctx, seq) = (self.ctx.clone(), self.fed_seq);
         let routed2 = routed.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
-            s.commit(&ctx, &routed2, dirty, Some(seq))
-        })
-        .await;
+        let result = self
+            .store
+            .call(move |s| s.commit(&ctx, &routed2, dirty, Some(seq)))
+            .await;
         let (ids, changed) = match result {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => {
-                error!(error = %e, pending = self.pending.len(), "Storing alerts failed; will retry within a second.");
+            Ok(x) => x,
+            Err(e @ LedgerError::Task { .. }) => {
+                error!(error = %e, "Storing alerts failed; will retry within a second.");
                 return;
             }
             Err(e) => {
-                error!(error = %e, "Storing alerts failed; will retry within a second.");
+                error!(error = %e, pending = self.pending.len(), "Storing alerts failed; will retry within a second.");
                 return;
             }
         };
@@ -564,13 +565,15 @@ impl Runner {
                     .engine
                     .acknowledge(id)
                     .and_then(|k| self.engine.state(&k).cloned().map(|s| (k, s)));
-                let store = self.store.clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
-                    s.acknowledge(id, &who, &role, &comment, state)
-                })
-                .await
-                .unwrap_or(Err(AckError::Stopped));
+                let r = match self
+                    .store
+                    .call(move |s| s.acknowledge(id, &who, &role, &comment, state))
+                    .await
+                {
+                    // The blocking task did not finish: answer as before, the engine could not do it.
+                    Err(AckError::Ledger(LedgerError::Task { .. })) => Err(AckError::Stopped),
+                    r => r,
+                };
                 if let Ok(a) = &r {
                     let _ = self.live.send(LiveEvent::Alerts(Arc::new(vec![a.clone()])));
                 }
@@ -619,75 +622,6 @@ fn local(ctx: &Context, ms: i64) -> String {
         .to_string()
 }
 
-struct ReplayRow {
-    seq: i64,
-    station: String,
-    parameter: String,
-    ts: i64,
-    value: f64,
-    unit: String,
-    status: Status,
-    band: Band,
-    ratio: Option<f64>,
-    limit: (Option<f64>, Option<f64>),
-    flags: Flags,
-}
-
-fn replay_readings(
-    conn: &rusqlite::Connection,
-    after: i64,
-    limit: i64,
-) -> Result<Vec<ReplayRow>, LedgerError> {
-    let mut st = conn.prepare_cached(
-        "SELECT r.seq, s.code, p.symbol, r.ts, r.value, r.unit, r.status, r.limit_low, r.limit_high, r.ratio, r.band, r.flags \
-         FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id \
-         WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
-    )?;
-    let rows = st.query_map(params![after, limit], |r| {
-        Ok(ReplayRow {
-            seq: r.get(0)?,
-            station: r.get(1)?,
-            parameter: r.get(2)?,
-            ts: r.get(3)?,
-            value: r.get(4)?,
-            unit: r.get(5)?,
-            status: Status::from_u8(r.get::<_, u8>(6)?).unwrap_or(Status::Fault),
-            limit: (r.get(7)?, r.get(8)?),
-            ratio: r.get(9)?,
-            band: Band::parse(&r.get::<_, String>(10)?).unwrap_or(Band::NotEvaluated),
-            flags: Flags(r.get::<_, u32>(11)?),
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-type WindowRow = (String, String, i64, Option<f64>, f64, Option<f64>, Band);
-
-/// The newest judging window of every series.
-fn current_windows(
-    conn: &rusqlite::Connection,
-    window_ms: i64,
-) -> Result<Vec<WindowRow>, LedgerError> {
-    let mut st = conn.prepare(
-        "SELECT s.code, p.symbol, a.window_start, a.mean, a.completeness, a.ratio, a.band FROM aggregates a \
-         JOIN stations s ON s.id = a.station_id JOIN parameters p ON p.id = a.parameter_id \
-         WHERE a.window_ms = ?1 AND a.window_start = (SELECT MAX(b.window_start) FROM aggregates b \
-         WHERE b.station_id = a.station_id AND b.parameter_id = a.parameter_id AND b.window_ms = ?1)",
-    )?;
-    let rows = st.query_map([window_ms], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            Band::parse(&r.get::<_, String>(6)?).unwrap_or(Band::NotEvaluated),
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 fn station_ids(config: &Config) -> Vec<String> {
     config.stations.iter().map(|s| s.id.to_string()).collect()
 }
@@ -723,14 +657,25 @@ mod tests {
 
     const T0: i64 = 1_800_000_000_000;
 
-    fn alerts(db: &std::path::Path) -> Vec<(String, String, String)> {
-        let c = rusqlite::Connection::open(db).unwrap();
-        let mut st = c
-            .prepare("SELECT kind, subject, state FROM alerts ORDER BY id")
-            .unwrap();
-        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    /// Every alert with its deliveries, oldest first.
+    fn stored(db: &std::path::Path) -> Vec<crate::ledger::alerts::AlertWithDeliveries> {
+        let all = crate::ledger::alerts::AlertFilter {
+            limit: i64::MAX,
+            ..Default::default()
+        };
+        let mut a = crate::ledger::Reader::open(db)
             .unwrap()
-            .map(Result::unwrap)
+            .alerts(&all)
+            .unwrap();
+        a.reverse();
+        a
+    }
+
+    /// (kind, subject, state) of every alert, oldest first.
+    fn alerts(db: &std::path::Path) -> Vec<(String, String, String)> {
+        stored(db)
+            .into_iter()
+            .map(|a| (a.alert.kind, a.alert.subject, a.alert.state))
             .collect()
     }
 
@@ -947,27 +892,18 @@ parameters = {{ pH = {{}} }}
             a,
             [("quality".into(), "pH:completeness".into(), "raised".into())]
         );
-        let note: String = rusqlite::Connection::open(&db)
-            .unwrap()
-            .query_row(
-                "SELECT json_extract(detail, '$.note') FROM alerts",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
+        let detail: serde_json::Value = serde_json::from_str(&stored(&db)[0].alert.detail).unwrap();
+        let note = detail["note"].as_str().unwrap().to_string();
         assert!(note.starts_with("completeness 20 %"), "{note}");
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
     }
 
     fn support_delivered(db: &std::path::Path) -> i64 {
-        rusqlite::Connection::open(db)
-            .unwrap()
-            .query_row(
-                "SELECT COUNT(*) FROM outbox WHERE status = 'delivered'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
+        stored(db)
+            .iter()
+            .flat_map(|a| &a.deliveries)
+            .filter(|d| d.status == "delivered")
+            .count() as i64
     }
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::compliance::resolve_limits;
 use crate::config::{Config, Synchronous};
-use crate::forward::{encode::reading_line, store::Store};
+use crate::forward::encode::reading_line;
+use crate::ledger::forward::ForwardStore as Store;
 use crate::ledger::{Evaluated, Ledger};
 use crate::model::{Reading, SourceKind, Status, Timestamp};
 

@@ -204,7 +204,8 @@ async fn serve_http(
 /// Forwarder cursors exist before the writer's first retention pass, so a newly added target keeps every row.
 fn ensure_forward_cursors(config: &Config) -> Result<(), DaemonError> {
     for target in &config.influx {
-        crate::forward::store::Store::open(&config.ledger.path, &target.name)?.ensure_cursors()?;
+        crate::ledger::forward::ForwardStore::open(&config.ledger.path, &target.name)?
+            .ensure_cursors()?;
     }
     Ok(())
 }

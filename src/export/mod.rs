@@ -17,7 +17,6 @@
 pub mod alerts;
 pub mod manifest;
 pub mod report;
-pub mod rows;
 pub mod summary;
 pub mod table;
 pub mod tar;
@@ -30,14 +29,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use ed25519_dalek::SigningKey;
-use rusqlite::Connection;
 
 use crate::compliance::Flags;
 use crate::config::Config;
+use crate::ledger::export::{EventRow, Named, ReadingRow, Snapshot};
 use crate::ledger::{LedgerError, Reader};
 use crate::model::{Status, Timestamp};
 use manifest::{Header, ManifestError};
-use rows::{Named, ReadingRow};
 use table::{Cell, Hashing, TableWriter};
 
 /// Why an export failed.
@@ -322,11 +320,11 @@ pub fn reading_row<W: Write>(
 /// The stations of the query, as the ledger names them. A station that is configured but has no data yet is
 /// exported empty; one that is neither configured nor in the ledger is an error.
 pub fn select_stations(
-    conn: &Connection,
+    ledger: &Snapshot<'_>,
     config: &Config,
     wanted: &[String],
 ) -> Result<Vec<Named>, ExportError> {
-    let all = rows::stations(conn)?;
+    let all = ledger.stations()?;
     if wanted.is_empty() {
         return Ok(all);
     }
@@ -361,40 +359,33 @@ pub fn write_readings<W: Write>(
     json: Option<W>,
 ) -> Result<u64, ExportError> {
     let reader = Reader::open(&config.ledger.path)?;
-    let conn = reader.connection();
-    conn.execute_batch("BEGIN DEFERRED")
-        .map_err(LedgerError::from)?;
-    let result = (|| {
-        let selected = select_stations(conn, config, stations)?;
-        let parameters = rows::parameters(conn)?;
-        let io = |error| ExportError::Write {
-            path: PathBuf::from("readings"),
-            error,
-        };
-        let mut t = TableWriter::new(READING_COLUMNS, csv, json).map_err(io)?;
-        let mut n = 0;
-        let mut times = TimeText::new(config.timezone);
-        for s in selected.iter().filter(|s| s.id >= 0) {
-            rows::for_each_reading::<ExportError>(
-                conn,
-                s.id,
-                &parameters,
-                from.millis(),
-                to.millis(),
-                |r| {
-                    n += 1;
-                    reading_row(&mut t, &s.name, r, &mut times).map_err(io)
-                },
-            )?;
-        }
-        let (csv, json) = t.finish().map_err(io)?;
-        for mut w in [csv, json].into_iter().flatten() {
-            w.flush().map_err(io)?;
-        }
-        Ok(n)
-    })();
-    let _ = conn.execute_batch("COMMIT");
-    result
+    let ledger = reader.snapshot()?;
+    let selected = select_stations(&ledger, config, stations)?;
+    let parameters = ledger.parameters()?;
+    let io = |error| ExportError::Write {
+        path: PathBuf::from("readings"),
+        error,
+    };
+    let mut t = TableWriter::new(READING_COLUMNS, csv, json).map_err(io)?;
+    let mut n = 0;
+    let mut times = TimeText::new(config.timezone);
+    for s in selected.iter().filter(|s| s.id >= 0) {
+        ledger.for_each_reading::<ExportError>(
+            s.id,
+            &parameters,
+            from.millis(),
+            to.millis(),
+            |r| {
+                n += 1;
+                reading_row(&mut t, &s.name, r, &mut times).map_err(io)
+            },
+        )?;
+    }
+    let (csv, json) = t.finish().map_err(io)?;
+    for mut w in [csv, json].into_iter().flatten() {
+        w.flush().map_err(io)?;
+    }
+    Ok(n)
 }
 
 /// The TT10 files' MANIFEST lines while the export runs (removed before it ends).
@@ -521,100 +512,127 @@ pub fn export(
     }
     std::fs::create_dir_all(out).map_err(write_err(out))?;
     let reader = Reader::open(&config.ledger.path)?;
-    let conn = reader.connection();
     // One read transaction: every file shows the ledger as of the same moment.
-    conn.execute_batch("BEGIN DEFERRED")
-        .map_err(LedgerError::from)?;
-    let result = export_in(conn, config, query, out, opts);
-    let _ = conn.execute_batch("COMMIT");
-    result
+    let ledger = reader.snapshot()?;
+    export_in(&ledger, config, query, out, opts)
+}
+
+/// What the parts of one export share.
+struct Run<'a> {
+    ledger: &'a Snapshot<'a>,
+    config: &'a Config,
+    query: &'a Query,
+    out: &'a Path,
+    stations: Vec<Named>,
+    from: i64,
+    to: i64,
+    /// SHA-256 of every file written so far but the TT10 files, by path in the export.
+    hashes: BTreeMap<String, [u8; 32]>,
 }
 
 fn export_in(
-    conn: &Connection,
+    ledger: &Snapshot<'_>,
     config: &Config,
     query: &Query,
     out: &Path,
     opts: &Options,
 ) -> Result<Report, ExportError> {
-    let tz = config.timezone;
-    let (from, to) = (query.from.millis(), query.to.millis());
-    let stations = select_stations(conn, config, &query.stations)?;
-    let parameters = rows::parameters(conn)?;
-    let mut hashes = BTreeMap::new();
-    let mut report = Report {
-        files: 0,
-        readings: 0,
-        tt10_files: 0,
-        manifest_sha256: String::new(),
+    let mut run = Run {
+        ledger,
+        config,
+        query,
+        out,
+        stations: select_stations(ledger, config, &query.stations)?,
+        from: query.from.millis(),
+        to: query.to.millis(),
+        hashes: BTreeMap::new(),
     };
-    let tables = query.format.csv() || query.format.json();
     let mut notes = Vec::new();
+    // TT10 files' MANIFEST lines go to a part file (a year of files is a million lines), appended at the end.
+    let part_path = out.join(TT10_PART);
+    let (readings, tt10_count) = write_readings_and_tt10(&mut run, &part_path)?;
+    if query.format.csv() || query.format.json() {
+        write_aggregates(&mut run)?;
+        write_events_and_summary(&mut run)?;
+        if ledger.has_alert_tables() {
+            write_alerts(&mut run)?;
+        } else {
+            notes.push("alerts: this ledger has no alert tables; no alert files".to_string());
+        }
+    }
+    let (files, manifest_sha256) = write_manifest(&run, opts, notes, &part_path, tt10_count)?;
+    Ok(Report {
+        files,
+        readings,
+        tt10_files: tt10_count as usize,
+        manifest_sha256,
+    })
+}
 
-    // Readings (and TT10 files) in one pass per station.
-    let mut readings = if tables {
-        Some(FileTable::create(
-            out,
-            "readings",
-            READING_COLUMNS,
-            query.format,
-        )?)
+/// Readings (`readings` table) and TT10 files in one pass per station. Returns the number of readings and of TT10
+/// files (whose MANIFEST lines are in `part_path`).
+fn write_readings_and_tt10(run: &mut Run<'_>, part_path: &Path) -> Result<(u64, u64), ExportError> {
+    let (out, tz, format) = (run.out, run.config.timezone, run.query.format);
+    let parameters = run.ledger.parameters()?;
+    let mut readings = if format.csv() || format.json() {
+        Some(FileTable::create(out, "readings", READING_COLUMNS, format)?)
     } else {
         None
     };
     let mut times = TimeText::new(tz);
-    // TT10 files' MANIFEST lines go to a part file (a year of files is a million lines), appended at the end.
-    let part_path = out.join(TT10_PART);
-    let mut part = BufWriter::new(File::create(&part_path).map_err(write_err_at(&part_path))?);
-    let mut tt10_count = 0u64;
-    for s in &stations {
+    let mut part = BufWriter::new(File::create(part_path).map_err(write_err_at(part_path))?);
+    let (mut count, mut tt10_count) = (0u64, 0u64);
+    for s in &run.stations {
         if s.id < 0 {
             continue;
         }
-        let mut tt10 = query
-            .format
+        let mut tt10 = format
             .tt10()
             .then(|| tt10::Tt10Files::new(out, &s.name, tz, &mut part));
-        rows::for_each_reading::<ExportError>(conn, s.id, &parameters, from, to, |r| {
-            report.readings += 1;
-            if let Some(t) = &mut readings {
-                reading_row(&mut t.table, &s.name, r, &mut times).map_err(|e| t.err(e))?;
-            }
-            if let Some(t) = &mut tt10 {
-                t.push(r).map_err(write_err_tt10(out))?;
-            }
-            Ok(())
-        })?;
+        run.ledger
+            .for_each_reading::<ExportError>(s.id, &parameters, run.from, run.to, |r| {
+                count += 1;
+                if let Some(t) = &mut readings {
+                    reading_row(&mut t.table, &s.name, r, &mut times).map_err(|e| t.err(e))?;
+                }
+                if let Some(t) = &mut tt10 {
+                    t.push(r).map_err(write_err_tt10(out))?;
+                }
+                Ok(())
+            })?;
         if let Some(mut t) = tt10 {
             t.flush().map_err(write_err_tt10(out))?;
             tt10_count += t.count;
         }
     }
-    part.flush().map_err(write_err_at(&part_path))?;
+    part.flush().map_err(write_err_at(part_path))?;
     drop(part);
-    report.tt10_files = tt10_count as usize;
     if let Some(t) = readings {
-        t.finish(&mut hashes)?;
+        t.finish(&mut run.hashes)?;
     }
+    Ok((count, tt10_count))
+}
 
-    if tables {
-        // Aggregates, one table per stored window length.
-        let mut windows: Vec<i64> = Vec::new();
-        for s in stations.iter().filter(|s| s.id >= 0) {
-            windows.extend(rows::windows(conn, s.id)?);
-        }
-        windows.sort_unstable();
-        windows.dedup();
-        for w in windows {
-            let wname = window_name(w);
-            let mut t = FileTable::create(
-                out,
-                &format!("aggregates_{wname}"),
-                AGGREGATE_COLUMNS,
-                query.format,
-            )?;
-            for s in stations.iter().filter(|s| s.id >= 0) {
-                rows::for_each_aggregate::<ExportError>(conn, s.id, w, from, to, |a| {
+/// Aggregates, one table per stored window length (`aggregates_1h`, `aggregates_1d`, …).
+fn write_aggregates(run: &mut Run<'_>) -> Result<(), ExportError> {
+    let tz = run.config.timezone;
+    let mut windows: Vec<i64> = Vec::new();
+    for s in run.stations.iter().filter(|s| s.id >= 0) {
+        windows.extend(run.ledger.windows(s.id)?);
+    }
+    windows.sort_unstable();
+    windows.dedup();
+    for w in windows {
+        let wname = window_name(w);
+        let mut t = FileTable::create(
+            run.out,
+            &format!("aggregates_{wname}"),
+            AGGREGATE_COLUMNS,
+            run.query.format,
+        )?;
+        for s in run.stations.iter().filter(|s| s.id >= 0) {
+            run.ledger
+                .for_each_aggregate::<ExportError>(s.id, w, run.from, run.to, |a| {
                     t.table
                         .row(&[
                             Cell::S(&s.name),
@@ -636,159 +654,192 @@ fn export_in(
                         ])
                         .map_err(|e| t.err(e))
                 })?;
-            }
-            t.finish(&mut hashes)?;
         }
-
-        // Events and the summary.
-        let mut events = FileTable::create(out, "events", EVENT_COLUMNS, query.format)?;
-        let mut summary = FileTable::create(out, "summary", SUMMARY_COLUMNS, query.format)?;
-        let window_ms = config.compliance.averaging_window.as_millis() as i64;
-        for s in &stations {
-            let evs = if s.id >= 0 {
-                rows::events(conn, s.id, from, to)?
-            } else {
-                Vec::new()
-            };
-            for e in &evs {
-                let duration = e.end.map(|end| (end - e.start) / 1000);
-                let end = e.end.map(|x| local_time(x, tz));
-                events
-                    .table
-                    .row(&[
-                        Cell::S(&s.name),
-                        Cell::S(&e.parameter),
-                        Cell::S(&e.scope),
-                        Cell::S(&local_time(e.start, tz)),
-                        end.as_deref().map_or(Cell::Null, Cell::S),
-                        duration.map_or(Cell::Null, Cell::I),
-                        Cell::S(&local_time(e.last, tz)),
-                        Cell::S(&e.band),
-                        Cell::S(&e.peak_band),
-                        e.peak_ratio.into(),
-                        Cell::S(&local_time(e.peak_at, tz)),
-                    ])
-                    .map_err(|err| events.err(err))?;
-            }
-            let cfg = config.station(&s.name);
-            let params = match cfg {
-                Some(c) => c.parameters.len(),
-                None => count_parameters(conn, s.id)?,
-            };
-            let input = summary::SummaryInput {
-                station_id: s.id,
-                window_ms,
-                interval_ms: cfg.map_or(300_000, |c| c.interval.as_millis() as i64),
-                parameters: params,
-                from,
-                to,
-            };
-            let sm = if s.id >= 0 {
-                summary::compute(conn, &input)?
-            } else {
-                summary::Summary {
-                    windows_in_period: (to - from + window_ms - 1) / window_ms.max(1),
-                    expected_readings: (to - from + window_ms - 1) / window_ms.max(1)
-                        * (window_ms / input.interval_ms.max(1))
-                        * params as i64,
-                    ..Default::default()
-                }
-            };
-            let ex = sm.exceedances;
-            let (f, t) = (local_time(from, tz), local_time(to, tz));
-            let wname = window_name(window_ms);
-            summary
-                .table
-                .row(&[
-                    Cell::S(&s.name),
-                    Cell::S(cfg.map_or("", |c| c.name.as_str())),
-                    Cell::S(cfg.map_or("", |c| c.zone.as_str())),
-                    Cell::S(&f),
-                    Cell::S(&t),
-                    Cell::S(&wname),
-                    Cell::I(sm.windows_in_period),
-                    Cell::I(sm.hours_evaluated),
-                    Cell::I(sm.hours_compliant),
-                    sm.compliant_pct().into(),
-                    Cell::I(sm.valid_readings),
-                    Cell::I(sm.expected_readings),
-                    sm.valid_pct().into(),
-                    Cell::I(sm.exceedance_total()),
-                    Cell::I(ex[0]),
-                    Cell::I(ex[1]),
-                    Cell::I(ex[2]),
-                    Cell::I(ex[3]),
-                    Cell::I(ex[4]),
-                    Cell::I(ex[5]),
-                    Cell::I(ex[6]),
-                    Cell::I(evs.len() as i64),
-                ])
-                .map_err(|e| summary.err(e))?;
-        }
-        events.finish(&mut hashes)?;
-        summary.finish(&mut hashes)?;
-
-        // Alerts and their deliveries, when this ledger has the alert tables.
-        if alerts::available(conn) {
-            let mut a = FileTable::create(out, "alerts", alerts::ALERT_COLUMNS, query.format)?;
-            let mut d = FileTable::create(
-                out,
-                "alert_deliveries",
-                alerts::DELIVERY_COLUMNS,
-                query.format,
-            )?;
-            let known: Vec<Named> = stations.iter().filter(|s| s.id >= 0).cloned().collect();
-            alerts::write(
-                conn,
-                &known,
-                query.stations.is_empty(),
-                from,
-                to,
-                tz,
-                &mut a.table,
-                &mut d.table,
-            )
-            .map_err(|e| match e {
-                alerts::WriteError::Ledger(l) => ExportError::Ledger(l),
-                alerts::WriteError::Io(io) => a.err(io),
-            })?;
-            a.finish(&mut hashes)?;
-            d.finish(&mut hashes)?;
-        } else {
-            notes.push("alerts: this ledger has no alert tables; no alert files".to_string());
-        }
+        t.finish(&mut run.hashes)?;
     }
+    Ok(())
+}
 
-    // MANIFEST and signature.
+/// Compliance events (`events`) and the summary per plant (`summary`).
+fn write_events_and_summary(run: &mut Run<'_>) -> Result<(), ExportError> {
+    let mut events = FileTable::create(run.out, "events", EVENT_COLUMNS, run.query.format)?;
+    let mut summary = FileTable::create(run.out, "summary", SUMMARY_COLUMNS, run.query.format)?;
+    for s in &run.stations {
+        let evs = if s.id >= 0 {
+            run.ledger.events(s.id, run.from, run.to)?
+        } else {
+            Vec::new()
+        };
+        for e in &evs {
+            event_row(&mut events.table, &s.name, e, run.config.timezone)
+                .map_err(|err| events.err(err))?;
+        }
+        let sm = station_summary(run, s)?;
+        summary_row(&mut summary.table, run, s, &sm, evs.len()).map_err(|e| summary.err(e))?;
+    }
+    events.finish(&mut run.hashes)?;
+    summary.finish(&mut run.hashes)
+}
+
+fn event_row<W: Write>(
+    t: &mut TableWriter<W>,
+    station: &str,
+    e: &EventRow,
+    tz: FixedOffset,
+) -> std::io::Result<()> {
+    let duration = e.end.map(|end| (end - e.start) / 1000);
+    let end = e.end.map(|x| local_time(x, tz));
+    t.row(&[
+        Cell::S(station),
+        Cell::S(&e.parameter),
+        Cell::S(&e.scope),
+        Cell::S(&local_time(e.start, tz)),
+        end.as_deref().map_or(Cell::Null, Cell::S),
+        duration.map_or(Cell::Null, Cell::I),
+        Cell::S(&local_time(e.last, tz)),
+        Cell::S(&e.band),
+        Cell::S(&e.peak_band),
+        e.peak_ratio.into(),
+        Cell::S(&local_time(e.peak_at, tz)),
+    ])
+}
+
+/// The summary of one plant; a station configured but not in the ledger yet has every expected reading missing.
+fn station_summary(run: &Run<'_>, s: &Named) -> Result<summary::Summary, ExportError> {
+    let (from, to) = (run.from, run.to);
+    let window_ms = run.config.compliance.averaging_window.as_millis() as i64;
+    let cfg = run.config.station(&s.name);
+    let params = match cfg {
+        Some(c) => c.parameters.len(),
+        None => run.ledger.count_parameters(s.id)?,
+    };
+    let input = summary::SummaryInput {
+        station_id: s.id,
+        window_ms,
+        interval_ms: cfg.map_or(300_000, |c| c.interval.as_millis() as i64),
+        parameters: params,
+        from,
+        to,
+    };
+    if s.id >= 0 {
+        return Ok(summary::compute(run.ledger, &input)?);
+    }
+    Ok(summary::Summary {
+        windows_in_period: (to - from + window_ms - 1) / window_ms.max(1),
+        expected_readings: (to - from + window_ms - 1) / window_ms.max(1)
+            * (window_ms / input.interval_ms.max(1))
+            * params as i64,
+        ..Default::default()
+    })
+}
+
+fn summary_row<W: Write>(
+    t: &mut TableWriter<W>,
+    run: &Run<'_>,
+    s: &Named,
+    sm: &summary::Summary,
+    events: usize,
+) -> std::io::Result<()> {
+    let tz = run.config.timezone;
+    let cfg = run.config.station(&s.name);
+    let ex = sm.exceedances;
+    let (f, to) = (local_time(run.from, tz), local_time(run.to, tz));
+    let wname = window_name(run.config.compliance.averaging_window.as_millis() as i64);
+    t.row(&[
+        Cell::S(&s.name),
+        Cell::S(cfg.map_or("", |c| c.name.as_str())),
+        Cell::S(cfg.map_or("", |c| c.zone.as_str())),
+        Cell::S(&f),
+        Cell::S(&to),
+        Cell::S(&wname),
+        Cell::I(sm.windows_in_period),
+        Cell::I(sm.hours_evaluated),
+        Cell::I(sm.hours_compliant),
+        sm.compliant_pct().into(),
+        Cell::I(sm.valid_readings),
+        Cell::I(sm.expected_readings),
+        sm.valid_pct().into(),
+        Cell::I(sm.exceedance_total()),
+        Cell::I(ex[0]),
+        Cell::I(ex[1]),
+        Cell::I(ex[2]),
+        Cell::I(ex[3]),
+        Cell::I(ex[4]),
+        Cell::I(ex[5]),
+        Cell::I(ex[6]),
+        Cell::I(events as i64),
+    ])
+}
+
+/// Alerts and their deliveries (`alerts`, `alert_deliveries`).
+fn write_alerts(run: &mut Run<'_>) -> Result<(), ExportError> {
+    let format = run.query.format;
+    let mut a = FileTable::create(run.out, "alerts", alerts::ALERT_COLUMNS, format)?;
+    let mut d = FileTable::create(
+        run.out,
+        "alert_deliveries",
+        alerts::DELIVERY_COLUMNS,
+        format,
+    )?;
+    let known: Vec<Named> = run.stations.iter().filter(|s| s.id >= 0).cloned().collect();
+    alerts::write(
+        run.ledger,
+        &known,
+        run.query.stations.is_empty(),
+        run.from,
+        run.to,
+        run.config.timezone,
+        &mut a.table,
+        &mut d.table,
+    )
+    .map_err(|e| match e {
+        alerts::WriteError::Ledger(l) => ExportError::Ledger(l),
+        alerts::WriteError::Io(io) => a.err(io),
+    })?;
+    a.finish(&mut run.hashes)?;
+    d.finish(&mut run.hashes)
+}
+
+/// The MANIFEST (every file's SHA-256, the TT10 lines from `part_path` last) and its signature. Returns the number
+/// of files listed and the MANIFEST's SHA-256 (hex).
+fn write_manifest(
+    run: &Run<'_>,
+    opts: &Options,
+    notes: Vec<String>,
+    part_path: &Path,
+    tt10_count: u64,
+) -> Result<(usize, String), ExportError> {
+    let tz = run.config.timezone;
     let exported_at = opts.exported_at.unwrap_or_else(Timestamp::now);
     let header = Header {
-        query: describe(query, tz),
-        timezone: format!("{} ({})", config.timezone_name, tz),
+        query: describe(run.query, tz),
+        timezone: format!("{} ({})", run.config.timezone_name, tz),
         exported_at: local_time(exported_at.millis() - exported_at.millis() % 1000, tz),
         notes,
     };
     // Every other file name sorts before `tt10/`, so the TT10 lines come last, already in order.
-    debug_assert!(hashes.keys().all(|k| k.as_str() < "tt10/"));
-    let mpath = out.join(manifest::MANIFEST);
+    debug_assert!(run.hashes.keys().all(|k| k.as_str() < "tt10/"));
+    let mpath = run.out.join(manifest::MANIFEST);
     let digest = (|| -> std::io::Result<[u8; 32]> {
         let mut m = Hashing::new(BufWriter::new(File::create(&mpath)?));
-        m.write_all(manifest::head(&header, hashes.len() as u64 + tt10_count).as_bytes())?;
-        for (path, digest) in &hashes {
+        m.write_all(manifest::head(&header, run.hashes.len() as u64 + tt10_count).as_bytes())?;
+        for (path, digest) in &run.hashes {
             writeln!(m, "{}  {path}", crate::http::auth::hex(digest))?;
         }
-        std::io::copy(&mut File::open(&part_path)?, &mut m)?;
+        std::io::copy(&mut File::open(part_path)?, &mut m)?;
         let (_, digest, _) = m.finish()?;
         Ok(digest)
     })()
     .map_err(write_err_at(&mpath))?;
-    std::fs::remove_file(&part_path).map_err(write_err_at(&part_path))?;
+    std::fs::remove_file(part_path).map_err(write_err_at(part_path))?;
     if let Some(key) = &opts.sign {
-        let spath = out.join(manifest::SIGNATURE);
+        let spath = run.out.join(manifest::SIGNATURE);
         std::fs::write(&spath, manifest::sign(&digest, key)).map_err(write_err_at(&spath))?;
     }
-    report.files = hashes.len() + tt10_count as usize;
-    report.manifest_sha256 = crate::http::auth::hex(&digest);
-    Ok(report)
+    Ok((
+        run.hashes.len() + tt10_count as usize,
+        crate::http::auth::hex(&digest),
+    ))
 }
 
 fn write_err_at(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError {
@@ -802,14 +853,6 @@ fn write_err_tt10(out: &Path) -> impl Fn(std::io::Error) -> ExportError {
         path: path.clone(),
         error,
     }
-}
-
-fn count_parameters(conn: &Connection, station: i64) -> Result<usize, LedgerError> {
-    Ok(conn.query_row(
-        "SELECT COUNT(DISTINCT parameter_id) FROM aggregates WHERE station_id = ?1",
-        [station],
-        |r| r.get::<_, i64>(0),
-    )? as usize)
 }
 
 /// The query as the MANIFEST records it.

@@ -8,13 +8,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use rusqlite::Connection;
-
-use super::rows::{self, AggregateRow, EventRow};
 use super::summary::{self, Summary, SummaryInput, EXCEEDANCE_BANDS};
 use super::{local_time, window_name, ExportError};
 use crate::compliance::Band;
 use crate::config::{Config, Station};
+use crate::ledger::export::{AggregateRow, EventRow, Snapshot};
 use crate::ledger::{LedgerError, Reader};
 
 /// Write the report of `station` for `month` (yyyy-MM) to `out`.
@@ -30,12 +28,15 @@ pub fn write(config: &Config, station: &str, month: &str, out: &Path) -> Result<
 pub fn render(config: &Config, station: &str, month: &str) -> Result<String, ExportError> {
     let (from, to) = super::month(month, config.timezone).map_err(ExportError::Query)?;
     let reader = Reader::open(&config.ledger.path)?;
-    let conn = reader.connection();
-    conn.execute_batch("BEGIN DEFERRED")
-        .map_err(LedgerError::from)?;
-    let r = render_in(conn, config, station, month, from.millis(), to.millis());
-    let _ = conn.execute_batch("COMMIT");
-    r
+    let snapshot = reader.snapshot()?;
+    render_in(
+        &snapshot,
+        config,
+        station,
+        month,
+        from.millis(),
+        to.millis(),
+    )
 }
 
 fn esc(s: &str) -> String {
@@ -91,7 +92,7 @@ struct Period {
 }
 
 fn render_in(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     config: &Config,
     station: &str,
     month: &str,
@@ -130,16 +131,14 @@ fn render_in(
 /// The station's aggregates, summary and events for `[from, to)`; a station neither configured nor in the ledger is a
 /// query error.
 fn gather<'a>(
-    conn: &Connection,
+    conn: &Snapshot<'_>,
     config: &'a Config,
     station: &str,
     from: i64,
     to: i64,
 ) -> Result<ReportData<'a>, ExportError> {
     let cfg = config.station(station);
-    let ledger_station = rows::stations(conn)?
-        .into_iter()
-        .find(|s| &*s.name == station);
+    let ledger_station = conn.stations()?.into_iter().find(|s| &*s.name == station);
     if cfg.is_none() && ledger_station.is_none() {
         return Err(ExportError::Query(format!(
             "unknown station {station:?}: it is neither configured nor in the ledger"
@@ -155,7 +154,7 @@ fn gather<'a>(
         }
     }
     if sid >= 0 {
-        rows::for_each_aggregate::<LedgerError>(conn, sid, window_ms, from, to, |a| {
+        conn.for_each_aggregate::<LedgerError>(sid, window_ms, from, to, |a| {
             by_param
                 .entry(a.parameter.clone())
                 .or_default()
@@ -179,7 +178,7 @@ fn gather<'a>(
         Summary::default()
     };
     let events: Vec<EventRow> = if sid >= 0 {
-        rows::events(conn, sid, from, to)?
+        conn.events(sid, from, to)?
     } else {
         Vec::new()
     };

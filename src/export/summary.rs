@@ -7,10 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::Connection;
-
-use super::rows::for_each_aggregate;
 use crate::compliance::Band;
+use crate::ledger::export::Snapshot;
 use crate::ledger::LedgerError;
 
 /// The exceedance bands, in order of severity.
@@ -71,7 +69,7 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-pub fn compute(conn: &Connection, s: &SummaryInput) -> Result<Summary, LedgerError> {
+pub fn compute(ledger: &Snapshot<'_>, s: &SummaryInput) -> Result<Summary, LedgerError> {
     let w = s.window_ms.max(1);
     let mut out = Summary {
         windows_in_period: ((s.to - s.from).max(0) + w - 1) / w,
@@ -80,7 +78,7 @@ pub fn compute(conn: &Connection, s: &SummaryInput) -> Result<Summary, LedgerErr
     // window start → (evaluated, exceeded)
     let mut hours: BTreeMap<i64, (bool, bool)> = BTreeMap::new();
     let mut valid_in_windows = 0i64;
-    for_each_aggregate::<LedgerError>(conn, s.station_id, w, s.from, s.to, |a| {
+    ledger.for_each_aggregate::<LedgerError>(s.station_id, w, s.from, s.to, |a| {
         valid_in_windows += a.valid;
         let band = Band::parse(&a.band).unwrap_or(Band::NotEvaluated);
         let h = hours.entry(a.window_start).or_default();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::FixedOffset;
 use sha2::{Digest, Sha256};
 
-use super::rows::ReadingRow;
+use crate::ledger::export::ReadingRow;
 use crate::model::{Status, Timestamp};
 use crate::source::tt10::format::{format_tt10_time, write_line};
 

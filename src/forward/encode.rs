@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use super::line_protocol::{encode, Field, LineError};
-use super::store::{AggregateRow, AlertRow, EventRow, ReadingRow};
+use crate::ledger::forward::{AggregateRow, AlertRow, EventRow, ReadingRow};
 use crate::model::Status;
 
 /// Encodes readings, keeping the escaped `measurement,tags` prefix of every series it has seen: most of a line's

@@ -16,10 +16,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::encode::{aggregate_line, alert_line, event_line, ReadingEncoder};
-use super::store::Store;
 use crate::config::forward::Influx;
 use crate::health::{Backoff, ConnectionState, Health};
-use crate::ledger::{LedgerError, Stream};
+use crate::ledger::forward::ForwardStore;
+use crate::ledger::{Held, LedgerError, Stream};
 use crate::model::SourceKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +69,8 @@ pub async fn run(
     let key = health_key(&target.name);
     health.register(&key, ConnectionState::new(SourceKind::Api, Vec::new()));
     let client = build_client(&target)?;
-    let store = Arc::new(Mutex::new(Store::open(&ledger, &target.name)?));
-    blocking(&store, |s| s.ensure_cursors()).await?;
+    let store = Held::new(ForwardStore::open(&ledger, &target.name)?);
+    store.call(|s| s.ensure_cursors()).await?;
     info!(target = %target.name, url = %target.url, "InfluxDB forwarder started.");
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let producer = tokio::spawn(produce(
@@ -112,15 +112,13 @@ pub async fn run(
             }
         }
         let moved = match stream {
-            Stream::Readings => blocking(&store, move |s| s.set_readings_cursor(position)).await,
-            Stream::Aggregates => {
-                blocking(&store, move |s| s.set_aggregates_cursor(position)).await
-            }
-            Stream::Events => blocking(&store, move |s| s.set_events_cursor(position)).await,
-            Stream::Alerts => blocking(&store, move |s| s.set_alerts_cursor(position)).await,
+            Stream::Readings => store.call(move |s| s.set_readings_cursor(position)).await,
+            Stream::Aggregates => store.call(move |s| s.set_aggregates_cursor(position)).await,
+            Stream::Events => store.call(move |s| s.set_events_cursor(position)).await,
+            Stream::Alerts => store.call(move |s| s.set_alerts_cursor(position)).await,
         };
         if let Err(e) = moved {
-            result = Err(e);
+            result = Err(e.into());
             break;
         }
         health.success(&key, n);
@@ -137,14 +135,14 @@ pub async fn run(
 /// Read and encode batches after the cursors until shutdown or until the sender is gone.
 async fn produce(
     target: Influx,
-    store: Arc<Mutex<Store>>,
+    store: Held<ForwardStore>,
     health: Health,
     key: String,
     tx: tokio::sync::mpsc::Sender<Prepared>,
     shutdown: CancellationToken,
 ) -> Result<(), ForwardError> {
-    let (mut readings_pos, mut aggregates_pos, mut events_pos, mut alerts_pos) =
-        blocking(&store, |s| {
+    let (mut readings_pos, mut aggregates_pos, mut events_pos, mut alerts_pos) = store
+        .call::<_, LedgerError>(|s| {
             Ok((
                 s.cursor(&s.readings_cursor)?,
                 s.cursor(&s.aggregates_cursor)?,
@@ -159,67 +157,68 @@ async fn produce(
         let (limit, gz, aggregates) = (target.batch_lines, target.gzip, target.aggregates);
         let (pos, apos, epos, alpos) = (readings_pos, aggregates_pos, events_pos, alerts_pos);
         let enc = encoder.clone();
-        let prepared = blocking(&store, move |s| {
-            let rows = s.readings_after(pos, limit)?;
-            if let Some(last) = rows.last() {
-                let mut enc = enc.lock().unwrap_or_else(|e| e.into_inner());
-                let lines = rows
-                    .iter()
-                    .filter_map(|r| encoded(r.seq, |l| enc.line(r, l)))
-                    .collect();
-                return Ok(Some((
-                    prepare(lines, gz),
-                    Stream::Readings,
-                    last.seq,
-                    rows.len(),
-                )));
-            }
-            // Compliance events are few and matter to the dashboards: always forwarded.
-            let events = s.events_after(epos, limit)?;
-            if let Some(last) = events.last() {
-                let lines = events
-                    .iter()
-                    .filter_map(|e| encoded(e.change_seq, |l| event_line(e, l)))
-                    .collect();
-                return Ok(Some((
-                    prepare(lines, gz),
-                    Stream::Events,
-                    last.change_seq,
-                    limit,
-                )));
-            }
-            // Alert states likewise (the ledger of a daemon with alerts off has none).
-            let alerts = s.alerts_after(alpos, limit)?;
-            if let Some(last) = alerts.last() {
-                let lines = alerts
-                    .iter()
-                    .filter_map(|a| encoded(a.change_seq, |l| alert_line(a, l)))
-                    .collect();
-                return Ok(Some((
-                    prepare(lines, gz),
-                    Stream::Alerts,
-                    last.change_seq,
-                    limit,
-                )));
-            }
-            if aggregates {
-                let aggs = s.aggregates_after(apos, limit)?;
-                if let Some(last) = aggs.last() {
-                    let lines = aggs
+        let prepared = store
+            .call::<_, LedgerError>(move |s| {
+                let rows = s.readings_after(pos, limit)?;
+                if let Some(last) = rows.last() {
+                    let mut enc = enc.lock().unwrap_or_else(|e| e.into_inner());
+                    let lines = rows
                         .iter()
-                        .filter_map(|a| encoded(a.change_seq, |l| aggregate_line(a, l)))
+                        .filter_map(|r| encoded(r.seq, |l| enc.line(r, l)))
                         .collect();
                     return Ok(Some((
                         prepare(lines, gz),
-                        Stream::Aggregates,
+                        Stream::Readings,
+                        last.seq,
+                        rows.len(),
+                    )));
+                }
+                // Compliance events are few and matter to the dashboards: always forwarded.
+                let events = s.events_after(epos, limit)?;
+                if let Some(last) = events.last() {
+                    let lines = events
+                        .iter()
+                        .filter_map(|e| encoded(e.change_seq, |l| event_line(e, l)))
+                        .collect();
+                    return Ok(Some((
+                        prepare(lines, gz),
+                        Stream::Events,
                         last.change_seq,
                         limit,
                     )));
                 }
-            }
-            Ok(None)
-        })
-        .await?;
+                // Alert states likewise (the ledger of a daemon with alerts off has none).
+                let alerts = s.alerts_after(alpos, limit)?;
+                if let Some(last) = alerts.last() {
+                    let lines = alerts
+                        .iter()
+                        .filter_map(|a| encoded(a.change_seq, |l| alert_line(a, l)))
+                        .collect();
+                    return Ok(Some((
+                        prepare(lines, gz),
+                        Stream::Alerts,
+                        last.change_seq,
+                        limit,
+                    )));
+                }
+                if aggregates {
+                    let aggs = s.aggregates_after(apos, limit)?;
+                    if let Some(last) = aggs.last() {
+                        let lines = aggs
+                            .iter()
+                            .filter_map(|a| encoded(a.change_seq, |l| aggregate_line(a, l)))
+                            .collect();
+                        return Ok(Some((
+                            prepare(lines, gz),
+                            Stream::Aggregates,
+                            last.change_seq,
+                            limit,
+                        )));
+                    }
+                }
+                Ok(None)
+            })
+            .await?;
         match prepared {
             // Fill the batch: wait once for more rows unless it is already full.
             Some((_, Stream::Readings, _, n))
@@ -294,7 +293,7 @@ fn prepare(lines: Vec<String>, gzip_on: bool) -> (Vec<String>, Vec<u8>) {
 async fn send_all(
     client: &reqwest::Client,
     target: &Influx,
-    store: &Arc<Mutex<Store>>,
+    store: &Held<ForwardStore>,
     health: &Health,
     key: &str,
     backoff: &mut Backoff,
@@ -328,7 +327,9 @@ async fn send_all(
                 Reply::Refused(status, msg) => {
                     error!(target = %target.name, status, answer = %msg, line = %chunk[0], "InfluxDB refused a line; moved to dead_letters.");
                     let (name, lines) = (target.name.clone(), chunk.clone());
-                    blocking(store, move |s| s.dead_letter(&name, &lines, status, &msg)).await?;
+                    store
+                        .call(move |s| s.dead_letter(&name, &lines, status, &msg))
+                        .await?;
                     break;
                 }
                 Reply::Fault(msg) => {
@@ -448,8 +449,8 @@ fn build_client(target: &Influx) -> Result<reqwest::Client, ForwardError> {
     b.build().map_err(|e| fail(e.to_string()))
 }
 
-async fn update_backlog(store: &Arc<Mutex<Store>>, health: &Health, key: &str) {
-    if let Ok(b) = blocking(store, |s| s.backlog()).await {
+async fn update_backlog(store: &Held<ForwardStore>, health: &Health, key: &str) {
+    if let Ok(b) = store.call(|s| s.backlog()).await {
         health.set_backlog(key, b);
     }
 }
@@ -460,19 +461,4 @@ async fn sleep_or_stop(d: Duration, shutdown: &CancellationToken) -> bool {
         _ = shutdown.cancelled() => true,
         _ = tokio::time::sleep(d) => false,
     }
-}
-
-/// Run a ledger call on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    store: &Arc<Mutex<Store>>,
-    f: impl FnOnce(&mut Store) -> Result<T, LedgerError> + Send + 'static,
-) -> Result<T, ForwardError> {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut s)
-    })
-    .await
-    .map_err(|e| ForwardError::Join(e.to_string()))?
-    .map_err(ForwardError::from)
 }

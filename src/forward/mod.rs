@@ -4,7 +4,6 @@
 pub mod encode;
 pub mod influx;
 pub mod line_protocol;
-pub mod store;
 
 use std::path::PathBuf;
 

@@ -7,15 +7,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
-use rusqlite::params;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::require;
 use super::{ApiError, AppState};
 use crate::config::http::Role;
-use crate::ledger::query::ReadingFilter;
-use crate::ledger::{LedgerError, Reader};
+use crate::ledger::alerts::AlertFilter;
+use crate::ledger::audit::StationNote;
+use crate::ledger::query::{AggregateFilter, EventFilter, ReadingFilter};
 use crate::model::Timestamp;
 
 type Params = Query<HashMap<String, String>>;
@@ -26,11 +26,7 @@ pub async fn healthz() -> &'static str {
 
 /// Ready when the ledger answers and every source has been started.
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
-    let path = s.ledger.clone();
-    let ledger_ok =
-        tokio::task::spawn_blocking(move || Reader::open(&path).and_then(|r| r.last_seq()).is_ok())
-            .await
-            .unwrap_or(false);
+    let ledger_ok = s.ledger.read(|r| r.last_seq()).await.is_ok();
     let sources = s.sources_started.load(Relaxed);
     let status = if ledger_ok && sources {
         StatusCode::OK
@@ -48,7 +44,7 @@ pub async fn stations(State(s): State<AppState>, parts: Parts) -> Result<Json<Va
     require(&s.config().http, &parts, Role::Viewer)?;
     s.live.refresh_states(Timestamp::now());
     let health = s.health.snapshot();
-    let open_alerts = with_reader(&s, |r| crate::alert::store::open_counts(r.connection())).await?;
+    let open_alerts = s.ledger.read(|r| r.open_alert_counts()).await?;
     let stations: Vec<Value> = s
         .live
         .stations()
@@ -123,17 +119,6 @@ fn station_param(s: &AppState, q: &HashMap<String, String>) -> Result<Option<Str
     }
 }
 
-async fn with_reader<T: Send + 'static>(
-    s: &AppState,
-    f: impl FnOnce(&Reader) -> Result<T, LedgerError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let path = s.ledger.clone();
-    tokio::task::spawn_blocking(move || f(&Reader::open(&path)?))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
-        .map_err(ApiError::from)
-}
-
 /// Readings by station, parameter and time range, in commit order; page with `after` (the `next_after` of the
 /// previous page).
 pub async fn readings(
@@ -160,7 +145,10 @@ pub async fn readings(
         }
     }
     let limit = f.limit.max(1);
-    let rows = with_reader(&s, move |r| r.readings(&ReadingFilter { limit, ..f })).await?;
+    let rows = s
+        .ledger
+        .read(move |r| r.readings(&ReadingFilter { limit, ..f }))
+        .await?;
     let next = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.seq))
         .flatten();
@@ -202,24 +190,25 @@ pub async fn aggregates(
     let from = time_param(&q, "from")?.map(|t| t.millis());
     let to = time_param(&q, "to")?.map(|t| t.millis());
     let limit = number_param(&q, "limit", 1000, 10_000)?;
-    let rows = with_reader(&s, move |r| {
-        let mut st = r.connection().prepare(
-            "SELECT s.code, p.symbol, a.window_start, a.mean, a.min, a.max, a.valid, a.expected, a.completeness, a.limit_low, \
-             a.limit_high, a.ratio, a.band, a.revision FROM aggregates a JOIN stations s ON s.id = a.station_id \
-             JOIN parameters p ON p.id = a.parameter_id WHERE a.window_ms = ?1 AND (?2 IS NULL OR s.code = ?2) \
-             AND (?3 IS NULL OR p.symbol = ?3) AND (?4 IS NULL OR a.window_start >= ?4) AND (?5 IS NULL OR a.window_start < ?5) \
-             ORDER BY a.window_start, s.code, p.symbol LIMIT ?6",
-        )?;
-        let rows = st.query_map(params![window_ms, station, parameter, from, to, limit], |x| {
-            Ok(json!({ "station": x.get::<_, String>(0)?, "parameter": x.get::<_, String>(1)?, "window_start": x.get::<_, i64>(2)?,
-                "mean": x.get::<_, Option<f64>>(3)?, "min": x.get::<_, Option<f64>>(4)?, "max": x.get::<_, Option<f64>>(5)?,
-                "valid": x.get::<_, i64>(6)?, "expected": x.get::<_, i64>(7)?, "completeness": x.get::<_, f64>(8)?,
-                "limit_low": x.get::<_, Option<f64>>(9)?, "limit_high": x.get::<_, Option<f64>>(10)?, "ratio": x.get::<_, Option<f64>>(11)?,
-                "band": x.get::<_, String>(12)?, "revision": x.get::<_, i64>(13)? }))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    })
-    .await?;
+    let f = AggregateFilter {
+        window_ms,
+        station,
+        parameter,
+        from,
+        to,
+        limit,
+    };
+    let rows = s.ledger.read(move |r| r.aggregates(&f)).await?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|x| {
+            json!({ "station": x.station, "parameter": x.parameter, "window_start": x.window_start,
+                "mean": x.mean, "min": x.min, "max": x.max,
+                "valid": x.valid, "expected": x.expected, "completeness": x.completeness,
+                "limit_low": x.limit_low, "limit_high": x.limit_high, "ratio": x.ratio,
+                "band": x.band, "revision": x.revision })
+        })
+        .collect();
     Ok(Json(json!({ "window_ms": window_ms, "aggregates": rows })))
 }
 
@@ -242,21 +231,21 @@ pub async fn events(
         }
     };
     let limit = number_param(&q, "limit", 200, 10_000)?;
-    let rows = with_reader(&s, move |r| {
-        let mut st = r.connection().prepare(
-            "SELECT e.id, s.code, p.symbol, e.scope, e.start, e.end, e.last, e.band, e.peak_band, e.peak_ratio FROM events e \
-             JOIN stations s ON s.id = e.station_id JOIN parameters p ON p.id = e.parameter_id \
-             WHERE (?1 IS NULL OR s.code = ?1) AND (?2 = 0 OR e.end IS NULL) ORDER BY e.start DESC LIMIT ?3",
-        )?;
-        let rows = st.query_map(params![station, open_only as i64, limit], |x| {
-            Ok(json!({ "id": x.get::<_, i64>(0)?, "station": x.get::<_, String>(1)?, "parameter": x.get::<_, String>(2)?,
-                "scope": x.get::<_, String>(3)?, "start": x.get::<_, i64>(4)?, "end": x.get::<_, Option<i64>>(5)?,
-                "last": x.get::<_, i64>(6)?, "band": x.get::<_, String>(7)?, "peak_band": x.get::<_, String>(8)?,
-                "peak_ratio": x.get::<_, Option<f64>>(9)? }))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    })
-    .await?;
+    let f = EventFilter {
+        station,
+        open_only,
+        limit,
+    };
+    let rows = s.ledger.read(move |r| r.events(&f)).await?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|x| {
+            json!({ "id": x.id, "station": x.station, "parameter": x.parameter,
+                "scope": x.scope, "start": x.start, "end": x.end,
+                "last": x.last, "band": x.band, "peak_band": x.peak_band,
+                "peak_ratio": x.peak_ratio })
+        })
+        .collect();
     Ok(Json(json!({ "events": rows })))
 }
 
@@ -277,7 +266,7 @@ pub async fn quarantine(
         }
     }
     let limit = number_param(&q, "limit", 100, 1000)? as usize;
-    let rows = with_reader(&s, move |r| r.quarantine(limit * 10)).await?;
+    let rows = s.ledger.read(move |r| r.quarantine(limit * 10)).await?;
     let items: Vec<Value> = rows
         .into_iter()
         .filter(|x| source.as_deref().is_none_or(|src| x.source == src))
@@ -300,15 +289,14 @@ pub async fn audit(
     require(&s.config().http, &parts, Role::Auditor)?;
     check_known(&q, &["limit"])?;
     let limit = number_param(&q, "limit", 200, 10_000)?;
-    let rows = with_reader(&s, move |r| {
-        let mut st = r.connection().prepare("SELECT id, at, who, role, action, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
-        let rows = st.query_map([limit], |x| {
-            Ok(json!({ "id": x.get::<_, i64>(0)?, "at": x.get::<_, i64>(1)?, "who": x.get::<_, String>(2)?,
-                "role": x.get::<_, String>(3)?, "action": x.get::<_, String>(4)?, "detail": x.get::<_, String>(5)? }))
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
-    })
-    .await?;
+    let rows = s.ledger.read(move |r| r.audit(limit)).await?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|x| {
+            json!({ "id": x.id, "at": x.at, "who": x.who,
+                "role": x.role, "action": x.action, "detail": x.detail })
+        })
+        .collect();
     Ok(Json(json!({ "audit": rows })))
 }
 
@@ -358,27 +346,19 @@ pub async fn station_note(
         return Err(ApiError::not_found(format!("unknown station {id:?}")));
     }
     let text = short_text("text", &body.text)?;
-    let path = s.ledger.clone();
     let action = format!("POST /api/stations/{id}/note");
-    let note_id = tokio::task::spawn_blocking(move || -> Result<i64, LedgerError> {
-        let mut conn = rusqlite::Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let tx = conn.transaction()?;
-        let now = Timestamp::now().millis();
-        tx.execute(
-            "INSERT INTO station_notes (station, at, who, text) VALUES (?1, ?2, ?3, ?4)",
-            params![id, now, caller.name, text],
-        )?;
-        let note_id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO audit (at, who, role, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now, caller.name, caller.role.as_str(), action, text],
-        )?;
-        tx.commit()?;
-        Ok(note_id)
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let note_id = s
+        .ledger
+        .write(move |w| {
+            w.add_station_note(&StationNote {
+                station: &id,
+                who: &caller.name,
+                role: caller.role.as_str(),
+                action: &action,
+                text: &text,
+            })
+        })
+        .await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": note_id }))))
 }
 
@@ -414,14 +394,18 @@ pub async fn alerts(
         None => None,
     };
     let limit = number_param(&q, "limit", 100, 1000)?.max(1);
-    let f = crate::alert::store::AlertFilter {
+    let f = AlertFilter {
         station,
         state,
         kind,
         before,
         limit,
     };
-    let rows = with_reader(&s, move |r| crate::alert::store::alerts(r.connection(), &f)).await?;
+    let rows = s.ledger.read(move |r| r.alerts(&f)).await?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(crate::alert::store::alert_with_deliveries_json)
+        .collect();
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().and_then(|a| a["id"].as_i64()))
         .flatten();

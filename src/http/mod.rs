@@ -38,7 +38,8 @@ pub struct AppState {
     pub live: LiveState,
     pub health: Health,
     pub metrics: Arc<Metrics>,
-    pub ledger: PathBuf,
+    /// Ledger reads and side-table writes (notes, audit), on the blocking pool.
+    pub ledger: crate::ledger::LedgerHandle,
     pub events: broadcast::Sender<LiveEvent>,
     /// Set once every source has been started (for `/readyz`).
     pub sources_started: Arc<AtomicBool>,
@@ -86,7 +87,7 @@ impl AppState {
             live,
             health,
             metrics,
-            ledger,
+            ledger: crate::ledger::LedgerHandle::new(ledger),
             events,
             sources_started,
             shutdown,

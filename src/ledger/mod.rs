@@ -3,11 +3,20 @@
 //! Owns the schema, batched writes (readings, quarantine, conflicts), cursors, aggregates storage, queries and
 //! retention. The key (station, parameter, timestamp) makes storage exactly-once: a redelivered duplicate is a
 //! no-op; the same key with another value keeps the first and records a conflict.
-//! Calls here block: the pipeline runs them on a dedicated thread; readers open their own connection.
+//! Every SQL statement of quantrac is in this module: the writer's commits, the queries of the API, the live view,
+//! exports and sources (`query.rs`, `export.rs`), and the side tables written outside the writer thread: alerts and
+//! the outbox (`alerts.rs`), forwarder cursors (`forward.rs`), audit and notes (`audit.rs`).
+//! Calls here block: the pipeline runs them on a dedicated thread; async code reaches the ledger through
+//! [`LedgerHandle`] or [`Held`] (`handle.rs`), which run them on the blocking pool; readers open their own connection.
 
 pub mod aggregates;
+pub mod alerts;
+pub mod audit;
 mod checkpointer;
 mod events;
+pub mod export;
+pub mod forward;
+pub mod handle;
 pub mod probe;
 pub mod query;
 mod schema;
@@ -20,6 +29,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use rustc_hash::FxHashMap;
 
 pub use aggregates::{AggregateContext, AggregateReport};
+pub use audit::SideWriter;
+pub use handle::{Held, LedgerHandle};
 pub use query::Reader;
 
 use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, LimitBound, Scope};
@@ -39,6 +50,11 @@ pub enum LedgerError {
     Thread(String),
     #[error("the ledger has schema version {found}, newer than this quantrac supports ({supported}); upgrade quantrac")]
     TooNew { found: i64, supported: i64 },
+    #[error("a ledger call on the blocking pool did not finish")]
+    Task {
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 /// A reading with the compliance engine's verdict, ready to store.
@@ -611,6 +627,17 @@ fn id_of<K: Clone + Eq + std::hash::Hash>(
     )?;
     cache.insert(key.clone(), id);
     Ok(id)
+}
+
+/// A read-write connection for the tables written outside the writer thread (alerts, outbox, cursors, notes,
+/// audit); it waits up to 10 s for the writer's lock.
+pub(crate) fn open_write(path: &Path) -> Result<Connection, LedgerError> {
+    let conn = Connection::open(path).map_err(|error| LedgerError::Open {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
 }
 
 /// Open flags for read-only connections.

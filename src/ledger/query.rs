@@ -1,12 +1,16 @@
-//! Read-only queries over the ledger (dashboard, API, exports, tests). Each `Reader` owns its own connection.
+//! Read-only queries over the ledger (dashboard, API, live view, sources, tests). Each `Reader` owns its own
+//! connection. Alert, audit and export reads live beside their tables' other queries (`alerts.rs`, `audit.rs`,
+//! `export.rs`).
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
+use super::aggregates::DAY_MS;
 use super::{read_only_flags, LedgerError};
-use crate::model::{Status, Timestamp};
+use crate::model::{SourceKind, Status, Timestamp};
 
 /// A stored reading as queries return it.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +51,91 @@ pub struct ReadingFilter {
     pub to: Option<Timestamp>,
     pub after_seq: i64,
     pub limit: usize,
+}
+
+/// Filter of the aggregate list (`GET /api/aggregates`): one window length, by start then station and parameter.
+#[derive(Debug, Clone, Default)]
+pub struct AggregateFilter {
+    pub window_ms: i64,
+    pub station: Option<String>,
+    pub parameter: Option<String>,
+    /// Window starts from (inclusive) and to (exclusive), Unix ms.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub limit: i64,
+}
+
+/// A stored window aggregate as the API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAggregate {
+    pub station: String,
+    pub parameter: String,
+    pub window_start: i64,
+    pub mean: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub valid: i64,
+    pub expected: i64,
+    pub completeness: f64,
+    pub limit_low: Option<f64>,
+    pub limit_high: Option<f64>,
+    pub ratio: Option<f64>,
+    pub band: String,
+    pub revision: i64,
+}
+
+/// Filter of the event list (`GET /api/events`), newest start first.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub station: Option<String>,
+    /// Only events still open.
+    pub open_only: bool,
+    pub limit: i64,
+}
+
+/// A compliance event as the API lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub station: String,
+    pub parameter: String,
+    pub scope: String,
+    pub start: i64,
+    pub end: Option<i64>,
+    pub last: i64,
+    pub band: String,
+    pub peak_band: String,
+    pub peak_ratio: Option<f64>,
+}
+
+/// The newest reading of a series, for the live picture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestReading {
+    pub ts: i64,
+    pub value: f64,
+    pub unit: String,
+    pub status: Status,
+    pub band: String,
+    pub limit_low: Option<f64>,
+    pub limit_high: Option<f64>,
+    pub ratio: Option<f64>,
+}
+
+/// The newest stored window of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestWindow {
+    pub window_start: i64,
+    pub mean: Option<f64>,
+    pub band: String,
+    pub completeness: f64,
+}
+
+/// A series' newest reading with its newest averaging window and local day.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    pub reading: LatestReading,
+    pub window: Option<LatestWindow>,
+    pub day: Option<LatestWindow>,
 }
 
 pub struct Reader {
@@ -141,6 +230,142 @@ impl Reader {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 
+    /// Window aggregates matching the filter, by window start, station and parameter.
+    pub fn aggregates(&self, f: &AggregateFilter) -> Result<Vec<StoredAggregate>, LedgerError> {
+        let mut st = self.conn.prepare(
+            "SELECT s.code, p.symbol, a.window_start, a.mean, a.min, a.max, a.valid, a.expected, a.completeness, a.limit_low, \
+             a.limit_high, a.ratio, a.band, a.revision FROM aggregates a JOIN stations s ON s.id = a.station_id \
+             JOIN parameters p ON p.id = a.parameter_id WHERE a.window_ms = ?1 AND (?2 IS NULL OR s.code = ?2) \
+             AND (?3 IS NULL OR p.symbol = ?3) AND (?4 IS NULL OR a.window_start >= ?4) AND (?5 IS NULL OR a.window_start < ?5) \
+             ORDER BY a.window_start, s.code, p.symbol LIMIT ?6",
+        )?;
+        let rows = st.query_map(
+            params![f.window_ms, f.station, f.parameter, f.from, f.to, f.limit],
+            |x| {
+                Ok(StoredAggregate {
+                    station: x.get(0)?,
+                    parameter: x.get(1)?,
+                    window_start: x.get(2)?,
+                    mean: x.get(3)?,
+                    min: x.get(4)?,
+                    max: x.get(5)?,
+                    valid: x.get(6)?,
+                    expected: x.get(7)?,
+                    completeness: x.get(8)?,
+                    limit_low: x.get(9)?,
+                    limit_high: x.get(10)?,
+                    ratio: x.get(11)?,
+                    band: x.get(12)?,
+                    revision: x.get(13)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Compliance events matching the filter, newest start first.
+    pub fn events(&self, f: &EventFilter) -> Result<Vec<StoredEvent>, LedgerError> {
+        let mut st = self.conn.prepare(
+            "SELECT e.id, s.code, p.symbol, e.scope, e.start, e.end, e.last, e.band, e.peak_band, e.peak_ratio FROM events e \
+             JOIN stations s ON s.id = e.station_id JOIN parameters p ON p.id = e.parameter_id \
+             WHERE (?1 IS NULL OR s.code = ?1) AND (?2 = 0 OR e.end IS NULL) ORDER BY e.start DESC LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![f.station, f.open_only as i64, f.limit], |x| {
+            Ok(StoredEvent {
+                id: x.get(0)?,
+                station: x.get(1)?,
+                parameter: x.get(2)?,
+                scope: x.get(3)?,
+                start: x.get(4)?,
+                end: x.get(5)?,
+                last: x.get(6)?,
+                band: x.get(7)?,
+                peak_band: x.get(8)?,
+                peak_ratio: x.get(9)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest reading of `station`'s `parameter` (by observation time), with the newest aggregate of the
+    /// `window_ms` window and of the local day; `None` when the series has no reading.
+    pub fn latest(
+        &self,
+        station: &str,
+        parameter: &str,
+        window_ms: i64,
+    ) -> Result<Option<Latest>, LedgerError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT r.ts, r.value, r.unit, r.status, r.band, r.limit_low, r.limit_high, r.ratio, r.station_id, r.parameter_id \
+                 FROM readings r WHERE r.station_id = (SELECT id FROM stations WHERE code = ?1) \
+                 AND r.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2) ORDER BY r.ts DESC LIMIT 1",
+                params![station, parameter],
+                |r| {
+                    let reading = LatestReading {
+                        ts: r.get(0)?,
+                        value: r.get(1)?,
+                        unit: r.get(2)?,
+                        status: Status::from_u8(r.get(3)?).unwrap_or(Status::Fault),
+                        band: r.get(4)?,
+                        limit_low: r.get(5)?,
+                        limit_high: r.get(6)?,
+                        ratio: r.get(7)?,
+                    };
+                    Ok((reading, r.get::<_, i64>(8)?, r.get::<_, i64>(9)?))
+                },
+            )
+            .optional()?;
+        let Some((reading, sid, pid)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Latest {
+            reading,
+            window: self.latest_window(sid, pid, window_ms)?,
+            day: self.latest_window(sid, pid, DAY_MS)?,
+        }))
+    }
+
+    fn latest_window(
+        &self,
+        sid: i64,
+        pid: i64,
+        window_ms: i64,
+    ) -> Result<Option<LatestWindow>, LedgerError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT window_start, mean, band, completeness FROM aggregates WHERE station_id = ?1 AND parameter_id = ?2 \
+                 AND window_ms = ?3 ORDER BY window_start DESC LIMIT 1",
+                params![sid, pid, window_ms],
+                |r| {
+                    Ok(LatestWindow {
+                        window_start: r.get(0)?,
+                        mean: r.get(1)?,
+                        band: r.get(2)?,
+                        completeness: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Where the quarantined inputs of `source` came from (file paths for TT10).
+    pub fn quarantined_origins(&self, source: SourceKind) -> Result<HashSet<String>, LedgerError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT DISTINCT origin FROM quarantine WHERE source = ?1")?;
+        let rows = st.query_map([source.as_str()], |row| row.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Position of a named cursor (0 when new).
+    pub fn cursor(&self, name: &str) -> Result<i64, LedgerError> {
+        super::cursor(&self.conn, name)
+    }
+
+    /// The connection, for tests and tools that inspect the file directly.
     pub fn connection(&self) -> &Connection {
         &self.conn
     }

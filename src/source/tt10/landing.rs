@@ -237,15 +237,9 @@ impl Landing {
     }
 
     fn load_quarantined_origins(&self) -> HashSet<String> {
-        let load = || -> Result<HashSet<String>, crate::ledger::LedgerError> {
-            let r = crate::ledger::Reader::open(&self.ledger)?;
-            let mut st = r
-                .connection()
-                .prepare("SELECT DISTINCT origin FROM quarantine WHERE source = 'tt10'")?;
-            let rows = st.query_map([], |row| row.get::<_, String>(0))?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        };
-        load().unwrap_or_else(|e| {
+        crate::ledger::Reader::open(&self.ledger)
+            .and_then(|r| r.quarantined_origins(SourceKind::Tt10))
+            .unwrap_or_else(|e| {
             warn!(error = %e, "Cannot read earlier TT10 quarantine rows; a file re-read after a crash may be quarantined twice.");
             HashSet::new()
         })

@@ -1,15 +1,14 @@
 //! A forwarder's view of the ledger: rows after its cursors, cursor moves, dead letters, backlog.
-//! Blocking calls: the forwarder runs them on the blocking pool.
+//! Blocking calls: the forwarder holds its store in a [`super::Held`].
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::{cursor, open_write, set_cursor, LedgerError, Stream};
 use crate::health::Backlog;
-use crate::ledger::{cursor, set_cursor, LedgerError, Stream};
 use crate::model::{Status, Timestamp};
 
 /// A committed reading with what the line protocol needs.
@@ -80,7 +79,8 @@ pub struct AggregateRow {
     pub band: String,
 }
 
-pub struct Store {
+/// One forwarder's connection, its cursor names and the id → name caches.
+pub struct ForwardStore {
     conn: Connection,
     /// Station and parameter names by id: rows are read without joins.
     stations: HashMap<i64, Arc<str>>,
@@ -91,14 +91,11 @@ pub struct Store {
     pub alerts_cursor: String,
 }
 
-impl Store {
-    pub fn open(path: &Path, name: &str) -> Result<Store, LedgerError> {
-        let conn = Connection::open(path).map_err(|error| LedgerError::Open {
-            path: path.to_path_buf(),
-            error,
-        })?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        Ok(Store {
+impl ForwardStore {
+    /// The store of the forwarder `name` (its cursors are `influx:<name>:…`).
+    pub fn open(path: &Path, name: &str) -> Result<ForwardStore, LedgerError> {
+        let conn = open_write(path)?;
+        Ok(ForwardStore {
             conn,
             stations: HashMap::new(),
             parameters: HashMap::new(),

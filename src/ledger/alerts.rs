@@ -1,0 +1,604 @@
+//! The alert engine's tables (migration 2): alerts, per-key engine state, the outbox and its delivery attempts.
+//!
+//! The alert runner holds one [`AlertStore`] (a write connection: WAL, busy timeout); each delivery task holds an
+//! [`Outbox`]; the API reads alerts through a [`Reader`]. Only the ledger writer writes readings. The engine
+//! decides (the alert module); this module stores and reads what it decided, as plain rows.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::{open_write, set_cursor, LedgerError, Reader, Stream};
+use crate::compliance::{Band, Flags};
+use crate::model::{Status, Timestamp};
+
+/// The readings cursor of the alert engine (retention waits for it).
+pub const READINGS_CURSOR: &str = "alerts:readings";
+
+/// One alert as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAlert {
+    pub id: i64,
+    /// Empty for daemon-wide alerts (forwarder backlog).
+    pub station: String,
+    /// Parameter, forwarder name, or empty.
+    pub subject: String,
+    pub kind: String,
+    pub severity: String,
+    /// `raised`, `acknowledged` or `cleared`.
+    pub state: String,
+    pub since: i64,
+    pub raised: i64,
+    pub updated: i64,
+    pub cleared: Option<i64>,
+    /// JSON text of the latest observation.
+    pub detail: String,
+    /// JSON text of the worst observation while raised.
+    pub peak: String,
+    pub notifications: i64,
+    pub acked_at: Option<i64>,
+    pub acked_by: Option<String>,
+    pub ack_comment: Option<String>,
+}
+
+/// One notification of an alert and how its delivery stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub id: i64,
+    pub channel: String,
+    pub change: String,
+    pub status: String,
+    pub attempts: i64,
+    pub created: i64,
+    pub delivered: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// An alert with its notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertWithDeliveries {
+    pub alert: StoredAlert,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// Filter of the alert list (`GET /api/alerts`).
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub station: Option<String>,
+    /// `raised`, `acknowledged`, `cleared`, or `open` (raised or acknowledged).
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    /// Alerts with an id below this (the `next_before` of the previous page); newest first.
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+/// The persisted engine state of one key (`station|subject|kind`), as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyStateRow {
+    pub key: String,
+    pub state: String,
+}
+
+/// A new alert (a raise).
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    pub station: &'a str,
+    pub subject: &'a str,
+    pub kind: &'a str,
+    pub severity: &'a str,
+    pub since: i64,
+    pub at: i64,
+    pub detail: &'a str,
+    pub peak: &'a str,
+}
+
+/// A later change of an alert: every one counts a notification.
+#[derive(Debug, Clone)]
+pub enum AlertUpdate<'a> {
+    Cleared {
+        at: i64,
+        detail: &'a str,
+    },
+    /// Escalated or re-notified: the latest and the worst observation.
+    Changed {
+        at: i64,
+        detail: &'a str,
+        peak: &'a str,
+    },
+}
+
+/// A notification to queue in the outbox.
+#[derive(Debug, Clone)]
+pub struct QueuedNotification<'a> {
+    pub alert_id: i64,
+    pub channel: &'a str,
+    pub change: &'a str,
+    pub payload: &'a str,
+    pub queued: i64,
+}
+
+/// An acknowledgement of a raised alert, written with its audit row.
+#[derive(Debug, Clone)]
+pub struct Acknowledgement<'a> {
+    pub id: i64,
+    pub who: &'a str,
+    pub role: &'a str,
+    pub comment: &'a str,
+    /// The key's engine state after the acknowledgement, when the engine knows the alert.
+    pub key_state: Option<KeyStateRow>,
+}
+
+/// What an acknowledgement found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AckOutcome {
+    Acknowledged(Box<StoredAlert>),
+    NotFound,
+    /// The alert is in this state, not `raised`.
+    NotRaised(String),
+}
+
+/// A committed reading with its verdict, as the alert engine replays it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayReading {
+    pub seq: i64,
+    pub station: String,
+    pub parameter: String,
+    pub ts: i64,
+    pub value: f64,
+    pub unit: String,
+    pub status: Status,
+    pub band: Band,
+    pub ratio: Option<f64>,
+    /// (lower bound, upper bound or Cmax).
+    pub limit: (Option<f64>, Option<f64>),
+    pub flags: Flags,
+}
+
+/// The newest judging window of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JudgingWindow {
+    pub station: String,
+    pub parameter: String,
+    pub window_start: i64,
+    pub mean: Option<f64>,
+    pub completeness: f64,
+    pub ratio: Option<f64>,
+    pub band: Band,
+}
+
+/// The alert runner's write connection.
+pub struct AlertStore {
+    conn: Connection,
+}
+
+impl AlertStore {
+    pub fn open(path: &Path) -> Result<AlertStore, LedgerError> {
+        Ok(AlertStore {
+            conn: open_write(path)?,
+        })
+    }
+
+    /// Every persisted key state.
+    pub fn key_states(&self) -> Result<Vec<KeyStateRow>, LedgerError> {
+        let mut st = self.conn.prepare("SELECT key, state FROM alert_keys")?;
+        let rows = st.query_map([], |r| {
+            Ok(KeyStateRow {
+                key: r.get(0)?,
+                state: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The readings cursor, registering it at the newest reading on the first start (history is not replayed).
+    pub fn readings_cursor(&self) -> Result<i64, LedgerError> {
+        let pos: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT position FROM cursors WHERE name = ?1",
+                [READINGS_CURSOR],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match pos {
+            Some(p) => Ok(p),
+            None => {
+                let top: i64 =
+                    self.conn
+                        .query_row("SELECT COALESCE(MAX(seq), 0) FROM readings", [], |r| {
+                            r.get(0)
+                        })?;
+                set_cursor(&self.conn, READINGS_CURSOR, Stream::Readings, top)?;
+                Ok(top)
+            }
+        }
+    }
+
+    /// Drop the engine's readings cursor (alerts switched off), so retention does not wait for it.
+    pub fn forget_cursor(&self) -> Result<(), LedgerError> {
+        self.conn
+            .execute("DELETE FROM cursors WHERE name = ?1", [READINGS_CURSOR])?;
+        Ok(())
+    }
+
+    /// Start a write transaction (IMMEDIATE: it reads before it writes; see `Ledger::commit`).
+    pub fn transaction(&mut self) -> Result<AlertTx<'_>, LedgerError> {
+        Ok(AlertTx {
+            tx: self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?,
+        })
+    }
+
+    /// Acknowledge a raised alert with a comment, write the audit row and the key's state, in one transaction.
+    pub fn acknowledge(&mut self, a: &Acknowledgement<'_>) -> Result<AckOutcome, LedgerError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<String> = tx
+            .query_row("SELECT state FROM alerts WHERE id = ?1", [a.id], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        match current.as_deref() {
+            None => return Ok(AckOutcome::NotFound),
+            Some("raised") => {}
+            Some(other) => return Ok(AckOutcome::NotRaised(other.to_string())),
+        }
+        let now = Timestamp::now().millis();
+        tx.execute(
+            "UPDATE alerts SET state = 'acknowledged', acked_at = ?2, acked_by = ?3, ack_comment = ?4, updated = ?2 WHERE id = ?1",
+            params![a.id, now, a.who, a.comment],
+        )?;
+        super::audit::insert(
+            &tx,
+            &super::audit::AuditEntry {
+                at: now,
+                who: a.who,
+                role: a.role,
+                action: &format!("POST /api/alerts/{}/ack", a.id),
+                detail: a.comment,
+            },
+        )?;
+        if let Some(k) = &a.key_state {
+            save_key_state(&tx, k, now)?;
+        }
+        let Some(stored) = alert(&tx, a.id)? else {
+            return Ok(AckOutcome::NotFound);
+        };
+        tx.commit()?;
+        Ok(AckOutcome::Acknowledged(Box::new(stored)))
+    }
+
+    /// Committed readings after `after` with their verdicts, in commit order, at most `limit`.
+    pub fn replay_readings(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<ReplayReading>, LedgerError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT r.seq, s.code, p.symbol, r.ts, r.value, r.unit, r.status, r.limit_low, r.limit_high, r.ratio, r.band, r.flags \
+             FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id \
+             WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, limit], |r| {
+            Ok(ReplayReading {
+                seq: r.get(0)?,
+                station: r.get(1)?,
+                parameter: r.get(2)?,
+                ts: r.get(3)?,
+                value: r.get(4)?,
+                unit: r.get(5)?,
+                status: Status::from_u8(r.get::<_, u8>(6)?).unwrap_or(Status::Fault),
+                limit: (r.get(7)?, r.get(8)?),
+                ratio: r.get(9)?,
+                band: Band::parse(&r.get::<_, String>(10)?).unwrap_or(Band::NotEvaluated),
+                flags: Flags(r.get::<_, u32>(11)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest window of length `window_ms` of every series.
+    pub fn current_windows(&self, window_ms: i64) -> Result<Vec<JudgingWindow>, LedgerError> {
+        let mut st = self.conn.prepare(
+            "SELECT s.code, p.symbol, a.window_start, a.mean, a.completeness, a.ratio, a.band FROM aggregates a \
+             JOIN stations s ON s.id = a.station_id JOIN parameters p ON p.id = a.parameter_id \
+             WHERE a.window_ms = ?1 AND a.window_start = (SELECT MAX(b.window_start) FROM aggregates b \
+             WHERE b.station_id = a.station_id AND b.parameter_id = a.parameter_id AND b.window_ms = ?1)",
+        )?;
+        let rows = st.query_map([window_ms], |r| {
+            Ok(JudgingWindow {
+                station: r.get(0)?,
+                parameter: r.get(1)?,
+                window_start: r.get(2)?,
+                mean: r.get(3)?,
+                completeness: r.get(4)?,
+                ratio: r.get(5)?,
+                band: Band::parse(&r.get::<_, String>(6)?).unwrap_or(Band::NotEvaluated),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// One write transaction of the alert runner: alert rows, outbox rows, key states and the cursor together.
+/// Dropped without [`AlertTx::commit`], it rolls back.
+pub struct AlertTx<'c> {
+    tx: Transaction<'c>,
+}
+
+impl AlertTx<'_> {
+    /// The newest open (raised or acknowledged) alert of a key.
+    pub fn open_alert(
+        &self,
+        station: &str,
+        subject: &str,
+        kind: &str,
+    ) -> Result<Option<i64>, LedgerError> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT MAX(id) FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 AND state IN ('raised', 'acknowledged')",
+                params![station, subject, kind],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Store a raised alert; returns its id.
+    pub fn insert_alert(&self, a: &NewAlert<'_>) -> Result<i64, LedgerError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO alerts (station, subject, kind, severity, state, since, raised, updated, detail, peak, notifications) \
+                 VALUES (?1, ?2, ?3, ?4, 'raised', ?5, ?6, ?6, ?7, ?8, 1)",
+            )?
+            .execute(params![
+                a.station, a.subject, a.kind, a.severity, a.since, a.at, a.detail, a.peak
+            ])?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    /// Store a later change of alert `id`.
+    pub fn update_alert(&self, id: i64, u: &AlertUpdate<'_>) -> Result<(), LedgerError> {
+        match u {
+            AlertUpdate::Cleared { at, detail } => {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE alerts SET state = 'cleared', cleared = ?2, updated = ?2, detail = ?3, notifications = notifications + 1 WHERE id = ?1",
+                    )?
+                    .execute(params![id, at, detail])?;
+            }
+            AlertUpdate::Changed { at, detail, peak } => {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE alerts SET updated = ?2, detail = ?3, peak = ?4, notifications = notifications + 1 WHERE id = ?1",
+                    )?
+                    .execute(params![id, at, detail, peak])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue a notification (pending, due at once).
+    pub fn queue(&self, n: &QueuedNotification<'_>) -> Result<(), LedgerError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO outbox (alert_id, channel, change, payload, created, status, attempts, next_attempt) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?5)",
+            )?
+            .execute(params![n.alert_id, n.channel, n.change, n.payload, n.queued])?;
+        Ok(())
+    }
+
+    /// Store a key's engine state.
+    pub fn save_key_state(&self, k: &KeyStateRow, now: i64) -> Result<(), LedgerError> {
+        save_key_state(&self.tx, k, now)
+    }
+
+    /// Move the engine's readings cursor.
+    pub fn set_readings_cursor(&self, position: i64) -> Result<(), LedgerError> {
+        set_cursor(&self.tx, READINGS_CURSOR, Stream::Readings, position)
+    }
+
+    /// One alert as it stands inside this transaction.
+    pub fn alert(&self, id: i64) -> Result<Option<StoredAlert>, LedgerError> {
+        alert(&self.tx, id)
+    }
+
+    pub fn commit(self) -> Result<(), LedgerError> {
+        Ok(self.tx.commit()?)
+    }
+}
+
+fn save_key_state(conn: &Connection, k: &KeyStateRow, now: i64) -> Result<(), LedgerError> {
+    conn.prepare_cached(
+        "INSERT INTO alert_keys (key, state, updated) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(key) DO UPDATE SET state = excluded.state, updated = excluded.updated",
+    )?
+    .execute(params![k.key, k.state, now])?;
+    Ok(())
+}
+
+const ALERT_COLUMNS: &str =
+    "id, station, subject, kind, severity, state, since, raised, updated, cleared, detail, peak, \
+     notifications, acked_at, acked_by, ack_comment";
+
+fn stored_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
+    Ok(StoredAlert {
+        id: r.get(0)?,
+        station: r.get(1)?,
+        subject: r.get(2)?,
+        kind: r.get(3)?,
+        severity: r.get(4)?,
+        state: r.get(5)?,
+        since: r.get(6)?,
+        raised: r.get(7)?,
+        updated: r.get(8)?,
+        cleared: r.get(9)?,
+        detail: r.get(10)?,
+        peak: r.get(11)?,
+        notifications: r.get(12)?,
+        acked_at: r.get(13)?,
+        acked_by: r.get(14)?,
+        ack_comment: r.get(15)?,
+    })
+}
+
+fn alert(conn: &Connection, id: i64) -> Result<Option<StoredAlert>, LedgerError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+            [id],
+            stored_alert,
+        )
+        .optional()?)
+}
+
+impl Reader {
+    /// Alerts newest first, each with its notifications.
+    pub fn alerts(&self, f: &AlertFilter) -> Result<Vec<AlertWithDeliveries>, LedgerError> {
+        let conn = self.connection();
+        let mut st = conn.prepare(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE (?1 IS NULL OR station = ?1) \
+             AND (?2 IS NULL OR state = ?2 OR (?2 = 'open' AND state IN ('raised', 'acknowledged'))) \
+             AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
+        ))?;
+        let rows = st.query_map(
+            params![f.station, f.state, f.kind, f.before, f.limit],
+            stored_alert,
+        )?;
+        let alerts = rows.collect::<Result<Vec<_>, _>>()?;
+        let mut d = conn.prepare_cached(
+            "SELECT id, channel, change, status, attempts, created, delivered, last_error FROM outbox WHERE alert_id = ?1 ORDER BY id",
+        )?;
+        let mut out = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            let rows = d.query_map([alert.id], |x| {
+                Ok(Delivery {
+                    id: x.get(0)?,
+                    channel: x.get(1)?,
+                    change: x.get(2)?,
+                    status: x.get(3)?,
+                    attempts: x.get(4)?,
+                    created: x.get(5)?,
+                    delivered: x.get(6)?,
+                    last_error: x.get(7)?,
+                })
+            })?;
+            let deliveries = rows.collect::<Result<Vec<_>, _>>()?;
+            out.push(AlertWithDeliveries { alert, deliveries });
+        }
+        Ok(out)
+    }
+
+    /// Open alerts (raised or acknowledged) per station.
+    pub fn open_alert_counts(&self) -> Result<HashMap<String, i64>, LedgerError> {
+        let mut st = self.connection().prepare(
+            "SELECT station, COUNT(*) FROM alerts WHERE state IN ('raised', 'acknowledged') GROUP BY station",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// A pending notification, the next one of its channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingNotification {
+    pub id: i64,
+    pub payload: String,
+    pub attempts: i64,
+    pub created: i64,
+    pub next_attempt: i64,
+}
+
+/// Where a notification stands after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    Pending,
+    Delivered,
+    /// Given up or refused by the recipient.
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Delivered => "delivered",
+            OutboxStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One delivery attempt and the notification's new state.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outbox_id: i64,
+    pub at: i64,
+    pub duration_ms: i64,
+    /// `None` when delivered.
+    pub error: Option<String>,
+    pub status: OutboxStatus,
+    pub next_attempt: i64,
+}
+
+/// A delivery task's write connection to the outbox.
+pub struct Outbox {
+    conn: Connection,
+}
+
+impl Outbox {
+    pub fn open(path: &Path) -> Result<Outbox, LedgerError> {
+        Ok(Outbox {
+            conn: open_write(path)?,
+        })
+    }
+
+    /// The oldest pending notification of `channel`.
+    pub fn next_pending(&self, channel: &str) -> Result<Option<PendingNotification>, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, payload, attempts, created, next_attempt FROM outbox WHERE channel = ?1 AND status = 'pending' \
+                 ORDER BY id LIMIT 1",
+            )?
+            .query_row([channel], |r| {
+                Ok(PendingNotification {
+                    id: r.get(0)?,
+                    payload: r.get(1)?,
+                    attempts: r.get(2)?,
+                    created: r.get(3)?,
+                    next_attempt: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Record one attempt and the notification's new status in one transaction.
+    pub fn record(&mut self, a: &Attempt) -> Result<(), LedgerError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO outbox_attempts (outbox_id, at, duration_ms, ok, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![a.outbox_id, a.at, a.duration_ms, a.error.is_none() as i64, a.error],
+        )?;
+        tx.execute(
+            "UPDATE outbox SET attempts = attempts + 1, status = ?2, next_attempt = ?3, last_error = ?4, \
+             delivered = CASE WHEN ?2 = 'delivered' THEN ?5 ELSE delivered END WHERE id = ?1",
+            params![
+                a.outbox_id,
+                a.status.as_str(),
+                a.next_attempt,
+                a.error,
+                a.at + a.duration_ms
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+}
