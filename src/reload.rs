@@ -171,11 +171,11 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
 
 /// Record a reload in the ledger's `audit` table (who = `sighup`).
 pub fn record(
-    ledger: &Path,
+    ledger: &mut crate::ledger::SideWriter,
     config: &Path,
     changes: &Changes,
 ) -> Result<(), crate::ledger::LedgerError> {
-    crate::ledger::SideWriter::open(ledger)?.record_audit(&crate::ledger::audit::AuditEntry {
+    ledger.record_audit(&crate::ledger::audit::AuditEntry {
         at: Timestamp::now().millis(),
         who: "sighup",
         role: "system",

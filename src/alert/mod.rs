@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use crate::ledger::alerts::StoredAlert;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -100,7 +100,7 @@ pub enum Command {
         who: String,
         role: String,
         comment: String,
-        reply: oneshot::Sender<Result<Value, AckError>>,
+        reply: oneshot::Sender<Result<StoredAlert, AckError>>,
     },
     /// A reloaded config: stations, routes and timing rules (channels need a restart; see `reload::prepare`).
     Reconfigure(Box<Config>),
@@ -120,7 +120,7 @@ impl AlertHandle {
         who: &str,
         role: &str,
         comment: &str,
-    ) -> Result<Value, AckError> {
+    ) -> Result<StoredAlert, AckError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Ack {

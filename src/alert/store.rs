@@ -96,7 +96,7 @@ impl Store {
         routed: &[Routed],
         mut dirty: Vec<(AlertKey, KeyState)>,
         readings_pos: Option<i64>,
-    ) -> Result<(Vec<i64>, Vec<Value>), LedgerError> {
+    ) -> Result<(Vec<i64>, Vec<StoredAlert>), LedgerError> {
         let tx = self.ledger.transaction()?;
         let mut ids = Vec::with_capacity(routed.len());
         // Delivery runs on the wall clock (the engine's clock is injected and may be a test's).
@@ -157,7 +157,7 @@ impl Store {
         for id in &ids {
             if seen.insert(*id) {
                 if let Some(a) = tx.alert(*id)? {
-                    changed.push(alert_json(&a));
+                    changed.push(a);
                 }
             }
         }
@@ -173,7 +173,7 @@ impl Store {
         role: &str,
         comment: &str,
         state: Option<(AlertKey, KeyState)>,
-    ) -> Result<Value, AckError> {
+    ) -> Result<StoredAlert, AckError> {
         let ack = Acknowledgement {
             id,
             who,
@@ -182,7 +182,7 @@ impl Store {
             key_state: state.map(|(k, s)| key_state_row(&k, &s)),
         };
         match self.ledger.acknowledge(&ack)? {
-            AckOutcome::Acknowledged(a) => Ok(alert_json(&a)),
+            AckOutcome::Acknowledged(a) => Ok(*a),
             AckOutcome::NotFound => Err(AckError::NotFound(id)),
             AckOutcome::NotRaised(state) => Err(AckError::NotRaised { id, state }),
         }
@@ -300,8 +300,8 @@ mod tests {
         let (ids, changed) = s.commit(&ctx, &routed, Vec::new(), Some(5)).unwrap();
         assert_eq!(ids, [1, 1, 1, 2]);
         assert_eq!(changed.len(), 2);
-        assert_eq!(changed[0]["state"], "cleared");
-        assert_eq!(changed[1]["state"], "raised");
+        assert_eq!(changed[0].state, "cleared");
+        assert_eq!(changed[1].state, "raised");
         let reader = crate::ledger::Reader::open(&path).unwrap();
         let all = crate::ledger::alerts::AlertFilter {
             limit: 100,

@@ -240,12 +240,13 @@ async fn apply(
     }
     *config = new;
     let started = running.start_missing(plan).await;
-    let ledger = config.ledger.path.clone();
+    let ledger = crate::ledger::LedgerHandle::new(config.ledger.path.clone());
     let (file, c) = (path.to_path_buf(), changes.clone());
-    match tokio::task::spawn_blocking(move || crate::reload::record(&ledger, &file, &c)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!(error = %e, "Config reload not recorded in the audit table."),
-        Err(e) => warn!(error = %e, "Config reload not recorded in the audit table."),
+    if let Err(e) = ledger
+        .write(move |w| crate::reload::record(w, &file, &c))
+        .await
+    {
+        warn!(error = %e, "Config reload not recorded in the audit table.");
     }
     info!(config = %path.display(), stations = config.stations.len(), stopped, started, changes = %changes.describe(), "Config reloaded.");
 }

@@ -442,7 +442,7 @@ pub async fn ack_alert(
         .acknowledge(id, &caller.name, caller.role.as_str(), &comment)
         .await
     {
-        Ok(a) => Ok(Json(a)),
+        Ok(a) => Ok(Json(crate::alert::store::alert_json(&a))),
         Err(e @ AckError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
         Err(e @ AckError::NotRaised { .. }) => {
             Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))

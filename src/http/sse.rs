@@ -134,7 +134,10 @@ fn to_message(ev: &LiveEvent) -> Message {
                 .collect();
             ("events", json!(items))
         }
-        LiveEvent::Alerts(alerts) => ("alerts", json!(alerts.as_slice())),
+        LiveEvent::Alerts(alerts) => (
+            "alerts",
+            serde_json::Value::Array(alerts.iter().map(crate::alert::store::alert_json).collect()),
+        ),
     };
     Arc::new((name, data.to_string()))
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::compliance::EventChange;
 use crate::ledger::aggregates::WindowUpdate;
+use crate::ledger::alerts::StoredAlert;
 use crate::ledger::Evaluated;
 
 /// A committed reading, as live consumers (dashboard, alerts) receive it.
@@ -21,6 +22,6 @@ pub enum LiveEvent {
     Windows(Arc<Vec<WindowUpdate>>),
     /// Compliance events opened, escalated or closed (they feed the alert engine).
     Events(Arc<Vec<EventChange>>),
-    /// Alerts raised, escalated, acknowledged or cleared, as the API shows them (sent by the alert engine).
-    Alerts(Arc<Vec<serde_json::Value>>),
+    /// Alerts raised, escalated, acknowledged or cleared, as they now stand (sent by the alert engine).
+    Alerts(Arc<Vec<StoredAlert>>),
 }
