@@ -223,12 +223,15 @@ impl Timestamp {
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}",
-            self.to_utc()
-                .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-        )
+        match DateTime::from_timestamp_millis(self.0) {
+            Some(t) => write!(
+                f,
+                "{}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ),
+            // Beyond what a calendar date can show (a corrupt clock or field): say what it is.
+            None => write!(f, "{} ms from 1970-01-01T00:00:00Z", self.0),
+        }
     }
 }
 

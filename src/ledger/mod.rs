@@ -94,6 +94,47 @@ impl CommitCounts {
     }
 }
 
+/// What one retention pass deleted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RetentionReport {
+    pub readings: usize,
+    /// Per station: how many readings, and the first and last deleted timestamp.
+    pub stations: Vec<RetainedRange>,
+    pub quarantined: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetainedRange {
+    pub station: String,
+    pub readings: usize,
+    pub first: Timestamp,
+    pub last: Timestamp,
+}
+
+impl RetentionReport {
+    pub fn is_empty(&self) -> bool {
+        self.readings == 0 && self.quarantined == 0
+    }
+
+    /// One line for the audit table, e.g. `before 2021-12-05T00:00:00Z: BN_A_N1 1200 readings 2021-11-01… to …`.
+    pub fn describe(&self, cutoff: Timestamp) -> String {
+        let mut parts: Vec<String> = self
+            .stations
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} readings {} to {}",
+                    r.station, r.readings, r.first, r.last
+                )
+            })
+            .collect();
+        if self.quarantined > 0 {
+            parts.push(format!("{} quarantined inputs", self.quarantined));
+        }
+        format!("before {cutoff}: {}", parts.join("; "))
+    }
+}
+
 /// The writing side of the ledger. One per database file.
 pub struct Ledger {
     conn: Connection,
@@ -361,7 +402,7 @@ impl Ledger {
     }
 
     /// Delete readings older than `cutoff`, but never one a cursor has not passed. Returns rows deleted.
-    pub fn apply_retention(&mut self, cutoff: Timestamp) -> Result<usize, LedgerError> {
+    pub fn apply_retention(&mut self, cutoff: Timestamp) -> Result<RetentionReport, LedgerError> {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -380,20 +421,35 @@ impl Ledger {
         let top: i64 =
             tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM readings", [], |r| r.get(0))?;
         // One range delete per station walks the (station, ts, parameter) key index: no time index to maintain.
-        let stations: Vec<i64> = tx
-            .prepare("SELECT id FROM stations")?
-            .query_map([], |r| r.get(0))?
+        // What goes is counted first, so the log and the audit trail say what was deleted.
+        let stations: Vec<(i64, String)> = tx
+            .prepare("SELECT id, code FROM stations ORDER BY code")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
-        let mut n = 0;
+        let mut report = RetentionReport::default();
         {
-            let mut delete = tx.prepare(
-                "DELETE FROM readings WHERE station_id = ?1 AND ts < ?2 AND seq <= ?3 AND seq < ?4",
-            )?;
-            for s in stations {
-                n += delete.execute(params![s, cutoff.millis(), floor, top])?;
+            let range =
+                "FROM readings WHERE station_id = ?1 AND ts < ?2 AND seq <= ?3 AND seq < ?4";
+            let mut measure = tx.prepare(&format!("SELECT COUNT(*), MIN(ts), MAX(ts) {range}"))?;
+            let mut delete = tx.prepare(&format!("DELETE {range}"))?;
+            for (id, code) in stations {
+                let p = params![id, cutoff.millis(), floor, top];
+                let (count, first, last): (usize, Option<i64>, Option<i64>) =
+                    measure.query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                if count == 0 {
+                    continue;
+                }
+                delete.execute(p)?;
+                report.readings += count;
+                report.stations.push(RetainedRange {
+                    station: code,
+                    readings: count,
+                    first: Timestamp(first.unwrap_or_default()),
+                    last: Timestamp(last.unwrap_or_default()),
+                });
             }
         }
-        tx.execute(
+        report.quarantined = tx.execute(
             "DELETE FROM quarantine WHERE received < ?1",
             params![cutoff.millis()],
         )?;
@@ -407,8 +463,20 @@ impl Ledger {
              DROP TABLE expired_alerts;",
             cutoff = cutoff.millis()
         ))?;
+        if !report.is_empty() {
+            audit::insert(
+                &tx,
+                &audit::AuditEntry {
+                    at: Timestamp::now().millis(),
+                    who: "retention",
+                    role: "system",
+                    action: "delete old data",
+                    detail: &report.describe(cutoff),
+                },
+            )?;
+        }
         tx.commit()?;
-        Ok(n)
+        Ok(report)
     }
 
     /// Run a WAL checkpoint (at shutdown, so the main file holds everything). Stops the background checkpoints.

@@ -242,9 +242,49 @@ fn retention_never_deletes_what_a_cursor_has_not_passed() {
     )
     .unwrap();
     l.set_cursor("influx", 1).unwrap();
-    let n = l.apply_retention(Timestamp(10_000)).unwrap();
+    let n = l.apply_retention(Timestamp(10_000)).unwrap().readings;
     assert_eq!(n, 1, "only the row the forwarder has sent may go");
     assert_eq!(l.reader().unwrap().count_readings().unwrap(), 1);
+}
+
+#[test]
+fn retention_says_what_it_deleted_per_station_and_audits_it() {
+    let (_d, mut l) = open();
+    l.commit(
+        &[
+            reading("BN_A_B", "COD", 1000, 1.0),
+            reading("BN_A_B", "TSS", 3000, 1.0),
+            reading("BN_C_D", "COD", 2000, 1.0),
+            reading("BN_C_D", "COD", 20_000, 1.0),
+        ],
+        &[],
+    )
+    .unwrap();
+    let report = l.apply_retention(Timestamp(10_000)).unwrap();
+    assert_eq!(report.readings, 3);
+    let ranges: Vec<(&str, usize, i64, i64)> = report
+        .stations
+        .iter()
+        .map(|r| (r.station.as_str(), r.readings, r.first.0, r.last.0))
+        .collect();
+    assert_eq!(
+        ranges,
+        [("BN_A_B", 2, 1000, 3000), ("BN_C_D", 1, 2000, 2000)]
+    );
+    let audit = l.reader().unwrap().audit(10).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].action, "delete old data");
+    assert_eq!(
+        audit[0].detail,
+        "before 1970-01-01T00:00:10Z: BN_A_B 2 readings 1970-01-01T00:00:01Z to 1970-01-01T00:00:03Z; \
+         BN_C_D 1 readings 1970-01-01T00:00:02Z to 1970-01-01T00:00:02Z"
+    );
+    assert!(l.apply_retention(Timestamp(10_000)).unwrap().is_empty());
+    assert_eq!(
+        l.reader().unwrap().audit(10).unwrap().len(),
+        1,
+        "an empty pass is not audited"
+    );
 }
 
 #[test]

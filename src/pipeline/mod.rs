@@ -63,6 +63,7 @@ impl Pipeline {
             evaluator: Evaluator::new(config, limits)
                 .with_quality(config.compliance.quality.clone()),
             future_skew: config.future_skew,
+            retention: config.ledger.retention,
             max_transaction: config.ledger.max_transaction_readings,
             metrics: metrics.clone(),
         };

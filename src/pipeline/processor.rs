@@ -21,6 +21,8 @@ pub(super) struct Processor {
     pub writer: mpsc::Sender<WriterMsg>,
     pub evaluator: Evaluator,
     pub future_skew: Duration,
+    /// Readings older than this are quarantined: retention would delete them at its next pass.
+    pub retention: Duration,
     pub max_transaction: usize,
     pub metrics: Arc<Metrics>,
 }
@@ -67,6 +69,7 @@ impl Processor {
         self.evaluator
             .reconfigure(&config, limits, config.compliance.quality.clone());
         self.future_skew = config.future_skew;
+        self.retention = config.ledger.retention;
         self.writer
             .send(WriterMsg::Settings(ctx, config.ledger.retention))
             .await
@@ -94,18 +97,12 @@ impl Processor {
 
     /// Evaluate one batch into `out`: readings with their assessment, or quarantined with the reason.
     fn judge(&mut self, batch: Batch, done: Done, now: Timestamp, out: &mut Group) {
-        let limit = now.millis() + self.future_skew.as_millis() as i64;
         let (start, qstart) = (out.readings.len(), out.quarantined.len());
         out.quarantined.extend(batch.quarantined);
         for r in batch.readings {
-            let verdict = if r.ts.millis() > limit {
-                Err(format!(
-                    "timestamp {} is more than {} in the future (station clock fault?)",
-                    r.ts,
-                    humantime::format_duration(self.future_skew)
-                ))
-            } else {
-                self.evaluator.assess(&r, now)
+            let verdict = match check_time(r.ts, now, self.future_skew, self.retention) {
+                Err(reason) => Err(reason),
+                Ok(()) => self.evaluator.assess(&r, now),
             };
             match verdict {
                 Ok(assessment) => out.readings.push(Evaluated {
@@ -133,6 +130,41 @@ impl Processor {
     }
 }
 
+/// A reading's time must be one the ledger can keep: not in the future beyond the allowed clock skew, not before
+/// 2000 (a datalogger whose clock was reset), not older than retention keeps (it would vanish at the next retention
+/// pass without a trace).
+fn check_time(
+    ts: Timestamp,
+    now: Timestamp,
+    future_skew: Duration,
+    retention: Duration,
+) -> Result<(), String> {
+    let latest = now.millis().saturating_add(future_skew.as_millis() as i64);
+    if ts.millis() > latest {
+        return Err(format!(
+            "timestamp {ts} is more than {} in the future (station clock fault?)",
+            humantime::format_duration(future_skew)
+        ));
+    }
+    if ts.millis() < YEAR_2000_MS {
+        return Err(format!(
+            "timestamp {ts} is before 2000-01-01 (station clock reset?)"
+        ));
+    }
+    let horizon = now.millis().saturating_sub(retention.as_millis() as i64);
+    if ts.millis() < horizon {
+        return Err(format!(
+                "timestamp {ts} is older than the retention horizon {} (ledger.retention): retention would delete it \
+                 at its next pass",
+                Timestamp(horizon)
+            ));
+    }
+    Ok(())
+}
+
+/// 2000-01-01T00:00:00Z: no monitoring station reports earlier data.
+const YEAR_2000_MS: i64 = 946_684_800_000;
+
 /// A reading as text, kept as the raw bytes of a quarantined reading.
 fn describe(r: &Reading) -> Vec<u8> {
     format!(
@@ -145,4 +177,52 @@ fn describe(r: &Reading) -> Vec<u8> {
         r.status.code()
     )
     .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+
+    #[test]
+    fn times_the_ledger_cannot_keep_are_refused_with_what_was_received() {
+        let now = Timestamp(1_764_892_800_000); // 2025-12-05T00:00:00Z
+        let (skew, retention) = (Duration::from_secs(300), 5 * YEAR);
+        let check = |ts: i64| check_time(Timestamp(ts), now, skew, retention);
+        assert_eq!(check(now.0), Ok(()));
+        assert_eq!(check(now.0 + 300_000), Ok(()));
+        assert_eq!(check(now.0 - 4 * 365 * 86_400_000), Ok(()));
+        let future = check(now.0 + 300_001).unwrap_err();
+        assert!(
+            future.contains("2025-12-05T00:05:00.001Z is more than 5m in the future"),
+            "{future}"
+        );
+        let max = check(i64::MAX).unwrap_err();
+        assert!(
+            max.starts_with(
+                "timestamp 9223372036854775807 ms from 1970-01-01T00:00:00Z is more than"
+            ),
+            "{max}"
+        );
+        for (ts, shown) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (-62_135_596_800_000, "0001-01-01T00:00:00Z"),
+        ] {
+            let old = check(ts).unwrap_err();
+            assert_eq!(
+                old,
+                format!("timestamp {shown} is before 2000-01-01 (station clock reset?)")
+            );
+        }
+        let ten = check(now.0 - 10 * 365 * 86_400_000).unwrap_err();
+        assert!(
+            ten.contains(
+                "2015-12-08T00:00:00Z is older than the retention horizon 2020-12-06T00:00:00Z"
+            ),
+            "{ten}"
+        );
+        let min = check(i64::MIN).unwrap_err();
+        assert!(min.contains("before 2000-01-01"), "{min}");
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::bus::{Committed, LiveEvent};
 use super::ingest::{CommitReport, Done, PipelineError};
@@ -155,8 +155,18 @@ pub(super) fn write_loop(
 fn apply_retention(ledger: &mut Ledger, retention: Duration) {
     let cutoff = Timestamp(Timestamp::now().millis() - retention.as_millis() as i64);
     match ledger.apply_retention(cutoff) {
-        Ok(0) => {}
-        Ok(n) => debug!(rows = n, "Retention removed old readings."),
+        Ok(report) => {
+            for r in &report.stations {
+                info!(station = %r.station, readings = r.readings, first = %r.first, last = %r.last,
+                    "Retention deleted readings older than the retention period (recorded in the audit table).");
+            }
+            if report.quarantined > 0 {
+                info!(
+                    inputs = report.quarantined,
+                    "Retention deleted old quarantined inputs."
+                );
+            }
+        }
         Err(e) => warn!(error = %e, "Retention pass failed; will retry."),
     }
 }
