@@ -775,7 +775,7 @@ fn export_in(
         let mut m = Hashing::new(BufWriter::new(File::create(&mpath)?));
         m.write_all(manifest::head(&header, hashes.len() as u64 + tt10_count).as_bytes())?;
         for (path, digest) in &hashes {
-            writeln!(m, "{}  {path}", crate::http::auth::hex(digest))?;
+            writeln!(m, "{}  {path}", crate::hex::encode(digest))?;
         }
         std::io::copy(&mut File::open(&part_path)?, &mut m)?;
         let (_, digest, _) = m.finish()?;
@@ -788,7 +788,7 @@ fn export_in(
         std::fs::write(&spath, manifest::sign(&digest, key)).map_err(write_err_at(&spath))?;
     }
     report.files = hashes.len() + tt10_count as usize;
-    report.manifest_sha256 = crate::http::auth::hex(&digest);
+    report.manifest_sha256 = crate::hex::encode(&digest);
     Ok(report)
 }
 
