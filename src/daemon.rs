@@ -77,6 +77,11 @@ pub async fn run_with_reload(
         info!(station = %s.id, name = %s.name, sources = %s.sources().join(", "), "Station configured.");
     }
     let metrics = Arc::new(Metrics::default());
+    // One registry for /metrics; each component registers its counters (alert counters even with alerts off).
+    let registry = crate::metrics::Registry::default();
+    metrics.register(&registry);
+    let alert_metrics = Arc::new(crate::alert::AlertMetrics::default());
+    alert_metrics.register(&registry);
     let live = LiveState::load(&config, &ledger.reader()?)?;
     ensure_forward_cursors(&config)?;
     let pipeline = Pipeline::start(&config, limits.clone(), ledger, metrics.clone());
@@ -89,7 +94,7 @@ pub async fn run_with_reload(
             &config,
             &pipeline.live,
             &health,
-            &metrics,
+            &alert_metrics,
             Arc::new(crate::alert::SystemClock),
             &mut services,
             &shutdown,
@@ -118,7 +123,7 @@ pub async fn run_with_reload(
             Arc::new(config.clone()),
             live.clone(),
             health.clone(),
-            metrics.clone(),
+            registry.clone(),
             config.ledger.path.clone(),
             pipeline.live.clone(),
             sources_started.clone(),

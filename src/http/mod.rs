@@ -25,7 +25,7 @@ pub use error::ApiError;
 use crate::config::Config;
 use crate::health::Health;
 use crate::live::LiveState;
-use crate::metrics::Metrics;
+use crate::metrics::Registry;
 use crate::pipeline::LiveEvent;
 
 /// The running config, replaced by a reload (stations, tokens); the listening socket needs a restart.
@@ -37,7 +37,8 @@ pub struct AppState {
     config: SharedConfig,
     pub live: LiveState,
     pub health: Health,
-    pub metrics: Arc<Metrics>,
+    /// What `/metrics` encodes.
+    pub registry: Registry,
     pub ledger: PathBuf,
     pub events: broadcast::Sender<LiveEvent>,
     /// Set once every source has been started (for `/readyz`).
@@ -64,13 +65,14 @@ impl AppState {
         self.config.clone()
     }
 
-    /// State for the HTTP layer; starts the SSE hub that serialises each pipeline event once.
+    /// State for the HTTP layer; starts the SSE hub that serialises each pipeline event once and registers the
+    /// connections, plant states and build info into `registry` (the components registered their counters).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         live: LiveState,
         health: Health,
-        metrics: Arc<Metrics>,
+        registry: Registry,
         ledger: PathBuf,
         events: broadcast::Sender<LiveEvent>,
         sources_started: Arc<AtomicBool>,
@@ -81,11 +83,12 @@ impl AppState {
             config.pipeline.broadcast_capacity,
             shutdown.clone(),
         );
+        metrics::register_views(&registry, &health, &live);
         Self {
             config: Arc::new(std::sync::RwLock::new(config)),
             live,
             health,
-            metrics,
+            registry,
             ledger,
             events,
             sources_started,
