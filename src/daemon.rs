@@ -112,13 +112,12 @@ pub async fn run_with_reload(
     let sources_started = Arc::new(AtomicBool::new(false));
     let mut http_config = None;
     if config.http.enabled {
-        let listener = tokio::net::TcpListener::bind(config.http.listen)
+        let listener = crate::http::bind(&config.http)
             .await
             .map_err(|e| DaemonError::Listen {
                 addr: config.http.listen.to_string(),
                 error: e.to_string(),
             })?;
-        info!(url = %config.http.public_url, "Dashboard and API listening.");
         let state = crate::http::AppState::new(
             Arc::new(config.clone()),
             live.clone(),

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
+use crate::config::http::Http;
 use crate::config::Config;
 use crate::health::Health;
 use crate::live::LiveState;
@@ -126,6 +127,15 @@ pub fn router(state: AppState) -> Router {
         // No endpoint takes more than a short JSON body.
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// Bind `http.listen` (port 0 takes a free port) and log the address it got: people read where the dashboard is,
+/// and tests that start quantrac on port 0 read the port from this line (`listening on http://ADDR`).
+pub async fn bind(http: &Http) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(http.listen).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, url = %http.public_url, "Dashboard and API listening on http://{address}");
+    Ok(listener)
 }
 
 /// Serve until `shutdown`; in-flight requests finish, SSE streams end.
