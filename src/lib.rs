@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod export;
 pub mod forward;
 pub mod health;
+pub mod hex;
 pub mod http;
 pub mod ledger;
 pub mod live;

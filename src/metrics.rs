@@ -1,9 +1,82 @@
-//! Process-wide counters, read by `/metrics`, logs and tests. Counted per batch, labelled by a small fixed set.
+//! Process-wide metrics: the one [`Registry`] that components register their collectors into and that `/metrics`
+//! encodes, the small helpers collectors write their families with, and the pipeline's own counters ([`Metrics`]).
+//!
+//! Counting stays on plain atomics (per batch, labelled by a small fixed set); a collector reads them at scrape
+//! time. Counters a component owns live with the component (e.g. `alert::AlertMetrics`); this module imports none
+//! of them.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
 
 use crate::ledger::CommitCounts;
 use crate::model::SourceKind;
+
+/// The `Content-Type` of what [`Registry::encode`] writes (Prometheus text format 0.0.4).
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The one registry of the process. Cheap to clone; components register at start, `/metrics` encodes it.
+#[derive(Clone, Debug, Default)]
+pub struct Registry(Arc<RwLock<prometheus_client::registry::Registry>>);
+
+impl Registry {
+    /// Add a collector; its families follow those registered before it.
+    pub fn register(&self, collector: impl Collector) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .register_collector(Box::new(collector));
+    }
+
+    /// Every registered family in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        let registry = self.0.read().unwrap_or_else(|e| e.into_inner());
+        // Writing to a String cannot fail; a collector's own error would only cut the text short.
+        if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
+            tracing::warn!(error = %e, "A metrics collector failed; /metrics is incomplete.");
+        }
+        out
+    }
+}
+
+/// A counter family: `# HELP`/`# TYPE` and one sample per label set. `name` is without `_total` (the encoder adds it).
+pub fn counter<L: EncodeLabelSet, V: EncodeCounterValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        family
+            .encode_family(&labels)?
+            .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+    }
+    Ok(())
+}
+
+/// A gauge family: `# HELP`/`# TYPE` and one sample per label set.
+pub fn gauge<L: EncodeLabelSet, V: EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) -> std::fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        family.encode_family(&labels)?.encode_gauge(&value)?;
+    }
+    Ok(())
+}
+
+/// No labels, for a family of one sample.
+pub const NO_LABELS: [(&str, &str); 0] = [];
 
 /// Counters by source: readings accepted, duplicates, conflicts, quarantined.
 #[derive(Debug, Default)]
@@ -19,8 +92,6 @@ pub struct Metrics {
     pub tt10_files_processed: AtomicU64,
     /// TT10 files rejected whole (moved to `rejected/` with a reason).
     pub tt10_files_rejected: AtomicU64,
-    /// Alerts raised and cleared, notifications delivered and failed.
-    pub alerts: crate::alert::AlertMetrics,
 }
 
 #[derive(Debug, Default)]
@@ -54,5 +125,118 @@ impl Metrics {
             });
         }
         t
+    }
+
+    /// Let `/metrics` read these counters at each scrape.
+    pub fn register(self: &Arc<Self>, registry: &Registry) {
+        registry.register(PipelineCollector(self.clone()));
+    }
+
+    /// The families of the readings, the ledger writer, the queue and the TT10 landing.
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        type Pick = fn(&SourceCounters) -> &AtomicU64;
+        let by_source: [(&str, &str, Pick); 4] = [
+            (
+                "quantrac_readings_accepted",
+                "Readings committed to the ledger.",
+                |c| &c.accepted,
+            ),
+            (
+                "quantrac_readings_duplicate",
+                "Redelivered readings already in the ledger (no-ops).",
+                |c| &c.duplicates,
+            ),
+            (
+                "quantrac_readings_conflict",
+                "Readings whose key was stored with another value (kept first, recorded).",
+                |c| &c.conflicts,
+            ),
+            (
+                "quantrac_inputs_quarantined",
+                "Inputs kept in quarantine with their reason.",
+                |c| &c.quarantined,
+            ),
+        ];
+        for (name, help, pick) in by_source {
+            let samples = SourceKind::ALL.iter().map(|k| {
+                (
+                    [("source", k.as_str())],
+                    pick(self.source(*k)).load(Relaxed),
+                )
+            });
+            counter(&mut e, name, help, samples)?;
+        }
+        let one = |v| [(NO_LABELS, v)];
+        counter(
+            &mut e,
+            "quantrac_ledger_commits",
+            "Ledger transactions committed.",
+            one(self.commits.load(Relaxed)),
+        )?;
+        counter(
+            &mut e,
+            "quantrac_ledger_commit_seconds",
+            "Time spent committing ledger transactions.",
+            [(NO_LABELS, self.commit_micros.load(Relaxed) as f64 / 1e6)],
+        )?;
+        gauge(
+            &mut e,
+            "quantrac_pipeline_queue_depth",
+            "Batches waiting for the processor.",
+            one(self.queue_depth.load(Relaxed)),
+        )?;
+        counter(
+            &mut e,
+            "quantrac_tt10_files",
+            "Circular 10 TXT files taken from the landing folders, by outcome.",
+            [
+                ("processed", &self.tt10_files_processed),
+                ("rejected", &self.tt10_files_rejected),
+            ]
+            .map(|(outcome, c)| ([("outcome", outcome)], c.load(Relaxed))),
+        )
+    }
+}
+
+/// [`Metrics`] as a collector (a newtype: the registry owns its collectors).
+#[derive(Debug)]
+struct PipelineCollector(Arc<Metrics>);
+
+impl Collector for PipelineCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
+        self.0.encode(encoder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_keep_their_names_types_and_help() {
+        let m = Arc::new(Metrics::default());
+        m.record(
+            SourceKind::Sim,
+            CommitCounts {
+                accepted: 3,
+                ..Default::default()
+            },
+        );
+        m.commit_micros.store(1_500_000, Relaxed);
+        let registry = Registry::default();
+        m.register(&registry);
+        let text = registry.encode();
+        for line in [
+            "# HELP quantrac_readings_accepted_total Readings committed to the ledger.",
+            "# TYPE quantrac_readings_accepted_total counter",
+            "quantrac_readings_accepted_total{source=\"sim\"} 3",
+            "# TYPE quantrac_ledger_commit_seconds_total counter",
+            "quantrac_ledger_commit_seconds_total 1.5",
+            "# TYPE quantrac_pipeline_queue_depth gauge",
+            "quantrac_pipeline_queue_depth 0",
+            "quantrac_tt10_files_total{outcome=\"rejected\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
     }
 }

@@ -16,6 +16,7 @@ use axum::routing::post;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
+use support::config::ConfigBuilder;
 use support::mosquitto::Mosquitto;
 use support::{eventually, free_port};
 
@@ -158,7 +159,10 @@ struct Quantrac {
 }
 
 impl Quantrac {
-    async fn start(config: &Path, http_port: u16) -> Quantrac {
+    /// Start on the config's port 0 and read the address it reports (restarts append to the same log).
+    async fn start(config: &Path) -> Quantrac {
+        let log_path = config.with_file_name("quantrac.log");
+        let from = std::fs::metadata(&log_path).map_or(0, |m| m.len() as usize);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -172,11 +176,19 @@ impl Quantrac {
             .stderr(log)
             .spawn()
             .unwrap();
-        let q = Quantrac {
+        let mut q = Quantrac {
             child: Some(child),
             config: config.to_path_buf(),
-            http: format!("http://127.0.0.1:{http_port}"),
+            http: String::new(),
         };
+        q.http = support::reported_in_log(&log_path, from, Duration::from_secs(60)).unwrap_or_else(
+            || {
+                panic!(
+                    "quantrac did not report its HTTP address; log:\n{}",
+                    q.log()
+                )
+            },
+        );
         let ready = support::http_ready(&q.http, Duration::from_secs(60)).await;
         assert!(ready, "quantrac did not become ready; log:\n{}", q.log());
         q
@@ -206,26 +218,21 @@ impl Drop for Quantrac {
     }
 }
 
-fn config(dir: &Path, mqtt_port: u16, http_port: u16, alert: &str) -> PathBuf {
-    let text = format!(
-        r#"[ledger]
-path = "ledger.db"
-synchronous = "normal"
-[http]
-listen = "127.0.0.1:{http_port}"
-public_url = "http://quantrac.test"
-anonymous_read = true
-
-[[mqtt.broker]]
+fn config(dir: &Path, mqtt_port: u16, alert: &str) -> PathBuf {
+    let builder = ConfigBuilder::new()
+        .http("public_url = \"http://quantrac.test\"\nanonymous_read = true")
+        .section(&format!(
+            r#"[[mqtt.broker]]
 name = "test"
 host = "127.0.0.1"
 port = {mqtt_port}
 client_id = "quantrac-alert-test"
 keep_alive = "5s"
-
-{alert}
-
-[[station]]
+"#
+        ))
+        .section(alert)
+        .section(&format!(
+            r#"[[station]]
 id = "{STATION}"
 name = "Trạm nước thải KCN Tiên Sơn"
 zone = "KCN Tiên Sơn"
@@ -234,9 +241,9 @@ design_flow_m3_day = 5000
 receiving_water = {{ type = "river", flow_m3_s = 120 }}
 parameters = {{ COD = {{}}, pH = {{}} }}
 "#
-    );
+        ));
     let path = dir.join("quantrac.toml");
-    std::fs::write(&path, text).unwrap();
+    builder.write(&path);
     std::fs::create_dir_all(dir.join("profiles")).unwrap();
     for f in ["qcvn40-2011-a.toml", "qcvn40-2011-b.toml"] {
         std::fs::copy(
@@ -402,15 +409,14 @@ channels = ["officers-mail", "bridge", "broker"]
 "#,
         smtp = smtp.port,
     );
-    let http_port = free_port();
-    let cfg = config(dir.path(), mosq.port, http_port, &alert);
+    let cfg = config(dir.path(), mosq.port, &alert);
     let sub = Sub::start(
         mosq.port,
         "quantrac/alerts/#",
         dir.path().join("sub.txt"),
         &[],
     );
-    let q = Quantrac::start(&cfg, http_port).await;
+    let q = Quantrac::start(&cfg).await;
     let db = dir.path().join("ledger.db");
     wait_subscribed(&mosq, &db).await;
 
@@ -635,10 +641,9 @@ kinds = ["exceedance"]
 channels = ["up", "down"]
 "#
     );
-    let http_port = free_port();
-    let cfg = config(dir.path(), mosq.port, http_port, &alert);
+    let cfg = config(dir.path(), mosq.port, &alert);
     let db = dir.path().join("ledger.db");
-    let mut q = Quantrac::start(&cfg, http_port).await;
+    let mut q = Quantrac::start(&cfg).await;
     wait_subscribed(&mosq, &db).await;
 
     // 1. The "down" recipient does not listen: "up" still gets the alert at once, "down" is retried.
@@ -671,7 +676,7 @@ channels = ["up", "down"]
 
     // 2. SIGTERM mid-incident, restart: no second "raised"; the clear arrives once.
     q.sigterm();
-    let mut q = Quantrac::start(&cfg, http_port).await;
+    let mut q = Quantrac::start(&cfg).await;
     publish_cod(&mosq, 320.0); // still exceeding: nothing new
     publish_cod(&mosq, 50.0);
     assert!(
@@ -698,14 +703,14 @@ channels = ["up", "down"]
         ) == 4
     }));
     q.sigkill();
-    let mut q = Quantrac::start(&cfg, http_port).await;
+    let mut q = Quantrac::start(&cfg).await;
     // 4. The clearing reading is committed, then SIGKILL at once: the clear is not lost.
     publish_cod(&mosq, 40.0);
     assert!(support::wait_until(Duration::from_secs(20), || {
         query_i64(&db, "SELECT COUNT(*) FROM readings r JOIN parameters p ON p.id = r.parameter_id WHERE p.symbol = 'COD' AND r.value = 40.0") == 1
     }));
     q.sigkill();
-    let q = Quantrac::start(&cfg, http_port).await;
+    let q = Quantrac::start(&cfg).await;
     let expected = ["raised", "cleared", "raised", "cleared"];
     assert!(
         eventually(Duration::from_secs(30), || {
@@ -769,10 +774,9 @@ kinds = ["exceedance"]
 channels = ["refusing", "fine"]
 "#
     );
-    let http_port = free_port();
-    let cfg = config(dir.path(), mosq.port, http_port, &alert);
+    let cfg = config(dir.path(), mosq.port, &alert);
     let db = dir.path().join("ledger.db");
-    let q = Quantrac::start(&cfg, http_port).await;
+    let q = Quantrac::start(&cfg).await;
     wait_subscribed(&mosq, &db).await;
     publish_cod(&mosq, 300.0);
     publish_cod(&mosq, 50.0);
@@ -838,10 +842,9 @@ channels = ["mail"]
         port = smtp.port,
         ca = f("ca.crt"),
     );
-    let http_port = free_port();
-    let cfg = config(dir.path(), mosq.port, http_port, &alert);
+    let cfg = config(dir.path(), mosq.port, &alert);
     let db = dir.path().join("ledger.db");
-    let q = Quantrac::start(&cfg, http_port).await;
+    let q = Quantrac::start(&cfg).await;
     wait_subscribed(&mosq, &db).await;
     publish_cod(&mosq, 300.0);
     let mailed = support::wait_until(Duration::from_secs(30), || !smtp.messages().is_empty());

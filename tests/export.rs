@@ -506,21 +506,21 @@ async fn api_export_serves_auditors_only_and_streams_what_the_cli_writes() {
             format!("[[http.token]]\nname = \"{r}-1\"\nrole = \"{r}\"\nsha256 = \"{hash}\"\n")
         })
         .collect::<String>();
-    let port = support::free_port();
-    let (dir, config) = setup(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n{tokens}"));
+    let (dir, config) = setup(&format!("[http]\nlisten = \"127.0.0.1:0\"\n{tokens}"));
     let out = dir.path().join("ex");
     export(
         &config,
         &out,
         &["--station", STATIONS[1], "--format", "csv"],
     );
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .args(["run", "--config", config.to_str().unwrap()])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = support::reported_on_stderr(child.stderr.take().unwrap(), Duration::from_secs(30))
+        .expect("quantrac did not report its HTTP address");
     let client = reqwest::Client::new();
     assert!(support::http_ready(&base, Duration::from_secs(30)).await);
     let get = |q: &str, role: Option<&str>| {

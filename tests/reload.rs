@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use quantrac::ledger::query::Table;
 use quantrac::ledger::Reader;
+use support::config::ConfigBuilder;
 use support::mosquitto::Mosquitto;
 use support::stream::{
     self, assert_exact, broker, message, minute, station, Key, Publisher, Quantrac,
@@ -26,14 +27,20 @@ const VALUES: [(&str, f64); 3] = [("COD", 50.0), ("pH", 7.2), ("TSS", 20.0)];
 /// The operator's bearer token in these configs.
 const OPERATOR_TOKEN: &str = "reload-test-operator";
 
-fn write(config: &Path, http_port: u16, mqtt_port: u16, rest: &str) {
-    let hash = sha256_hex(OPERATOR_TOKEN);
-    let text = format!(
-        "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nlisten = \"127.0.0.1:{http_port}\"\nanonymous_read = true\n\
-         [[http.token]]\nname = \"operator-1\"\nrole = \"operator\"\nsha256 = \"{hash}\"\n\n{}\n{rest}",
-        broker(mqtt_port, "quantrac-reload", "")
-    );
-    std::fs::write(config, text).unwrap();
+/// The `[http]` lines of these configs: anonymous reading on or off, one operator token.
+fn http_lines(anonymous: bool, name: &str, token: &str) -> String {
+    format!(
+        "anonymous_read = {anonymous}\n[[http.token]]\nname = \"{name}\"\nrole = \"operator\"\nsha256 = \"{}\"\n",
+        sha256_hex(token)
+    )
+}
+
+fn write(config: &Path, mqtt_port: u16, rest: &str) {
+    ConfigBuilder::new()
+        .http(&http_lines(true, "operator-1", OPERATOR_TOKEN))
+        .section(&broker(mqtt_port, "quantrac-reload", ""))
+        .section(rest)
+        .write(config);
 }
 
 fn a_keys(n: u64) -> HashSet<Key> {
@@ -139,12 +146,12 @@ fn sighup_adds_a_station_changes_a_limit_refuses_broken_configs_and_loses_nothin
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("quantrac.toml");
     let db = dir.path().join("ledger.db");
-    let http = support::free_port();
     let a = station(A, "COD = { limit = 100 }, pH = {}, TSS = {}", "");
-    write(&config, http, mosq.port, &a);
+    write(&config, mosq.port, &a);
     let q = Quantrac::start(&config);
     q.wait_log("MQTT connected.", 1, Duration::from_secs(30));
     q.wait_log("Sources started.", 1, Duration::from_secs(30));
+    let http = q.http_port();
     assert_eq!(api_stations(http), [A]);
 
     // A stream for station A that runs through every reload below.
@@ -173,7 +180,7 @@ fn sighup_adds_a_station_changes_a_limit_refuses_broken_configs_and_loses_nothin
     // Reload 1: add station B, lower A's COD limit to 40.
     let b = station(B, "COD = {}, NH4 = {}", "");
     let a40 = station(A, "COD = { limit = 40 }, pH = {}, TSS = {}", "");
-    write(&config, http, mosq.port, &format!("{a40}\n{b}"));
+    write(&config, mosq.port, &format!("{a40}\n{b}"));
     q.sighup();
     q.wait_log("Config reloaded.", 1, Duration::from_secs(30));
     let after_reload = published.load(Ordering::SeqCst);
@@ -217,14 +224,12 @@ fn sighup_adds_a_station_changes_a_limit_refuses_broken_configs_and_loses_nothin
     }
 
     // Reload 7: config errors (two at once) are refused, each logged.
-    std::fs::write(
-        &config,
-        format!(
-            "[daemon]\ntimezone = \"Mars/Olympus\"\n[ledger]\npath = \"ledger.db\"\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n{}\n{a}\n{a}",
-            broker(mosq.port, "quantrac-reload", "")
-        ),
-    )
-    .unwrap();
+    ConfigBuilder::new()
+        .http("")
+        .section("[daemon]\ntimezone = \"Mars/Olympus\"")
+        .section(&broker(mosq.port, "quantrac-reload", ""))
+        .section(&format!("{a}\n{a}"))
+        .write(&config);
     q.sighup();
     q.wait_log("Config reload refused;", 1, Duration::from_secs(30));
     let log = q.log();
@@ -233,7 +238,6 @@ fn sighup_adds_a_station_changes_a_limit_refuses_broken_configs_and_loses_nothin
     // Reload 8: a valid file whose limit profile does not exist (found only when the profiles are resolved).
     write(
         &config,
-        http,
         mosq.port,
         &format!("{}\n{b}", a40.replace("qcvn40-2011-b", "qcvn40-2011-z")),
     );
@@ -402,11 +406,11 @@ fn sighup_starts_and_stops_modbus_pollers() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("quantrac.toml");
     let db = dir.path().join("ledger.db");
-    let http = support::free_port();
     let a = station(A, "COD = {}, pH = {}, TSS = {}", "");
     let sim = "[sim]\nenabled = true\n";
-    write(&config, http, mosq.port, &format!("{sim}\n{a}"));
+    write(&config, mosq.port, &format!("{sim}\n{a}"));
     let q = Quantrac::start(&config);
+    let http = q.http_port();
     q.wait_log("MQTT subscribed.", 1, Duration::from_secs(30));
     let publisher = Publisher::connect(mosq.port, "modbus-reload-publisher");
     publisher.publish(message(A, minute(0), &VALUES));
@@ -423,7 +427,7 @@ fn sighup_starts_and_stops_modbus_pollers() {
              {{ parameter = \"pH\", address = 2, type = \"f32\" }},\n]\n"
         ),
     );
-    write(&config, http, mosq.port, &format!("{sim}\n{a}\n{c}"));
+    write(&config, mosq.port, &format!("{sim}\n{a}\n{c}"));
     q.sighup();
     q.wait_log("Config reloaded.", 1, Duration::from_secs(30));
     let from_modbus = || {
@@ -444,7 +448,7 @@ fn sighup_starts_and_stops_modbus_pollers() {
         "a station added by the reload takes notes"
     );
 
-    write(&config, http, mosq.port, &format!("{sim}\n{a}"));
+    write(&config, mosq.port, &format!("{sim}\n{a}"));
     q.sighup();
     q.wait_log("Config reloaded.", 2, Duration::from_secs(30));
     let at_removal = from_modbus();
@@ -477,20 +481,18 @@ fn sighup_applies_new_tokens_and_revokes_removed_ones() {
     // An administrator revokes a leaked token and issues a new one without restarting the daemon.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("quantrac.toml");
-    let http = support::free_port();
     let a = station(A, "COD = {}", "");
     let write_http = |anonymous: bool, name: &str, token: &str| {
-        let text = format!(
-            "[ledger]\npath = \"ledger.db\"\n[http]\nlisten = \"127.0.0.1:{http}\"\nanonymous_read = {anonymous}\n\
-             [[http.token]]\nname = \"{name}\"\nrole = \"operator\"\nsha256 = \"{}\"\n\n{a}",
-            sha256_hex(token)
-        );
-        std::fs::write(&config, text).unwrap();
+        ConfigBuilder::new()
+            .http(&http_lines(anonymous, name, token))
+            .section(&a)
+            .write(&config);
     };
     const NEW_TOKEN: &str = "reload-test-operator-2";
     write_http(false, "operator-1", OPERATOR_TOKEN);
     let q = Quantrac::start(&config);
     q.wait_log("Sources started.", 1, Duration::from_secs(30));
+    let http = q.http_port();
     assert_eq!(post_note_as(http, A, OPERATOR_TOKEN), 201);
     assert_eq!(post_note_as(http, A, NEW_TOKEN), 401);
     let anonymous = || {

@@ -32,10 +32,9 @@ pub use store::AckError;
 use crate::config::Config;
 use crate::health::Health;
 use crate::ledger::LedgerError;
-use crate::metrics::Metrics;
 use crate::pipeline::LiveEvent;
 
-/// Alert counters for `/metrics`.
+/// Alert counters, owned here and read by `/metrics` through [`AlertMetrics::register`].
 #[derive(Debug, Default)]
 pub struct AlertMetrics {
     raised: [AtomicU64; Kind::ALL.len()],
@@ -90,6 +89,65 @@ impl AlertMetrics {
                 )
             })
             .collect()
+    }
+
+    /// Let `/metrics` read these counters at each scrape.
+    pub fn register(self: &Arc<Self>, registry: &crate::metrics::Registry) {
+        registry.register(AlertCollector(self.clone()));
+    }
+
+    /// The families of alerts raised and cleared and of notifications delivered, failed and given up.
+    fn encode(&self, mut e: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        use crate::metrics::{counter, NO_LABELS};
+        let (kinds, channels) = (self.by_kind(), self.by_channel());
+        let by_kind = |pick: fn(&(&'static str, u64, u64)) -> u64| {
+            kinds.iter().map(move |k| ([("kind", k.0)], pick(k)))
+        };
+        counter(
+            &mut e,
+            "quantrac_alerts_raised",
+            "Alerts raised, by kind.",
+            by_kind(|k| k.1),
+        )?;
+        counter(
+            &mut e,
+            "quantrac_alerts_cleared",
+            "Alerts cleared, by kind.",
+            by_kind(|k| k.2),
+        )?;
+        let by_channel = |pick: fn(&(&'static str, u64, u64)) -> u64| {
+            channels
+                .iter()
+                .map(move |c| ([("channel_type", c.0)], pick(c)))
+        };
+        counter(
+            &mut e,
+            "quantrac_alert_notifications_delivered",
+            "Alert notifications delivered, by channel type.",
+            by_channel(|c| c.1),
+        )?;
+        counter(
+            &mut e,
+            "quantrac_alert_notifications_failed",
+            "Failed alert delivery attempts (each is retried), by channel type.",
+            by_channel(|c| c.2),
+        )?;
+        counter(
+            &mut e,
+            "quantrac_alert_notifications_given_up",
+            "Alert notifications given up after alert.give_up_after (someone was not told).",
+            [(NO_LABELS, self.given_up.load(Relaxed))],
+        )
+    }
+}
+
+/// [`AlertMetrics`] as a collector (a newtype: the registry owns its collectors).
+#[derive(Debug)]
+struct AlertCollector(Arc<AlertMetrics>);
+
+impl prometheus_client::collector::Collector for AlertCollector {
+    fn encode(&self, encoder: prometheus_client::encoding::DescriptorEncoder) -> std::fmt::Result {
+        self.0.encode(encoder)
     }
 }
 
@@ -150,7 +208,7 @@ pub fn start(
     config: &Config,
     live: &tokio::sync::broadcast::Sender<LiveEvent>,
     health: &Health,
-    metrics: &Arc<Metrics>,
+    metrics: &Arc<AlertMetrics>,
     clock: Arc<dyn Clock>,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,

@@ -68,7 +68,7 @@ pub async fn run(
     ledger: PathBuf,
     wake: Arc<Notify>,
     retry: Retry,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<super::AlertMetrics>,
     shutdown: CancellationToken,
 ) {
     let outbox = match Outbox::open(&ledger) {
@@ -136,19 +136,19 @@ pub async fn run(
         let duration_ms = started.elapsed().as_millis() as i64;
         let (status, next_attempt) = match &outcome {
             Ok(()) => {
-                metrics.alerts.delivered(kind);
+                metrics.delivered(kind);
                 (OutboxStatus::Delivered, now)
             }
             Err(e) => {
-                metrics.alerts.failed(kind);
+                metrics.failed(kind);
                 let delay = backoff(&retry, row.attempts);
                 if e.permanent {
-                    metrics.alerts.given_up.fetch_add(1, Relaxed);
+                    metrics.given_up.fetch_add(1, Relaxed);
                     error!(channel = %name, outbox = row.id, alert = notification.alert_id, error = %e,
                         "Alert notification refused by the recipient; not retried (fix the channel and resend by hand).");
                     (OutboxStatus::Failed, now)
                 } else if now - row.created > retry.give_up_after.as_millis() as i64 {
-                    metrics.alerts.given_up.fetch_add(1, Relaxed);
+                    metrics.given_up.fetch_add(1, Relaxed);
                     error!(channel = %name, outbox = row.id, alert = notification.alert_id, attempts = row.attempts + 1, error = %e,
                         "Alert notification given up: it could not be delivered in time.");
                     (OutboxStatus::Failed, now)

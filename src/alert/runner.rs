@@ -20,13 +20,13 @@ use super::engine::{
 };
 use super::message::Context;
 use super::store::{Routed, Store};
+use super::AlertMetrics;
 use super::{AckError, Command};
 use crate::compliance::{Band, Flags, LimitBound};
 use crate::config::alert::{glob_match, Route};
 use crate::config::Config;
 use crate::health::Health;
 use crate::ledger::{Held, LedgerError};
-use crate::metrics::Metrics;
 use crate::model::{Status, Timestamp};
 use crate::pipeline::LiveEvent;
 
@@ -55,7 +55,7 @@ pub struct Runner {
     store: Held<Store>,
     live: broadcast::Sender<LiveEvent>,
     health: Health,
-    metrics: Arc<Metrics>,
+    metrics: Arc<AlertMetrics>,
     clock: Arc<dyn Clock>,
     stations: Vec<String>,
     judging_ms: i64,
@@ -84,7 +84,7 @@ pub struct Parts {
     pub ledger: PathBuf,
     pub live: broadcast::Sender<LiveEvent>,
     pub health: Health,
-    pub metrics: Arc<Metrics>,
+    pub metrics: Arc<AlertMetrics>,
     pub clock: Arc<dyn Clock>,
     pub wake: HashMap<String, Arc<Notify>>,
 }
@@ -530,10 +530,10 @@ impl Runner {
         for ((t, channels), id) in routed.iter().zip(&ids) {
             if t.change == Change::Raised {
                 self.engine.set_alert_id(&t.key, *id);
-                self.metrics.alerts.raised(t.key.kind);
+                self.metrics.raised(t.key.kind);
             }
             if t.change == Change::Cleared {
-                self.metrics.alerts.cleared(t.key.kind);
+                self.metrics.cleared(t.key.kind);
             }
             woken.extend(channels.iter().cloned());
         }
@@ -723,7 +723,7 @@ mod tests {
         db: std::path::PathBuf,
         live: broadcast::Sender<LiveEvent>,
         health: Health,
-        metrics: Arc<Metrics>,
+        metrics: Arc<AlertMetrics>,
         shutdown: CancellationToken,
         tasks: tokio::task::JoinSet<()>,
         _keep: broadcast::Receiver<LiveEvent>,
@@ -754,7 +754,7 @@ parameters = {{ pH = {{}} }}
         let db = config.ledger.path.clone();
         drop(crate::ledger::Ledger::open(&db, crate::config::Synchronous::Normal).unwrap());
         let (live, _keep) = broadcast::channel(16);
-        let (health, metrics) = (Health::default(), Arc::new(Metrics::default()));
+        let (health, metrics) = (Health::default(), Arc::new(AlertMetrics::default()));
         let shutdown = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         crate::alert::start(
@@ -828,7 +828,7 @@ parameters = {{ pH = {{}} }}
         );
         let a = until(&db, Duration::from_secs(10), |a| a[1].2 == "cleared").await;
         assert_eq!(a[1].2, "cleared");
-        let by_kind = metrics.alerts.by_kind();
+        let by_kind = metrics.by_kind();
         assert!(by_kind
             .iter()
             .any(|(k, r, c)| *k == "silent" && *r == 1 && *c == 1));

@@ -44,7 +44,7 @@ pub async fn run(notifications: usize) -> Result<(), BoxError> {
         &config,
         &pipeline.live,
         &crate::health::Health::default(),
-        &metrics,
+        &Default::default(),
         Arc::new(crate::alert::SystemClock),
         &mut tasks,
         &shutdown,

@@ -42,7 +42,7 @@ pub async fn run(clients: usize, seconds: u64) -> Result<(), BoxError> {
         Arc::new(config.clone()),
         live,
         crate::health::Health::default(),
-        metrics.clone(),
+        Default::default(),
         config.ledger.path.clone(),
         pipeline.live.clone(),
         Arc::new(AtomicBool::new(true)),

@@ -25,7 +25,7 @@ use crate::source::SourceContext;
 /// One component, built from its config slice.
 pub(super) enum Component {
     Sim(Simulator),
-    Modbus(Station),
+    Modbus(Box<Station>),
     /// With the fingerprint of what it was built from (the built subscriber holds hash maps, whose text order varies).
     Mqtt(Box<Subscriber>, String),
     Tt10(Landing, String),
@@ -46,8 +46,7 @@ pub(super) fn plan(
         .stations
         .iter()
         .filter(|s| s.modbus.is_some())
-        .cloned()
-        .map(Component::Modbus);
+        .map(|s| Component::Modbus(Box::new(s.clone())));
     let mqtt = crate::source::mqtt::subscribers(config, previous)
         .into_iter()
         .map(|s| {
@@ -107,7 +106,7 @@ impl Component {
             Component::Sim(s) => fingerprint(s),
             Component::Modbus(s) => {
                 // The position in the file is not part of the station's settings.
-                let mut s = s.clone();
+                let mut s = (**s).clone();
                 s.index = 0;
                 fingerprint(&s)
             }
@@ -135,7 +134,7 @@ impl Component {
         };
         match self {
             Component::Sim(s) => tokio::spawn(s.start(source()).await),
-            Component::Modbus(s) => tokio::spawn(crate::source::modbus::run(source().with(s))),
+            Component::Modbus(s) => tokio::spawn(crate::source::modbus::run(source().with(*s))),
             Component::Mqtt(s, _) => tokio::spawn(crate::source::mqtt::run(source().with(*s))),
             Component::Tt10(l, _) => tokio::spawn(crate::source::tt10::run(source().with(l))),
             Component::Influx(t) => tokio::spawn(crate::forward::run_influx(SinkContext {

@@ -64,6 +64,11 @@ pub async fn run_with_reload(
         info!(station = %s.id, name = %s.name, sources = %s.sources().join(", "), "Station configured.");
     }
     let metrics = Arc::new(Metrics::default());
+    // One registry for /metrics; each component registers its counters (alert counters even with alerts off).
+    let registry = crate::metrics::Registry::default();
+    metrics.register(&registry);
+    let alert_metrics = Arc::new(crate::alert::AlertMetrics::default());
+    alert_metrics.register(&registry);
     let live = LiveState::load(&config, &ledger.reader()?)?;
     ensure_forward_cursors(&config)?;
     let pipeline = Pipeline::start(&config, limits.clone(), ledger, metrics.clone());
@@ -76,7 +81,7 @@ pub async fn run_with_reload(
             &config,
             &pipeline.live,
             &health,
-            &metrics,
+            &alert_metrics,
             Arc::new(crate::alert::SystemClock),
             &mut services,
             &shutdown,
@@ -97,7 +102,7 @@ pub async fn run_with_reload(
             Arc::new(config.clone()),
             live.clone(),
             health.clone(),
-            metrics.clone(),
+            registry.clone(),
             config.ledger.path.clone(),
             pipeline.live.clone(),
             sources_started.clone(),
@@ -184,13 +189,12 @@ async fn serve_http(
     services: &mut tokio::task::JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> Result<crate::http::SharedConfig, DaemonError> {
-    let listener = tokio::net::TcpListener::bind(config.http.listen)
+    let listener = crate::http::bind(&config.http)
         .await
         .map_err(|source| DaemonError::Listen {
             addr: config.http.listen.to_string(),
             source,
         })?;
-    info!(url = %config.http.public_url, "Dashboard and API listening.");
     let handle = state.config_handle();
     let stop = shutdown.clone();
     services.spawn(async move {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::http::auth::hex;
+use crate::hex::encode as hex;
 
 pub const MANIFEST: &str = "MANIFEST";
 pub const SIGNATURE: &str = "MANIFEST.sig";

@@ -824,7 +824,7 @@ fn write_manifest(
         let mut m = Hashing::new(BufWriter::new(File::create(&mpath)?));
         m.write_all(manifest::head(&header, run.hashes.len() as u64 + tt10_count).as_bytes())?;
         for (path, digest) in &run.hashes {
-            writeln!(m, "{}  {path}", crate::http::auth::hex(digest))?;
+            writeln!(m, "{}  {path}", crate::hex::encode(digest))?;
         }
         std::io::copy(&mut File::open(part_path)?, &mut m)?;
         let (_, digest, _) = m.finish()?;
@@ -838,7 +838,7 @@ fn write_manifest(
     }
     Ok((
         run.hashes.len() + tt10_count as usize,
-        crate::http::auth::hex(&digest),
+        crate::hex::encode(&digest),
     ))
 }
 

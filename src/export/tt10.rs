@@ -81,7 +81,7 @@ impl<'a> Tt10Files<'a> {
         }
         std::fs::write(&path, self.buf.as_bytes())?;
         let digest: [u8; 32] = Sha256::digest(self.buf.as_bytes()).into();
-        writeln!(self.lines, "{}  {rel}", crate::http::auth::hex(&digest))?;
+        writeln!(self.lines, "{}  {rel}", crate::hex::encode(&digest))?;
         self.count += 1;
         self.buf.clear();
         Ok(())

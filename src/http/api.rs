@@ -4,15 +4,13 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::{Path, Query, State};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::require;
+use super::auth::{Auditor, Operator, RequireRole, Viewer};
 use super::{ApiError, AppState};
-use crate::config::http::Role;
 use crate::ledger::alerts::AlertFilter;
 use crate::ledger::audit::StationNote;
 use crate::ledger::query::{AggregateFilter, EventFilter, ReadingFilter};
@@ -40,8 +38,10 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
 }
 
 /// Stations with their live state, latest values against limits, completeness, and source connections.
-pub async fn stations(State(s): State<AppState>, parts: Parts) -> Result<Json<Value>, ApiError> {
-    require(&s.config().http, &parts, Role::Viewer)?;
+pub async fn stations(
+    State(s): State<AppState>,
+    _: RequireRole<Viewer>,
+) -> Result<Json<Value>, ApiError> {
     s.live.refresh_states(Timestamp::now());
     let health = s.health.snapshot();
     let open_alerts = s.ledger.read(|r| r.open_alert_counts()).await?;
@@ -123,10 +123,9 @@ fn station_param(s: &AppState, q: &HashMap<String, String>) -> Result<Option<Str
 /// previous page).
 pub async fn readings(
     State(s): State<AppState>,
-    parts: Parts,
+    _: RequireRole<Viewer>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config().http, &parts, Role::Viewer)?;
     check_known(
         &q,
         &["station", "parameter", "from", "to", "after", "limit"],
@@ -166,10 +165,9 @@ pub async fn readings(
 /// Aggregates of the averaging window (default), of clock hours or of local days.
 pub async fn aggregates(
     State(s): State<AppState>,
-    parts: Parts,
+    _: RequireRole<Viewer>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config().http, &parts, Role::Viewer)?;
     check_known(
         &q,
         &["station", "parameter", "from", "to", "window", "limit"],
@@ -215,10 +213,9 @@ pub async fn aggregates(
 /// Compliance events, newest first; `open=true` for the ones still open.
 pub async fn events(
     State(s): State<AppState>,
-    parts: Parts,
+    _: RequireRole<Viewer>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config().http, &parts, Role::Viewer)?;
     check_known(&q, &["station", "open", "limit"])?;
     let station = station_param(&s, &q)?;
     let open_only = match q.get("open").map(String::as_str) {
@@ -252,10 +249,9 @@ pub async fn events(
 /// Quarantined inputs, newest first, with the raw payload (text where it is UTF-8, and hex).
 pub async fn quarantine(
     State(s): State<AppState>,
-    parts: Parts,
+    _: RequireRole<Operator>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config().http, &parts, Role::Operator)?;
     check_known(&q, &["source", "limit"])?;
     let source = q.get("source").cloned();
     if let Some(src) = &source {
@@ -274,7 +270,7 @@ pub async fn quarantine(
         .map(|x| {
             json!({ "id": x.id, "received": x.received.millis(), "source": x.source, "origin": x.origin, "station": x.station,
                 "reason": x.reason, "raw_bytes": x.raw.len(), "raw_text": String::from_utf8(x.raw.clone()).ok(),
-                "raw_hex": super::auth::hex(&x.raw[..x.raw.len().min(4096)]) })
+                "raw_hex": crate::hex::encode(&x.raw[..x.raw.len().min(4096)]) })
         })
         .collect();
     Ok(Json(json!({ "quarantine": items })))
@@ -283,10 +279,9 @@ pub async fn quarantine(
 /// The audit trail of state-changing calls.
 pub async fn audit(
     State(s): State<AppState>,
-    parts: Parts,
+    _: RequireRole<Auditor>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config().http, &parts, Role::Auditor)?;
     check_known(&q, &["limit"])?;
     let limit = number_param(&q, "limit", 200, 10_000)?;
     let rows = s.ledger.read(move |r| r.audit(limit)).await?;
@@ -337,10 +332,9 @@ pub struct NoteBody {
 pub async fn station_note(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    parts: Parts,
+    RequireRole { caller, .. }: RequireRole<Operator>,
     body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let caller = require(&s.config().http, &parts, Role::Operator)?;
     let body = json_body(body, "text")?;
     if s.config().station(&id).is_none() {
         return Err(ApiError::not_found(format!("unknown station {id:?}")));
@@ -366,10 +360,9 @@ pub async fn station_note(
 /// `before` (the `next_before` of the previous page).
 pub async fn alerts(
     State(s): State<AppState>,
-    parts: Parts,
+    _: RequireRole<Viewer>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
-    require(&s.config().http, &parts, Role::Viewer)?;
     check_known(&q, &["station", "state", "kind", "before", "limit"])?;
     let station = station_param(&s, &q)?;
     let state = q.get("state").cloned();
@@ -422,10 +415,9 @@ pub struct AckBody {
 pub async fn ack_alert(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    parts: Parts,
+    RequireRole { caller, .. }: RequireRole<Operator>,
     body: Result<Json<AckBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let caller = require(&s.config().http, &parts, Role::Operator)?;
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("{id:?} is not an alert id")))?;

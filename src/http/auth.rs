@@ -1,16 +1,71 @@
 //! Bearer tokens and roles. Tokens are compared by their SHA-256 hash: the config never holds a usable secret.
+//!
+//! A handler states the role it needs in its signature with the [`RequireRole`] extractor
+//! (`RequireRole<Operator>`), so the check cannot be forgotten: the request is refused (401/403) before the
+//! handler runs.
 
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::AppState;
 use crate::config::http::{Http, Role};
+use crate::hex::encode as hex;
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub name: String,
     pub role: Role,
+}
+
+/// A role a handler can require, as a type (`RequireRole<Auditor>`).
+pub trait RoleLevel: Send + Sync + 'static {
+    const ROLE: Role;
+}
+
+/// Reads the live view and the ledger.
+pub struct Viewer;
+/// Also writes notes, acknowledges alerts and reads the quarantine.
+pub struct Operator;
+/// Also reads the audit trail and exports.
+pub struct Auditor;
+/// Everything.
+pub struct Admin;
+
+impl RoleLevel for Viewer {
+    const ROLE: Role = Role::Viewer;
+}
+impl RoleLevel for Operator {
+    const ROLE: Role = Role::Operator;
+}
+impl RoleLevel for Auditor {
+    const ROLE: Role = Role::Auditor;
+}
+impl RoleLevel for Admin {
+    const ROLE: Role = Role::Admin;
+}
+
+/// A caller allowed at least `R`'s role; a request without one is answered 401 (no or unknown token) or 403 (too
+/// low a role) before the handler runs. Only this extractor makes one.
+pub struct RequireRole<R: RoleLevel> {
+    pub caller: Caller,
+    role: PhantomData<R>,
+}
+
+impl<R: RoleLevel> FromRequestParts<AppState> for RequireRole<R> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        let caller = check(&s.config().http, parts, R::ROLE)?;
+        Ok(Self {
+            caller,
+            role: PhantomData,
+        })
+    }
 }
 
 /// A new random token and its SHA-256 (hex), for `quantrac token new`. The bytes come from the operating system's
@@ -22,10 +77,6 @@ pub fn new_token() -> std::io::Result<(String, String)> {
     let token = format!("qt_{}", hex(&bytes));
     let hash = hex(&Sha256::digest(token.as_bytes()));
     Ok((token, hash))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The caller of a request: `Authorization: Bearer <token>` or `?access_token=` (browsers' EventSource cannot send
@@ -69,8 +120,9 @@ pub fn identify(http: &Http, parts: &Parts) -> Result<Caller, ApiError> {
     }
 }
 
-/// The caller, if allowed at least `role`.
-pub fn require(http: &Http, parts: &Parts, role: Role) -> Result<Caller, ApiError> {
+/// The caller, if allowed at least `role`. [`RequireRole`] runs it once per request; a long-lived response (the
+/// SSE stream) runs it again to end when a reload revokes the token.
+pub fn check(http: &Http, parts: &Parts, role: Role) -> Result<Caller, ApiError> {
     let caller = identify(http, parts)?;
     if caller.role >= role {
         Ok(caller)

@@ -8,14 +8,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::request::Parts;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use tokio::sync::mpsc;
 
-use super::auth::require;
+use super::auth::{Auditor, RequireRole};
 use super::{ApiError, AppState};
-use crate::config::http::Role;
 use crate::export::{self, Format};
 use crate::model::Timestamp;
 
@@ -72,10 +70,9 @@ static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 pub async fn export(
     State(s): State<AppState>,
-    parts: Parts,
+    RequireRole { caller, .. }: RequireRole<Auditor>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let caller = require(&s.config().http, &parts, Role::Auditor)?;
     const ALLOWED: [&str; 4] = ["station", "from", "to", "format"];
     if let Some(k) = q
         .keys()

@@ -22,10 +22,11 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
+use crate::config::http::Http;
 use crate::config::Config;
 use crate::health::Health;
 use crate::live::LiveState;
-use crate::metrics::Metrics;
+use crate::metrics::Registry;
 use crate::pipeline::LiveEvent;
 
 /// The running config, replaced by a reload (stations, tokens); the listening socket needs a restart.
@@ -37,7 +38,8 @@ pub struct AppState {
     config: SharedConfig,
     pub live: LiveState,
     pub health: Health,
-    pub metrics: Arc<Metrics>,
+    /// What `/metrics` encodes.
+    pub registry: Registry,
     /// Ledger reads and side-table writes (notes, audit), on the blocking pool.
     pub ledger: crate::ledger::LedgerHandle,
     pub events: broadcast::Sender<LiveEvent>,
@@ -65,13 +67,14 @@ impl AppState {
         self.config.clone()
     }
 
-    /// State for the HTTP layer; starts the SSE hub that serialises each pipeline event once.
+    /// State for the HTTP layer; starts the SSE hub that serialises each pipeline event once and registers the
+    /// connections, plant states and build info into `registry` (the components registered their counters).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         live: LiveState,
         health: Health,
-        metrics: Arc<Metrics>,
+        registry: Registry,
         ledger: PathBuf,
         events: broadcast::Sender<LiveEvent>,
         sources_started: Arc<AtomicBool>,
@@ -82,11 +85,12 @@ impl AppState {
             config.pipeline.broadcast_capacity,
             shutdown.clone(),
         );
+        metrics::register_views(&registry, &health, &live);
         Self {
             config: Arc::new(std::sync::RwLock::new(config)),
             live,
             health,
-            metrics,
+            registry,
             ledger: crate::ledger::LedgerHandle::new(ledger),
             events,
             sources_started,
@@ -124,6 +128,15 @@ pub fn router(state: AppState) -> Router {
         // No endpoint takes more than a short JSON body.
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(state)
+}
+
+/// Bind `http.listen` (port 0 takes a free port) and log the address it got: people read where the dashboard is,
+/// and tests that start quantrac on port 0 read the port from this line (`listening on http://ADDR`).
+pub async fn bind(http: &Http) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(http.listen).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, url = %http.public_url, "Dashboard and API listening on http://{address}");
+    Ok(listener)
 }
 
 /// Serve until `shutdown`; in-flight requests finish, SSE streams end.

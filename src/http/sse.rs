@@ -15,9 +15,8 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::require;
+use super::auth::{self, RequireRole, RoleLevel, Viewer};
 use super::{ApiError, AppState};
-use crate::config::http::Role;
 use crate::model::Timestamp;
 use crate::pipeline::LiveEvent;
 
@@ -49,11 +48,12 @@ pub fn start_hub(
     tx
 }
 
+/// The stream for a viewer; `parts` keeps the caller's token (header or `?access_token=`) to check it again.
 pub async fn stream(
     State(s): State<AppState>,
+    _: RequireRole<Viewer>,
     parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    require(&s.config().http, &parts, Role::Viewer)?;
     let rx = s.sse.subscribe();
     let mut every = tokio::time::interval(Duration::from_secs(5));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,7 +70,7 @@ pub async fn stream(
                     },
                     _ = every.tick() => {
                         // A token revoked by a reload ends its streams here, within one tick.
-                        if require(&s.config().http, &parts, Role::Viewer).is_err() {
+                        if auth::check(&s.config().http, &parts, Viewer::ROLE).is_err() {
                             return None;
                         }
                         s.live.refresh_states(Timestamp::now());

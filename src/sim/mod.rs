@@ -52,7 +52,7 @@ enum Target {
     /// Modbus devices on the stations' own addresses (their history goes straight into the pipeline).
     Modbus,
     Mqtt {
-        target: mqtt::Target,
+        target: Box<mqtt::Target>,
         /// Each station's topic, in station order.
         topics: Vec<String>,
     },
@@ -150,10 +150,10 @@ fn mqtt_target(config: &Config, stations: &[&Station]) -> Option<Target> {
         })
         .collect();
     Some(Target::Mqtt {
-        target: mqtt::Target {
+        target: Box::new(mqtt::Target {
             broker: broker.clone(),
             tz: config.timezone,
-        },
+        }),
         topics,
     })
 }
@@ -214,7 +214,7 @@ impl Simulator {
             }
             Target::Mqtt { target, topics } => Box::pin(mqtt::run(
                 sims.into_iter().zip(topics).collect(),
-                target,
+                *target,
                 interval,
                 speed,
                 HISTORY,

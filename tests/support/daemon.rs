@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::config::ConfigBuilder;
+
 pub struct Daemon {
     child: Option<Child>,
     pub http: String,
@@ -47,23 +49,26 @@ pub fn stations(speed: u32, sim: &[(&str, &str)]) -> String {
 }
 
 impl Daemon {
-    /// Start `quantrac run` with `[http]` on a free port and the given sections; waits for `/readyz`.
+    /// Start `quantrac run` with `[http]` on port 0 and the given sections; reads the address quantrac reports on
+    /// its stderr, then waits for `/readyz`.
     pub async fn start(http_section: &str, rest: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
         let config = dir.path().join("quantrac.toml");
-        std::fs::write(
-            &config,
-            format!("[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{http_section}\n{rest}"),
-        )
-        .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_quantrac"))
+        ConfigBuilder::new()
+            .http(http_section)
+            .section(rest)
+            .write(&config);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quantrac"))
             .args(["run", "--config", config.to_str().unwrap()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let http = format!("http://127.0.0.1:{port}");
+        let stderr = child.stderr.take().unwrap();
+        let Some(http) = super::reported_on_stderr(stderr, Duration::from_secs(60)) else {
+            super::terminate(child);
+            panic!("quantrac did not report its HTTP address");
+        };
         let ready = super::http_ready(&http, Duration::from_secs(60)).await;
         assert!(ready, "quantrac did not become ready");
         Daemon {

@@ -3,6 +3,7 @@
 
 pub mod browser;
 pub mod certs;
+pub mod config;
 pub mod daemon;
 pub mod fault_http;
 pub mod mosquitto;
@@ -54,13 +55,66 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// A free loopback port (bound then released).
+/// A free loopback port (bound then released), for servers that cannot report the port they bind (Mosquitto,
+/// VictoriaMetrics, aiosmtpd, chromedriver). quantrac itself listens on port 0 and reports its address instead.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let mut last = None;
+    // Binding port 0 fails only when ephemeral ports run short for a moment; try again briefly.
+    for _ in 0..50 {
+        match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(a) => return a.port(),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no free loopback port: {last:?}")
+}
+
+/// The HTTP base URL (`http://127.0.0.1:PORT`) in quantrac's last `… listening on http://ADDR` log line, in
+/// either log format (human or JSON).
+pub fn listening_address(log: &str) -> Option<String> {
+    const MARK: &str = "listening on http://";
+    let at = log.rfind(MARK)? + MARK.len();
+    let addr: String = log[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    let addr = addr.trim_end_matches('.');
+    addr.rsplit_once(':')
+        .filter(|(_, port)| port.parse::<u16>().is_ok_and(|p| p != 0))
+        .map(|_| format!("http://{addr}"))
+}
+
+/// Wait (at most `limit`) until the log file at `path`, read from byte `from` on, reports quantrac's HTTP address.
+pub fn reported_in_log(path: &std::path::Path, from: usize, limit: Duration) -> Option<String> {
+    let mut found = None;
+    wait_until(limit, || {
+        let log = std::fs::read(path).unwrap_or_default();
+        found = listening_address(&String::from_utf8_lossy(
+            log.get(from..).unwrap_or_default(),
+        ));
+        found.is_some()
+    });
+    found
+}
+
+/// Read a child's stderr until quantrac reports its HTTP address (at most `limit`), then go on draining it in the
+/// background so the child never blocks on a full pipe. `None` when the child says nothing in time or exits.
+pub fn reported_on_stderr(stderr: std::process::ChildStderr, limit: Duration) -> Option<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = listening_address(&line) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(addr);
+                }
+            }
+        }
+    });
+    rx.recv_timeout(limit).ok()
 }
 
 /// Stop a child gracefully (SIGTERM, so it flushes), killing it if it takes over 10 s.

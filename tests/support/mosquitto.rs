@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,17 +17,33 @@ pub struct Mosquitto {
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    super::free_port()
 }
 
 impl Mosquitto {
-    /// Start on a free port. `extra` lines are appended to the config.
+    /// Start on a free port. `extra` lines are appended to the config. The port is picked then released, so another
+    /// process may take it first: then Mosquitto exits and starts again on another port.
     pub fn start(extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        let mut m = Mosquitto {
+            port: 0,
+            dir,
+            child: None,
+        };
+        let mut failure = String::new();
+        for _ in 0..3 {
+            m.port = free_port();
+            m.write_config(extra);
+            match m.try_spawn() {
+                Ok(()) => return m,
+                Err(e) => failure = e,
+            }
+        }
+        panic!("{failure}");
+    }
+
+    fn write_config(&self, extra: &str) {
+        let (dir, port) = (self.dir.path(), self.port);
         let conf = format!(
             "listener {port} 127.0.0.1\n\
              allow_anonymous true\n\
@@ -40,40 +56,48 @@ impl Mosquitto {
              max_queued_messages 0\n\
              log_dest file {}/mosquitto.log\n\
              {extra}\n",
-            dir.path().display(),
-            dir.path().display()
+            dir.display(),
+            dir.display()
         );
-        std::fs::write(dir.path().join("mosquitto.conf"), conf).expect("write mosquitto.conf");
-        let mut m = Mosquitto {
-            port,
-            dir,
-            child: None,
-        };
-        m.spawn();
-        m
+        std::fs::write(dir.join("mosquitto.conf"), conf).expect("write mosquitto.conf");
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("mosquitto")
+        if let Err(e) = self.try_spawn() {
+            panic!("{e}");
+        }
+    }
+
+    /// Run mosquitto and wait until it listens; an error when it exits first (e.g. the port was taken) or is silent.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let mut child = Command::new("mosquitto")
             .arg("-c")
             .arg(self.dir.path().join("mosquitto.conf"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("cannot run mosquitto: install the mosquitto package (scripts/test does)");
-        self.child = Some(child);
         let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
-                return;
+                self.child = Some(child);
+                return Ok(());
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "mosquitto exited ({status}) before listening on {addr}; log: {}",
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!(
             "mosquitto did not listen on {addr} within 10 s; log: {}",
             self.log()
-        );
+        ))
     }
 
     /// Stop gracefully (SIGTERM: the persistence file is written) and wait for the exit.

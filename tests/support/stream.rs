@@ -136,6 +136,23 @@ impl Quantrac {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The port of [`Quantrac::http`].
+    pub fn http_port(&self) -> u16 {
+        let http = self.http();
+        let port = http.rsplit_once(':').and_then(|(_, p)| p.parse().ok());
+        port.unwrap_or_else(|| panic!("no port in {http}"))
+    }
+
+    /// The HTTP base URL quantrac reported in its log (it listens on port 0); waits at most 60 s for it.
+    pub fn http(&self) -> String {
+        super::reported_in_log(&self.log, 0, Duration::from_secs(60)).unwrap_or_else(|| {
+            panic!(
+                "quantrac did not report its HTTP address; tail:\n{}",
+                self.tail(40)
+            )
+        })
+    }
+
     /// The last `n` log lines, for assertion messages.
     pub fn tail(&self, n: usize) -> String {
         let log = self.log();

@@ -96,7 +96,7 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     mac.update(body);
     format!(
         "sha256={}",
-        crate::http::auth::hex(&mac.finalize().into_bytes())
+        crate::hex::encode(&mac.finalize().into_bytes())
     )
 }
 
