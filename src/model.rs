@@ -284,6 +284,14 @@ pub struct Reading {
     pub status: Status,
 }
 
+/// A reading's value and unit as the station sent them, kept beside the stored ones when the unit was converted
+/// to the parameter's unit or spelt another way (DESIGN.md contract 9).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    pub value: f64,
+    pub unit: Unit,
+}
+
 /// Input that could not become a reading: kept with its raw bytes and the reason, never dropped.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Quarantined {

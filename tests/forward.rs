@@ -58,6 +58,7 @@ fn readings(first: usize, n: usize, station: &str) -> Vec<Evaluated> {
                 flags: Flags::default(),
             },
             source: SourceKind::Sim,
+            received: None,
         })
         .collect()
 }

@@ -413,6 +413,118 @@ fn landing_folder_reads_every_file_once_and_explains_rejections() {
     assert!(rejected.join(format!("{}.reason", back[1])).exists());
 }
 
+/// Stations send in the unit their analyser was set up with: every reading is judged in its parameter's unit, the
+/// received value and unit kept beside it; a unit that cannot be converted, or a time no ledger keeps, is quarantined
+/// with what was received.
+#[test]
+fn units_are_converted_before_judging_and_unusable_units_or_times_are_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let landing = dir.path().join("landing");
+    std::fs::create_dir_all(&landing).unwrap();
+    let station = STATIONS[0];
+    let local = |ts: i64| {
+        Timestamp(ts)
+            .to_local(tz())
+            .format("%Y%m%d%H%M%S")
+            .to_string()
+    };
+    let (t1, t2) = (local(T0), local(T0 + 300_000));
+    let files = [
+        (
+            T0,
+            format!(
+                "COD\t1\tg/L\t{t1}\t00\r\nTSS\t500\tug/L\t{t1}\t00\r\npH\t7,1\tpH\t{t1}\t00\r\n"
+            ),
+        ),
+        (
+            T0 + 300_000,
+            format!("COD\t80\tfurlongs\t{t2}\t00\r\nTSS\t31\tmg/l\t{t2}\t00\r\n"),
+        ),
+        (
+            T0 + 600_000,
+            "COD\t80\tmg/L\t19990101000000\t00\r\n".to_string(),
+        ),
+    ];
+    for (ts, text) in &files {
+        std::fs::write(landing.join(name(station, Timestamp(*ts))), text).unwrap();
+    }
+    let ledger = dir.path().join("ledger.db");
+    let running = start(&config, &dir.path().join("log.json"));
+    assert!(
+        wait_until(Duration::from_secs(30), || counts(&ledger) == (4, 2)),
+        "readings and quarantine rows: {:?}",
+        counts(&ledger)
+    );
+    running.stop();
+
+    let reader = Reader::open(&ledger).unwrap();
+    /// value, unit, received value, received unit, ratio, limit, band
+    type Row = (
+        f64,
+        String,
+        Option<f64>,
+        Option<String>,
+        Option<f64>,
+        Option<f64>,
+        String,
+    );
+    let row = |parameter: &str, ts: i64| -> Row {
+        reader
+            .connection()
+            .query_row(
+                "SELECT value, unit, received_value, received_unit, ratio, limit_high, band FROM readings_view \
+                 WHERE station = ?1 AND parameter = ?2 AND time_utc = strftime('%Y-%m-%dT%H:%M:%fZ', ?3 / 1000.0, 'unixepoch')",
+                rusqlite::params![station, parameter, ts],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+            )
+            .unwrap()
+    };
+    let (value, unit, rv, ru, ratio, limit, band) = row("COD", T0);
+    assert_eq!(
+        (value, unit.as_str(), rv, ru.as_deref()),
+        (1000.0, "mg/L", Some(1.0), Some("g/L"))
+    );
+    let limit = limit.unwrap();
+    assert_eq!(
+        ratio,
+        Some(1000.0 / limit),
+        "judged as 1000 mg/L against {limit} mg/L"
+    );
+    assert_ne!(band, "compliant");
+    let (value, unit, rv, ru, ..) = row("TSS", T0);
+    assert_eq!(
+        (value, unit.as_str(), rv, ru.as_deref()),
+        (0.5, "mg/L", Some(500.0), Some("ug/L"))
+    );
+    let (value, unit, rv, ru, ..) = row("TSS", T0 + 300_000);
+    assert_eq!(
+        (value, unit.as_str(), rv, ru.as_deref()),
+        (31.0, "mg/L", Some(31.0), Some("mg/l"))
+    );
+    let (value, unit, rv, ..) = row("pH", T0);
+    assert_eq!((value, unit.as_str(), rv), (7.1, "-", Some(7.1)));
+
+    let reasons: Vec<String> = reader
+        .quarantine(10)
+        .unwrap()
+        .into_iter()
+        .map(|q| q.reason)
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r == "unknown unit \"furlongs\"; COD is judged in mg/L"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("1998-12-31T17:00:00Z is before 2000-01-01")),
+        "{reasons:?}"
+    );
+}
+
 fn walk_txt(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {

@@ -698,6 +698,7 @@ mod tests {
                     flags: Flags::default(),
                 },
                 source: SourceKind::Sim,
+                received: None,
             },
         }]))
     }

@@ -104,6 +104,7 @@ fn fill_ledger(path: &Path, total: usize) -> Result<i64, BoxError> {
                     reading: r,
                     assessment,
                     source: SourceKind::Sim,
+                    received: None,
                 });
                 n += 1;
                 if batch.len() == 10_000 {

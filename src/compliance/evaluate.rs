@@ -18,8 +18,9 @@ use super::band::Band;
 use super::judge::Judge;
 use super::limits::{LimitBound, StationLimits};
 use super::quality::{Flags, QualitySettings, SeriesRules, Track};
+use super::units::{self, Converted};
 use crate::config::Config;
-use crate::model::{Parameter, Reading, StationId, Timestamp};
+use crate::model::{Parameter, Reading, Received, StationId, Timestamp, Unit};
 
 /// What the engine decided for one reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +42,8 @@ pub enum Rejection {
         station: StationId,
         parameter: Parameter,
     },
+    #[error("{0}")]
+    Unit(#[from] super::units::UnitError),
     #[error("value {value} of {parameter} is not a finite number")]
     NotFinite { parameter: Parameter, value: f64 },
     #[error("negative value {value} of {parameter} is impossible (range check: concentrations cannot be below zero)")]
@@ -66,6 +69,8 @@ struct Series {
     parameter: Parameter,
     bound: Option<LimitBound>,
     judge: Option<Judge>,
+    /// The unit readings are judged in (the limit's); readings in another unit are converted to it.
+    unit: Option<Unit>,
     /// Analyser range: above its high end the reading is flagged `above_range`.
     range: Option<(f64, f64)>,
     /// Possible values (else rejected).
@@ -86,6 +91,7 @@ pub struct Evaluator {
     /// Kept to rebuild the series rules when the quality settings change.
     intervals: HashMap<StationId, Duration>,
     ranges: HashMap<(StationId, Parameter), (f64, f64)>,
+    units: HashMap<(StationId, Parameter), Unit>,
     quality: QualitySettings,
 }
 
@@ -98,18 +104,21 @@ impl Evaluator {
     pub fn new(config: &Config, limits: HashMap<StationId, StationLimits>) -> Self {
         let mut intervals = HashMap::new();
         let mut ranges = HashMap::new();
+        let mut units = HashMap::new();
         for s in &config.stations {
             intervals.insert(s.id.clone(), s.interval);
             for p in &s.parameters {
                 if let Some(r) = p.range {
                     ranges.insert((s.id.clone(), p.parameter.clone()), r);
                 }
+                units.insert((s.id.clone(), p.parameter.clone()), p.unit.clone());
             }
         }
         let mut e = Evaluator {
             stations: Default::default(),
             intervals,
             ranges,
+            units,
             quality: QualitySettings::default(),
         };
         e.stations = limits
@@ -162,7 +171,8 @@ impl Evaluator {
             .limits
             .iter()
             .map(|l| {
-                let range = self.ranges.get(&(id.clone(), l.parameter.clone())).copied();
+                let key = (id.clone(), l.parameter.clone());
+                let range = self.ranges.get(&key).copied();
                 let (mut low, high) = POSSIBLE
                     .iter()
                     .find(|(s, _, _)| *s == l.parameter.as_str())
@@ -176,6 +186,7 @@ impl Evaluator {
                     parameter: l.parameter.clone(),
                     bound: l.bound,
                     judge: l.bound.and_then(Judge::new),
+                    unit: self.units.get(&key).cloned(),
                     range,
                     low,
                     high,
@@ -185,6 +196,33 @@ impl Evaluator {
             })
             .collect();
         StationState { series }
+    }
+
+    /// Bring a reading to its parameter's unit (the limit's), exactly, before it is judged. Returns what the
+    /// station sent when the stored value or unit differs from it. A reading of a station or parameter that is
+    /// not monitored is left as it is ([`Evaluator::evaluate`] refuses it).
+    pub fn to_parameter_unit(&self, r: &mut Reading) -> Result<Option<Received>, Rejection> {
+        let Some(unit) = self
+            .stations
+            .get(&r.station)
+            .and_then(|st| st.series.iter().find(|s| s.parameter == r.parameter))
+            .and_then(|s| s.unit.as_ref())
+        else {
+            return Ok(None);
+        };
+        if r.unit == *unit {
+            return Ok(None);
+        }
+        let received = Received {
+            value: r.value,
+            unit: r.unit.clone(),
+        };
+        match units::convert(r.value, &r.unit, unit, r.parameter.as_str())? {
+            Converted::Same => {}
+            Converted::Value(v) => r.value = v,
+        }
+        r.unit = unit.clone();
+        Ok(Some(received))
     }
 
     /// Evaluate one reading. `Err` is a quarantine reason (the reading is not a usable value).
@@ -316,6 +354,52 @@ mod tests {
         assert!(e
             .assess(&reading("Temp", -11.0, Status::Measuring), now)
             .is_err());
+    }
+
+    #[test]
+    fn readings_are_judged_in_the_parameters_unit() {
+        // COD column B at this plant: 150 × Kq 1.0 × Kf 0.9 = 135 mg/L.
+        let mut e = evaluator("COD = {}, TSS = {}, Temp = {}");
+        let now = Timestamp(1_000_000);
+        let mut judged = |p: &str, value: f64, unit: &str| {
+            let mut r = reading(p, value, Status::Measuring);
+            r.unit = Unit::new(unit);
+            let received = e.to_parameter_unit(&mut r);
+            (r.clone(), received, e.assess(&r, now))
+        };
+        let (r, received, a) = judged("COD", 1.0, "g/L");
+        assert_eq!((r.value, r.unit.as_str()), (1000.0, "mg/L"));
+        assert_eq!(
+            received.unwrap(),
+            Some(Received {
+                value: 1.0,
+                unit: Unit::new("g/L")
+            })
+        );
+        let a = a.unwrap();
+        assert_eq!(a.ratio, Some(1000.0 / 135.0), "1 g/L is 1000 mg/L: {a:?}");
+        assert_eq!(a.band, Band::From5To10);
+        let (r, _, a) = judged("TSS", 500.0, "ug/L");
+        assert_eq!((r.value, r.unit.as_str()), (0.5, "mg/L"));
+        assert_eq!(a.unwrap().band, Band::Compliant);
+        // Another spelling of the same unit: the value stays, the stored unit is the parameter's, the spelling kept.
+        let (r, received, _) = judged("Temp", 25.0, "oC");
+        assert_eq!((r.value, r.unit.as_str()), (25.0, "°C"));
+        assert_eq!(received.unwrap().unwrap().unit.as_str(), "oC");
+        let (_, received, _) = judged("COD", 50.0, "mg/L");
+        assert_eq!(received.unwrap(), None, "already in the parameter's unit");
+        let (r, received, _) = judged("COD", 5.0, "furlongs");
+        assert_eq!(
+            received.unwrap_err().to_string(),
+            "unknown unit \"furlongs\"; COD is judged in mg/L"
+        );
+        assert_eq!(
+            (r.value, r.unit.as_str()),
+            (5.0, "furlongs"),
+            "a refused reading stays as received"
+        );
+        let (_, received, _) = judged("COD", 5.0, "m3/h");
+        assert!(received.is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub use query::Reader;
 
 use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, LimitBound, Scope};
 use crate::config::Synchronous;
-use crate::model::{Parameter, Quarantined, Reading, SourceKind, StationId, Timestamp};
+use crate::model::{Parameter, Quarantined, Reading, Received, SourceKind, StationId, Timestamp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -60,9 +60,12 @@ pub enum LedgerError {
 /// A reading with the compliance engine's verdict, ready to store.
 #[derive(Debug, Clone)]
 pub struct Evaluated {
+    /// In the parameter's unit.
     pub reading: Reading,
     pub assessment: Assessment,
     pub source: SourceKind,
+    /// What the station sent, when the unit was converted or spelt another way.
+    pub received: Option<Received>,
 }
 
 /// What happened to one reading at commit.
@@ -494,10 +497,11 @@ const ROWS_PER_INSERT: usize = 32;
 
 /// The INSERT for `rows` readings; conflicting keys are skipped (`classify` tells duplicates from conflicts).
 fn insert_sql(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
     format!(
         "INSERT OR IGNORE INTO readings \
-         (station_id, parameter_id, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags) \
+         (station_id, parameter_id, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags, \
+         received_value, received_unit) \
          VALUES {}",
         vec![row; rows].join(", ")
     )
@@ -518,7 +522,7 @@ fn insert_rows(
     if chunk.len() == ROWS_PER_INSERT {
         let mut st = conn.prepare_cached(&INSERT_MANY)?;
         for (row, &i) in chunk.iter().enumerate() {
-            bind_reading(&mut st, row * 13, &readings[i], ids[i], now)?;
+            bind_reading(&mut st, row * COLUMNS, &readings[i], ids[i], now)?;
         }
         return Ok(st.raw_execute()?);
     }
@@ -557,8 +561,14 @@ fn bind_reading(
     st.raw_bind_parameter(at + 10, high)?;
     st.raw_bind_parameter(at + 11, e.assessment.ratio)?;
     st.raw_bind_parameter(at + 12, e.assessment.band.as_str())?;
-    st.raw_bind_parameter(at + 13, e.assessment.flags.0)
+    st.raw_bind_parameter(at + 13, e.assessment.flags.0)?;
+    let received = e.received.as_ref();
+    st.raw_bind_parameter(at + 14, received.map(|x| x.value))?;
+    st.raw_bind_parameter(at + 15, received.map(|x| x.unit.as_str()))
 }
+
+/// Parameters bound per reading row.
+const COLUMNS: usize = 15;
 
 /// After an insert that skipped rows: find each reading's stored row. One stored above `top` by this chunk is
 /// accepted (the first of equal keys, which sit side by side in key order); any other is a duplicate when value and

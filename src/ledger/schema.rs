@@ -262,6 +262,24 @@ SELECT r.seq, s.code AS station, p.symbol AS parameter,
        strftime('%Y-%m-%dT%H:%M:%fZ', r.received / 1000.0, 'unixepoch') AS received_utc
 FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id;
 "#,
+    // 6: what a station sent beside what is stored, when its unit was converted to the parameter's unit or spelt
+    // another way (`g/L` stored as mg/L, `oC` as °C). NULL when the reading arrived as stored. Adding columns
+    // rewrites nothing, so the migration is instant on any ledger.
+    r#"
+ALTER TABLE readings ADD COLUMN received_value REAL;
+ALTER TABLE readings ADD COLUMN received_unit TEXT;
+DROP VIEW readings_view;
+CREATE VIEW readings_view AS
+SELECT r.seq, s.code AS station, p.symbol AS parameter,
+       strftime('%Y-%m-%dT%H:%M:%fZ', r.ts / 1000.0, 'unixepoch') AS time_utc,
+       strftime('%Y-%m-%d %H:%M:%S', r.ts / 1000.0 + 7 * 3600, 'unixepoch') AS time_vn,
+       r.value, r.unit,
+       CASE r.status WHEN 0 THEN 'measuring' WHEN 1 THEN 'calibrating' WHEN 2 THEN 'fault' ELSE 'maintenance' END AS status,
+       r.limit_low, r.limit_high, r.ratio, r.band, r.flags, r.source,
+       strftime('%Y-%m-%dT%H:%M:%fZ', r.received / 1000.0, 'unixepoch') AS received_utc,
+       r.received_value, r.received_unit
+FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id;
+"#,
 ];
 
 /// The schema version this build brings a ledger to.

@@ -19,6 +19,7 @@ fn reading(station: &str, p: &str, ts: i64, value: f64) -> Evaluated {
             flags: Flags::default(),
         },
         source: SourceKind::Sim,
+        received: None,
     }
 }
 
@@ -516,5 +517,34 @@ fn background_checkpoints_move_committed_pages_into_the_main_file() {
             .unwrap()
             .len(),
         0
+    );
+}
+
+#[test]
+fn what_the_station_sent_is_kept_beside_the_converted_reading() {
+    let (_d, mut l) = open();
+    let mut converted = reading("BN_A_B", "COD", 1000, 1000.0);
+    converted.received = Some(Received {
+        value: 1.0,
+        unit: Unit::new("g/L"),
+    });
+    l.commit(&[converted, reading("BN_A_B", "COD", 2000, 50.0)], &[])
+        .unwrap();
+    let rows: Vec<(f64, String, Option<f64>, Option<String>)> = l
+        .conn
+        .prepare(
+            "SELECT value, unit, received_value, received_unit FROM readings_view ORDER BY seq",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1000.0, "mg/L".into(), Some(1.0), Some("g/L".into())),
+            (50.0, "mg/L".into(), None, None)
+        ]
     );
 }

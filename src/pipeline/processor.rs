@@ -11,10 +11,10 @@ use tracing::error;
 
 use super::ingest::{Batch, Done, Job, Reconfigure};
 use super::writer::{aggregate_context, Group, Part, WriterMsg};
-use crate::compliance::Evaluator;
+use crate::compliance::{Assessment, Evaluator};
 use crate::ledger::Evaluated;
 use crate::metrics::Metrics;
-use crate::model::{Quarantined, Reading, Timestamp};
+use crate::model::{Quarantined, Reading, Received, Timestamp};
 
 pub(super) struct Processor {
     pub rx: mpsc::Receiver<Job>,
@@ -99,16 +99,13 @@ impl Processor {
     fn judge(&mut self, batch: Batch, done: Done, now: Timestamp, out: &mut Group) {
         let (start, qstart) = (out.readings.len(), out.quarantined.len());
         out.quarantined.extend(batch.quarantined);
-        for r in batch.readings {
-            let verdict = match check_time(r.ts, now, self.future_skew, self.retention) {
-                Err(reason) => Err(reason),
-                Ok(()) => self.evaluator.assess(&r, now),
-            };
-            match verdict {
-                Ok(assessment) => out.readings.push(Evaluated {
+        for mut r in batch.readings {
+            match self.judge_one(&mut r, now) {
+                Ok((assessment, received)) => out.readings.push(Evaluated {
                     reading: r,
                     assessment,
                     source: batch.source,
+                    received,
                 }),
                 Err(reason) => out.quarantined.push(
                     Quarantined::new(
@@ -127,6 +124,31 @@ impl Processor {
             source: batch.source,
             done,
         });
+    }
+}
+
+impl Processor {
+    /// Time check, conversion to the parameter's unit, then evaluation. On refusal the reading is left as it was
+    /// received, so the quarantine row quotes what the station sent.
+    fn judge_one(
+        &mut self,
+        r: &mut Reading,
+        now: Timestamp,
+    ) -> Result<(Assessment, Option<Received>), String> {
+        check_time(r.ts, now, self.future_skew, self.retention)?;
+        let received = self
+            .evaluator
+            .to_parameter_unit(r)
+            .map_err(|e| e.to_string())?;
+        match self.evaluator.assess(r, now) {
+            Ok(a) => Ok((a, received)),
+            Err(reason) => {
+                if let Some(x) = received {
+                    (r.value, r.unit) = (x.value, x.unit);
+                }
+                Err(reason)
+            }
+        }
     }
 }
 
