@@ -393,3 +393,50 @@ fn backup_while_ingesting_restores_every_reading_committed_before_it() {
     // A backup never overwrites an existing file.
     assert_eq!(backup(&copy).code(), Some(2));
 }
+
+/// One writer per ledger: a second `run` or an `ingest` beside a running daemon is refused, naming the daemon's PID,
+/// and the ledger is left as the daemon keeps it.
+#[test]
+fn a_second_writer_is_refused_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let mut daemon = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = dir.path().join("ledger.db.lock");
+    let pid = daemon.id().to_string();
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read_to_string(&lock)
+            .is_ok_and(|s| s == pid)),
+        "the daemon did not take the writer lock"
+    );
+    let refused = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), text)
+    };
+    for args in [&["ingest"][..], &["run"][..]] {
+        let (ok, stderr) = refused(args);
+        assert!(!ok, "{args:?} must fail beside a running daemon");
+        assert!(
+            stderr.contains(&format!(
+                "is in use by another quantrac process (PID {pid})"
+            )),
+            "{args:?}: {stderr}"
+        );
+    }
+    sigterm(&daemon);
+    assert!(wait_exit(&mut daemon, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    // Released with the process: the next writer gets the ledger.
+    let (ok, stderr) = refused(&["ingest"]);
+    assert!(ok, "{stderr}");
+}

@@ -17,6 +17,7 @@ mod events;
 pub mod export;
 pub mod forward;
 pub mod handle;
+pub mod lock;
 pub mod probe;
 pub mod query;
 mod schema;
@@ -50,6 +51,14 @@ pub enum LedgerError {
     Thread(String),
     #[error("the ledger has schema version {found}, newer than this quantrac supports ({supported}); upgrade quantrac")]
     TooNew { found: i64, supported: i64 },
+    #[error("the ledger {path} is in use by another quantrac process{}; one process writes a ledger: stop it first, or backfill a running daemon through its TT10 landing folder", holder.map(|p| format!(" (PID {p})")).unwrap_or_default())]
+    InUse { path: PathBuf, holder: Option<u32> },
+    #[error("cannot use the ledger's lock file {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("a ledger call on the blocking pool did not finish")]
     Task {
         #[source]
@@ -150,6 +159,8 @@ pub struct Ledger {
     event_changes: Vec<EventChange>,
     /// Background WAL checkpoints, once started.
     checkpointer: Option<checkpointer::Checkpointer>,
+    /// Held for as long as this ledger is open: no other process writes it.
+    _lock: lock::WriterLock,
 }
 
 impl Ledger {
@@ -158,6 +169,7 @@ impl Ledger {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
+        let lock = lock::WriterLock::acquire(path)?;
         let mut conn = Connection::open(path).map_err(|error| LedgerError::Open {
             path: path.to_path_buf(),
             error,
@@ -187,6 +199,7 @@ impl Ledger {
             events,
             event_changes: Vec::new(),
             checkpointer: None,
+            _lock: lock,
         };
         ledger.load_ids()?;
         Ok(ledger)
