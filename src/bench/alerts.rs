@@ -134,7 +134,7 @@ async fn flip_cod(
         let station = &ids[n % ids.len()];
         let ts = Timestamp::now().millis();
         // Odd rounds of a station exceed (2×), even rounds are well below (0.3×).
-        let value = if (n / ids.len()) % 2 == 0 {
+        let value = if (n / ids.len()).is_multiple_of(2) {
             300.0
         } else {
             45.0

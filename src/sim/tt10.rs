@@ -66,7 +66,7 @@ pub async fn run(
             }
         }
         t += step;
-        if written % 1000 == 0 {
+        if written.is_multiple_of(1000) {
             tokio::task::yield_now().await;
         }
     }

@@ -162,7 +162,7 @@ pub fn parse_text(
         while fields.last().is_some_and(|f| f.is_empty()) {
             fields.pop();
         }
-        if fields.is_empty() || fields.len() % 5 != 0 {
+        if fields.is_empty() || !fields.len().is_multiple_of(5) {
             out.rejected.push(Rejected {
                 error: Tt10Error::Fields {
                     line: i + 1,
