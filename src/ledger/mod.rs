@@ -504,24 +504,37 @@ impl Ledger {
     }
 }
 
-/// Readings per INSERT statement: one statement for many rows saves SQLite's per-statement work (13 parameters a row,
-/// far below SQLite's limit of 32,766).
+/// Readings per INSERT statement: one statement for many rows saves SQLite's per-statement work (13 or 15
+/// parameters a row, far below SQLite's limit of 32,766).
 const ROWS_PER_INSERT: usize = 32;
 
 /// The INSERT for `rows` readings; conflicting keys are skipped (`classify` tells duplicates from conflicts).
-fn insert_sql(rows: usize) -> String {
-    let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// `received`: with the columns of what the station sent (only chunks holding a converted reading bind them).
+fn insert_sql(rows: usize, received: bool) -> String {
+    let (extra_columns, extra_values) = if received {
+        (", received_value, received_unit", ", ?, ?")
+    } else {
+        ("", "")
+    };
+    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{extra_values})");
     format!(
         "INSERT OR IGNORE INTO readings \
-         (station_id, parameter_id, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags, \
-         received_value, received_unit) \
-         VALUES {}",
+         (station_id, parameter_id, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags\
+         {extra_columns}) VALUES {}",
         vec![row; rows].join(", ")
     )
 }
 
-static INSERT_MANY: LazyLock<String> = LazyLock::new(|| insert_sql(ROWS_PER_INSERT));
-static INSERT_ONE: LazyLock<String> = LazyLock::new(|| insert_sql(1));
+/// The four statements, by (many rows, with received columns).
+static INSERTS: LazyLock<[[String; 2]; 2]> = LazyLock::new(|| {
+    [
+        [insert_sql(1, false), insert_sql(1, true)],
+        [
+            insert_sql(ROWS_PER_INSERT, false),
+            insert_sql(ROWS_PER_INSERT, true),
+        ],
+    ]
+});
 
 /// Insert the readings `chunk` points at, in that order: a full chunk with one statement, a shorter one (the end of
 /// a commit) row by row. Returns how many rows were stored.
@@ -533,28 +546,41 @@ fn insert_rows(
     now: i64,
 ) -> Result<usize, LedgerError> {
     if chunk.len() == ROWS_PER_INSERT {
-        let mut st = conn.prepare_cached(&INSERT_MANY)?;
+        let received = chunk.iter().any(|&i| readings[i].received.is_some());
+        let mut st = conn.prepare_cached(&INSERTS[1][received as usize])?;
+        let columns = columns(received);
         for (row, &i) in chunk.iter().enumerate() {
-            bind_reading(&mut st, row * COLUMNS, &readings[i], ids[i], now)?;
+            bind_reading(&mut st, row * columns, &readings[i], ids[i], now, received)?;
         }
         return Ok(st.raw_execute()?);
     }
-    let mut st = conn.prepare_cached(&INSERT_ONE)?;
     let mut stored = 0;
     for &i in chunk {
-        bind_reading(&mut st, 0, &readings[i], ids[i], now)?;
+        let received = readings[i].received.is_some();
+        let mut st = conn.prepare_cached(&INSERTS[0][received as usize])?;
+        bind_reading(&mut st, 0, &readings[i], ids[i], now, received)?;
         stored += st.raw_execute()?;
     }
     Ok(stored)
 }
 
-/// Bind one reading's 13 columns after the first `at` parameters.
+/// Parameters bound per reading row.
+fn columns(received: bool) -> usize {
+    if received {
+        15
+    } else {
+        13
+    }
+}
+
+/// Bind one reading's row at parameter offset `at`.
 fn bind_reading(
     st: &mut rusqlite::Statement<'_>,
     at: usize,
     e: &Evaluated,
     (station, parameter): (i64, i64),
     now: i64,
+    received: bool,
 ) -> rusqlite::Result<()> {
     let r = &e.reading;
     let (low, high) = match e.assessment.limit {
@@ -575,13 +601,13 @@ fn bind_reading(
     st.raw_bind_parameter(at + 11, e.assessment.ratio)?;
     st.raw_bind_parameter(at + 12, e.assessment.band.as_str())?;
     st.raw_bind_parameter(at + 13, e.assessment.flags.0)?;
-    let received = e.received.as_ref();
-    st.raw_bind_parameter(at + 14, received.map(|x| x.value))?;
-    st.raw_bind_parameter(at + 15, received.map(|x| x.unit.as_str()))
+    if received {
+        let x = e.received.as_ref();
+        st.raw_bind_parameter(at + 14, x.map(|x| x.value))?;
+        st.raw_bind_parameter(at + 15, x.map(|x| x.unit.as_str()))?;
+    }
+    Ok(())
 }
-
-/// Parameters bound per reading row.
-const COLUMNS: usize = 15;
 
 /// After an insert that skipped rows: find each reading's stored row. One stored above `top` by this chunk is
 /// accepted (the first of equal keys, which sit side by side in key order); any other is a duplicate when value and

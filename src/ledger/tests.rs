@@ -548,3 +548,26 @@ fn what_the_station_sent_is_kept_beside_the_converted_reading() {
         ]
     );
 }
+
+#[test]
+fn a_full_insert_chunk_keeps_what_one_of_its_readings_was_sent_as() {
+    let (_d, mut l) = open();
+    let mut batch: Vec<Evaluated> = (0..40)
+        .map(|i| reading("BN_A_B", "COD", 1000 * (i + 1), 50.0))
+        .collect();
+    batch[5].received = Some(Received {
+        value: 0.05,
+        unit: Unit::new("g/L"),
+    });
+    l.commit(&batch, &[]).unwrap();
+    let received: Vec<(i64, Option<f64>, Option<String>)> = l
+        .conn
+        .prepare("SELECT ts, received_value, received_unit FROM readings WHERE received_unit IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(received, [(6000, Some(0.05), Some("g/L".into()))]);
+    assert_eq!(l.reader().unwrap().count_readings().unwrap(), 40);
+}
