@@ -198,33 +198,6 @@ impl Evaluator {
         StationState { series }
     }
 
-    /// Bring a reading to its parameter's unit (the limit's), exactly, before it is judged. Returns what the
-    /// station sent when the stored value or unit differs from it. A reading of a station or parameter that is
-    /// not monitored is left as it is ([`Evaluator::evaluate`] refuses it).
-    pub fn to_parameter_unit(&self, r: &mut Reading) -> Result<Option<Received>, Rejection> {
-        let Some(unit) = self
-            .stations
-            .get(&r.station)
-            .and_then(|st| st.series.iter().find(|s| s.parameter == r.parameter))
-            .and_then(|s| s.unit.as_ref())
-        else {
-            return Ok(None);
-        };
-        if r.unit == *unit {
-            return Ok(None);
-        }
-        let received = Received {
-            value: r.value,
-            unit: r.unit.clone(),
-        };
-        match units::convert(r.value, &r.unit, unit, r.parameter.as_str())? {
-            Converted::Same => {}
-            Converted::Value(v) => r.value = v,
-        }
-        r.unit = unit.clone();
-        Ok(Some(received))
-    }
-
     /// Evaluate one reading. `Err` is a quarantine reason (the reading is not a usable value).
     pub fn assess(&mut self, r: &Reading, now: Timestamp) -> Result<Assessment, String> {
         self.evaluate(r, now).map_err(|e| e.to_string())
@@ -232,60 +205,103 @@ impl Evaluator {
 
     /// [`Evaluator::assess`] with a typed rejection.
     pub fn evaluate(&mut self, r: &Reading, now: Timestamp) -> Result<Assessment, Rejection> {
+        judge(self.series_mut(r)?, r, now)
+    }
+
+    /// [`Evaluator::evaluate`] of a reading first brought to its parameter's unit (the limit's), exactly (DESIGN.md
+    /// contract 9). Returns what the station sent when the stored value or unit differs from it. A refused reading
+    /// is left as it was received, so its quarantine row quotes what the station sent.
+    pub fn evaluate_in_unit(
+        &mut self,
+        r: &mut Reading,
+        now: Timestamp,
+    ) -> Result<(Assessment, Option<Received>), Rejection> {
+        let s = self.series_mut(r)?;
+        let received = match &s.unit {
+            Some(unit) if r.unit != *unit => {
+                let sent = Received {
+                    value: r.value,
+                    unit: r.unit.clone(),
+                };
+                if let Converted::Value(v) =
+                    units::convert(r.value, &r.unit, unit, r.parameter.as_str())?
+                {
+                    r.value = v;
+                }
+                r.unit = unit.clone();
+                Some(sent)
+            }
+            _ => None,
+        };
+        match judge(s, r, now) {
+            Ok(a) => Ok((a, received)),
+            Err(e) => {
+                if let Some(sent) = received {
+                    (r.value, r.unit) = (sent.value, sent.unit);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn series_mut(&mut self, r: &Reading) -> Result<&mut Series, Rejection> {
         let st = self
             .stations
             .get_mut(&r.station)
             .ok_or_else(|| Rejection::UnknownStation(r.station.clone()))?;
-        let s = st
-            .series
+        st.series
             .iter_mut()
             .find(|s| s.parameter == r.parameter)
             .ok_or_else(|| Rejection::NotMonitored {
                 station: r.station.clone(),
                 parameter: r.parameter.clone(),
-            })?;
-        let v = r.value;
-        if !v.is_finite() {
-            return Err(Rejection::NotFinite {
+            })
+    }
+}
+
+/// Range checks, quality flags, the multiple and the band of one reading of series `s`.
+fn judge(s: &mut Series, r: &Reading, now: Timestamp) -> Result<Assessment, Rejection> {
+    let v = r.value;
+    if !v.is_finite() {
+        return Err(Rejection::NotFinite {
+            parameter: r.parameter.clone(),
+            value: v,
+        });
+    }
+    if v < s.low || v > s.high {
+        return Err(if v < 0.0 && s.low == 0.0 && s.high.is_infinite() {
+            Rejection::Negative {
                 parameter: r.parameter.clone(),
                 value: v,
-            });
-        }
-        if v < s.low || v > s.high {
-            return Err(if v < 0.0 && s.low == 0.0 && s.high.is_infinite() {
-                Rejection::Negative {
-                    parameter: r.parameter.clone(),
-                    value: v,
-                }
-            } else {
-                Rejection::Impossible {
-                    parameter: r.parameter.clone(),
-                    value: v,
-                    low: s.low,
-                    high: s.high,
-                }
-            });
-        }
-        let measuring = r.status.counts_for_compliance();
-        let mut flags = s.track.observe(&s.rules, r.ts.0, v, measuring, now.0);
-        if s.range.is_some_and(|(_, hi)| v > hi) {
-            flags.insert(Flags::ABOVE_RANGE);
-        }
-        let (ratio, band) = match (&s.judge, measuring) {
-            (_, false) => (None, Band::NotEvaluated),
-            (None, true) => (None, Band::NoLimit),
-            (Some(j), true) => {
-                let verdict = j.value(v);
-                (verdict.ratio, verdict.band)
             }
-        };
-        Ok(Assessment {
-            limit: s.bound,
-            ratio,
-            band,
-            flags,
-        })
+        } else {
+            Rejection::Impossible {
+                parameter: r.parameter.clone(),
+                value: v,
+                low: s.low,
+                high: s.high,
+            }
+        });
     }
+    let measuring = r.status.counts_for_compliance();
+    let mut flags = s.track.observe(&s.rules, r.ts.0, v, measuring, now.0);
+    if s.range.is_some_and(|(_, hi)| v > hi) {
+        flags.insert(Flags::ABOVE_RANGE);
+    }
+    let (ratio, band) = match (&s.judge, measuring) {
+        (_, false) => (None, Band::NotEvaluated),
+        (None, true) => (None, Band::NoLimit),
+        (Some(j), true) => {
+            let verdict = j.value(v);
+            (verdict.ratio, verdict.band)
+        }
+    };
+    Ok(Assessment {
+        limit: s.bound,
+        ratio,
+        band,
+        flags,
+    })
 }
 
 /// Scale of the spike check: the limit (width for a range), else the analyser range width.
@@ -364,8 +380,12 @@ mod tests {
         let mut judged = |p: &str, value: f64, unit: &str| {
             let mut r = reading(p, value, Status::Measuring);
             r.unit = Unit::new(unit);
-            let received = e.to_parameter_unit(&mut r);
-            (r.clone(), received, e.assess(&r, now))
+            let result = e.evaluate_in_unit(&mut r, now);
+            let received = result
+                .as_ref()
+                .map(|(_, x)| x.clone())
+                .map_err(|e| e.to_string());
+            (r, received, result.map(|(a, _)| a))
         };
         let (r, received, a) = judged("COD", 1.0, "g/L");
         assert_eq!((r.value, r.unit.as_str()), (1000.0, "mg/L"));

@@ -128,27 +128,17 @@ impl Processor {
 }
 
 impl Processor {
-    /// Time check, conversion to the parameter's unit, then evaluation. On refusal the reading is left as it was
-    /// received, so the quarantine row quotes what the station sent.
+    /// Time check, then evaluation in the parameter's unit. A refused reading is left as it was received, so the
+    /// quarantine row quotes what the station sent.
     fn judge_one(
         &mut self,
         r: &mut Reading,
         now: Timestamp,
     ) -> Result<(Assessment, Option<Received>), String> {
         check_time(r.ts, now, self.future_skew, self.retention)?;
-        let received = self
-            .evaluator
-            .to_parameter_unit(r)
-            .map_err(|e| e.to_string())?;
-        match self.evaluator.assess(r, now) {
-            Ok(a) => Ok((a, received)),
-            Err(reason) => {
-                if let Some(x) = received {
-                    (r.value, r.unit) = (x.value, x.unit);
-                }
-                Err(reason)
-            }
-        }
+        self.evaluator
+            .evaluate_in_unit(r, now)
+            .map_err(|e| e.to_string())
     }
 }
 
