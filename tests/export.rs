@@ -241,6 +241,19 @@ fn csv_and_json_match_the_ledger() {
         .count();
     assert_eq!(qv[col("valid_readings")], valid.to_string());
     assert_eq!(qv[col("expected_readings")], (31 * 24 * 12 * 3).to_string());
+    // Transmission: every reading of the period, and those that arrived within the 5-minute deadline (not late).
+    let of_station: Vec<_> = stored
+        .values()
+        .filter(|s| s.station == STATIONS[0])
+        .collect();
+    let on_time = of_station
+        .iter()
+        .filter(|s| !Flags(s.flags).contains(Flags::LATE))
+        .count();
+    assert_eq!(qv[col("readings")], of_station.len().to_string());
+    assert_eq!(qv[col("on_time_readings")], on_time.to_string());
+    let pct = (100.0 * on_time as f64 / of_station.len() as f64 * 100.0).round() / 100.0;
+    assert_eq!(qv[col("on_time_pct")].parse::<f64>().unwrap(), pct);
     let events = csv_rows(&std::fs::read_to_string(out.join("events.csv")).unwrap());
     assert!(events[1..].iter().any(|e| e[0] == STATIONS[0]
         && e[1] == "COD"

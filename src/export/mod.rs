@@ -255,6 +255,9 @@ const SUMMARY_COLUMNS: &[&str] = &[
     "exceedances_5_to_10",
     "exceedances_ge_10",
     "events",
+    "readings",
+    "on_time_readings",
+    "on_time_pct",
 ];
 
 /// Local-time strings of the last instants formatted: readings of one time (all parameters) and of one commit come
@@ -768,6 +771,9 @@ fn summary_row<W: Write>(
         Cell::I(ex[5]),
         Cell::I(ex[6]),
         Cell::I(events as i64),
+        Cell::I(sm.readings),
+        Cell::I(sm.on_time),
+        sm.on_time_pct().into(),
     ])
 }
 

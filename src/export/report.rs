@@ -252,6 +252,7 @@ fn write_summary(h: &mut String, sm: &Summary, events: usize) {
 <tr><td>Tỷ lệ giờ đạt (%) / Compliant hours (%)</td><td class="n" id="compliant-pct">{}</td></tr>
 <tr><td>Số liệu hợp lệ (%) / Valid data (%)</td><td class="n" id="valid-pct">{}</td></tr>
 <tr><td>Số liệu hợp lệ / Valid readings</td><td class="n" id="valid-readings">{} / {}</td></tr>
+<tr><td>Truyền đúng hạn (%) / Transmitted on time (%)</td><td class="n" id="on-time-pct">{}</td></tr>
 <tr><td>Số lần vượt (giờ × thông số) / Exceedances (hour × parameter)</td><td class="n" id="exceedances">{}</td></tr>
 "#,
         sm.hours_evaluated,
@@ -260,6 +261,7 @@ fn write_summary(h: &mut String, sm: &Summary, events: usize) {
         num(sm.valid_pct()),
         sm.valid_readings,
         sm.expected_readings,
+        num(sm.on_time_pct()),
         sm.exceedance_total(),
     );
     for (i, b) in EXCEEDANCE_BANDS.iter().enumerate() {

@@ -3,7 +3,9 @@
 //! - it is **compliant** when evaluated and no parameter's window mean broke its limit;
 //! - **% valid data**: valid (measuring) readings ÷ expected readings (window ÷ reporting interval, for every
 //!   monitored parameter and every window of the period, also the windows with no data at all);
-//! - **exceedances by band**: (window, parameter) pairs per Decree 45 band.
+//! - **exceedances by band**: (window, parameter) pairs per Decree 45 band;
+//! - **% on time**: readings of the period that arrived within the Circular 10 transmission deadline (not flagged
+//!   `late`) ÷ readings of the period.
 
 use std::collections::BTreeMap;
 
@@ -46,6 +48,9 @@ pub struct Summary {
     pub expected_readings: i64,
     /// (window, parameter) pairs per exceedance band, in [`EXCEEDANCE_BANDS`] order.
     pub exceedances: [i64; 7],
+    /// Readings observed in the period, and those of them that arrived within the transmission deadline.
+    pub readings: i64,
+    pub on_time: i64,
 }
 
 impl Summary {
@@ -58,6 +63,10 @@ impl Summary {
     pub fn valid_pct(&self) -> Option<f64> {
         (self.expected_readings > 0)
             .then(|| round2(100.0 * self.valid_readings as f64 / self.expected_readings as f64))
+    }
+    /// Readings that arrived within the transmission deadline, as a percentage of the period's readings.
+    pub fn on_time_pct(&self) -> Option<f64> {
+        (self.readings > 0).then(|| round2(100.0 * self.on_time as f64 / self.readings as f64))
     }
     pub fn exceedance_total(&self) -> i64 {
         self.exceedances.iter().sum()
@@ -96,6 +105,7 @@ pub fn compute(ledger: &Snapshot<'_>, s: &SummaryInput) -> Result<Summary, Ledge
     out.hours_evaluated = hours.values().filter(|h| h.0).count() as i64;
     out.hours_compliant = hours.values().filter(|h| h.0 && !h.1).count() as i64;
     out.valid_readings = valid_in_windows;
+    (out.readings, out.on_time) = ledger.transmissions(s.station_id, s.from, s.to)?;
     out.expected_readings =
         out.windows_in_period * (w / s.interval_ms.max(1)) * s.parameters as i64;
     Ok(out)

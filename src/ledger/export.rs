@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection};
 
 use super::{LedgerError, Reader};
+use crate::compliance::Flags;
 
 /// One read transaction over a [`Reader`]'s connection; it ends (COMMIT, nothing written) when dropped.
 pub struct Snapshot<'r> {
@@ -104,6 +105,22 @@ impl Snapshot<'_> {
     }
 
     /// Parameters with aggregates of `station` (for a station no longer configured).
+    /// Readings of `station` observed in `[from, to)`, and how many of them arrived within the transmission
+    /// deadline (not flagged `late`).
+    pub fn transmissions(
+        &self,
+        station: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<(i64, i64), LedgerError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*), IFNULL(SUM((flags & ?4) = 0), 0) FROM readings \
+             WHERE station_id = ?1 AND ts >= ?2 AND ts < ?3",
+            params![station, from, to, Flags::LATE.0],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
     pub fn count_parameters(&self, station: i64) -> Result<usize, LedgerError> {
         Ok(self.conn.query_row(
             "SELECT COUNT(DISTINCT parameter_id) FROM aggregates WHERE station_id = ?1",
