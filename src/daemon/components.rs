@@ -104,11 +104,15 @@ impl Component {
     fn fingerprint(&self) -> String {
         match self {
             Component::Sim(s) => fingerprint(s),
+            // What a poller reads: the station's Modbus settings, its parameters' units and its interval (limits are
+            // the pipeline's, which a reload switches without restarting anything).
             Component::Modbus(s) => {
-                // The position in the file is not part of the station's settings.
-                let mut s = (**s).clone();
-                s.index = 0;
-                fingerprint(&s)
+                let units: Vec<_> = s
+                    .parameters
+                    .iter()
+                    .map(|p| (&p.parameter, &p.unit))
+                    .collect();
+                fingerprint(&(&s.id, &s.modbus, units, s.interval))
             }
             Component::Mqtt(_, slice) | Component::Tt10(_, slice) => slice.clone(),
             Component::Influx(t) => fingerprint(t),
@@ -241,5 +245,76 @@ impl Running {
         for (_, s) in self.started {
             let _ = s.task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(cod_limit: u32, password: &str, poll: &str) -> Config {
+        let station = |id: &str, port: u16, extra: &str| {
+            format!(
+                "[[station]]\nid = \"{id}\"\nname = \"{id}\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 100\n\
+                 receiving_water = {{ type = \"river\" }}\nparameters = {{ COD = {{ {extra} }} }}\n\
+                 [station.modbus]\naddress = \"127.0.0.1:{port}\"\npoll_interval = \"{poll}\"\n\
+                 registers = [ {{ parameter = \"COD\", address = 0, type = \"f32\" }} ]\n"
+            )
+        };
+        let text = format!(
+            "[[mqtt.broker]]\nname = \"province\"\nhost = \"127.0.0.1\"\nclient_id = \"q\"\nusername = \"u\"\n\
+             password = \"{password}\"\ntopics = [\"bn/{{station}}/data\"]\n\
+             [[forward.influx]]\nname = \"vm\"\nurl = \"http://127.0.0.1:8428\"\nbucket = \"b\"\n\n{}\n{}",
+            station("BN_A_N1", 15020, &format!("limit = {cod_limit}")),
+            station("BN_B_N1", 15021, ""),
+        );
+        Config::from_str(&text, Path::new("q.toml"), Path::new(".")).unwrap()
+    }
+
+    fn fingerprints(c: &Config) -> BTreeMap<String, String> {
+        plan(c, None, &HashMap::new())
+            .iter()
+            .map(|c| (c.name(), c.fingerprint()))
+            .collect()
+    }
+
+    /// Which components a reload from `old` to `new` restarts.
+    fn restarted(old: &Config, new: &Config) -> Vec<String> {
+        let (a, b) = (fingerprints(old), fingerprints(new));
+        b.iter()
+            .filter(|(name, f)| a.get(*name) != Some(*f))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_restarts_only_the_components_whose_settings_changed() {
+        let old = config(100, "s3cr3t-1", "5m");
+        let names: Vec<String> = fingerprints(&old).into_keys().collect();
+        assert_eq!(
+            names,
+            [
+                "influx vm",
+                "modbus BN_A_N1",
+                "modbus BN_B_N1",
+                "mqtt province"
+            ]
+        );
+        assert!(restarted(&old, &config(100, "s3cr3t-1", "5m")).is_empty());
+        // A limit is the pipeline's: no source restarts.
+        assert!(restarted(&old, &config(50, "s3cr3t-1", "5m")).is_empty());
+        // A secret is compared by its hash, never shown: a new password restarts the broker's subscriber only.
+        assert_eq!(
+            restarted(&old, &config(100, "s3cr3t-2", "5m")),
+            ["mqtt province"]
+        );
+        assert!(!fingerprints(&old)["mqtt province"].contains("s3cr3t"));
+        // Polling settings of every station.
+        assert_eq!(
+            restarted(&old, &config(100, "s3cr3t-1", "1m")),
+            ["modbus BN_A_N1", "modbus BN_B_N1"]
+        );
     }
 }
