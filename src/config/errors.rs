@@ -14,8 +14,12 @@ pub struct Problem {
 /// Why a config could not be used. `Invalid` lists every problem found.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read the config file: {error}", path.display())]
-    Read { path: PathBuf, error: String },
+    #[error("{}: cannot read the config file: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}: {path}: {message}", file.display())]
     Syntax {
         file: PathBuf,

@@ -96,9 +96,9 @@ pub struct Config {
 impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
-            error: e.to_string(),
+            source,
         })?;
         let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         Self::from_str(&text, path, &base)
