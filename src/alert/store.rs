@@ -3,12 +3,13 @@
 //! runner holds one [`Store`] (one write connection); only the ledger writer writes readings. Blocking calls: run
 //! them through [`crate::ledger::Held`].
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::{json, Value};
 
 use super::engine::{severity_name, AlertKey, Change, KeyState, Kind, Transition};
-use super::message::{Context, Notification};
+use super::message::{Context, LateAlert, Notification};
 use crate::ledger::alerts::{
     AckOutcome, Acknowledgement, AlertStore, AlertTx, AlertUpdate, AlertWithDeliveries,
     JudgingWindow, KeyStateRow, NewAlert, QueuedNotification, ReplayReading, StoredAlert,
@@ -20,10 +21,76 @@ pub use crate::ledger::alerts::READINGS_CURSOR;
 
 pub struct Store {
     ledger: AlertStore,
+    /// Per station, the alerts late data raised or cleared that await their summary. Kept in memory: a restart in
+    /// the middle of a catch-up sends no summary for the part before it (the alerts themselves are stored).
+    catch_ups: BTreeMap<String, CatchUp>,
 }
 
 /// A transition and the channels its notification goes to.
 pub type Routed = (Transition, Vec<String>);
+
+/// What a commit stored.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The alert of each transition, in order (0: skipped).
+    pub ids: Vec<i64>,
+    /// The alerts as they now stand.
+    pub changed: Vec<StoredAlert>,
+    /// Channels with new outbox rows.
+    pub woken: BTreeSet<String>,
+    /// Stations whose catch-up is still open.
+    pub catching_up: BTreeSet<String>,
+}
+
+/// The alerts late data touched at one station, with the channels each is routed to.
+#[derive(Debug, Clone, Default)]
+struct CatchUp {
+    alerts: BTreeMap<i64, (LateAlert, BTreeSet<String>)>,
+}
+
+impl CatchUp {
+    fn add(&mut self, id: i64, t: &Transition, channels: &[String]) {
+        let (a, ch) = self.alerts.entry(id).or_insert_with(|| {
+            (
+                LateAlert {
+                    alert_id: id,
+                    kind: t.key.kind.as_str().into(),
+                    parameter: t.key.subject.clone(),
+                    since: t.since,
+                    raised: None,
+                    cleared: None,
+                    peak_value: None,
+                    unit: String::new(),
+                    peak_multiple: None,
+                    peak_band: String::new(),
+                },
+                BTreeSet::new(),
+            )
+        });
+        match t.change {
+            Change::Raised => a.raised = Some(t.at),
+            Change::Cleared => a.cleared = Some(t.at),
+            _ => {}
+        }
+        a.since = t.since;
+        a.peak_value = t.peak.value;
+        a.unit = t.peak.unit.clone();
+        a.peak_multiple = t.peak.ratio;
+        a.peak_band = t.peak.band.clone();
+        ch.extend(channels.iter().cloned());
+    }
+
+    /// Per channel, the alerts routed to it.
+    fn by_channel(self) -> BTreeMap<String, Vec<LateAlert>> {
+        let mut out: BTreeMap<String, Vec<LateAlert>> = BTreeMap::new();
+        for (a, channels) in self.alerts.into_values() {
+            for c in channels {
+                out.entry(c).or_default().push(a.clone());
+            }
+        }
+        out
+    }
+}
 
 /// Why an acknowledgement was refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +109,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, LedgerError> {
         Ok(Store {
             ledger: AlertStore::open(path)?,
+            catch_ups: BTreeMap::new(),
         })
     }
 
@@ -89,48 +157,71 @@ impl Store {
     }
 
     /// Store transitions (alert rows and outbox rows), dirty key states and the cursor in one transaction.
-    /// Returns the ids of the alerts the transitions belong to, in order, and the alerts as they now stand.
+    ///
+    /// A transition decided on late data queues nothing: it joins its station's catch-up, whose one summary per
+    /// channel is queued when the catch-up closes — when `close` names the station (quiet for a while), or when a
+    /// live notification of the station comes (the summary goes first). Returns the ids of the alerts the
+    /// transitions belong to, in order, the alerts as they now stand, and the channels that got new rows.
     pub fn commit(
         &mut self,
         ctx: &Context,
         routed: &[Routed],
+        close: &[String],
         mut dirty: Vec<(AlertKey, KeyState)>,
         readings_pos: Option<i64>,
-    ) -> Result<(Vec<i64>, Vec<StoredAlert>), LedgerError> {
+    ) -> Result<Committed, LedgerError> {
         let tx = self.ledger.transaction()?;
-        let mut ids = Vec::with_capacity(routed.len());
+        let mut catch_ups = self.catch_ups.clone();
+        let mut out = Committed {
+            ids: vec![0; routed.len()],
+            ..Committed::default()
+        };
         // Delivery runs on the wall clock (the engine's clock is injected and may be a test's).
         let queued = Timestamp::now().millis();
         // A key can be raised and then escalated or cleared within one batch, before the engine knows the new id.
-        let mut assigned: std::collections::HashMap<&AlertKey, i64> = Default::default();
-        for (t, channels) in routed {
-            let known = match t.change {
-                Change::Raised => None,
-                _ => t.alert_id.or_else(|| assigned.get(&t.key).copied()),
+        let mut assigned: HashMap<AlertKey, i64> = HashMap::new();
+        let late = |t: &Transition| t.late && t.change.notifies();
+        // Late transitions first (they are older), then the summaries due, then the rest in order.
+        for (i, (t, channels)) in routed.iter().enumerate().filter(|(_, (t, _))| late(t)) {
+            let Some(id) = store_one(&tx, t, &mut assigned)? else {
+                continue;
             };
-            let id = match (t.change, known) {
-                (Change::Raised, _) => store_transition(&tx, t, None)?,
-                (_, Some(id)) => store_transition(&tx, t, Some(id))?,
-                (_, None) => {
-                    match tx.open_alert(&t.key.station, &t.key.subject, t.key.kind.as_str())? {
-                        Some(id) => store_transition(&tx, t, Some(id))?,
-                        None => {
-                            tracing::warn!(key = %t.key.id(), change = t.change.as_str(), "Alert change without an open alert; skipped.");
-                            ids.push(0);
-                            continue;
-                        }
-                    }
+            out.ids[i] = id;
+            catch_ups
+                .entry(t.key.station.clone())
+                .or_default()
+                .add(id, t, channels);
+        }
+        let mut closing: BTreeSet<&str> = close.iter().map(String::as_str).collect();
+        closing.extend(
+            routed
+                .iter()
+                .filter(|(t, ch)| !late(t) && t.change.notifies() && !ch.is_empty())
+                .map(|(t, _)| t.key.station.as_str()),
+        );
+        for station in closing {
+            if let Some(c) = catch_ups.remove(station) {
+                for (channel, alerts) in c.by_channel() {
+                    let n = Notification::late_summary(ctx, station, alerts, queued);
+                    let payload = serde_json::to_string(&n).unwrap_or_default();
+                    tx.queue(&QueuedNotification {
+                        alert_id: n.alert_id,
+                        channel: &channel,
+                        change: "late",
+                        payload: &payload,
+                        queued,
+                    })?;
+                    out.woken.insert(channel);
                 }
-            };
-            if t.change == Change::Raised {
-                assigned.insert(&t.key, id);
             }
-            if t.change == Change::Raised {
-                for (k, s) in dirty.iter_mut() {
-                    if *k == t.key {
-                        s.alert_id = Some(id);
-                    }
-                }
+        }
+        for (i, (t, channels)) in routed.iter().enumerate().filter(|(_, (t, _))| !late(t)) {
+            let Some(id) = store_one(&tx, t, &mut assigned)? else {
+                continue;
+            };
+            out.ids[i] = id;
+            if !t.change.notifies() {
+                continue;
             }
             let n = Notification::build(ctx, id, t);
             let payload = serde_json::to_string(&n).unwrap_or_default();
@@ -142,8 +233,13 @@ impl Store {
                     payload: &payload,
                     queued,
                 })?;
+                out.woken.insert(ch.clone());
             }
-            ids.push(id);
+        }
+        for (k, s) in dirty.iter_mut() {
+            if let Some(id) = assigned.get(k) {
+                s.alert_id = Some(*id);
+            }
         }
         let now = Timestamp::now().millis();
         for (k, s) in &dirty {
@@ -152,17 +248,18 @@ impl Store {
         if let Some(pos) = readings_pos {
             tx.set_readings_cursor(pos)?;
         }
-        let mut changed = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for id in &ids {
-            if seen.insert(*id) {
+        let mut seen = HashSet::new();
+        for id in &out.ids {
+            if *id != 0 && seen.insert(*id) {
                 if let Some(a) = tx.alert(*id)? {
-                    changed.push(a);
+                    out.changed.push(a);
                 }
             }
         }
         tx.commit()?;
-        Ok((ids, changed))
+        self.catch_ups = catch_ups;
+        out.catching_up = self.catch_ups.keys().cloned().collect();
+        Ok(out)
     }
 
     /// Acknowledge a raised alert with a comment, and write the audit row, in one transaction.
@@ -196,9 +293,46 @@ fn key_state_row(k: &AlertKey, s: &KeyState) -> KeyStateRow {
     }
 }
 
+/// Store one transition; the id of its alert, or `None` for a change of an alert that is not open (skipped).
+fn store_one(
+    tx: &AlertTx<'_>,
+    t: &Transition,
+    assigned: &mut HashMap<AlertKey, i64>,
+) -> Result<Option<i64>, LedgerError> {
+    let known = match t.change {
+        Change::Raised => None,
+        _ => match t.alert_id.or_else(|| assigned.get(&t.key).copied()) {
+            Some(id) => Some(id),
+            None => tx.open_alert(&t.key.station, &t.key.subject, t.key.kind.as_str())?,
+        },
+    };
+    if t.change != Change::Raised && known.is_none() {
+        tracing::warn!(key = %t.key.id(), change = t.change.as_str(), "Alert change without an open alert; skipped.");
+        return Ok(None);
+    }
+    let id = store_transition(tx, t, known)?;
+    if t.change == Change::Raised {
+        assigned.insert(t.key.clone(), id);
+    }
+    Ok(Some(id))
+}
+
+/// The `detail` column: the latest observation, and whether the alert was raised on late data.
+#[derive(serde::Serialize)]
+struct StoredDetail<'a> {
+    #[serde(flatten)]
+    latest: &'a super::engine::Detail,
+    raised_late: bool,
+}
+
 fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result<i64, LedgerError> {
-    let detail = serde_json::to_string(&t.detail).unwrap_or_default();
+    let detail = serde_json::to_string(&StoredDetail {
+        latest: &t.detail,
+        raised_late: t.raised_late,
+    })
+    .unwrap_or_default();
     let peak = serde_json::to_string(&t.peak).unwrap_or_default();
+    let notifications = i64::from(t.change.notifies());
     match (t.change, id) {
         (Change::Raised, _) | (_, None) => tx.insert_alert(&NewAlert {
             station: &t.key.station,
@@ -207,8 +341,10 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
             severity: severity_name(t.key.kind.severity()),
             since: t.since,
             at: t.at,
+            last_bad: t.last_bad,
             detail: &detail,
             peak: &peak,
+            notifications,
         }),
         (Change::Cleared, Some(id)) => {
             tx.update_alert(
@@ -216,6 +352,7 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
                 &AlertUpdate::Cleared {
                     at: t.at,
                     detail: &detail,
+                    notifications,
                 },
             )?;
             Ok(id)
@@ -224,9 +361,10 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
             tx.update_alert(
                 id,
                 &AlertUpdate::Changed {
-                    at: t.at,
+                    last_bad: t.last_bad,
                     detail: &detail,
                     peak: &peak,
+                    notifications,
                 },
             )?;
             Ok(id)
@@ -234,14 +372,18 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
     }
 }
 
-/// One alert as the API and the dashboard show it.
+/// One alert as the API and the dashboard show it. Times are observation times (Unix ms): `since` the first bad
+/// observation, `raised` and `cleared` the observations that decided them, `last_bad` (= `updated`) the latest bad
+/// one; `detail` is the latest observation, `peak` the worst; `late`: raised on late data.
 pub fn alert_json(a: &StoredAlert) -> Value {
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    let detail = parse(&a.detail);
     json!({
         "id": a.id, "station": a.station, "parameter": a.subject,
         "kind": a.kind, "severity": a.severity, "state": a.state,
-        "since": a.since, "raised": a.raised, "updated": a.updated,
-        "cleared": a.cleared, "detail": parse(&a.detail), "peak": parse(&a.peak),
+        "since": a.since, "raised": a.raised, "updated": a.updated, "last_bad": a.updated,
+        "cleared": a.cleared, "late": detail["raised_late"].as_bool().unwrap_or(false),
+        "detail": detail, "peak": parse(&a.peak),
         "notifications": a.notifications, "acked_at": a.acked_at,
         "acked_by": a.acked_by, "ack_comment": a.ack_comment,
     })
@@ -275,8 +417,11 @@ mod tests {
             alert_id: None,
             at,
             since: 1,
+            last_bad: at,
             detail: Detail::default(),
             peak: Detail::default(),
+            late: false,
+            raised_late: false,
         }
     }
 
@@ -297,7 +442,8 @@ mod tests {
             (transition(Change::Cleared, 12), vec!["log".to_string()]),
             (transition(Change::Raised, 13), vec!["log".to_string()]),
         ];
-        let (ids, changed) = s.commit(&ctx, &routed, Vec::new(), Some(5)).unwrap();
+        let c = s.commit(&ctx, &routed, &[], Vec::new(), Some(5)).unwrap();
+        let (ids, changed) = (c.ids, c.changed);
         assert_eq!(ids, [1, 1, 1, 2]);
         assert_eq!(changed.len(), 2);
         assert_eq!(changed[0].state, "cleared");
