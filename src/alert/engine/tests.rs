@@ -329,3 +329,217 @@ async fn restored_state_continues_without_a_second_raise() {
     let t = e2.live(&k, now, value(0.5)).unwrap();
     assert_eq!((t.change, t.alert_id), (Change::Cleared, Some(9)));
 }
+
+// ---- Observation time: history fed in a burst is judged as the data says. ----
+
+const MIN: i64 = 60_000;
+
+/// A COD observation at `at` with multiple `ratio`, processed at wall time `now`.
+fn seen(at: i64, ratio: f64, now: i64) -> Observation {
+    Observation {
+        at,
+        late: now - at > rules().late_after_ms,
+        detail: Detail {
+            ts: at,
+            ..value(ratio).detail
+        },
+        ..value(ratio)
+    }
+}
+
+/// A day of readings every 5 minutes: three-hour cycles that ramp from 0.6× to 1.45× the limit, then fall back.
+fn day_of_sawtooth(start: i64) -> Vec<(i64, f64)> {
+    (0..288)
+        .map(|i| {
+            let phase = (i % 36) as f64 / 36.0;
+            (start + i * 5 * MIN, 0.6 + 0.85 * phase)
+        })
+        .collect()
+}
+
+/// Feed `data` to a fresh engine, each observation processed at `wall(at)`, ticking after each; the transitions
+/// recipients are told of, as (change, since, at).
+fn run(rules: Rules, data: &[(i64, f64)], wall: impl Fn(i64) -> i64) -> Vec<(Change, i64, i64)> {
+    let mut e = Engine::new(rules);
+    let k = cod(Kind::Exceedance);
+    let mut out = Vec::new();
+    for (n, &(at, ratio)) in data.iter().enumerate() {
+        let now = wall(at);
+        out.extend(e.observe(&k, now, seen(at, ratio, now)));
+        out.extend(e.tick(now));
+        if let Some(t) = out.last() {
+            if t.change == Change::Raised && t.alert_id.is_none() {
+                e.set_alert_id(&k, n as i64 + 1);
+            }
+        }
+    }
+    out.iter()
+        .filter(|t| t.change.notifies())
+        .map(|t| (t.change, t.since, t.at))
+        .collect()
+}
+
+#[test]
+fn a_day_replayed_in_a_second_alerts_as_the_day_did_live() {
+    let start = T0 - 24 * 3_600_000;
+    let data = day_of_sawtooth(start);
+    // Live: each reading processed when it was made. Replayed: the whole day processed within one second.
+    // Re-notifications are paced by the wall clock (live: one an hour into each episode; replayed: none, the day
+    // took a second); everything the data decides is the same.
+    let decided = |v: Vec<(Change, i64, i64)>| -> Vec<(Change, i64, i64)> {
+        v.into_iter().filter(|t| t.0 != Change::Renotify).collect()
+    };
+    let live = decided(run(rules(), &data, |at| at));
+    let replayed = decided(run(rules(), &data, |at| T0 + (at - start) / 86_400));
+    assert_eq!(replayed, live);
+    // Hand-computed: 0.6 + 0.85 × n/36 first exceeds 1 at step 17 (1.001): raised at the second bad reading
+    // (step 18), escalated when 1.1× is passed, cleared when it falls back to 0.6× (at or below 0.9×: at once) at
+    // the next cycle's step 0. Eight cycles three hours apart: no flap suppression.
+    let raised: Vec<_> = live.iter().filter(|t| t.0 == Change::Raised).collect();
+    let cleared: Vec<_> = live.iter().filter(|t| t.0 == Change::Cleared).collect();
+    assert_eq!((raised.len(), cleared.len()), (8, 7), "{live:?}");
+    for (c, r) in raised.iter().enumerate() {
+        let cycle = start + c as i64 * 180 * MIN;
+        assert_eq!((r.1, r.2), (cycle + 17 * 5 * MIN, cycle + 18 * 5 * MIN));
+    }
+    for (c, cl) in cleared.iter().enumerate() {
+        let cycle = start + c as i64 * 180 * MIN;
+        assert_eq!((cl.1, cl.2), (cycle + 17 * 5 * MIN, cycle + 180 * MIN));
+    }
+}
+
+#[test]
+fn flap_windows_are_observation_time() {
+    let mut r = rules();
+    r.raise_after = 1;
+    r.clear_after = 1;
+    // Four episodes an hour and a half apart in the data, replayed within a second: none is a flap.
+    let spread: Vec<(i64, f64)> = (0..8)
+        .map(|i| (T0 + i * 45 * MIN, if i % 2 == 0 { 2.0 } else { 0.5 }))
+        .collect();
+    let out = run(r.clone(), &spread, |at| {
+        T0 + 10 * 3_600_000 + (at - T0) / 10_000
+    });
+    assert_eq!(
+        out.iter().filter(|t| t.0 == Change::Raised).count(),
+        4,
+        "{out:?}"
+    );
+    assert_eq!(
+        out.iter().filter(|t| t.0 == Change::Cleared).count(),
+        4,
+        "{out:?}"
+    );
+    // Four episodes two minutes apart in the data, processed a day apart each: flapping after three raises.
+    let dense: Vec<(i64, f64)> = (0..8)
+        .map(|i| (T0 + i * 2 * MIN, if i % 2 == 0 { 2.0 } else { 0.5 }))
+        .collect();
+    let out = run(r, &dense, |at| T0 + (at - T0) / (2 * MIN) * 86_400_000);
+    let changes: Vec<Change> = out.iter().map(|t| t.0).collect();
+    assert_eq!(
+        changes,
+        [
+            Change::Raised,
+            Change::Cleared,
+            Change::Raised,
+            Change::Cleared,
+            Change::Raised
+        ]
+    );
+}
+
+#[test]
+fn raise_min_duration_and_counts_are_observation_time() {
+    let mut r = rules();
+    r.raise_min_ms = 10 * MIN;
+    let k = cod(Kind::Exceedance);
+    // Three bad readings a minute apart in the data, processed an hour apart: 2 minutes is too short.
+    let mut e = Engine::new(r.clone());
+    for i in 0..3 {
+        let now = T0 + i * 3_600_000;
+        assert_eq!(e.observe(&k, now, seen(T0 + i * MIN, 1.3, now)), None);
+        assert!(changes(&e.tick(now)).is_empty());
+    }
+    // Bad readings every 5 minutes in the data, all processed at one instant: raised at the one 10 minutes in.
+    let mut e = Engine::new(r);
+    let now = T0 + 86_400_000;
+    let raised: Vec<_> = (0..4)
+        .filter_map(|i| e.observe(&k, now, seen(T0 + i * 5 * MIN, 1.3, now)))
+        .collect();
+    assert_eq!(raised.len(), 1);
+    assert_eq!(
+        (
+            raised[0].change,
+            raised[0].since,
+            raised[0].at,
+            raised[0].late
+        ),
+        (Change::Raised, T0, T0 + 10 * MIN, true)
+    );
+}
+
+#[test]
+fn an_open_alert_carries_since_latest_value_peak_and_last_bad() {
+    let k = cod(Kind::Exceedance);
+    let mut e = Engine::new(rules());
+    let t = |e: &mut Engine, at: i64, ratio: f64| e.observe(&k, at, seen(at, ratio, at));
+    assert_eq!(t(&mut e, T0, 1.2), None);
+    let raised = t(&mut e, T0 + 5 * MIN, 1.25).unwrap();
+    assert_eq!(
+        (raised.since, raised.at, raised.last_bad),
+        (T0, T0 + 5 * MIN, T0 + 5 * MIN)
+    );
+    e.set_alert_id(&k, 4);
+    let _ = e.tick(T0 + 5 * MIN);
+    // Worse within the same band (1_1_to_1_5): a new peak, no escalation; the update is published at once (the
+    // last write was a while ago), then at most every 15 s.
+    assert_eq!(t(&mut e, T0 + 10 * MIN, 1.4), None);
+    let up = e.tick(T0 + 10 * MIN);
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].change, Change::Updated);
+    assert_eq!(
+        (up[0].alert_id, up[0].since, up[0].last_bad),
+        (Some(4), T0, T0 + 10 * MIN)
+    );
+    assert_eq!(
+        (up[0].detail.ratio, up[0].peak.ratio),
+        (Some(1.4), Some(1.4))
+    );
+    assert_eq!(t(&mut e, T0 + 10 * MIN + 5_000, 1.3), None);
+    assert!(e.tick(T0 + 10 * MIN + 5_000).is_empty(), "throttled");
+    let up = e.tick(T0 + 10 * MIN + 15_000);
+    assert_eq!(
+        (up[0].detail.ratio, up[0].peak.ratio),
+        (Some(1.3), Some(1.4))
+    );
+    // A good reading (not enough to clear): the latest value follows, the last bad observation stays.
+    assert_eq!(t(&mut e, T0 + 20 * MIN, 0.95), None);
+    let up = e.tick(T0 + 21 * MIN);
+    assert_eq!(up[0].detail.ratio, Some(0.95));
+    assert_eq!((up[0].since, up[0].last_bad), (T0, T0 + 10 * MIN + 5_000));
+    // Nothing changed: nothing published.
+    assert!(e.tick(T0 + 30 * MIN).is_empty());
+}
+
+#[test]
+fn transitions_on_late_data_are_marked_late_and_the_alert_remembers_it() {
+    let k = cod(Kind::Exceedance);
+    let mut e = Engine::new(rules());
+    let now = T0 + 6 * 3_600_000;
+    assert_eq!(e.observe(&k, now, seen(T0, 2.0, now)), None);
+    let raised = e.observe(&k, now, seen(T0 + 5 * MIN, 2.0, now)).unwrap();
+    assert!(raised.late && raised.raised_late);
+    e.set_alert_id(&k, 1);
+    // The station is live again and still exceeding: nothing new; it clears live, and the clear is not late.
+    let live = T0 + 6 * 3_600_000 + 5 * MIN;
+    assert_eq!(e.observe(&k, live, seen(live, 2.0, live)), None);
+    let cleared = e.observe(
+        &k,
+        live + 5 * MIN,
+        seen(live + 5 * MIN, 0.5, live + 5 * MIN),
+    );
+    let cleared = cleared.unwrap();
+    assert_eq!(cleared.change, Change::Cleared);
+    assert!(!cleared.late && cleared.raised_late);
+    assert_eq!((cleared.since, cleared.last_bad), (T0, live));
+}
