@@ -180,11 +180,14 @@ impl Runner {
         let now = self.clock.now_ms();
         match ev {
             LiveEvent::Readings(batch) => {
+                // A batch comes in observation order; its sequence numbers follow the ledger's key order
+                // (station, time, parameter), so they are compared with where the batch began.
+                let fed = self.fed_seq;
                 for c in batch.iter() {
-                    if c.seq <= self.fed_seq {
+                    if c.seq <= fed {
                         continue; // already replayed from the ledger
                     }
-                    self.fed_seq = c.seq;
+                    self.fed_seq = self.fed_seq.max(c.seq);
                     let r = &c.evaluated.reading;
                     let a = &c.evaluated.assessment;
                     let limit = match a.limit {

@@ -159,9 +159,9 @@ impl Store {
     /// Store transitions (alert rows and outbox rows), dirty key states and the cursor in one transaction.
     ///
     /// A transition decided on late data queues nothing: it joins its station's catch-up, whose one summary per
-    /// channel is queued when the catch-up closes — when `close` names the station (quiet for a while), or when a
-    /// live notification of the station comes (the summary goes first). Returns the ids of the alerts the
-    /// transitions belong to, in order, the alerts as they now stand, and the channels that got new rows.
+    /// channel is queued when `close` names the station (its late data has stopped). Live transitions are notified
+    /// at once meanwhile: a catch-up never holds up a live alert. Returns the ids of the alerts the transitions
+    /// belong to, in order, the alerts as they now stand, and the channels that got new rows.
     pub fn commit(
         &mut self,
         ctx: &Context,
@@ -192,15 +192,8 @@ impl Store {
                 .or_default()
                 .add(id, t, channels);
         }
-        let mut closing: BTreeSet<&str> = close.iter().map(String::as_str).collect();
-        closing.extend(
-            routed
-                .iter()
-                .filter(|(t, ch)| !late(t) && t.change.notifies() && !ch.is_empty())
-                .map(|(t, _)| t.key.station.as_str()),
-        );
-        for station in closing {
-            if let Some(c) = catch_ups.remove(station) {
+        for station in close {
+            if let Some(c) = catch_ups.remove(station.as_str()) {
                 for (channel, alerts) in c.by_channel() {
                     let n = Notification::late_summary(ctx, station, alerts, queued);
                     let payload = serde_json::to_string(&n).unwrap_or_default();
