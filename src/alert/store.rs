@@ -419,6 +419,87 @@ mod tests {
     }
 
     #[test]
+    fn late_transitions_queue_one_summary_per_channel_when_the_catch_up_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
+        let mut s = Store::open(&path).unwrap();
+        let ctx = Context {
+            public_url: "http://x".into(),
+            timezone: chrono::FixedOffset::east_opt(7 * 3600).unwrap(),
+            stations: Default::default(),
+        };
+        let late = |change, at, subject: &str| Transition {
+            key: AlertKey::new("BN_A_B", subject, Kind::Exceedance),
+            late: true,
+            raised_late: true,
+            ..transition(change, at)
+        };
+        let (both, officers) = (
+            vec!["log".to_string(), "officers".to_string()],
+            vec!["officers".to_string()],
+        );
+        // COD raised and cleared, TSS raised, all on old data: stored, nothing queued yet.
+        let routed = vec![
+            (late(Change::Raised, 10, "COD"), both.clone()),
+            (late(Change::Cleared, 20, "COD"), both.clone()),
+            (late(Change::Raised, 30, "TSS"), officers.clone()),
+        ];
+        let c = s.commit(&ctx, &routed, &[], Vec::new(), Some(5)).unwrap();
+        assert_eq!(c.ids, [1, 1, 2]);
+        assert!(c.woken.is_empty());
+        assert_eq!(c.catching_up.len(), 1);
+        let outbox = |path: &std::path::Path| {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let mut st = conn
+                .prepare("SELECT alert_id, channel, change, payload FROM outbox ORDER BY id")
+                .unwrap();
+            st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+        };
+        assert!(outbox(&path).is_empty());
+        // The catch-up closes: one summary per channel, naming the alerts routed to it.
+        let c = s
+            .commit(&ctx, &[], &["BN_A_B".to_string()], Vec::new(), Some(5))
+            .unwrap();
+        assert!(c.catching_up.is_empty());
+        let rows = outbox(&path);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let named = |payload: &str| -> Vec<(i64, Option<i64>, Option<i64>)> {
+            let n: Notification = serde_json::from_str(payload).unwrap();
+            assert_eq!((n.change.as_str(), n.kind.as_str()), ("late", "late"));
+            n.late
+                .iter()
+                .map(|a| (a.alert_id, a.raised, a.cleared))
+                .collect()
+        };
+        assert_eq!((rows[0].1.as_str(), rows[0].2.as_str()), ("log", "late"));
+        assert_eq!(named(&rows[0].3), [(1, Some(10), Some(20))]);
+        assert_eq!(rows[1].1, "officers");
+        assert_eq!(
+            named(&rows[1].3),
+            [(1, Some(10), Some(20)), (2, Some(30), None)]
+        );
+        // The API shows them as raised on late data.
+        let reader = crate::ledger::Reader::open(&path).unwrap();
+        let all = crate::ledger::alerts::AlertFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        let listed = reader.alerts(&all).unwrap();
+        assert!(listed.iter().all(|a| alert_json(&a.alert)["late"] == true));
+    }
+
+    #[test]
     fn raise_and_clear_in_one_batch_make_one_cleared_alert() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.db");
