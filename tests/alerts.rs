@@ -858,3 +858,249 @@ channels = ["mail"]
         decode_mail(&smtp.messages()[0]).contains("CẢNH BÁO: Vượt ngưỡng (giá trị tức thời) COD")
     );
 }
+
+/// The exceedance alerts an in-order run implies: the alert engine fed `readings` (ts, band, ratio, status) in
+/// observation order, as if each had been processed when it was made. (since, raised, cleared) per alert.
+fn alerts_history_implies(
+    readings: &[(i64, String, Option<f64>, i64)],
+) -> Vec<(i64, i64, Option<i64>)> {
+    use quantrac::alert::engine::{AlertKey, Change, Detail, Engine, Kind, Observation, Rules};
+    use quantrac::compliance::Band;
+    let mut e = Engine::new(Rules::from_config(
+        &quantrac::config::alert::Alert::default(),
+    ));
+    let key = AlertKey::new(STATION, "COD", Kind::Exceedance);
+    let mut out: Vec<(i64, i64, Option<i64>)> = Vec::new();
+    for (ts, band, ratio, status) in readings {
+        let band = Band::parse(band).unwrap();
+        // The runner judges exceedance on measuring readings with a limit only.
+        if *status != 0 || matches!(band, Band::NoLimit | Band::NotEvaluated) {
+            continue;
+        }
+        let detail = Detail {
+            ts: *ts,
+            ratio: *ratio,
+            band: band.as_str().into(),
+            band_severity: band.severity(),
+            ..Detail::default()
+        };
+        let obs = Observation {
+            bad: band.is_exceedance(),
+            at: *ts,
+            late: false,
+            detail,
+        };
+        match e.observe(&key, *ts, obs) {
+            Some(t) if t.change == Change::Raised => {
+                e.set_alert_id(&key, out.len() as i64 + 1);
+                out.push((t.since, t.at, None));
+            }
+            Some(t) if t.change == Change::Cleared => {
+                if let Some(last) = out.last_mut() {
+                    last.2 = Some(t.at);
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Start-up replay: the simulator hands over 24 h of history in seconds (Tiên Sơn's COD drifts over its limit every
+/// three hours), then runs live at 360× (a reading every 0.83 s, stamped with the wall clock). The alerts are those
+/// the history implies, at their observation times; what the old data raised and cleared is announced in one
+/// summary per station; and live breaches are notified on their own afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_replay_alerts_as_history_implies_in_one_summary_and_live_breaches_keep_alerting()
+{
+    let port = free_port();
+    let (hook, _server) = Hook::serve(port).await;
+    let started = chrono::Utc::now().timestamp_millis();
+    let rest = format!(
+        "[alert]\n\n[[alert.channel]]\nname = \"bridge\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
+         secret = \"{SECRET}\"\n\n[[alert.route]]\nchannels = [\"bridge\"]\n\n{}",
+        support::daemon::stations(360, &[(STATION, "via = \"direct\", drift = \"COD\"")])
+    );
+    let daemon = support::daemon::Daemon::start("anonymous_read = true", &rest).await;
+    let db = daemon.ledger();
+    let summaries = |station: &str| -> Vec<Value> {
+        hook.calls()
+            .iter()
+            .map(Call::json)
+            .filter(|j| j["change"] == "late" && j["station"] == station)
+            .collect()
+    };
+    // 1. One summary for Tiên Sơn once its catch-up is over.
+    assert!(
+        eventually(Duration::from_secs(120), || {
+            let n = summaries(STATION).len();
+            async move { n > 0 }
+        })
+        .await,
+        "no late-data summary; webhook got {:?}; {}",
+        hook.calls()
+            .iter()
+            .map(Call::json)
+            .map(|j| format!("{} {} {}", j["station"], j["kind"], j["change"]))
+            .collect::<Vec<_>>(),
+        dump(&db)
+    );
+    // The alert engine has processed the whole history (its cursor is past every reading made before the start).
+    let history_end = query_i64(
+        &db,
+        &format!("SELECT MAX(seq) FROM readings WHERE ts < {started}"),
+    );
+    assert!(support::wait_until(Duration::from_secs(60), || query_i64(
+        &db,
+        "SELECT position FROM cursors WHERE name = 'alerts:readings'"
+    )
+        >= history_end));
+
+    // 2. The alerts the history implies, at their observation times.
+    let readings: Vec<(i64, String, Option<f64>, i64)> = {
+        let c =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut st = c
+            .prepare(
+                "SELECT r.ts, r.band, r.ratio, r.status FROM readings r JOIN stations s ON s.id = r.station_id \
+                 JOIN parameters p ON p.id = r.parameter_id WHERE s.code = ?1 AND p.symbol = 'COD' AND r.ts < ?2 ORDER BY r.ts",
+            )
+            .unwrap();
+        st.query_map(rusqlite::params![STATION, started], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    assert!(
+        readings.len() >= 280,
+        "24 h at 5 minutes: {}",
+        readings.len()
+    );
+    let expected = alerts_history_implies(&readings);
+    assert!(
+        expected.len() >= 6,
+        "the drift breaches every 3 h: {expected:?}"
+    );
+    let api: Value = reqwest::get(format!(
+        "{}/api/alerts?station={STATION}&kind=exceedance&limit=1000",
+        daemon.http
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let mut stored: Vec<&Value> = api["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["parameter"] == "COD" && a["raised"].as_i64().unwrap() < started)
+        .collect();
+    stored.reverse(); // oldest first
+    let got: Vec<(i64, i64, Option<i64>)> = stored
+        .iter()
+        .map(|a| {
+            let cleared = a["cleared"].as_i64().filter(|c| *c < started);
+            (
+                a["since"].as_i64().unwrap(),
+                a["raised"].as_i64().unwrap(),
+                cleared,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got, expected,
+        "stored alerts differ from what the history implies"
+    );
+
+    // 3. Announced as late data: the summary names every alert raised on old data; none of them was notified on
+    //    its own; Tiên Sơn got one summary, no station more than one.
+    let late_after = 3_600_000;
+    let summary = &summaries(STATION)[0];
+    let named: std::collections::BTreeMap<i64, &Value> = summary["late"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["alert_id"].as_i64().unwrap(), a))
+        .collect();
+    for a in &stored {
+        let id = a["id"].as_i64().unwrap();
+        let raised = a["raised"].as_i64().unwrap();
+        // Processed within seconds of the start: an observation an hour and a minute older was late.
+        if raised < started - late_after - 60_000 {
+            let s = named
+                .get(&id)
+                .unwrap_or_else(|| panic!("alert {id} not in the summary: {summary}"));
+            assert_eq!(s["raised"].as_i64(), Some(raised));
+            assert_eq!(a["late"], true, "{a}");
+            // Its raise (and its clear, when that was on old data too) was not notified on its own; a clear on a
+            // live reading is.
+            let cleared_late = a["cleared"]
+                .as_i64()
+                .is_some_and(|c| c < started - late_after - 60_000);
+            let own: Vec<String> = hook
+                .calls()
+                .iter()
+                .map(Call::json)
+                .filter(|j| j["alert_id"] == id && j["change"] != "late")
+                .map(|j| j["change"].as_str().unwrap_or_default().to_string())
+                .collect();
+            assert!(
+                !own.iter()
+                    .any(|c| c == "raised" || (cleared_late && c == "cleared")),
+                "alert {id} was also notified on its own: {own:?}"
+            );
+        }
+    }
+    assert!(
+        summary["text_en"]
+            .as_str()
+            .unwrap()
+            .starts_with("LATE DATA: "),
+        "{summary}"
+    );
+    let per_station = |station: &str| summaries(station).len();
+    assert_eq!(per_station(STATION), 1);
+    for id in PLANT_IDS {
+        assert!(per_station(id) <= 1, "{id}: {} summaries", per_station(id));
+    }
+
+    // 4. Live breaches keep alerting: a raise on a live reading is notified on its own.
+    let live_raise = eventually(Duration::from_secs(120), || {
+        let calls = hook.calls();
+        async move {
+            calls.iter().map(Call::json).any(|j| {
+                j["station"] == STATION
+                    && j["kind"] == "exceedance"
+                    && j["change"] == "raised"
+                    && j["at"].as_i64().unwrap_or(0) >= started
+            })
+        }
+    })
+    .await;
+    assert!(
+        live_raise,
+        "no live raise after the catch-up; webhook got {:?}",
+        hook.calls()
+            .iter()
+            .map(Call::json)
+            .map(|j| format!("{} {} {} {}", j["station"], j["kind"], j["change"], j["at"]))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The demo's station ids (for the one-summary-per-station check).
+const PLANT_IDS: [&str; 8] = [
+    "BN_KCNQV_NUOC01",
+    "BN_KCNTS_NUOC01",
+    "BN_KCNYP_NUOC01",
+    "BN_KCNVSIP_NUOC01",
+    "BN_KCNDDHS_NUOC01",
+    "BN_KCNTT2_NUOC01",
+    "BN_KCNNSHL_NUOC01",
+    "BN_KCNGB_NUOC01",
+];

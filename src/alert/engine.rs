@@ -1,15 +1,28 @@
-//! The alert state machine: pure, no I/O, time passed in by the caller (wall-clock milliseconds from a [`Clock`],
-//! so tests drive it with `tokio::time::pause()`).
+//! The alert state machine: pure, no I/O, times passed in by the caller.
+//!
+//! Two clocks. **Observation time** (each [`Observation`]'s `at`: the reading's time, the window's start) decides
+//! what the data says: raise and clear counts, `raise_min_duration`, fault and calibration durations, flap windows,
+//! re-notification eligibility, and the times an alert carries (`since` = first bad observation, raised, last bad,
+//! cleared). A day of history replayed in a second is judged as the day it was. **Wall time** (`now`, from a
+//! [`Clock`]; tests drive it with `tokio::time::pause()`) only paces what is about now: re-notifications, how often
+//! an open alert's latest value is published, and the kinds that are about now (silence, forwarder backlog, whose
+//! observations the runner stamps with the wall time).
 //!
 //! One state per (station, subject, kind) — the subject is the parameter, the forwarder for backlog alerts, or empty
 //! for station-wide kinds. Lifecycle: idle → pending (bad observations counted) → raised (→ acknowledged) → cleared
 //! (back to idle). What it decides, and nothing else:
 //! - **raise** after `raise_after` bad observations in a row lasting `raise_min_duration` (value kinds), or once a
-//!   condition has lasted its kind's time (silent, fault, calibration, backlog);
+//!   condition has lasted its kind's time (fault, calibration), or at once (silent, backlog: the runner reports them
+//!   once their time has passed);
 //! - **clear** with hysteresis: `clear_after` good observations in a row, or one at or below `clear_below` × limit;
-//! - **re-notify** every `renotify` while raised and not acknowledged; **escalate** when the Decree 45 band worsens;
+//! - **re-notify** while raised and not acknowledged, once the data shows the condition lasting another `renotify`
+//!   and at most every `renotify` of wall time; **escalate** when the Decree 45 band worsens;
+//! - **update** an open alert's latest value, peak and last bad observation (published at most every
+//!   `update_every` of wall time, so a reading every few minutes per series does not flood);
 //! - **flap suppression**: after `flap_max` raises within `flap_window`, clear only after a whole quiet window;
-//! - **maintenance** windows mute a station: its observations are ignored and nothing is re-sent.
+//! - **maintenance** windows mute a station: its observations are ignored and nothing is re-sent;
+//! - **late data**: a transition decided on an observation the runner marks late carries `late`, so the runner
+//!   announces it in a catch-up summary rather than on its own.
 //!
 //! The caller stores alerts and the outbox, and persists [`KeyState`]s so a restart resumes mid-incident.
 
@@ -27,6 +40,10 @@ impl Kind {
     /// lasts and clear at the first good observation.
     fn counted(self) -> bool {
         matches!(self, Kind::Exceedance | Kind::Violation | Kind::Quality)
+    }
+    /// Kinds about now (the runner observes them at wall time): their quiet windows pass on the wall clock.
+    pub fn about_now(self) -> bool {
+        matches!(self, Kind::Silent | Kind::Backlog)
     }
 }
 
@@ -80,6 +97,10 @@ pub struct Detail {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation {
     pub bad: bool,
+    /// Observation time (UTC ms): the reading's time, the window's start; the wall time for silence and backlog.
+    pub at: i64,
+    /// Processed long after it was observed (`alert.late_after`): a backlog or a replay.
+    pub late: bool,
     pub detail: Detail,
 }
 
@@ -92,26 +113,46 @@ pub enum Phase {
     Acknowledged,
 }
 
-/// Persisted per key.
+/// Persisted per key. Times are observation times unless named wall.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyState {
     pub phase: Phase,
     /// Ledger id of the raised alert.
     pub alert_id: Option<i64>,
     pub bad_count: u32,
+    /// First bad observation of the current run (the alert's `since`).
     pub bad_since: Option<i64>,
     pub good_count: u32,
     pub good_since: Option<i64>,
     pub raised_at: Option<i64>,
+    /// Wall time of the last notification (re-notify pacing).
     pub last_notified: Option<i64>,
     /// Band severity of the last notification (escalation when it grows).
     pub notified_severity: u8,
     /// Raise times within the flap window.
     pub raises: Vec<i64>,
-    /// The latest bad observation (the worst by band while raised).
+    /// The latest observation (bad while pending; good or bad while raised).
     pub detail: Detail,
-    /// Worst band while raised.
+    /// The worst observation while raised (band, then multiple).
     pub peak: Detail,
+    /// Newest observation time seen: the key's observation clock (it never runs backwards).
+    #[serde(default)]
+    pub clock: Option<i64>,
+    /// Latest bad observation.
+    #[serde(default)]
+    pub last_bad: Option<i64>,
+    /// Observation time covered by the last notification (re-notify eligibility).
+    #[serde(default)]
+    pub notified_at: Option<i64>,
+    /// The alert was raised on late data.
+    #[serde(default)]
+    pub late: bool,
+    /// Wall time the alert row was last written, and whether its latest value, peak or last bad observation have
+    /// changed since (published by [`Engine::tick`] at most every `update_every`).
+    #[serde(default)]
+    pub published: Option<i64>,
+    #[serde(default)]
+    pub unpublished: bool,
 }
 
 impl Default for KeyState {
@@ -129,7 +170,24 @@ impl Default for KeyState {
             raises: Vec::new(),
             detail: Detail::default(),
             peak: Detail::default(),
+            clock: None,
+            last_bad: None,
+            notified_at: None,
+            late: false,
+            published: None,
+            unpublished: false,
         }
+    }
+}
+
+impl KeyState {
+    /// Back to idle after a clear or an abandoned pending run; the flap history and the key's clock stay.
+    fn reset(&mut self) {
+        *self = KeyState {
+            raises: std::mem::take(&mut self.raises),
+            clock: self.clock,
+            ..KeyState::default()
+        };
     }
 }
 
@@ -141,6 +199,8 @@ pub enum Change {
     Escalated,
     Renotify,
     Cleared,
+    /// The open alert's latest value, peak or last bad observation changed (stored and shown, not notified).
+    Updated,
 }
 
 impl Change {
@@ -150,7 +210,12 @@ impl Change {
             Change::Escalated => "escalated",
             Change::Renotify => "renotify",
             Change::Cleared => "cleared",
+            Change::Updated => "updated",
         }
+    }
+    /// Whether recipients are told.
+    pub fn notifies(self) -> bool {
+        self != Change::Updated
     }
 }
 
@@ -160,11 +225,18 @@ pub struct Transition {
     pub change: Change,
     /// `None` for `Raised` (the caller creates the alert and calls [`Engine::set_alert_id`]).
     pub alert_id: Option<i64>,
+    /// Observation time of the change (wall time for re-notifications and updates of kinds about now).
     pub at: i64,
-    /// When the condition began.
+    /// When the condition began: the first bad observation.
     pub since: i64,
+    /// The latest bad observation.
+    pub last_bad: i64,
     pub detail: Detail,
     pub peak: Detail,
+    /// Decided on late data: announced in the station's catch-up summary, not on its own.
+    pub late: bool,
+    /// The alert was raised on late data.
+    pub raised_late: bool,
 }
 
 /// Timing rules in milliseconds.
@@ -183,7 +255,14 @@ pub struct Rules {
     pub backlog_after_ms: i64,
     pub completeness_below: f64,
     pub maintenance: Vec<Maintenance>,
+    /// Observations older than this when processed are late (the runner marks them).
+    pub late_after_ms: i64,
+    /// Least wall time between two stored updates of an open alert's latest value.
+    pub update_every_ms: i64,
 }
+
+/// How often an open alert's latest value, peak and last bad observation are stored and published, at most.
+pub const UPDATE_EVERY_MS: i64 = 15_000;
 
 impl Rules {
     pub fn from_config(c: &AlertConfig) -> Rules {
@@ -202,6 +281,8 @@ impl Rules {
             backlog_after_ms: ms(c.backlog_after),
             completeness_below: c.completeness_below,
             maintenance: c.maintenance.clone(),
+            late_after_ms: ms(c.late_after),
+            update_every_ms: UPDATE_EVERY_MS,
         }
     }
 
@@ -212,7 +293,15 @@ impl Rules {
             Kind::Calibration => self.calibration_after_ms,
             // Silent and backlog observations are only bad once their threshold has passed.
             Kind::Silent | Kind::Backlog => 0,
-            _ => self.raise_min_ms,
+            Kind::Exceedance | Kind::Violation | Kind::Quality => self.raise_min_ms,
+        }
+    }
+
+    fn required_count(&self, kind: Kind) -> u32 {
+        if kind.counted() {
+            self.raise_after
+        } else {
+            1
         }
     }
 
@@ -325,160 +414,226 @@ impl Engine {
         Some(key)
     }
 
-    /// Feed one observation at wall time `now`.
+    /// Feed one observation; `now` is the wall time it is processed at.
     pub fn observe(&mut self, key: &AlertKey, now: i64, obs: Observation) -> Option<Transition> {
-        if self.rules.in_maintenance(&key.station, now) {
+        if self.rules.in_maintenance(&key.station, obs.at) {
             return None;
         }
-        // The common case — good, nothing pending — changes nothing.
+        // The common case — good, nothing pending — changes nothing but the key's clock, which only matters once
+        // something is pending.
         if !obs.bad && self.keys.get(key).is_none_or(|s| s.phase == Phase::Idle) {
             return None;
         }
-        let rules = self.rules.clone();
+        let rules = &self.rules;
         let s = self.keys.entry(key.clone()).or_default();
         self.dirty.insert(key.clone());
+        // The key's observation clock: an out-of-order observation counts at the newest time seen.
+        let t = s.clock.map_or(obs.at, |c| c.max(obs.at));
+        s.clock = Some(t);
         if obs.bad {
-            s.good_count = 0;
-            s.good_since = None;
-            s.bad_count = s.bad_count.saturating_add(1);
-            let since = *s.bad_since.get_or_insert(now);
-            s.detail = obs.detail;
-            match s.phase {
-                Phase::Idle | Phase::Pending => {
-                    s.phase = Phase::Pending;
-                    if s.bad_count >= required_count(&rules, key.kind)
-                        && now - since >= rules.raise_ms(key.kind)
-                    {
-                        return Some(raise(key, s, now));
-                    }
-                    None
-                }
-                Phase::Raised | Phase::Acknowledged => {
-                    if s.detail.band_severity > s.peak.band_severity {
-                        s.peak = s.detail.clone();
-                    }
-                    if s.detail.band_severity > s.notified_severity {
-                        s.notified_severity = s.detail.band_severity;
-                        s.last_notified = Some(now);
-                        return Some(transition(key, s, Change::Escalated, now));
-                    }
-                    None
-                }
-            }
+            observe_bad(rules, key, s, now, t, obs)
         } else {
-            match s.phase {
-                Phase::Idle => None,
-                Phase::Pending => {
-                    *s = KeyState {
-                        raises: std::mem::take(&mut s.raises),
-                        ..KeyState::default()
-                    };
-                    None
-                }
-                Phase::Raised | Phase::Acknowledged => {
-                    s.good_count = s.good_count.saturating_add(1);
-                    let good_since = *s.good_since.get_or_insert(now);
-                    s.bad_count = 0;
-                    let far_below = key.kind.counted()
-                        && rules.clear_below > 0.0
-                        && obs.detail.ratio.is_some_and(|r| r <= rules.clear_below);
-                    let enough =
-                        !key.kind.counted() || s.good_count >= rules.clear_after || far_below;
-                    let flapping = {
-                        s.raises.retain(|t| now - t < rules.flap_window_ms);
-                        s.raises.len() as u32 >= rules.flap_max
-                    };
-                    if enough && (!flapping || now - good_since >= rules.flap_window_ms) {
-                        let mut t = transition(key, s, Change::Cleared, now);
-                        t.detail = obs.detail;
-                        *s = KeyState {
-                            raises: std::mem::take(&mut s.raises),
-                            ..KeyState::default()
-                        };
-                        return Some(t);
-                    }
-                    None
-                }
-            }
+            observe_good(rules, key, s, now, t, obs)
         }
     }
 
-    /// Time-driven decisions: a pending condition that has now lasted long enough, re-notifications, and a
-    /// flapping alert whose quiet window has passed.
+    /// Wall-clock decisions: re-notifications, publishing open alerts' latest values, and the quiet window of a
+    /// flapping alert about now (silence, backlog).
     pub fn tick(&mut self, now: i64) -> Vec<Transition> {
         let mut out = Vec::new();
-        let rules = self.rules.clone();
+        let rules = &self.rules;
         for (key, s) in self.keys.iter_mut() {
+            if !matches!(s.phase, Phase::Raised | Phase::Acknowledged) {
+                continue;
+            }
             let muted = rules.in_maintenance(&key.station, now);
-            match s.phase {
-                Phase::Pending if !muted => {
-                    let since = s.bad_since.unwrap_or(now);
-                    if s.bad_count >= required_count(&rules, key.kind)
-                        && now - since >= rules.raise_ms(key.kind)
-                    {
-                        self.dirty.insert(key.clone());
-                        out.push(raise(key, s, now));
-                    }
+            let before = out.len();
+            if s.phase == Phase::Raised && !muted {
+                if let Some(t) = quiet_clear(rules, key, s, now) {
+                    self.dirty.insert(key.clone());
+                    out.push(t);
+                    continue;
                 }
-                Phase::Raised if !muted => {
-                    if let Some(good_since) = s.good_since {
-                        if now - good_since >= rules.flap_window_ms
-                            && (s.good_count >= rules.clear_after || !key.kind.counted())
-                        {
-                            self.dirty.insert(key.clone());
-                            out.push(transition(key, s, Change::Cleared, now));
-                            *s = KeyState {
-                                raises: std::mem::take(&mut s.raises),
-                                ..KeyState::default()
-                            };
-                            continue;
-                        }
-                    }
-                    if rules.renotify_ms > 0
-                        && s.good_since.is_none()
-                        && s.last_notified
-                            .is_some_and(|t| now - t >= rules.renotify_ms)
-                    {
-                        s.last_notified = Some(now);
-                        self.dirty.insert(key.clone());
-                        out.push(transition(key, s, Change::Renotify, now));
-                    }
+                if renotify_due(rules, key, s, now) {
+                    s.last_notified = Some(now);
+                    s.notified_at = Some(if key.kind.about_now() {
+                        now
+                    } else {
+                        s.last_bad.unwrap_or(now)
+                    });
+                    let at = s.notified_at.unwrap_or(now);
+                    out.push(transition(key, s, Change::Renotify, at, false, now));
                 }
-                _ => {}
+            }
+            if out.len() == before
+                && s.unpublished
+                && s.published.is_none_or(|p| now - p >= rules.update_every_ms)
+            {
+                let at = s.clock.unwrap_or(now);
+                out.push(transition(key, s, Change::Updated, at, false, now));
+            }
+            if out.len() > before {
+                self.dirty.insert(key.clone());
             }
         }
         out
     }
 }
 
-fn required_count(rules: &Rules, kind: Kind) -> u32 {
-    if kind.counted() {
-        rules.raise_after
-    } else {
-        1
+fn observe_bad(
+    rules: &Rules,
+    key: &AlertKey,
+    s: &mut KeyState,
+    now: i64,
+    t: i64,
+    obs: Observation,
+) -> Option<Transition> {
+    s.good_count = 0;
+    s.good_since = None;
+    s.bad_count = s.bad_count.saturating_add(1);
+    let since = s.bad_since.map_or(obs.at, |b| b.min(obs.at));
+    s.bad_since = Some(since);
+    s.last_bad = Some(s.last_bad.map_or(obs.at, |b| b.max(obs.at)));
+    s.detail = obs.detail;
+    match s.phase {
+        Phase::Idle | Phase::Pending => {
+            s.phase = Phase::Pending;
+            if s.bad_count >= rules.required_count(key.kind)
+                && t - since >= rules.raise_ms(key.kind)
+            {
+                return Some(raise(key, s, now, t, obs.late));
+            }
+            None
+        }
+        Phase::Raised | Phase::Acknowledged => {
+            s.unpublished = true;
+            if worse(&s.detail, &s.peak) {
+                s.peak = s.detail.clone();
+            }
+            if s.detail.band_severity > s.notified_severity {
+                s.notified_severity = s.detail.band_severity;
+                s.last_notified = Some(now);
+                s.notified_at = Some(t);
+                return Some(transition(key, s, Change::Escalated, t, obs.late, now));
+            }
+            None
+        }
     }
 }
 
-fn raise(key: &AlertKey, s: &mut KeyState, now: i64) -> Transition {
-    s.phase = Phase::Raised;
-    s.alert_id = None;
-    s.raised_at = Some(now);
-    s.last_notified = Some(now);
-    s.notified_severity = s.detail.band_severity;
-    s.peak = s.detail.clone();
-    s.raises.push(now);
-    transition(key, s, Change::Raised, now)
+fn observe_good(
+    rules: &Rules,
+    key: &AlertKey,
+    s: &mut KeyState,
+    now: i64,
+    t: i64,
+    obs: Observation,
+) -> Option<Transition> {
+    match s.phase {
+        Phase::Idle => None,
+        Phase::Pending => {
+            s.reset();
+            None
+        }
+        Phase::Raised | Phase::Acknowledged => {
+            s.good_count = s.good_count.saturating_add(1);
+            let good_since = *s.good_since.get_or_insert(obs.at);
+            s.bad_count = 0;
+            let far_below = key.kind.counted()
+                && rules.clear_below > 0.0
+                && obs.detail.ratio.is_some_and(|r| r <= rules.clear_below);
+            let enough = !key.kind.counted() || s.good_count >= rules.clear_after || far_below;
+            s.detail = obs.detail;
+            s.unpublished = true;
+            if enough && (!flapping(rules, s, t) || t - good_since >= rules.flap_window_ms) {
+                let tr = transition(key, s, Change::Cleared, t, obs.late, now);
+                s.reset();
+                return Some(tr);
+            }
+            None
+        }
+    }
 }
 
-fn transition(key: &AlertKey, s: &KeyState, change: Change, now: i64) -> Transition {
+/// Whether `flap_max` raises fall within the flap window before `t` (forgetting older ones).
+fn flapping(rules: &Rules, s: &mut KeyState, t: i64) -> bool {
+    s.raises.retain(|r| t - r < rules.flap_window_ms);
+    s.raises.len() as u32 >= rules.flap_max
+}
+
+/// A flapping alert about now (silence, backlog) clears once it has been good for a whole flap window of wall
+/// time. Alerts on observations clear only on observations: their quiet window is one of observation time.
+fn quiet_clear(rules: &Rules, key: &AlertKey, s: &mut KeyState, now: i64) -> Option<Transition> {
+    let good_since = s.good_since?;
+    if !key.kind.about_now() || now - good_since < rules.flap_window_ms {
+        return None;
+    }
+    let t = transition(key, s, Change::Cleared, now, false, now);
+    s.reset();
+    Some(t)
+}
+
+/// Re-notify a raised alert when `renotify` of wall time has passed since its last notification and (for alerts
+/// on observations) the data shows the condition lasting another `renotify` since then.
+fn renotify_due(rules: &Rules, key: &AlertKey, s: &KeyState, now: i64) -> bool {
+    if rules.renotify_ms <= 0 || s.good_since.is_some() {
+        return false;
+    }
+    let paced = s
+        .last_notified
+        .is_some_and(|t| now - t >= rules.renotify_ms);
+    let eligible = key.kind.about_now()
+        || match (s.last_bad, s.notified_at) {
+            (Some(bad), Some(notified)) => bad - notified >= rules.renotify_ms,
+            _ => false,
+        };
+    paced && eligible
+}
+
+/// Whether observation `a` is worse than `b`: a higher band, or the same band at a higher multiple.
+fn worse(a: &Detail, b: &Detail) -> bool {
+    match a.band_severity.cmp(&b.band_severity) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => a.ratio.unwrap_or(f64::MIN) > b.ratio.unwrap_or(f64::MIN),
+    }
+}
+
+fn raise(key: &AlertKey, s: &mut KeyState, now: i64, t: i64, late: bool) -> Transition {
+    s.phase = Phase::Raised;
+    s.alert_id = None;
+    s.raised_at = Some(t);
+    s.last_notified = Some(now);
+    s.notified_at = Some(t);
+    s.notified_severity = s.detail.band_severity;
+    s.peak = s.detail.clone();
+    s.raises.push(t);
+    s.late = late;
+    transition(key, s, Change::Raised, t, late, now)
+}
+
+/// The transition of `key` as its state now stands; marks the alert row as written at wall time `now`.
+fn transition(
+    key: &AlertKey,
+    s: &mut KeyState,
+    change: Change,
+    at: i64,
+    late: bool,
+    now: i64,
+) -> Transition {
+    s.published = Some(now);
+    s.unpublished = false;
     Transition {
         key: key.clone(),
         change,
         alert_id: s.alert_id,
-        at: now,
-        since: s.bad_since.unwrap_or(now),
+        at,
+        since: s.bad_since.unwrap_or(at),
+        last_bad: s.last_bad.unwrap_or(at),
         detail: s.detail.clone(),
         peak: s.peak.clone(),
+        late,
+        raised_late: s.late,
     }
 }
 

@@ -33,11 +33,30 @@ impl Context {
     }
 }
 
+/// One alert in a late-data summary: what the late data raised or cleared, at its true times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LateAlert {
+    pub alert_id: i64,
+    pub kind: String,
+    pub parameter: String,
+    /// First bad observation.
+    pub since: i64,
+    /// Raised on the late data (observation time); `None` when it was raised before.
+    pub raised: Option<i64>,
+    /// Cleared on the late data (observation time); `None` while it stays open.
+    pub cleared: Option<i64>,
+    pub peak_value: Option<f64>,
+    pub unit: String,
+    pub peak_multiple: Option<f64>,
+    pub peak_band: String,
+}
+
 /// One notification as sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notification {
     pub alert_id: i64,
-    /// `raised`, `escalated`, `renotify`, `cleared`.
+    /// `raised`, `escalated`, `renotify`, `cleared`, or `late` for a late-data summary (then `kind` is `late` too and
+    /// `late` lists the alerts; `alert_id` is the first of them).
     pub change: String,
     pub kind: String,
     /// `technical`, `warning`, `violation`.
@@ -57,10 +76,14 @@ pub struct Notification {
     pub band: String,
     pub peak_multiple: Option<f64>,
     pub peak_band: String,
-    /// When the condition began, when this was decided, and the sample time (Unix ms, UTC).
+    /// When the condition began (first bad observation), the observation this was decided on, and the sample time
+    /// of the latest observation (Unix ms, UTC).
     pub since: i64,
     pub at: i64,
     pub data_time: i64,
+    /// The latest bad observation.
+    #[serde(default)]
+    pub last_bad: i64,
     /// `at` in local time, e.g. `27/11/2026 15:42:10 (UTC+07:00)`.
     pub local_time: String,
     pub note: String,
@@ -70,6 +93,9 @@ pub struct Notification {
     pub subject_en: String,
     pub text_vi: String,
     pub text_en: String,
+    /// A late-data summary's alerts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<LateAlert>,
 }
 
 impl Notification {
@@ -106,6 +132,7 @@ impl Notification {
             since: t.since,
             at: t.at,
             data_time: d.ts,
+            last_bad: t.last_bad,
             local_time: local(t.at),
             note: d.note.clone(),
             dashboard: if t.key.station.is_empty() {
@@ -117,10 +144,125 @@ impl Notification {
             subject_en: String::new(),
             text_vi: String::new(),
             text_en: String::new(),
+            late: Vec::new(),
         };
         let since = local(t.since);
         n.compose(&since);
         n
+    }
+
+    /// One summary of what late data (a station's backlog, a start-up replay) raised and cleared at `station`,
+    /// sent once the catch-up is over (`now`, wall time) instead of one notification per change.
+    pub fn late_summary(
+        ctx: &Context,
+        station: &str,
+        alerts: Vec<LateAlert>,
+        now: i64,
+    ) -> Notification {
+        let (name, zone) = ctx
+            .stations
+            .get(station)
+            .cloned()
+            .unwrap_or_else(|| (station.to_string(), String::new()));
+        let local = |ms: i64| {
+            Timestamp(ms)
+                .to_local(ctx.timezone)
+                .format("%d/%m/%Y %H:%M")
+                .to_string()
+        };
+        let since = alerts.iter().map(|a| a.since).min().unwrap_or(now);
+        let (raised, cleared) = (
+            alerts.iter().filter(|a| a.raised.is_some()).count(),
+            alerts.iter().filter(|a| a.cleared.is_some()).count(),
+        );
+        let subject_vi =
+            format!("DỮ LIỆU ĐẾN MUỘN: {raised} cảnh báo mới, {cleared} đã kết thúc – {name}");
+        let subject_en = format!("LATE DATA: {raised} raised, {cleared} cleared – {name}");
+        let mut vi = vec![
+            format!("{subject_vi} – {zone} ({station})"),
+            "Dữ liệu cũ vừa đến (trạm gửi bù hoặc phát lại); các cảnh báo dưới đây ghi theo thời điểm quan trắc.".to_string(),
+        ];
+        let mut en = vec![
+            format!("{subject_en} – {zone} ({station})"),
+            "Old data has just arrived (a station's backlog or a replay); these alerts are recorded at their observation times.".to_string(),
+        ];
+        for a in &alerts {
+            let kind = Kind::parse(&a.kind).unwrap_or(Kind::Quality);
+            let (kind_vi, kind_en) = kind_names(kind);
+            let what = if a.parameter.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", a.parameter)
+            };
+            let peak = a.peak_multiple.map_or(String::new(), |m| {
+                format!(
+                    " · {} {} ({})",
+                    fmt_num(a.peak_value.unwrap_or(m)),
+                    a.unit,
+                    fmt_num(m)
+                )
+            });
+            let end_vi = a.cleared.map_or("vẫn đang mở".to_string(), |c| {
+                format!("kết thúc {}", local(c))
+            });
+            let end_en = a.cleared.map_or("still open".to_string(), |c| {
+                format!("cleared {}", local(c))
+            });
+            vi.push(format!(
+                "#{} {kind_vi}{what}: từ {}, {end_vi}{peak}",
+                a.alert_id,
+                local(a.since)
+            ));
+            en.push(format!(
+                "#{} {kind_en}{what}: since {}, {end_en}{peak}",
+                a.alert_id,
+                local(a.since)
+            ));
+        }
+        let dashboard = format!("{}/#/station/{station}", ctx.public_url);
+        vi.push(format!("Xem trên bảng điều khiển: {dashboard}"));
+        en.push(format!("Dashboard: {dashboard}"));
+        Notification {
+            alert_id: alerts.first().map_or(0, |a| a.alert_id),
+            change: "late".into(),
+            kind: "late".into(),
+            severity: severity_name(
+                alerts
+                    .iter()
+                    .filter_map(|a| Kind::parse(&a.kind))
+                    .map(Kind::severity)
+                    .max()
+                    .unwrap_or(crate::config::alert::Severity::Technical),
+            )
+            .into(),
+            station: station.to_string(),
+            station_name: name,
+            zone,
+            parameter: String::new(),
+            value: None,
+            unit: String::new(),
+            limit_low: None,
+            limit_high: None,
+            multiple: None,
+            band: String::new(),
+            peak_multiple: None,
+            peak_band: String::new(),
+            since,
+            at: now,
+            data_time: since,
+            last_bad: 0,
+            local_time: Timestamp(now)
+                .to_local(ctx.timezone)
+                .format("%d/%m/%Y %H:%M:%S (UTC%:z)")
+                .to_string(),
+            note: String::new(),
+            dashboard,
+            subject_vi,
+            subject_en,
+            text_vi: vi.join("\n"),
+            text_en: en.join("\n"),
+            late: alerts,
+        }
     }
 
     fn compose(&mut self, since_local: &str) {
@@ -130,6 +272,7 @@ impl Notification {
             "raised" => ("CẢNH BÁO", "ALERT"),
             "escalated" => ("NÂNG MỨC", "ESCALATED"),
             "renotify" => ("NHẮC LẠI", "REMINDER"),
+            "updated" => ("CẬP NHẬT", "UPDATE"),
             _ => ("ĐÃ KẾT THÚC", "CLEARED"),
         };
         let what = if self.parameter.is_empty() {
@@ -273,8 +416,11 @@ mod tests {
             alert_id: None,
             at: 1_795_000_000_000,
             since: 1_794_999_700_000,
+            last_bad: 1_795_000_000_000,
             detail: detail.clone(),
             peak: detail,
+            late: false,
+            raised_late: false,
         };
         let n = Notification::build(&ctx, 12, &t);
         assert_eq!(

@@ -77,7 +77,15 @@ pub struct Runner {
     /// Decided but not yet stored (kept across a failed commit).
     pending: Vec<Transition>,
     unsaved: HashMap<AlertKey, KeyState>,
+    /// Wall time of each station's latest late observation (its catch-up closes once that is a while ago).
+    late_seen: HashMap<String, i64>,
+    /// Stations whose catch-up summary is waiting, and those due to close at the next flush.
+    catching_up: BTreeSet<String>,
+    close: Vec<String>,
 }
+
+/// A catch-up closes (its summary is queued) once no late observation came from the station for this long.
+const CATCH_UP_QUIET_MS: i64 = 5_000;
 
 pub struct Parts {
     pub config: Config,
@@ -121,6 +129,9 @@ impl Runner {
             saved_at: std::time::Instant::now(),
             pending: Vec::new(),
             unsaved: HashMap::new(),
+            late_seen: HashMap::new(),
+            catching_up: BTreeSet::new(),
+            close: Vec::new(),
         })
     }
 
@@ -156,7 +167,7 @@ impl Runner {
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 _ = every.tick() => {
                     self.tick();
-                    if !self.pending.is_empty() || self.saved_at.elapsed() >= Duration::from_secs(5) {
+                    if !self.pending.is_empty() || !self.close.is_empty() || self.saved_at.elapsed() >= Duration::from_secs(5) {
                         self.flush().await;
                     }
                 }
@@ -169,11 +180,14 @@ impl Runner {
         let now = self.clock.now_ms();
         match ev {
             LiveEvent::Readings(batch) => {
+                // A batch comes in observation order; its sequence numbers follow the ledger's key order
+                // (station, time, parameter), so they are compared with where the batch began.
+                let fed = self.fed_seq;
                 for c in batch.iter() {
-                    if c.seq <= self.fed_seq {
+                    if c.seq <= fed {
                         continue; // already replayed from the ledger
                     }
-                    self.fed_seq = c.seq;
+                    self.fed_seq = self.fed_seq.max(c.seq);
                     let r = &c.evaluated.reading;
                     let a = &c.evaluated.assessment;
                     let limit = match a.limit {
@@ -222,16 +236,35 @@ impl Runner {
         }
     }
 
-    fn observe(&mut self, key: AlertKey, now: i64, bad: bool, detail: Detail) {
-        if let Some(t) = self.engine.observe(&key, now, Observation { bad, detail }) {
+    /// Feed the engine one observation made at `at` (late: processed more than `late_after` after `ends`, the end
+    /// of what was observed).
+    #[allow(clippy::too_many_arguments)]
+    fn observe(&mut self, key: AlertKey, now: i64, at: i64, ends: i64, bad: bool, detail: Detail) {
+        let late = now - ends > self.engine.rules.late_after_ms;
+        if late {
+            self.late_seen.insert(key.station.clone(), now);
+        }
+        let obs = Observation {
+            bad,
+            at,
+            late,
+            detail,
+        };
+        if let Some(t) = self.engine.observe(&key, now, obs) {
             self.pending.push(t);
         }
+    }
+
+    /// An observation about now (silence, backlog): made at wall time `now`.
+    fn observe_now(&mut self, key: AlertKey, now: i64, bad: bool, detail: Detail) {
+        self.observe(key, now, now, now, bad, detail);
     }
 
     fn observe_reading(&mut self, r: ReadingObs<'_>, now: i64) {
         self.last_seen.insert(r.station.to_string(), now);
         let silent = AlertKey::new(r.station, "", Kind::Silent);
-        self.observe(silent, now, false, Detail::default());
+        self.observe_now(silent, now, false, Detail::default());
+        let ts = r.ts;
         self.limits.insert(
             (r.station.to_string(), r.parameter.to_string()),
             (r.limit.0, r.limit.1, r.unit.to_string()),
@@ -259,12 +292,14 @@ impl Runner {
         };
         match r.status {
             Status::Measuring => {
-                self.observe(key(Kind::Fault), now, false, detail.clone());
-                self.observe(key(Kind::Calibration), now, false, detail.clone());
+                self.observe(key(Kind::Fault), now, ts, ts, false, detail.clone());
+                self.observe(key(Kind::Calibration), now, ts, ts, false, detail.clone());
                 if !matches!(r.band, Band::NoLimit | Band::NotEvaluated) {
                     self.observe(
                         key(Kind::Exceedance),
                         now,
+                        ts,
+                        ts,
                         r.band.is_exceedance(),
                         detail.clone(),
                     );
@@ -274,23 +309,25 @@ impl Runner {
                 self.observe(
                     key(Kind::Quality),
                     now,
+                    ts,
+                    ts,
                     !q.is_empty(),
                     Detail { note, ..detail },
                 );
             }
             Status::Fault => {
                 let d = status_note(&detail);
-                self.observe(key(Kind::Fault), now, true, d);
-                self.observe(key(Kind::Calibration), now, false, detail);
+                self.observe(key(Kind::Fault), now, ts, ts, true, d);
+                self.observe(key(Kind::Calibration), now, ts, ts, false, detail);
             }
             Status::Calibrating => {
                 let d = status_note(&detail);
-                self.observe(key(Kind::Calibration), now, true, d);
-                self.observe(key(Kind::Fault), now, false, detail);
+                self.observe(key(Kind::Calibration), now, ts, ts, true, d);
+                self.observe(key(Kind::Fault), now, ts, ts, false, detail);
             }
             Status::Maintenance => {
-                self.observe(key(Kind::Fault), now, false, detail.clone());
-                self.observe(key(Kind::Calibration), now, false, detail);
+                self.observe(key(Kind::Fault), now, ts, ts, false, detail.clone());
+                self.observe(key(Kind::Calibration), now, ts, ts, false, detail);
             }
         }
     }
@@ -324,7 +361,8 @@ impl Runner {
                     };
                     let key =
                         AlertKey::new(station, &format!("{parameter}:completeness"), Kind::Quality);
-                    self.observe(key, now, previous <= below, detail);
+                    let ends = ws + self.judging_ms;
+                    self.observe(key, now, ws, ends, previous <= below, detail);
                 }
                 true
             }
@@ -360,9 +398,13 @@ impl Runner {
             band_severity: band.severity(),
             note: format!("mean of the window from {}", local(&self.ctx, window_start)),
         };
+        // A window is observed at its start (the alert's `since` is the window's); it is late when its end is.
+        let ends = window_start + self.judging_ms;
         self.observe(
             AlertKey::new(station, parameter, Kind::Violation),
             now,
+            window_start,
+            ends,
             band.is_exceedance(),
             detail,
         );
@@ -380,7 +422,7 @@ impl Runner {
                 .is_some_and(|s| matches!(s.phase, Phase::Raised | Phase::Acknowledged));
             if now - last >= silent_after && !raised {
                 let note = format!("no data since {}", local(&self.ctx, last));
-                self.observe(
+                self.observe_now(
                     key,
                     now,
                     true,
@@ -407,7 +449,7 @@ impl Runner {
                         (b.oldest_unsent_ms.unwrap_or(0) / 1000).max(0) as u64
                     ))
                 );
-                self.observe(
+                self.observe_now(
                     key,
                     now,
                     bad,
@@ -419,6 +461,16 @@ impl Runner {
             }
         }
         self.pending.extend(self.engine.tick(now));
+        // Catch-ups whose station sent no late data for a while are over: their summaries go out.
+        for station in &self.catching_up {
+            let quiet = self
+                .late_seen
+                .get(station)
+                .is_none_or(|t| now - t >= CATCH_UP_QUIET_MS);
+            if quiet && !self.close.contains(station) {
+                self.close.push(station.clone());
+            }
+        }
     }
 
     /// Replay committed readings past the fed position, and the current judging window of every series.
@@ -493,7 +545,11 @@ impl Runner {
         for (k, s) in self.engine.take_dirty() {
             self.unsaved.insert(k, s);
         }
-        if self.pending.is_empty() && self.unsaved.is_empty() && self.fed_seq == self.saved_seq {
+        if self.pending.is_empty()
+            && self.unsaved.is_empty()
+            && self.close.is_empty()
+            && self.fed_seq == self.saved_seq
+        {
             return;
         }
         let routed: Vec<Routed> = self
@@ -506,13 +562,13 @@ impl Runner {
             .iter()
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
-        let (ctx, seq) = (self.ctx.clone(), self.fed_seq);
+        let (ctx, seq, close) = (self.ctx.clone(), self.fed_seq, self.close.clone());
         let routed2 = routed.clone();
         let result = self
             .store
-            .call(move |s| s.commit(&ctx, &routed2, dirty, Some(seq)))
+            .call(move |s| s.commit(&ctx, &routed2, &close, dirty, Some(seq)))
             .await;
-        let (ids, changed) = match result {
+        let committed = match result {
             Ok(x) => x,
             Err(e @ LedgerError::Task { .. }) => {
                 error!(error = %e, "Storing alerts failed; will retry within a second.");
@@ -526,29 +582,35 @@ impl Runner {
         self.saved_seq = seq;
         self.saved_at = std::time::Instant::now();
         self.unsaved.clear();
-        let mut woken = BTreeSet::new();
-        for ((t, channels), id) in routed.iter().zip(&ids) {
-            if t.change == Change::Raised {
+        for ((t, _), id) in routed.iter().zip(&committed.ids) {
+            if t.change == Change::Raised && *id != 0 {
                 self.engine.set_alert_id(&t.key, *id);
                 self.metrics.raised(t.key.kind);
             }
             if t.change == Change::Cleared {
                 self.metrics.cleared(t.key.kind);
             }
-            woken.extend(channels.iter().cloned());
         }
+        for station in self.close.drain(..) {
+            if !committed.catching_up.contains(&station) {
+                info!(station = %station, "Late data caught up; its alerts are announced in one summary.");
+            }
+        }
+        self.catching_up = committed.catching_up;
         // set_alert_id marked keys dirty again; they are saved with the next flush (the ids are already stored).
         for (k, s) in self.engine.take_dirty() {
             self.unsaved.insert(k, s);
         }
-        for ch in woken {
-            if let Some(w) = self.wake.get(&ch) {
+        for ch in &committed.woken {
+            if let Some(w) = self.wake.get(ch) {
                 w.notify_one();
             }
         }
         self.pending.clear();
-        if !changed.is_empty() {
-            let _ = self.live.send(LiveEvent::Alerts(Arc::new(changed)));
+        if !committed.changed.is_empty() {
+            let _ = self
+                .live
+                .send(LiveEvent::Alerts(Arc::new(committed.changed)));
         }
     }
 
@@ -601,9 +663,12 @@ impl Runner {
     }
 }
 
-/// The channels of every route that matches the alert.
+/// The channels of every route that matches the alert (none for an update, which is stored and shown only).
 fn route(routes: &[Route], t: &Transition) -> Vec<String> {
     let mut out = BTreeSet::new();
+    if !t.change.notifies() {
+        return Vec::new();
+    }
     for r in routes {
         let station_ok =
             r.stations.is_empty() || r.stations.iter().any(|p| glob_match(p, &t.key.station));

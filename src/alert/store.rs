@@ -3,12 +3,13 @@
 //! runner holds one [`Store`] (one write connection); only the ledger writer writes readings. Blocking calls: run
 //! them through [`crate::ledger::Held`].
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::{json, Value};
 
 use super::engine::{severity_name, AlertKey, Change, KeyState, Kind, Transition};
-use super::message::{Context, Notification};
+use super::message::{Context, LateAlert, Notification};
 use crate::ledger::alerts::{
     AckOutcome, Acknowledgement, AlertStore, AlertTx, AlertUpdate, AlertWithDeliveries,
     JudgingWindow, KeyStateRow, NewAlert, QueuedNotification, ReplayReading, StoredAlert,
@@ -20,10 +21,76 @@ pub use crate::ledger::alerts::READINGS_CURSOR;
 
 pub struct Store {
     ledger: AlertStore,
+    /// Per station, the alerts late data raised or cleared that await their summary. Kept in memory: a restart in
+    /// the middle of a catch-up sends no summary for the part before it (the alerts themselves are stored).
+    catch_ups: BTreeMap<String, CatchUp>,
 }
 
 /// A transition and the channels its notification goes to.
 pub type Routed = (Transition, Vec<String>);
+
+/// What a commit stored.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The alert of each transition, in order (0: skipped).
+    pub ids: Vec<i64>,
+    /// The alerts as they now stand.
+    pub changed: Vec<StoredAlert>,
+    /// Channels with new outbox rows.
+    pub woken: BTreeSet<String>,
+    /// Stations whose catch-up is still open.
+    pub catching_up: BTreeSet<String>,
+}
+
+/// The alerts late data touched at one station, with the channels each is routed to.
+#[derive(Debug, Clone, Default)]
+struct CatchUp {
+    alerts: BTreeMap<i64, (LateAlert, BTreeSet<String>)>,
+}
+
+impl CatchUp {
+    fn add(&mut self, id: i64, t: &Transition, channels: &[String]) {
+        let (a, ch) = self.alerts.entry(id).or_insert_with(|| {
+            (
+                LateAlert {
+                    alert_id: id,
+                    kind: t.key.kind.as_str().into(),
+                    parameter: t.key.subject.clone(),
+                    since: t.since,
+                    raised: None,
+                    cleared: None,
+                    peak_value: None,
+                    unit: String::new(),
+                    peak_multiple: None,
+                    peak_band: String::new(),
+                },
+                BTreeSet::new(),
+            )
+        });
+        match t.change {
+            Change::Raised => a.raised = Some(t.at),
+            Change::Cleared => a.cleared = Some(t.at),
+            _ => {}
+        }
+        a.since = t.since;
+        a.peak_value = t.peak.value;
+        a.unit = t.peak.unit.clone();
+        a.peak_multiple = t.peak.ratio;
+        a.peak_band = t.peak.band.clone();
+        ch.extend(channels.iter().cloned());
+    }
+
+    /// Per channel, the alerts routed to it.
+    fn by_channel(self) -> BTreeMap<String, Vec<LateAlert>> {
+        let mut out: BTreeMap<String, Vec<LateAlert>> = BTreeMap::new();
+        for (a, channels) in self.alerts.into_values() {
+            for c in channels {
+                out.entry(c).or_default().push(a.clone());
+            }
+        }
+        out
+    }
+}
 
 /// Why an acknowledgement was refused.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +109,7 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, LedgerError> {
         Ok(Store {
             ledger: AlertStore::open(path)?,
+            catch_ups: BTreeMap::new(),
         })
     }
 
@@ -89,48 +157,64 @@ impl Store {
     }
 
     /// Store transitions (alert rows and outbox rows), dirty key states and the cursor in one transaction.
-    /// Returns the ids of the alerts the transitions belong to, in order, and the alerts as they now stand.
+    ///
+    /// A transition decided on late data queues nothing: it joins its station's catch-up, whose one summary per
+    /// channel is queued when `close` names the station (its late data has stopped). Live transitions are notified
+    /// at once meanwhile: a catch-up never holds up a live alert. Returns the ids of the alerts the transitions
+    /// belong to, in order, the alerts as they now stand, and the channels that got new rows.
     pub fn commit(
         &mut self,
         ctx: &Context,
         routed: &[Routed],
+        close: &[String],
         mut dirty: Vec<(AlertKey, KeyState)>,
         readings_pos: Option<i64>,
-    ) -> Result<(Vec<i64>, Vec<StoredAlert>), LedgerError> {
+    ) -> Result<Committed, LedgerError> {
         let tx = self.ledger.transaction()?;
-        let mut ids = Vec::with_capacity(routed.len());
+        let mut catch_ups = self.catch_ups.clone();
+        let mut out = Committed {
+            ids: vec![0; routed.len()],
+            ..Committed::default()
+        };
         // Delivery runs on the wall clock (the engine's clock is injected and may be a test's).
         let queued = Timestamp::now().millis();
         // A key can be raised and then escalated or cleared within one batch, before the engine knows the new id.
-        let mut assigned: std::collections::HashMap<&AlertKey, i64> = Default::default();
-        for (t, channels) in routed {
-            let known = match t.change {
-                Change::Raised => None,
-                _ => t.alert_id.or_else(|| assigned.get(&t.key).copied()),
+        let mut assigned: HashMap<AlertKey, i64> = HashMap::new();
+        let late = |t: &Transition| t.late && t.change.notifies();
+        // Late transitions first (they are older), then the summaries due, then the rest in order.
+        for (i, (t, channels)) in routed.iter().enumerate().filter(|(_, (t, _))| late(t)) {
+            let Some(id) = store_one(&tx, t, &mut assigned)? else {
+                continue;
             };
-            let id = match (t.change, known) {
-                (Change::Raised, _) => store_transition(&tx, t, None)?,
-                (_, Some(id)) => store_transition(&tx, t, Some(id))?,
-                (_, None) => {
-                    match tx.open_alert(&t.key.station, &t.key.subject, t.key.kind.as_str())? {
-                        Some(id) => store_transition(&tx, t, Some(id))?,
-                        None => {
-                            tracing::warn!(key = %t.key.id(), change = t.change.as_str(), "Alert change without an open alert; skipped.");
-                            ids.push(0);
-                            continue;
-                        }
-                    }
+            out.ids[i] = id;
+            catch_ups
+                .entry(t.key.station.clone())
+                .or_default()
+                .add(id, t, channels);
+        }
+        for station in close {
+            if let Some(c) = catch_ups.remove(station.as_str()) {
+                for (channel, alerts) in c.by_channel() {
+                    let n = Notification::late_summary(ctx, station, alerts, queued);
+                    let payload = serde_json::to_string(&n).unwrap_or_default();
+                    tx.queue(&QueuedNotification {
+                        alert_id: n.alert_id,
+                        channel: &channel,
+                        change: "late",
+                        payload: &payload,
+                        queued,
+                    })?;
+                    out.woken.insert(channel);
                 }
-            };
-            if t.change == Change::Raised {
-                assigned.insert(&t.key, id);
             }
-            if t.change == Change::Raised {
-                for (k, s) in dirty.iter_mut() {
-                    if *k == t.key {
-                        s.alert_id = Some(id);
-                    }
-                }
+        }
+        for (i, (t, channels)) in routed.iter().enumerate().filter(|(_, (t, _))| !late(t)) {
+            let Some(id) = store_one(&tx, t, &mut assigned)? else {
+                continue;
+            };
+            out.ids[i] = id;
+            if !t.change.notifies() {
+                continue;
             }
             let n = Notification::build(ctx, id, t);
             let payload = serde_json::to_string(&n).unwrap_or_default();
@@ -142,8 +226,13 @@ impl Store {
                     payload: &payload,
                     queued,
                 })?;
+                out.woken.insert(ch.clone());
             }
-            ids.push(id);
+        }
+        for (k, s) in dirty.iter_mut() {
+            if let Some(id) = assigned.get(k) {
+                s.alert_id = Some(*id);
+            }
         }
         let now = Timestamp::now().millis();
         for (k, s) in &dirty {
@@ -152,17 +241,18 @@ impl Store {
         if let Some(pos) = readings_pos {
             tx.set_readings_cursor(pos)?;
         }
-        let mut changed = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for id in &ids {
-            if seen.insert(*id) {
+        let mut seen = HashSet::new();
+        for id in &out.ids {
+            if *id != 0 && seen.insert(*id) {
                 if let Some(a) = tx.alert(*id)? {
-                    changed.push(a);
+                    out.changed.push(a);
                 }
             }
         }
         tx.commit()?;
-        Ok((ids, changed))
+        self.catch_ups = catch_ups;
+        out.catching_up = self.catch_ups.keys().cloned().collect();
+        Ok(out)
     }
 
     /// Acknowledge a raised alert with a comment, and write the audit row, in one transaction.
@@ -196,9 +286,46 @@ fn key_state_row(k: &AlertKey, s: &KeyState) -> KeyStateRow {
     }
 }
 
+/// Store one transition; the id of its alert, or `None` for a change of an alert that is not open (skipped).
+fn store_one(
+    tx: &AlertTx<'_>,
+    t: &Transition,
+    assigned: &mut HashMap<AlertKey, i64>,
+) -> Result<Option<i64>, LedgerError> {
+    let known = match t.change {
+        Change::Raised => None,
+        _ => match t.alert_id.or_else(|| assigned.get(&t.key).copied()) {
+            Some(id) => Some(id),
+            None => tx.open_alert(&t.key.station, &t.key.subject, t.key.kind.as_str())?,
+        },
+    };
+    if t.change != Change::Raised && known.is_none() {
+        tracing::warn!(key = %t.key.id(), change = t.change.as_str(), "Alert change without an open alert; skipped.");
+        return Ok(None);
+    }
+    let id = store_transition(tx, t, known)?;
+    if t.change == Change::Raised {
+        assigned.insert(t.key.clone(), id);
+    }
+    Ok(Some(id))
+}
+
+/// The `detail` column: the latest observation, and whether the alert was raised on late data.
+#[derive(serde::Serialize)]
+struct StoredDetail<'a> {
+    #[serde(flatten)]
+    latest: &'a super::engine::Detail,
+    raised_late: bool,
+}
+
 fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result<i64, LedgerError> {
-    let detail = serde_json::to_string(&t.detail).unwrap_or_default();
+    let detail = serde_json::to_string(&StoredDetail {
+        latest: &t.detail,
+        raised_late: t.raised_late,
+    })
+    .unwrap_or_default();
     let peak = serde_json::to_string(&t.peak).unwrap_or_default();
+    let notifications = i64::from(t.change.notifies());
     match (t.change, id) {
         (Change::Raised, _) | (_, None) => tx.insert_alert(&NewAlert {
             station: &t.key.station,
@@ -207,8 +334,10 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
             severity: severity_name(t.key.kind.severity()),
             since: t.since,
             at: t.at,
+            last_bad: t.last_bad,
             detail: &detail,
             peak: &peak,
+            notifications,
         }),
         (Change::Cleared, Some(id)) => {
             tx.update_alert(
@@ -216,6 +345,7 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
                 &AlertUpdate::Cleared {
                     at: t.at,
                     detail: &detail,
+                    notifications,
                 },
             )?;
             Ok(id)
@@ -224,9 +354,10 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
             tx.update_alert(
                 id,
                 &AlertUpdate::Changed {
-                    at: t.at,
+                    last_bad: t.last_bad,
                     detail: &detail,
                     peak: &peak,
+                    notifications,
                 },
             )?;
             Ok(id)
@@ -234,14 +365,18 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
     }
 }
 
-/// One alert as the API and the dashboard show it.
+/// One alert as the API and the dashboard show it. Times are observation times (Unix ms): `since` the first bad
+/// observation, `raised` and `cleared` the observations that decided them, `last_bad` (= `updated`) the latest bad
+/// one; `detail` is the latest observation, `peak` the worst; `late`: raised on late data.
 pub fn alert_json(a: &StoredAlert) -> Value {
     let parse = |s: &str| serde_json::from_str::<Value>(s).unwrap_or(Value::Null);
+    let detail = parse(&a.detail);
     json!({
         "id": a.id, "station": a.station, "parameter": a.subject,
         "kind": a.kind, "severity": a.severity, "state": a.state,
-        "since": a.since, "raised": a.raised, "updated": a.updated,
-        "cleared": a.cleared, "detail": parse(&a.detail), "peak": parse(&a.peak),
+        "since": a.since, "raised": a.raised, "updated": a.updated, "last_bad": a.updated,
+        "cleared": a.cleared, "late": detail["raised_late"].as_bool().unwrap_or(false),
+        "detail": detail, "peak": parse(&a.peak),
         "notifications": a.notifications, "acked_at": a.acked_at,
         "acked_by": a.acked_by, "ack_comment": a.ack_comment,
     })
@@ -275,9 +410,93 @@ mod tests {
             alert_id: None,
             at,
             since: 1,
+            last_bad: at,
             detail: Detail::default(),
             peak: Detail::default(),
+            late: false,
+            raised_late: false,
         }
+    }
+
+    #[test]
+    fn late_transitions_queue_one_summary_per_channel_when_the_catch_up_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
+        let mut s = Store::open(&path).unwrap();
+        let ctx = Context {
+            public_url: "http://x".into(),
+            timezone: chrono::FixedOffset::east_opt(7 * 3600).unwrap(),
+            stations: Default::default(),
+        };
+        let late = |change, at, subject: &str| Transition {
+            key: AlertKey::new("BN_A_B", subject, Kind::Exceedance),
+            late: true,
+            raised_late: true,
+            ..transition(change, at)
+        };
+        let (both, officers) = (
+            vec!["log".to_string(), "officers".to_string()],
+            vec!["officers".to_string()],
+        );
+        // COD raised and cleared, TSS raised, all on old data: stored, nothing queued yet.
+        let routed = vec![
+            (late(Change::Raised, 10, "COD"), both.clone()),
+            (late(Change::Cleared, 20, "COD"), both.clone()),
+            (late(Change::Raised, 30, "TSS"), officers.clone()),
+        ];
+        let c = s.commit(&ctx, &routed, &[], Vec::new(), Some(5)).unwrap();
+        assert_eq!(c.ids, [1, 1, 2]);
+        assert!(c.woken.is_empty());
+        assert_eq!(c.catching_up.len(), 1);
+        let outbox = |path: &std::path::Path| {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let mut st = conn
+                .prepare("SELECT alert_id, channel, change, payload FROM outbox ORDER BY id")
+                .unwrap();
+            st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>()
+        };
+        assert!(outbox(&path).is_empty());
+        // The catch-up closes: one summary per channel, naming the alerts routed to it.
+        let c = s
+            .commit(&ctx, &[], &["BN_A_B".to_string()], Vec::new(), Some(5))
+            .unwrap();
+        assert!(c.catching_up.is_empty());
+        let rows = outbox(&path);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let named = |payload: &str| -> Vec<(i64, Option<i64>, Option<i64>)> {
+            let n: Notification = serde_json::from_str(payload).unwrap();
+            assert_eq!((n.change.as_str(), n.kind.as_str()), ("late", "late"));
+            n.late
+                .iter()
+                .map(|a| (a.alert_id, a.raised, a.cleared))
+                .collect()
+        };
+        assert_eq!((rows[0].1.as_str(), rows[0].2.as_str()), ("log", "late"));
+        assert_eq!(named(&rows[0].3), [(1, Some(10), Some(20))]);
+        assert_eq!(rows[1].1, "officers");
+        assert_eq!(
+            named(&rows[1].3),
+            [(1, Some(10), Some(20)), (2, Some(30), None)]
+        );
+        // The API shows them as raised on late data.
+        let reader = crate::ledger::Reader::open(&path).unwrap();
+        let all = crate::ledger::alerts::AlertFilter {
+            limit: 100,
+            ..Default::default()
+        };
+        let listed = reader.alerts(&all).unwrap();
+        assert!(listed.iter().all(|a| alert_json(&a.alert)["late"] == true));
     }
 
     #[test]
@@ -297,7 +516,8 @@ mod tests {
             (transition(Change::Cleared, 12), vec!["log".to_string()]),
             (transition(Change::Raised, 13), vec!["log".to_string()]),
         ];
-        let (ids, changed) = s.commit(&ctx, &routed, Vec::new(), Some(5)).unwrap();
+        let c = s.commit(&ctx, &routed, &[], Vec::new(), Some(5)).unwrap();
+        let (ids, changed) = (c.ids, c.changed);
         assert_eq!(ids, [1, 1, 1, 2]);
         assert_eq!(changed.len(), 2);
         assert_eq!(changed[0].state, "cleared");

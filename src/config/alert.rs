@@ -60,6 +60,11 @@ pub struct AlertSection {
     /// An InfluxDB forwarder whose oldest unsent reading is older than this raises a backlog alert.
     #[serde(default = "default_backlog_after")]
     pub backlog_after: DurationText,
+    /// Observations older than this behind the wall clock when they are processed are late data (a station's
+    /// buffered backlog, a start-up replay): what they raise or clear is recorded at its true time and announced
+    /// in one summary per station per catch-up instead of one notification per change.
+    #[serde(default = "default_late_after")]
+    pub late_after: DurationText,
     /// Longest wait between delivery retries (capped exponential backoff with jitter from 1 s).
     #[serde(default = "default_retry_max_backoff")]
     pub retry_max_backoff: DurationText,
@@ -116,6 +121,9 @@ fn default_completeness_below() -> f64 {
 fn default_backlog_after() -> DurationText {
     DurationText::new("30m")
 }
+fn default_late_after() -> DurationText {
+    DurationText::new("1h")
+}
 fn default_retry_max_backoff() -> DurationText {
     DurationText::new("5m")
 }
@@ -139,6 +147,7 @@ impl Default for AlertSection {
             calibration_after: default_calibration_after(),
             completeness_below: default_completeness_below(),
             backlog_after: default_backlog_after(),
+            late_after: default_late_after(),
             retry_max_backoff: default_retry_max_backoff(),
             give_up_after: default_give_up_after(),
             channel: Vec::new(),
@@ -212,6 +221,8 @@ pub struct Alert {
     pub calibration_after: Duration,
     pub completeness_below: f64,
     pub backlog_after: Duration,
+    /// Observations older than this when processed are late data (announced in a catch-up summary).
+    pub late_after: Duration,
     pub retry_max_backoff: Duration,
     pub give_up_after: Duration,
     pub channels: Vec<Channel>,
@@ -448,6 +459,7 @@ impl AlertSection {
             calibration_after: self.calibration_after.check(p, "alert.calibration_after"),
             completeness_below: self.completeness_below,
             backlog_after: self.backlog_after.check_positive(p, "alert.backlog_after"),
+            late_after: self.late_after.check_positive(p, "alert.late_after"),
             retry_max_backoff: self
                 .retry_max_backoff
                 .check_positive(p, "alert.retry_max_backoff"),
@@ -596,6 +608,19 @@ mod tests {
         assert_eq!(r.min_severity, Severity::Warning);
         assert!(AlertKind::Exceedance.severity() >= r.min_severity);
         assert!(AlertKind::Silent.severity() < r.min_severity);
+    }
+
+    #[test]
+    fn late_after_defaults_to_an_hour_and_must_be_positive() {
+        let c = check("").unwrap();
+        assert_eq!(c.alert.late_after, std::time::Duration::from_secs(3600));
+        let c = check("[alert]\nlate_after = \"20m\"\n").unwrap();
+        assert_eq!(c.alert.late_after, std::time::Duration::from_secs(1200));
+        let e = check("[alert]\nlate_after = \"0s\"\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.toml: alert.late_after: "), "{e:?}");
+        let e = check("[alert]\nlate_after = \"soon\"\n").unwrap_err();
+        assert!(e[0].starts_with("t.toml: alert.late_after: "), "{e:?}");
     }
 
     #[test]

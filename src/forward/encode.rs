@@ -157,9 +157,14 @@ pub fn event_line(e: &EventRow, out: &mut String) -> Result<(), LineError> {
     encode("event", &tags, &fields, e.start, out)
 }
 
-/// `alert,station=…,parameter=…,kind=…,state=raised|acknowledged|cleared severity="…",message="…"[,multiple=…][,band="…"],alert_id=<i> <ts>`
-/// (DESIGN.md): one point per change of state, at the time of the change. `parameter` is the alert's subject (a
-/// parameter, `COD:completeness`, or a forwarder's name); daemon-wide alerts have no `station` tag.
+/// `alert,station=…,parameter=…,kind=…,state=raised|acknowledged|cleared severity="…",message="…"[,value=…][,multiple=…][,peak_multiple=…][,band="…"],since=<ms>i,last_bad=<ms>i,late=0|1i,alert_id=<i> <ts>`
+/// (DESIGN.md): one point per change of state, at the time of the change — the observation that decided a raise or
+/// a clear (late data lands at its true time), the wall time of an acknowledgement. `parameter` is the alert's
+/// subject (a parameter, `COD:completeness`, or a forwarder's name); daemon-wide alerts have no `station` tag.
+///
+/// Value updates of an open alert are not points of their own: the alert's row is sent again and rewrites its
+/// state's point (same series and time, so InfluxDB keeps the last write), so the `raised` point carries the latest
+/// value, multiple, peak and last bad observation while the alert is open, and keeps the last of them after.
 pub fn alert_line(a: &AlertRow, out: &mut String) -> Result<(), LineError> {
     let tags = [
         ("station", a.station.as_str()),
@@ -176,12 +181,21 @@ pub fn alert_line(a: &AlertRow, out: &mut String) -> Result<(), LineError> {
         ("severity", Field::Str(&a.severity)),
         ("message", Field::Str(&message)),
     ];
+    if let Some(v) = a.value {
+        fields.push(("value", Field::Float(v)));
+    }
     if let Some(m) = a.multiple {
         fields.push(("multiple", Field::Float(m)));
+    }
+    if let Some(m) = a.peak_multiple {
+        fields.push(("peak_multiple", Field::Float(m)));
     }
     if !a.band.is_empty() {
         fields.push(("band", Field::Str(&a.band)));
     }
+    fields.push(("since", Field::Int(a.since)));
+    fields.push(("last_bad", Field::Int(a.last_bad)));
+    fields.push(("late", Field::Int(i64::from(a.late))));
     fields.push(("alert_id", Field::Int(a.id)));
     encode("alert", &tags, &fields, a.at, out)
 }
@@ -247,9 +261,14 @@ pub fn schema() -> BTreeMap<String, MeasurementKeys> {
         severity: "violation".into(),
         state: "raised".into(),
         at: 0,
+        since: 0,
+        last_bad: 0,
+        value: multiple.map(|m| m * 150.0),
         multiple,
+        peak_multiple: multiple,
         band: band.into(),
         note: String::new(),
+        late: false,
     };
     let mut lines = Vec::new();
     let mut push = |f: &dyn Fn(&mut String) -> Result<(), LineError>| {

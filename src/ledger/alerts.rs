@@ -28,11 +28,15 @@ pub struct StoredAlert {
     pub severity: String,
     /// `raised`, `acknowledged` or `cleared`.
     pub state: String,
+    /// The first bad observation (Unix ms, UTC, like every time here).
     pub since: i64,
+    /// The observation on which it was raised.
     pub raised: i64,
+    /// The latest bad observation.
     pub updated: i64,
+    /// The observation on which it cleared.
     pub cleared: Option<i64>,
-    /// JSON text of the latest observation.
+    /// JSON text of the latest observation (and `raised_late`: raised on late data).
     pub detail: String,
     /// JSON text of the worst observation while raised.
     pub peak: String,
@@ -89,23 +93,31 @@ pub struct NewAlert<'a> {
     pub kind: &'a str,
     pub severity: &'a str,
     pub since: i64,
+    /// When it was raised (observation time).
     pub at: i64,
+    /// The latest bad observation (`updated`).
+    pub last_bad: i64,
     pub detail: &'a str,
     pub peak: &'a str,
+    /// 1: a raise is a notification (sent on its own, or in a late-data summary).
+    pub notifications: i64,
 }
 
-/// A later change of an alert: every one counts a notification.
+/// A later change of an alert.
 #[derive(Debug, Clone)]
 pub enum AlertUpdate<'a> {
+    /// Cleared at observation time `at`.
     Cleared {
         at: i64,
         detail: &'a str,
+        notifications: i64,
     },
-    /// Escalated or re-notified: the latest and the worst observation.
+    /// Escalated, re-notified, or only its latest value, peak and last bad observation changed.
     Changed {
-        at: i64,
+        last_bad: i64,
         detail: &'a str,
         peak: &'a str,
+        notifications: i64,
     },
 }
 
@@ -249,7 +261,7 @@ impl AlertStore {
         }
         let now = Timestamp::now().millis();
         tx.execute(
-            "UPDATE alerts SET state = 'acknowledged', acked_at = ?2, acked_by = ?3, ack_comment = ?4, updated = ?2 WHERE id = ?1",
+            "UPDATE alerts SET state = 'acknowledged', acked_at = ?2, acked_by = ?3, ack_comment = ?4 WHERE id = ?1",
             params![a.id, now, a.who, a.comment],
         )?;
         super::audit::insert(
@@ -354,10 +366,19 @@ impl AlertTx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO alerts (station, subject, kind, severity, state, since, raised, updated, detail, peak, notifications) \
-                 VALUES (?1, ?2, ?3, ?4, 'raised', ?5, ?6, ?6, ?7, ?8, 1)",
+                 VALUES (?1, ?2, ?3, ?4, 'raised', ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
-                a.station, a.subject, a.kind, a.severity, a.since, a.at, a.detail, a.peak
+                a.station,
+                a.subject,
+                a.kind,
+                a.severity,
+                a.since,
+                a.at,
+                a.last_bad,
+                a.detail,
+                a.peak,
+                a.notifications
             ])?;
         Ok(self.tx.last_insert_rowid())
     }
@@ -365,19 +386,28 @@ impl AlertTx<'_> {
     /// Store a later change of alert `id`.
     pub fn update_alert(&self, id: i64, u: &AlertUpdate<'_>) -> Result<(), LedgerError> {
         match u {
-            AlertUpdate::Cleared { at, detail } => {
+            AlertUpdate::Cleared {
+                at,
+                detail,
+                notifications,
+            } => {
                 self.tx
                     .prepare_cached(
-                        "UPDATE alerts SET state = 'cleared', cleared = ?2, updated = ?2, detail = ?3, notifications = notifications + 1 WHERE id = ?1",
+                        "UPDATE alerts SET state = 'cleared', cleared = ?2, detail = ?3, notifications = notifications + ?4 WHERE id = ?1",
                     )?
-                    .execute(params![id, at, detail])?;
+                    .execute(params![id, at, detail, notifications])?;
             }
-            AlertUpdate::Changed { at, detail, peak } => {
+            AlertUpdate::Changed {
+                last_bad,
+                detail,
+                peak,
+                notifications,
+            } => {
                 self.tx
                     .prepare_cached(
-                        "UPDATE alerts SET updated = ?2, detail = ?3, peak = ?4, notifications = notifications + 1 WHERE id = ?1",
+                        "UPDATE alerts SET updated = MAX(updated, ?2), detail = ?3, peak = ?4, notifications = notifications + ?5 WHERE id = ?1",
                     )?
-                    .execute(params![id, at, detail, peak])?;
+                    .execute(params![id, last_bad, detail, peak, notifications])?;
             }
         }
         Ok(())

@@ -54,11 +54,20 @@ pub struct AlertRow {
     pub kind: String,
     pub severity: String,
     pub state: String,
-    /// When the state began (raised, acknowledged or cleared), Unix ms.
+    /// When the state began (raised, acknowledged or cleared), Unix ms: the observation that decided a raise or a
+    /// clear, the wall time of an acknowledgement.
     pub at: i64,
+    /// The first bad observation and the latest bad observation.
+    pub since: i64,
+    pub last_bad: i64,
+    /// The latest observation's value and multiple, and the worst multiple while raised.
+    pub value: Option<f64>,
     pub multiple: Option<f64>,
+    pub peak_multiple: Option<f64>,
     pub band: String,
     pub note: String,
+    /// Raised on late data (announced in a catch-up summary).
+    pub late: bool,
 }
 
 /// A window aggregate.
@@ -268,7 +277,9 @@ impl ForwardStore {
     pub fn alerts_after(&self, after: i64, limit: usize) -> Result<Vec<AlertRow>, LedgerError> {
         let mut st = self.conn.prepare_cached(
             "SELECT change_seq, id, station, subject, kind, severity, state, raised, acked_at, cleared, \
-             json_extract(detail, '$.ratio'), json_extract(detail, '$.band'), json_extract(detail, '$.note') \
+             json_extract(detail, '$.ratio'), json_extract(detail, '$.band'), json_extract(detail, '$.note'), \
+             since, updated, json_extract(detail, '$.value'), json_extract(peak, '$.ratio'), \
+             json_extract(detail, '$.raised_late') \
              FROM alerts WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2",
         )?;
         let rows = st.query_map(params![after, limit as i64], |r| {
@@ -290,9 +301,14 @@ impl ForwardStore {
                 severity: r.get(5)?,
                 state,
                 at,
+                since: r.get(13)?,
+                last_bad: r.get(14)?,
+                value: r.get(15)?,
                 multiple: r.get(10)?,
+                peak_multiple: r.get(16)?,
                 band: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
                 note: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
+                late: r.get::<_, Option<i64>>(17)?.unwrap_or(0) != 0,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

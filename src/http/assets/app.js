@@ -10,7 +10,7 @@ const T = {
     measuring: "đang đo", calibrating: "hiệu chuẩn", maintenance: "bảo trì", nodata: "chưa có dữ liệu",
     events: "Sự cố vượt quy chuẩn đang mở", since: "Từ", peak: "Đỉnh", scope: "Phạm vi", instant: "giá trị tức thời", window: "trung bình giờ", noevents: "Không có",
     alerts: "Cảnh báo đang mở", kind: "Loại", state: "Tình trạng", ack: "Xác nhận", raised: "Đang cảnh báo", acknowledged: "Đã xác nhận",
-    cleared: "Đã kết thúc", ackComment: "Ghi chú xác nhận (ví dụ: đã báo nhà máy kiểm tra):", ackToken: "Cần mã truy cập của người vận hành (operator):",
+    cleared: "Đã kết thúc", lastBad: "Vượt gần nhất", late: "dữ liệu đến muộn", ackComment: "Ghi chú xác nhận (ví dụ: đã báo nhà máy kiểm tra):", ackToken: "Cần mã truy cập của người vận hành (operator):",
     k_exceedance: "Vượt ngưỡng tức thời", k_violation: "Vượt quy chuẩn (TB giờ)", k_silent: "Mất tín hiệu", k_fault: "Lỗi thiết bị",
     k_calibration: "Hiệu chuẩn quá lâu", k_quality: "Chất lượng dữ liệu", k_backlog: "Tồn đọng chuyển dữ liệu",
     b_lt_1_1: "dưới 1,1 lần", b_1_1_to_1_5: "1,1 đến dưới 1,5 lần", b_1_5_to_3: "1,5 đến dưới 3 lần", b_3_to_5: "3 đến dưới 5 lần",
@@ -22,7 +22,7 @@ const T = {
     measuring: "measuring", calibrating: "calibrating", maintenance: "maintenance", nodata: "no data yet",
     events: "Open exceedance events", since: "Since", peak: "Peak", scope: "Scope", instant: "single readings", window: "window mean", noevents: "None",
     alerts: "Open alerts", kind: "Kind", state: "State", ack: "Acknowledge", raised: "Raised", acknowledged: "Acknowledged",
-    cleared: "Cleared", ackComment: "Acknowledgement comment (e.g. plant asked to check):", ackToken: "An operator's access token is needed:",
+    cleared: "Cleared", lastBad: "Last bad", late: "late data", ackComment: "Acknowledgement comment (e.g. plant asked to check):", ackToken: "An operator's access token is needed:",
     k_exceedance: "Exceedance (reading)", k_violation: "Violation (window mean)", k_silent: "Station silent", k_fault: "Device fault",
     k_calibration: "Calibration too long", k_quality: "Data quality", k_backlog: "Forwarder backlog",
     b_lt_1_1: "below 1.1×", b_1_1_to_1_5: "1.1 to < 1.5×", b_1_5_to_3: "1.5 to < 3×", b_3_to_5: "3 to < 5×",
@@ -176,8 +176,11 @@ async function renderAlerts(id, box) {
   const r = await api(`/api/alerts?station=${encodeURIComponent(id)}&state=open`);
   if (!r.alerts.length) { box.replaceChildren(el("p", {}, t("noevents"))); return; }
   const rows = r.alerts.map((a) => {
+    // Observation times: since = first bad observation, last bad = the latest; the value is the latest observation.
     const d = a.detail || {};
+    const p = a.peak || {};
     const what = d.ratio !== null && d.ratio !== undefined ? `${fmt(d.value)} ${d.unit || ""} · ${fmt(d.ratio)}× (${bandText(d.band)})` : (d.note || "");
+    const peak = p.ratio !== null && p.ratio !== undefined ? `${fmt(p.value)} ${p.unit || ""} · ${fmt(p.ratio)}×` : "";
     const action = el("td", {});
     if (a.state === "raised") {
       const b = el("button", { type: "button", class: "ack" }, t("ack"));
@@ -187,11 +190,14 @@ async function renderAlerts(id, box) {
       action.append(`${a.acked_by}: ${a.ack_comment || ""}`);
     }
     return el("tr", { "data-alert": a.id, "data-state": a.state, "data-kind": a.kind, class: a.severity === "violation" ? "over" : "" },
-      el("td", {}, t(`k_${a.kind}`)), el("td", {}, a.parameter), el("td", {}, localTime(a.since, true)), el("td", {}, what),
+      el("td", {}, t(`k_${a.kind}`)), el("td", {}, a.parameter), el("td", { class: "alert-since" }, localTime(a.since, true),
+        a.late ? el("span", { class: "alert-late" }, ` (${t("late")})`) : ""),
+      el("td", { class: "alert-value" }, what), el("td", { class: "alert-peak" }, peak),
+      el("td", { class: "alert-last-bad" }, localTime(a.last_bad, true)),
       el("td", { class: "alert-state" }, t(a.state)), action);
   });
   box.replaceChildren(el("table", { class: "tile" },
-    el("thead", {}, el("tr", {}, ...["kind", "parameter", "since", "value", "state", ""].map((k) => el("th", {}, k ? t(k) : "")))), el("tbody", {}, ...rows)));
+    el("thead", {}, el("tr", {}, ...["kind", "parameter", "since", "value", "peak", "lastBad", "state", ""].map((k) => el("th", {}, k ? t(k) : "")))), el("tbody", {}, ...rows)));
 }
 
 async function acknowledge(alertId, box, stationId) {
@@ -213,11 +219,21 @@ async function acknowledge(alertId, box, stationId) {
   await renderAlerts(stationId, box);
 }
 
+// State of every alert the dashboard has seen: an update that only moves an open alert's value, peak or last bad
+// observation changes no count, so it does not cost a recount.
+const alertStates = new Map();
+
 function onAlerts(items) {
+  const stateChanged = items.some((a) => alertStates.get(a.id) !== a.state);
+  for (const a of items) alertStates.set(a.id, a.state);
+  const open = openedStation();
+  const box = document.getElementById("alerts");
+  if (open && box && items.some((a) => a.station === open)) renderAlerts(open, box).catch(showError);
+  if (!stateChanged) return;
   // Open-alert counts per plant for the tiles (alerts are rare: recount from the API).
   api("/api/alerts?state=open&limit=1000").then((r) => {
     const counts = new Map();
-    for (const a of r.alerts) counts.set(a.station, (counts.get(a.station) || 0) + 1);
+    for (const a of r.alerts) { counts.set(a.station, (counts.get(a.station) || 0) + 1); alertStates.set(a.id, a.state); }
     const touched = new Set();
     for (const st of stations.values()) {
       const n = counts.get(st.id) || 0;
@@ -225,9 +241,6 @@ function onAlerts(items) {
     }
     refresh(touched);
   }).catch(showError);
-  const open = openedStation();
-  const box = document.getElementById("alerts");
-  if (open && box && items.some((a) => a.station === open)) renderAlerts(open, box).catch(showError);
 }
 
 function route() {
