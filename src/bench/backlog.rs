@@ -47,7 +47,7 @@ fn measure() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "{:<22} {:>12} {:>12} {:>12} {:>8} {:>10}",
         "arrival", "commits s", "windows s", "readings/s", "events", "revisions"
     );
-    let (live, backlog) = data.split_at(LIVE);
+    let (backlog, live) = data.split_at(BACKLOG);
     let mut newest_first: Vec<&Vec<Evaluated>> = live.iter().collect();
     newest_first.extend(backlog.iter().rev());
     let mut in_order: Vec<&Vec<Evaluated>> = backlog.iter().collect();

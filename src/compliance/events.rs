@@ -310,9 +310,25 @@ pub fn in_span(start: Timestamp, after: Option<Timestamp>, until: Option<Timesta
 
 #[derive(Debug, Clone, Default)]
 struct KeyState {
-    /// The newest observation folded in (an upper bound: the ledger may seed it with a newer unjudged one).
+    /// The newest observation folded in, or seeded from the ledger (an upper bound of the newest judged one).
     newest: Option<Timestamp>,
+    /// False for a series restored at start and not yet compared with the ledger.
+    seeded: bool,
     open: Option<OpenEvent>,
+    /// The open event moved (`last`, `band`) since it was last handed out.
+    dirty: bool,
+}
+
+/// What [`EventTracker::follow`] did with an observation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Follow {
+    /// The tracker does not know the series' newest observation: [`seed`](EventTracker::seed) it, then follow.
+    Unseeded,
+    /// Not newer than the series' newest (`newest`): re-derive its span instead.
+    Late { newest: Timestamp },
+    /// Folded in. A change to store and publish, except an extension (a later exceedance, no new peak), which is
+    /// kept until [`EventTracker::take_extended`] so that a long exceedance costs no write per reading.
+    Followed(Option<EventChange>),
 }
 
 /// Open events and the newest observation of every series seen.
@@ -326,8 +342,8 @@ impl EventTracker {
         Self::default()
     }
 
-    /// Load an event that was open when the daemon stopped: its `last` is the newest judged observation (a later
-    /// compliant one would have closed it).
+    /// Load an event that was open when the daemon stopped. Its series' newest observation is asked of the ledger
+    /// before the next one is followed (the stored `last` may lag by the extensions not yet written).
     pub fn restore(&mut self, key: EventKey, event: OpenEvent) {
         let state = self.keys.entry(key).or_default();
         state.newest = Some(state.newest.map_or(event.last, |n| n.max(event.last)));
@@ -343,31 +359,24 @@ impl EventTracker {
         t
     }
 
-    /// The newest observation of `key`: `None` when the tracker has not seen the series (ask the ledger and
-    /// [`seed`](Self::seed) it), `Some(None)` when it has no observation yet.
+    /// The newest observation of `key`: `None` when the tracker has not compared the series with the ledger (ask
+    /// it and [`seed`](Self::seed)), `Some(None)` when the series has no observation yet.
     pub fn newest(&self, key: &EventKey) -> Option<Option<Timestamp>> {
-        self.keys.get(key).map(|s| s.newest)
+        self.keys.get(key).filter(|s| s.seeded).map(|s| s.newest)
     }
 
-    /// Remember the newest stored observation of a series the tracker had not seen (no event open: open events are
-    /// restored at start).
+    /// Set the newest stored observation of a series (its open event, if restored, stays).
     pub fn seed(&mut self, key: EventKey, newest: Option<Timestamp>) {
-        self.keys.entry(key).or_default().newest = newest;
+        let s = self.keys.entry(key).or_default();
+        s.newest = s.newest.max(newest);
+        s.seeded = true;
     }
 
     /// After a re-derivation that reached the newest observation: the series' open event is now `open`.
     pub fn set_open(&mut self, key: &EventKey, open: Option<OpenEvent>) {
-        if let Some(s) = self.keys.get_mut(key) {
-            s.open = open;
-        } else {
-            self.keys.insert(
-                key.clone(),
-                KeyState {
-                    newest: open.as_ref().map(|e| e.last),
-                    open,
-                },
-            );
-        }
+        let s = self.keys.entry(key.clone()).or_default();
+        s.open = open;
+        s.dirty = false;
     }
 
     /// The event open for `key`, if any.
@@ -382,8 +391,50 @@ impl EventTracker {
             .filter_map(|(k, s)| s.open.as_ref().map(|e| (k, e)))
     }
 
-    /// Feed one verdict newer than every one before for `key` (`ratio` is the multiple, `None` for ranges). One not
-    /// newer changes nothing here: the ledger re-derives its span instead.
+    /// Open events extended since they were last handed out (to store and publish), now marked clean.
+    pub fn take_extended(&mut self) -> Vec<EventChange> {
+        self.keys
+            .iter_mut()
+            .filter(|(_, s)| s.dirty)
+            .filter_map(|(k, s)| {
+                s.dirty = false;
+                Some(EventChange::Extended {
+                    key: k.clone(),
+                    event: s.open.clone()?,
+                })
+            })
+            .collect()
+    }
+
+    /// The extension of one series not yet handed out (before its span is re-derived from the ledger).
+    pub fn take_extended_of(&mut self, key: &EventKey) -> Option<EventChange> {
+        let s = self.keys.get_mut(key).filter(|s| s.dirty)?;
+        s.dirty = false;
+        Some(EventChange::Extended {
+            key: key.clone(),
+            event: s.open.clone()?,
+        })
+    }
+
+    /// The hot path: fold one verdict into a seeded series if it is newer than the series' newest.
+    pub fn follow(
+        &mut self,
+        key: &EventKey,
+        ts: Timestamp,
+        band: Band,
+        ratio: Option<f64>,
+    ) -> Follow {
+        let Some(state) = self.keys.get_mut(key).filter(|s| s.seeded) else {
+            return Follow::Unseeded;
+        };
+        if let Some(newest) = state.newest.filter(|n| ts <= *n) {
+            return Follow::Late { newest };
+        }
+        Follow::Followed(fold(state, key, Observation { ts, band, ratio }, true))
+    }
+
+    /// Feed one verdict newer than every one before for `key`, with no ledger behind (tests, tools): an unknown
+    /// series starts empty, an extension is returned at once. One not newer changes nothing.
     pub fn observe(
         &mut self,
         key: &EventKey,
@@ -391,43 +442,43 @@ impl EventTracker {
         band: Band,
         ratio: Option<f64>,
     ) -> Option<EventChange> {
-        let o = Observation { ts, band, ratio };
-        if !o.moves() {
-            return None;
-        }
-        // One lookup for the common case: a known key.
-        let state = match self.keys.get_mut(key) {
-            Some(s) => s,
-            None => self.keys.entry(key.clone()).or_default(),
-        };
+        let state = self.keys.entry(key.clone()).or_default();
+        state.seeded = true;
         if state.newest.is_some_and(|n| ts <= n) {
             return None;
         }
-        state.newest = Some(ts);
-        let scope = key.scope;
-        let key = || key.clone();
-        match step(&mut state.open, scope, o) {
-            Step::Nothing => None,
-            Step::Closed { event, end } => Some(EventChange::Closed {
-                key: key(),
-                event,
-                end,
-            }),
-            other => {
-                let event = state.open.clone()?;
-                Some(match other {
-                    Step::Opened => EventChange::Opened { key: key(), event },
-                    Step::Escalated { from } => EventChange::Escalated {
-                        key: key(),
-                        from,
-                        event,
-                    },
-                    Step::PeakUpdated => EventChange::PeakUpdated { key: key(), event },
-                    _ => EventChange::Extended { key: key(), event },
-                })
+        fold(state, key, Observation { ts, band, ratio }, false)
+    }
+}
+
+/// Fold a newer observation into a series' state; `defer`: keep an extension for [`EventTracker::take_extended`].
+fn fold(state: &mut KeyState, key: &EventKey, o: Observation, defer: bool) -> Option<EventChange> {
+    if !o.moves() {
+        return None;
+    }
+    state.newest = Some(o.ts);
+    let step = step(&mut state.open, key.scope, o);
+    if step == Step::Nothing {
+        return None;
+    }
+    if step == Step::Extended && defer {
+        state.dirty = true;
+        return None;
+    }
+    state.dirty = false;
+    let key = key.clone();
+    Some(match step {
+        Step::Closed { event, end } => EventChange::Closed { key, event, end },
+        other => {
+            let event = state.open.clone()?;
+            match other {
+                Step::Opened => EventChange::Opened { key, event },
+                Step::Escalated { from } => EventChange::Escalated { key, from, event },
+                Step::PeakUpdated => EventChange::PeakUpdated { key, event },
+                _ => EventChange::Extended { key, event },
             }
         }
-    }
+    })
 }
 
 #[cfg(test)]
@@ -541,7 +592,30 @@ mod tests {
         };
         let mut t = EventTracker::from_open([(k.clone(), open.clone())]);
         assert_eq!(t.open_event(&k), Some(&open));
-        assert_eq!(t.newest(&k), Some(Some(Timestamp(20))));
+        // Restored, not yet compared with the ledger: the caller seeds it.
+        assert_eq!(t.newest(&k), None);
+        assert_eq!(
+            t.follow(&k, Timestamp(25), Band::Compliant, None),
+            Follow::Unseeded
+        );
+        t.seed(k.clone(), Some(Timestamp(22)));
+        assert_eq!(t.newest(&k), Some(Some(Timestamp(22))));
+        assert_eq!(
+            t.follow(&k, Timestamp(21), Band::Compliant, None),
+            Follow::Late {
+                newest: Timestamp(22)
+            }
+        );
+        // The hot path keeps an extension until it is taken.
+        assert_eq!(
+            t.follow(&k, Timestamp(23), Band::From1_1To1_5, Some(1.1)),
+            Follow::Followed(None)
+        );
+        match &t.take_extended()[..] {
+            [EventChange::Extended { event, .. }] => assert_eq!(event.last, Timestamp(23)),
+            other => panic!("{other:?}"),
+        }
+        assert!(t.take_extended().is_empty());
         assert_eq!(
             t.observe(&k, Timestamp(15), Band::Compliant, Some(0.5)),
             None

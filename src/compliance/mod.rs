@@ -16,7 +16,9 @@ pub mod verdict;
 
 pub use band::Band;
 pub use evaluate::{Assessment, Evaluator, Rejection};
-pub use events::{Event, EventChange, EventKey, EventTracker, Observation, OpenEvent, Scope};
+pub use events::{
+    Event, EventChange, EventKey, EventTracker, Follow, Observation, OpenEvent, Scope,
+};
 pub use hourly::{Aggregate, Revision, Sample};
 pub use judge::{Judge, Verdict};
 pub use limits::{resolve_limits, Limit, LimitBound, Profiles, StationLimits};

@@ -19,7 +19,8 @@ use super::events::Late;
 use super::{cursor, set_cursor, LedgerError, Stream};
 use crate::compliance::hourly::{aggregate, window_start, Aggregate, Sample};
 use crate::compliance::{
-    judge_window, Band, EventChange, EventKey, EventTracker, LimitBound, Scope, WindowVerdict,
+    judge_window, Band, EventChange, EventKey, EventTracker, Follow, LimitBound, Scope,
+    WindowVerdict,
 };
 use crate::model::{Parameter, StationId};
 use crate::model::{Status, Timestamp};
@@ -116,11 +117,8 @@ pub(super) fn refresh(
         let verdict = judge_window(&samples, &agg, limit, now >= start + w);
         let previous = previous(&tx, (s, p, w, start))?;
         // Events follow judged windows of the averaging window: look the series up before this write.
-        let event = if w == ctx.judging_window_ms
-            && previous
-                .as_ref()
-                .map_or(verdict.judged().is_some(), |x| x.judged != verdict.judged())
-        {
+        let before = previous.as_ref().and_then(|x| what_events_see(x.judged));
+        let event = if w == ctx.judging_window_ms && before != what_events_see(verdict.judged()) {
             window_event_key(events, &tx, (s, p), w, code, symbol)?
         } else {
             None
@@ -166,6 +164,17 @@ pub(super) fn refresh(
         readings_seen: seen,
         updates,
     })
+}
+
+/// The part of a window's judgement that events depend on: a compliant window closes whatever its multiple, an
+/// unjudged or unevaluated one moves nothing. A compliant hour recomputed by each late reading into it re-derives
+/// nothing.
+fn what_events_see(judged: Option<(Band, Option<f64>)>) -> Option<(Band, Option<f64>)> {
+    match judged? {
+        (Band::Compliant, _) => Some((Band::Compliant, None)),
+        (Band::NotEvaluated | Band::NoLimit, _) => None,
+        other => Some(other),
+    }
 }
 
 /// What a window held before this refresh recomputed it.
@@ -294,6 +303,10 @@ fn follow_window(
 ) -> Result<(), LedgerError> {
     match newest {
         Some(n) if start <= n => {
+            if let Some(c) = events.take_extended_of(&key) {
+                super::events::store(conn, ids, &c)?;
+                changes.push(c);
+            }
             let late = Late {
                 first: start,
                 last: start,
@@ -308,7 +321,7 @@ fn follow_window(
         }
         _ => {
             if let Some((band, ratio)) = verdict.judged() {
-                if let Some(change) = events.observe(&key, start, band, ratio) {
+                if let Follow::Followed(Some(change)) = events.follow(&key, start, band, ratio) {
                     super::events::store(conn, ids, &change)?;
                     changes.push(change);
                 }

@@ -33,7 +33,9 @@ pub use audit::SideWriter;
 pub use handle::{Held, LedgerHandle};
 pub use query::Reader;
 
-use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, LimitBound, Scope};
+use crate::compliance::{
+    Assessment, EventChange, EventKey, EventTracker, Follow, LimitBound, Scope,
+};
 use crate::config::Synchronous;
 use crate::model::{Parameter, Quarantined, Reading, Received, SourceKind, StationId, Timestamp};
 use events::Late;
@@ -268,7 +270,32 @@ impl Ledger {
         }
     }
 
-    /// Compliance event changes (opened, escalated, peak, closed) stored since the last call.
+    /// Write the open events extended since the last call (`last`, `band`) and publish them: about once a second
+    /// (with the aggregates) rather than at every reading of a long exceedance.
+    fn store_extended(&mut self) -> Result<(), LedgerError> {
+        let extended = self.events.take_extended();
+        if extended.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for c in &extended {
+            let k = c.key();
+            let ids = (
+                self.stations.get(&k.station),
+                self.parameters.get(&k.parameter),
+            );
+            if let (Some(&s), Some(&p)) = ids {
+                events::store(&tx, (s, p), c)?;
+            }
+        }
+        tx.commit()?;
+        self.event_changes.extend(extended);
+        Ok(())
+    }
+
+    /// Compliance event changes (opened, escalated, peak, extended, closed, re-derived) stored since the last call.
     pub fn take_event_changes(&mut self) -> Vec<EventChange> {
         std::mem::take(&mut self.event_changes)
     }
@@ -307,16 +334,15 @@ impl Ledger {
                 parameter: r.parameter.clone(),
                 scope: Scope::Instant,
             };
-            let newest = match tracker.newest(&key) {
-                Some(n) => n,
-                None => {
-                    let n = events::newest_reading(tx, ids[i], top_before)?;
-                    tracker.seed(key.clone(), n);
-                    n
-                }
-            };
-            match newest {
-                Some(n) if r.ts < n => {
+            let (band, ratio) = (e.assessment.band, e.assessment.ratio);
+            let mut follow = tracker.follow(&key, r.ts, band, ratio);
+            if follow == Follow::Unseeded {
+                let n = events::newest_reading(tx, ids[i], top_before)?;
+                tracker.seed(key.clone(), n);
+                follow = tracker.follow(&key, r.ts, band, ratio);
+            }
+            match follow {
+                Follow::Late { newest } => {
                     late_index.insert(ids[i], late.len());
                     late.push(LateSeries {
                         key,
@@ -324,20 +350,15 @@ impl Ledger {
                         span: Late {
                             first: r.ts,
                             last: r.ts,
-                            newest: n,
+                            newest,
                             reason: String::new(),
                         },
-                        exceeds: e.assessment.band.is_exceedance(),
+                        exceeds: band.is_exceedance(),
                         newer: Vec::new(),
                     });
                 }
-                _ => {
-                    if let Some(change) =
-                        tracker.observe(&key, r.ts, e.assessment.band, e.assessment.ratio)
-                    {
-                        changes.push((ids[i], change));
-                    }
-                }
+                Follow::Followed(change) => changes.extend(change.map(|c| (ids[i], c))),
+                Follow::Unseeded => {}
             }
         }
         events::store_all(tx, &changes)?;
@@ -351,6 +372,11 @@ impl Ledger {
         } in late
         {
             if exceeds || !events::late_readings_change_nothing(tx, g, span.first, span.last)? {
+                // The stored event must be current before the span is compared with what it should hold.
+                if let Some(c) = tracker.take_extended_of(&key) {
+                    events::store(tx, g, &c)?;
+                    published.push(c);
+                }
                 span.reason = format!(
                     "readings from {} to {} arrived after {}",
                     span.first, span.last, span.newest
@@ -364,9 +390,8 @@ impl Ledger {
             let mut changes = Vec::new();
             for i in newer {
                 let e = &readings[i];
-                if let Some(change) =
-                    tracker.observe(&key, e.reading.ts, e.assessment.band, e.assessment.ratio)
-                {
+                let (ts, band, ratio) = (e.reading.ts, e.assessment.band, e.assessment.ratio);
+                if let Follow::Followed(Some(change)) = tracker.follow(&key, ts, band, ratio) {
                     changes.push((ids[i], change));
                 }
             }
@@ -489,6 +514,7 @@ impl Ledger {
         max_rows: usize,
     ) -> Result<AggregateReport, LedgerError> {
         let mark = self.event_changes.len();
+        self.store_extended()?;
         let result = aggregates::refresh(
             &mut self.conn,
             ctx,
@@ -583,6 +609,7 @@ impl Ledger {
 
     /// Run a WAL checkpoint (at shutdown, so the main file holds everything). Stops the background checkpoints.
     pub fn checkpoint(&mut self) -> Result<(), LedgerError> {
+        self.store_extended()?;
         self.checkpointer = None;
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
