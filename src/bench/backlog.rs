@@ -64,11 +64,14 @@ fn measure() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     Ok(())
 }
 
+/// station id, parameter id, scope, start, end, last, peak band.
+type EventRow = (i64, i64, String, i64, Option<i64>, i64, String);
+
 struct Outcome {
     commits: Duration,
     windows: Duration,
     readings: usize,
-    events: Vec<(i64, i64, String, i64, Option<i64>, i64, String)>,
+    events: Vec<EventRow>,
     revisions: i64,
 }
 
