@@ -1,12 +1,15 @@
 //! The live picture of the province for the dashboard and the API: per station, the latest value of every
-//! parameter against its limit, the current window means, and the plant's state (compliant, warning, violation,
-//! silent, fault). Built from the ledger at start, then kept current from the pipeline's broadcast.
+//! parameter against its limit, the current window means (a forecast while the window runs), and the plant's state
+//! (compliant, warning, violation, silent, fault). Built from the ledger at start, then kept current from the
+//! pipeline's broadcast. A plant is in violation while one of its window-scope events is open: a judged window
+//! (closed, or already certain) exceeds, never the running mean of an unfinished one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
+use crate::compliance::{EventChange, Scope};
 use crate::config::Config;
 use crate::ledger::aggregates::DAY_MS;
 use crate::ledger::query::Latest;
@@ -18,7 +21,7 @@ use crate::pipeline::LiveEvent;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlantState {
-    /// A window mean breaks a limit (Decree 45 violation).
+    /// A judged window mean breaks a limit (Decree 45 violation): a window-scope event is open.
     Violation,
     /// An analyser reports a device fault.
     Fault,
@@ -69,6 +72,8 @@ struct Inner {
     stations: BTreeMap<String, StationLive>,
     /// The averaging window whose means the `hour_*` fields show (1 h unless configured otherwise).
     window_ms: i64,
+    /// (station, parameter) with an open window-scope event.
+    violations: BTreeSet<(String, String)>,
 }
 
 /// Shared live state. Cheap to clone.
@@ -113,9 +118,14 @@ impl LiveState {
             }
             fresh.insert(id, st);
         }
+        let violations: BTreeSet<(String, String)> =
+            crate::ledger::events::open_window_events(reader.connection())?
+                .into_iter()
+                .collect();
         {
             let mut inner = self.write();
             inner.window_ms = window_ms;
+            inner.violations = violations;
             inner.stations.retain(|id, _| config.station(id).is_some());
             for (id, st) in inner.stations.iter_mut() {
                 if let Some(s) = config.station(id) {
@@ -188,7 +198,12 @@ impl LiveState {
                     st.last_reading = st.last_reading.max(Some(r.ts.millis()));
                 }
             }
-            LiveEvent::Events(_) | LiveEvent::Alerts(_) => {}
+            LiveEvent::Events(changes) => {
+                for c in changes.iter() {
+                    follow_violation(&mut inner.violations, c);
+                }
+            }
+            LiveEvent::Alerts(_) => {}
             LiveEvent::Windows(updates) => {
                 let window_ms = inner.window_ms;
                 for u in updates.iter() {
@@ -228,8 +243,17 @@ impl LiveState {
     /// Recompute every plant's state at `now` (silence depends on the clock, not only on data).
     pub fn refresh_states(&self, now: Timestamp) {
         let mut inner = self.write();
-        for st in inner.stations.values_mut() {
-            st.state = plant_state(st, now);
+        let Inner {
+            stations,
+            violations,
+            ..
+        } = &mut *inner;
+        for st in stations.values_mut() {
+            let violating = violations
+                .range((st.id.clone(), String::new())..)
+                .next()
+                .is_some_and(|(s, _)| *s == st.id);
+            st.state = plant_state(st, violating, now);
         }
     }
 
@@ -254,7 +278,38 @@ impl LiveState {
     }
 }
 
-fn plant_state(st: &StationLive, now: Timestamp) -> PlantState {
+/// Keep the set of open window-scope events current.
+fn follow_violation(violations: &mut BTreeSet<(String, String)>, c: &EventChange) {
+    let k = c.key();
+    if !matches!(k.scope, Scope::Window { .. }) {
+        return;
+    }
+    let id = (k.station.to_string(), k.parameter.to_string());
+    let open = match c {
+        EventChange::Closed { .. } => false,
+        // A span holding an open event (before or after) is the series' latest: it tells the state. Any other
+        // span lies before the open event, if there is one, and leaves it as it was.
+        EventChange::Rederived {
+            events, replaced, ..
+        } => {
+            if events.iter().any(|e| e.end.is_none()) {
+                true
+            } else if replaced.iter().any(|e| e.end.is_none()) {
+                false
+            } else {
+                return;
+            }
+        }
+        _ => true,
+    };
+    if open {
+        violations.insert(id);
+    } else {
+        violations.remove(&id);
+    }
+}
+
+fn plant_state(st: &StationLive, violating: bool, now: Timestamp) -> PlantState {
     let silent_after = 3 * st.interval_ms;
     match st.last_reading {
         None => return PlantState::Silent,
@@ -262,11 +317,7 @@ fn plant_state(st: &StationLive, now: Timestamp) -> PlantState {
         _ => {}
     }
     let exceeds = |b: &str| !matches!(b, "compliant" | "no_limit" | "not_evaluated" | "");
-    if st
-        .parameters
-        .iter()
-        .any(|p| p.hour_band.as_deref().is_some_and(exceeds))
-    {
+    if violating {
         PlantState::Violation
     } else if st
         .parameters

@@ -207,6 +207,8 @@ enum Bench {
     Export,
     /// Latency from a reading's commit to its alert arriving at a local webhook (p50/p99), 1,000 notifications.
     Alerts,
+    /// Re-deriving compliance events for a 6 h backlog of 100 stations x 10 parameters arriving newest first.
+    Backlog,
 }
 
 fn main() -> ExitCode {
@@ -387,6 +389,7 @@ fn bench(what: Bench, readings: usize, url: Option<String>, seconds: u64) -> Exi
             Bench::Mqtt => bench::mqtt::run(readings).await,
             Bench::Export => bench::export::run().await,
             Bench::Alerts => bench::alerts::run(readings.min(1000)).await,
+            Bench::Backlog => bench::backlog::run().await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

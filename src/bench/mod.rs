@@ -10,10 +10,12 @@
 //! - [`modbus`]: polling simulated stations against a bare tokio-modbus loop; [`modbus_sim`] is the simulator child.
 //! - [`mqtt`]: readings/s committed from Mosquitto beside `mosquitto_sub`.
 //! - [`export`]: one year of data exported as CSV, JSON, TT10 and `all`: time and peak memory.
+//! - [`backlog`]: re-deriving compliance events for a 6 h backlog of 1,000 series arriving newest first.
 //! - [`compliance`]: evaluation cost per reading and hourly aggregation of a year (an ignored test prints them).
 //! - [`support`]: what the benches share (bench stations' config, per-thread CPU time, percentiles).
 
 pub mod alerts;
+pub mod backlog;
 pub mod compliance;
 pub mod export;
 pub mod influx;

@@ -12,12 +12,16 @@ pub mod limits;
 pub mod profile;
 pub mod quality;
 pub mod units;
+pub mod verdict;
 
 pub use band::Band;
 pub use evaluate::{Assessment, Evaluator, Rejection};
-pub use events::{EventChange, EventKey, EventTracker, OpenEvent, Scope};
+pub use events::{
+    Event, EventChange, EventKey, EventTracker, Follow, Observation, OpenEvent, Scope,
+};
 pub use hourly::{Aggregate, Revision, Sample};
 pub use judge::{Judge, Verdict};
 pub use limits::{resolve_limits, Limit, LimitBound, Profiles, StationLimits};
 pub use profile::{Profile, ProfileError};
 pub use quality::{Flags, QualitySettings};
+pub use verdict::{judge_window, WindowVerdict};

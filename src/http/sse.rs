@@ -117,21 +117,45 @@ fn to_message(ev: &LiveEvent) -> Message {
             ("windows", json!(items))
         }
         LiveEvent::Events(changes) => {
-            let items: Vec<_> = changes
-                .iter()
-                .map(|c| {
-                    let (kind, e) = match c {
-                        crate::compliance::EventChange::Opened { event, .. } => ("opened", event),
-                        crate::compliance::EventChange::Escalated { event, .. } => ("escalated", event),
-                        crate::compliance::EventChange::PeakUpdated { event, .. } => ("peak", event),
-                        crate::compliance::EventChange::Closed { event, .. } => ("closed", event),
-                    };
-                    let k = c.key();
-                    json!({ "change": kind, "station": k.station.as_str(), "parameter": k.parameter.as_str(),
-                        "scope": k.scope.as_string(), "start": e.start.millis(), "band": e.band.as_str(),
-                        "peak_band": e.peak_band.as_str(), "peak_ratio": e.peak_ratio })
-                })
-                .collect();
+            use crate::compliance::EventChange;
+            let item = |kind: &str,
+                        k: &crate::compliance::EventKey,
+                        e: &crate::compliance::OpenEvent,
+                        end: Option<i64>| {
+                json!({ "change": kind, "station": k.station.as_str(), "parameter": k.parameter.as_str(),
+                    "scope": k.scope.as_string(), "start": e.start.millis(), "end": end, "last": e.last.millis(),
+                    "band": e.band.as_str(), "peak_band": e.peak_band.as_str(), "peak_ratio": e.peak_ratio })
+            };
+            let mut items = Vec::new();
+            for c in changes.iter() {
+                let k = c.key();
+                match c {
+                    EventChange::Opened { event, .. } => items.push(item("opened", k, event, None)),
+                    EventChange::Escalated { event, .. } => {
+                        items.push(item("escalated", k, event, None))
+                    }
+                    EventChange::PeakUpdated { event, .. } => {
+                        items.push(item("peak", k, event, None))
+                    }
+                    EventChange::Extended { event, .. } => {
+                        items.push(item("extended", k, event, None))
+                    }
+                    EventChange::Closed { event, end, .. } => {
+                        items.push(item("closed", k, event, Some(end.millis())))
+                    }
+                    // A re-derived span: what it holds now ("rederived"), after what it held ("replaced").
+                    EventChange::Rederived {
+                        replaced, events, ..
+                    } => {
+                        for (kind, list) in [("replaced", replaced), ("rederived", events)] {
+                            items.extend(
+                                list.iter()
+                                    .map(|e| item(kind, k, &e.state, e.end.map(|t| t.millis()))),
+                            );
+                        }
+                    }
+                }
+            }
             ("events", json!(items))
         }
         LiveEvent::Alerts(alerts) => (

@@ -4,14 +4,24 @@
 //! every window they touch from the stored readings (so a late reading recomputes its hour), and moves the cursor in
 //! the same transaction. A crash only repeats work. A recomputation of a window that had already closed when it was
 //! last computed is recorded in `aggregate_changes` (the late-reading audit trail).
+//!
+//! Each window is also judged (`verdict`, see `compliance::verdict`): finally once its end has passed or it holds its
+//! expected count, early when it is already certain to exceed, not at all while its running mean is only a forecast.
+//! Windows still open are marked `pending`; each step also recomputes those whose end has passed, so an hour is
+//! judged when it closes even if no reading follows. Judged windows of the averaging window open and close the
+//! window-scope events: in order through the tracker, out of order by re-deriving the span.
 
 use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::events::Late;
 use super::{cursor, set_cursor, LedgerError, Stream};
 use crate::compliance::hourly::{aggregate, window_start, Aggregate, Sample};
-use crate::compliance::{EventChange, EventKey, EventTracker, LimitBound, Scope};
+use crate::compliance::{
+    judge_window, Band, EventChange, EventKey, EventTracker, Follow, LimitBound, Scope,
+    WindowVerdict,
+};
 use crate::model::{Parameter, StationId};
 use crate::model::{Status, Timestamp};
 
@@ -83,6 +93,8 @@ pub(super) fn refresh(
         }
     }
     let now = Timestamp::now().millis();
+    // Windows whose end has passed since they were last computed: judge them now, reading or not.
+    touched.extend(ended_windows(&tx, now)?);
     let mut change_seq: i64 = tx.query_row(
         "SELECT COALESCE(MAX(change_seq), 0) FROM aggregates",
         [],
@@ -102,51 +114,38 @@ pub(super) fn refresh(
         change_seq += 1;
         let expected = (w / interval_ms.max(1)) as u32;
         let agg = aggregate(&samples, limit, expected);
-        let previous: Option<(Option<f64>, String, i64)> = tx
-            .prepare_cached("SELECT mean, band, computed FROM aggregates WHERE station_id=?1 AND parameter_id=?2 AND window_ms=?3 AND window_start=?4")?
-            .query_row(params![s, p, w, start], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .optional()?;
-        let (low, high) = match limit {
-            Some(LimitBound::Max(m)) => (None, Some(m)),
-            Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
-            None => (None, None),
+        let verdict = judge_window(&samples, &agg, limit, now >= start + w);
+        let previous = previous(&tx, (s, p, w, start))?;
+        // Events follow judged windows of the averaging window: look the series up before this write.
+        let before = previous.as_ref().and_then(|x| what_events_see(x.judged));
+        let event = if w == ctx.judging_window_ms && before != what_events_see(verdict.judged()) {
+            window_event_key(events, &tx, (s, p), w, code, symbol)?
+        } else {
+            None
         };
-        tx.prepare_cached(
-            "INSERT INTO aggregates (station_id, parameter_id, window_ms, window_start, mean, min, max, valid, expected, completeness, \
-             limit_low, limit_high, ratio, band, revision, computed, change_seq) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,1,?15,?16) \
-             ON CONFLICT (station_id, parameter_id, window_ms, window_start) DO UPDATE SET mean=excluded.mean, min=excluded.min, \
-             max=excluded.max, valid=excluded.valid, expected=excluded.expected, completeness=excluded.completeness, \
-             limit_low=excluded.limit_low, limit_high=excluded.limit_high, ratio=excluded.ratio, band=excluded.band, \
-             revision=revision+1, computed=excluded.computed, change_seq=excluded.change_seq",
-        )?
-        .execute(params![
-            s, p, w, start, agg.mean, agg.min, agg.max, agg.valid, agg.expected, agg.completeness, low, high, agg.ratio,
-            agg.band.as_str(), now, change_seq
-        ])?;
+        upsert(&tx, (s, p, w, start), &agg, verdict, limit, now, change_seq)?;
         let late_change_from = match previous {
-            Some((old_mean, old_band, computed)) if computed >= start + w => {
+            Some(prev) if prev.computed >= start + w => {
                 tx.prepare_cached(
                     "INSERT INTO aggregate_changes (station_id, parameter_id, window_ms, window_start, old_mean, new_mean, old_band, new_band, changed) \
                      VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
                 )?
-                .execute(params![s, p, w, start, old_mean, agg.mean, old_band, agg.band.as_str(), now])?;
-                Some((old_mean, old_band))
+                .execute(params![s, p, w, start, prev.mean, agg.mean, prev.band, agg.band.as_str(), now])?;
+                Some((prev.mean, prev.band))
             }
             _ => None,
         };
-        // Means of the averaging window judge violations: they open and close the window-scope events.
-        if w == ctx.judging_window_ms {
-            if let (Ok(station), Ok(parameter)) = (StationId::parse(code), Parameter::new(symbol)) {
-                let key = EventKey {
-                    station,
-                    parameter,
-                    scope: Scope::Window { window_ms: w },
-                };
-                if let Some(change) = events.observe(&key, Timestamp(start), agg.band, agg.ratio) {
-                    super::events::store(&tx, (s, p), &change)?;
-                    changes.push(change);
-                }
-            }
+        if let Some((key, newest)) = event {
+            follow_window(
+                &tx,
+                events,
+                changes,
+                (s, p),
+                key,
+                newest,
+                Timestamp(start),
+                verdict,
+            )?;
         }
         updates.push(WindowUpdate {
             station: code.clone(),
@@ -165,6 +164,171 @@ pub(super) fn refresh(
         readings_seen: seen,
         updates,
     })
+}
+
+/// The part of a window's judgement that events depend on: a compliant window closes whatever its multiple, an
+/// unjudged or unevaluated one moves nothing. A compliant hour recomputed by each late reading into it re-derives
+/// nothing.
+fn what_events_see(judged: Option<(Band, Option<f64>)>) -> Option<(Band, Option<f64>)> {
+    match judged? {
+        (Band::Compliant, _) => Some((Band::Compliant, None)),
+        (Band::NotEvaluated | Band::NoLimit, _) => None,
+        other => Some(other),
+    }
+}
+
+/// What a window held before this refresh recomputed it.
+struct Previous {
+    mean: Option<f64>,
+    band: String,
+    computed: i64,
+    /// The band and multiple that judged it, if it was judged.
+    judged: Option<(Band, Option<f64>)>,
+}
+
+fn previous(
+    conn: &Connection,
+    (s, p, w, start): (i64, i64, i64, i64),
+) -> Result<Option<Previous>, LedgerError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT mean, band, computed, verdict, verdict_ratio, pending, ratio FROM aggregates \
+             WHERE station_id=?1 AND parameter_id=?2 AND window_ms=?3 AND window_start=?4",
+        )?
+        .query_row(params![s, p, w, start], |r| {
+            let band: String = r.get(1)?;
+            let verdict: Option<String> = r.get(3)?;
+            let pending: bool = r.get(5)?;
+            // Rows from before verdicts were stored: closed, judged by their band.
+            let judged = match verdict {
+                Some(v) => Band::parse(&v).map(|b| (b, r.get(4).ok().flatten())),
+                None if !pending => Band::parse(&band).map(|b| (b, r.get(6).ok().flatten())),
+                None => None,
+            };
+            Ok(Previous {
+                mean: r.get(0)?,
+                band,
+                computed: r.get(2)?,
+                judged,
+            })
+        })
+        .optional()?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn upsert(
+    conn: &Connection,
+    (s, p, w, start): (i64, i64, i64, i64),
+    agg: &Aggregate,
+    verdict: WindowVerdict,
+    limit: Option<LimitBound>,
+    now: i64,
+    change_seq: i64,
+) -> Result<(), LedgerError> {
+    let (low, high) = match limit {
+        Some(LimitBound::Max(m)) => (None, Some(m)),
+        Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
+        None => (None, None),
+    };
+    let judged = verdict.judged();
+    conn.prepare_cached(
+        "INSERT INTO aggregates (station_id, parameter_id, window_ms, window_start, mean, min, max, valid, expected, completeness, \
+         limit_low, limit_high, ratio, band, revision, computed, change_seq, verdict, verdict_ratio, pending) \
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,1,?15,?16,?17,?18,?19) \
+         ON CONFLICT (station_id, parameter_id, window_ms, window_start) DO UPDATE SET mean=excluded.mean, min=excluded.min, \
+         max=excluded.max, valid=excluded.valid, expected=excluded.expected, completeness=excluded.completeness, \
+         limit_low=excluded.limit_low, limit_high=excluded.limit_high, ratio=excluded.ratio, band=excluded.band, \
+         revision=revision+1, computed=excluded.computed, change_seq=excluded.change_seq, verdict=excluded.verdict, \
+         verdict_ratio=excluded.verdict_ratio, pending=excluded.pending",
+    )?
+    .execute(params![
+        s, p, w, start, agg.mean, agg.min, agg.max, agg.valid, agg.expected, agg.completeness, low, high, agg.ratio,
+        agg.band.as_str(), now, change_seq, judged.map(|j| j.0.as_str()), judged.and_then(|j| j.1),
+        !verdict.is_final()
+    ])?;
+    Ok(())
+}
+
+/// Windows not closed when last computed whose end has now passed.
+fn ended_windows(conn: &Connection, now: i64) -> Result<Vec<(i64, i64, i64, i64)>, LedgerError> {
+    let mut st = conn.prepare_cached(
+        "SELECT station_id, parameter_id, window_ms, window_start FROM aggregates \
+         WHERE pending = 1 AND window_start + window_ms <= ?1",
+    )?;
+    let rows = st.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The window-scope event key of a series and its newest judged window before this write (seeded from the ledger
+/// the first time the tracker sees the series). `None` for a series that is not a station's parameter.
+fn window_event_key(
+    events: &mut EventTracker,
+    conn: &Connection,
+    ids: (i64, i64),
+    w: i64,
+    code: &str,
+    symbol: &str,
+) -> Result<Option<(EventKey, Option<Timestamp>)>, LedgerError> {
+    let (Ok(station), Ok(parameter)) = (StationId::parse(code), Parameter::new(symbol)) else {
+        return Ok(None);
+    };
+    let key = EventKey {
+        station,
+        parameter,
+        scope: Scope::Window { window_ms: w },
+    };
+    let newest = match events.newest(&key) {
+        Some(n) => n,
+        None => {
+            let n = super::events::newest_window(conn, ids, w)?;
+            events.seed(key.clone(), n);
+            n
+        }
+    };
+    Ok(Some((key, newest)))
+}
+
+/// A window's judgement changed: a window after the newest judged one goes through the tracker; one judged again,
+/// or judged after a newer one, re-derives its span.
+#[allow(clippy::too_many_arguments)]
+fn follow_window(
+    conn: &Connection,
+    events: &mut EventTracker,
+    changes: &mut Vec<EventChange>,
+    ids: (i64, i64),
+    key: EventKey,
+    newest: Option<Timestamp>,
+    start: Timestamp,
+    verdict: WindowVerdict,
+) -> Result<(), LedgerError> {
+    match newest {
+        Some(n) if start <= n => {
+            if let Some(c) = events.take_extended_of(&key) {
+                super::events::store(conn, ids, &c)?;
+                changes.push(c);
+            }
+            let late = Late {
+                first: start,
+                last: start,
+                newest: n,
+                reason: format!("window {start} judged again after the window of {n}"),
+            };
+            let done = super::events::rederive(conn, ids, &key, &late)?;
+            if let Some(open) = done.open_after {
+                events.set_open(&key, open);
+            }
+            changes.extend(done.change);
+        }
+        _ => {
+            if let Some((band, ratio)) = verdict.judged() {
+                if let Follow::Followed(Some(change)) = events.follow(&key, start, band, ratio) {
+                    super::events::store(conn, ids, &change)?;
+                    changes.push(change);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn window_samples(

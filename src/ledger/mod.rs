@@ -13,7 +13,7 @@ pub mod aggregates;
 pub mod alerts;
 pub mod audit;
 mod checkpointer;
-mod events;
+pub mod events;
 pub mod export;
 pub mod forward;
 pub mod handle;
@@ -34,9 +34,12 @@ pub use audit::SideWriter;
 pub use handle::{Held, LedgerHandle};
 pub use query::Reader;
 
-use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, LimitBound, Scope};
+use crate::compliance::{
+    Assessment, EventChange, EventKey, EventTracker, Follow, LimitBound, Scope,
+};
 use crate::config::Synchronous;
 use crate::model::{Parameter, Quarantined, Reading, Received, SourceKind, StationId, Timestamp};
+use events::Late;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -280,9 +283,135 @@ impl Ledger {
         }
     }
 
-    /// Compliance event changes (opened, escalated, peak, closed) stored since the last call.
+    /// Write the open events extended since the last call (`last`, `band`) and publish them: about once a second
+    /// (with the aggregates) rather than at every reading of a long exceedance.
+    fn store_extended(&mut self) -> Result<(), LedgerError> {
+        let extended = self.events.take_extended();
+        if extended.is_empty() {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for c in &extended {
+            let k = c.key();
+            let ids = (
+                self.stations.get(&k.station),
+                self.parameters.get(&k.parameter),
+            );
+            if let (Some(&s), Some(&p)) = ids {
+                events::store(&tx, (s, p), c)?;
+            }
+        }
+        tx.commit()?;
+        self.event_changes.extend(extended);
+        Ok(())
+    }
+
+    /// Compliance event changes (opened, escalated, peak, extended, closed, re-derived) stored since the last call.
     pub fn take_event_changes(&mut self) -> Vec<EventChange> {
         std::mem::take(&mut self.event_changes)
+    }
+
+    /// Fold the accepted readings (in key-index order: each series in time order) into the compliance events. A
+    /// reading newer than the newest of its series goes through the tracker (the hot path); a series with readings
+    /// older than its newest has the span they touch re-derived from the ledger first, then takes its newer readings.
+    fn follow_events(
+        tracker: &mut EventTracker,
+        published: &mut Vec<EventChange>,
+        tx: &Connection,
+        accepted: &[usize],
+        readings: &[Evaluated],
+        ids: &[(i64, i64)],
+        top_before: i64,
+    ) -> Result<(), LedgerError> {
+        let mut changes = Vec::new();
+        // Series with late readings: their late span, then their in-order readings, in arrival (time) order.
+        let mut late: Vec<LateSeries> = Vec::new();
+        let mut late_index: FxHashMap<(i64, i64), usize> = FxHashMap::default();
+        for &i in accepted {
+            let e = &readings[i];
+            let r = &e.reading;
+            if let Some(&g) = late_index.get(&ids[i]) {
+                let series = &mut late[g];
+                if r.ts < series.span.newest {
+                    series.span.last = r.ts;
+                    series.exceeds |= e.assessment.band.is_exceedance();
+                } else {
+                    series.newer.push(i);
+                }
+                continue;
+            }
+            let key = EventKey {
+                station: r.station.clone(),
+                parameter: r.parameter.clone(),
+                scope: Scope::Instant,
+            };
+            let (band, ratio) = (e.assessment.band, e.assessment.ratio);
+            let mut follow = tracker.follow(&key, r.ts, band, ratio);
+            if follow == Follow::Unseeded {
+                let n = events::newest_reading(tx, ids[i], top_before)?;
+                tracker.seed(key.clone(), n);
+                follow = tracker.follow(&key, r.ts, band, ratio);
+            }
+            match follow {
+                Follow::Late { newest } => {
+                    late_index.insert(ids[i], late.len());
+                    late.push(LateSeries {
+                        key,
+                        ids: ids[i],
+                        span: Late {
+                            first: r.ts,
+                            last: r.ts,
+                            newest,
+                            reason: String::new(),
+                        },
+                        exceeds: band.is_exceedance(),
+                        newer: Vec::new(),
+                    });
+                }
+                Follow::Followed(change) => changes.extend(change.map(|c| (ids[i], c))),
+                Follow::Unseeded => {}
+            }
+        }
+        events::store_all(tx, &changes)?;
+        published.extend(changes.into_iter().map(|(_, change)| change));
+        for LateSeries {
+            key,
+            ids: g,
+            mut span,
+            exceeds,
+            newer,
+        } in late
+        {
+            if exceeds || !events::late_readings_change_nothing(tx, g, span.first, span.last)? {
+                // The stored event must be current before the span is compared with what it should hold.
+                if let Some(c) = tracker.take_extended_of(&key) {
+                    events::store(tx, g, &c)?;
+                    published.push(c);
+                }
+                span.reason = format!(
+                    "readings from {} to {} arrived after {}",
+                    span.first, span.last, span.newest
+                );
+                let done = events::rederive(tx, g, &key, &span)?;
+                if let Some(open) = done.open_after {
+                    tracker.set_open(&key, open);
+                }
+                published.extend(done.change);
+            }
+            let mut changes = Vec::new();
+            for i in newer {
+                let e = &readings[i];
+                let (ts, band, ratio) = (e.reading.ts, e.assessment.band, e.assessment.ratio);
+                if let Follow::Followed(Some(change)) = tracker.follow(&key, ts, band, ratio) {
+                    changes.push((ids[i], change));
+                }
+            }
+            events::store_all(tx, &changes)?;
+            published.extend(changes.into_iter().map(|(_, change)| change));
+        }
+        Ok(())
     }
 
     fn try_commit(
@@ -327,7 +456,8 @@ impl Ledger {
         // accepted hold consecutive numbers from `top` + 1, in the order listed.
         let mut top: i64 =
             tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM readings", [], |r| r.get(0))?;
-        let mut changes = Vec::new();
+        let top_before = top;
+        let mut accepted = Vec::new();
         for chunk in order.chunks(ROWS_PER_INSERT) {
             let inserted = insert_rows(&tx, chunk, readings, &ids, now)?;
             let last = tx.last_insert_rowid();
@@ -341,31 +471,25 @@ impl Ledger {
                 top = classify(&tx, chunk, readings, &ids, top, now, &mut outcomes)?;
             }
             for &i in chunk {
-                let r = &readings[i].reading;
                 match outcomes[i] {
                     Outcome::Accepted(_) => {
                         counts.accepted += 1;
-                        let e = &readings[i];
-                        let key = EventKey {
-                            station: r.station.clone(),
-                            parameter: r.parameter.clone(),
-                            scope: Scope::Instant,
-                        };
-                        if let Some(change) =
-                            self.events
-                                .observe(&key, r.ts, e.assessment.band, e.assessment.ratio)
-                        {
-                            changes.push((ids[i], change));
-                        }
+                        accepted.push(i);
                     }
                     Outcome::Duplicate => counts.duplicates += 1,
                     Outcome::Conflict => counts.conflicts += 1,
                 }
             }
         }
-        events::store_all(&tx, &changes)?;
-        self.event_changes
-            .extend(changes.into_iter().map(|(_, change)| change));
+        Self::follow_events(
+            &mut self.events,
+            &mut self.event_changes,
+            &tx,
+            &accepted,
+            readings,
+            &ids,
+            top_before,
+        )?;
         if !quarantine.is_empty() {
             let mut q = tx.prepare_cached(
                 "INSERT INTO quarantine (received, source, origin, station, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -403,6 +527,7 @@ impl Ledger {
         max_rows: usize,
     ) -> Result<AggregateReport, LedgerError> {
         let mark = self.event_changes.len();
+        self.store_extended()?;
         let result = aggregates::refresh(
             &mut self.conn,
             ctx,
@@ -497,11 +622,23 @@ impl Ledger {
 
     /// Run a WAL checkpoint (at shutdown, so the main file holds everything). Stops the background checkpoints.
     pub fn checkpoint(&mut self) -> Result<(), LedgerError> {
+        self.store_extended()?;
         self.checkpointer = None;
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+/// A series with readings older than its newest in one commit.
+struct LateSeries {
+    key: EventKey,
+    ids: (i64, i64),
+    span: Late,
+    /// Whether any of the late readings exceeds.
+    exceeds: bool,
+    /// Its readings of the commit newer than its newest, for the tracker after the re-derivation.
+    newer: Vec<usize>,
 }
 
 /// Readings per INSERT statement: one statement for many rows saves SQLite's per-statement work (13 or 15

@@ -280,6 +280,30 @@ SELECT r.seq, s.code AS station, p.symbol AS parameter,
        r.received_value, r.received_unit
 FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id;
 "#,
+    // 7: one time axis for compliance events. A window is judged when it closes (or holds its expected count, or is
+    // already certain to exceed): `verdict` is the band that judges it, NULL while the running mean is only a
+    // forecast; `pending` marks windows not yet closed, so the writer can judge them when their end passes. Rows
+    // written before this version count as closed with their band as the verdict (no rewrite: instant on any
+    // ledger). Events are re-derived when observations arrive out of order; `event_revisions` records each one.
+    r#"
+ALTER TABLE aggregates ADD COLUMN verdict TEXT;            -- judged band (final, or early when already certain)
+ALTER TABLE aggregates ADD COLUMN verdict_ratio REAL;      -- its multiple
+ALTER TABLE aggregates ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;  -- 1 until the window has closed
+CREATE INDEX aggregates_pending ON aggregates(window_start) WHERE pending = 1;
+CREATE INDEX events_start ON events(station_id, parameter_id, scope, start);
+CREATE TABLE event_revisions (
+    id            INTEGER PRIMARY KEY,
+    station_id    INTEGER NOT NULL,
+    parameter_id  INTEGER NOT NULL,
+    scope         TEXT NOT NULL,
+    span_after    INTEGER,                 -- the span re-derived: observations after this one (NULL: from the first)
+    span_until    INTEGER,                 -- up to this compliant one (NULL: to the newest)
+    old_events    TEXT NOT NULL,           -- JSON: the events the span held before
+    new_events    TEXT NOT NULL,           -- JSON: the events in-order arrival makes of it
+    reason        TEXT NOT NULL,           -- what arrived out of order
+    changed       INTEGER NOT NULL         -- when (wall clock, Unix ms)
+);
+"#,
 ];
 
 /// The schema version this build brings a ledger to.

@@ -452,7 +452,9 @@ fn one_commit_writes_each_event_once_with_its_final_state() {
             EventChange::Opened { .. } => "opened",
             EventChange::Escalated { .. } => "escalated",
             EventChange::PeakUpdated { .. } => "peak",
+            EventChange::Extended { .. } => "extended",
             EventChange::Closed { .. } => "closed",
+            EventChange::Rederived { .. } => "rederived",
         })
         .collect();
     // Every change is still reported to the live view and the alert engine.

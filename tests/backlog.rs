@@ -1,0 +1,276 @@
+//! Backlog equivalence for compliance events, against the quantrac binary: one station sends an hour live, then
+//! resends the six hours before it (two exceedance episodes and a violating hour) newest first, as Circular 10 files
+//! dropped into the landing folder of a running daemon (ledger A). `quantrac ingest` gives a second ledger the same
+//! readings in observation order (ledger B). The events of A equal those of B, A records the re-derivation, and no
+//! event has zero length.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use quantrac::compliance::hourly::window_start;
+use quantrac::ledger::query::Table;
+use quantrac::ledger::Reader;
+use quantrac::model::Timestamp;
+use support::{terminate, wait_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
+const STATION: &str = "BN_KCNTS_NUOC01";
+const HOUR: i64 = 3_600_000;
+const STEP: i64 = 300_000;
+
+fn tz() -> FixedOffset {
+    FixedOffset::east_opt(7 * 3600).unwrap()
+}
+
+/// A config in `dir` with the station (COD Cmax 135 mg/L, TSS 90 mg/L, pH 5.5–9) and a landing folder.
+fn write_config(dir: &Path) -> PathBuf {
+    let text = format!(
+        "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nenabled = false\n\
+         [tt10]\nlanding = [\"landing\"]\nsettle = \"200ms\"\nscan_interval = \"100ms\"\n\n\
+         [[station]]\nid = \"{STATION}\"\nname = \"Tiên Sơn\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 5000\n\
+         receiving_water = {{ type = \"river\", flow_m3_s = 120 }}\nparameters = {{ COD = {{}}, TSS = {{}}, pH = {{}} }}\n"
+    );
+    let path = dir.join("quantrac.toml");
+    std::fs::write(&path, text).unwrap();
+    std::fs::create_dir_all(dir.join("landing")).unwrap();
+    path
+}
+
+/// One 5-minute record: COD, TSS, pH at `ts`.
+struct Record {
+    ts: i64,
+    cod: f64,
+    tss: f64,
+    ph: f64,
+}
+
+/// Seven hours ending at the start of the current local hour (every window closed), 5-minute records. In the
+/// backlog (hours 0–5): an instant COD episode in hour 1, a violating COD hour (hour 3, every reading above the
+/// limit), a second episode in hour 5 split by one compliant reading, a TSS spike and a pH excursion.
+fn records() -> Vec<Record> {
+    let now = Timestamp::now();
+    let end = window_start(now, 7 * 3600, HOUR).millis();
+    let start = end - 7 * HOUR;
+    (0..84)
+        .map(|i| {
+            let cod = match i {
+                14..=16 => 150.0,
+                36..=47 => 180.0 + f64::from(i % 4) * 10.0,
+                62 | 64 | 65 => 210.0,
+                63 => 120.0,
+                _ => 90.0 + f64::from(i % 7),
+            };
+            Record {
+                ts: start + i64::from(i) * STEP,
+                cod,
+                tss: if i == 50 {
+                    140.0
+                } else {
+                    40.0 + f64::from(i % 5)
+                },
+                ph: if (20..=21).contains(&i) { 9.4 } else { 7.2 },
+            }
+        })
+        .collect()
+}
+
+/// The record as a Circular 10 file (local time, decimal commas, CRLF).
+fn tt10_file(r: &Record) -> (String, String) {
+    let t = Timestamp(r.ts)
+        .to_local(tz())
+        .format("%Y%m%d%H%M%S")
+        .to_string();
+    let v = |x: f64| x.to_string().replace('.', ",");
+    (
+        format!("{STATION}_{t}.txt"),
+        format!(
+            "COD\t{}\tmg/L\t{t}\t00\r\nTSS\t{}\tmg/L\t{t}\t00\r\npH\t{}\t-\t{t}\t00\r\n",
+            v(r.cod),
+            v(r.tss),
+            v(r.ph)
+        ),
+    )
+}
+
+/// The record as `quantrac ingest` JSON lines.
+fn json_lines(r: &Record) -> String {
+    [("COD", r.cod, "mg/L"), ("TSS", r.tss, "mg/L"), ("pH", r.ph, "-")]
+        .iter()
+        .map(|(p, v, u)| {
+            format!(
+                "{{\"station\":\"{STATION}\",\"parameter\":\"{p}\",\"ts\":{},\"value\":{v},\"unit\":\"{u}\"}}\n",
+                r.ts
+            )
+        })
+        .collect()
+}
+
+fn readings(ledger: &Path) -> i64 {
+    Reader::open(ledger)
+        .and_then(|r| r.count(Table::Readings))
+        .unwrap_or(0)
+}
+
+/// Every event row: station, parameter, scope, start, end, last, band, peak band, peak multiple.
+type Row = (
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    i64,
+    String,
+    String,
+    Option<f64>,
+);
+
+fn events(ledger: &Path) -> Vec<Row> {
+    let r = Reader::open(ledger).unwrap();
+    let mut st = r
+        .connection()
+        .prepare(
+            "SELECT s.code, p.symbol, e.scope, e.start, e.end, e.last, e.band, e.peak_band, e.peak_ratio FROM events e \
+             JOIN stations s ON s.id = e.station_id JOIN parameters p ON p.id = e.parameter_id \
+             ORDER BY s.code, p.symbol, e.scope, e.start",
+        )
+        .unwrap();
+    let rows = st
+        .query_map([], |x| {
+            Ok((
+                x.get(0)?,
+                x.get(1)?,
+                x.get(2)?,
+                x.get(3)?,
+                x.get(4)?,
+                x.get(5)?,
+                x.get(6)?,
+                x.get(7)?,
+                x.get(8)?,
+            ))
+        })
+        .unwrap();
+    rows.collect::<Result<_, _>>().unwrap()
+}
+
+fn revisions(ledger: &Path, scope: &str) -> i64 {
+    Reader::open(ledger)
+        .unwrap()
+        .connection()
+        .query_row(
+            "SELECT COUNT(*) FROM event_revisions WHERE scope = ?1",
+            [scope],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+fn assert_no_zero_length(rows: &[Row]) {
+    for r in rows {
+        assert!(r.4.is_none_or(|end| end > r.3), "zero-length event {r:?}");
+    }
+}
+
+/// Ledger B: every record in observation order through `quantrac ingest` (one record per batch).
+fn in_order(dir: &Path, records: &[Record]) -> PathBuf {
+    let config = write_config(dir);
+    let mut child = Command::new(BIN)
+        .args([
+            "ingest",
+            "--config",
+            config.to_str().unwrap(),
+            "--batch",
+            "3",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for r in records {
+            stdin.write_all(json_lines(r).as_bytes()).unwrap();
+        }
+    }
+    let ledger = dir.join("ledger.db");
+    let finished = wait_until(Duration::from_secs(60), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !finished {
+        terminate(child);
+        panic!("quantrac ingest did not finish within 60 s");
+    }
+    assert_eq!(readings(&ledger), 3 * records.len() as i64);
+    ledger
+}
+
+/// Ledger A: a running daemon; the live hour's files in order, then the backlog's half hours newest first, each
+/// group taken before the next is dropped.
+fn out_of_order(dir: &Path, records: &[Record]) -> PathBuf {
+    let config = write_config(dir);
+    let ledger = dir.join("ledger.db");
+    let landing = dir.join("landing");
+    let child = Command::new(BIN)
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("run.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let (backlog, live) = records.split_at(72);
+    let mut groups: Vec<&[Record]> = live.chunks(1).collect();
+    groups.extend(backlog.rchunks(6));
+    let mut expected = 0;
+    for group in groups {
+        for r in group.iter().rev() {
+            let (name, text) = tt10_file(r);
+            std::fs::write(landing.join(name), text).unwrap();
+        }
+        expected += 3 * group.len() as i64;
+        if !wait_until(Duration::from_secs(30), || readings(&ledger) == expected) {
+            terminate(child);
+            panic!(
+                "the landing folder's files were not all committed: {} of {expected} readings",
+                readings(&ledger)
+            );
+        }
+    }
+    // SIGTERM: the writer brings the aggregates (and window events) up to date before it exits.
+    terminate(child);
+    ledger
+}
+
+#[test]
+fn a_backlog_delivered_newest_first_has_the_events_of_in_order_arrival() {
+    let records = records();
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = in_order(b_dir.path(), &records);
+    let a_dir = tempfile::tempdir().unwrap();
+    let a = out_of_order(a_dir.path(), &records);
+
+    let expected = events(&b);
+    // What the data holds, so the comparison is not vacuous: instant events on COD, TSS and pH, and a window
+    // event for the violating hour.
+    for (parameter, scope) in [
+        ("COD", "instant"),
+        ("TSS", "instant"),
+        ("pH", "instant"),
+        ("COD", "window_3600000"),
+    ] {
+        assert!(
+            expected.iter().any(|r| r.1 == parameter && r.2 == scope),
+            "no {scope} {parameter} event in {expected:#?}"
+        );
+    }
+    assert_no_zero_length(&expected);
+    let got = events(&a);
+    assert_no_zero_length(&got);
+    assert_eq!(got, expected);
+    // A re-derived the instant events its backlog touched; B, receiving readings in order, never had to.
+    assert!(revisions(&a, "instant") > 0);
+    assert_eq!(revisions(&b, "instant"), 0);
+}
