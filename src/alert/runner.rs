@@ -220,14 +220,16 @@ impl Runner {
                     updates.iter().filter(|u| u.window_ms == judging).collect();
                 updates.sort_by_key(|u| u.window_start.millis());
                 for u in updates {
+                    // A violation is the judged window (closed, or already certain), never the running mean.
+                    let (band, ratio) = u.verdict.judged().unwrap_or((Band::NotEvaluated, None));
                     self.observe_window(
                         &u.station,
                         &u.parameter,
                         u.window_start.millis(),
                         u.aggregate.mean,
                         u.aggregate.completeness,
-                        u.aggregate.ratio,
-                        u.aggregate.band,
+                        ratio,
+                        band,
                         now,
                     );
                 }
@@ -927,6 +929,10 @@ parameters = {{ pH = {{}} }}
                             completeness,
                             ratio: None,
                             band: Band::Compliant,
+                        },
+                        verdict: crate::compliance::verdict::WindowVerdict::Final {
+                            band: Band::Compliant,
+                            ratio: None,
                         },
                         late_change_from: None,
                     },

@@ -197,7 +197,11 @@ fn timestamps() -> Vec<Vec<Evaluated>> {
 fn value(n: usize, i: usize) -> f64 {
     let first = 5 + n % 20;
     let second = 40 + n % 25;
-    let hour = if n.is_multiple_of(10) { Some(24..36) } else { None };
+    let hour = if n.is_multiple_of(10) {
+        Some(24..36)
+    } else {
+        None
+    };
     if (first..first + 3).contains(&i) || (second..second + 3).contains(&i) {
         120.0 + (i % 3) as f64 * 15.0
     } else if hour.is_some_and(|h| h.contains(&i)) {

@@ -49,6 +49,8 @@ pub struct WindowUpdate {
     pub window_ms: i64,
     pub window_start: Timestamp,
     pub aggregate: Aggregate,
+    /// How the window is judged so far: a forecast while it runs, early when already certain, final once closed.
+    pub verdict: WindowVerdict,
     /// The previous aggregate, when this window had closed before this recomputation.
     pub late_change_from: Option<(Option<f64>, String)>,
 }
@@ -153,6 +155,7 @@ pub(super) fn refresh(
             window_ms: w,
             window_start: Timestamp(start),
             aggregate: agg,
+            verdict,
             late_change_from,
         });
     }

@@ -313,10 +313,14 @@ impl AlertStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The newest window of length `window_ms` of every series.
+    /// The newest window of length `window_ms` of every series, with its judged band (`not_evaluated` while it is
+    /// only a forecast).
     pub fn current_windows(&self, window_ms: i64) -> Result<Vec<JudgingWindow>, LedgerError> {
         let mut st = self.conn.prepare(
-            "SELECT s.code, p.symbol, a.window_start, a.mean, a.completeness, a.ratio, a.band FROM aggregates a \
+            "SELECT s.code, p.symbol, a.window_start, a.mean, a.completeness, \
+             CASE WHEN a.verdict IS NOT NULL THEN a.verdict_ratio WHEN a.pending THEN NULL ELSE a.ratio END, \
+             CASE WHEN a.verdict IS NOT NULL THEN a.verdict WHEN a.pending THEN 'not_evaluated' ELSE a.band END \
+             FROM aggregates a \
              JOIN stations s ON s.id = a.station_id JOIN parameters p ON p.id = a.parameter_id \
              WHERE a.window_ms = ?1 AND a.window_start = (SELECT MAX(b.window_start) FROM aggregates b \
              WHERE b.station_id = a.station_id AND b.parameter_id = a.parameter_id AND b.window_ms = ?1)",
