@@ -262,7 +262,7 @@ pub struct Rules {
 }
 
 /// How often an open alert's latest value, peak and last bad observation are stored and published, at most.
-pub const UPDATE_EVERY_MS: i64 = 15_000;
+pub const PUBLISH_EVERY_MS: i64 = 15_000;
 
 impl Rules {
     pub fn from_config(c: &AlertConfig) -> Rules {
@@ -282,7 +282,7 @@ impl Rules {
             completeness_below: c.completeness_below,
             maintenance: c.maintenance.clone(),
             late_after_ms: ms(c.late_after),
-            update_every_ms: UPDATE_EVERY_MS,
+            update_every_ms: PUBLISH_EVERY_MS,
         }
     }
 

@@ -272,7 +272,7 @@ impl Notification {
             "raised" => ("CẢNH BÁO", "ALERT"),
             "escalated" => ("NÂNG MỨC", "ESCALATED"),
             "renotify" => ("NHẮC LẠI", "REMINDER"),
-            "updated" => ("CẬP NHẬT", "UPDATE"),
+            "updated" => ("CẬP NHẬT", "LATEST"),
             _ => ("ĐÃ KẾT THÚC", "CLEARED"),
         };
         let what = if self.parameter.is_empty() {

@@ -449,23 +449,7 @@ mod tests {
         assert_eq!(c.ids, [1, 1, 2]);
         assert!(c.woken.is_empty());
         assert_eq!(c.catching_up.len(), 1);
-        let outbox = |path: &std::path::Path| {
-            let conn = rusqlite::Connection::open(path).unwrap();
-            let mut st = conn
-                .prepare("SELECT alert_id, channel, change, payload FROM outbox ORDER BY id")
-                .unwrap();
-            st.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            })
-            .unwrap()
-            .map(Result::unwrap)
-            .collect::<Vec<_>>()
-        };
+        let outbox = |path: &std::path::Path| crate::ledger::alerts::outbox_rows(path).unwrap();
         assert!(outbox(&path).is_empty());
         // The catch-up closes: one summary per channel, naming the alerts routed to it.
         let c = s

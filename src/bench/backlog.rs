@@ -65,7 +65,7 @@ fn measure() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 }
 
 /// station id, parameter id, scope, start, end, last, peak band.
-type EventRow = (i64, i64, String, i64, Option<i64>, i64, String);
+use crate::ledger::query::{EventOutline as EventRow, Table};
 
 struct Outcome {
     commits: Duration,
@@ -114,14 +114,8 @@ fn run_once(
     ledger.refresh_aggregates(&ctx, 1_000_000)?;
     let windows = started.elapsed();
     let reader = ledger.reader()?;
-    let conn = reader.connection();
-    let events = conn
-        .prepare("SELECT station_id, parameter_id, scope, start, end, last, peak_band FROM events ORDER BY 1, 2, 3, 4")?
-        .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-        })?
-        .collect::<Result<_, _>>()?;
-    let revisions = conn.query_row("SELECT COUNT(*) FROM event_revisions", [], |r| r.get(0))?;
+    let events = reader.event_outlines()?;
+    let revisions = reader.count(Table::EventRevisions)?;
     Ok(Outcome {
         commits,
         windows,

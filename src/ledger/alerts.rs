@@ -636,3 +636,13 @@ impl Outbox {
         Ok(())
     }
 }
+
+/// Every outbox row as (alert id, channel, change, payload), oldest first: what tests check was queued.
+#[cfg(test)]
+pub(crate) fn outbox_rows(path: &Path) -> Result<Vec<(i64, String, String, String)>, LedgerError> {
+    let conn = Connection::open(path)?;
+    let mut st =
+        conn.prepare("SELECT alert_id, channel, change, payload FROM outbox ORDER BY id")?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -165,6 +165,26 @@ impl Reader {
             .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))?)
     }
 
+    /// Every stored event as (station id, parameter id, scope, start, end, last, peak band), in that order: what
+    /// two ledgers that received the same readings must agree on.
+    pub fn event_outlines(&self) -> Result<Vec<EventOutline>, LedgerError> {
+        let mut st = self.conn.prepare(
+            "SELECT station_id, parameter_id, scope, start, end, last, peak_band FROM events ORDER BY 1, 2, 3, 4",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn count(&self, table: Table) -> Result<i64, LedgerError> {
         Ok(self
             .conn
@@ -371,6 +391,9 @@ impl Reader {
     }
 }
 
+/// (station id, parameter id, scope, start, end, last, peak band) of one event.
+pub type EventOutline = (i64, i64, String, i64, Option<i64>, i64, String);
+
 /// Tables whose rows can be counted.
 #[derive(Debug, Clone, Copy)]
 pub enum Table {
@@ -380,6 +403,7 @@ pub enum Table {
     Aggregates,
     AggregateChanges,
     Events,
+    EventRevisions,
 }
 
 impl Table {
@@ -391,6 +415,7 @@ impl Table {
             Table::Aggregates => "aggregates",
             Table::AggregateChanges => "aggregate_changes",
             Table::Events => "events",
+            Table::EventRevisions => "event_revisions",
         }
     }
 }
