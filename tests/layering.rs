@@ -316,6 +316,32 @@ fn sources_and_sinks_know_the_pipeline_and_the_ledger_never_each_other() {
     );
 }
 
+/// The ledger owns every query: the words of SQL statements appear nowhere else in `src/`, test modules and
+/// comments included (so a query cannot hide in a helper "just for tests").
+#[test]
+fn sql_lives_only_in_the_ledger() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| !f.starts_with(src.join("ledger"))) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            if ["SELECT", "INSERT", "UPDATE", "DELETE"]
+                .iter()
+                .any(|w| line.contains(w))
+            {
+                found.push(format!("{}:{}: {}", f.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "SQL outside src/ledger/:\n{}",
+        found.join("\n")
+    );
+}
+
 #[test]
 fn the_reader_sees_imports_groups_and_super_paths() {
     let code = "use crate::ledger::{query::Reader, Ledger};\nuse super::band::Band;\nfn f() { crate::model::Timestamp::now(); }\n";
