@@ -127,6 +127,9 @@ async fn badge_api_metrics_and_alert_list_agree() {
                 ));
             }
         }
+        if !now.is_empty() {
+            eprintln!("sample {samples}: {now:?}");
+        }
         disagreements.extend(now.iter().filter(|d| previous.contains(d)).cloned());
         previous = now;
         tokio::time::sleep(Duration::from_millis(500)).await;
