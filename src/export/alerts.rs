@@ -7,7 +7,8 @@
 //!   attempt yet has one row with empty attempt columns).
 
 use super::table::{Cell, TableWriter};
-use crate::ledger::export::{AlertRow, DeliveryRow, Named, Snapshot};
+use crate::ledger::alerts::StoredAlert;
+use crate::ledger::export::{DeliveryRow, Named, Snapshot};
 use crate::ledger::LedgerError;
 
 pub const ALERT_COLUMNS: &[&str] = &[
@@ -80,10 +81,10 @@ pub fn write<W: std::io::Write>(
 
 fn alert_row<W: std::io::Write>(
     t: &mut TableWriter<W>,
-    a: &AlertRow,
+    a: &StoredAlert,
     tz: chrono::FixedOffset,
 ) -> std::io::Result<()> {
-    let times: Vec<Option<String>> = [a.since, a.raised, a.cleared, a.acked_at]
+    let times: Vec<Option<String>> = [Some(a.since), Some(a.raised), a.cleared, a.acked_at]
         .iter()
         .map(|t| time_cell(*t, tz))
         .collect();

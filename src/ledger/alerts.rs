@@ -457,11 +457,11 @@ fn save_key_state(conn: &Connection, k: &KeyStateRow, now: i64) -> Result<(), Le
     Ok(())
 }
 
-const ALERT_COLUMNS: &str =
+pub(super) const ALERT_COLUMNS: &str =
     "id, station, subject, kind, severity, state, since, raised, updated, cleared, detail, peak, \
      notifications, acked_at, acked_by, ack_comment";
 
-fn stored_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
+pub(super) fn stored_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
     Ok(StoredAlert {
         id: r.get(0)?,
         station: r.get(1)?,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection};
 
+use super::alerts::StoredAlert;
 use super::{LedgerError, Reader};
 use crate::compliance::Flags;
 
@@ -313,28 +314,6 @@ fn events(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// One alert, as exported (`alerts` table).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertRow {
-    pub id: i64,
-    pub station: String,
-    pub subject: String,
-    pub kind: String,
-    pub severity: String,
-    pub state: String,
-    pub since: Option<i64>,
-    pub raised: Option<i64>,
-    pub cleared: Option<i64>,
-    pub acked_at: Option<i64>,
-    pub acked_by: Option<String>,
-    pub ack_comment: Option<String>,
-    pub notifications: i64,
-    /// JSON text.
-    pub detail: String,
-    /// JSON text.
-    pub peak: String,
-}
-
 /// One delivery attempt of an alert's notification, as exported (`alert_deliveries` table); a notification without
 /// an attempt yet has one row with empty attempt fields.
 #[derive(Debug, Clone, PartialEq)]
@@ -354,9 +333,13 @@ pub struct DeliveryRow {
     pub attempt_error: Option<String>,
 }
 
-const ALERTS_SQL: &str = "SELECT id, station, subject, kind, severity, state, since, raised, cleared, acked_at, acked_by, \
-     ack_comment, notifications, detail, peak FROM alerts WHERE station = ?1 AND since < ?3 AND (cleared IS NULL OR cleared >= ?2) \
-     ORDER BY id";
+/// The alerts of one station active during `[?2, ?3)`, in the columns `alerts::stored_alert` reads.
+static ALERTS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM alerts WHERE station = ?1 AND since < ?3 AND (cleared IS NULL OR cleared >= ?2) ORDER BY id",
+        super::alerts::ALERT_COLUMNS
+    )
+});
 
 const DELIVERIES_SQL: &str = "SELECT o.alert_id, o.id, o.channel, o.change, o.created, o.status, o.attempts, o.delivered, \
      o.last_error, a.at, a.duration_ms, a.ok, a.error FROM outbox o LEFT JOIN outbox_attempts a ON a.outbox_id = o.id \
@@ -378,10 +361,10 @@ impl Snapshot<'_> {
         codes: &[&str],
         from: i64,
         to: i64,
-        mut on_alert: impl FnMut(&AlertRow) -> Result<(), E>,
+        mut on_alert: impl FnMut(&StoredAlert) -> Result<(), E>,
         mut on_delivery: impl FnMut(&DeliveryRow) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut st = self.conn.prepare(ALERTS_SQL).map_err(LedgerError::from)?;
+        let mut st = self.conn.prepare(&ALERTS_SQL).map_err(LedgerError::from)?;
         let mut dst = self
             .conn
             .prepare(DELIVERIES_SQL)
@@ -391,7 +374,7 @@ impl Snapshot<'_> {
                 .query(params![code, from, to])
                 .map_err(LedgerError::from)?;
             while let Some(r) = rows.next().map_err(LedgerError::from)? {
-                let alert = alert_row(r).map_err(LedgerError::from)?;
+                let alert = super::alerts::stored_alert(r).map_err(LedgerError::from)?;
                 on_alert(&alert)?;
                 let mut d = dst.query([alert.id]).map_err(LedgerError::from)?;
                 while let Some(x) = d.next().map_err(LedgerError::from)? {
@@ -401,26 +384,6 @@ impl Snapshot<'_> {
         }
         Ok(())
     }
-}
-
-fn alert_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
-    Ok(AlertRow {
-        id: r.get(0)?,
-        station: r.get(1)?,
-        subject: r.get(2)?,
-        kind: r.get(3)?,
-        severity: r.get(4)?,
-        state: r.get(5)?,
-        since: r.get(6)?,
-        raised: r.get(7)?,
-        cleared: r.get(8)?,
-        acked_at: r.get(9)?,
-        acked_by: r.get(10)?,
-        ack_comment: r.get(11)?,
-        notifications: r.get(12)?,
-        detail: r.get(13)?,
-        peak: r.get(14)?,
-    })
 }
 
 fn delivery_row(x: &rusqlite::Row<'_>) -> rusqlite::Result<DeliveryRow> {
