@@ -297,8 +297,10 @@ impl Rules {
         }
     }
 
+    /// Bad observations in a row before raising. A violation is a judged window, already the mean of a window's
+    /// readings: one is conclusive.
     fn required_count(&self, kind: Kind) -> u32 {
-        if kind.counted() {
+        if kind.counted() && kind != Kind::Violation {
             self.raise_after
         } else {
             1
@@ -374,6 +376,12 @@ impl Engine {
         self.keys.insert(key, state);
     }
 
+    /// The state a re-derivation of the key's history arrived at (stored with it; kept dirty to be saved again).
+    pub fn rederived(&mut self, key: AlertKey, state: KeyState) {
+        self.dirty.insert(key.clone());
+        self.keys.insert(key, state);
+    }
+
     pub fn state(&self, key: &AlertKey) -> Option<&KeyState> {
         self.keys.get(key)
     }
@@ -427,13 +435,17 @@ impl Engine {
         let rules = &self.rules;
         let s = self.keys.entry(key.clone()).or_default();
         self.dirty.insert(key.clone());
-        // The key's observation clock: an out-of-order observation counts at the newest time seen.
+        // The key's observation clock: an out-of-order observation counts at the newest time seen (the runner
+        // re-derives a key's history instead of feeding it out of order).
         let t = s.clock.map_or(obs.at, |c| c.max(obs.at));
+        // The same observation again (a window judged anew: early, then when it closes) updates, it is not counted
+        // twice, so the outcome does not depend on how often a window was judged.
+        let again = s.clock == Some(obs.at);
         s.clock = Some(t);
         if obs.bad {
-            observe_bad(rules, key, s, now, t, obs)
+            observe_bad(rules, key, s, now, t, again, obs)
         } else {
-            observe_good(rules, key, s, now, t, obs)
+            observe_good(rules, key, s, now, t, again, obs)
         }
     }
 
@@ -486,11 +498,14 @@ fn observe_bad(
     s: &mut KeyState,
     now: i64,
     t: i64,
+    again: bool,
     obs: Observation,
 ) -> Option<Transition> {
     s.good_count = 0;
     s.good_since = None;
-    s.bad_count = s.bad_count.saturating_add(1);
+    if !(again && s.bad_count > 0) {
+        s.bad_count = s.bad_count.saturating_add(1);
+    }
     let since = s.bad_since.map_or(obs.at, |b| b.min(obs.at));
     s.bad_since = Some(since);
     s.last_bad = Some(s.last_bad.map_or(obs.at, |b| b.max(obs.at)));
@@ -527,6 +542,7 @@ fn observe_good(
     s: &mut KeyState,
     now: i64,
     t: i64,
+    again: bool,
     obs: Observation,
 ) -> Option<Transition> {
     match s.phase {
@@ -536,7 +552,9 @@ fn observe_good(
             None
         }
         Phase::Raised | Phase::Acknowledged => {
-            s.good_count = s.good_count.saturating_add(1);
+            if !(again && s.good_count > 0) {
+                s.good_count = s.good_count.saturating_add(1);
+            }
             let good_since = *s.good_since.get_or_insert(obs.at);
             s.bad_count = 0;
             let far_below = key.kind.counted()

@@ -49,6 +49,8 @@ pub struct LateAlert {
     pub unit: String,
     pub peak_multiple: Option<f64>,
     pub peak_band: String,
+    /// The complete data no longer shows this alert (a backlog filled the gap that made it).
+    pub withdrawn: bool,
 }
 
 /// One notification as sent.
@@ -202,12 +204,21 @@ impl Notification {
                     fmt_num(m)
                 )
             });
-            let end_vi = a.cleared.map_or("vẫn đang mở".to_string(), |c| {
-                format!("kết thúc {}", local(c))
-            });
-            let end_en = a.cleared.map_or("still open".to_string(), |c| {
-                format!("cleared {}", local(c))
-            });
+            let (end_vi, end_en) = if a.withdrawn {
+                (
+                    "đã rút lại: dữ liệu đầy đủ không còn cho thấy".to_string(),
+                    "withdrawn: the complete data no longer shows it".to_string(),
+                )
+            } else {
+                (
+                    a.cleared.map_or("vẫn đang mở".to_string(), |c| {
+                        format!("kết thúc {}", local(c))
+                    }),
+                    a.cleared.map_or("still open".to_string(), |c| {
+                        format!("cleared {}", local(c))
+                    }),
+                )
+            };
             vi.push(format!(
                 "#{} {kind_vi}{what}: từ {}, {end_vi}{peak}",
                 a.alert_id,

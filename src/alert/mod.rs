@@ -10,8 +10,11 @@
 
 pub mod channels;
 pub mod engine;
+mod history;
 pub mod message;
+pub mod observe;
 pub mod outbox;
+mod rederive;
 pub mod runner;
 pub mod store;
 

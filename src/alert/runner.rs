@@ -6,7 +6,7 @@
 //! falling behind the broadcast) it replays the committed readings past the cursor, so a restart — even after
 //! SIGKILL — neither raises twice nor loses a clear.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,31 +18,18 @@ use tracing::{error, info, warn};
 use super::engine::{
     AlertKey, Change, Clock, Detail, Engine, KeyState, Kind, Observation, Phase, Rules, Transition,
 };
+use super::history::Rederivation;
 use super::message::Context;
+use super::observe::{self, local, ReadingObs, WindowObs};
 use super::store::{Routed, Store};
 use super::AlertMetrics;
 use super::{AckError, Command};
-use crate::compliance::{Band, Flags, LimitBound};
+use crate::compliance::{Band, LimitBound};
 use crate::config::alert::{glob_match, Route};
 use crate::config::Config;
 use crate::health::Health;
 use crate::ledger::{Held, LedgerError};
-use crate::model::{Status, Timestamp};
 use crate::pipeline::LiveEvent;
-
-/// A reading as the engine sees it (from the broadcast or replayed from the ledger).
-struct ReadingObs<'a> {
-    station: &'a str,
-    parameter: &'a str,
-    ts: i64,
-    value: f64,
-    unit: &'a str,
-    status: Status,
-    band: Band,
-    ratio: Option<f64>,
-    limit: (Option<f64>, Option<f64>),
-    flags: Flags,
-}
 
 /// (lower bound, upper bound or Cmax, unit).
 type LimitAndUnit = (Option<f64>, Option<f64>, String);
@@ -82,6 +69,10 @@ pub struct Runner {
     /// Stations whose catch-up summary is waiting, and those due to close at the next flush.
     catching_up: BTreeSet<String>,
     close: Vec<String>,
+    /// Newest reading time each series has fed its keys: an older reading re-derives them instead.
+    series_clock: HashMap<(String, String), i64>,
+    /// Keys to re-derive once what is pending is stored, each from the oldest time that arrived out of order.
+    rederive: BTreeMap<AlertKey, i64>,
 }
 
 /// A catch-up closes (its summary is queued) once no late observation came from the station for this long.
@@ -132,6 +123,8 @@ impl Runner {
             late_seen: HashMap::new(),
             catching_up: BTreeSet::new(),
             close: Vec::new(),
+            series_clock: HashMap::new(),
+            rederive: BTreeMap::new(),
         })
     }
 
@@ -143,7 +136,7 @@ impl Runner {
         shutdown: CancellationToken,
     ) {
         self.replay().await;
-        self.flush().await;
+        self.settle().await;
         let mut every = tokio::time::interval(Duration::from_secs(1));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         use broadcast::error::RecvError;
@@ -153,22 +146,22 @@ impl Runner {
                 r = rx.recv() => match r {
                     Ok(ev) => {
                         self.apply(&ev);
-                        if !self.pending.is_empty() {
-                            self.flush().await;
+                        if !self.pending.is_empty() || !self.rederive.is_empty() {
+                            self.settle().await;
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
                         warn!(missed = n, "Alert engine fell behind the pipeline; catching up from the ledger.");
                         self.replay().await;
-                        self.flush().await;
+                        self.settle().await;
                     }
                     Err(RecvError::Closed) => break,
                 },
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 _ = every.tick() => {
                     self.tick();
-                    if !self.pending.is_empty() || !self.close.is_empty() || self.saved_at.elapsed() >= Duration::from_secs(5) {
-                        self.flush().await;
+                    if !self.pending.is_empty() || !self.close.is_empty() || !self.rederive.is_empty() || self.saved_at.elapsed() >= Duration::from_secs(5) {
+                        self.settle().await;
                     }
                 }
             }
@@ -222,16 +215,14 @@ impl Runner {
                 for u in updates {
                     // A violation is the judged window (closed, or already certain), never the running mean.
                     let (band, ratio) = u.verdict.judged().unwrap_or((Band::NotEvaluated, None));
-                    self.observe_window(
-                        &u.station,
-                        &u.parameter,
-                        u.window_start.millis(),
-                        u.aggregate.mean,
-                        u.aggregate.completeness,
+                    let w = WindowObs {
+                        window_start: u.window_start.millis(),
+                        mean: u.aggregate.mean,
+                        completeness: u.aggregate.completeness,
                         ratio,
                         band,
-                        now,
-                    );
+                    };
+                    self.observe_window(&u.station, &u.parameter, w, now);
                 }
             }
             LiveEvent::Events(_) | LiveEvent::Alerts(_) => {}
@@ -266,105 +257,71 @@ impl Runner {
         self.last_seen.insert(r.station.to_string(), now);
         let silent = AlertKey::new(r.station, "", Kind::Silent);
         self.observe_now(silent, now, false, Detail::default());
-        let ts = r.ts;
-        self.limits.insert(
-            (r.station.to_string(), r.parameter.to_string()),
-            (r.limit.0, r.limit.1, r.unit.to_string()),
-        );
-        let detail = Detail {
-            ts: r.ts,
-            value: Some(r.value),
-            unit: r.unit.to_string(),
-            limit_low: r.limit.0,
-            limit_high: r.limit.1,
-            ratio: r.ratio,
-            band: r.band.as_str().to_string(),
-            band_severity: r.band.severity(),
-            note: String::new(),
-        };
-        let key = |kind| AlertKey::new(r.station, r.parameter, kind);
-        let status_note = |d: &Detail| Detail {
-            note: format!(
-                "status {} ({}) at {}",
-                r.status.code(),
-                r.status.as_str(),
-                local(&self.ctx, r.ts)
-            ),
-            ..d.clone()
-        };
-        match r.status {
-            Status::Measuring => {
-                self.observe(key(Kind::Fault), now, ts, ts, false, detail.clone());
-                self.observe(key(Kind::Calibration), now, ts, ts, false, detail.clone());
-                if !matches!(r.band, Band::NoLimit | Band::NotEvaluated) {
-                    self.observe(
-                        key(Kind::Exceedance),
-                        now,
-                        ts,
-                        ts,
-                        r.band.is_exceedance(),
-                        detail.clone(),
-                    );
-                }
-                let q = Flags(r.flags.0 & (Flags::FLAT_LINE.0 | Flags::SPIKE.0));
-                let note = q.names();
-                self.observe(
-                    key(Kind::Quality),
-                    now,
-                    ts,
-                    ts,
-                    !q.is_empty(),
-                    Detail { note, ..detail },
-                );
+        let series = (r.station.to_string(), r.parameter.to_string());
+        self.limits
+            .insert(series.clone(), (r.limit.0, r.limit.1, r.unit.to_string()));
+        // Older than what the series already told its keys: their history is re-derived in observation order.
+        let newest = self.series_newest(&series);
+        if newest.is_some_and(|n| r.ts < n) {
+            for kind in observe::READING_KINDS {
+                self.schedule_rederive(AlertKey::new(r.station, r.parameter, kind), r.ts);
             }
-            Status::Fault => {
-                let d = status_note(&detail);
-                self.observe(key(Kind::Fault), now, ts, ts, true, d);
-                self.observe(key(Kind::Calibration), now, ts, ts, false, detail);
-            }
-            Status::Calibrating => {
-                let d = status_note(&detail);
-                self.observe(key(Kind::Calibration), now, ts, ts, true, d);
-                self.observe(key(Kind::Fault), now, ts, ts, false, detail);
-            }
-            Status::Maintenance => {
-                self.observe(key(Kind::Fault), now, ts, ts, false, detail.clone());
-                self.observe(key(Kind::Calibration), now, ts, ts, false, detail);
-            }
+            return;
+        }
+        self.series_clock.insert(series, r.ts);
+        for (kind, bad, detail) in observe::reading(&self.ctx, &r) {
+            let key = AlertKey::new(r.station, r.parameter, kind);
+            self.observe(key, now, r.ts, r.ts, bad, detail);
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn observe_window(
-        &mut self,
-        station: &str,
-        parameter: &str,
-        window_start: i64,
-        mean: Option<f64>,
-        completeness: f64,
-        ratio: Option<f64>,
-        band: Band,
-        now: i64,
-    ) {
+    /// The newest reading time a series has fed its keys: seen since start, or the newest observation of its keys'
+    /// restored states.
+    fn series_newest(&mut self, series: &(String, String)) -> Option<i64> {
+        if let Some(t) = self.series_clock.get(series) {
+            return Some(*t);
+        }
+        let restored = observe::READING_KINDS
+            .iter()
+            .filter_map(|k| {
+                let key = AlertKey::new(&series.0, &series.1, *k);
+                self.engine.state(&key).and_then(|s| s.clock)
+            })
+            .max();
+        if let Some(t) = restored {
+            self.series_clock.insert(series.clone(), t);
+        }
+        restored
+    }
+
+    /// Re-derive `key` from observation time `from` once the current batch is stored.
+    fn schedule_rederive(&mut self, key: AlertKey, from: i64) {
+        let e = self.rederive.entry(key).or_insert(from);
+        *e = (*e).min(from);
+    }
+
+    fn observe_window(&mut self, station: &str, parameter: &str, w: WindowObs, now: i64) {
         let k = (station.to_string(), parameter.to_string());
+        let violation = AlertKey::new(station, parameter, Kind::Violation);
+        let completeness_key = AlertKey::new(
+            station,
+            &observe::completeness_subject(parameter),
+            Kind::Quality,
+        );
         let judge = match self.windows.get(&k).copied() {
-            Some((ws, _, _)) if window_start < ws => return, // a late recomputation of a closed window
-            Some((ws, previous, judge_previous)) if window_start > ws => {
+            Some((ws, _, _)) if w.window_start < ws => {
+                // A window older than the series' newest judged again (late data in a closed window): the
+                // series' window keys are re-derived in window order.
+                self.schedule_rederive(violation, w.window_start);
+                self.schedule_rederive(completeness_key, w.window_start);
+                return;
+            }
+            Some((ws, previous, judge_previous)) if w.window_start > ws => {
                 let below = self.engine.rules.completeness_below;
                 if below > 0.0 && judge_previous {
-                    let detail = Detail {
-                        ts: ws,
-                        note: format!(
-                            "completeness {:.0} % in the window from {}",
-                            previous * 100.0,
-                            local(&self.ctx, ws)
-                        ),
-                        ..Detail::default()
-                    };
-                    let key =
-                        AlertKey::new(station, &format!("{parameter}:completeness"), Kind::Quality);
+                    let (bad, detail) = observe::completeness(&self.ctx, ws, previous, below);
                     let ends = ws + self.judging_ms;
-                    self.observe(key, now, ws, ends, previous <= below, detail);
+                    self.observe(completeness_key, now, ws, ends, bad, detail);
                 }
                 true
             }
@@ -373,43 +330,17 @@ impl Runner {
             None => false,
         };
         self.windows
-            .insert(k.clone(), (window_start, completeness, judge));
-        if matches!(band, Band::NoLimit | Band::NotEvaluated) {
-            return;
-        }
-        let (lo, mut hi, unit) = self
+            .insert(k.clone(), (w.window_start, w.completeness, judge));
+        let limit = self
             .limits
             .get(&k)
             .cloned()
             .unwrap_or_else(|| (None, None, self.units.get(&k).cloned().unwrap_or_default()));
-        if lo.is_none() && hi.is_none() {
-            // No reading seen yet since start: the limit follows from the mean and its multiple.
-            hi = mean
-                .zip(ratio)
-                .filter(|(_, r)| *r > 0.0)
-                .map(|(m, r)| m / r);
+        if let Some((bad, detail)) = observe::violation(&self.ctx, &w, limit) {
+            // A window is observed at its start (the alert's `since` is the window's); it is late when its end is.
+            let ends = w.window_start + self.judging_ms;
+            self.observe(violation, now, w.window_start, ends, bad, detail);
         }
-        let detail = Detail {
-            ts: window_start,
-            value: mean,
-            unit,
-            limit_low: lo,
-            limit_high: hi,
-            ratio,
-            band: band.as_str().to_string(),
-            band_severity: band.severity(),
-            note: format!("mean of the window from {}", local(&self.ctx, window_start)),
-        };
-        // A window is observed at its start (the alert's `since` is the window's); it is late when its end is.
-        let ends = window_start + self.judging_ms;
-        self.observe(
-            AlertKey::new(station, parameter, Kind::Violation),
-            now,
-            window_start,
-            ends,
-            band.is_exceedance(),
-            detail,
-        );
     }
 
     fn tick(&mut self) {
@@ -496,21 +427,7 @@ impl Runner {
             let n = rows.len();
             for r in &rows {
                 self.fed_seq = r.seq;
-                self.observe_reading(
-                    ReadingObs {
-                        station: &r.station,
-                        parameter: &r.parameter,
-                        ts: r.ts,
-                        value: r.value,
-                        unit: &r.unit,
-                        status: r.status,
-                        band: r.band,
-                        ratio: r.ratio,
-                        limit: r.limit,
-                        flags: r.flags,
-                    },
-                    now,
-                );
+                self.observe_reading(ReadingObs::from(r), now);
             }
             if !self.pending.is_empty() || n > 0 {
                 self.flush().await;
@@ -528,17 +445,87 @@ impl Runner {
                     (w.station.clone(), w.parameter.clone()),
                     (w.window_start, w.completeness, true),
                 );
-                self.observe_window(
-                    &w.station,
-                    &w.parameter,
-                    w.window_start,
-                    w.mean,
-                    w.completeness,
-                    w.ratio,
-                    w.band,
-                    now,
-                );
+                let obs = WindowObs {
+                    window_start: w.window_start,
+                    mean: w.mean,
+                    completeness: w.completeness,
+                    ratio: w.ratio,
+                    band: w.band,
+                };
+                self.observe_window(&w.station, &w.parameter, obs, now);
             }
+        }
+    }
+
+    /// Store what is pending, then re-derive the keys whose observations arrived out of order (on top of what is
+    /// stored, so only once nothing is pending), and store their new state.
+    async fn settle(&mut self) {
+        self.flush().await;
+        if self.rederive.is_empty() || !self.pending.is_empty() {
+            return;
+        }
+        self.rederive_all().await;
+        self.flush().await;
+    }
+
+    async fn rederive_all(&mut self) {
+        let now = self.clock.now_ms();
+        let keys = std::mem::take(&mut self.rederive);
+        let mut changed = Vec::new();
+        for (key, from) in keys {
+            let series = (
+                key.station.clone(),
+                observe::completeness_parameter(&key.subject)
+                    .unwrap_or(&key.subject)
+                    .to_string(),
+            );
+            let limit = self.limits.get(&series).cloned().unwrap_or_else(|| {
+                (
+                    None,
+                    None,
+                    self.units.get(&series).cloned().unwrap_or_default(),
+                )
+            });
+            let (ctx, rules, judging_ms) =
+                (self.ctx.clone(), self.engine.rules.clone(), self.judging_ms);
+            let channels = channels_for(&self.routes, &key);
+            let current = self.engine.state(&key).cloned();
+            let k = key.clone();
+            let result = self
+                .store
+                .call(move |s| {
+                    s.rederive(&Rederivation {
+                        ctx: &ctx,
+                        rules: &rules,
+                        key: &k,
+                        from,
+                        current,
+                        channels: &channels,
+                        judging_ms,
+                        limit,
+                        now,
+                    })
+                })
+                .await;
+            match result {
+                Ok(Some(done)) => {
+                    if !done.changed.is_empty() {
+                        info!(key = %key.id(), alerts = done.changed.len(), "Out-of-order data re-derived an alert history.");
+                        self.late_seen.insert(key.station.clone(), now);
+                        self.catching_up.insert(key.station.clone());
+                    }
+                    self.engine.rederived(key, done.state);
+                    changed.extend(done.changed);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    error!(error = %e, key = %key.id(), "Re-deriving an alert history failed; will retry within a second.");
+                    self.schedule_rederive(key, from);
+                }
+            }
+        }
+        if !changed.is_empty() {
+            let _ = self.live.send(LiveEvent::Alerts(Arc::new(changed)));
         }
     }
 
@@ -667,26 +654,24 @@ impl Runner {
 
 /// The channels of every route that matches the alert (none for an update, which is stored and shown only).
 fn route(routes: &[Route], t: &Transition) -> Vec<String> {
-    let mut out = BTreeSet::new();
     if !t.change.notifies() {
         return Vec::new();
     }
+    channels_for(routes, &t.key)
+}
+
+/// The channels of every route that matches a key.
+fn channels_for(routes: &[Route], key: &AlertKey) -> Vec<String> {
+    let mut out = BTreeSet::new();
     for r in routes {
         let station_ok =
-            r.stations.is_empty() || r.stations.iter().any(|p| glob_match(p, &t.key.station));
-        let kind_ok = r.kinds.is_empty() || r.kinds.contains(&t.key.kind);
-        if station_ok && kind_ok && t.key.kind.severity() >= r.min_severity {
+            r.stations.is_empty() || r.stations.iter().any(|p| glob_match(p, &key.station));
+        let kind_ok = r.kinds.is_empty() || r.kinds.contains(&key.kind);
+        if station_ok && kind_ok && key.kind.severity() >= r.min_severity {
             out.extend(r.channels.iter().cloned());
         }
     }
     out.into_iter().collect()
-}
-
-fn local(ctx: &Context, ms: i64) -> String {
-    Timestamp(ms)
-        .to_local(ctx.timezone)
-        .format("%d/%m/%Y %H:%M")
-        .to_string()
 }
 
 fn station_ids(config: &Config) -> Vec<String> {
@@ -717,9 +702,10 @@ mod tests {
 
     use super::*;
     use crate::alert::engine::TokioClock;
+    use crate::compliance::Flags;
     use crate::health::{Backlog, ConnectionState};
     use crate::ledger::Evaluated;
-    use crate::model::{Parameter, Reading, SourceKind, StationId, Unit};
+    use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
     use crate::pipeline::Committed;
 
     const T0: i64 = 1_800_000_000_000;

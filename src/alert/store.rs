@@ -20,10 +20,10 @@ use crate::model::Timestamp;
 pub use crate::ledger::alerts::READINGS_CURSOR;
 
 pub struct Store {
-    ledger: AlertStore,
+    pub(super) ledger: AlertStore,
     /// Per station, the alerts late data raised or cleared that await their summary. Kept in memory: a restart in
     /// the middle of a catch-up sends no summary for the part before it (the alerts themselves are stored).
-    catch_ups: BTreeMap<String, CatchUp>,
+    pub(super) catch_ups: BTreeMap<String, CatchUp>,
 }
 
 /// A transition and the channels its notification goes to.
@@ -44,7 +44,7 @@ pub struct Committed {
 
 /// The alerts late data touched at one station, with the channels each is routed to.
 #[derive(Debug, Clone, Default)]
-struct CatchUp {
+pub(super) struct CatchUp {
     alerts: BTreeMap<i64, (LateAlert, BTreeSet<String>)>,
 }
 
@@ -63,6 +63,7 @@ impl CatchUp {
                     unit: String::new(),
                     peak_multiple: None,
                     peak_band: String::new(),
+                    withdrawn: false,
                 },
                 BTreeSet::new(),
             )
@@ -78,6 +79,16 @@ impl CatchUp {
         a.peak_multiple = t.peak.ratio;
         a.peak_band = t.peak.band.clone();
         ch.extend(channels.iter().cloned());
+    }
+
+    /// An alert a re-derivation added, moved or withdrew (it replaces what the catch-up held of it).
+    pub(super) fn note(&mut self, a: LateAlert, channels: &[String]) {
+        let entry = self
+            .alerts
+            .entry(a.alert_id)
+            .or_insert_with(|| (a.clone(), BTreeSet::new()));
+        entry.0 = a;
+        entry.1.extend(channels.iter().cloned());
     }
 
     /// Per channel, the alerts routed to it.
@@ -279,7 +290,7 @@ impl Store {
     }
 }
 
-fn key_state_row(k: &AlertKey, s: &KeyState) -> KeyStateRow {
+pub(super) fn key_state_row(k: &AlertKey, s: &KeyState) -> KeyStateRow {
     KeyStateRow {
         key: k.id(),
         state: serde_json::to_string(s).unwrap_or_default(),
@@ -318,12 +329,17 @@ struct StoredDetail<'a> {
     raised_late: bool,
 }
 
-fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result<i64, LedgerError> {
-    let detail = serde_json::to_string(&StoredDetail {
-        latest: &t.detail,
-        raised_late: t.raised_late,
+/// The `detail` column's text.
+pub(super) fn detail_json(latest: &super::engine::Detail, raised_late: bool) -> String {
+    serde_json::to_string(&StoredDetail {
+        latest,
+        raised_late,
     })
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
+
+fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result<i64, LedgerError> {
+    let detail = detail_json(&t.detail, t.raised_late);
     let peak = serde_json::to_string(&t.peak).unwrap_or_default();
     let notifications = i64::from(t.change.notifies());
     match (t.change, id) {

@@ -182,7 +182,7 @@ pub struct JudgingWindow {
 
 /// The alert runner's write connection.
 pub struct AlertStore {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl AlertStore {
@@ -343,7 +343,7 @@ impl AlertStore {
 /// One write transaction of the alert runner: alert rows, outbox rows, key states and the cursor together.
 /// Dropped without [`AlertTx::commit`], it rolls back.
 pub struct AlertTx<'c> {
-    tx: Transaction<'c>,
+    pub(super) tx: Transaction<'c>,
 }
 
 impl AlertTx<'_> {

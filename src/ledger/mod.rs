@@ -10,6 +10,7 @@
 //! [`LedgerHandle`] or [`Held`] (`handle.rs`), which run them on the blocking pool; readers open their own connection.
 
 pub mod aggregates;
+pub mod alert_history;
 pub mod alerts;
 pub mod audit;
 mod checkpointer;

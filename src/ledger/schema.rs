@@ -304,6 +304,23 @@ CREATE TABLE event_revisions (
     changed       INTEGER NOT NULL         -- when (wall clock, Unix ms)
 );
 "#,
+    // 8: alerts follow observation time too. Observations that arrive out of order re-derive an alert key's history
+    // from its last quiet point: alerts are rewritten in place, added, or withdrawn (state `withdrawn`: the complete
+    // data no longer shows them), and `alert_revisions` records each re-derivation.
+    r#"
+CREATE INDEX alerts_key ON alerts(station, subject, kind, since);
+CREATE TABLE alert_revisions (
+    id            INTEGER PRIMARY KEY,
+    station       TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    span_after    INTEGER,                 -- the history re-derived: observations after this quiet one (NULL: all)
+    old_alerts    TEXT NOT NULL,           -- JSON: the alerts the span held before
+    new_alerts    TEXT NOT NULL,           -- JSON: the alerts in-order arrival makes of it
+    reason        TEXT NOT NULL,           -- what arrived out of order
+    changed       INTEGER NOT NULL         -- when (wall clock, Unix ms)
+);
+"#,
 ];
 
 /// The schema version this build brings a ledger to.

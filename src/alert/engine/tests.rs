@@ -89,10 +89,10 @@ fn changes(ts: &[Transition]) -> Vec<Change> {
 }
 
 #[tokio::test(start_paused = true)]
-async fn violation_raises_once_renotifies_escalates_and_clears_with_hysteresis() {
+async fn a_counted_alert_raises_once_renotifies_escalates_and_clears_with_hysteresis() {
     let clock = TokioClock::new(T0);
     let mut e = Engine::new(rules());
-    let k = cod(Kind::Violation);
+    let k = cod(Kind::Exceedance);
     let minute = Duration::from_secs(60);
     // One bad observation is only pending.
     assert_eq!(e.live(&k, clock.now_ms(), value(1.05)), None);
@@ -147,7 +147,7 @@ async fn one_value_well_below_the_limit_clears_at_once() {
 async fn readings_hovering_at_the_limit_do_not_flap() {
     let clock = TokioClock::new(T0);
     let mut e = Engine::new(rules());
-    let k = cod(Kind::Violation);
+    let k = cod(Kind::Exceedance);
     let mut all = Vec::new();
     // A running mean hovering around the limit: bad, good, bad, good… every minute for three hours.
     for i in 0..180 {
@@ -286,7 +286,7 @@ async fn maintenance_mutes_the_station() {
     step(&clock, Duration::from_secs(3600)).await;
     e.live(&k, clock.now_ms(), value(2.0));
     assert_eq!(
-        e.live(&k, clock.now_ms(), value(2.0)).unwrap().change,
+        e.live(&k, clock.now_ms() + 1, value(2.0)).unwrap().change,
         Change::Raised
     );
 }
@@ -295,9 +295,9 @@ async fn maintenance_mutes_the_station() {
 async fn acknowledged_alerts_are_not_renotified_but_escalate() {
     let clock = TokioClock::new(T0);
     let mut e = Engine::new(rules());
-    let k = cod(Kind::Violation);
+    let k = cod(Kind::Exceedance);
     e.live(&k, clock.now_ms(), value(1.05));
-    e.live(&k, clock.now_ms(), value(1.05)).unwrap();
+    e.live(&k, clock.now_ms() + 1, value(1.05)).unwrap();
     e.set_alert_id(&k, 3);
     assert_eq!(e.acknowledge(3), Some(k.clone()));
     assert_eq!(e.acknowledge(3), None, "already acknowledged");
@@ -313,9 +313,9 @@ async fn acknowledged_alerts_are_not_renotified_but_escalate() {
 async fn restored_state_continues_without_a_second_raise() {
     let clock = TokioClock::new(T0);
     let mut e = Engine::new(rules());
-    let k = cod(Kind::Violation);
+    let k = cod(Kind::Exceedance);
     e.live(&k, clock.now_ms(), value(1.05));
-    e.live(&k, clock.now_ms(), value(1.05)).unwrap();
+    e.live(&k, clock.now_ms() + 1, value(1.05)).unwrap();
     e.set_alert_id(&k, 9);
     let saved = e.take_dirty();
     assert_eq!(saved.len(), 1);
@@ -542,4 +542,32 @@ fn transitions_on_late_data_are_marked_late_and_the_alert_remembers_it() {
     assert_eq!(cleared.change, Change::Cleared);
     assert!(!cleared.late && cleared.raised_late);
     assert_eq!((cleared.since, cleared.last_bad), (T0, live));
+}
+
+#[test]
+fn one_judged_window_raises_a_violation_and_judging_it_again_counts_once() {
+    let mut e = Engine::new(rules());
+    let k = cod(Kind::Violation);
+    let hour = 3_600_000;
+    // The window from T0 judged early (already certain), then again when it closes: one raise.
+    let t = e.observe(&k, T0 + hour, seen(T0, 1.2, T0 + hour)).unwrap();
+    assert_eq!((t.change, t.since), (Change::Raised, T0));
+    assert_eq!(
+        e.observe(&k, T0 + hour, seen(T0, 1.3, T0 + hour))
+            .map(|t| t.change),
+        None
+    );
+    // Clearing needs three good windows (none far below the limit), and a window judged twice counts once.
+    for (w, times) in [(1, 2), (2, 1)] {
+        for _ in 0..times {
+            assert_eq!(
+                e.observe(&k, T0 + 4 * hour, seen(T0 + w * hour, 0.95, T0 + 4 * hour)),
+                None
+            );
+        }
+    }
+    let t = e
+        .observe(&k, T0 + 4 * hour, seen(T0 + 3 * hour, 0.95, T0 + 4 * hour))
+        .unwrap();
+    assert_eq!((t.change, t.at), (Change::Cleared, T0 + 3 * hour));
 }

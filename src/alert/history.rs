@@ -1,0 +1,430 @@
+//! Re-deriving an alert key's history against the ledger (see [`super::rederive`] for the pure part): find the
+//! key's last quiet point before the out-of-order observation, replay the series from there in observation order,
+//! and store the outcome in one transaction — alerts rewritten, added or withdrawn, a revision row, the key's new
+//! state — announcing every change in the station's late-data summary.
+
+use serde_json::json;
+
+use super::engine::{severity_name, AlertKey, Detail, KeyState, Kind, Observation, Phase, Rules};
+use super::message::{Context, LateAlert};
+use super::observe::{self, ReadingObs, WindowObs};
+use super::rederive::{self, Episode, Stored};
+use super::store::{detail_json, key_state_row, Store};
+use crate::ledger::alert_history::{AlertRevision, KeyRef, Rewrite, Span};
+use crate::ledger::alerts::{AlertUpdate, NewAlert, StoredAlert};
+use crate::ledger::LedgerError;
+
+/// One key to re-derive, with what the runner knows of it.
+pub struct Rederivation<'a> {
+    pub ctx: &'a Context,
+    pub rules: &'a Rules,
+    pub key: &'a AlertKey,
+    /// The oldest observation time that arrived out of order.
+    pub from: i64,
+    /// The key's state in the engine now.
+    pub current: Option<KeyState>,
+    /// Where the key's notifications go.
+    pub channels: &'a [String],
+    pub judging_ms: i64,
+    /// The series' latest limit and unit (window messages).
+    pub limit: (Option<f64>, Option<f64>, String),
+    pub now: i64,
+}
+
+/// The key's state afterwards, and the alerts as they now stand.
+pub struct Rederived {
+    pub state: KeyState,
+    pub changed: Vec<StoredAlert>,
+}
+
+/// Where a key's observations come from.
+enum Source<'a> {
+    Readings(&'a str),
+    Violation(&'a str),
+    Completeness(&'a str),
+}
+
+impl<'a> Source<'a> {
+    fn of(key: &'a AlertKey) -> Option<Source<'a>> {
+        match key.kind {
+            Kind::Violation => Some(Source::Violation(&key.subject)),
+            Kind::Quality => Some(
+                observe::completeness_parameter(&key.subject)
+                    .map_or(Source::Readings(&key.subject), Source::Completeness),
+            ),
+            Kind::Exceedance | Kind::Fault | Kind::Calibration => {
+                Some(Source::Readings(&key.subject))
+            }
+            Kind::Silent | Kind::Backlog => None,
+        }
+    }
+}
+
+/// An observation with its time, and the end of what it observed (its lateness counts from there).
+struct Timed {
+    at: i64,
+    ends: i64,
+    bad: bool,
+    detail: Detail,
+}
+
+/// Rows read per page when looking back for the quiet point.
+const PAGE: i64 = 500;
+
+impl Store {
+    /// Re-derive one key's history; `None` for kinds about now (silence, backlog), which have no history.
+    pub fn rederive(&mut self, r: &Rederivation<'_>) -> Result<Option<Rederived>, LedgerError> {
+        let Some(source) = Source::of(r.key) else {
+            return Ok(None);
+        };
+        let key = key_ref(r.key);
+        let quiet = self.quiet_point(r, &source, r.from)?;
+        let raises = match quiet {
+            Some(g) => {
+                self.ledger
+                    .raised_between(key, g.saturating_sub(r.rules.flap_window_ms), g)?
+            }
+            None => Vec::new(),
+        };
+        let start = KeyState {
+            clock: quiet,
+            raises,
+            ..KeyState::default()
+        };
+        let later = self.observations(r, &source, Span::After(quiet))?.0;
+        let observations = later.into_iter().map(|t| Observation {
+            bad: t.bad,
+            at: t.at,
+            late: r.now - t.ends > r.rules.late_after_ms,
+            detail: t.detail,
+        });
+        let (state, episodes) = rederive::replay(r.rules, r.key, start, observations, r.now);
+        let old = self.ledger.key_alerts_after(key, quiet)?;
+        self.store_rederived(r, quiet, state, &episodes, &old)
+            .map(Some)
+    }
+
+    /// The key's last quiet point before `until`: its latest good observation outside any of its alerts (the
+    /// engine is idle there, whatever came before). `None`: the whole stored history is replayed.
+    fn quiet_point(
+        &self,
+        r: &Rederivation<'_>,
+        source: &Source<'_>,
+        mut until: i64,
+    ) -> Result<Option<i64>, LedgerError> {
+        loop {
+            let Some(good) = self.last_good_before(r, source, until)? else {
+                return Ok(None);
+            };
+            match self.ledger.open_at(key_ref(r.key), good)? {
+                // Good, but inside an alert that had not cleared yet: go back to where that alert began.
+                Some(since) if since < until => until = since,
+                _ => return Ok(Some(good)),
+            }
+        }
+    }
+
+    fn last_good_before(
+        &self,
+        r: &Rederivation<'_>,
+        source: &Source<'_>,
+        until: i64,
+    ) -> Result<Option<i64>, LedgerError> {
+        let mut before = until;
+        loop {
+            let (page, oldest) = self.observations(
+                r,
+                source,
+                Span::Before {
+                    ts: before,
+                    limit: PAGE,
+                },
+            )?;
+            let good = page
+                .iter()
+                .find(|t| !t.bad && !r.rules.in_maintenance(&r.key.station, t.at));
+            if let Some(t) = good {
+                return Ok(Some(t.at));
+            }
+            match oldest {
+                Some(ts) => before = ts,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The key's observations in `span`, and (reading back) where a full page ended, to read on from.
+    fn observations(
+        &self,
+        r: &Rederivation<'_>,
+        source: &Source<'_>,
+        span: Span,
+    ) -> Result<(Vec<Timed>, Option<i64>), LedgerError> {
+        let station = r.key.station.as_str();
+        let parameter = match source {
+            Source::Readings(p) | Source::Violation(p) | Source::Completeness(p) => *p,
+        };
+        if let Source::Readings(_) = source {
+            let rows = self.ledger.series_readings(station, parameter, span)?;
+            let more = matches!(span, Span::Before { limit, .. } if rows.len() as i64 == limit);
+            let oldest = rows.last().filter(|_| more).map(|x| x.ts);
+            let timed = rows
+                .iter()
+                .filter_map(|row| {
+                    observe::reading(r.ctx, &ReadingObs::from(row))
+                        .into_iter()
+                        .find(|(kind, _, _)| *kind == r.key.kind)
+                        .map(|(_, bad, detail)| Timed {
+                            at: row.ts,
+                            ends: row.ts,
+                            bad,
+                            detail,
+                        })
+                })
+                .collect();
+            return Ok((timed, oldest));
+        }
+        let windows = self
+            .ledger
+            .series_windows(station, parameter, r.judging_ms)?;
+        let n = windows.len();
+        let below = r.rules.completeness_below;
+        let all = windows.iter().enumerate().filter_map(|(i, w)| {
+            let ends = w.window_start + r.judging_ms;
+            match source {
+                Source::Violation(_) => {
+                    let obs = WindowObs {
+                        window_start: w.window_start,
+                        mean: w.mean,
+                        completeness: w.completeness,
+                        ratio: w.ratio,
+                        band: w.band,
+                    };
+                    observe::violation(r.ctx, &obs, r.limit.clone())
+                }
+                // Judged once closed (a later window exists), never the series' first (it may begin mid-window).
+                _ if below > 0.0 && i > 0 && i + 1 < n => Some(observe::completeness(
+                    r.ctx,
+                    w.window_start,
+                    w.completeness,
+                    below,
+                )),
+                _ => None,
+            }
+            .map(|(bad, detail)| Timed {
+                at: w.window_start,
+                ends,
+                bad,
+                detail,
+            })
+        });
+        // Windows are few (one an hour): the whole series is read, so one page always suffices.
+        let timed = match span {
+            Span::Before { ts, .. } => {
+                let mut v: Vec<Timed> = all.filter(|t| t.at < ts).collect();
+                v.reverse();
+                v
+            }
+            Span::After(after) => all.filter(|t| after.is_none_or(|a| t.at > a)).collect(),
+        };
+        Ok((timed, None))
+    }
+
+    /// Store what in-order arrival makes of the key after `quiet`, and announce the changes.
+    fn store_rederived(
+        &mut self,
+        r: &Rederivation<'_>,
+        quiet: Option<i64>,
+        mut state: KeyState,
+        episodes: &[Episode],
+        old: &[StoredAlert],
+    ) -> Result<Rederived, LedgerError> {
+        let stored: Vec<Stored> = old
+            .iter()
+            .map(|a| Stored {
+                id: a.id,
+                since: a.since,
+                cleared: a.cleared,
+            })
+            .collect();
+        let matching = rederive::reconcile(&stored, episodes);
+        let tx = self.ledger.transaction()?;
+        let key = key_ref(r.key);
+        let mut touched = Vec::new();
+        let mut late = Vec::new();
+        let mut open_id = None;
+        for (e, continues) in episodes.iter().zip(&matching.continues) {
+            let peak = serde_json::to_string(&e.peak).unwrap_or_default();
+            let id = match continues.and_then(|id| old.iter().find(|a| a.id == id)) {
+                Some(a) => {
+                    let detail = detail_json(&e.detail, raised_late(a));
+                    let state_name = match (e.cleared, a.state.as_str()) {
+                        (Some(_), _) => "cleared",
+                        (None, "acknowledged") => "acknowledged",
+                        (None, _) => "raised",
+                    };
+                    let unchanged = (a.since, a.raised, a.updated, a.cleared)
+                        == (e.since, e.raised, e.last_bad, e.cleared)
+                        && (a.detail.as_str(), a.peak.as_str(), a.state.as_str())
+                            == (detail.as_str(), peak.as_str(), state_name);
+                    if !unchanged {
+                        tx.rewrite_alert(
+                            a.id,
+                            &Rewrite {
+                                state: state_name,
+                                since: e.since,
+                                raised: e.raised,
+                                last_bad: e.last_bad,
+                                cleared: e.cleared,
+                                detail: &detail,
+                                peak: &peak,
+                            },
+                        )?;
+                        touched.push(a.id);
+                        late.push(late_alert(r.key, a.id, e, false));
+                    }
+                    a.id
+                }
+                None => {
+                    let detail = detail_json(&e.detail, true);
+                    let id = tx.insert_alert(&NewAlert {
+                        station: key.station,
+                        subject: key.subject,
+                        kind: key.kind,
+                        severity: severity_name(r.key.kind.severity()),
+                        since: e.since,
+                        at: e.raised,
+                        last_bad: e.last_bad,
+                        detail: &detail,
+                        peak: &peak,
+                        notifications: 1,
+                    })?;
+                    if let Some(at) = e.cleared {
+                        let cleared = AlertUpdate::Cleared {
+                            at,
+                            detail: &detail,
+                            notifications: 0,
+                        };
+                        tx.update_alert(id, &cleared)?;
+                    }
+                    touched.push(id);
+                    late.push(late_alert(r.key, id, e, false));
+                    id
+                }
+            };
+            if e.cleared.is_none() {
+                open_id = Some(id);
+            }
+        }
+        for id in &matching.withdrawn {
+            tx.withdraw_alert(*id)?;
+            touched.push(*id);
+            if let Some(a) = old.iter().find(|a| a.id == *id) {
+                late.push(withdrawn_alert(r.key, a));
+            }
+        }
+        if !touched.is_empty() {
+            let old_json = json!(old.iter().map(alert_span).collect::<Vec<_>>()).to_string();
+            let new_json = json!(episodes.iter().map(episode_span).collect::<Vec<_>>()).to_string();
+            let reason = format!(
+                "observations from {} arrived after newer ones",
+                observe::local(r.ctx, r.from)
+            );
+            tx.record_alert_revision(&AlertRevision {
+                key,
+                span_after: quiet,
+                old_alerts: &old_json,
+                new_alerts: &new_json,
+                reason: &reason,
+                changed: r.now,
+            })?;
+        }
+        carry_over(&mut state, r.current.as_ref(), open_id, r.now);
+        tx.save_key_state(&key_state_row(r.key, &state), r.now)?;
+        let mut changed = Vec::new();
+        for id in &touched {
+            changed.extend(tx.alert(*id)?);
+        }
+        tx.commit()?;
+        if !late.is_empty() {
+            let catch_up = self.catch_ups.entry(r.key.station.clone()).or_default();
+            for a in late {
+                catch_up.note(a, r.channels);
+            }
+        }
+        Ok(Rederived { state, changed })
+    }
+}
+
+/// The re-derived state keeps what the engine knew of its open alert: the id, the acknowledgement, and when
+/// recipients were last told (so a re-derivation re-notifies nobody).
+fn carry_over(state: &mut KeyState, current: Option<&KeyState>, open_id: Option<i64>, now: i64) {
+    let open = matches!(state.phase, Phase::Raised | Phase::Acknowledged);
+    state.alert_id = open_id.filter(|_| open);
+    if let Some(cur) =
+        current.filter(|c| open && c.alert_id.is_some() && c.alert_id == state.alert_id)
+    {
+        if cur.phase == Phase::Acknowledged {
+            state.phase = Phase::Acknowledged;
+        }
+        state.last_notified = cur.last_notified;
+        state.notified_at = cur.notified_at.max(state.notified_at);
+        state.notified_severity = cur.notified_severity.max(state.notified_severity);
+    }
+    state.published = Some(now);
+    state.unpublished = false;
+}
+
+fn key_ref(key: &AlertKey) -> KeyRef<'_> {
+    KeyRef {
+        station: &key.station,
+        subject: &key.subject,
+        kind: key.kind.as_str(),
+    }
+}
+
+fn raised_late(a: &StoredAlert) -> bool {
+    serde_json::from_str::<serde_json::Value>(&a.detail)
+        .ok()
+        .and_then(|v| v["raised_late"].as_bool())
+        .unwrap_or(false)
+}
+
+fn late_alert(key: &AlertKey, id: i64, e: &Episode, withdrawn: bool) -> LateAlert {
+    LateAlert {
+        alert_id: id,
+        kind: key.kind.as_str().into(),
+        parameter: key.subject.clone(),
+        since: e.since,
+        raised: Some(e.raised),
+        cleared: e.cleared,
+        peak_value: e.peak.value,
+        unit: e.peak.unit.clone(),
+        peak_multiple: e.peak.ratio,
+        peak_band: e.peak.band.clone(),
+        withdrawn,
+    }
+}
+
+fn withdrawn_alert(key: &AlertKey, a: &StoredAlert) -> LateAlert {
+    let peak: Detail = serde_json::from_str(&a.peak).unwrap_or_default();
+    let e = Episode {
+        since: a.since,
+        raised: a.raised,
+        last_bad: a.updated,
+        cleared: a.cleared,
+        detail: Detail::default(),
+        peak,
+    };
+    late_alert(key, a.id, &e, true)
+}
+
+fn alert_span(a: &StoredAlert) -> serde_json::Value {
+    json!({ "id": a.id, "state": a.state, "since": a.since, "raised": a.raised, "last_bad": a.updated,
+        "cleared": a.cleared })
+}
+
+fn episode_span(e: &Episode) -> serde_json::Value {
+    json!({ "since": e.since, "raised": e.raised, "last_bad": e.last_bad, "cleared": e.cleared,
+        "peak_multiple": e.peak.ratio, "peak_band": e.peak.band })
+}

@@ -1,0 +1,177 @@
+//! What one reading or one judged window tells each alert key of its series. Pure: shared by the runner (live and
+//! replayed data) and by re-derivation (a series' history read back in observation order), so both judge alike.
+
+use super::engine::{Detail, Kind};
+use super::message::Context;
+use crate::compliance::{Band, Flags};
+use crate::model::{Status, Timestamp};
+
+/// A reading as the alert engine sees it (from the broadcast or read back from the ledger).
+pub struct ReadingObs<'a> {
+    pub station: &'a str,
+    pub parameter: &'a str,
+    pub ts: i64,
+    pub value: f64,
+    pub unit: &'a str,
+    pub status: Status,
+    pub band: Band,
+    pub ratio: Option<f64>,
+    /// (lower bound, upper bound or Cmax).
+    pub limit: (Option<f64>, Option<f64>),
+    pub flags: Flags,
+}
+
+impl<'a> From<&'a crate::ledger::alerts::ReplayReading> for ReadingObs<'a> {
+    fn from(r: &'a crate::ledger::alerts::ReplayReading) -> Self {
+        ReadingObs {
+            station: &r.station,
+            parameter: &r.parameter,
+            ts: r.ts,
+            value: r.value,
+            unit: &r.unit,
+            status: r.status,
+            band: r.band,
+            ratio: r.ratio,
+            limit: r.limit,
+            flags: r.flags,
+        }
+    }
+}
+
+/// The kinds a reading is observed by (its series' keys); the others come from windows or the wall clock.
+pub const READING_KINDS: [Kind; 4] = [
+    Kind::Exceedance,
+    Kind::Quality,
+    Kind::Fault,
+    Kind::Calibration,
+];
+
+/// What a reading says to each key of its series — (kind, bad, detail) — in the order the runner feeds them. A
+/// kind the reading says nothing about (an exceedance without a limit) is absent.
+pub fn reading(ctx: &Context, r: &ReadingObs<'_>) -> Vec<(Kind, bool, Detail)> {
+    let detail = Detail {
+        ts: r.ts,
+        value: Some(r.value),
+        unit: r.unit.to_string(),
+        limit_low: r.limit.0,
+        limit_high: r.limit.1,
+        ratio: r.ratio,
+        band: r.band.as_str().to_string(),
+        band_severity: r.band.severity(),
+        note: String::new(),
+    };
+    let status_note = || Detail {
+        note: format!(
+            "status {} ({}) at {}",
+            r.status.code(),
+            r.status.as_str(),
+            local(ctx, r.ts)
+        ),
+        ..detail.clone()
+    };
+    match r.status {
+        Status::Measuring => {
+            let mut out = vec![
+                (Kind::Fault, false, detail.clone()),
+                (Kind::Calibration, false, detail.clone()),
+            ];
+            if !matches!(r.band, Band::NoLimit | Band::NotEvaluated) {
+                out.push((Kind::Exceedance, r.band.is_exceedance(), detail.clone()));
+            }
+            let q = Flags(r.flags.0 & (Flags::FLAT_LINE.0 | Flags::SPIKE.0));
+            let note = q.names();
+            out.push((Kind::Quality, !q.is_empty(), Detail { note, ..detail }));
+            out
+        }
+        Status::Fault => vec![
+            (Kind::Fault, true, status_note()),
+            (Kind::Calibration, false, detail),
+        ],
+        Status::Calibrating => vec![
+            (Kind::Calibration, true, status_note()),
+            (Kind::Fault, false, detail),
+        ],
+        Status::Maintenance => vec![
+            (Kind::Fault, false, detail.clone()),
+            (Kind::Calibration, false, detail),
+        ],
+    }
+}
+
+/// A judging window as the alert engine sees it: its verdict (`NotEvaluated` while only a forecast).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowObs {
+    pub window_start: i64,
+    pub mean: Option<f64>,
+    pub completeness: f64,
+    pub ratio: Option<f64>,
+    pub band: Band,
+}
+
+/// The violation observation of a judged window; `None` while it is a forecast or has no limit. `limit` is the
+/// series' latest (lower, upper, unit); without a bound, the upper one follows from the mean and its multiple.
+pub fn violation(
+    ctx: &Context,
+    w: &WindowObs,
+    limit: (Option<f64>, Option<f64>, String),
+) -> Option<(bool, Detail)> {
+    if matches!(w.band, Band::NoLimit | Band::NotEvaluated) {
+        return None;
+    }
+    let (lo, mut hi, unit) = limit;
+    if lo.is_none() && hi.is_none() {
+        hi = w
+            .mean
+            .zip(w.ratio)
+            .filter(|(_, r)| *r > 0.0)
+            .map(|(m, r)| m / r);
+    }
+    let detail = Detail {
+        ts: w.window_start,
+        value: w.mean,
+        unit,
+        limit_low: lo,
+        limit_high: hi,
+        ratio: w.ratio,
+        band: w.band.as_str().to_string(),
+        band_severity: w.band.severity(),
+        note: format!("mean of the window from {}", local(ctx, w.window_start)),
+    };
+    Some((w.band.is_exceedance(), detail))
+}
+
+/// The subject of a series' completeness alerts (a quality kind beside the parameter's own).
+pub fn completeness_subject(parameter: &str) -> String {
+    format!("{parameter}:completeness")
+}
+
+/// The parameter of a completeness subject.
+pub fn completeness_parameter(subject: &str) -> Option<&str> {
+    subject.strip_suffix(":completeness")
+}
+
+/// The completeness observation of a closed window: bad at or below `below`.
+pub fn completeness(
+    ctx: &Context,
+    window_start: i64,
+    completeness: f64,
+    below: f64,
+) -> (bool, Detail) {
+    let detail = Detail {
+        ts: window_start,
+        note: format!(
+            "completeness {:.0} % in the window from {}",
+            completeness * 100.0,
+            local(ctx, window_start)
+        ),
+        ..Detail::default()
+    };
+    (completeness <= below, detail)
+}
+
+pub fn local(ctx: &Context, ms: i64) -> String {
+    Timestamp(ms)
+        .to_local(ctx.timezone)
+        .format("%d/%m/%Y %H:%M")
+        .to_string()
+}

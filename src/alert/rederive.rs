@@ -1,0 +1,169 @@
+//! Re-deriving one alert key's history when its observations arrived out of order (a station's backlog after live
+//! data, a window judged again). Pure: the store finds the key's last quiet point (a good observation outside any
+//! alert, where the engine's state is idle but for its flap history), replays every later observation in
+//! observation order through a fresh engine, and reconciles the alerts this gives with the stored ones.
+
+use super::engine::{AlertKey, Change, Detail, Engine, KeyState, Observation, Phase, Rules};
+
+/// One alert as in-order arrival makes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    pub since: i64,
+    pub raised: i64,
+    pub last_bad: i64,
+    pub cleared: Option<i64>,
+    /// The latest observation (the clearing one once cleared).
+    pub detail: Detail,
+    /// The worst observation while raised.
+    pub peak: Detail,
+}
+
+impl Episode {
+    fn follow(&mut self, since: i64, last_bad: i64, detail: &Detail, peak: &Detail) {
+        self.since = since;
+        self.last_bad = last_bad;
+        self.detail = detail.clone();
+        self.peak = peak.clone();
+    }
+}
+
+/// Replay `observations` (in observation order, all after the quiet point `start` stands at) for `key` through a
+/// fresh engine: the key's state afterwards, and its alerts.
+pub fn replay(
+    rules: &Rules,
+    key: &AlertKey,
+    start: KeyState,
+    observations: impl IntoIterator<Item = Observation>,
+    now: i64,
+) -> (KeyState, Vec<Episode>) {
+    let mut engine = Engine::new(rules.clone());
+    engine.restore(key.clone(), start);
+    let mut episodes: Vec<Episode> = Vec::new();
+    for o in observations {
+        let Some(t) = engine.observe(key, now, o) else {
+            continue;
+        };
+        if t.change == Change::Raised {
+            episodes.push(Episode {
+                since: t.since,
+                raised: t.at,
+                last_bad: t.last_bad,
+                cleared: None,
+                detail: t.detail.clone(),
+                peak: t.peak.clone(),
+            });
+        } else if let Some(e) = episodes.last_mut() {
+            e.follow(t.since, t.last_bad, &t.detail, &t.peak);
+            if t.change == Change::Cleared {
+                e.cleared = Some(t.at);
+            }
+        }
+    }
+    let state = engine.state(key).cloned().unwrap_or_default();
+    if matches!(state.phase, Phase::Raised | Phase::Acknowledged) {
+        if let Some(e) = episodes.last_mut() {
+            let since = state.bad_since.unwrap_or(e.since);
+            e.follow(
+                since,
+                state.last_bad.unwrap_or(e.last_bad),
+                &state.detail,
+                &state.peak,
+            );
+        }
+    }
+    (state, episodes)
+}
+
+/// A stored alert's span: id, first bad observation, clear (`None` while open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stored {
+    pub id: i64,
+    pub since: i64,
+    pub cleared: Option<i64>,
+}
+
+/// What becomes of the stored alerts: for each new episode the stored alert it continues (`None`: a new alert),
+/// and the stored alerts no episode continues (withdrawn).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matching {
+    pub continues: Vec<Option<i64>>,
+    pub withdrawn: Vec<i64>,
+}
+
+/// Pair episodes with stored alerts whose spans overlap, both in the order they began: an alert whose span moved
+/// (an earlier `since`, a later clear) keeps its id, acknowledgement and notifications.
+pub fn reconcile(stored: &[Stored], episodes: &[Episode]) -> Matching {
+    let end = |c: Option<i64>| c.unwrap_or(i64::MAX);
+    let mut taken = vec![false; stored.len()];
+    let mut next = 0;
+    let continues = episodes
+        .iter()
+        .map(|e| {
+            let found = (next..stored.len()).find(|&i| {
+                !taken[i] && stored[i].since <= end(e.cleared) && e.since <= end(stored[i].cleared)
+            });
+            found.map(|i| {
+                taken[i] = true;
+                next = i + 1;
+                stored[i].id
+            })
+        })
+        .collect();
+    let withdrawn = stored
+        .iter()
+        .zip(&taken)
+        .filter(|(_, t)| !**t)
+        .map(|(s, _)| s.id)
+        .collect();
+    Matching {
+        continues,
+        withdrawn,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(since: i64, cleared: Option<i64>) -> Episode {
+        Episode {
+            since,
+            raised: since,
+            last_bad: since,
+            cleared,
+            detail: Detail::default(),
+            peak: Detail::default(),
+        }
+    }
+
+    fn st(id: i64, since: i64, cleared: Option<i64>) -> Stored {
+        Stored { id, since, cleared }
+    }
+
+    #[test]
+    fn overlapping_spans_keep_their_alert_others_are_added_or_withdrawn() {
+        // Stored: 1 [10, 20], 2 [40, 50], 3 [70, open]. In order: [5, 25] (continues 1), [30, 35] (new),
+        // [60, 80] (continues 3); 2 is no longer there.
+        let stored = [st(1, 10, Some(20)), st(2, 40, Some(50)), st(3, 70, None)];
+        let eps = [ep(5, Some(25)), ep(30, Some(35)), ep(60, Some(80))];
+        let m = reconcile(&stored, &eps);
+        assert_eq!(m.continues, [Some(1), None, Some(3)]);
+        assert_eq!(m.withdrawn, [2]);
+    }
+
+    #[test]
+    fn two_alerts_merged_into_one_keep_the_first() {
+        let stored = [st(1, 10, Some(20)), st(2, 30, Some(40))];
+        let m = reconcile(&stored, &[ep(10, Some(40))]);
+        assert_eq!(m.continues, [Some(1)]);
+        assert_eq!(m.withdrawn, [2]);
+    }
+
+    #[test]
+    fn one_alert_split_in_two_keeps_the_first_and_adds_the_second() {
+        let stored = [st(1, 10, Some(40))];
+        let m = reconcile(&stored, &[ep(10, Some(20)), ep(30, Some(40))]);
+        assert_eq!(m.continues, [Some(1), None]);
+        assert!(m.withdrawn.is_empty());
+    }
+}

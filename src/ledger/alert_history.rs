@@ -1,0 +1,223 @@
+//! What re-deriving an alert key's history reads and writes (migration 8): a series' readings and judging windows
+//! in observation order around a time, the key's alerts by when they began, and the rewrite, addition or
+//! withdrawal of alerts with a revision row. The alert module decides; this module only reads and stores rows.
+
+use rusqlite::{params, OptionalExtension};
+
+use super::alerts::{
+    stored_alert, AlertStore, AlertTx, JudgingWindow, ReplayReading, ALERT_COLUMNS,
+};
+use super::LedgerError;
+use crate::compliance::{Band, Flags};
+use crate::model::Status;
+
+/// An alert key as stored: `station`, `subject`, `kind`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRef<'a> {
+    pub station: &'a str,
+    pub subject: &'a str,
+    pub kind: &'a str,
+}
+
+/// Which way, and how far, to read a series around a time.
+#[derive(Debug, Clone, Copy)]
+pub enum Span {
+    /// Strictly before this time, newest first, at most `limit`.
+    Before { ts: i64, limit: i64 },
+    /// Strictly after this time (`None`: from the first), oldest first.
+    After(Option<i64>),
+}
+
+/// An alert rewritten in place by a re-derivation.
+#[derive(Debug, Clone)]
+pub struct Rewrite<'a> {
+    pub state: &'a str,
+    pub since: i64,
+    pub raised: i64,
+    pub last_bad: i64,
+    pub cleared: Option<i64>,
+    pub detail: &'a str,
+    pub peak: &'a str,
+}
+
+/// One re-derivation, recorded.
+#[derive(Debug, Clone)]
+pub struct AlertRevision<'a> {
+    pub key: KeyRef<'a>,
+    pub span_after: Option<i64>,
+    pub old_alerts: &'a str,
+    pub new_alerts: &'a str,
+    pub reason: &'a str,
+    pub changed: i64,
+}
+
+const READING_COLUMNS: &str =
+    "r.seq, r.ts, r.value, r.unit, r.status, r.limit_low, r.limit_high, r.ratio, r.band, r.flags";
+const SERIES: &str = "r.station_id = (SELECT id FROM stations WHERE code = ?1) \
+     AND r.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2)";
+
+impl AlertStore {
+    /// A series' readings around a time, with their verdicts.
+    pub fn series_readings(
+        &self,
+        station: &str,
+        parameter: &str,
+        span: Span,
+    ) -> Result<Vec<ReplayReading>, LedgerError> {
+        let (sql, ts, limit) = match span {
+            Span::Before { ts, limit } => (
+                format!("SELECT {READING_COLUMNS} FROM readings r WHERE {SERIES} AND r.ts < ?3 ORDER BY r.ts DESC LIMIT ?4"),
+                ts,
+                limit,
+            ),
+            Span::After(after) => (
+                format!("SELECT {READING_COLUMNS} FROM readings r WHERE {SERIES} AND r.ts > ?3 ORDER BY r.ts LIMIT ?4"),
+                after.unwrap_or(i64::MIN),
+                i64::MAX,
+            ),
+        };
+        let mut st = self.conn.prepare_cached(&sql)?;
+        let rows = st.query_map(params![station, parameter, ts, limit], |r| {
+            Ok(ReplayReading {
+                seq: r.get(0)?,
+                station: station.to_string(),
+                parameter: parameter.to_string(),
+                ts: r.get(1)?,
+                value: r.get(2)?,
+                unit: r.get(3)?,
+                status: Status::from_u8(r.get::<_, u8>(4)?).unwrap_or(Status::Fault),
+                limit: (r.get(5)?, r.get(6)?),
+                ratio: r.get(7)?,
+                band: Band::parse(&r.get::<_, String>(8)?).unwrap_or(Band::NotEvaluated),
+                flags: Flags(r.get::<_, u32>(9)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A series' windows of length `window_ms`, oldest first, with their judged band (`not_evaluated` while only a
+    /// forecast), as [`AlertStore::current_windows`] gives the newest.
+    pub fn series_windows(
+        &self,
+        station: &str,
+        parameter: &str,
+        window_ms: i64,
+    ) -> Result<Vec<JudgingWindow>, LedgerError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT a.window_start, a.mean, a.completeness, \
+             CASE WHEN a.verdict IS NOT NULL THEN a.verdict_ratio WHEN a.pending THEN NULL ELSE a.ratio END, \
+             CASE WHEN a.verdict IS NOT NULL THEN a.verdict WHEN a.pending THEN 'not_evaluated' ELSE a.band END \
+             FROM aggregates a WHERE a.station_id = (SELECT id FROM stations WHERE code = ?1) \
+             AND a.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2) AND a.window_ms = ?3 \
+             ORDER BY a.window_start",
+        )?;
+        let rows = st.query_map(params![station, parameter, window_ms], |r| {
+            Ok(JudgingWindow {
+                station: station.to_string(),
+                parameter: parameter.to_string(),
+                window_start: r.get(0)?,
+                mean: r.get(1)?,
+                completeness: r.get(2)?,
+                ratio: r.get(3)?,
+                band: Band::parse(&r.get::<_, String>(4)?).unwrap_or(Band::NotEvaluated),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// When the earliest alert of the key that was open at `at` began (`since <= at`, not cleared by then).
+    pub fn open_at(&self, key: KeyRef<'_>, at: i64) -> Result<Option<i64>, LedgerError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT MIN(since) FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 \
+                 AND state != 'withdrawn' AND since <= ?4 AND (cleared IS NULL OR cleared > ?4)",
+                params![key.station, key.subject, key.kind, at],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// When the key's alerts were raised, in `(after, until]`, oldest first.
+    pub fn raised_between(
+        &self,
+        key: KeyRef<'_>,
+        after: i64,
+        until: i64,
+    ) -> Result<Vec<i64>, LedgerError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT raised FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 \
+             AND state != 'withdrawn' AND raised > ?4 AND raised <= ?5 ORDER BY raised",
+        )?;
+        let rows = st.query_map(
+            params![key.station, key.subject, key.kind, after, until],
+            |r| r.get(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The key's alerts that began after `after` (`None`: all), by when they began; withdrawn ones left out.
+    pub fn key_alerts_after(
+        &self,
+        key: KeyRef<'_>,
+        after: Option<i64>,
+    ) -> Result<Vec<super::alerts::StoredAlert>, LedgerError> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 \
+             AND state != 'withdrawn' AND since > ?4 ORDER BY since, id"
+        ))?;
+        let rows = st.query_map(
+            params![
+                key.station,
+                key.subject,
+                key.kind,
+                after.unwrap_or(i64::MIN)
+            ],
+            stored_alert,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl AlertTx<'_> {
+    /// Rewrite an alert as in-order arrival makes it (its acknowledgement, notifications and id stay).
+    pub fn rewrite_alert(&self, id: i64, w: &Rewrite<'_>) -> Result<(), LedgerError> {
+        self.tx
+            .prepare_cached(
+                "UPDATE alerts SET state = ?2, since = ?3, raised = ?4, updated = ?5, cleared = ?6, detail = ?7, \
+                 peak = ?8 WHERE id = ?1",
+            )?
+            .execute(params![
+                id, w.state, w.since, w.raised, w.last_bad, w.cleared, w.detail, w.peak
+            ])?;
+        Ok(())
+    }
+
+    /// Withdraw an alert the complete data no longer shows (kept, with its notifications, for the record).
+    pub fn withdraw_alert(&self, id: i64) -> Result<(), LedgerError> {
+        self.tx
+            .prepare_cached("UPDATE alerts SET state = 'withdrawn' WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
+    }
+
+    pub fn record_alert_revision(&self, r: &AlertRevision<'_>) -> Result<(), LedgerError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO alert_revisions (station, subject, kind, span_after, old_alerts, new_alerts, reason, changed) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                r.key.station,
+                r.key.subject,
+                r.key.kind,
+                r.span_after,
+                r.old_alerts,
+                r.new_alerts,
+                r.reason,
+                r.changed
+            ])?;
+        Ok(())
+    }
+}
