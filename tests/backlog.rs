@@ -1,18 +1,18 @@
-//! Backlog equivalence for compliance events, against the quantrac binary: one station sends an hour live, then
-//! resends the six hours before it (two exceedance episodes and a violating hour) newest first, as Circular 10 files
-//! dropped into the landing folder of a running daemon (ledger A). `quantrac ingest` gives a second ledger the same
-//! readings in observation order (ledger B). The events of A equal those of B, A records the re-derivation, and no
-//! event has zero length.
+//! Backlog equivalence for compliance events and alerts, against the quantrac binary: one station sends an hour
+//! live, then resends the six hours before it (two exceedance episodes and a violating hour) newest first, as
+//! Circular 10 files dropped into the landing folder of a running daemon (ledger A). A second daemon gets the same
+//! files in observation order (ledger B). The events and alerts of A equal those of B, A records the
+//! re-derivations, and no event has zero length.
 
 mod support;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::FixedOffset;
 use quantrac::compliance::hourly::window_start;
+use quantrac::ledger::alerts::AlertFilter;
 use quantrac::ledger::query::Table;
 use quantrac::ledger::Reader;
 use quantrac::model::Timestamp;
@@ -97,19 +97,6 @@ fn tt10_file(r: &Record) -> (String, String) {
     )
 }
 
-/// The record as `quantrac ingest` JSON lines.
-fn json_lines(r: &Record) -> String {
-    [("COD", r.cod, "mg/L"), ("TSS", r.tss, "mg/L"), ("pH", r.ph, "-")]
-        .iter()
-        .map(|(p, v, u)| {
-            format!(
-                "{{\"station\":\"{STATION}\",\"parameter\":\"{p}\",\"ts\":{},\"value\":{v},\"unit\":\"{u}\"}}\n",
-                r.ts
-            )
-        })
-        .collect()
-}
-
 fn readings(ledger: &Path) -> i64 {
     Reader::open(ledger)
         .and_then(|r| r.count(Table::Readings))
@@ -175,43 +162,66 @@ fn assert_no_zero_length(rows: &[Row]) {
     }
 }
 
-/// Ledger B: every record in observation order through `quantrac ingest` (one record per batch).
-fn in_order(dir: &Path, records: &[Record]) -> PathBuf {
-    let config = write_config(dir);
-    let mut child = Command::new(BIN)
-        .args([
-            "ingest",
-            "--config",
-            config.to_str().unwrap(),
-            "--batch",
-            "3",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for r in records {
-            stdin.write_all(json_lines(r).as_bytes()).unwrap();
-        }
-    }
-    let ledger = dir.join("ledger.db");
-    let finished = wait_until(Duration::from_secs(60), || {
-        matches!(child.try_wait(), Ok(Some(_)))
-    });
-    if !finished {
-        terminate(child);
-        panic!("quantrac ingest did not finish within 60 s");
-    }
-    assert_eq!(readings(&ledger), 3 * records.len() as i64);
-    ledger
+/// Every alert that stands (withdrawn ones left out), by kind, subject and start: (kind, subject, state, since,
+/// raised, last bad, cleared, peak JSON). The latest observation (`detail`) is left out: a window judged while its
+/// history was still arriving shows a partial mean there, in whatever order the files came. So are flat-line and
+/// spike alerts: those flags are judged at ingest against the reading that arrived before (not yet in observation
+/// order), so a backlog sent newest first is flagged differently.
+type AlertRow = (String, String, String, i64, i64, i64, Option<i64>, String);
+
+fn alerts(ledger: &Path) -> Vec<AlertRow> {
+    let all = AlertFilter {
+        limit: i64::MAX,
+        ..AlertFilter::default()
+    };
+    let Ok(reader) = Reader::open(ledger) else {
+        return Vec::new();
+    };
+    let mut rows: Vec<AlertRow> = reader
+        .alerts(&all)
+        .unwrap()
+        .into_iter()
+        .map(|a| a.alert)
+        .filter(|a| a.state != "withdrawn")
+        .filter(|a| !(a.kind == "quality" && !a.subject.ends_with(":completeness")))
+        .map(|a| {
+            (
+                a.kind, a.subject, a.state, a.since, a.raised, a.updated, a.cleared, a.peak,
+            )
+        })
+        .collect();
+    rows.sort_by(|x, y| (&x.0, &x.1, x.3).cmp(&(&y.0, &y.1, y.3)));
+    rows
 }
 
-/// Ledger A: a running daemon; the live hour's files in order, then the backlog's half hours newest first, each
-/// group taken before the next is dropped.
-fn out_of_order(dir: &Path, records: &[Record]) -> PathBuf {
+fn alert_revisions(ledger: &Path) -> i64 {
+    Reader::open(ledger)
+        .unwrap()
+        .connection()
+        .query_row("SELECT COUNT(*) FROM alert_revisions", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Whether the alert engine has taken every committed reading.
+fn alerts_caught_up(ledger: &Path) -> bool {
+    let Ok(reader) = Reader::open(ledger) else {
+        return false;
+    };
+    reader
+        .connection()
+        .query_row(
+            "SELECT (SELECT position FROM cursors WHERE name = 'alerts:readings') = (SELECT MAX(seq) FROM readings)",
+            [],
+            |r| r.get::<_, Option<bool>>(0),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// A running daemon given `groups` of files in turn, each group committed before the next is dropped (its files
+/// newest first). Stopped (SIGTERM) once `done` holds for its ledger, or after 30 s; returns whether it held.
+fn daemon(dir: &Path, groups: Vec<&[Record]>, done: impl Fn(&Path) -> bool) -> (PathBuf, bool) {
     let config = write_config(dir);
     let ledger = dir.join("ledger.db");
     let landing = dir.join("landing");
@@ -221,9 +231,6 @@ fn out_of_order(dir: &Path, records: &[Record]) -> PathBuf {
         .stderr(std::fs::File::create(dir.join("run.log")).unwrap())
         .spawn()
         .unwrap();
-    let (backlog, live) = records.split_at(72);
-    let mut groups: Vec<&[Record]> = live.chunks(1).collect();
-    groups.extend(backlog.rchunks(6));
     let mut expected = 0;
     for group in groups {
         for r in group.iter().rev() {
@@ -239,9 +246,32 @@ fn out_of_order(dir: &Path, records: &[Record]) -> PathBuf {
             );
         }
     }
+    let settled = wait_until(Duration::from_secs(30), || done(&ledger));
     // SIGTERM: the writer brings the aggregates (and window events) up to date before it exits.
     terminate(child);
+    (ledger, settled)
+}
+
+/// Ledger B: the records in observation order, half an hour at a time.
+fn in_order(dir: &Path, records: &[Record]) -> PathBuf {
+    let (ledger, settled) = daemon(dir, records.chunks(6).collect(), alerts_caught_up);
+    assert!(
+        settled,
+        "the alert engine did not take every reading within 30 s"
+    );
     ledger
+}
+
+/// Ledger A: the live hour's files in order, then the backlog's half hours newest first. Stopped once its alerts
+/// equal `expected`, or after 30 s (the comparison then shows the difference).
+fn out_of_order(dir: &Path, records: &[Record], expected: &[AlertRow]) -> PathBuf {
+    let (backlog, live) = records.split_at(72);
+    let mut groups: Vec<&[Record]> = live.chunks(1).collect();
+    groups.extend(backlog.rchunks(6));
+    daemon(dir, groups, |l| {
+        alerts_caught_up(l) && alerts(l) == expected
+    })
+    .0
 }
 
 #[test]
@@ -249,8 +279,9 @@ fn a_backlog_delivered_newest_first_has_the_events_of_in_order_arrival() {
     let records = records();
     let b_dir = tempfile::tempdir().unwrap();
     let b = in_order(b_dir.path(), &records);
+    let expected_alerts = alerts(&b);
     let a_dir = tempfile::tempdir().unwrap();
-    let a = out_of_order(a_dir.path(), &records);
+    let a = out_of_order(a_dir.path(), &records, &expected_alerts);
 
     let expected = events(&b);
     // What the data holds, so the comparison is not vacuous: instant events on COD, TSS and pH, and a window
@@ -273,4 +304,21 @@ fn a_backlog_delivered_newest_first_has_the_events_of_in_order_arrival() {
     // A re-derived the instant events its backlog touched; B, receiving readings in order, never had to.
     assert!(revisions(&a, "instant") > 0);
     assert_eq!(revisions(&b, "instant"), 0);
+
+    // The alerts: both exceedance episodes of COD, the pH excursion, and the violating hour.
+    for (kind, subject) in [
+        ("exceedance", "COD"),
+        ("exceedance", "pH"),
+        ("violation", "COD"),
+    ] {
+        assert!(
+            expected_alerts
+                .iter()
+                .any(|r| r.0 == kind && r.1 == subject),
+            "no {kind} {subject} alert in {expected_alerts:#?}"
+        );
+    }
+    assert_eq!(alerts(&a), expected_alerts);
+    assert!(alert_revisions(&a) > 0, "A re-derived alert histories");
+    assert_eq!(alert_revisions(&b), 0);
 }

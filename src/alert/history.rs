@@ -302,7 +302,9 @@ impl Store {
                     if let Some(at) = e.cleared {
                         let cleared = AlertUpdate::Cleared {
                             at,
+                            last_bad: e.last_bad,
                             detail: &detail,
+                            peak: &peak,
                             notifications: 0,
                         };
                         tx.update_alert(id, &cleared)?;

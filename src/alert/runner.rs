@@ -166,7 +166,7 @@ impl Runner {
                 }
             }
         }
-        self.flush().await;
+        self.settle().await;
     }
 
     fn apply(&mut self, ev: &LiveEvent) {

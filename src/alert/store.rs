@@ -360,7 +360,9 @@ fn store_transition(tx: &AlertTx<'_>, t: &Transition, id: Option<i64>) -> Result
                 id,
                 &AlertUpdate::Cleared {
                     at: t.at,
+                    last_bad: t.last_bad,
                     detail: &detail,
+                    peak: &peak,
                     notifications,
                 },
             )?;

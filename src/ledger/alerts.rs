@@ -106,10 +106,12 @@ pub struct NewAlert<'a> {
 /// A later change of an alert.
 #[derive(Debug, Clone)]
 pub enum AlertUpdate<'a> {
-    /// Cleared at observation time `at`.
+    /// Cleared at observation time `at`, with its final last bad observation and peak.
     Cleared {
         at: i64,
+        last_bad: i64,
         detail: &'a str,
+        peak: &'a str,
         notifications: i64,
     },
     /// Escalated, re-notified, or only its latest value, peak and last bad observation changed.
@@ -392,14 +394,17 @@ impl AlertTx<'_> {
         match u {
             AlertUpdate::Cleared {
                 at,
+                last_bad,
                 detail,
+                peak,
                 notifications,
             } => {
                 self.tx
                     .prepare_cached(
-                        "UPDATE alerts SET state = 'cleared', cleared = ?2, detail = ?3, notifications = notifications + ?4 WHERE id = ?1",
+                        "UPDATE alerts SET state = 'cleared', cleared = ?2, updated = MAX(updated, ?3), detail = ?4, \
+                         peak = ?5, notifications = notifications + ?6 WHERE id = ?1",
                     )?
-                    .execute(params![id, at, detail, notifications])?;
+                    .execute(params![id, at, last_bad, detail, peak, notifications])?;
             }
             AlertUpdate::Changed {
                 last_bad,
