@@ -232,6 +232,50 @@ async fn readings_paginate_filter_by_time_and_refuse_bad_parameters() {
         assert_eq!(status, 400, "{path}");
         assert_eq!(body["error"], message, "{path}");
     }
+    // The on-time transmission rate of the last 24 hours counts the station's readings of those hours and the ones
+    // not flagged late (the simulator's backfilled day arrived late; its live readings on time).
+    let agree = support::eventually(std::time::Duration::from_secs(30), || async {
+        let (_, st) = get(&d, "/api/stations", Some("viewer")).await;
+        let Some(t) = st["stations"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["id"] == "BN_KCNQV_NUOC01"))
+            .map(|s| s["transmission"].clone())
+        else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let from = (now - 24 * 3_600_000) / 3_600_000 * 3_600_000;
+        let (_, r) = get(
+            &d,
+            &format!("/api/readings?station=BN_KCNQV_NUOC01&from={from}&limit=10000"),
+            Some("viewer"),
+        )
+        .await;
+        let rows = r["readings"].as_array().cloned().unwrap_or_default();
+        let late = rows
+            .iter()
+            .filter(|x| {
+                x["flags"]
+                    .as_str()
+                    .is_some_and(|f| f.split(',').any(|n| n == "late"))
+            })
+            .count() as i64;
+        let (n, on_time) = (rows.len() as i64, rows.len() as i64 - late);
+        let pct = (10_000.0 * on_time as f64 / n as f64).round() / 100.0;
+        late > 0
+            && on_time > 0
+            && t["readings_24h"] == n
+            && t["on_time_24h"] == on_time
+            && t["on_time_pct_24h"].as_f64() == Some(pct)
+    })
+    .await;
+    assert!(
+        agree,
+        "the on-time rate in /api/stations does not match the readings"
+    );
     // Aggregates follow the readings within about a second.
     let path = "/api/aggregates?station=BN_KCNQV_NUOC01&parameter=COD&window=hour";
     let ready = support::eventually(std::time::Duration::from_secs(30), || async {

@@ -347,6 +347,30 @@ impl Reader {
         }))
     }
 
+    /// Per observation hour from `from` on, a station's readings and how many of them arrived on time (not flagged
+    /// late): (hour start, readings, on time).
+    pub fn transmissions_by_hour(
+        &self,
+        station: &str,
+        from: i64,
+    ) -> Result<Vec<(i64, u64, u64)>, LedgerError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ts - ts % 3600000 AS hour, COUNT(*), IFNULL(SUM((flags & ?3) = 0), 0) FROM readings \
+             WHERE station_id = (SELECT id FROM stations WHERE code = ?1) AND ts >= ?2 GROUP BY hour",
+        )?;
+        let rows = st.query_map(
+            params![station, from, crate::compliance::Flags::LATE.0],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                ))
+            },
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn latest_window(
         &self,
         sid: i64,

@@ -4,6 +4,8 @@
 //! pipeline's broadcast. A plant is in violation while one of its window-scope events is open: a judged window
 //! (closed, or already certain) exceeds, never the running mean of an unfinished one.
 
+mod transmission;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
@@ -16,6 +18,7 @@ use crate::ledger::query::Latest;
 use crate::ledger::{LedgerError, Reader};
 use crate::model::{Status, Timestamp};
 use crate::pipeline::LiveEvent;
+pub use transmission::{OnTime, Transmissions};
 
 /// A plant's state, worst first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -65,6 +68,10 @@ pub struct StationLive {
     pub last_reading: Option<i64>,
     pub state: PlantState,
     pub parameters: Vec<ParamLive>,
+    /// On-time transmission over the last 24 hours (as of the last refresh).
+    pub transmission: OnTime,
+    #[serde(skip)]
+    transmissions: Transmissions,
 }
 
 #[derive(Default)]
@@ -109,6 +116,11 @@ impl LiveState {
                 last_reading: None,
                 state: PlantState::Silent,
                 parameters: Vec::new(),
+                transmission: OnTime::default(),
+                transmissions: Transmissions::seed(reader.transmissions_by_hour(
+                    s.id.as_str(),
+                    transmission::first_hour(Timestamp::now().millis()),
+                )?),
             };
             for p in &s.parameters {
                 if let Some(pl) = latest(reader, s.id.as_str(), p.parameter.as_str(), window_ms)? {
@@ -147,11 +159,18 @@ impl LiveState {
         let mut inner = self.write();
         match event {
             LiveEvent::Readings(batch) => {
+                let now = Timestamp::now().millis();
                 for c in batch.iter() {
                     let r = &c.evaluated.reading;
                     let Some(st) = inner.stations.get_mut(r.station.as_str()) else {
                         continue;
                     };
+                    let late = c
+                        .evaluated
+                        .assessment
+                        .flags
+                        .contains(crate::compliance::Flags::LATE);
+                    st.transmissions.count(r.ts.millis(), !late, now);
                     let (low, high) = match c.evaluated.assessment.limit {
                         Some(crate::compliance::LimitBound::Max(m)) => (None, Some(m)),
                         Some(crate::compliance::LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
@@ -254,6 +273,7 @@ impl LiveState {
                 .next()
                 .is_some_and(|(s, _)| *s == st.id);
             st.state = plant_state(st, violating, now);
+            st.transmission = st.transmissions.rate(now.millis());
         }
     }
 
