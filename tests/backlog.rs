@@ -2,7 +2,8 @@
 //! live, then resends the six hours before it (two exceedance episodes and a violating hour) newest first, as
 //! Circular 10 files dropped into the landing folder of a running daemon (ledger A). A second daemon gets the same
 //! files in observation order (ledger B). The events and alerts of A equal those of B, A records the
-//! re-derivations, and no event has zero length.
+//! re-derivations, and no event has zero length. Each daemon forwards to its own VictoriaMetrics: the `event` and
+//! `alert` points that stand (not marked `withdrawn`) are the same in both.
 
 mod support;
 
@@ -16,6 +17,7 @@ use quantrac::ledger::alerts::AlertFilter;
 use quantrac::ledger::query::Table;
 use quantrac::ledger::Reader;
 use quantrac::model::Timestamp;
+use support::victoria::Victoria;
 use support::{terminate, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
@@ -27,11 +29,13 @@ fn tz() -> FixedOffset {
     FixedOffset::east_opt(7 * 3600).unwrap()
 }
 
-/// A config in `dir` with the station (COD Cmax 135 mg/L, TSS 90 mg/L, pH 5.5–9) and a landing folder.
-fn write_config(dir: &Path) -> PathBuf {
+/// A config in `dir` with the station (COD Cmax 135 mg/L, TSS 90 mg/L, pH 5.5–9), a landing folder and an
+/// InfluxDB forwarder to `influx`.
+fn write_config(dir: &Path, influx: &str) -> PathBuf {
     let text = format!(
         "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nenabled = false\n\
          [tt10]\nlanding = [\"landing\"]\nsettle = \"200ms\"\nscan_interval = \"100ms\"\n\n\
+         [[forward.influx]]\nname = \"vm\"\nurl = \"{influx}\"\nbucket = \"q\"\nbatch_wait = \"10ms\"\n\
          [[station]]\nid = \"{STATION}\"\nname = \"Tiên Sơn\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 5000\n\
          receiving_water = {{ type = \"river\", flow_m3_s = 120 }}\nparameters = {{ COD = {{}}, TSS = {{}}, pH = {{}} }}\n"
     );
@@ -202,15 +206,19 @@ fn alert_revisions(ledger: &Path) -> i64 {
         .unwrap()
 }
 
-/// Whether the alert engine has taken every committed reading.
-fn alerts_caught_up(ledger: &Path) -> bool {
+/// Whether the alert engine has taken every committed reading, and the forwarder has sent every event, alert and
+/// withdrawn point.
+fn caught_up(ledger: &Path) -> bool {
     let Ok(reader) = Reader::open(ledger) else {
         return false;
     };
     reader
         .connection()
         .query_row(
-            "SELECT (SELECT position FROM cursors WHERE name = 'alerts:readings') = (SELECT MAX(seq) FROM readings)",
+            "SELECT (SELECT position FROM cursors WHERE name = 'alerts:readings') = (SELECT MAX(seq) FROM readings) \
+             AND (SELECT position FROM cursors WHERE name = 'influx:vm:events') = (SELECT IFNULL(MAX(change_seq), 0) FROM events) \
+             AND (SELECT position FROM cursors WHERE name = 'influx:vm:alerts') = (SELECT IFNULL(MAX(change_seq), 0) FROM alerts) \
+             AND (SELECT position FROM cursors WHERE name = 'influx:vm:withdrawn') = (SELECT IFNULL(MAX(seq), 0) FROM withdrawn_points)",
             [],
             |r| r.get::<_, Option<bool>>(0),
         )
@@ -219,10 +227,37 @@ fn alerts_caught_up(ledger: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Every `event` and `alert` point in VictoriaMetrics, as its tags and time, with whether a write marked it
+/// withdrawn (every write of one carries `withdrawn`, 0 or 1). Flat-line and spike alerts are left out, as in
+/// [`alerts`].
+fn points(
+    vm: &Victoria,
+    rt: &tokio::runtime::Runtime,
+) -> std::collections::BTreeMap<(String, i64), bool> {
+    let mut out = std::collections::BTreeMap::new();
+    for metric in ["event_withdrawn", "alert_withdrawn"] {
+        for (labels, value, ts) in rt.block_on(vm.export(metric)) {
+            let flag_alert = labels["kind"] == "quality"
+                && !labels["parameter"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(":completeness"));
+            if !flag_alert {
+                *out.entry((labels.to_string(), ts)).or_default() |= value == 1.0;
+            }
+        }
+    }
+    out
+}
+
 /// A running daemon given `groups` of files in turn, each group committed before the next is dropped (its files
 /// newest first). Stopped (SIGTERM) once `done` holds for its ledger, or after 30 s; returns whether it held.
-fn daemon(dir: &Path, groups: Vec<&[Record]>, done: impl Fn(&Path) -> bool) -> (PathBuf, bool) {
-    let config = write_config(dir);
+fn daemon(
+    dir: &Path,
+    influx: &str,
+    groups: Vec<&[Record]>,
+    done: impl Fn(&Path) -> bool,
+) -> (PathBuf, bool) {
+    let config = write_config(dir, influx);
     let ledger = dir.join("ledger.db");
     let landing = dir.join("landing");
     let child = Command::new(BIN)
@@ -253,8 +288,8 @@ fn daemon(dir: &Path, groups: Vec<&[Record]>, done: impl Fn(&Path) -> bool) -> (
 }
 
 /// Ledger B: the records in observation order, half an hour at a time.
-fn in_order(dir: &Path, records: &[Record]) -> PathBuf {
-    let (ledger, settled) = daemon(dir, records.chunks(6).collect(), alerts_caught_up);
+fn in_order(dir: &Path, influx: &str, records: &[Record]) -> PathBuf {
+    let (ledger, settled) = daemon(dir, influx, records.chunks(6).collect(), caught_up);
     assert!(
         settled,
         "the alert engine did not take every reading within 30 s"
@@ -264,12 +299,12 @@ fn in_order(dir: &Path, records: &[Record]) -> PathBuf {
 
 /// Ledger A: the live hour's files in order, then the backlog's half hours newest first. Stopped once its alerts
 /// equal `expected`, or after 30 s (the comparison then shows the difference).
-fn out_of_order(dir: &Path, records: &[Record], expected: &[AlertRow]) -> PathBuf {
+fn out_of_order(dir: &Path, influx: &str, records: &[Record], expected: &[AlertRow]) -> PathBuf {
     let (backlog, live) = records.split_at(72);
     let mut groups: Vec<&[Record]> = live.chunks(1).collect();
     groups.extend(backlog.rchunks(6));
-    daemon(dir, groups, |l| {
-        alerts_caught_up(l) && alerts(l) == expected
+    daemon(dir, influx, groups, |l| {
+        caught_up(l) && alerts(l) == expected
     })
     .0
 }
@@ -277,11 +312,16 @@ fn out_of_order(dir: &Path, records: &[Record], expected: &[AlertRow]) -> PathBu
 #[test]
 fn a_backlog_delivered_newest_first_has_the_events_of_in_order_arrival() {
     let records = records();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (vm_a, vm_b) = (
+        rt.block_on(Victoria::start()),
+        rt.block_on(Victoria::start()),
+    );
     let b_dir = tempfile::tempdir().unwrap();
-    let b = in_order(b_dir.path(), &records);
+    let b = in_order(b_dir.path(), &vm_b.url(), &records);
     let expected_alerts = alerts(&b);
     let a_dir = tempfile::tempdir().unwrap();
-    let a = out_of_order(a_dir.path(), &records, &expected_alerts);
+    let a = out_of_order(a_dir.path(), &vm_a.url(), &records, &expected_alerts);
 
     let expected = events(&b);
     // What the data holds, so the comparison is not vacuous: instant events on COD, TSS and pH, and a window
@@ -321,4 +361,37 @@ fn a_backlog_delivered_newest_first_has_the_events_of_in_order_arrival() {
     assert_eq!(alerts(&a), expected_alerts);
     assert!(alert_revisions(&a) > 0, "A re-derived alert histories");
     assert_eq!(alert_revisions(&b), 0);
+
+    // InfluxDB (VictoriaMetrics here): A holds every point B holds, and every other point A wrote (an event merged
+    // away, an alert whose raise moved) is marked withdrawn. (InfluxDB keeps the last write of a point, so a point
+    // withdrawn and then written again stands; VictoriaMetrics keeps both samples, so a point marked withdrawn in A
+    // is not checked against B.)
+    let expected_points = points(&vm_b, &rt);
+    assert!(
+        expected_points
+            .keys()
+            .any(|p| p.0.contains("\"kind\":\"violation\""))
+            && expected_points
+                .keys()
+                .any(|p| p.0.contains("\"scope\":\"instant\""))
+            && expected_points.values().all(|withdrawn| !withdrawn),
+        "{expected_points:#?}"
+    );
+    let got_points = points(&vm_a, &rt);
+    let missing: Vec<_> = expected_points
+        .keys()
+        .filter(|p| !got_points.contains_key(p))
+        .collect();
+    let stale: Vec<_> = got_points
+        .iter()
+        .filter(|(p, withdrawn)| !expected_points.contains_key(p) && !**withdrawn)
+        .collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "points of B missing in A: {missing:#?}\npoints of A not withdrawn that B lacks: {stale:#?}"
+    );
+    assert!(
+        got_points.values().any(|withdrawn| *withdrawn),
+        "A's re-derivations withdrew points"
+    );
 }

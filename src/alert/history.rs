@@ -3,6 +3,8 @@
 //! and store the outcome in one transaction — alerts rewritten, added or withdrawn, a revision row, the key's new
 //! state — announcing every change in the station's late-data summary.
 
+use std::collections::HashSet;
+
 use serde_json::json;
 
 use super::engine::{severity_name, AlertKey, Detail, KeyState, Kind, Observation, Phase, Rules};
@@ -12,6 +14,7 @@ use super::rederive::{self, Episode, Stored};
 use super::store::{detail_json, key_state_row, Store};
 use crate::ledger::alert_history::{AlertRevision, KeyRef, Rewrite, Span};
 use crate::ledger::alerts::{AlertUpdate, NewAlert, StoredAlert};
+use crate::ledger::withdrawn::WithdrawnPoint;
 use crate::ledger::LedgerError;
 
 /// One key to re-derive, with what the runner knows of it.
@@ -253,10 +256,15 @@ impl Store {
         let mut touched = Vec::new();
         let mut late = Vec::new();
         let mut open_id = None;
+        // The `alert` points the key's rows hold afterwards: (state tag, time).
+        let mut held: HashSet<(&str, i64)> = HashSet::new();
         for (e, continues) in episodes.iter().zip(&matching.continues) {
+            held.insert(("raised", e.raised));
+            held.extend(e.cleared.map(|c| ("cleared", c)));
             let peak = serde_json::to_string(&e.peak).unwrap_or_default();
             let id = match continues.and_then(|id| old.iter().find(|a| a.id == id)) {
                 Some(a) => {
+                    held.extend(a.acked_at.map(|t| ("acknowledged", t)));
                     let detail = detail_json(&e.detail, raised_late(a));
                     let state_name = match (e.cleared, a.state.as_str()) {
                         (Some(_), _) => "cleared",
@@ -323,6 +331,20 @@ impl Store {
             touched.push(*id);
             if let Some(a) = old.iter().find(|a| a.id == *id) {
                 late.push(withdrawn_alert(r.key, a));
+            }
+        }
+        // Points written for the old rows that no row holds now: the forwarders withdraw them.
+        for (state, ts) in old.iter().flat_map(alert_points) {
+            if !held.contains(&(state, ts)) {
+                let point = WithdrawnPoint {
+                    measurement: "alert",
+                    station: key.station.to_string(),
+                    parameter: key.subject.to_string(),
+                    series: key.kind.to_string(),
+                    state: state.to_string(),
+                    ts,
+                };
+                tx.withdraw_point(&point, r.now)?;
             }
         }
         if !touched.is_empty() {
@@ -419,6 +441,14 @@ fn withdrawn_alert(key: &AlertKey, a: &StoredAlert) -> LateAlert {
         peak,
     };
     late_alert(key, a.id, &e, true)
+}
+
+/// The `alert` points a stored alert holds: (state tag, time).
+fn alert_points(a: &StoredAlert) -> Vec<(&'static str, i64)> {
+    let mut out = vec![("raised", a.raised)];
+    out.extend(a.acked_at.map(|t| ("acknowledged", t)));
+    out.extend(a.cleared.map(|t| ("cleared", t)));
+    out
 }
 
 fn alert_span(a: &StoredAlert) -> serde_json::Value {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
 use super::line_protocol::{encode, Field, LineError};
-use crate::ledger::forward::{AggregateRow, AlertRow, EventRow, ReadingRow};
+use crate::ledger::forward::{AggregateRow, AlertRow, EventRow, ReadingRow, WithdrawnRow};
 use crate::model::Status;
 
 /// Encodes readings, keeping the escaped `measurement,tags` prefix of every series it has seen: most of a line's
@@ -154,6 +154,7 @@ pub fn event_line(e: &EventRow, out: &mut String) -> Result<(), LineError> {
         fields.push(("end", Field::Int(end)));
         fields.push(("duration_s", Field::Int((end - e.start) / 1000)));
     }
+    fields.push(("withdrawn", Field::Int(0)));
     encode("event", &tags, &fields, e.start, out)
 }
 
@@ -197,7 +198,32 @@ pub fn alert_line(a: &AlertRow, out: &mut String) -> Result<(), LineError> {
     fields.push(("last_bad", Field::Int(a.last_bad)));
     fields.push(("late", Field::Int(i64::from(a.late))));
     fields.push(("alert_id", Field::Int(a.id)));
+    fields.push(("withdrawn", Field::Int(0)));
     encode("alert", &tags, &fields, a.at, out)
+}
+
+/// `event,station=…,parameter=…,scope=… withdrawn=1i <start>` or `alert,station=…,parameter=…,kind=…,state=…
+/// withdrawn=1i <ts>`: a point an earlier write made that no row holds any more (an event merged away when late data
+/// re-derived its span, an alert whose raise moved or that the complete data no longer shows). InfluxDB's write API
+/// cannot delete a point, so it is marked: a query keeps `withdrawn = 0`. Every event and alert write carries
+/// `withdrawn=0i`, so a point written again stands again.
+pub fn withdrawn_line(w: &WithdrawnRow, out: &mut String) -> Result<(), LineError> {
+    let fields = [("withdrawn", Field::Int(1))];
+    if w.measurement == "event" {
+        let tags = [
+            ("station", w.station.as_str()),
+            ("parameter", w.parameter.as_str()),
+            ("scope", w.series.as_str()),
+        ];
+        return encode("event", &tags, &fields, w.ts, out);
+    }
+    let tags = [
+        ("station", w.station.as_str()),
+        ("parameter", w.parameter.as_str()),
+        ("kind", w.series.as_str()),
+        ("state", w.state.as_str()),
+    ];
+    encode("alert", &tags, &fields, w.ts, out)
 }
 
 /// Tag keys and field keys of one measurement.
@@ -337,7 +363,7 @@ mod tests {
         assert_eq!(names(&s["event"].tags), "parameter,scope,station");
         assert_eq!(
             names(&s["event"].fields),
-            "band,duration_s,end,last,peak_band,peak_ratio,state"
+            "band,duration_s,end,last,peak_band,peak_ratio,state,withdrawn"
         );
     }
 
@@ -404,6 +430,37 @@ mod tests {
     }
 
     #[test]
+    fn withdrawn_points_carry_only_the_mark() {
+        let w = |measurement: &str, state: &str| WithdrawnRow {
+            seq: 1,
+            measurement: measurement.into(),
+            station: "BN_A_B".into(),
+            parameter: "COD".into(),
+            series: if measurement == "event" {
+                "instant"
+            } else {
+                "exceedance"
+            }
+            .into(),
+            state: state.into(),
+            ts: 5,
+            held: false,
+        };
+        let mut s = String::new();
+        withdrawn_line(&w("event", ""), &mut s).unwrap();
+        assert_eq!(
+            s,
+            "event,parameter=COD,scope=instant,station=BN_A_B withdrawn=1i 5"
+        );
+        s.clear();
+        withdrawn_line(&w("alert", "raised"), &mut s).unwrap();
+        assert_eq!(
+            s,
+            "alert,kind=exceedance,parameter=COD,state=raised,station=BN_A_B withdrawn=1i 5"
+        );
+    }
+
+    #[test]
     fn closed_event() {
         let e = EventRow {
             change_seq: 3,
@@ -421,7 +478,7 @@ mod tests {
         event_line(&e, &mut s).unwrap();
         assert_eq!(
             s,
-            "event,parameter=COD,scope=window_3600000,station=BN_A_B state=\"closed\",band=\"1_1_to_1_5\",peak_band=\"1_5_to_3\",peak_ratio=1.6,last=1000000i,end=4600000i,duration_s=3600i 1000000"
+            "event,parameter=COD,scope=window_3600000,station=BN_A_B state=\"closed\",band=\"1_1_to_1_5\",peak_band=\"1_5_to_3\",peak_ratio=1.6,last=1000000i,end=4600000i,duration_s=3600i,withdrawn=0i 1000000"
         );
     }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::encode::{aggregate_line, alert_line, event_line, ReadingEncoder};
+use super::encode::{aggregate_line, alert_line, event_line, withdrawn_line, ReadingEncoder};
 use crate::config::forward::Influx;
 use crate::health::{Backoff, ConnectionState, Health};
 use crate::ledger::forward::ForwardStore;
@@ -91,19 +91,24 @@ pub async fn run(
             position,
         } = p;
         let n = lines.len() as u64;
-        match send_all(
-            &client,
-            &target,
-            &store,
-            &health,
-            &key,
-            &mut backoff,
-            lines,
-            Some(body),
-            &shutdown,
-        )
-        .await
-        {
+        // A batch can hold nothing to send (only withdrawn alerts, or points held again): just move the cursor.
+        let sent = if lines.is_empty() {
+            Ok(true)
+        } else {
+            send_all(
+                &client,
+                &target,
+                &store,
+                &health,
+                &key,
+                &mut backoff,
+                lines,
+                Some(body),
+                &shutdown,
+            )
+            .await
+        };
+        match sent {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
@@ -116,6 +121,7 @@ pub async fn run(
             Stream::Aggregates => store.call(move |s| s.set_aggregates_cursor(position)).await,
             Stream::Events => store.call(move |s| s.set_events_cursor(position)).await,
             Stream::Alerts => store.call(move |s| s.set_alerts_cursor(position)).await,
+            Stream::Withdrawn => store.call(move |s| s.set_withdrawn_cursor(position)).await,
         };
         if let Err(e) = moved {
             result = Err(e.into());
@@ -141,21 +147,29 @@ async fn produce(
     tx: tokio::sync::mpsc::Sender<Prepared>,
     shutdown: CancellationToken,
 ) -> Result<(), ForwardError> {
-    let (mut readings_pos, mut aggregates_pos, mut events_pos, mut alerts_pos) = store
-        .call::<_, LedgerError>(|s| {
-            Ok((
-                s.cursor(&s.readings_cursor)?,
-                s.cursor(&s.aggregates_cursor)?,
-                s.cursor(&s.events_cursor)?,
-                s.cursor(&s.alerts_cursor)?,
-            ))
-        })
-        .await?;
+    let (mut readings_pos, mut aggregates_pos, mut events_pos, mut alerts_pos, mut withdrawn_pos) =
+        store
+            .call::<_, LedgerError>(|s| {
+                Ok((
+                    s.cursor(&s.readings_cursor)?,
+                    s.cursor(&s.aggregates_cursor)?,
+                    s.cursor(&s.events_cursor)?,
+                    s.cursor(&s.alerts_cursor)?,
+                    s.cursor(&s.withdrawn_cursor)?,
+                ))
+            })
+            .await?;
     let mut waited = false;
     let encoder = Arc::new(Mutex::new(ReadingEncoder::default()));
     while !shutdown.is_cancelled() {
         let (limit, gz, aggregates) = (target.batch_lines, target.gzip, target.aggregates);
-        let (pos, apos, epos, alpos) = (readings_pos, aggregates_pos, events_pos, alerts_pos);
+        let (pos, apos, epos, alpos, wpos) = (
+            readings_pos,
+            aggregates_pos,
+            events_pos,
+            alerts_pos,
+            withdrawn_pos,
+        );
         let enc = encoder.clone();
         let prepared = store
             .call::<_, LedgerError>(move |s| {
@@ -192,12 +206,28 @@ async fn produce(
                 if let Some(last) = alerts.last() {
                     let lines = alerts
                         .iter()
+                        .filter(|a| a.state != "withdrawn")
                         .filter_map(|a| encoded(a.change_seq, |l| alert_line(a, l)))
                         .collect();
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Alerts,
                         last.change_seq,
+                        limit,
+                    )));
+                }
+                // Points a re-derivation left without a row: marked withdrawn, after the rows that replaced them.
+                let withdrawn = s.withdrawn_after(wpos, limit)?;
+                if let Some(last) = withdrawn.last() {
+                    let lines = withdrawn
+                        .iter()
+                        .filter(|w| !w.held)
+                        .filter_map(|w| encoded(w.seq, |l| withdrawn_line(w, l)))
+                        .collect();
+                    return Ok(Some((
+                        prepare(lines, gz),
+                        Stream::Withdrawn,
+                        last.seq,
                         limit,
                     )));
                 }
@@ -236,6 +266,7 @@ async fn produce(
                     Stream::Aggregates => aggregates_pos = position,
                     Stream::Events => events_pos = position,
                     Stream::Alerts => alerts_pos = position,
+                    Stream::Withdrawn => withdrawn_pos = position,
                 }
                 if tx
                     .send(Prepared {

@@ -7,6 +7,7 @@ use rusqlite::{params, OptionalExtension};
 use super::alerts::{
     stored_alert, AlertStore, AlertTx, JudgingWindow, ReplayReading, ALERT_COLUMNS,
 };
+use super::withdrawn::WithdrawnPoint;
 use super::LedgerError;
 use crate::compliance::{Band, Flags};
 use crate::model::Status;
@@ -200,6 +201,11 @@ impl AlertTx<'_> {
             .prepare_cached("UPDATE alerts SET state = 'withdrawn' WHERE id = ?1")?
             .execute([id])?;
         Ok(())
+    }
+
+    /// List a point no alert holds any more, for the forwarders to withdraw.
+    pub fn withdraw_point(&self, p: &WithdrawnPoint, now: i64) -> Result<(), LedgerError> {
+        super::withdrawn::point(&self.tx, p, now)
     }
 
     pub fn record_alert_revision(&self, r: &AlertRevision<'_>) -> Result<(), LedgerError> {

@@ -123,9 +123,12 @@ pub fn store_all(
     Ok(())
 }
 
+/// The next `change_seq` of an event: from a counter that never goes back, since re-derivation deletes events.
 fn next_change_seq(conn: &Connection) -> Result<i64, LedgerError> {
     Ok(conn
-        .prepare_cached("SELECT COALESCE(MAX(change_seq), 0) + 1 FROM events")?
+        .prepare_cached(
+            "UPDATE counters SET value = value + 1 WHERE name = 'events.change_seq' RETURNING value",
+        )?
         .query_row([], |r| r.get(0))?)
 }
 
@@ -437,6 +440,8 @@ fn replace(
         if !new.iter().any(|n| n.state.start == e.state.start) {
             conn.prepare_cached("DELETE FROM events WHERE id = ?1")?
                 .execute([id])?;
+            let now = Timestamp::now().millis();
+            super::withdrawn::event(conn, ids, &scope, e.state.start.millis(), now)?;
         }
     }
     for n in new {

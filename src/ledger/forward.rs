@@ -88,6 +88,23 @@ pub struct AggregateRow {
     pub band: String,
 }
 
+/// A point listed as withdrawn (`withdrawn_points`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawnRow {
+    pub seq: i64,
+    /// `event` or `alert`.
+    pub measurement: String,
+    pub station: String,
+    pub parameter: String,
+    /// The event's scope, the alert's kind.
+    pub series: String,
+    /// The alert point's state tag; empty for events.
+    pub state: String,
+    pub ts: i64,
+    /// A row holds the point again: leave it.
+    pub held: bool,
+}
+
 /// One forwarder's connection, its cursor names and the id → name caches.
 pub struct ForwardStore {
     conn: Connection,
@@ -98,6 +115,7 @@ pub struct ForwardStore {
     pub aggregates_cursor: String,
     pub events_cursor: String,
     pub alerts_cursor: String,
+    pub withdrawn_cursor: String,
 }
 
 impl ForwardStore {
@@ -112,6 +130,7 @@ impl ForwardStore {
             aggregates_cursor: format!("influx:{name}:aggregates"),
             events_cursor: format!("influx:{name}:events"),
             alerts_cursor: format!("influx:{name}:alerts"),
+            withdrawn_cursor: format!("influx:{name}:withdrawn"),
         })
     }
 
@@ -122,6 +141,7 @@ impl ForwardStore {
             (&self.aggregates_cursor, Stream::Aggregates),
             (&self.events_cursor, Stream::Events),
             (&self.alerts_cursor, Stream::Alerts),
+            (&self.withdrawn_cursor, Stream::Withdrawn),
         ] {
             let exists: Option<i64> = self
                 .conn
@@ -273,7 +293,9 @@ impl ForwardStore {
         set_cursor(&self.conn, &self.alerts_cursor, Stream::Alerts, position)
     }
 
-    /// Alerts whose state changed after `after` (their `change_seq`), in order.
+    /// Alerts whose state changed after `after` (their `change_seq`), in order: one row per point the alert holds
+    /// (raised; acknowledged and cleared once they happened), each at the time of its change, so the points are the
+    /// same however often the alert was read on its way. A withdrawn alert holds none (its points are withdrawn).
     pub fn alerts_after(&self, after: i64, limit: usize) -> Result<Vec<AlertRow>, LedgerError> {
         let mut st = self.conn.prepare_cached(
             "SELECT change_seq, id, station, subject, kind, severity, state, raised, acked_at, cleared, \
@@ -286,21 +308,15 @@ impl ForwardStore {
             let (raised, acked, cleared): (i64, Option<i64>, Option<i64>) =
                 (r.get(7)?, r.get(8)?, r.get(9)?);
             let state: String = r.get(6)?;
-            // The point stands at the time of the change it reports.
-            let at = match state.as_str() {
-                "cleared" => cleared.unwrap_or(raised),
-                "acknowledged" => acked.unwrap_or(raised),
-                _ => raised,
-            };
-            Ok(AlertRow {
+            let row = AlertRow {
                 change_seq: r.get(0)?,
                 id: r.get(1)?,
                 station: r.get(2)?,
                 subject: r.get(3)?,
                 kind: r.get(4)?,
                 severity: r.get(5)?,
-                state,
-                at,
+                state: "raised".into(),
+                at: raised,
                 since: r.get(13)?,
                 last_bad: r.get(14)?,
                 value: r.get(15)?,
@@ -309,9 +325,70 @@ impl ForwardStore {
                 band: r.get::<_, Option<String>>(11)?.unwrap_or_default(),
                 note: r.get::<_, Option<String>>(12)?.unwrap_or_default(),
                 late: r.get::<_, Option<i64>>(17)?.unwrap_or(0) != 0,
+            };
+            if state == "withdrawn" {
+                // Still returned (a row without points) so the cursor moves past it.
+                return Ok(vec![AlertRow { state, ..row }]);
+            }
+            let mut points = Vec::with_capacity(3);
+            for (name, at) in [("acknowledged", acked), ("cleared", cleared)] {
+                if let Some(at) = at {
+                    points.push(AlertRow {
+                        state: name.into(),
+                        at,
+                        ..row.clone()
+                    });
+                }
+            }
+            points.insert(0, row);
+            Ok(points)
+        })?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.extend(r?);
+        }
+        Ok(out)
+    }
+
+    /// Points listed as withdrawn after `after`, in order; `held` when a row holds the point again (an alert's raise
+    /// moved back), so it must not be withdrawn.
+    pub fn withdrawn_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<WithdrawnRow>, LedgerError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT w.seq, w.measurement, w.station, w.parameter, w.series, w.state, w.ts, \
+             CASE w.measurement WHEN 'event' THEN EXISTS (SELECT 1 FROM events e \
+               JOIN stations s ON s.id = e.station_id JOIN parameters p ON p.id = e.parameter_id \
+               WHERE s.code = w.station AND p.symbol = w.parameter AND e.scope = w.series AND e.start = w.ts) \
+             ELSE EXISTS (SELECT 1 FROM alerts a WHERE a.station = w.station AND a.subject = w.parameter \
+               AND a.kind = w.series AND a.state != 'withdrawn' AND CASE w.state WHEN 'raised' THEN a.raised = w.ts \
+               WHEN 'cleared' THEN a.cleared = w.ts ELSE a.acked_at = w.ts END) END \
+             FROM withdrawn_points w WHERE w.seq > ?1 ORDER BY w.seq LIMIT ?2",
+        )?;
+        let rows = st.query_map(params![after, limit as i64], |r| {
+            Ok(WithdrawnRow {
+                seq: r.get(0)?,
+                measurement: r.get(1)?,
+                station: r.get(2)?,
+                parameter: r.get(3)?,
+                series: r.get(4)?,
+                state: r.get(5)?,
+                ts: r.get(6)?,
+                held: r.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_withdrawn_cursor(&self, position: i64) -> Result<(), LedgerError> {
+        set_cursor(
+            &self.conn,
+            &self.withdrawn_cursor,
+            Stream::Withdrawn,
+            position,
+        )
     }
 
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, LedgerError> {

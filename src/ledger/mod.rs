@@ -22,6 +22,7 @@ pub mod lock;
 pub mod probe;
 pub mod query;
 mod schema;
+pub mod withdrawn;
 
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
@@ -832,6 +833,8 @@ pub enum Stream {
     Events,
     /// `alerts.change_seq`.
     Alerts,
+    /// `withdrawn_points.seq`.
+    Withdrawn,
 }
 
 impl Stream {
@@ -841,6 +844,7 @@ impl Stream {
             Stream::Aggregates => "aggregates",
             Stream::Events => "events",
             Stream::Alerts => "alerts",
+            Stream::Withdrawn => "withdrawn",
         }
     }
 }

@@ -306,8 +306,27 @@ CREATE TABLE event_revisions (
 "#,
     // 8: alerts follow observation time too. Observations that arrive out of order re-derive an alert key's history
     // from its last quiet point: alerts are rewritten in place, added, or withdrawn (state `withdrawn`: the complete
-    // data no longer shows them), and `alert_revisions` records each re-derivation.
+    // data no longer shows them), and `alert_revisions` records each re-derivation. `withdrawn_points` lists the
+    // `event` and `alert` points a re-derivation left without a row (an event merged away, an alert whose raise
+    // moved), so forwarders can mark them `withdrawn=1` in InfluxDB, whose write API cannot delete a point.
     r#"
+CREATE TABLE withdrawn_points (
+    seq           INTEGER PRIMARY KEY,     -- forwarders follow it
+    measurement   TEXT NOT NULL,           -- event or alert
+    station       TEXT NOT NULL,
+    parameter     TEXT NOT NULL,           -- the event's parameter, the alert's subject
+    series        TEXT NOT NULL,           -- the event's scope, the alert's kind
+    state         TEXT NOT NULL,           -- the alert point's state tag; empty for events
+    ts            INTEGER NOT NULL,        -- the point's time (Unix ms)
+    recorded      INTEGER NOT NULL
+);
+-- The last change_seq given to an event: a re-derivation deletes events, and a sequence taken as MAX + 1 would then
+-- hand out a number a forwarder has already passed.
+CREATE TABLE counters (
+    name          TEXT PRIMARY KEY,
+    value         INTEGER NOT NULL
+);
+INSERT INTO counters SELECT 'events.change_seq', COALESCE(MAX(change_seq), 0) FROM events;
 CREATE INDEX alerts_key ON alerts(station, subject, kind, since);
 CREATE TABLE alert_revisions (
     id            INTEGER PRIMARY KEY,
