@@ -1,9 +1,10 @@
 //! Backlog equivalence for compliance events and alerts, against the quantrac binary: one station sends an hour
-//! live, then resends the six hours before it (two exceedance episodes and a violating hour) newest first, as
-//! Circular 10 files dropped into the landing folder of a running daemon (ledger A). A second daemon gets the same
-//! files in observation order (ledger B). The events and alerts of A equal those of B, A records the
-//! re-derivations, and no event has zero length. Each daemon forwards to its own VictoriaMetrics: the `event` and
-//! `alert` points that stand (not marked `withdrawn`) are the same in both.
+//! live, then resends the six hours before it (two exceedance episodes and a violating hour) after it, the way
+//! stations do: as Circular 10 files dropped newest first into the landing folder of a running daemon (ledger A),
+//! or as an MQTT replay, oldest first, after the live data (ledger M). A daemon given the same files in observation
+//! order makes ledger B. The events and alerts of A and M equal those of B, A and M record the re-derivations, and
+//! no event has zero length. Each daemon forwards to its own VictoriaMetrics: every point B holds is there, and
+//! every other point is marked `withdrawn`.
 
 mod support;
 
@@ -17,6 +18,7 @@ use quantrac::ledger::alerts::AlertFilter;
 use quantrac::ledger::query::Table;
 use quantrac::ledger::Reader;
 use quantrac::model::Timestamp;
+use support::mosquitto::Mosquitto;
 use support::victoria::Victoria;
 use support::{terminate, wait_until};
 
@@ -29,11 +31,11 @@ fn tz() -> FixedOffset {
     FixedOffset::east_opt(7 * 3600).unwrap()
 }
 
-/// A config in `dir` with the station (COD Cmax 135 mg/L, TSS 90 mg/L, pH 5.5–9), a landing folder and an
-/// InfluxDB forwarder to `influx`.
-fn write_config(dir: &Path, influx: &str) -> PathBuf {
+/// A config in `dir` with the station (COD Cmax 135 mg/L, TSS 90 mg/L, pH 5.5–9), a landing folder, an
+/// InfluxDB forwarder to `influx`, and `extra` (an MQTT broker).
+fn write_config(dir: &Path, influx: &str, extra: &str) -> PathBuf {
     let text = format!(
-        "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nenabled = false\n\
+        "{extra}\n[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[http]\nenabled = false\n\
          [tt10]\nlanding = [\"landing\"]\nsettle = \"200ms\"\nscan_interval = \"100ms\"\n\n\
          [[forward.influx]]\nname = \"vm\"\nurl = \"{influx}\"\nbucket = \"q\"\nbatch_wait = \"10ms\"\n\
          [[station]]\nid = \"{STATION}\"\nname = \"Tiên Sơn\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 5000\n\
@@ -249,15 +251,43 @@ fn points(
     out
 }
 
-/// A running daemon given `groups` of files in turn, each group committed before the next is dropped (its files
-/// newest first). Stopped (SIGTERM) once `done` holds for its ledger, or after 30 s; returns whether it held.
+/// How records reach the daemon.
+enum Via<'a> {
+    /// Circular 10 files in the landing folder, each group's files written newest first.
+    Landing,
+    /// One flat JSON message per record on `stations/<id>/data`, in the group's order.
+    Mqtt(&'a Mosquitto),
+}
+
+/// The record as the MQTT source's flat JSON (units are the configured ones).
+fn json_message(r: &Record) -> Vec<u8> {
+    format!(
+        r#"{{"ts": "{}", "COD": {}, "TSS": {}, "pH": {}}}"#,
+        Timestamp(r.ts),
+        r.cod,
+        r.tss,
+        r.ph
+    )
+    .into_bytes()
+}
+
+/// A running daemon given `groups` of records in turn, each group committed before the next is sent. Stopped
+/// (SIGTERM) once `done` holds for its ledger, or after 30 s; returns whether it held.
 fn daemon(
     dir: &Path,
     influx: &str,
+    via: Via<'_>,
     groups: Vec<&[Record]>,
     done: impl Fn(&Path) -> bool,
 ) -> (PathBuf, bool) {
-    let config = write_config(dir, influx);
+    let broker = match via {
+        Via::Mqtt(m) => format!(
+            "[[mqtt.broker]]\nname = \"station\"\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"quantrac-backlog\"\n",
+            m.port
+        ),
+        Via::Landing => String::new(),
+    };
+    let config = write_config(dir, influx, &broker);
     let ledger = dir.join("ledger.db");
     let landing = dir.join("landing");
     let child = Command::new(BIN)
@@ -266,17 +296,36 @@ fn daemon(
         .stderr(std::fs::File::create(dir.join("run.log")).unwrap())
         .spawn()
         .unwrap();
+    if let Via::Mqtt(_) = via {
+        let log = dir.join("run.log");
+        let connected = wait_until(Duration::from_secs(30), || {
+            std::fs::read_to_string(&log).is_ok_and(|l| l.contains("MQTT connected."))
+        });
+        assert!(
+            connected,
+            "the daemon did not connect to Mosquitto within 30 s"
+        );
+    }
     let mut expected = 0;
     for group in groups {
-        for r in group.iter().rev() {
-            let (name, text) = tt10_file(r);
-            std::fs::write(landing.join(name), text).unwrap();
+        match via {
+            Via::Landing => {
+                for r in group.iter().rev() {
+                    let (name, text) = tt10_file(r);
+                    std::fs::write(landing.join(name), text).unwrap();
+                }
+            }
+            Via::Mqtt(m) => {
+                for r in group {
+                    m.publish_file(&format!("stations/{STATION}/data"), &json_message(r));
+                }
+            }
         }
         expected += 3 * group.len() as i64;
         if !wait_until(Duration::from_secs(30), || readings(&ledger) == expected) {
             terminate(child);
             panic!(
-                "the landing folder's files were not all committed: {} of {expected} readings",
+                "the records were not all committed: {} of {expected} readings",
                 readings(&ledger)
             );
         }
@@ -289,7 +338,13 @@ fn daemon(
 
 /// Ledger B: the records in observation order, half an hour at a time.
 fn in_order(dir: &Path, influx: &str, records: &[Record]) -> PathBuf {
-    let (ledger, settled) = daemon(dir, influx, records.chunks(6).collect(), caught_up);
+    let (ledger, settled) = daemon(
+        dir,
+        influx,
+        Via::Landing,
+        records.chunks(6).collect(),
+        caught_up,
+    );
     assert!(
         settled,
         "the alert engine did not take every reading within 30 s"
@@ -297,101 +352,157 @@ fn in_order(dir: &Path, influx: &str, records: &[Record]) -> PathBuf {
     ledger
 }
 
-/// Ledger A: the live hour's files in order, then the backlog's half hours newest first. Stopped once its alerts
-/// equal `expected`, or after 30 s (the comparison then shows the difference).
-fn out_of_order(dir: &Path, influx: &str, records: &[Record], expected: &[AlertRow]) -> PathBuf {
+/// Ledger A: the live hour's files in order, then the backlog's half hours newest first (over MQTT: the live hour,
+/// then the backlog replayed oldest first). Stopped once its alerts equal `expected`, or after 30 s (the comparison
+/// then shows the difference).
+fn out_of_order(
+    dir: &Path,
+    influx: &str,
+    via: Via<'_>,
+    records: &[Record],
+    expected: &[AlertRow],
+) -> PathBuf {
     let (backlog, live) = records.split_at(72);
     let mut groups: Vec<&[Record]> = live.chunks(1).collect();
-    groups.extend(backlog.rchunks(6));
-    daemon(dir, influx, groups, |l| {
+    match via {
+        Via::Landing => groups.extend(backlog.rchunks(6)),
+        Via::Mqtt(_) => groups.extend(backlog.chunks(6)),
+    }
+    daemon(dir, influx, via, groups, |l| {
         caught_up(l) && alerts(l) == expected
     })
     .0
 }
 
 #[test]
-fn a_backlog_delivered_newest_first_has_the_events_of_in_order_arrival() {
+fn a_backlog_out_of_order_has_the_events_alerts_and_points_of_in_order_arrival() {
     let records = records();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (vm_a, vm_b) = (
-        rt.block_on(Victoria::start()),
-        rt.block_on(Victoria::start()),
-    );
+    let vm_b = rt.block_on(Victoria::start());
     let b_dir = tempfile::tempdir().unwrap();
     let b = in_order(b_dir.path(), &vm_b.url(), &records);
-    let expected_alerts = alerts(&b);
+    let expected = Expected::of(&b, &vm_b, &rt);
+    expected.assert_not_vacuous();
+
+    // Circular 10 files dropped newest first.
+    let vm_a = rt.block_on(Victoria::start());
     let a_dir = tempfile::tempdir().unwrap();
-    let a = out_of_order(a_dir.path(), &vm_a.url(), &records, &expected_alerts);
+    let a = out_of_order(
+        a_dir.path(),
+        &vm_a.url(),
+        Via::Landing,
+        &records,
+        &expected.alerts,
+    );
+    expected.assert_same(&a, &vm_a, &rt, "files newest first");
 
-    let expected = events(&b);
-    // What the data holds, so the comparison is not vacuous: instant events on COD, TSS and pH, and a window
-    // event for the violating hour.
-    for (parameter, scope) in [
-        ("COD", "instant"),
-        ("TSS", "instant"),
-        ("pH", "instant"),
-        ("COD", "window_3600000"),
-    ] {
-        assert!(
-            expected.iter().any(|r| r.1 == parameter && r.2 == scope),
-            "no {scope} {parameter} event in {expected:#?}"
-        );
-    }
-    assert_no_zero_length(&expected);
-    let got = events(&a);
-    assert_no_zero_length(&got);
-    assert_eq!(got, expected);
-    // A re-derived the instant events its backlog touched; B, receiving readings in order, never had to.
-    assert!(revisions(&a, "instant") > 0);
+    // An MQTT replay of the backlog after the live hour.
+    let mosq = Mosquitto::start("");
+    let vm_m = rt.block_on(Victoria::start());
+    let m_dir = tempfile::tempdir().unwrap();
+    let m = out_of_order(
+        m_dir.path(),
+        &vm_m.url(),
+        Via::Mqtt(&mosq),
+        &records,
+        &expected.alerts,
+    );
+    expected.assert_same(&m, &vm_m, &rt, "MQTT replay");
+
+    // Receiving readings in order, B never had to re-derive.
     assert_eq!(revisions(&b, "instant"), 0);
+    assert_eq!(alert_revisions(&b), 0);
+}
 
-    // The alerts: both exceedance episodes of COD, the pH excursion, and the violating hour.
-    for (kind, subject) in [
-        ("exceedance", "COD"),
-        ("exceedance", "pH"),
-        ("violation", "COD"),
-    ] {
+/// What in-order arrival gives: events, alerts and the points in InfluxDB.
+struct Expected {
+    events: Vec<Row>,
+    alerts: Vec<AlertRow>,
+    points: std::collections::BTreeMap<(String, i64), bool>,
+}
+
+impl Expected {
+    fn of(ledger: &Path, vm: &Victoria, rt: &tokio::runtime::Runtime) -> Expected {
+        Expected {
+            events: events(ledger),
+            alerts: alerts(ledger),
+            points: points(vm, rt),
+        }
+    }
+
+    /// What the data holds, so the comparisons are not vacuous: instant events on COD, TSS and pH, a window event
+    /// for the violating hour, both exceedance episodes of COD, the pH excursion, and the violation, with their
+    /// points.
+    fn assert_not_vacuous(&self) {
+        for (parameter, scope) in [
+            ("COD", "instant"),
+            ("TSS", "instant"),
+            ("pH", "instant"),
+            ("COD", "window_3600000"),
+        ] {
+            assert!(
+                self.events.iter().any(|r| r.1 == parameter && r.2 == scope),
+                "no {scope} {parameter} event in {:#?}",
+                self.events
+            );
+        }
+        assert_no_zero_length(&self.events);
+        for (kind, subject) in [
+            ("exceedance", "COD"),
+            ("exceedance", "pH"),
+            ("violation", "COD"),
+        ] {
+            assert!(
+                self.alerts.iter().any(|r| r.0 == kind && r.1 == subject),
+                "no {kind} {subject} alert in {:#?}",
+                self.alerts
+            );
+        }
         assert!(
-            expected_alerts
-                .iter()
-                .any(|r| r.0 == kind && r.1 == subject),
-            "no {kind} {subject} alert in {expected_alerts:#?}"
+            self.points
+                .keys()
+                .any(|p| p.0.contains("\"kind\":\"violation\""))
+                && self
+                    .points
+                    .keys()
+                    .any(|p| p.0.contains("\"scope\":\"instant\""))
+                && self.points.values().all(|withdrawn| !withdrawn),
+            "{:#?}",
+            self.points
         );
     }
-    assert_eq!(alerts(&a), expected_alerts);
-    assert!(alert_revisions(&a) > 0, "A re-derived alert histories");
-    assert_eq!(alert_revisions(&b), 0);
 
-    // InfluxDB (VictoriaMetrics here): A holds every point B holds, and every other point A wrote (an event merged
-    // away, an alert whose raise moved) is marked withdrawn. (InfluxDB keeps the last write of a point, so a point
-    // withdrawn and then written again stands; VictoriaMetrics keeps both samples, so a point marked withdrawn in A
-    // is not checked against B.)
-    let expected_points = points(&vm_b, &rt);
-    assert!(
-        expected_points
+    /// `ledger` (and `vm`, its forwarder's target) hold what in-order arrival gives, and record re-derivations.
+    fn assert_same(&self, ledger: &Path, vm: &Victoria, rt: &tokio::runtime::Runtime, how: &str) {
+        let got = events(ledger);
+        assert_no_zero_length(&got);
+        assert_eq!(got, self.events, "events ({how})");
+        assert!(
+            revisions(ledger, "instant") > 0,
+            "no event re-derivation ({how})"
+        );
+        assert_eq!(alerts(ledger), self.alerts, "alerts ({how})");
+        assert!(
+            alert_revisions(ledger) > 0,
+            "no alert re-derivation ({how})"
+        );
+        // InfluxDB (VictoriaMetrics here): every point of in-order arrival is there, and every other point written
+        // (an event merged away, an alert whose raise moved) is marked withdrawn. (InfluxDB keeps the last write of a
+        // point, so a point withdrawn and then written again stands; VictoriaMetrics keeps both samples, so a point
+        // marked withdrawn is not checked against in-order arrival.)
+        let got = points(vm, rt);
+        let missing: Vec<_> = self
+            .points
             .keys()
-            .any(|p| p.0.contains("\"kind\":\"violation\""))
-            && expected_points
-                .keys()
-                .any(|p| p.0.contains("\"scope\":\"instant\""))
-            && expected_points.values().all(|withdrawn| !withdrawn),
-        "{expected_points:#?}"
-    );
-    let got_points = points(&vm_a, &rt);
-    let missing: Vec<_> = expected_points
-        .keys()
-        .filter(|p| !got_points.contains_key(p))
-        .collect();
-    let stale: Vec<_> = got_points
-        .iter()
-        .filter(|(p, withdrawn)| !expected_points.contains_key(p) && !**withdrawn)
-        .collect();
-    assert!(
-        missing.is_empty() && stale.is_empty(),
-        "points of B missing in A: {missing:#?}\npoints of A not withdrawn that B lacks: {stale:#?}"
-    );
-    assert!(
-        got_points.values().any(|withdrawn| *withdrawn),
-        "A's re-derivations withdrew points"
-    );
+            .filter(|p| !got.contains_key(p))
+            .collect();
+        let stale: Vec<_> = got
+            .iter()
+            .filter(|(p, withdrawn)| !self.points.contains_key(p) && !**withdrawn)
+            .collect();
+        assert!(
+            missing.is_empty() && stale.is_empty(),
+            "{how}: points of in-order arrival missing: {missing:#?}\npoints not withdrawn that in-order arrival lacks: {stale:#?}"
+        );
+    }
 }
