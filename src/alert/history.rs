@@ -17,13 +17,37 @@ use crate::ledger::alerts::{AlertUpdate, NewAlert, StoredAlert};
 use crate::ledger::withdrawn::WithdrawnPoint;
 use crate::ledger::LedgerError;
 
+/// The observations of a key that arrived out of order: their span, and whether any was bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LateSpan {
+    pub from: i64,
+    pub until: i64,
+    pub bad: bool,
+}
+
+impl LateSpan {
+    pub fn new(at: i64, bad: bool) -> Self {
+        LateSpan {
+            from: at,
+            until: at,
+            bad,
+        }
+    }
+
+    pub fn add(&mut self, other: LateSpan) {
+        self.from = self.from.min(other.from);
+        self.until = self.until.max(other.until);
+        self.bad |= other.bad;
+    }
+}
+
 /// One key to re-derive, with what the runner knows of it.
 pub struct Rederivation<'a> {
     pub ctx: &'a Context,
     pub rules: &'a Rules,
     pub key: &'a AlertKey,
-    /// The oldest observation time that arrived out of order.
-    pub from: i64,
+    /// What arrived out of order.
+    pub late: LateSpan,
     /// The key's state in the engine now.
     pub current: Option<KeyState>,
     /// Where the key's notifications go.
@@ -75,13 +99,17 @@ struct Timed {
 const PAGE: i64 = 500;
 
 impl Store {
-    /// Re-derive one key's history; `None` for kinds about now (silence, backlog), which have no history.
+    /// Re-derive one key's history; `None` when nothing can have changed (see [`Store::unchanged`]) and for kinds
+    /// about now (silence, backlog), which have no history.
     pub fn rederive(&mut self, r: &Rederivation<'_>) -> Result<Option<Rederived>, LedgerError> {
         let Some(source) = Source::of(r.key) else {
             return Ok(None);
         };
+        if self.unchanged(r)? {
+            return Ok(None);
+        }
         let key = key_ref(r.key);
-        let quiet = self.quiet_point(r, &source, r.from)?;
+        let quiet = self.quiet_point(r, &source, r.late.from)?;
         let raises = match quiet {
             Some(g) => {
                 self.ledger
@@ -105,6 +133,23 @@ impl Store {
         let old = self.ledger.key_alerts_after(key, quiet)?;
         self.store_rederived(r, quiet, state, &episodes, &old)
             .map(Some)
+    }
+
+    /// Good observations that land outside every alert of the key and outside its pending run change nothing: good
+    /// observations only end runs, and there is none to end. The common case of a backlog (good data) stops here.
+    fn unchanged(&self, r: &Rederivation<'_>) -> Result<bool, LedgerError> {
+        if r.late.bad {
+            return Ok(false);
+        }
+        let pending = r.current.as_ref().is_some_and(|s| {
+            s.phase == Phase::Pending && s.bad_since.is_some_and(|b| b <= r.late.until)
+        });
+        if pending {
+            return Ok(false);
+        }
+        Ok(!self
+            .ledger
+            .alert_within(key_ref(r.key), r.late.from, r.late.until)?)
     }
 
     /// The key's last quiet point before `until`: its latest good observation outside any of its alerts (the
@@ -352,7 +397,7 @@ impl Store {
             let new_json = json!(episodes.iter().map(episode_span).collect::<Vec<_>>()).to_string();
             let reason = format!(
                 "observations from {} arrived after newer ones",
-                observe::local(r.ctx, r.from)
+                observe::local(r.ctx, r.late.from)
             );
             tx.record_alert_revision(&AlertRevision {
                 key,

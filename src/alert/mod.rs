@@ -10,7 +10,7 @@
 
 pub mod channels;
 pub mod engine;
-mod history;
+pub mod history;
 pub mod message;
 pub mod observe;
 pub mod outbox;

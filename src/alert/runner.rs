@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use super::engine::{
     AlertKey, Change, Clock, Detail, Engine, KeyState, Kind, Observation, Phase, Rules, Transition,
 };
-use super::history::Rederivation;
+use super::history::{LateSpan, Rederivation};
 use super::message::Context;
 use super::observe::{self, local, ReadingObs, WindowObs};
 use super::store::{Routed, Store};
@@ -71,8 +71,8 @@ pub struct Runner {
     close: Vec<String>,
     /// Newest reading time each series has fed its keys: an older reading re-derives them instead.
     series_clock: HashMap<(String, String), i64>,
-    /// Keys to re-derive once what is pending is stored, each from the oldest time that arrived out of order.
-    rederive: BTreeMap<AlertKey, i64>,
+    /// Keys to re-derive once what is pending is stored, with what arrived out of order.
+    rederive: BTreeMap<AlertKey, LateSpan>,
 }
 
 /// A catch-up closes (its summary is queued) once no late observation came from the station for this long.
@@ -146,6 +146,19 @@ impl Runner {
                 r = rx.recv() => match r {
                     Ok(ev) => {
                         self.apply(&ev);
+                        // Under a flood (a backlog), take what is already queued before storing, so the
+                        // re-derivations of many batches are done once.
+                        for _ in 0..256 {
+                            match rx.try_recv() {
+                                Ok(ev) => self.apply(&ev),
+                                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                                    warn!(missed = n, "Alert engine fell behind the pipeline; catching up from the ledger.");
+                                    self.replay().await;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
                         if !self.pending.is_empty() || !self.rederive.is_empty() {
                             self.settle().await;
                         }
@@ -263,8 +276,9 @@ impl Runner {
         // Older than what the series already told its keys: their history is re-derived in observation order.
         let newest = self.series_newest(&series);
         if newest.is_some_and(|n| r.ts < n) {
-            for kind in observe::READING_KINDS {
-                self.schedule_rederive(AlertKey::new(r.station, r.parameter, kind), r.ts);
+            for (kind, bad, _) in observe::reading(&self.ctx, &r) {
+                let key = AlertKey::new(r.station, r.parameter, kind);
+                self.schedule_rederive(key, LateSpan::new(r.ts, bad));
             }
             return;
         }
@@ -294,10 +308,16 @@ impl Runner {
         restored
     }
 
-    /// Re-derive `key` from observation time `from` once the current batch is stored.
-    fn schedule_rederive(&mut self, key: AlertKey, from: i64) {
-        let e = self.rederive.entry(key).or_insert(from);
-        *e = (*e).min(from);
+    /// Re-derive `key` once the current batch is stored. A good observation of a key that has never left idle (it
+    /// has no state: no alert, nothing pending, ever) cannot change anything, and is not looked into.
+    fn schedule_rederive(&mut self, key: AlertKey, late: LateSpan) {
+        if !late.bad && self.engine.state(&key).is_none() && !self.rederive.contains_key(&key) {
+            return;
+        }
+        self.rederive
+            .entry(key)
+            .and_modify(|s| s.add(late))
+            .or_insert(late);
     }
 
     fn observe_window(&mut self, station: &str, parameter: &str, w: WindowObs, now: i64) {
@@ -312,8 +332,11 @@ impl Runner {
             Some((ws, _, _)) if w.window_start < ws => {
                 // A window older than the series' newest judged again (late data in a closed window): the
                 // series' window keys are re-derived in window order.
-                self.schedule_rederive(violation, w.window_start);
-                self.schedule_rederive(completeness_key, w.window_start);
+                let bad = w.band.is_exceedance();
+                self.schedule_rederive(violation, LateSpan::new(w.window_start, bad));
+                let incomplete = w.completeness <= self.engine.rules.completeness_below;
+                let late = LateSpan::new(w.window_start, incomplete);
+                self.schedule_rederive(completeness_key, late);
                 return;
             }
             Some((ws, previous, judge_previous)) if w.window_start > ws => {
@@ -472,7 +495,7 @@ impl Runner {
         let now = self.clock.now_ms();
         let keys = std::mem::take(&mut self.rederive);
         let mut changed = Vec::new();
-        for (key, from) in keys {
+        for (key, late) in keys {
             let series = (
                 key.station.clone(),
                 observe::completeness_parameter(&key.subject)
@@ -498,7 +521,7 @@ impl Runner {
                         ctx: &ctx,
                         rules: &rules,
                         key: &k,
-                        from,
+                        late,
                         current,
                         channels: &channels,
                         judging_ms,
@@ -520,7 +543,7 @@ impl Runner {
                 Ok(None) => {}
                 Err(e) => {
                     error!(error = %e, key = %key.id(), "Re-deriving an alert history failed; will retry within a second.");
-                    self.schedule_rederive(key, from);
+                    self.schedule_rederive(key, late);
                 }
             }
         }

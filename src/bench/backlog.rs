@@ -4,11 +4,24 @@
 //! readings per series, 72,000 readings) one timestamp per commit, newest first, so every reading is older than the
 //! newest of its series and goes through the re-derivation. Each series holds two short exceedance episodes and
 //! every tenth a violating hour. Measured through the ledger (commits, then the aggregate refresh that judges the
-//! windows), beside the same readings in order, and the two ledgers' events compared.
+//! windows), beside the same readings in order, and the two ledgers' events compared. Then the alert engine's side:
+//! after each commit, the keys the runner would re-derive (every series' keys observed out of order, as the runner
+//! schedules them) through the alert store, and the violation keys once the windows are judged; the alerts are
+//! compared with those an in-order engine raises.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use chrono::FixedOffset;
+
+use crate::alert::engine::{AlertKey, Engine, Kind, Observation, Rules};
+use crate::alert::history::{LateSpan, Rederivation};
+use crate::alert::message::Context;
+use crate::alert::observe::{self, ReadingObs};
+use crate::alert::store::Store;
+use crate::ledger::alerts::{AlertFilter, ReplayReading};
+use crate::ledger::LedgerError;
 
 use crate::compliance::hourly::window_start;
 use crate::compliance::{Assessment, Flags, Judge, LimitBound};
@@ -44,8 +57,15 @@ fn measure() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         BACKLOG * STATIONS * PARAMETERS.len()
     );
     println!(
-        "{:<22} {:>12} {:>12} {:>12} {:>8} {:>10}",
-        "arrival", "commits s", "windows s", "readings/s", "events", "revisions"
+        "{:<22} {:>12} {:>12} {:>12} {:>8} {:>10} {:>10} {:>8}",
+        "arrival",
+        "commits s",
+        "windows s",
+        "readings/s",
+        "events",
+        "revisions",
+        "alerts s",
+        "alerts"
     );
     let (backlog, live) = data.split_at(BACKLOG);
     let mut newest_first: Vec<&Vec<Evaluated>> = live.iter().collect();
@@ -57,8 +77,9 @@ fn measure() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let b = run_once(&dir.join("in-order.db"), &in_order, 0)?;
     b.print("same readings in order");
     println!(
-        "events equal: {}   (re-derivation target: < 2 s for the backlog)",
-        a.events == b.events
+        "events equal: {}   alerts equal: {}   (re-derivation target: < 2 s for the backlog)",
+        a.events == b.events,
+        a.alerts == b.alerts
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
@@ -73,24 +94,30 @@ struct Outcome {
     readings: usize,
     events: Vec<EventRow>,
     revisions: i64,
+    /// Time spent by the alert engine's side, and the alerts that stand: (key, since, raised, cleared).
+    alert_time: Duration,
+    alerts: Vec<(String, i64, i64, Option<i64>)>,
 }
 
 impl Outcome {
     fn print(&self, name: &str) {
         println!(
-            "{:<22} {:>12.3} {:>12.3} {:>12.0} {:>8} {:>10}",
+            "{:<22} {:>12.3} {:>12.3} {:>12.0} {:>8} {:>10} {:>10.3} {:>8}",
             name,
             self.commits.as_secs_f64(),
             self.windows.as_secs_f64(),
             self.readings as f64 / self.commits.as_secs_f64(),
             self.events.len(),
-            self.revisions
+            self.revisions,
+            self.alert_time.as_secs_f64(),
+            self.alerts.len()
         );
     }
 }
 
 /// Commit `batches` one by one; time those after the first `skip` (the live hour), then the refresh that judges
-/// their windows.
+/// their windows. The alert engine's side follows each commit: the live hour fed in order, then every batch older
+/// than what its series saw re-derived, and the violation keys once the windows are judged.
 fn run_once(
     path: &Path,
     batches: &[&Vec<Evaluated>],
@@ -98,21 +125,33 @@ fn run_once(
 ) -> Result<Outcome, Box<dyn std::error::Error + Send + Sync>> {
     let _ = std::fs::remove_file(path);
     let mut ledger = Ledger::open(path, Synchronous::Normal)?;
+    let mut alerts = AlertSide::open(path)?;
     let ctx = context();
+    let mut alert_time = Duration::ZERO;
     for b in &batches[..skip] {
         ledger.commit(b, &[])?;
+        let started = Instant::now();
+        alerts.follow(b)?;
+        alert_time += started.elapsed();
     }
     ledger.refresh_aggregates(&ctx, 1_000_000)?;
-    let started = Instant::now();
+    let mut commits = Duration::ZERO;
     let mut readings = 0;
     for b in &batches[skip..] {
+        let started = Instant::now();
         ledger.commit(b, &[])?;
+        commits += started.elapsed();
         readings += b.len();
+        let started = Instant::now();
+        alerts.follow(b)?;
+        alert_time += started.elapsed();
     }
-    let commits = started.elapsed();
     let started = Instant::now();
     ledger.refresh_aggregates(&ctx, 1_000_000)?;
     let windows = started.elapsed();
+    let started = Instant::now();
+    alerts.windows()?;
+    alert_time += started.elapsed();
     let reader = ledger.reader()?;
     let events = reader.event_outlines()?;
     let revisions = reader.count(Table::EventRevisions)?;
@@ -122,7 +161,160 @@ fn run_once(
         readings,
         events,
         revisions,
+        alert_time,
+        alerts: alerts.standing()?,
     })
+}
+
+/// The alert engine's side of the bench: an engine fed in order, and the alert store's re-derivation for what
+/// arrives out of order (what the runner does, without its broadcast and timers).
+struct AlertSide {
+    path: std::path::PathBuf,
+    store: Store,
+    engine: Engine,
+    ctx: Context,
+    newest: HashMap<(String, String), i64>,
+    window_from: Option<i64>,
+}
+
+impl AlertSide {
+    fn open(path: &Path) -> Result<AlertSide, LedgerError> {
+        let config = crate::config::alert::Alert::default();
+        Ok(AlertSide {
+            path: path.to_path_buf(),
+            store: Store::open(path)?,
+            engine: Engine::new(Rules::from_config(&config)),
+            ctx: Context {
+                public_url: String::new(),
+                timezone: FixedOffset::east_opt(OFFSET).expect("a valid offset"),
+                stations: HashMap::new(),
+            },
+            newest: HashMap::new(),
+            window_from: None,
+        })
+    }
+
+    /// Feed a committed batch: in order, or (older than its series' newest) re-derived key by key.
+    fn follow(&mut self, batch: &[Evaluated]) -> Result<(), LedgerError> {
+        let now = Timestamp::now().millis();
+        let mut late: BTreeMap<AlertKey, LateSpan> = BTreeMap::new();
+        let mut fed = Vec::new();
+        for e in batch {
+            let r = replay_reading(e);
+            let obs = ReadingObs::from(&r);
+            let series = (r.station.clone(), r.parameter.clone());
+            let older = self.newest.get(&series).is_some_and(|n| r.ts < *n);
+            for (kind, bad, detail) in observe::reading(&self.ctx, &obs) {
+                let key = AlertKey::new(&r.station, &r.parameter, kind);
+                if older {
+                    // As the runner schedules: a good observation of a key that never left idle changes nothing.
+                    if bad || self.engine.state(&key).is_some() {
+                        let span = LateSpan::new(r.ts, bad);
+                        late.entry(key).and_modify(|s| s.add(span)).or_insert(span);
+                    }
+                } else {
+                    let o = Observation {
+                        bad,
+                        at: r.ts,
+                        late: true,
+                        detail,
+                    };
+                    fed.extend(self.engine.observe(&key, now, o).map(|t| (t, Vec::new())));
+                }
+            }
+            if !older {
+                self.newest.insert(series, r.ts);
+            } else {
+                self.window_from = Some(self.window_from.map_or(r.ts, |w| w.min(r.ts)));
+            }
+        }
+        let dirty = self.engine.take_dirty();
+        self.store.commit(&self.ctx, &fed, &[], dirty, None)?;
+        for (key, span) in late {
+            self.rederive(key, span)?;
+        }
+        Ok(())
+    }
+
+    /// The windows judged at last: every series' violation key from the oldest late reading's window.
+    fn windows(&mut self) -> Result<(), LedgerError> {
+        let Some(from) = self.window_from else {
+            return Ok(());
+        };
+        let from = window_start(Timestamp(from), OFFSET, HOUR_MS).millis();
+        for s in 0..STATIONS {
+            for p in PARAMETERS {
+                let key = AlertKey::new(station(s).as_str(), p, Kind::Violation);
+                self.rederive(key, LateSpan::new(from, true))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn rederive(&mut self, key: AlertKey, late: LateSpan) -> Result<(), LedgerError> {
+        let rules = self.engine.rules.clone();
+        let r = Rederivation {
+            ctx: &self.ctx,
+            rules: &rules,
+            key: &key,
+            late,
+            current: self.engine.state(&key).cloned(),
+            channels: &[],
+            judging_ms: HOUR_MS,
+            limit: (None, Some(LIMIT), "mg/L".into()),
+            now: Timestamp::now().millis(),
+        };
+        if let Some(done) = self.store.rederive(&r)? {
+            self.engine.rederived(key, done.state);
+        }
+        Ok(())
+    }
+
+    /// Every alert that stands: (key, since, raised, cleared).
+    fn standing(&self) -> Result<Vec<(String, i64, i64, Option<i64>)>, LedgerError> {
+        let all = AlertFilter {
+            limit: i64::MAX,
+            ..AlertFilter::default()
+        };
+        let mut out: Vec<_> = crate::ledger::Reader::open(&self.path)?
+            .alerts(&all)?
+            .into_iter()
+            .map(|a| a.alert)
+            .filter(|a| a.state != "withdrawn")
+            .map(|a| {
+                (
+                    format!("{}|{}|{}", a.station, a.subject, a.kind),
+                    a.since,
+                    a.raised,
+                    a.cleared,
+                )
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// A committed reading as the alert engine reads it back.
+fn replay_reading(e: &Evaluated) -> ReplayReading {
+    let (lo, hi) = match e.assessment.limit {
+        Some(LimitBound::Max(m)) => (None, Some(m)),
+        Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
+        None => (None, None),
+    };
+    ReplayReading {
+        seq: 0,
+        station: e.reading.station.to_string(),
+        parameter: e.reading.parameter.to_string(),
+        ts: e.reading.ts.millis(),
+        value: e.reading.value,
+        unit: e.reading.unit.to_string(),
+        status: e.reading.status,
+        band: e.assessment.band,
+        ratio: e.assessment.ratio,
+        limit: (lo, hi),
+        flags: e.assessment.flags,
+    }
 }
 
 fn context() -> AggregateContext {

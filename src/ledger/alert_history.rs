@@ -140,6 +140,21 @@ impl AlertStore {
             .flatten())
     }
 
+    /// Whether an alert of the key spans any time in `[from, until]` (began by `until`, not cleared before `from`).
+    pub fn alert_within(
+        &self,
+        key: KeyRef<'_>,
+        from: i64,
+        until: i64,
+    ) -> Result<bool, LedgerError> {
+        Ok(self.conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 \
+             AND state != 'withdrawn' AND since <= ?5 AND (cleared IS NULL OR cleared >= ?4))",
+            params![key.station, key.subject, key.kind, from, until],
+            |r| r.get(0),
+        )?)
+    }
+
     /// When the key's alerts were raised, in `(after, until]`, oldest first.
     pub fn raised_between(
         &self,
