@@ -351,3 +351,21 @@ type = "sms"
         ]
     );
 }
+
+#[test]
+fn http_limits_are_checked_with_their_key_paths() {
+    let text = format!(
+        "[http]\nmax_connections = 0\nmax_connections_per_client = 10\nmax_streams = 0\nmax_header_bytes = 100\nheader_read_timeout = \"0s\"\nidle_timeout = \"soon\"\n{GOOD_STATION}"
+    );
+    let e = errors(&text);
+    for key in [
+        "http.max_connections:",
+        "http.max_connections_per_client:",
+        "http.max_streams:",
+        "http.max_header_bytes:",
+        "http.header_read_timeout:",
+        "http.idle_timeout:",
+    ] {
+        assert!(e.iter().any(|l| l.contains(key)), "{key} missing in {e:#?}");
+    }
+}

@@ -311,12 +311,25 @@ fn json_body<T>(
     })
 }
 
-/// An operator's free text (a note, an acknowledgement comment): trimmed, 1 to 2,000 characters.
+/// An operator's free text (a note, an acknowledgement comment): trimmed, 1 to 2,000 characters, no control
+/// characters but line breaks and tabs (a NUL or an escape sequence would end up in the ledger, in exports and on
+/// terminals reading the log).
 fn short_text(field: &str, text: &str) -> Result<String, ApiError> {
     let text = text.trim();
     if text.is_empty() || text.chars().count() > 2000 {
         return Err(ApiError::bad_request(format!(
             "{field} must be 1 to 2,000 characters"
+        )));
+    }
+    if let Some((at, c)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{field} contains the control character U+{:04X} at character {}; only text, line breaks and tabs are allowed",
+            c as u32,
+            at + 1
         )));
     }
     Ok(text.to_string())

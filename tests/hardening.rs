@@ -1,0 +1,328 @@
+//! Issue 19 (hardening), against the running binary: an HTTP listener that survives slow, idle, crowded and
+//! oversized clients; security headers; the auth scheme; control characters in operators' text.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use support::daemon::{stations, Daemon};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+const TOKEN: &str = "hardening-operator-token";
+
+fn operator_token() -> String {
+    let hash: String = Sha256::digest(TOKEN.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("[[http.token]]\nname = \"op\"\nrole = \"operator\"\nsha256 = \"{hash}\"\n")
+}
+
+fn address(d: &Daemon) -> SocketAddr {
+    d.http.trim_start_matches("http://").parse().unwrap()
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.x: every one of them reaches 127.0.0.1 on
+/// Linux), so one test can be several clients.
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::from((from, 0))).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.connect(to))
+        .await
+        .expect("connect timed out")
+        .unwrap()
+}
+
+/// Everything the server sends until it closes the connection, or `None` if it is still open after `limit`.
+async fn read_until_closed(s: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(out),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The status code of a raw HTTP/1.1 GET `path` over a new connection from `from`.
+async fn raw_get(from: [u8; 4], to: SocketAddr, path: &str) -> Option<u16> {
+    let mut s = connect_from(from, to).await;
+    let req = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let answer = read_until_closed(&mut s, Duration::from_secs(10)).await?;
+    status_of(&answer)
+}
+
+fn status_of(answer: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(answer);
+    text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_closed() {
+    let d = Daemon::start(
+        "header_read_timeout = \"2s\"\nidle_timeout = \"3s\"\nanonymous_read = true\n",
+        &stations(60, &[]),
+    )
+    .await;
+    let to = address(&d);
+    // Slowloris: a header line every 500 ms, never the blank line that ends the header.
+    let mut slow = connect_from([127, 0, 0, 1], to).await;
+    slow.write_all(b"GET /api/stations HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for i in 0..40 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if slow
+            .write_all(format!("x-slow-{i}: 1\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            closed = true;
+            break;
+        }
+        let mut probe = [0u8; 1024];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(1), slow.read(&mut probe)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a slow header was still accepted after 20 s");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "a slow header held its connection for {:?} (header_read_timeout = 2s)",
+        started.elapsed()
+    );
+    // A connection that sends nothing at all.
+    let mut idle = connect_from([127, 0, 0, 1], to).await;
+    let started = Instant::now();
+    assert!(
+        read_until_closed(&mut idle, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "an idle connection was kept for 10 s"
+    );
+    assert!(started.elapsed() < Duration::from_secs(6));
+    // A body that stops half-way ends within the idle timeout, answered or closed.
+    let mut stalled = connect_from([127, 0, 0, 1], to).await;
+    stalled
+        .write_all(b"POST /api/stations/BN_KCNQV_NUOC01/note HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"text\":")
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut stalled, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a stalled request body held its connection for 10 s"
+    );
+    // The server still answers.
+    assert_eq!(raw_get([127, 0, 0, 1], to, "/healthz").await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_in_total_and_per_client() {
+    let d = Daemon::start(
+        "max_connections = 8\nmax_connections_per_client = 5\nheader_read_timeout = \"60s\"\nanonymous_read = true\n",
+        &stations(60, &[]),
+    )
+    .await;
+    let to = address(&d);
+    // Connections that hold a place: opened, then an answered request keeps them alive (idle, kept-alive).
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(connect_from([127, 0, 0, 2], to).await);
+    }
+    // Wait until the server counts them (accepting is asynchronous), then a sixth from the same address is refused.
+    let refused_per_client = support::eventually(Duration::from_secs(10), || async {
+        raw_get([127, 0, 0, 2], to, "/healthz").await == Some(503)
+    })
+    .await;
+    assert!(
+        refused_per_client,
+        "a sixth connection from one address was served"
+    );
+    // Another client is still served.
+    assert_eq!(raw_get([127, 0, 0, 3], to, "/healthz").await, Some(200));
+    for _ in 0..3 {
+        held.push(connect_from([127, 0, 0, 3], to).await);
+    }
+    // Eight open: anyone is refused, with a 503.
+    let refused_total = support::eventually(Duration::from_secs(10), || async {
+        raw_get([127, 0, 0, 4], to, "/healthz").await == Some(503)
+    })
+    .await;
+    assert!(refused_total, "a ninth connection was served");
+    let metrics = reqwest::Client::new();
+    drop(held);
+    // Places come back when the connections close.
+    let back = support::eventually(Duration::from_secs(10), || async {
+        raw_get([127, 0, 0, 2], to, "/healthz").await == Some(200)
+    })
+    .await;
+    assert!(back, "closed connections did not give their places back");
+    let text = metrics
+        .get(format!("{}/metrics", d.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("quantrac_http_connections_refused_total{limit=\"per_client\"}")
+            && !l.ends_with(" 0")),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_capped_and_oversized_headers_refused() {
+    let d = Daemon::start(
+        "max_streams = 2\nanonymous_read = true\n",
+        &stations(60, &[]),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let stream = || client.get(format!("{}/api/stream", d.http)).send();
+    let a = stream().await.unwrap();
+    let b = stream().await.unwrap();
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    let c = stream().await.unwrap();
+    assert_eq!(c.status().as_u16(), 503);
+    let body: serde_json::Value = c.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("http.max_streams"),
+        "{body}"
+    );
+    drop(a);
+    let freed = support::eventually(Duration::from_secs(10), || async {
+        matches!(stream().await, Ok(r) if r.status().as_u16() == 200)
+    })
+    .await;
+    assert!(freed, "a closed stream did not give its place back");
+    drop(b);
+
+    // A 200 KB header: 431. A 6 KB one is fine.
+    let big = "a".repeat(200 * 1024);
+    let r = client
+        .get(format!("{}/healthz", d.http))
+        .header("x-big", &big)
+        .send()
+        .await;
+    match r {
+        Ok(r) => assert_eq!(r.status().as_u16(), 431),
+        // The server may close before the client finished sending; then the client saw the 431 or a reset.
+        Err(e) => assert!(e.is_request() || e.is_connect(), "{e}"),
+    }
+    let r = client
+        .get(format!("{}/healthz", d.http))
+        .header("x-big", "a".repeat(6 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_oversized_header_is_answered_431() {
+    let d = Daemon::start("anonymous_read = true\n", &stations(60, &[])).await;
+    let mut s = connect_from([127, 0, 0, 1], address(&d)).await;
+    let mut req = b"GET /healthz HTTP/1.1\r\nhost: x\r\n".to_vec();
+    for i in 0..100 {
+        req.extend_from_slice(format!("x-h{i}: {}\r\n", "b".repeat(2000)).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    let _ = s.write_all(&req).await;
+    let answer = read_until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("the connection stayed open");
+    assert_eq!(
+        status_of(&answer),
+        Some(431),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_auth_scheme_and_control_characters() {
+    let d = Daemon::start(&operator_token(), &stations(60, &[])).await;
+    let client = reqwest::Client::new();
+    for path in ["/", "/assets/app.js", "/healthz", "/api/stations"] {
+        let r = client
+            .get(format!("{}{path}", d.http))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        let h = r.headers();
+        let csp = h
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp:?}");
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp:?}");
+        assert_eq!(h.get("x-content-type-options").unwrap(), "nosniff");
+        assert_eq!(h.get("x-frame-options").unwrap(), "DENY");
+        assert_eq!(h.get("referrer-policy").unwrap(), "no-referrer");
+    }
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = client
+            .get(format!("{}/api/stations", d.http))
+            .header("authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "scheme {scheme:?}");
+    }
+    let post = |path: String, body: serde_json::Value| {
+        client
+            .post(format!("{}{path}", d.http))
+            .header("authorization", format!("bearer {TOKEN}"))
+            .json(&body)
+            .send()
+    };
+    for text in ["cleaned\u{0}probe", "x\u{1b}[31mred", "bell\u{7}"] {
+        let r = post(
+            "/api/stations/BN_KCNQV_NUOC01/note".into(),
+            serde_json::json!({ "text": text }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{text:?}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("control character"),
+            "{body}"
+        );
+        let r = post(
+            "/api/alerts/1/ack".into(),
+            serde_json::json!({ "comment": text }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{text:?}");
+    }
+    // Line breaks and tabs are text.
+    let r = post(
+        "/api/stations/BN_KCNQV_NUOC01/note".into(),
+        serde_json::json!({ "text": "analyser cleaned\n\tprobe replaced" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+}
