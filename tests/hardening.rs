@@ -4,9 +4,12 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+use support::config::ConfigBuilder;
 use support::daemon::{stations, Daemon};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -325,4 +328,136 @@ async fn security_headers_auth_scheme_and_control_characters() {
     .await
     .unwrap();
     assert_eq!(r.status().as_u16(), 201);
+}
+
+/// `quantrac run` with its log in a file (`quantrac.log` beside the config), stopped with SIGTERM when dropped.
+struct Logged {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    http: String,
+}
+
+impl Logged {
+    fn config(dir: &Path, http: &str, rest: &str) -> PathBuf {
+        let path = dir.join("quantrac.toml");
+        ConfigBuilder::new().http(http).section(rest).write(&path);
+        path
+    }
+
+    async fn start(http: &str, rest: &str, env: &[(&str, &str)]) -> Logged {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Self::config(dir.path(), http, rest);
+        let log = std::fs::File::create(dir.path().join("quantrac.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_quantrac"))
+            .args(["--log", "quantrac=debug,info", "run", "--config"])
+            .arg(&config)
+            .current_dir(dir.path())
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut q = Logged {
+            child: Some(child),
+            dir,
+            http: String::new(),
+        };
+        let log_path = q.dir.path().join("quantrac.log");
+        q.http = support::reported_in_log(&log_path, 0, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("no HTTP address; log:\n{}", q.log()));
+        q
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("quantrac.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.take() {
+            support::terminate(c);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_webhook_shows_no_url_or_credentials_in_logs_or_the_api() {
+    // Nothing listens there: every POST fails with the URL in the HTTP client's error.
+    let port = support::free_port();
+    let secret_url = |n: u8| {
+        format!("http://alice:pa55word{n}@127.0.0.1:{port}/hook/B0TT0KEN{n}?key=QUERYKEY{n}")
+    };
+    let dir_file = tempfile::tempdir().unwrap();
+    let url_file = dir_file.path().join("hook-url");
+    std::fs::write(&url_file, format!("{}\n", secret_url(2))).unwrap();
+    let rest = format!(
+        "[alert]\n\n[[alert.channel]]\nname = \"from-env\"\ntype = \"webhook\"\nurl = \"${{QT_TEST_HOOK_URL}}\"\n\n\
+         [[alert.channel]]\nname = \"from-file\"\ntype = \"webhook\"\nurl_file = \"{}\"\n\n\
+         [[alert.route]]\nchannels = [\"from-env\", \"from-file\"]\n\n{}",
+        url_file.display(),
+        stations(360, &[("BN_KCNTS_NUOC01", "via = \"direct\", drift = \"COD\"")])
+    );
+    let q = Logged::start(
+        "anonymous_read = true",
+        &rest,
+        &[("QT_TEST_HOOK_URL", &secret_url(1))],
+    )
+    .await;
+    // Wait for failed deliveries of both channels, read by the anonymous viewer.
+    let client = reqwest::Client::new();
+    let answer = std::sync::Mutex::new(String::new());
+    let failed = support::eventually(Duration::from_secs(120), || {
+        let req = client
+            .get(format!("{}/api/alerts?limit=1000", q.http))
+            .send();
+        let answer = &answer;
+        async move {
+            let Ok(r) = req.await else { return false };
+            let text = r.text().await.unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            *answer.lock().unwrap() = text;
+            let failed_on = |channel: &str| {
+                v["alerts"].as_array().into_iter().flatten().any(|a| {
+                    a["deliveries"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|d| d["channel"] == channel && d["last_error"].as_str().is_some())
+                })
+            };
+            failed_on("from-env") && failed_on("from-file")
+        }
+    })
+    .await;
+    let answer = answer.into_inner().unwrap();
+    assert!(
+        failed,
+        "no failed delivery on both channels; /api/alerts: {answer}\nlog:\n{}",
+        q.log()
+    );
+    let log = q.log();
+    assert!(
+        log.contains("not delivered"),
+        "the log does not mention a delivery:\n{log}"
+    );
+    for n in [1, 2] {
+        for secret in [
+            format!("pa55word{n}"),
+            format!("B0TT0KEN{n}"),
+            format!("QUERYKEY{n}"),
+            "alice".to_string(),
+        ] {
+            assert!(
+                !answer.contains(&secret),
+                "{secret} in /api/alerts: {answer}"
+            );
+            assert!(!log.contains(&secret), "{secret} in the log:\n{log}");
+        }
+    }
+    // What is left still says where and why.
+    assert!(
+        answer.contains(&format!("POST http://127.0.0.1:{port}/… failed: ")),
+        "{answer}"
+    );
 }

@@ -54,7 +54,7 @@ pub async fn stations(
                 .iter()
                 .filter(|(_, c)| c.stations.contains(&st.id))
                 .map(|(k, c)| json!({ "name": k, "up": c.up, "last_success": c.last_success.map(|t| t.millis()),
-                    "last_error": c.last_error.as_ref().map(|(t, e)| json!({"at": t.millis(), "error": e})),
+                    "last_error": c.last_error.as_ref().map(|(t, e)| json!({"at": t.millis(), "error": crate::redact::urls(e)})),
                     "consecutive_failures": c.consecutive_failures }))
                 .collect();
             let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
@@ -411,11 +411,25 @@ pub async fn alerts(
     let rows: Vec<Value> = rows
         .iter()
         .map(crate::alert::store::alert_with_deliveries_json)
+        .map(redact_deliveries)
         .collect();
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().and_then(|a| a["id"].as_i64()))
         .flatten();
     Ok(Json(json!({ "alerts": rows, "next_before": next })))
+}
+
+/// A delivery's `last_error` with URLs cut to scheme and host: a channel's error may quote its URL and the URL's
+/// credentials, and viewers read this (rows written before the channels redacted their errors included).
+fn redact_deliveries(mut alert: Value) -> Value {
+    if let Some(list) = alert["deliveries"].as_array_mut() {
+        for d in list {
+            if let Some(e) = d["last_error"].as_str() {
+                d["last_error"] = Value::String(crate::redact::url(e));
+            }
+        }
+    }
+    alert
 }
 
 #[derive(Deserialize)]
