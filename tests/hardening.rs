@@ -461,3 +461,64 @@ async fn a_failing_webhook_shows_no_url_or_credentials_in_logs_or_the_api() {
         "{answer}"
     );
 }
+
+fn token_section(name: &str, role: &str, token: &str) -> String {
+    let hash: String = Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("[[http.token]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{hash}\"\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_temporary_folders_are_private_and_never_follow_a_planted_symlink() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (private_tmp, attacker) = (tmp.path().join("tmp"), tmp.path().join("attacker"));
+    std::fs::create_dir_all(&private_tmp).unwrap();
+    std::fs::create_dir_all(&attacker).unwrap();
+    let q = Logged::start(
+        &token_section("auditor-1", "auditor", "auditor-token"),
+        &stations(60, &[]),
+        &[("TMPDIR", private_tmp.to_str().unwrap())],
+    )
+    .await;
+    assert!(support::http_ready(&q.http, Duration::from_secs(60)).await);
+    // The names an export would have used before: quantrac-export-<pid>-<n>, planted as symlinks.
+    let pid = q.child.as_ref().unwrap().id();
+    for n in 0..20 {
+        std::os::unix::fs::symlink(
+            &attacker,
+            private_tmp.join(format!("quantrac-export-{pid}-{n}")),
+        )
+        .unwrap();
+    }
+    let now = chrono::Utc::now().timestamp_millis();
+    let client = reqwest::Client::new();
+    for format in ["tt10", "all"] {
+        let r = client
+            .get(format!(
+                "{}/api/export?format={format}&from={}&to={now}",
+                q.http,
+                now - 86_400_000
+            ))
+            .bearer_auth("auditor-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let tar = r.bytes().await.unwrap();
+        assert!(tar.len() > 1024, "{format}: {} bytes", tar.len());
+    }
+    let planted: Vec<_> = std::fs::read_dir(&attacker).unwrap().collect();
+    assert!(
+        planted.is_empty(),
+        "the export wrote into the planted folder: {planted:?}"
+    );
+    // Nothing left behind but the planted links.
+    let left: Vec<String> = std::fs::read_dir(&private_tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(&format!("quantrac-export-{pid}-")))
+        .collect();
+    assert!(left.is_empty(), "temporary folders left: {left:?}");
+}
