@@ -522,3 +522,330 @@ async fn export_temporary_folders_are_private_and_never_follow_a_planted_symlink
         .collect();
     assert!(left.is_empty(), "temporary folders left: {left:?}");
 }
+
+const BIN: &str = env!("CARGO_BIN_EXE_quantrac");
+
+/// One plant without a simulator (readings come from `ingest`).
+const ONE_STATION: &str = r#"
+[[station]]
+id = "BN_KCNQV_NUOC01"
+name = "Que Vo"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 13000
+receiving_water = { type = "river", flow_m3_s = 120 }
+parameters = { COD = {}, pH = {} }
+"#;
+
+/// A command of quantrac run through `sh` with `prefix` (e.g. a file size limit), its exit status and stderr, or
+/// `None` if it is still running after `limit` (then killed).
+fn run_bounded(
+    prefix: &str,
+    args: &[&str],
+    stdin: Option<Vec<u8>>,
+    limit: Duration,
+) -> Option<(std::process::ExitStatus, String, String)> {
+    run_wrapped(prefix, "", args, stdin, limit)
+}
+
+/// [`run_bounded`] with the binary started through `wrapper` (e.g. `setpriv …`).
+fn run_wrapped(
+    prefix: &str,
+    wrapper: &str,
+    args: &[&str],
+    stdin: Option<Vec<u8>>,
+    limit: Duration,
+) -> Option<(std::process::ExitStatus, String, String)> {
+    let quoted: Vec<String> = std::iter::once(BIN)
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let script = format!("{prefix} exec {wrapper} {}", quoted.join(" "));
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        use std::io::Write;
+        if let Some(bytes) = stdin {
+            let _ = input.write_all(&bytes);
+        }
+    });
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let mut status = None;
+    support::wait_until(limit, || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    };
+    let _ = feeder.join();
+    Some((status, out.join().unwrap(), err.join().unwrap()))
+}
+
+/// JSON lines of COD and pH readings, one a minute from 2026-11-01 (`n` readings).
+fn lines(n: usize) -> Vec<u8> {
+    let start = 1_793_491_200_000i64; // 2026-11-01T00:00:00Z
+    let mut out = String::new();
+    for i in 0..n {
+        let p = if i % 2 == 0 { "COD" } else { "pH" };
+        let v = if i % 2 == 0 { 40.0 } else { 7.0 };
+        out.push_str(&format!(
+            "{{\"station\": \"BN_KCNQV_NUOC01\", \"parameter\": \"{p}\", \"ts\": {}, \"value\": {v}}}\n",
+            start + (i as i64 / 2) * 60_000
+        ));
+    }
+    out.into_bytes()
+}
+
+/// Ignore SIGXFSZ (a write past the limit then fails with EFBIG, as on a full disk) and limit files to `bytes`.
+fn file_size_limit(bytes: u64) -> String {
+    format!("trap '' XFSZ; ulimit -f {};", bytes / 512)
+}
+
+#[test]
+fn ingest_exits_non_zero_when_a_batch_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quantrac.toml");
+    ConfigBuilder::new().section(ONE_STATION).write(&config);
+    let (status, out, err) = run_bounded(
+        &file_size_limit(1 << 20),
+        &["ingest", "--config", config.to_str().unwrap()],
+        Some(lines(60_000)),
+        Duration::from_secs(120),
+    )
+    .expect("ingest did not finish in 120 s");
+    assert!(
+        !status.success(),
+        "ingest exited 0 although the ledger could not take the input; stdout tail: {:?}",
+        out.lines().last()
+    );
+    assert!(err.contains("not everything was committed"), "{err}");
+    let committed: u64 = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("committed ")?.parse().ok())
+        .next_back()
+        .unwrap_or(0);
+    assert!(committed < 60_000, "{committed}");
+    // What was reported committed is stored.
+    let stored = support::stream::count(&dir.path().join("ledger.db"));
+    assert!(
+        stored as u64 >= committed,
+        "{stored} stored, {committed} reported"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_503_with_the_reason_after_a_failed_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Logged::config(dir.path(), "anonymous_read = true", &stations(360, &[]));
+    let log = dir.path().join("quantrac.log");
+    // The sim's start-up history (a day of eight plants) does not fit in 2 MB: commits fail as on a full disk.
+    let script = format!(
+        "{} exec '{BIN}' run --config '{}' 2> '{}'",
+        file_size_limit(2 << 20),
+        config.display(),
+        log.display()
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let q = Logged {
+        child: Some(child),
+        dir,
+        http: String::new(),
+    };
+    let http = support::reported_in_log(&log, 0, Duration::from_secs(60)).expect("no address");
+    let client = reqwest::Client::new();
+    let answer = std::sync::Mutex::new(serde_json::Value::Null);
+    let failed = support::eventually(Duration::from_secs(120), || {
+        let req = client.get(format!("{http}/readyz")).send();
+        let answer = &answer;
+        async move {
+            let Ok(r) = req.await else { return false };
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap_or_default();
+            *answer.lock().unwrap() = v.clone();
+            status == 503 && v["last_commit_ok"] == false
+        }
+    })
+    .await;
+    let answer = answer.into_inner().unwrap();
+    assert!(
+        failed,
+        "/readyz never reported the failed commit: {answer}\n{}",
+        q.log()
+    );
+    let reasons = answer["reasons"].to_string();
+    assert!(
+        reasons.contains("the last ledger commit failed"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("ledger.db"),
+        "the reason does not name the file: {reasons}"
+    );
+    let metrics = client
+        .get(format!("{http}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "quantrac_ledger_last_commit_ok 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("quantrac_ledger_commit_failures_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}
+
+/// Run `quantrac <args…>` as an unprivileged user when the test runs as root (root writes any file whatever its
+/// mode, so a read-only file is read-only only for someone else).
+fn unprivileged() -> &'static str {
+    if std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+    {
+        "setpriv --reuid=65534 --regid=65534 --clear-groups --"
+    } else {
+        ""
+    }
+}
+
+#[test]
+fn start_up_refuses_a_ledger_it_cannot_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = dir.path().join("quantrac.toml");
+    ConfigBuilder::new()
+        .http("")
+        .section(ONE_STATION)
+        .write(&config);
+    let ledger = dir.path().join("ledger.db");
+    drop(quantrac::ledger::Ledger::open(&ledger, quantrac::config::Synchronous::Normal).unwrap());
+    std::fs::set_permissions(&ledger, std::fs::Permissions::from_mode(0o444)).unwrap();
+    // The lock file is the writer's to create (here: the unprivileged user's).
+    let _ = std::fs::remove_file(dir.path().join("ledger.db.lock"));
+    for command in ["run", "ingest"] {
+        let (status, _, err) = run_wrapped(
+            "",
+            unprivileged(),
+            &[command, "--config", config.to_str().unwrap()],
+            Some(Vec::new()),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|| panic!("quantrac {command} started on a read-only ledger"));
+        assert!(!status.success(), "{command}: {err}");
+        assert!(err.contains("cannot be written"), "{command}: {err}");
+        assert!(err.contains(ledger.to_str().unwrap()), "{command}: {err}");
+    }
+}
+
+#[test]
+fn every_command_refuses_a_foreign_or_newer_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quantrac.toml");
+    ConfigBuilder::new()
+        .http("")
+        .section(ONE_STATION)
+        .write(&config);
+    let ledger = dir.path().join("ledger.db");
+    let c = config.to_str().unwrap();
+    let out = dir.path().join("export");
+    let backup = dir.path().join("copy.db");
+    let report = dir.path().join("report.html");
+    let commands: [Vec<&str>; 5] = [
+        vec!["run", "--config", c],
+        vec!["ingest", "--config", c],
+        vec![
+            "export",
+            "--config",
+            c,
+            "--from",
+            "2026-11-01",
+            "--to",
+            "2026-11-02",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        vec![
+            "report",
+            "--config",
+            c,
+            "--station",
+            "BN_KCNQV_NUOC01",
+            "--month",
+            "2026-11",
+            "--out",
+            report.to_str().unwrap(),
+        ],
+        vec!["backup", "--config", c, "--to", backup.to_str().unwrap()],
+    ];
+    let refused = |expect: &str| {
+        for args in &commands {
+            let (status, _, err) = run_bounded("", args, Some(Vec::new()), Duration::from_secs(30))
+                .unwrap_or_else(|| panic!("quantrac {} ran on the ledger", args[0]));
+            assert!(!status.success(), "{}: {err}", args[0]);
+            assert!(err.contains(expect), "{}: {err}", args[0]);
+            assert!(
+                err.contains(ledger.to_str().unwrap()),
+                "{}: the error does not name the file: {err}",
+                args[0]
+            );
+        }
+    };
+    // Another program's database.
+    {
+        let db = rusqlite::Connection::open(&ledger).unwrap();
+        db.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO customers (name) VALUES ('x');")
+            .unwrap();
+    }
+    refused("is not a quantrac ledger");
+    let db = rusqlite::Connection::open(&ledger).unwrap();
+    let tables: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1, "quantrac changed the foreign database");
+    drop(db);
+    // A ledger from a newer quantrac.
+    std::fs::remove_file(&ledger).unwrap();
+    drop(quantrac::ledger::Ledger::open(&ledger, quantrac::config::Synchronous::Normal).unwrap());
+    rusqlite::Connection::open(&ledger)
+        .unwrap()
+        .pragma_update(None, "user_version", 9999)
+        .unwrap();
+    refused("newer than this quantrac supports");
+}

@@ -22,18 +22,36 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the ledger answers and every source has been started.
+/// Ready when the ledger answers, every source has been started and the ledger writer's last commit succeeded;
+/// otherwise 503 with the reason (`reasons`).
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
-    let ledger_ok = s.ledger.read(|r| r.last_seq()).await.is_ok();
+    let ledger = s.ledger.read(|r| r.last_seq()).await;
     let sources = s.sources_started.load(Relaxed);
-    let status = if ledger_ok && sources {
+    let failure = s.writer.as_ref().and_then(|m| m.last_commit_failure());
+    let mut reasons = Vec::new();
+    if let Err(e) = &ledger {
+        reasons.push(format!("the ledger cannot be read: {e}"));
+    }
+    if !sources {
+        reasons.push("the sources are still starting".to_string());
+    }
+    if let Some(f) = &failure {
+        reasons.push(format!(
+            "the last ledger commit failed at {}: {}",
+            f.at, f.error
+        ));
+    }
+    let status = if reasons.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(json!({ "ledger": ledger_ok, "sources_started": sources })),
+        Json(
+            json!({ "ledger": ledger.is_ok(), "sources_started": sources,
+            "last_commit_ok": failure.is_none(), "reasons": reasons }),
+        ),
     )
 }
 

@@ -58,6 +58,8 @@ pub struct AppState {
     pub streams: Arc<Semaphore>,
     /// What the listener counts (open and refused connections, refused streams).
     pub listener: Arc<server::ListenerStats>,
+    /// The pipeline's counters, for the ledger writer's last outcome (`/readyz`); `None` until given.
+    pub writer: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AppState {
@@ -109,7 +111,14 @@ impl AppState {
             alerts: None,
             streams,
             listener,
+            writer: None,
         }
+    }
+
+    /// Let `/readyz` report the ledger writer's last commit.
+    pub fn with_writer(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.writer = Some(metrics);
+        self
     }
 
     /// Let `POST /api/alerts/{id}/ack` reach the alert engine.
