@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod mqtt;
 pub mod pipeline;
+pub mod redact;
 pub mod reload;
 pub mod signals;
 pub mod sim;

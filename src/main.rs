@@ -546,7 +546,7 @@ fn demo_webhook(c: &mut Config) {
     c.alert.channels.push(Channel {
         name: "demo-webhook".into(),
         kind: ChannelKind::Webhook(webhook::Settings {
-            url,
+            url: quantrac::config::Secret::new(url),
             secret: std::env::var("QUANTRAC_DEMO_WEBHOOK_SECRET")
                 .ok()
                 .map(quantrac::config::Secret::new),

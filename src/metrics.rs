@@ -15,7 +15,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 
 use crate::ledger::CommitCounts;
-use crate::model::SourceKind;
+use crate::model::{SourceKind, Timestamp};
 
 /// The `Content-Type` of what [`Registry::encode`] writes (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -92,6 +92,19 @@ pub struct Metrics {
     pub tt10_files_processed: AtomicU64,
     /// TT10 files rejected whole (moved to `rejected/` with a reason).
     pub tt10_files_rejected: AtomicU64,
+    /// Ledger transactions that failed (nothing of them stored; the sources resend).
+    pub commit_failures: AtomicU64,
+    /// Set while the last commit failed (read without the lock on the per-commit path).
+    failing: std::sync::atomic::AtomicBool,
+    /// The last commit's failure, cleared by the next commit that succeeds: what `/readyz` reports.
+    last_failure: std::sync::Mutex<Option<CommitFailure>>,
+}
+
+/// Why the ledger writer's last commit failed, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitFailure {
+    pub at: Timestamp,
+    pub error: String,
 }
 
 #[derive(Debug, Default)]
@@ -112,6 +125,32 @@ impl Metrics {
         k.duplicates.fetch_add(c.duplicates, Relaxed);
         k.conflicts.fetch_add(c.conflicts, Relaxed);
         k.quarantined.fetch_add(c.quarantined, Relaxed);
+    }
+    /// The writer committed a transaction.
+    pub fn commit_succeeded(&self) {
+        if self.failing.load(Relaxed) {
+            *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.failing.store(false, Relaxed);
+        }
+    }
+    /// The writer's commit failed with `error` (a sentence naming the ledger file).
+    pub fn commit_failed(&self, error: String) {
+        self.commit_failures.fetch_add(1, Relaxed);
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(CommitFailure {
+            at: Timestamp::now(),
+            error,
+        });
+        self.failing.store(true, Relaxed);
+    }
+    /// The last commit's failure, if the last commit failed.
+    pub fn last_commit_failure(&self) -> Option<CommitFailure> {
+        if !self.failing.load(Relaxed) {
+            return None;
+        }
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     /// Totals over all sources.
     pub fn totals(&self) -> CommitCounts {
@@ -178,6 +217,18 @@ impl Metrics {
             "quantrac_ledger_commit_seconds",
             "Time spent committing ledger transactions.",
             [(NO_LABELS, self.commit_micros.load(Relaxed) as f64 / 1e6)],
+        )?;
+        counter(
+            &mut e,
+            "quantrac_ledger_commit_failures",
+            "Ledger transactions that failed (the sources resend them).",
+            one(self.commit_failures.load(Relaxed)),
+        )?;
+        gauge(
+            &mut e,
+            "quantrac_ledger_last_commit_ok",
+            "1 unless the ledger writer's last commit failed (then /readyz answers 503).",
+            one(u64::from(!self.failing.load(Relaxed))),
         )?;
         gauge(
             &mut e,

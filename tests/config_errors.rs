@@ -351,3 +351,65 @@ type = "sms"
         ]
     );
 }
+
+#[test]
+fn http_limits_are_checked_with_their_key_paths() {
+    let text = format!(
+        "[http]\nmax_connections = 0\nmax_connections_per_client = 10\nmax_streams = 0\nmax_header_bytes = 100\nheader_read_timeout = \"0s\"\nidle_timeout = \"soon\"\n{GOOD_STATION}"
+    );
+    let e = errors(&text);
+    for key in [
+        "http.max_connections:",
+        "http.max_connections_per_client:",
+        "http.max_streams:",
+        "http.max_header_bytes:",
+        "http.header_read_timeout:",
+        "http.idle_timeout:",
+    ] {
+        assert!(e.iter().any(|l| l.contains(key)), "{key} missing in {e:#?}");
+    }
+}
+
+#[test]
+fn webhook_url_from_the_environment_or_a_file_is_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hook"), "ftp://user:pw@bridge.vn/T0KEN\n").unwrap();
+    let text = station_with(
+        r#"
+[[alert.channel]]
+name = "both"
+type = "webhook"
+url = "https://bridge.vn/x"
+url_file = "hook"
+
+[[alert.channel]]
+name = "file"
+type = "webhook"
+url_file = "hook"
+
+[[alert.channel]]
+name = "env"
+type = "webhook"
+url = "${QT_CONFIG_TEST_UNSET_HOOK}"
+"#,
+    );
+    let e = match Config::from_str(&text, Path::new("config/demo.toml"), dir.path()) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.lines(),
+    };
+    assert_eq!(
+        e,
+        [
+            "config/demo.toml: alert.channel[0].url: give either alert.channel[0].url or alert.channel[0].url_file, not both",
+            "config/demo.toml: alert.channel[1].url: \"ftp://bridge.vn/…\" is not an http(s) URL, e.g. \"https://bridge.example.vn/quantrac\"",
+            "config/demo.toml: alert.channel[2].url: environment variable QT_CONFIG_TEST_UNSET_HOOK is not set",
+        ]
+    );
+    std::fs::write(dir.path().join("hook"), "https://bridge.vn/T0KEN\n").unwrap();
+    let text = station_with(
+        "[[alert.channel]]\nname = \"file\"\ntype = \"webhook\"\nurl_file = \"hook\"\n",
+    );
+    let c = Config::from_str(&text, Path::new("t.toml"), dir.path()).unwrap();
+    let shown = format!("{:?}", c.alert.channels);
+    assert!(!shown.contains("T0KEN"), "{shown}");
+}

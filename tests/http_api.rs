@@ -353,7 +353,10 @@ async fn metrics_parse_as_prometheus_text_and_health_endpoints_answer() {
         .json()
         .await
         .unwrap();
-    assert_eq!(ready, json!({"ledger": true, "sources_started": true}));
+    assert_eq!(
+        ready,
+        json!({"ledger": true, "sources_started": true, "last_commit_ok": true, "reasons": []})
+    );
     // Anonymous read is a viewer: it may not see the quarantine.
     assert_eq!(
         reqwest::get(format!("{}/api/quarantine", d.http))

@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
-use super::Problems;
+use super::{DurationText, Problems};
 
 /// `[http]`.
 #[derive(Debug, Deserialize)]
@@ -25,10 +27,49 @@ pub struct HttpSection {
     /// `quantrac token new --role operator`.
     #[serde(default)]
     pub token: Vec<TokenSection>,
+    /// A client must send a request's whole header within this time, and an idle kept-alive connection is closed
+    /// after it (slow-header "slowloris" connections cannot hold a descriptor for longer).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: DurationText,
+    /// A connection that neither sends nor receives a byte for this long is closed (a stalled body upload, a client
+    /// that stopped reading). Server-sent event streams send a keep-alive every 15 s, so keep this above that.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: DurationText,
+    /// Open connections at most; more are answered 503 and closed at once. Keep well below the process's
+    /// descriptor limit (`ulimit -n`), which the ledger, sources and alert channels share.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    #[serde(default = "default_max_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// Open `/api/stream` (server-sent events) streams at most; more are answered 503.
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// Largest request header (request line and all header fields), bytes; a larger one is answered 431.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
 }
 
 fn default_true() -> bool {
     true
+}
+fn default_header_read_timeout() -> DurationText {
+    DurationText::new("10s")
+}
+fn default_idle_timeout() -> DurationText {
+    DurationText::new("60s")
+}
+fn default_max_connections() -> usize {
+    512
+}
+fn default_max_connections_per_client() -> usize {
+    64
+}
+fn default_max_streams() -> usize {
+    128
+}
+fn default_max_header_bytes() -> usize {
+    16 * 1024
 }
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
@@ -42,6 +83,12 @@ impl Default for HttpSection {
             anonymous_read: false,
             public_url: None,
             token: Vec::new(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_client: default_max_connections_per_client(),
+            max_streams: default_max_streams(),
+            max_header_bytes: default_max_header_bytes(),
         }
     }
 }
@@ -102,7 +149,22 @@ pub struct Http {
     pub anonymous_read: bool,
     pub public_url: String,
     pub tokens: Vec<Token>,
+    pub limits: Limits,
 }
+
+/// Checked listener limits (see [`HttpSection`] for each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub max_streams: usize,
+    pub max_header_bytes: usize,
+}
+
+/// The smallest header limit accepted (a browser's request with a session cookie needs more than this).
+pub const MIN_HEADER_BYTES: usize = 1024;
 
 impl HttpSection {
     pub(super) fn validate(&self, p: &mut Problems) -> Http {
@@ -150,6 +212,52 @@ impl HttpSection {
                 .clone()
                 .unwrap_or_else(|| format!("http://{listen}")),
             tokens,
+            limits: self.limits(p),
+        }
+    }
+
+    fn limits(&self, p: &mut Problems) -> Limits {
+        let header_read_timeout = self
+            .header_read_timeout
+            .check_positive(p, "http.header_read_timeout");
+        let idle_timeout = self.idle_timeout.check_positive(p, "http.idle_timeout");
+        for (key, value) in [
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_client",
+                self.max_connections_per_client,
+            ),
+            ("max_streams", self.max_streams),
+        ] {
+            if value == 0 {
+                p.push(format!("http.{key}"), "must be at least 1");
+            }
+        }
+        if self.max_connections_per_client > self.max_connections {
+            p.push(
+                "http.max_connections_per_client",
+                format!(
+                    "{} is more than http.max_connections ({})",
+                    self.max_connections_per_client, self.max_connections
+                ),
+            );
+        }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            p.push(
+                "http.max_header_bytes",
+                format!(
+                    "{} is below the smallest supported value, {MIN_HEADER_BYTES}",
+                    self.max_header_bytes
+                ),
+            );
+        }
+        Limits {
+            header_read_timeout,
+            idle_timeout,
+            max_connections: self.max_connections.max(1),
+            max_connections_per_client: self.max_connections_per_client.max(1),
+            max_streams: self.max_streams.max(1),
+            max_header_bytes: self.max_header_bytes.max(MIN_HEADER_BYTES),
         }
     }
 }

@@ -14,7 +14,9 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
 /// `quantrac ingest`: JSON lines from standard input through the full pipeline. Prints `committed <n>` once the
-/// first n lines are durable; SIGINT/SIGTERM stop reading and commit what was read.
+/// first n lines are durable; SIGINT/SIGTERM stop reading and commit what was read. A batch that does not commit
+/// stops the run with [`DaemonError::NotCommitted`] (the command exits non-zero): lines from the one after the last
+/// `committed <n>` on are not stored.
 pub async fn ingest_stdin(config: Config, batch_lines: usize) -> Result<(), DaemonError> {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -27,6 +29,8 @@ pub async fn ingest_stdin(config: Config, batch_lines: usize) -> Result<(), Daem
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut out = tokio::io::stdout();
     let mut n = 0u64;
+    let mut committed = 0u64;
+    let mut failure = None;
     let mut eof = false;
     while !eof && !shutdown.is_cancelled() {
         let mut batch = crate::pipeline::Batch::new(crate::model::SourceKind::Api);
@@ -70,16 +74,24 @@ pub async fn ingest_stdin(config: Config, batch_lines: usize) -> Result<(), Daem
         }
         match ingest.submit(batch).await {
             Ok(_) => {
+                committed = n;
                 let _ = out.write_all(format!("committed {n}\n").as_bytes()).await;
                 let _ = out.flush().await;
             }
             Err(e) => {
-                warn!(error = %e, "Batch not committed; stopping.");
+                failure = Some(e);
                 break;
             }
         }
     }
     drop(ingest);
     pipeline.finish().await;
-    Ok(())
+    match failure {
+        None => Ok(()),
+        Some(source) => Err(DaemonError::NotCommitted {
+            ledger: config.ledger.path.clone(),
+            committed,
+            source,
+        }),
+    }
 }

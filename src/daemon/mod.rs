@@ -46,6 +46,14 @@ pub enum DaemonError {
     /// The alert engine or one of its channels could not start.
     #[error(transparent)]
     Alerts(#[from] crate::alert::StartError),
+    /// `quantrac ingest`: a batch did not commit; input after line `committed` is not stored.
+    #[error("not everything was committed to the ledger {}: lines 1 to {committed} are stored, the rest is not ({source}); fix the cause and feed the rest again (stored lines are recognised as duplicates)", ledger.display())]
+    NotCommitted {
+        ledger: std::path::PathBuf,
+        committed: u64,
+        #[source]
+        source: crate::pipeline::PipelineError,
+    },
 }
 
 /// Run until `shutdown` is cancelled, then drain and return; re-read the config at `reload.path` on each request
@@ -108,7 +116,8 @@ pub async fn run_with_reload(
             sources_started.clone(),
             shutdown.clone(),
         )
-        .with_alerts(alerts.clone());
+        .with_alerts(alerts.clone())
+        .with_writer(metrics.clone());
         Some(serve_http(&config, state, &mut services, &shutdown).await?)
     } else {
         None

@@ -22,18 +22,36 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the ledger answers and every source has been started.
+/// Ready when the ledger answers, every source has been started and the ledger writer's last commit succeeded;
+/// otherwise 503 with the reason (`reasons`).
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
-    let ledger_ok = s.ledger.read(|r| r.last_seq()).await.is_ok();
+    let ledger = s.ledger.read(|r| r.last_seq()).await;
     let sources = s.sources_started.load(Relaxed);
-    let status = if ledger_ok && sources {
+    let failure = s.writer.as_ref().and_then(|m| m.last_commit_failure());
+    let mut reasons = Vec::new();
+    if let Err(e) = &ledger {
+        reasons.push(format!("the ledger cannot be read: {e}"));
+    }
+    if !sources {
+        reasons.push("the sources are still starting".to_string());
+    }
+    if let Some(f) = &failure {
+        reasons.push(format!(
+            "the last ledger commit failed at {}: {}",
+            f.at, f.error
+        ));
+    }
+    let status = if reasons.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (
         status,
-        Json(json!({ "ledger": ledger_ok, "sources_started": sources })),
+        Json(
+            json!({ "ledger": ledger.is_ok(), "sources_started": sources,
+            "last_commit_ok": failure.is_none(), "reasons": reasons }),
+        ),
     )
 }
 
@@ -54,7 +72,7 @@ pub async fn stations(
                 .iter()
                 .filter(|(_, c)| c.stations.contains(&st.id))
                 .map(|(k, c)| json!({ "name": k, "up": c.up, "last_success": c.last_success.map(|t| t.millis()),
-                    "last_error": c.last_error.as_ref().map(|(t, e)| json!({"at": t.millis(), "error": e})),
+                    "last_error": c.last_error.as_ref().map(|(t, e)| json!({"at": t.millis(), "error": crate::redact::urls(e)})),
                     "consecutive_failures": c.consecutive_failures }))
                 .collect();
             let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
@@ -311,12 +329,25 @@ fn json_body<T>(
     })
 }
 
-/// An operator's free text (a note, an acknowledgement comment): trimmed, 1 to 2,000 characters.
+/// An operator's free text (a note, an acknowledgement comment): trimmed, 1 to 2,000 characters, no control
+/// characters but line breaks and tabs (a NUL or an escape sequence would end up in the ledger, in exports and on
+/// terminals reading the log).
 fn short_text(field: &str, text: &str) -> Result<String, ApiError> {
     let text = text.trim();
     if text.is_empty() || text.chars().count() > 2000 {
         return Err(ApiError::bad_request(format!(
             "{field} must be 1 to 2,000 characters"
+        )));
+    }
+    if let Some((at, c)) = text
+        .chars()
+        .enumerate()
+        .find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ApiError::bad_request(format!(
+            "{field} contains the control character U+{:04X} at character {}; only text, line breaks and tabs are allowed",
+            c as u32,
+            at + 1
         )));
     }
     Ok(text.to_string())
@@ -398,11 +429,25 @@ pub async fn alerts(
     let rows: Vec<Value> = rows
         .iter()
         .map(crate::alert::store::alert_with_deliveries_json)
+        .map(redact_deliveries)
         .collect();
     let next = (rows.len() as i64 == limit)
         .then(|| rows.last().and_then(|a| a["id"].as_i64()))
         .flatten();
     Ok(Json(json!({ "alerts": rows, "next_before": next })))
+}
+
+/// A delivery's `last_error` with URLs cut to scheme and host: a channel's error may quote its URL and the URL's
+/// credentials, and viewers read this (rows written before the channels redacted their errors included).
+fn redact_deliveries(mut alert: Value) -> Value {
+    if let Some(list) = alert["deliveries"].as_array_mut() {
+        for d in list {
+            if let Some(e) = d["last_error"].as_str() {
+                d["last_error"] = Value::String(crate::redact::url(e));
+            }
+        }
+    }
+    alert
 }
 
 #[derive(Deserialize)]

@@ -86,8 +86,7 @@ pub fn identify(http: &Http, parts: &Parts) -> Result<Caller, ApiError> {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(bearer);
     let query = parts
         .uri
         .query()
@@ -120,6 +119,16 @@ pub fn identify(http: &Http, parts: &Parts) -> Result<Caller, ApiError> {
     }
 }
 
+/// The token of an `Authorization` value: the scheme is case-insensitive (RFC 9110 §11.1), so `bearer x` and
+/// `BEARER x` count like `Bearer x`.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// The caller, if allowed at least `role`. [`RequireRole`] runs it once per request; a long-lived response (the
 /// SSE stream) runs it again to end when a reload revokes the token.
 pub fn check(http: &Http, parts: &Parts, role: Role) -> Result<Caller, ApiError> {
@@ -133,5 +142,18 @@ pub fn check(http: &Http, parts: &Parts, role: Role) -> Result<Caller, ApiError>
             caller.name,
             caller.role.as_str()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER  abc ", "BeArEr abc"] {
+            assert_eq!(super::bearer(v), Some("abc"), "{v:?}");
+        }
+        for v in ["Basic abc", "Bearer", "Bearer ", "Bearerabc"] {
+            assert_eq!(super::bearer(v), None, "{v:?}");
+        }
     }
 }

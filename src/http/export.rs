@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -65,8 +64,6 @@ fn time(
     }
     export::parse_time(v, tz).map_err(|e| ApiError::bad_request(format!("{key}: {e}")))
 }
-
-static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 pub async fn export(
     State(s): State<AppState>,
@@ -137,11 +134,20 @@ pub async fn export(
                     .map_err(|e| e.to_string())
             }
             Format::Tt10 | Format::All => {
-                let dir = std::env::temp_dir().join(format!(
-                    "quantrac-export-{}-{}",
-                    std::process::id(),
-                    TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-                ));
+                // A private (0700) folder with an unpredictable name, created anew (never an existing path or a
+                // planted symlink), removed when dropped — after the tar, after an error, after a panic.
+                let temp = match tempfile::Builder::new()
+                    .prefix("quantrac-export-")
+                    .tempdir()
+                {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Export stopped: cannot create a temporary folder.");
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                };
+                let dir = temp.path().to_path_buf();
                 let query = export::Query {
                     stations,
                     from,
@@ -155,7 +161,7 @@ pub async fn export(
                             .and_then(|_| w.flush())
                             .map_err(|e| e.to_string())
                     });
-                let _ = std::fs::remove_dir_all(&dir);
+                drop(temp);
                 r
             }
         };

@@ -9,6 +9,10 @@ use axum::response::IntoResponse;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use super::server::ListenerStats;
 use super::AppState;
 use crate::health::Health;
 use crate::live::LiveState;
@@ -24,6 +28,42 @@ pub fn register_views(registry: &Registry, health: &Health, live: &LiveState) {
     registry.register(Connections(health.clone()));
     registry.register(Plants(live.clone()));
     registry.register(BuildInfo);
+}
+
+/// Register the listener's counts (open and refused connections, refused streams).
+pub fn register_listener(registry: &Registry, stats: &Arc<ListenerStats>) {
+    registry.register(Listener(stats.clone()));
+}
+
+#[derive(Debug)]
+struct Listener(Arc<ListenerStats>);
+
+impl Collector for Listener {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let s = &self.0;
+        gauge(
+            &mut e,
+            "quantrac_http_connections_open",
+            "HTTP connections open now.",
+            [(crate::metrics::NO_LABELS, s.open.load(Relaxed))],
+        )?;
+        counter(
+            &mut e,
+            "quantrac_http_connections_refused",
+            "HTTP connections answered 503 at a connection limit, by limit.",
+            [
+                ("total", &s.refused_total),
+                ("per_client", &s.refused_per_client),
+            ]
+            .map(|(limit, c)| ([("limit", limit)], c.load(Relaxed))),
+        )?;
+        counter(
+            &mut e,
+            "quantrac_http_streams_refused",
+            "/api/stream requests answered 503 at http.max_streams.",
+            [(crate::metrics::NO_LABELS, s.streams_refused.load(Relaxed))],
+        )
+    }
 }
 
 /// Source and forwarder connections (`Health`), one sample per connection.

@@ -7,6 +7,7 @@ mod dashboard;
 mod error;
 mod export;
 mod metrics;
+pub mod server;
 pub mod sse;
 
 use std::path::PathBuf;
@@ -14,11 +15,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::routing::{get, post};
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use error::ApiError;
 
@@ -51,6 +54,12 @@ pub struct AppState {
     pub sse: broadcast::Sender<sse::Message>,
     /// The alert engine, for acknowledgements (`None` when `alert.enabled = false`).
     pub alerts: Option<crate::alert::AlertHandle>,
+    /// One permit per open `/api/stream` (`http.max_streams`, fixed at start like the listening socket).
+    pub streams: Arc<Semaphore>,
+    /// What the listener counts (open and refused connections, refused streams).
+    pub listener: Arc<server::ListenerStats>,
+    /// The pipeline's counters, for the ledger writer's last outcome (`/readyz`); `None` until given.
+    pub writer: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl AppState {
@@ -85,7 +94,10 @@ impl AppState {
             config.pipeline.broadcast_capacity,
             shutdown.clone(),
         );
+        let listener = Arc::new(server::ListenerStats::default());
         metrics::register_views(&registry, &health, &live);
+        metrics::register_listener(&registry, &listener);
+        let streams = Arc::new(Semaphore::new(config.http.limits.max_streams));
         Self {
             config: Arc::new(std::sync::RwLock::new(config)),
             live,
@@ -97,7 +109,16 @@ impl AppState {
             shutdown,
             sse,
             alerts: None,
+            streams,
+            listener,
+            writer: None,
         }
+    }
+
+    /// Let `/readyz` report the ledger writer's last commit.
+    pub fn with_writer(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.writer = Some(metrics);
+        self
     }
 
     /// Let `POST /api/alerts/{id}/ack` reach the alert engine.
@@ -108,7 +129,7 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(dashboard::index))
         .route("/assets/{file}", get(dashboard::asset))
         .route("/healthz", get(api::healthz))
@@ -126,8 +147,33 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stations/{id}/note", post(api::station_note))
         .route("/api/stream", get(sse::stream))
         // No endpoint takes more than a short JSON body.
-        .layer(DefaultBodyLimit::max(64 * 1024))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(64 * 1024));
+    with_security_headers(routes).with_state(state)
+}
+
+/// The dashboard loads only its own script, style and API (no inline code, no CDN): a policy that allows nothing
+/// else, no framing (clickjacking), no content sniffing, no referrer (URLs may carry `?access_token=`).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
+    frame-ancestors 'none'";
+
+/// Security headers on every answer (a handler that sets one keeps its own).
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
+    (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
+fn with_security_headers(router: Router<AppState>) -> Router<AppState> {
+    SECURITY_HEADERS
+        .into_iter()
+        .fold(router, |r, (name, value)| {
+            r.layer(SetResponseHeaderLayer::if_not_present(
+                name,
+                HeaderValue::from_static(value),
+            ))
+        })
 }
 
 /// Bind `http.listen` (port 0 takes a free port) and log the address it got: people read where the dashboard is,
@@ -139,14 +185,14 @@ pub async fn bind(http: &Http) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// Serve until `shutdown`; in-flight requests finish, SSE streams end.
+/// Serve until `shutdown` within the `[http]` limits (see [`server`]); in-flight requests finish, SSE streams end.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let limits = state.config().http.limits.clone();
+    let stats = state.listener.clone();
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    server::serve(listener, app, limits, stats, shutdown).await
 }

@@ -6,8 +6,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use axum::extract::State;
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde_json::json;
@@ -54,12 +57,20 @@ pub async fn stream(
     _: RequireRole<Viewer>,
     parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    // Held by the stream: the place is given back when the client goes.
+    let Ok(place) = s.streams.clone().try_acquire_owned() else {
+        s.listener.streams_refused.fetch_add(1, Relaxed);
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open streams (http.max_streams); try again later",
+        ));
+    };
     let rx = s.sse.subscribe();
     let mut every = tokio::time::interval(Duration::from_secs(5));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = futures_util::stream::unfold(
-        (rx, every, s, parts),
-        |(mut rx, mut every, s, parts)| async move {
+        (rx, every, s, parts, place),
+        |(mut rx, mut every, s, parts, place)| async move {
             loop {
                 let event = tokio::select! {
                     _ = s.shutdown.cancelled() => return None,
@@ -79,7 +90,7 @@ pub async fn stream(
                     }
                 };
                 if let Some(e) = event {
-                    return Some((Ok(e), (rx, every, s, parts)));
+                    return Some((Ok(e), (rx, every, s, parts, place)));
                 }
             }
         },

@@ -54,8 +54,21 @@ pub enum LedgerError {
     },
     #[error("cannot start a ledger thread: {0}")]
     Thread(String),
-    #[error("the ledger has schema version {found}, newer than this quantrac supports ({supported}); upgrade quantrac")]
-    TooNew { found: i64, supported: i64 },
+    #[error("the ledger {path} has schema version {found}, newer than this quantrac supports ({supported}); upgrade quantrac")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{path} is not a quantrac ledger (it holds the tables {tables}); give ledger.path a new file or a quantrac ledger")]
+    NotQuantrac { path: PathBuf, tables: String },
+    #[error("the ledger {path} cannot be written ({why}); fix its permissions or free disk space, then start again")]
+    NotWritable {
+        path: PathBuf,
+        why: String,
+        #[source]
+        error: Option<rusqlite::Error>,
+    },
     #[error("the ledger {path} is in use by another quantrac process{}; one process writes a ledger: stop it first, or backfill a running daemon through its TT10 landing folder", holder.map(|p| format!(" (PID {p})")).unwrap_or_default())]
     InUse { path: PathBuf, holder: Option<u32> },
     #[error("cannot use the ledger's lock file {path}: {source}")]
@@ -169,23 +182,28 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Open (or create) the ledger, apply migrations, set WAL and the synchronous mode.
+    /// Open (or create) the ledger, apply migrations, set WAL and the synchronous mode. Refuses, naming the file, a
+    /// file that is not a quantrac ledger, one newer than this build, and one it cannot write (read-only, full
+    /// disk): a daemon that starts on it would answer ready and lose every commit.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Ledger, LedgerError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(dir);
         }
         let lock = lock::WriterLock::acquire(path)?;
-        let mut conn = Connection::open(path).map_err(|error| LedgerError::Open {
+        let mut conn = open_checked(path)?;
+        let named = |error| LedgerError::Open {
             path: path.to_path_buf(),
             error,
-        })?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        };
+        schema::check_writable(&conn, path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| schema::not_writable(path, e))?;
         let sync = match synchronous {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
         };
-        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(named)?;
         // Foreign keys are declared for readers but not enforced: the writer inserts station and parameter ids in the
         // same transaction as the readings that use them, and enforcement costs two parent lookups per insert
         // (about 12 % of commit throughput).
@@ -194,7 +212,7 @@ impl Ledger {
         // keep them cached (64 MiB) instead of re-reading pages from the OS on each insert.
         conn.pragma_update(None, "cache_size", -65_536)?;
         conn.set_prepared_statement_cache_capacity(64);
-        schema::migrate(&mut conn)?;
+        schema::migrate(&mut conn, path)?;
         let events = events::load_open(&conn)?;
         let mut ledger = Ledger {
             conn,
@@ -803,13 +821,7 @@ pub fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {
 /// Copy a live ledger to `to` with SQLite's online backup API: consistent as of one moment, taken while quantrac
 /// keeps writing (it copies in steps and restarts a step if the writer changed a page under it).
 pub fn backup(from: &Path, to: &Path) -> Result<(), LedgerError> {
-    let src = Connection::open_with_flags(from, read_only_flags()).map_err(|error| {
-        LedgerError::Open {
-            path: from.to_path_buf(),
-            error,
-        }
-    })?;
-    src.busy_timeout(Duration::from_secs(10))?;
+    let src = query::open_read_only(from)?;
     let mut dst = Connection::open(to).map_err(|error| LedgerError::Open {
         path: to.to_path_buf(),
         error,
@@ -896,6 +908,19 @@ pub(crate) fn open_write(path: &Path) -> Result<Connection, LedgerError> {
         error,
     })?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// A read-write connection to a quantrac ledger at `path` (or a new file), checked: not another program's database,
+/// not newer than this build. Errors name the file.
+fn open_checked(path: &Path) -> Result<Connection, LedgerError> {
+    let named = |error| LedgerError::Open {
+        path: path.to_path_buf(),
+        error,
+    };
+    let conn = Connection::open(path).map_err(named)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(named)?;
+    schema::check(&conn, path)?;
     Ok(conn)
 }
 

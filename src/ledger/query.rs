@@ -147,16 +147,24 @@ const SELECT_READING: &str =
     r.limit_high, r.ratio, r.band, r.flags FROM readings r JOIN stations s ON s.id = r.station_id \
     JOIN parameters p ON p.id = r.parameter_id";
 
+/// A read-only connection to the quantrac ledger at `path`, refused (naming the file) when the file is not a
+/// quantrac ledger or is newer than this build.
+pub(super) fn open_read_only(path: &Path) -> Result<Connection, LedgerError> {
+    let named = |error| LedgerError::Open {
+        path: path.to_path_buf(),
+        error,
+    };
+    let conn = Connection::open_with_flags(path, read_only_flags()).map_err(named)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(named)?;
+    super::schema::check(&conn, path)?;
+    Ok(conn)
+}
+
 impl Reader {
     pub fn open(path: &Path) -> Result<Reader, LedgerError> {
-        let conn = Connection::open_with_flags(path, read_only_flags()).map_err(|error| {
-            LedgerError::Open {
-                path: path.to_path_buf(),
-                error,
-            }
-        })?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        Ok(Reader { conn })
+        Ok(Reader {
+            conn: open_read_only(path)?,
+        })
     }
 
     pub fn count_readings(&self) -> Result<i64, LedgerError> {

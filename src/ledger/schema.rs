@@ -1,6 +1,8 @@
 //! Ledger schema and migrations. `PRAGMA user_version` holds the applied version; each migration runs once, in
 //! order, inside a transaction. Never edit a released migration: add a new one.
 
+use std::path::{Path, PathBuf};
+
 use rusqlite::Connection;
 
 use super::LedgerError;
@@ -347,9 +349,22 @@ pub fn latest() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-/// Bring the database to the latest schema version.
-pub fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
-    migrate_to(conn, latest())
+/// Bring the database at `path` to the latest schema version.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), LedgerError> {
+    migrate_to(conn, latest()).map_err(|e| match e {
+        LedgerError::Sqlite(error) => LedgerError::Open {
+            path: path.to_path_buf(),
+            error,
+        },
+        LedgerError::TooNew {
+            found, supported, ..
+        } => LedgerError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported,
+        },
+        other => other,
+    })
 }
 
 /// Apply the migrations up to schema version `target` (tests start from older versions with it).
@@ -358,6 +373,7 @@ pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), Ledge
     let latest = latest();
     if current > latest {
         return Err(LedgerError::TooNew {
+            path: conn.path().map(PathBuf::from).unwrap_or_default(),
             found: current,
             supported: latest,
         });
@@ -379,4 +395,91 @@ pub(super) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), Ledge
 
 pub fn version(conn: &Connection) -> Result<i64, LedgerError> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Tables every quantrac ledger has had since its first schema version.
+const CORE_TABLES: [&str; 4] = ["stations", "parameters", "readings", "quarantine"];
+
+/// Refuse a database that is not a quantrac ledger (a version-0 file holding tables, or one missing the core
+/// tables) or whose schema is newer than this build. A new, empty file passes. Errors name `path`.
+pub(super) fn check(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+    let named = |error| LedgerError::Open {
+        path: path.to_path_buf(),
+        error,
+    };
+    let found = version(conn).map_err(|e| match e {
+        LedgerError::Sqlite(error) => named(error),
+        other => other,
+    })?;
+    if found > latest() {
+        return Err(LedgerError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: latest(),
+        });
+    }
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .map_err(named)?;
+    let foreign = if found == 0 {
+        !tables.is_empty()
+    } else {
+        CORE_TABLES.iter().any(|t| !tables.iter().any(|x| x == t))
+    };
+    if foreign {
+        let mut shown = tables
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if tables.len() > 5 {
+            shown.push_str(&format!(" and {} more", tables.len() - 5));
+        }
+        if shown.is_empty() {
+            shown = "none".into();
+        }
+        return Err(LedgerError::NotQuantrac {
+            path: path.to_path_buf(),
+            tables: shown,
+        });
+    }
+    Ok(())
+}
+
+/// Refuse a ledger this process cannot write: opened read-only (file permissions, read-only mount), or a write
+/// fails (a full disk). The probe rewrites the schema version with itself, in a transaction.
+pub(super) fn check_writable(conn: &Connection, path: &Path) -> Result<(), LedgerError> {
+    if conn
+        .is_readonly(rusqlite::DatabaseName::Main)
+        .unwrap_or(false)
+    {
+        return Err(LedgerError::NotWritable {
+            path: path.to_path_buf(),
+            why: "the file is read-only for this process".into(),
+            error: None,
+        });
+    }
+    let probe = || -> rusqlite::Result<()> {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let r = conn
+            .pragma_update(None, "user_version", v)
+            .and_then(|_| conn.execute_batch("COMMIT"));
+        if r.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        r
+    };
+    probe().map_err(|e| not_writable(path, e))
+}
+
+/// A write to the ledger at `path` failed at start-up.
+pub(super) fn not_writable(path: &Path, error: rusqlite::Error) -> LedgerError {
+    LedgerError::NotWritable {
+        path: path.to_path_buf(),
+        why: error.to_string(),
+        error: Some(error),
+    }
 }

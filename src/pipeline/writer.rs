@@ -231,6 +231,7 @@ fn commit(
     match ledger.commit(&readings, &quarantined) {
         Ok((outcomes, _)) => {
             metrics.commits.fetch_add(1, Relaxed);
+            metrics.commit_succeeded();
             metrics
                 .commit_micros
                 .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
@@ -244,7 +245,8 @@ fn commit(
             }
         }
         Err(e) => {
-            error!(error = %e, readings = readings.len(), "Ledger commit failed; the sources will resend the batch.");
+            error!(ledger = %ledger.path().display(), error = %e, readings = readings.len(), "Ledger commit failed; the sources will resend the batch.");
+            metrics.commit_failed(format!("commit to {} failed: {e}", ledger.path().display()));
             let e = Arc::new(e);
             for p in parts {
                 let _ = p.done.send(Err(PipelineError::Ledger(e.clone())));

@@ -16,8 +16,10 @@ use crate::config::{DurationText, Problems, Secret};
 #[serde(deny_unknown_fields)]
 pub struct Section {
     pub name: String,
-    /// URL the JSON is POSTed to.
+    /// URL the JSON is POSTed to. Often holds a credential (a bot token in the path, `user:password@`): write it
+    /// `${ENV_VAR}` or give `url_file`; logs and the API show only its scheme and host.
     pub url: Option<String>,
+    pub url_file: Option<String>,
     /// HMAC-SHA256 key, inline (`${ENV_VAR}` expands) or from `secret_file`.
     pub secret: Option<String>,
     pub secret_file: Option<String>,
@@ -28,24 +30,29 @@ pub struct Section {
 /// Checked settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub url: String,
+    /// A secret: `Debug` prints `***` (a reload still sees a change through [`crate::config::fingerprint`]).
+    pub url: Secret,
     pub secret: Option<Secret>,
 }
 
-/// Why a webhook cannot be built or a POST did not arrive.
+/// Why a webhook cannot be built or a POST did not arrive. `target` is the URL redacted to its scheme and host
+/// ([`crate::redact`]): these sentences reach the log and the outbox's `last_error`, which viewers read.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error("cannot build the HTTP client: {0}")]
     Client(#[source] reqwest::Error),
-    #[error("POST {url} failed: {error}")]
+    #[error("POST {target} failed: {cause}")]
     Post {
-        url: String,
+        target: String,
+        /// The error's innermost cause (e.g. "Connection refused (os error 111)"), URLs redacted.
+        cause: String,
+        /// Without its URL (`reqwest::Error::without_url`).
         #[source]
         error: reqwest::Error,
     },
-    #[error("POST {url} answered {status}: {body}")]
+    #[error("POST {target} answered {status}: {body}")]
     Answered {
-        url: String,
+        target: String,
         status: reqwest::StatusCode,
         /// The answer's first 200 characters.
         body: String,
@@ -64,13 +71,18 @@ impl super::Section for Section {
     }
 
     fn check(&self, cx: &CheckContext<'_>, p: &mut Problems, k: &str) -> Option<Settings> {
-        let url = required(p, k, "webhook", "url", &self.url)?;
-        match reqwest::Url::parse(&url) {
+        let url = self.url(cx, p, k)?;
+        match reqwest::Url::parse(url.expose()) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             _ => {
+                // Quote what the file says; a URL from the environment or a file is a secret: only its host.
+                let shown = match self.url.as_deref() {
+                    Some(written) if !written.contains("${") => written.to_string(),
+                    _ => crate::redact::url(url.expose()),
+                };
                 p.push(
                     format!("{k}.url"),
-                    format!("{url:?} is not an http(s) URL, e.g. \"https://bridge.example.vn/quantrac\""),
+                    format!("{shown:?} is not an http(s) URL, e.g. \"https://bridge.example.vn/quantrac\""),
                 );
                 return None;
             }
@@ -83,6 +95,29 @@ impl super::Section for Section {
             &format!("{k}.secret"),
         );
         Some(Settings { url, secret })
+    }
+}
+
+impl Section {
+    /// `url` (`${ENV_VAR}` expands) or `url_file`: exactly one.
+    fn url(&self, cx: &CheckContext<'_>, p: &mut Problems, k: &str) -> Option<Secret> {
+        let key = format!("{k}.url");
+        if self.url.is_none() && self.url_file.is_none() {
+            return required(p, k, "webhook", "url", &None).map(Secret::new);
+        }
+        let url = Secret::resolve(
+            self.url.as_deref(),
+            self.url_file.as_deref(),
+            cx.base,
+            p,
+            &key,
+        )?;
+        let trimmed = url.expose().trim();
+        if trimmed.is_empty() {
+            p.push(key, "webhook channels need url");
+            return None;
+        }
+        Some(Secret::new(trimmed))
     }
 }
 
@@ -102,7 +137,9 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
 
 pub struct Sender {
     client: reqwest::Client,
-    url: String,
+    url: Secret,
+    /// The URL as errors show it (scheme and host).
+    target: String,
     secret: Option<Secret>,
 }
 
@@ -118,6 +155,7 @@ impl super::Settings for Settings {
         Ok(Sender {
             client,
             url: self.url.clone(),
+            target: crate::redact::url(self.url.expose()),
             secret: self.secret.clone(),
         })
     }
@@ -129,7 +167,7 @@ impl Deliver for Sender {
     async fn send(&self, delivery: i64, n: &Notification, body: &str) -> Result<(), Failure> {
         let mut req = self
             .client
-            .post(&self.url)
+            .post(self.url.expose())
             .header("content-type", "application/json")
             .header("x-quantrac-delivery", delivery.to_string())
             .header("x-quantrac-event", n.change.as_str());
@@ -139,12 +177,11 @@ impl Deliver for Sender {
                 signature(s.expose().as_bytes(), body.as_bytes()),
             );
         }
-        let resp = req.body(body.to_string()).send().await.map_err(|error| {
-            Failure::transient(WebhookError::Post {
-                url: self.url.clone(),
-                error,
-            })
-        })?;
+        let resp = req
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|error| Failure::transient(self.post_failed(error)))?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -153,13 +190,29 @@ impl Deliver for Sender {
         let permanent = status.is_client_error() && !matches!(status.as_u16(), 408 | 425 | 429);
         Err(Failure {
             error: WebhookError::Answered {
-                url: self.url.clone(),
+                target: self.target.clone(),
                 status,
-                body: text.chars().take(200).collect(),
+                body: crate::redact::urls(&text.chars().take(200).collect::<String>()).into_owned(),
             }
             .into(),
             permanent,
         })
+    }
+}
+
+impl Sender {
+    /// A POST that did not get an answer, with nothing of the URL but its scheme and host.
+    fn post_failed(&self, error: reqwest::Error) -> WebhookError {
+        let error = error.without_url();
+        let mut cause: &dyn std::error::Error = &error;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        WebhookError::Post {
+            target: self.target.clone(),
+            cause: crate::redact::urls(&cause.to_string()).into_owned(),
+            error,
+        }
     }
 }
 
