@@ -11,7 +11,7 @@ use super::engine::{severity_name, AlertKey, Detail, KeyState, Kind, Observation
 use super::message::{Context, LateAlert};
 use super::observe::{self, ReadingObs, WindowObs};
 use super::rederive::{self, Episode, Stored};
-use super::store::{detail_json, key_state_row, Store};
+use super::store::{detail_json, key_state_row, CatchUp, Store};
 use crate::ledger::alert_history::{AlertRevision, KeyRef, Rewrite, Span};
 use crate::ledger::alerts::{AlertUpdate, NewAlert, StoredAlert};
 use crate::ledger::withdrawn::WithdrawnPoint;
@@ -414,12 +414,18 @@ impl Store {
         for id in &touched {
             changed.extend(tx.alert(*id)?);
         }
-        tx.commit()?;
+        // The station's catch-up names what changed; stored with the rows, kept in memory once committed.
+        let station = r.key.station.clone();
+        let mut catch_up = self.catch_ups.get(&station).cloned().unwrap_or_default();
         if !late.is_empty() {
-            let catch_up = self.catch_ups.entry(r.key.station.clone()).or_default();
             for a in late {
                 catch_up.note(a, r.channels);
             }
+            CatchUp::save(&tx, &station, Some(&catch_up))?;
+        }
+        tx.commit()?;
+        if !catch_up.is_empty() {
+            self.catch_ups.insert(station, catch_up);
         }
         Ok(Rederived { state, changed })
     }

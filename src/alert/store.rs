@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::engine::{severity_name, AlertKey, Change, KeyState, Kind, Transition};
 use super::message::{Context, LateAlert, Notification};
 use crate::ledger::alerts::{
-    AckOutcome, Acknowledgement, AlertStore, AlertTx, AlertUpdate, AlertWithDeliveries,
+    AckOutcome, Acknowledgement, AlertStore, AlertTx, AlertUpdate, AlertWithDeliveries, CatchUpRow,
     JudgingWindow, KeyStateRow, NewAlert, QueuedNotification, ReplayReading, StoredAlert,
 };
 use crate::ledger::LedgerError;
@@ -21,8 +21,8 @@ pub use crate::ledger::alerts::READINGS_CURSOR;
 
 pub struct Store {
     pub(super) ledger: AlertStore,
-    /// Per station, the alerts late data raised or cleared that await their summary. Kept in memory: a restart in
-    /// the middle of a catch-up sends no summary for the part before it (the alerts themselves are stored).
+    /// Per station, the alerts late data raised or cleared that await their summary (kept in the ledger too, so a
+    /// restart in the middle of a catch-up still sends its summary).
     pub(super) catch_ups: BTreeMap<String, CatchUp>,
 }
 
@@ -81,6 +81,10 @@ impl CatchUp {
         ch.extend(channels.iter().cloned());
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+
     /// An alert a re-derivation added, moved or withdrew (it replaces what the catch-up held of it).
     pub(super) fn note(&mut self, a: LateAlert, channels: &[String]) {
         let entry = self
@@ -89,6 +93,28 @@ impl CatchUp {
             .or_insert_with(|| (a.clone(), BTreeSet::new()));
         entry.0 = a;
         entry.1.extend(channels.iter().cloned());
+    }
+
+    /// The entries as rows of `station`'s catch-up.
+    fn rows(&self, station: &str) -> Vec<CatchUpRow> {
+        self.alerts
+            .iter()
+            .map(|(id, (a, channels))| CatchUpRow {
+                station: station.to_string(),
+                alert_id: *id,
+                entry: serde_json::to_string(a).unwrap_or_default(),
+                channels: serde_json::to_string(channels).unwrap_or_default(),
+            })
+            .collect()
+    }
+
+    /// Store `station`'s catch-up as it now stands (none when it is summarised) in `tx`.
+    pub(super) fn save(
+        tx: &AlertTx<'_>,
+        station: &str,
+        c: Option<&CatchUp>,
+    ) -> Result<(), LedgerError> {
+        tx.save_catch_up(station, &c.map(|c| c.rows(station)).unwrap_or_default())
     }
 
     /// Per channel, the alerts routed to it.
@@ -118,10 +144,20 @@ pub enum AckError {
 
 impl Store {
     pub fn open(path: &Path) -> Result<Store, LedgerError> {
-        Ok(Store {
-            ledger: AlertStore::open(path)?,
-            catch_ups: BTreeMap::new(),
-        })
+        let ledger = AlertStore::open(path)?;
+        let mut catch_ups: BTreeMap<String, CatchUp> = BTreeMap::new();
+        for row in ledger.catch_ups()? {
+            let (Ok(a), Ok(channels)) = (
+                serde_json::from_str::<LateAlert>(&row.entry),
+                serde_json::from_str::<BTreeSet<String>>(&row.channels),
+            ) else {
+                tracing::warn!(station = %row.station, alert = row.alert_id, "A stored catch-up entry was not understood; left out of the summary.");
+                continue;
+            };
+            let c = catch_ups.entry(row.station).or_default();
+            c.alerts.insert(row.alert_id, (a, channels));
+        }
+        Ok(Store { ledger, catch_ups })
     }
 
     /// Every persisted key state.
@@ -239,6 +275,15 @@ impl Store {
                 })?;
                 out.woken.insert(ch.clone());
             }
+        }
+        let touched: BTreeSet<&str> = routed
+            .iter()
+            .filter(|(t, _)| late(t))
+            .map(|(t, _)| t.key.station.as_str())
+            .chain(close.iter().map(String::as_str))
+            .collect();
+        for station in touched {
+            CatchUp::save(&tx, station, catch_ups.get(station))?;
         }
         for (k, s) in dirty.iter_mut() {
             if let Some(id) = assigned.get(k) {
@@ -499,6 +544,63 @@ mod tests {
         };
         let listed = reader.alerts(&all).unwrap();
         assert!(listed.iter().all(|a| alert_json(&a.alert)["late"] == true));
+    }
+
+    #[test]
+    fn a_restart_in_the_middle_of_a_catch_up_still_sends_its_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
+        let ctx = Context {
+            public_url: "http://x".into(),
+            timezone: chrono::FixedOffset::east_opt(7 * 3600).unwrap(),
+            stations: Default::default(),
+        };
+        let late = |change, at| Transition {
+            key: AlertKey::new("BN_A_B", "COD", Kind::Exceedance),
+            late: true,
+            raised_late: true,
+            ..transition(change, at)
+        };
+        let log = vec!["log".to_string()];
+        // Late data raises COD; the runner stops before the catch-up closes.
+        let mut s = Store::open(&path).unwrap();
+        s.commit(
+            &ctx,
+            &[(late(Change::Raised, 10), log.clone())],
+            &[],
+            Vec::new(),
+            Some(5),
+        )
+        .unwrap();
+        drop(s);
+        // After the restart, more late data clears it, then the catch-up closes: one summary with both.
+        let mut s = Store::open(&path).unwrap();
+        let c = s
+            .commit(
+                &ctx,
+                &[(late(Change::Cleared, 20), log.clone())],
+                &[],
+                Vec::new(),
+                Some(6),
+            )
+            .unwrap();
+        assert_eq!(c.catching_up.len(), 1);
+        s.commit(&ctx, &[], &["BN_A_B".to_string()], Vec::new(), Some(6))
+            .unwrap();
+        let rows = crate::ledger::alerts::outbox_rows(&path).unwrap();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let n: Notification = serde_json::from_str(&rows[0].3).unwrap();
+        let named: Vec<_> = n
+            .late
+            .iter()
+            .map(|a| (a.alert_id, a.raised, a.cleared))
+            .collect();
+        assert_eq!(named, [(1, Some(10), Some(20))]);
+        // Summarised: nothing waits after another restart.
+        drop(s);
+        let s = Store::open(&path).unwrap();
+        assert!(s.catch_ups.is_empty());
     }
 
     #[test]

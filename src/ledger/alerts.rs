@@ -78,6 +78,15 @@ pub struct AlertFilter {
     pub limit: i64,
 }
 
+/// One alert awaiting its station's late-data summary: the entry and its channels as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatchUpRow {
+    pub station: String,
+    pub alert_id: i64,
+    pub entry: String,
+    pub channels: String,
+}
+
 /// The persisted engine state of one key (`station|subject|kind`), as JSON text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyStateRow {
@@ -192,6 +201,22 @@ impl AlertStore {
         Ok(AlertStore {
             conn: open_write(path)?,
         })
+    }
+
+    /// Every catch-up entry not yet summarised.
+    pub fn catch_ups(&self) -> Result<Vec<CatchUpRow>, LedgerError> {
+        let mut st = self.conn.prepare(
+            "SELECT station, alert_id, entry, channels FROM catch_ups ORDER BY station, alert_id",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(CatchUpRow {
+                station: r.get(0)?,
+                alert_id: r.get(1)?,
+                entry: r.get(2)?,
+                channels: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Every persisted key state.
@@ -430,6 +455,21 @@ impl AlertTx<'_> {
                  VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?5)",
             )?
             .execute(params![n.alert_id, n.channel, n.change, n.payload, n.queued])?;
+        Ok(())
+    }
+
+    /// Replace a station's catch-up entries (none: its summary was queued).
+    pub fn save_catch_up(&self, station: &str, rows: &[CatchUpRow]) -> Result<(), LedgerError> {
+        self.tx
+            .prepare_cached("DELETE FROM catch_ups WHERE station = ?1")?
+            .execute([station])?;
+        for r in rows {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO catch_ups (station, alert_id, entry, channels) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![r.station, r.alert_id, r.entry, r.channels])?;
+        }
         Ok(())
     }
 

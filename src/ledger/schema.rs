@@ -329,6 +329,14 @@ CREATE TABLE counters (
     value         INTEGER NOT NULL
 );
 INSERT INTO counters SELECT 'events.change_seq', COALESCE(MAX(change_seq), 0) FROM events;
+-- Late-data catch-ups not yet summarised, per station: a restart in the middle of one still sends its summary.
+CREATE TABLE catch_ups (
+    station       TEXT NOT NULL,
+    alert_id      INTEGER NOT NULL,
+    entry         TEXT NOT NULL,           -- JSON: what the late data did to the alert
+    channels      TEXT NOT NULL,           -- JSON: the channels it is routed to
+    PRIMARY KEY (station, alert_id)
+);
 CREATE INDEX alerts_key ON alerts(station, subject, kind, since);
 CREATE TABLE alert_revisions (
     id            INTEGER PRIMARY KEY,
