@@ -73,6 +73,15 @@ async fn eight_tiles_live_values_and_a_violating_plant() {
         .wait_for("const c = [...document.querySelectorAll('.chart svg')]; return c.length === 6 && c.every(s => s.querySelector('polyline')) && c.length", Duration::from_secs(30))
         .await;
     assert_eq!(charts, 6);
+    // The page states the plant's on-time transmission rate, as /api/stations gives it.
+    let on_time = browser
+        .eval("return document.querySelector('.on-time').textContent")
+        .await;
+    let on_time = on_time.as_str().unwrap_or_default();
+    assert!(
+        on_time.starts_with("Sent on time (5 minutes), last 24 hours: ") && on_time.contains(" %"),
+        "{on_time}"
+    );
     assert!(
         browser
             .eval("return document.querySelectorAll('.chart line.limit').length")

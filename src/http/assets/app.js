@@ -14,7 +14,8 @@ const T = {
     k_exceedance: "Vượt ngưỡng tức thời", k_violation: "Vượt quy chuẩn (TB giờ)", k_silent: "Mất tín hiệu", k_fault: "Lỗi thiết bị",
     k_calibration: "Hiệu chuẩn quá lâu", k_quality: "Chất lượng dữ liệu", k_backlog: "Tồn đọng chuyển dữ liệu",
     b_lt_1_1: "dưới 1,1 lần", b_1_1_to_1_5: "1,1 đến dưới 1,5 lần", b_1_5_to_3: "1,5 đến dưới 3 lần", b_3_to_5: "3 đến dưới 5 lần",
-    b_5_to_10: "5 đến dưới 10 lần", b_ge_10: "từ 10 lần", b_out_of_range: "ngoài khoảng cho phép" },
+    b_5_to_10: "5 đến dưới 10 lần", b_ge_10: "từ 10 lần", b_out_of_range: "ngoài khoảng cho phép",
+    onTime: "Truyền đúng hạn (5 phút) trong 24 giờ qua", of: "trên", readings: "giá trị" },
   en: { subtitle: "Automatic wastewater monitoring", offline: "Offline", online: "Live",
     compliant: "Compliant", warning: "Warning", violation: "Violation", silent: "Silent", fault: "Device fault",
     parameter: "Parameter", value: "Value", limit: "Limit", ratio: "Multiple", hour: "Hour mean", today: "Data today",
@@ -26,7 +27,8 @@ const T = {
     k_exceedance: "Exceedance (reading)", k_violation: "Violation (window mean)", k_silent: "Station silent", k_fault: "Device fault",
     k_calibration: "Calibration too long", k_quality: "Data quality", k_backlog: "Forwarder backlog",
     b_lt_1_1: "below 1.1×", b_1_1_to_1_5: "1.1 to < 1.5×", b_1_5_to_3: "1.5 to < 3×", b_3_to_5: "3 to < 5×",
-    b_5_to_10: "5 to < 10×", b_ge_10: "10× or more", b_out_of_range: "out of range" },
+    b_5_to_10: "5 to < 10×", b_ge_10: "10× or more", b_out_of_range: "out of range",
+    onTime: "Sent on time (5 minutes), last 24 hours", of: "of", readings: "readings" },
 };
 const STATES = ["violation", "fault", "silent", "warning", "compliant"];
 let lang = localStorage.getItem("quantrac.lang") || "vi";
@@ -136,10 +138,15 @@ async function renderDetail(id) {
     el("td", {}, p.day_completeness === null || p.day_completeness === undefined ? "–" : `${(p.day_completeness * 100).toFixed(0)} %`)));
   const table = el("table", { class: "tile" }, el("thead", {}, el("tr", {}, ...["parameter", "value", "limit", "ratio", "status", "hour", "today"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows));
   const back = el("a", { href: "#/" }, t("back"));
+  const tx = st.transmission || {};
+  const pct = tx.on_time_pct_24h === null || tx.on_time_pct_24h === undefined ? "–"
+    : `${lang === "vi" ? tx.on_time_pct_24h.toFixed(1).replace(".", ",") : tx.on_time_pct_24h.toFixed(1)} %`;
+  const onTime = el("p", { class: "on-time", "data-on-time": tx.on_time_pct_24h ?? "" },
+    `${t("onTime")}: ${pct} (${tx.on_time_24h ?? 0} ${t("of")} ${tx.readings_24h ?? 0} ${t("readings")})`);
   const chartsBox = el("div", { class: "charts" });
   const eventsBox = el("div", { id: "events" });
   const alertsBox = el("div", { id: "alerts" });
-  detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), table,
+  detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), onTime, table,
     el("h3", {}, t("alerts")), alertsBox, el("h3", {}, t("events")), eventsBox, el("h3", {}, t("last24")), chartsBox);
   renderAlerts(id, alertsBox).catch(showError);
   renderEvents(id, eventsBox).catch(showError);
