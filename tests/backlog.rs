@@ -189,7 +189,7 @@ fn alerts(ledger: &Path) -> Vec<AlertRow> {
         .into_iter()
         .map(|a| a.alert)
         .filter(|a| a.state != "withdrawn")
-        .filter(|a| !(a.kind == "quality" && !a.subject.ends_with(":completeness")))
+        .filter(|a| a.kind != "quality" || a.subject.ends_with(":completeness"))
         .map(|a| {
             (
                 a.kind, a.subject, a.state, a.since, a.raised, a.updated, a.cleared, a.peak,

@@ -94,10 +94,13 @@ struct Outcome {
     readings: usize,
     events: Vec<EventRow>,
     revisions: i64,
-    /// Time spent by the alert engine's side, and the alerts that stand: (key, since, raised, cleared).
+    /// Time spent by the alert engine's side, and the alerts that stand.
     alert_time: Duration,
-    alerts: Vec<(String, i64, i64, Option<i64>)>,
+    alerts: Vec<Standing>,
 }
+
+/// An alert that stands: (key, since, raised, cleared).
+type Standing = (String, i64, i64, Option<i64>);
 
 impl Outcome {
     fn print(&self, name: &str) {
@@ -271,7 +274,7 @@ impl AlertSide {
     }
 
     /// Every alert that stands: (key, since, raised, cleared).
-    fn standing(&self) -> Result<Vec<(String, i64, i64, Option<i64>)>, LedgerError> {
+    fn standing(&self) -> Result<Vec<Standing>, LedgerError> {
         let all = AlertFilter {
             limit: i64::MAX,
             ..AlertFilter::default()
