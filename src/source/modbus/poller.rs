@@ -14,13 +14,13 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::decode::{assemble, PollWords, StationMap};
+use super::decode::{assemble, hex_words, PollWords, StationMap};
 use super::plan::{plan, Block, Field};
 use super::transport::{Connect, Connector, Link, TransportError};
 use crate::config::modbus::Modbus;
 use crate::config::Station;
 use crate::health::{Backoff, ConnectionState, Health};
-use crate::model::{SourceKind, StationId, Timestamp, Unit};
+use crate::model::{Quarantined, SourceKind, StationId, Timestamp, Unit};
 use crate::pipeline::{Batch, Ingest, PipelineError};
 
 /// Polls one station.
@@ -37,6 +37,9 @@ pub struct Poller<C: Connect> {
     backoff: Backoff,
     /// Blocks whose last read raised an exception: warn when a block enters this state, not on every poll.
     excepted: HashSet<usize>,
+    /// The status register's value when `status_map` does not name it: logged and kept (a quarantine row with the
+    /// raw word) when it first appears, not on every poll.
+    unmapped: Option<u16>,
 }
 
 /// The `Health` key of a station's Modbus connection.
@@ -91,12 +94,14 @@ impl<C: Connect> Poller<C> {
             ingest,
             health,
             key,
-            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+            // A device back after an outage is polled again within 10 s; the backoff restarts at the first success.
+            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(10)),
             excepted: HashSet::new(),
+            unmapped: None,
         }
     }
 
-    /// Replace the reconnect backoff (default 1 s doubling to 60 s).
+    /// Replace the reconnect backoff (default 1 s doubling to 10 s).
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -264,7 +269,46 @@ impl<C: Connect> Poller<C> {
             units: &self.units,
             endpoint: self.connector.endpoint(),
         };
-        Ok(assemble(&map, &words, poll_time))
+        let mut batch = assemble(&map, &words, poll_time);
+        if let Some(q) = self.unmapped_status(&words, poll_time) {
+            batch.quarantined.push(q);
+        }
+        Ok(batch)
+    }
+
+    /// A status value `status_map` does not name makes the poll's readings `fault`: say so once per value, with
+    /// the raw word kept as a quarantine row (the readings themselves are stored).
+    fn unmapped_status(&mut self, words: &PollWords, at: Timestamp) -> Option<Quarantined> {
+        let s = self.modbus.status.as_ref()?;
+        let raw = *words.status.as_ref()?.first()?;
+        if s.map.contains_key(&raw) {
+            self.unmapped = None;
+            return None;
+        }
+        if self.unmapped == Some(raw) {
+            return None;
+        }
+        self.unmapped = Some(raw);
+        let origin = format!(
+            "{}/unit {}/{} {}",
+            self.connector.endpoint(),
+            s.unit_id,
+            s.kind.as_str(),
+            s.address
+        );
+        let reason = format!(
+            "status register {} held {raw}, which status_map does not name; this station's readings are stored as \
+             fault (02) while it does",
+            s.address
+        );
+        warn!(station = %self.station, origin = %origin, raw, "Modbus status value not in status_map; readings stored as fault.");
+        Some(
+            Quarantined {
+                received: at,
+                ..Quarantined::new(SourceKind::Modbus, origin, reason, hex_words(&[raw]))
+            }
+            .with_station(self.station.as_str()),
+        )
     }
 
     /// Submit and wait for the commit. False when the pipeline is gone.
@@ -423,6 +467,62 @@ registers = [{ parameter = "COD", address = 0, type = "u16" }]
             self.task.await.unwrap();
             self.pipeline.finish().await;
         }
+    }
+
+    #[tokio::test]
+    async fn an_unmapped_status_is_told_and_kept_once_per_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+[ledger]
+path = "ledger.db"
+[[station]]
+id = "BN_KCNQV_NUOC01"
+name = "QV"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 5000
+receiving_water = { type = "river" }
+parameters = { COD = {} }
+[station.modbus]
+address = "127.0.0.1:1"
+registers = [{ parameter = "COD", address = 0, type = "u16" }]
+status = { kind = "holding", address = 20, map = { "0" = "measuring" } }
+"#;
+        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+        let ledger = Ledger::open(&dir.path().join("ledger.db"), Synchronous::Normal).unwrap();
+        let limits = crate::compliance::resolve_limits(&config).unwrap();
+        let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
+        let station = &config.stations[0];
+        let mut poller = Poller::with_connector(
+            station,
+            station.modbus.clone().unwrap(),
+            Fake::default(),
+            pipeline.ingest(),
+            Health::default(),
+        );
+        let words = |raw: u16| PollWords {
+            registers: vec![Some(vec![1])],
+            status: Some(vec![raw]),
+            timestamp: None,
+        };
+        let at = Timestamp(1_800_000_000_000);
+        let q = poller
+            .unmapped_status(&words(7), at)
+            .expect("a quarantine row");
+        assert_eq!(q.origin, "fake/unit 1/holding 20");
+        assert!(
+            q.reason
+                .starts_with("status register 20 held 7, which status_map does not name"),
+            "{}",
+            q.reason
+        );
+        assert_eq!(q.raw, b"0x0007");
+        assert_eq!(q.station.as_deref(), Some("BN_KCNQV_NUOC01"));
+        // The same value again: nothing new. A mapped value, then 7 again: told again.
+        assert!(poller.unmapped_status(&words(7), at).is_none());
+        assert!(poller.unmapped_status(&words(0), at).is_none());
+        assert!(poller.unmapped_status(&words(7), at).is_some());
+        drop(poller);
+        pipeline.finish().await;
     }
 
     /// Wait in (paused) time until `cond` holds; panics after 10 virtual minutes.

@@ -35,6 +35,15 @@ pub enum TransportError {
         last: u32,
         timeout: Duration,
     },
+    /// The device (or gateway) closed the connection: the socket reports the end of the stream, a reset, or —
+    /// as tokio-modbus passes it on — the error of the last call on the dead socket (EAGAIN, EINPROGRESS).
+    #[error("the device closed the connection while reading {kind} {start}..={last} ({source})")]
+    Closed {
+        kind: &'static str,
+        start: u16,
+        last: u32,
+        source: tokio_modbus::Error,
+    },
     #[error("reading {kind} {start}..={last} failed: {source}")]
     Modbus {
         kind: &'static str,
@@ -50,6 +59,23 @@ pub enum TransportError {
         got: usize,
         expected: usize,
     },
+}
+
+/// Whether a transport error means the peer closed the connection.
+fn closed(e: &tokio_modbus::Error) -> bool {
+    let tokio_modbus::Error::Transport(io) = e else {
+        return false;
+    };
+    use io::ErrorKind::*;
+    matches!(
+        io.kind(),
+        UnexpectedEof
+            | ConnectionReset
+            | ConnectionAborted
+            | BrokenPipe
+            | NotConnected
+            | WouldBlock
+    ) || matches!(io.raw_os_error(), Some(11 | 115))
 }
 
 /// The outcome of one read: words (bits as 0/1), or the device's exception.
@@ -92,6 +118,14 @@ impl Link for Context {
         let response = match self.call(request).await {
             Ok(Ok(r)) => r,
             Ok(Err(code)) => return Ok(Err(code)),
+            Err(source) if closed(&source) => {
+                return Err(TransportError::Closed {
+                    kind: kind.as_str(),
+                    start,
+                    last,
+                    source,
+                })
+            }
             Err(source) => {
                 return Err(TransportError::Modbus {
                     kind: kind.as_str(),
@@ -229,5 +263,48 @@ impl Connect for Connector {
                 Ok(rtu::attach_slave(port, slave))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A device that takes the request and closes the connection is reported as such, not as the socket's last
+    /// errno ("Operation now in progress", "Resource temporarily unavailable").
+    #[tokio::test]
+    async fn a_device_closing_the_connection_is_named_as_such() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let device = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 12];
+            let _ = socket.read(&mut request).await;
+            drop(socket);
+        });
+        let connector = Connector {
+            transport: Transport::Tcp {
+                address: address.clone(),
+            },
+            unit_id: 1,
+            timeout: Duration::from_secs(5),
+            endpoint: address,
+        };
+        let mut link = connector.connect().await.unwrap();
+        let err = tokio::time::timeout(
+            Duration::from_secs(10),
+            link.read(RegisterKind::Holding, 0, 2),
+        )
+        .await
+        .expect("the read ends")
+        .expect_err("the device closed the connection");
+        device.await.unwrap();
+        assert!(matches!(err, TransportError::Closed { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with("the device closed the connection while reading holding 0..=1"),
+            "{err}"
+        );
     }
 }
