@@ -633,7 +633,10 @@ fn check_config(path: &Path) -> ExitCode {
         Ok(l) => l,
         Err(e) => return config_failed(&e),
     };
-    println!(
+    // Written at once at the end: a reader that stops early (`| head`) is no error.
+    let mut out = String::new();
+    out_line!(
+        out,
         "{}: {} stations, time zone {}, ledger {}",
         path.display(),
         config.stations.len(),
@@ -641,7 +644,8 @@ fn check_config(path: &Path) -> ExitCode {
         config.ledger.path.display()
     );
     for l in &config.tt10.landing {
-        println!(
+        out_line!(
+            out,
             "TT10 landing folder: {} (processed: {}, rejected: {})",
             l.display(),
             config.tt10.processed_dir(l).display(),
@@ -649,9 +653,10 @@ fn check_config(path: &Path) -> ExitCode {
         );
     }
     for s in &config.stations {
-        println!();
-        println!("{}  {}", s.id, s.name);
-        println!(
+        out.push('\n');
+        out_line!(out, "{}  {}", s.id, s.name);
+        out_line!(
+            out,
             "  zone: {}   profile: {}   design flow: {} m³/day   interval: {}",
             s.zone,
             s.profile,
@@ -659,7 +664,8 @@ fn check_config(path: &Path) -> ExitCode {
             humantime::format_duration(s.interval)
         );
         let sources = s.sources();
-        println!(
+        out_line!(
+            out,
             "  sources: {}",
             if sources.is_empty() {
                 "TT10 files only".to_string()
@@ -672,10 +678,32 @@ fn check_config(path: &Path) -> ExitCode {
                 .get(&s.id)
                 .and_then(|l| l.get(&p.parameter))
                 .map_or_else(|| "no limit".to_string(), |l| l.working.clone());
-            println!("  {}: {}", p.parameter, working);
+            out_line!(out, "  {}: {}", p.parameter, working);
         }
     }
-    ExitCode::SUCCESS
+    print_out(&out)
+}
+
+/// Append one line to `out` (formatting into a String cannot fail).
+macro_rules! out_line {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+use out_line;
+
+/// Print `out`; a closed pipe (`| head`) ends quietly with success, any other write error fails.
+fn print_out(out: &str) -> ExitCode {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: writing the output failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(format: LogFormat, filter: &str) {

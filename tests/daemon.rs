@@ -332,6 +332,22 @@ fn check_config_lists_stations_and_limits() {
 }
 
 #[test]
+fn check_config_into_a_closed_pipe_ends_quietly() {
+    // The reader is gone before quantrac writes (as with `| head` on a long listing): no panic, success.
+    let mut child = Command::new(BIN)
+        .args(["check-config", "--config", "config/demo.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+}
+
+#[test]
 fn check_config_exits_2_listing_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
