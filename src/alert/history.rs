@@ -13,7 +13,7 @@ use super::observe::{self, ReadingObs, WindowObs};
 use super::rederive::{self, Episode, Stored};
 use super::store::{detail_json, key_state_row, CatchUp, Store};
 use crate::ledger::alert_history::{AlertRevision, KeyRef, Rewrite, Span};
-use crate::ledger::alerts::{AlertUpdate, NewAlert, StoredAlert};
+use crate::ledger::alerts::{AlertTx, AlertUpdate, NewAlert, StoredAlert};
 use crate::ledger::withdrawn::WithdrawnPoint;
 use crate::ledger::LedgerError;
 
@@ -64,6 +64,15 @@ pub struct Rederived {
     pub changed: Vec<StoredAlert>,
 }
 
+/// What in-order arrival makes of a key: its quiet point, its state after the replay, the alerts it gives, and the
+/// stored alerts they replace.
+struct Plan {
+    quiet: Option<i64>,
+    state: KeyState,
+    episodes: Vec<Episode>,
+    old: Vec<StoredAlert>,
+}
+
 /// Where a key's observations come from.
 enum Source<'a> {
     Readings(&'a str),
@@ -99,9 +108,47 @@ struct Timed {
 const PAGE: i64 = 500;
 
 impl Store {
-    /// Re-derive one key's history; `None` when nothing can have changed (see [`Store::unchanged`]) and for kinds
-    /// about now (silence, backlog), which have no history.
-    pub fn rederive(&mut self, r: &Rederivation<'_>) -> Result<Option<Rederived>, LedgerError> {
+    /// Re-derive the keys' histories, stored in one transaction (one sync to disk however many keys a backlog
+    /// touched). For each key, `None` when nothing can have changed (see [`Store::unchanged`]) and for kinds about
+    /// now (silence, backlog), which have no history.
+    pub fn rederive(
+        &mut self,
+        rs: &[Rederivation<'_>],
+    ) -> Result<Vec<Option<Rederived>>, LedgerError> {
+        let mut plans = Vec::with_capacity(rs.len());
+        for r in rs {
+            plans.push(self.plan(r)?);
+        }
+        let tx = self.ledger.transaction()?;
+        let mut out = Vec::with_capacity(rs.len());
+        let mut catch_ups = self.catch_ups.clone();
+        let mut touched_stations = std::collections::BTreeSet::new();
+        for (r, plan) in rs.iter().zip(plans) {
+            let Some(plan) = plan else {
+                out.push(None);
+                continue;
+            };
+            let (done, late) = store_rederived(&tx, r, plan)?;
+            if !late.is_empty() {
+                let c = catch_ups.entry(r.key.station.clone()).or_default();
+                for a in late {
+                    c.note(a, r.channels);
+                }
+                touched_stations.insert(r.key.station.clone());
+            }
+            out.push(Some(done));
+        }
+        // The stations' catch-ups name what changed; stored with the rows, kept in memory once committed.
+        for station in &touched_stations {
+            CatchUp::save(&tx, station, catch_ups.get(station))?;
+        }
+        tx.commit()?;
+        self.catch_ups = catch_ups;
+        Ok(out)
+    }
+
+    /// What in-order arrival makes of one key after its last quiet point (read only).
+    fn plan(&self, r: &Rederivation<'_>) -> Result<Option<Plan>, LedgerError> {
         let Some(source) = Source::of(r.key) else {
             return Ok(None);
         };
@@ -131,8 +178,12 @@ impl Store {
         });
         let (state, episodes) = rederive::replay(r.rules, r.key, start, observations, r.now);
         let old = self.ledger.key_alerts_after(key, quiet)?;
-        self.store_rederived(r, quiet, state, &episodes, &old)
-            .map(Some)
+        Ok(Some(Plan {
+            quiet,
+            state,
+            episodes,
+            old,
+        }))
     }
 
     /// Good observations that land outside every alert of the key and outside its pending run change nothing: good
@@ -277,158 +328,149 @@ impl Store {
         };
         Ok((timed, None))
     }
+}
 
-    /// Store what in-order arrival makes of the key after `quiet`, and announce the changes.
-    fn store_rederived(
-        &mut self,
-        r: &Rederivation<'_>,
-        quiet: Option<i64>,
-        mut state: KeyState,
-        episodes: &[Episode],
-        old: &[StoredAlert],
-    ) -> Result<Rederived, LedgerError> {
-        let stored: Vec<Stored> = old
-            .iter()
-            .map(|a| Stored {
-                id: a.id,
-                since: a.since,
-                cleared: a.cleared,
-            })
-            .collect();
-        let matching = rederive::reconcile(&stored, episodes);
-        let tx = self.ledger.transaction()?;
-        let key = key_ref(r.key);
-        let mut touched = Vec::new();
-        let mut late = Vec::new();
-        let mut open_id = None;
-        // The `alert` points the key's rows hold afterwards: (state tag, time).
-        let mut held: HashSet<(&str, i64)> = HashSet::new();
-        for (e, continues) in episodes.iter().zip(&matching.continues) {
-            held.insert(("raised", e.raised));
-            held.extend(e.cleared.map(|c| ("cleared", c)));
-            let peak = serde_json::to_string(&e.peak).unwrap_or_default();
-            let id = match continues.and_then(|id| old.iter().find(|a| a.id == id)) {
-                Some(a) => {
-                    held.extend(a.acked_at.map(|t| ("acknowledged", t)));
-                    let detail = detail_json(&e.detail, raised_late(a));
-                    let state_name = match (e.cleared, a.state.as_str()) {
-                        (Some(_), _) => "cleared",
-                        (None, "acknowledged") => "acknowledged",
-                        (None, _) => "raised",
-                    };
-                    let unchanged = (a.since, a.raised, a.updated, a.cleared)
-                        == (e.since, e.raised, e.last_bad, e.cleared)
-                        && (a.detail.as_str(), a.peak.as_str(), a.state.as_str())
-                            == (detail.as_str(), peak.as_str(), state_name);
-                    if !unchanged {
-                        tx.rewrite_alert(
-                            a.id,
-                            &Rewrite {
-                                state: state_name,
-                                since: e.since,
-                                raised: e.raised,
-                                last_bad: e.last_bad,
-                                cleared: e.cleared,
-                                detail: &detail,
-                                peak: &peak,
-                            },
-                        )?;
-                        touched.push(a.id);
-                        late.push(late_alert(r.key, a.id, e, false));
-                    }
-                    a.id
+/// Store what in-order arrival makes of the key after its quiet point in `tx`; the changes for the late-data
+/// summary.
+fn store_rederived(
+    tx: &AlertTx<'_>,
+    r: &Rederivation<'_>,
+    plan: Plan,
+) -> Result<(Rederived, Vec<LateAlert>), LedgerError> {
+    let Plan {
+        quiet,
+        mut state,
+        episodes,
+        old,
+    } = plan;
+    let (episodes, old) = (&episodes[..], &old[..]);
+    let stored: Vec<Stored> = old
+        .iter()
+        .map(|a| Stored {
+            id: a.id,
+            since: a.since,
+            cleared: a.cleared,
+        })
+        .collect();
+    let matching = rederive::reconcile(&stored, episodes);
+    let key = key_ref(r.key);
+    let mut touched = Vec::new();
+    let mut late = Vec::new();
+    let mut open_id = None;
+    // The `alert` points the key's rows hold afterwards: (state tag, time).
+    let mut held: HashSet<(&str, i64)> = HashSet::new();
+    for (e, continues) in episodes.iter().zip(&matching.continues) {
+        held.insert(("raised", e.raised));
+        held.extend(e.cleared.map(|c| ("cleared", c)));
+        let peak = serde_json::to_string(&e.peak).unwrap_or_default();
+        let id = match continues.and_then(|id| old.iter().find(|a| a.id == id)) {
+            Some(a) => {
+                held.extend(a.acked_at.map(|t| ("acknowledged", t)));
+                let detail = detail_json(&e.detail, raised_late(a));
+                let state_name = match (e.cleared, a.state.as_str()) {
+                    (Some(_), _) => "cleared",
+                    (None, "acknowledged") => "acknowledged",
+                    (None, _) => "raised",
+                };
+                let unchanged = (a.since, a.raised, a.updated, a.cleared)
+                    == (e.since, e.raised, e.last_bad, e.cleared)
+                    && (a.detail.as_str(), a.peak.as_str(), a.state.as_str())
+                        == (detail.as_str(), peak.as_str(), state_name);
+                if !unchanged {
+                    tx.rewrite_alert(
+                        a.id,
+                        &Rewrite {
+                            state: state_name,
+                            since: e.since,
+                            raised: e.raised,
+                            last_bad: e.last_bad,
+                            cleared: e.cleared,
+                            detail: &detail,
+                            peak: &peak,
+                        },
+                    )?;
+                    touched.push(a.id);
+                    late.push(late_alert(r.key, a.id, e, false));
                 }
-                None => {
-                    let detail = detail_json(&e.detail, true);
-                    let id = tx.insert_alert(&NewAlert {
-                        station: key.station,
-                        subject: key.subject,
-                        kind: key.kind,
-                        severity: severity_name(r.key.kind.severity()),
-                        since: e.since,
-                        at: e.raised,
+                a.id
+            }
+            None => {
+                let detail = detail_json(&e.detail, true);
+                let id = tx.insert_alert(&NewAlert {
+                    station: key.station,
+                    subject: key.subject,
+                    kind: key.kind,
+                    severity: severity_name(r.key.kind.severity()),
+                    since: e.since,
+                    at: e.raised,
+                    last_bad: e.last_bad,
+                    detail: &detail,
+                    peak: &peak,
+                    notifications: 1,
+                })?;
+                if let Some(at) = e.cleared {
+                    let cleared = AlertUpdate::Cleared {
+                        at,
                         last_bad: e.last_bad,
                         detail: &detail,
                         peak: &peak,
-                        notifications: 1,
-                    })?;
-                    if let Some(at) = e.cleared {
-                        let cleared = AlertUpdate::Cleared {
-                            at,
-                            last_bad: e.last_bad,
-                            detail: &detail,
-                            peak: &peak,
-                            notifications: 0,
-                        };
-                        tx.update_alert(id, &cleared)?;
-                    }
-                    touched.push(id);
-                    late.push(late_alert(r.key, id, e, false));
-                    id
+                        notifications: 0,
+                    };
+                    tx.update_alert(id, &cleared)?;
                 }
-            };
-            if e.cleared.is_none() {
-                open_id = Some(id);
+                touched.push(id);
+                late.push(late_alert(r.key, id, e, false));
+                id
             }
+        };
+        if e.cleared.is_none() {
+            open_id = Some(id);
         }
-        for id in &matching.withdrawn {
-            tx.withdraw_alert(*id)?;
-            touched.push(*id);
-            if let Some(a) = old.iter().find(|a| a.id == *id) {
-                late.push(withdrawn_alert(r.key, a));
-            }
-        }
-        // Points written for the old rows that no row holds now: the forwarders withdraw them.
-        for (state, ts) in old.iter().flat_map(alert_points) {
-            if !held.contains(&(state, ts)) {
-                let point = WithdrawnPoint {
-                    measurement: "alert",
-                    station: key.station.to_string(),
-                    parameter: key.subject.to_string(),
-                    series: key.kind.to_string(),
-                    state: state.to_string(),
-                    ts,
-                };
-                tx.withdraw_point(&point, r.now)?;
-            }
-        }
-        if !touched.is_empty() {
-            let old_json = json!(old.iter().map(alert_span).collect::<Vec<_>>()).to_string();
-            let new_json = json!(episodes.iter().map(episode_span).collect::<Vec<_>>()).to_string();
-            let reason = format!(
-                "observations from {} arrived after newer ones",
-                observe::local(r.ctx, r.late.from)
-            );
-            tx.record_alert_revision(&AlertRevision {
-                key,
-                span_after: quiet,
-                old_alerts: &old_json,
-                new_alerts: &new_json,
-                reason: &reason,
-                changed: r.now,
-            })?;
-        }
-        carry_over(&mut state, r.current.as_ref(), open_id, r.now);
-        tx.save_key_state(&key_state_row(r.key, &state), r.now)?;
-        let mut changed = Vec::new();
-        for id in &touched {
-            changed.extend(tx.alert(*id)?);
-        }
-        // The station's catch-up names what changed; stored with the rows, kept in memory once committed.
-        let station = r.key.station.clone();
-        let mut catch_up = self.catch_ups.get(&station).cloned().unwrap_or_default();
-        if !late.is_empty() {
-            for a in late {
-                catch_up.note(a, r.channels);
-            }
-            CatchUp::save(&tx, &station, Some(&catch_up))?;
-        }
-        tx.commit()?;
-        if !catch_up.is_empty() {
-            self.catch_ups.insert(station, catch_up);
-        }
-        Ok(Rederived { state, changed })
     }
+    for id in &matching.withdrawn {
+        tx.withdraw_alert(*id)?;
+        touched.push(*id);
+        if let Some(a) = old.iter().find(|a| a.id == *id) {
+            late.push(withdrawn_alert(r.key, a));
+        }
+    }
+    // Points written for the old rows that no row holds now: the forwarders withdraw them.
+    for (state, ts) in old.iter().flat_map(alert_points) {
+        if !held.contains(&(state, ts)) {
+            let point = WithdrawnPoint {
+                measurement: "alert",
+                station: key.station.to_string(),
+                parameter: key.subject.to_string(),
+                series: key.kind.to_string(),
+                state: state.to_string(),
+                ts,
+            };
+            tx.withdraw_point(&point, r.now)?;
+        }
+    }
+    if !touched.is_empty() {
+        let old_json = json!(old.iter().map(alert_span).collect::<Vec<_>>()).to_string();
+        let new_json = json!(episodes.iter().map(episode_span).collect::<Vec<_>>()).to_string();
+        let reason = format!(
+            "observations from {} arrived after newer ones",
+            observe::local(r.ctx, r.late.from)
+        );
+        tx.record_alert_revision(&AlertRevision {
+            key,
+            span_after: quiet,
+            old_alerts: &old_json,
+            new_alerts: &new_json,
+            reason: &reason,
+            changed: r.now,
+        })?;
+    }
+    carry_over(&mut state, r.current.as_ref(), open_id, r.now);
+    tx.save_key_state(&key_state_row(r.key, &state), r.now)?;
+    let mut changed = Vec::new();
+    for id in &touched {
+        changed.extend(tx.alert(*id)?);
+    }
+    Ok((Rederived { state, changed }, late))
 }
 
 /// The re-derived state keeps what the engine knew of its open alert: the id, the acknowledgement, and when

@@ -75,6 +75,15 @@ pub struct Runner {
     rederive: BTreeMap<AlertKey, LateSpan>,
 }
 
+/// One key to re-derive, as the blocking call takes it.
+struct KeyInput {
+    key: AlertKey,
+    late: LateSpan,
+    current: Option<KeyState>,
+    channels: Vec<String>,
+    limit: LimitAndUnit,
+}
+
 /// A catch-up closes (its summary is queued) once no late observation came from the station for this long.
 const CATCH_UP_QUIET_MS: i64 = 5_000;
 
@@ -493,59 +502,76 @@ impl Runner {
 
     async fn rederive_all(&mut self) {
         let now = self.clock.now_ms();
-        let keys = std::mem::take(&mut self.rederive);
-        let mut changed = Vec::new();
-        for (key, late) in keys {
-            let series = (
-                key.station.clone(),
-                observe::completeness_parameter(&key.subject)
-                    .unwrap_or(&key.subject)
-                    .to_string(),
-            );
-            let limit = self.limits.get(&series).cloned().unwrap_or_else(|| {
-                (
-                    None,
-                    None,
-                    self.units.get(&series).cloned().unwrap_or_default(),
-                )
-            });
-            let (ctx, rules, judging_ms) =
-                (self.ctx.clone(), self.engine.rules.clone(), self.judging_ms);
-            let channels = channels_for(&self.routes, &key);
-            let current = self.engine.state(&key).cloned();
-            let k = key.clone();
-            let result = self
-                .store
-                .call(move |s| {
-                    s.rederive(&Rederivation {
+        let keys: Vec<(AlertKey, LateSpan)> =
+            std::mem::take(&mut self.rederive).into_iter().collect();
+        // What each key needs, owned, for the blocking call.
+        let inputs: Vec<KeyInput> = keys
+            .iter()
+            .map(|(key, late)| {
+                let series = (
+                    key.station.clone(),
+                    observe::completeness_parameter(&key.subject)
+                        .unwrap_or(&key.subject)
+                        .to_string(),
+                );
+                let limit = self.limits.get(&series).cloned().unwrap_or_else(|| {
+                    (
+                        None,
+                        None,
+                        self.units.get(&series).cloned().unwrap_or_default(),
+                    )
+                });
+                KeyInput {
+                    key: key.clone(),
+                    late: *late,
+                    current: self.engine.state(key).cloned(),
+                    channels: channels_for(&self.routes, key),
+                    limit,
+                }
+            })
+            .collect();
+        let (ctx, rules, judging_ms) =
+            (self.ctx.clone(), self.engine.rules.clone(), self.judging_ms);
+        let result = self
+            .store
+            .call(move |s| {
+                let rs: Vec<Rederivation<'_>> = inputs
+                    .iter()
+                    .map(|i| Rederivation {
                         ctx: &ctx,
                         rules: &rules,
-                        key: &k,
-                        late,
-                        current,
-                        channels: &channels,
+                        key: &i.key,
+                        late: i.late,
+                        current: i.current.clone(),
+                        channels: &i.channels,
                         judging_ms,
-                        limit,
+                        limit: i.limit.clone(),
                         now,
                     })
-                })
-                .await;
-            match result {
-                Ok(Some(done)) => {
-                    if !done.changed.is_empty() {
-                        info!(key = %key.id(), alerts = done.changed.len(), "Out-of-order data re-derived an alert history.");
-                        self.late_seen.insert(key.station.clone(), now);
-                        self.catching_up.insert(key.station.clone());
-                    }
-                    self.engine.rederived(key, done.state);
-                    changed.extend(done.changed);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    error!(error = %e, key = %key.id(), "Re-deriving an alert history failed; will retry within a second.");
+                    .collect();
+                s.rederive(&rs)
+            })
+            .await;
+        let done = match result {
+            Ok(done) => done,
+            Err(e) => {
+                error!(error = %e, keys = keys.len(), "Re-deriving alert histories failed; will retry within a second.");
+                for (key, late) in keys {
                     self.schedule_rederive(key, late);
                 }
+                return;
             }
+        };
+        let mut changed = Vec::new();
+        for ((key, _), done) in keys.into_iter().zip(done) {
+            let Some(done) = done else { continue };
+            if !done.changed.is_empty() {
+                info!(key = %key.id(), alerts = done.changed.len(), "Out-of-order data re-derived an alert history.");
+                self.late_seen.insert(key.station.clone(), now);
+                self.catching_up.insert(key.station.clone());
+            }
+            self.engine.rederived(key, done.state);
+            changed.extend(done.changed);
         }
         if !changed.is_empty() {
             let _ = self.live.send(LiveEvent::Alerts(Arc::new(changed)));

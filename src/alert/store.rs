@@ -81,10 +81,6 @@ impl CatchUp {
         ch.extend(channels.iter().cloned());
     }
 
-    pub(super) fn is_empty(&self) -> bool {
-        self.alerts.is_empty()
-    }
-
     /// An alert a re-derivation added, moved or withdrew (it replaces what the catch-up held of it).
     pub(super) fn note(&mut self, a: LateAlert, channels: &[String]) {
         let entry = self

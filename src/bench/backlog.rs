@@ -97,6 +97,9 @@ struct Outcome {
     /// Time spent by the alert engine's side, and the alerts that stand.
     alert_time: Duration,
     alerts: Vec<Standing>,
+    /// Alert keys looked into, and replayed, and the time it took.
+    rederived: (usize, usize),
+    rederiving: Duration,
 }
 
 /// An alert that stands: (key, since, raised, cleared).
@@ -105,7 +108,7 @@ type Standing = (String, i64, i64, Option<i64>);
 impl Outcome {
     fn print(&self, name: &str) {
         println!(
-            "{:<22} {:>12.3} {:>12.3} {:>12.0} {:>8} {:>10} {:>10.3} {:>8}",
+            "{:<22} {:>12.3} {:>12.3} {:>12.0} {:>8} {:>10} {:>10.3} {:>12.3} {:>8} {:>16}",
             name,
             self.commits.as_secs_f64(),
             self.windows.as_secs_f64(),
@@ -113,7 +116,9 @@ impl Outcome {
             self.events.len(),
             self.revisions,
             self.alert_time.as_secs_f64(),
-            self.alerts.len()
+            self.rederiving.as_secs_f64(),
+            self.alerts.len(),
+            format!("{}/{}", self.rederived.1, self.rederived.0)
         );
     }
 }
@@ -166,6 +171,8 @@ fn run_once(
         revisions,
         alert_time,
         alerts: alerts.standing()?,
+        rederived: (alerts.looked, alerts.replayed),
+        rederiving: alerts.rederiving,
     })
 }
 
@@ -177,7 +184,13 @@ struct AlertSide {
     engine: Engine,
     ctx: Context,
     newest: HashMap<(String, String), i64>,
-    window_from: Option<i64>,
+    /// The oldest reading seen: the windows are judged from its window on.
+    oldest: Option<i64>,
+    /// Keys looked into, and those whose history was replayed (the others changed nothing).
+    looked: usize,
+    replayed: usize,
+    /// Time spent re-deriving (the rest of the alert side is feeding in-order data and storing it).
+    rederiving: Duration,
 }
 
 impl AlertSide {
@@ -193,7 +206,10 @@ impl AlertSide {
                 stations: HashMap::new(),
             },
             newest: HashMap::new(),
-            window_from: None,
+            oldest: None,
+            looked: 0,
+            replayed: 0,
+            rederiving: Duration::ZERO,
         })
     }
 
@@ -227,48 +243,59 @@ impl AlertSide {
             }
             if !older {
                 self.newest.insert(series, r.ts);
-            } else {
-                self.window_from = Some(self.window_from.map_or(r.ts, |w| w.min(r.ts)));
             }
+            self.oldest = Some(self.oldest.map_or(r.ts, |o| o.min(r.ts)));
         }
         let dirty = self.engine.take_dirty();
         self.store.commit(&self.ctx, &fed, &[], dirty, None)?;
-        for (key, span) in late {
-            self.rederive(key, span)?;
-        }
-        Ok(())
+        self.rederive(late.into_iter().collect())
     }
 
-    /// The windows judged at last: every series' violation key from the oldest late reading's window.
+    /// The windows judged at last: every series' violation key, from the oldest reading's window on (in order, as
+    /// the runner sees them when they close).
     fn windows(&mut self) -> Result<(), LedgerError> {
-        let Some(from) = self.window_from else {
+        let Some(from) = self.oldest else {
             return Ok(());
         };
         let from = window_start(Timestamp(from), OFFSET, HOUR_MS).millis();
-        for s in 0..STATIONS {
-            for p in PARAMETERS {
-                let key = AlertKey::new(station(s).as_str(), p, Kind::Violation);
-                self.rederive(key, LateSpan::new(from, true))?;
-            }
-        }
-        Ok(())
+        let keys = (0..STATIONS)
+            .flat_map(|s| {
+                PARAMETERS.iter().map(move |p| {
+                    let key = AlertKey::new(station(s).as_str(), p, Kind::Violation);
+                    (key, LateSpan::new(from, true))
+                })
+            })
+            .collect();
+        self.rederive(keys)
     }
 
-    fn rederive(&mut self, key: AlertKey, late: LateSpan) -> Result<(), LedgerError> {
+    /// Re-derive the keys, in one call (as the runner does with what one batch scheduled).
+    fn rederive(&mut self, keys: Vec<(AlertKey, LateSpan)>) -> Result<(), LedgerError> {
         let rules = self.engine.rules.clone();
-        let r = Rederivation {
-            ctx: &self.ctx,
-            rules: &rules,
-            key: &key,
-            late,
-            current: self.engine.state(&key).cloned(),
-            channels: &[],
-            judging_ms: HOUR_MS,
-            limit: (None, Some(LIMIT), "mg/L".into()),
-            now: Timestamp::now().millis(),
-        };
-        if let Some(done) = self.store.rederive(&r)? {
-            self.engine.rederived(key, done.state);
+        let now = Timestamp::now().millis();
+        let rs: Vec<Rederivation<'_>> = keys
+            .iter()
+            .map(|(key, late)| Rederivation {
+                ctx: &self.ctx,
+                rules: &rules,
+                key,
+                late: *late,
+                current: self.engine.state(key).cloned(),
+                channels: &[],
+                judging_ms: HOUR_MS,
+                limit: (None, Some(LIMIT), "mg/L".into()),
+                now,
+            })
+            .collect();
+        let started = Instant::now();
+        let done = self.store.rederive(&rs)?;
+        self.rederiving += started.elapsed();
+        self.looked += keys.len();
+        for ((key, _), done) in keys.into_iter().zip(done) {
+            if let Some(done) = done {
+                self.replayed += 1;
+                self.engine.rederived(key, done.state);
+            }
         }
         Ok(())
     }
