@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
 use crate::pipeline::{Batch, Pipeline};
 
-use super::support::{bench_config, plausible, tempfile_dir};
+use super::support::{bench_config, plausible, tempfile_dir, thread_times, ThreadTime};
 
 /// Readings/s committed through processor + ledger for batches of 1, 100 and 1,000, in both synchronous modes, and the
 /// rate of SQLite alone inserting the same rows (the floor under the writer).
@@ -22,20 +22,25 @@ pub async fn run(total: usize) -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile_dir()?;
     println!("quantrac bench ledger: {total} readings per run, {stations} stations x 10 parameters, 5-minute data");
     println!(
-        "{:<10} {:>8} {:>14} {:>12}",
-        "sync", "batch", "readings/s", "seconds"
+        "{:<10} {:>8} {:>14} {:>12} {:>8}   where the CPU went (s): on a core + waiting for one",
+        "sync", "batch", "readings/s", "seconds", "commits"
     );
     for sync in [Synchronous::Normal, Synchronous::Full] {
         for batch in [1usize, 100, 1000] {
             let n = if batch == 1 { total.min(50_000) } else { total };
             let path = dir.join(format!("bench-{sync:?}-{batch}.db"));
-            let (rate, secs) = run_once(&path, sync, stations, batch, n).await?;
+            let run = run_once(&path, sync, stations, batch, n).await?;
             println!(
-                "{:<10} {:>8} {:>14.0} {:>12.2}",
+                "{:<10} {:>8} {:>14.0} {:>12.2} {:>8}   writer {:.3}+{:.3}, processor (async workers) {:.3}+{:.3}",
                 format!("{sync:?}").to_lowercase(),
                 batch,
-                rate,
-                secs
+                n as f64 / run.secs,
+                run.secs,
+                run.commits,
+                run.writer.run,
+                run.writer.wait,
+                run.workers.run,
+                run.workers.wait
             );
         }
     }
@@ -51,13 +56,22 @@ pub async fn run(total: usize) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// One measured run: how long, in how many transactions, and the CPU time of the writer thread and of the async
+/// workers (the processor) meanwhile.
+struct Run {
+    secs: f64,
+    commits: u64,
+    writer: ThreadTime,
+    workers: ThreadTime,
+}
+
 async fn run_once(
     path: &Path,
     sync: Synchronous,
     stations: usize,
     batch: usize,
     total: usize,
-) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+) -> Result<Run, Box<dyn std::error::Error>> {
     let _ = std::fs::remove_file(path);
     let mut config = Config::from_str(
         &bench_config(stations),
@@ -68,7 +82,8 @@ async fn run_once(
     config.future_skew = std::time::Duration::from_secs(365 * 86400);
     let limits = resolve_limits(&config)?;
     let ledger = Ledger::open(path, sync)?;
-    let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
+    let metrics = Arc::new(Metrics::default());
+    let pipeline = Pipeline::start(&config, limits, ledger, metrics.clone());
     let ingest = pipeline.ingest();
     let ids: Vec<StationId> = config.stations.iter().map(|s| s.id.clone()).collect();
     let params: Vec<(Parameter, Unit)> = config.stations[0]
@@ -96,6 +111,7 @@ async fn run_once(
             }
         }
     }
+    let cpu_before = thread_times("self");
     let started = Instant::now();
     let mut in_flight = VecDeque::new();
     let mut committed = 0u64;
@@ -117,10 +133,28 @@ async fn run_once(
         committed += c.await?.counts.accepted;
     }
     let secs = started.elapsed().as_secs_f64();
+    let cpu = thread_times("self");
+    let used = |name: &str| {
+        let (a, b) = (cpu_before.get(name), cpu.get(name));
+        let (a, b) = (
+            a.copied().unwrap_or_default(),
+            b.copied().unwrap_or_default(),
+        );
+        ThreadTime {
+            run: b.run - a.run,
+            wait: b.wait - a.wait,
+        }
+    };
+    let run = Run {
+        secs,
+        commits: metrics.commits.load(std::sync::atomic::Ordering::Relaxed),
+        writer: used("ledger-writer"),
+        workers: used("tokio-rt-worker"),
+    };
     drop(ingest);
     pipeline.finish().await;
     if committed != total as u64 {
         return Err(format!("committed {committed} of {total} readings").into());
     }
-    Ok((total as f64 / secs, secs))
+    Ok(run)
 }

@@ -62,17 +62,16 @@ pub struct AggregateReport {
     pub updates: Vec<WindowUpdate>,
 }
 
+/// One step, inside the caller's transaction `tx` (which commits it): readings after the cursor, up to `max_rows`.
 pub(super) fn refresh(
-    conn: &mut Connection,
+    tx: &Connection,
     ctx: &AggregateContext,
     max_rows: usize,
     events: &mut EventTracker,
     changes: &mut Vec<EventChange>,
 ) -> Result<AggregateReport, LedgerError> {
-    // IMMEDIATE: this reads before it writes; see `Ledger::commit`.
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let from = cursor(&tx, CURSOR)?;
-    let names = id_names(&tx)?;
+    let from = cursor(tx, CURSOR)?;
+    let names = id_names(tx)?;
     let mut touched = BTreeSet::new();
     let mut last = from;
     let mut seen = 0;
@@ -96,7 +95,7 @@ pub(super) fn refresh(
     }
     let now = Timestamp::now().millis();
     // Windows whose end has passed since they were last computed: judge them now, reading or not.
-    touched.extend(ended_windows(&tx, now)?);
+    touched.extend(ended_windows(tx, now)?);
     let mut change_seq: i64 = tx.query_row(
         "SELECT COALESCE(MAX(change_seq), 0) FROM aggregates",
         [],
@@ -112,20 +111,20 @@ pub(super) fn refresh(
             // A station no longer configured: keep aggregating with the Circular 10 default interval, no limit.
             None => (300_000, None),
         };
-        let samples = window_samples(&tx, s, p, start, w)?;
+        let samples = window_samples(tx, s, p, start, w)?;
         change_seq += 1;
         let expected = (w / interval_ms.max(1)) as u32;
         let agg = aggregate(&samples, limit, expected);
         let verdict = judge_window(&samples, &agg, limit, now >= start + w);
-        let previous = previous(&tx, (s, p, w, start))?;
+        let previous = previous(tx, (s, p, w, start))?;
         // Events follow judged windows of the averaging window: look the series up before this write.
         let before = previous.as_ref().and_then(|x| what_events_see(x.judged));
         let event = if w == ctx.judging_window_ms && before != what_events_see(verdict.judged()) {
-            window_event_key(events, &tx, (s, p), w, code, symbol)?
+            window_event_key(events, tx, (s, p), w, code, symbol)?
         } else {
             None
         };
-        upsert(&tx, (s, p, w, start), &agg, verdict, limit, now, change_seq)?;
+        upsert(tx, (s, p, w, start), &agg, verdict, limit, now, change_seq)?;
         let late_change_from = match previous {
             Some(prev) if prev.computed >= start + w => {
                 tx.prepare_cached(
@@ -139,7 +138,7 @@ pub(super) fn refresh(
         };
         if let Some((key, newest)) = event {
             follow_window(
-                &tx,
+                tx,
                 events,
                 changes,
                 (s, p),
@@ -160,9 +159,8 @@ pub(super) fn refresh(
         });
     }
     if last != from {
-        set_cursor(&tx, CURSOR, Stream::Readings, last)?;
+        set_cursor(tx, CURSOR, Stream::Readings, last)?;
     }
-    tx.commit()?;
     Ok(AggregateReport {
         readings_seen: seen,
         updates,

@@ -123,13 +123,14 @@ pub fn store_all(
     Ok(())
 }
 
-/// The next `change_seq` of an event: from a counter that never goes back, since re-derivation deletes events.
-fn next_change_seq(conn: &Connection) -> Result<i64, LedgerError> {
-    Ok(conn
-        .prepare_cached(
-            "UPDATE counters SET value = value + 1 WHERE name = 'events.change_seq' RETURNING value",
-        )?
-        .query_row([], |r| r.get(0))?)
+/// The `change_seq` of a write, computed inside the writing statement (one index probe, no statement of its own):
+/// one past the highest given, which is the table's or — after a re-derivation deleted the newest event — the
+/// `counters` row that remembers it, so a number a forwarder has passed is never given again.
+macro_rules! next_change_seq {
+    () => {
+        "(SELECT MAX(m) + 1 FROM (SELECT COALESCE(MAX(change_seq), 0) AS m FROM events \
+          UNION ALL SELECT value FROM counters WHERE name = 'events.change_seq'))"
+    };
 }
 
 /// Write an event's state after `change`: a new row when `insert`, else an update of the key's open row.
@@ -151,12 +152,13 @@ fn write(
         insert_event(conn, ids, &scope, e, end)
     } else {
         let now = Timestamp::now().millis();
-        let seq = next_change_seq(conn)?;
-        conn.prepare_cached(
-            "UPDATE events SET end = ?4, last = ?5, band = ?6, peak_band = ?7, peak_ratio = ?8, peak_at = ?9, updated = ?10, change_seq = ?11 \
-             WHERE station_id = ?1 AND parameter_id = ?2 AND scope = ?3 AND end IS NULL",
-        )?
-        .execute(params![ids.0, ids.1, scope, end.map(Timestamp::millis), e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now, seq])?;
+        conn.prepare_cached(concat!(
+            "UPDATE events SET end = ?4, last = ?5, band = ?6, peak_band = ?7, peak_ratio = ?8, peak_at = ?9, updated = ?10, \
+             change_seq = ",
+            next_change_seq!(),
+            " WHERE station_id = ?1 AND parameter_id = ?2 AND scope = ?3 AND end IS NULL"
+        ))?
+        .execute(params![ids.0, ids.1, scope, end.map(Timestamp::millis), e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now])?;
         Ok(())
     }
 }
@@ -169,12 +171,13 @@ fn insert_event(
     end: Option<Timestamp>,
 ) -> Result<(), LedgerError> {
     let now = Timestamp::now().millis();
-    let seq = next_change_seq(conn)?;
-    conn.prepare_cached(
+    conn.prepare_cached(concat!(
         "INSERT INTO events (station_id, parameter_id, scope, start, end, last, band, peak_band, peak_ratio, peak_at, updated, change_seq) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![ids.0, ids.1, scope, e.start.millis(), end.map(Timestamp::millis), e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now, seq])?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ",
+        next_change_seq!(),
+        ")"
+    ))?
+    .execute(params![ids.0, ids.1, scope, e.start.millis(), end.map(Timestamp::millis), e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now])?;
     Ok(())
 }
 
@@ -438,6 +441,11 @@ fn replace(
     let scope = scope.as_string();
     for (id, e) in old {
         if !new.iter().any(|n| n.state.start == e.state.start) {
+            conn.prepare_cached(
+                "UPDATE counters SET value = MAX(value, (SELECT change_seq FROM events WHERE id = ?1)) \
+                 WHERE name = 'events.change_seq'",
+            )?
+            .execute([id])?;
             conn.prepare_cached("DELETE FROM events WHERE id = ?1")?
                 .execute([id])?;
             let now = Timestamp::now().millis();
@@ -448,13 +456,15 @@ fn replace(
         match old.iter().find(|(_, e)| e.state.start == n.state.start) {
             Some((_, e)) if e == n => {}
             Some((id, _)) => {
-                let (now, seq) = (Timestamp::now().millis(), next_change_seq(conn)?);
+                let now = Timestamp::now().millis();
                 let s = &n.state;
-                conn.prepare_cached(
+                conn.prepare_cached(concat!(
                     "UPDATE events SET end = ?2, last = ?3, band = ?4, peak_band = ?5, peak_ratio = ?6, peak_at = ?7, \
-                     updated = ?8, change_seq = ?9 WHERE id = ?1",
-                )?
-                .execute(params![id, n.end.map(Timestamp::millis), s.last.millis(), s.band.as_str(), s.peak_band.as_str(), s.peak_ratio, s.peak_at.millis(), now, seq])?;
+                     updated = ?8, change_seq = ",
+                    next_change_seq!(),
+                    " WHERE id = ?1"
+                ))?
+                .execute(params![id, n.end.map(Timestamp::millis), s.last.millis(), s.band.as_str(), s.peak_band.as_str(), s.peak_ratio, s.peak_at.millis(), now])?;
             }
             None => insert_event(conn, ids, &scope, &n.state, n.end)?,
         }

@@ -175,6 +175,9 @@ pub struct Ledger {
     events: EventTracker,
     /// Event changes of the commits since the last `take_event_changes`.
     event_changes: Vec<EventChange>,
+    /// The newest `readings.seq` when `events` was loaded: every reading committed after it went through the
+    /// tracker, so a series the tracker has not seen has no reading after it (and none at all when it is 0).
+    followed_after: i64,
     /// Background WAL checkpoints, once started.
     checkpointer: Option<checkpointer::Checkpointer>,
     /// Held for as long as this ledger is open: no other process writes it.
@@ -214,6 +217,7 @@ impl Ledger {
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn, path)?;
         let events = events::load_open(&conn)?;
+        let followed_after = top_seq(&conn)?;
         let mut ledger = Ledger {
             conn,
             path: path.to_path_buf(),
@@ -221,6 +225,7 @@ impl Ledger {
             parameters: FxHashMap::default(),
             events,
             event_changes: Vec::new(),
+            followed_after,
             checkpointer: None,
             _lock: lock,
         };
@@ -301,30 +306,26 @@ impl Ledger {
         if let Ok(t) = events::load_open(&self.conn) {
             self.events = t;
         }
+        // The new tracker has seen nothing yet: any stored reading may be a series' newest.
+        self.followed_after = top_seq(&self.conn).unwrap_or(i64::MAX);
     }
 
-    /// Write the open events extended since the last call (`last`, `band`) and publish them: about once a second
-    /// (with the aggregates) rather than at every reading of a long exceedance.
-    fn store_extended(&mut self) -> Result<(), LedgerError> {
-        let extended = self.events.take_extended();
-        if extended.is_empty() {
-            return Ok(());
-        }
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    /// Write the open events extended since the last call (`last`, `band`) in transaction `tx` and publish them: about
+    /// once a second (in the aggregates' transaction) rather than at every reading of a long exceedance.
+    fn store_extended(
+        tx: &Connection,
+        tracker: &mut EventTracker,
+        ids: (&FxHashMap<StationId, i64>, &FxHashMap<Parameter, i64>),
+        published: &mut Vec<EventChange>,
+    ) -> Result<(), LedgerError> {
+        let extended = tracker.take_extended();
         for c in &extended {
             let k = c.key();
-            let ids = (
-                self.stations.get(&k.station),
-                self.parameters.get(&k.parameter),
-            );
-            if let (Some(&s), Some(&p)) = ids {
-                events::store(&tx, (s, p), c)?;
+            if let (Some(&s), Some(&p)) = (ids.0.get(&k.station), ids.1.get(&k.parameter)) {
+                events::store(tx, (s, p), c)?;
             }
         }
-        tx.commit()?;
-        self.event_changes.extend(extended);
+        published.extend(extended);
         Ok(())
     }
 
@@ -343,7 +344,7 @@ impl Ledger {
         accepted: &[usize],
         readings: &[Evaluated],
         ids: &[(i64, i64)],
-        top_before: i64,
+        followed_after: i64,
     ) -> Result<(), LedgerError> {
         let mut changes = Vec::new();
         // Series with late readings: their late span, then their in-order readings, in arrival (time) order.
@@ -370,7 +371,12 @@ impl Ledger {
             let (band, ratio) = (e.assessment.band, e.assessment.ratio);
             let mut follow = tracker.follow(&key, r.ts, band, ratio);
             if follow == Follow::Unseeded {
-                let n = events::newest_reading(tx, ids[i], top_before)?;
+                // Not seen since the tracker was loaded: its newest reading is older than this commit and than
+                // `followed_after` (a fresh ledger: none, no query).
+                let n = match followed_after {
+                    0 => None,
+                    top => events::newest_reading(tx, ids[i], top)?,
+                };
                 tracker.seed(key.clone(), n);
                 follow = tracker.follow(&key, r.ts, band, ratio);
             }
@@ -474,9 +480,7 @@ impl Ledger {
         let mut counts = CommitCounts::default();
         // `seq` is the rowid: a new row takes the largest seq + 1, so the rows of one statement that are all
         // accepted hold consecutive numbers from `top` + 1, in the order listed.
-        let mut top: i64 =
-            tx.query_row("SELECT IFNULL(MAX(seq), 0) FROM readings", [], |r| r.get(0))?;
-        let top_before = top;
+        let mut top = top_seq(&tx)?;
         let mut accepted = Vec::new();
         for chunk in order.chunks(ROWS_PER_INSERT) {
             let inserted = insert_rows(&tx, chunk, readings, &ids, now)?;
@@ -508,7 +512,7 @@ impl Ledger {
             &accepted,
             readings,
             &ids,
-            top_before,
+            self.followed_after,
         )?;
         if !quarantine.is_empty() {
             let mut q = tx.prepare_cached(
@@ -547,19 +551,40 @@ impl Ledger {
         max_rows: usize,
     ) -> Result<AggregateReport, LedgerError> {
         let mark = self.event_changes.len();
-        self.store_extended()?;
-        let result = aggregates::refresh(
-            &mut self.conn,
-            ctx,
-            max_rows,
-            &mut self.events,
-            &mut self.event_changes,
-        );
+        let result = self.try_refresh(ctx, max_rows);
         match result {
             Ok(_) => self.mark_written(),
             Err(_) => self.reset_caches(mark),
         }
         result
+    }
+
+    /// One transaction (one fsync at `synchronous=full`): the open events extended since the last refresh, then the
+    /// aggregates' step.
+    fn try_refresh(
+        &mut self,
+        ctx: &AggregateContext,
+        max_rows: usize,
+    ) -> Result<AggregateReport, LedgerError> {
+        // IMMEDIATE: this reads before it writes; see `try_commit`.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Self::store_extended(
+            &tx,
+            &mut self.events,
+            (&self.stations, &self.parameters),
+            &mut self.event_changes,
+        )?;
+        let report = aggregates::refresh(
+            &tx,
+            ctx,
+            max_rows,
+            &mut self.events,
+            &mut self.event_changes,
+        )?;
+        tx.commit()?;
+        Ok(report)
     }
 
     /// Delete readings older than `cutoff`, but never one a cursor has not passed. Returns rows deleted.
@@ -642,7 +667,16 @@ impl Ledger {
 
     /// Run a WAL checkpoint (at shutdown, so the main file holds everything). Stops the background checkpoints.
     pub fn checkpoint(&mut self) -> Result<(), LedgerError> {
-        self.store_extended()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        Self::store_extended(
+            &tx,
+            &mut self.events,
+            (&self.stations, &self.parameters),
+            &mut self.event_changes,
+        )?;
+        tx.commit()?;
         self.checkpointer = None;
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -805,6 +839,13 @@ fn classify(
         };
     }
     Ok(new_top)
+}
+
+/// The newest `readings.seq` (0 when there is none).
+fn top_seq(conn: &Connection) -> Result<i64, LedgerError> {
+    Ok(conn
+        .prepare_cached("SELECT IFNULL(MAX(seq), 0) FROM readings")?
+        .query_row([], |r| r.get(0))?)
 }
 
 pub fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {

@@ -573,3 +573,105 @@ fn a_full_insert_chunk_keeps_what_one_of_its_readings_was_sent_as() {
     assert_eq!(received, [(6000, Some(0.05), Some("g/L".into()))]);
     assert_eq!(l.reader().unwrap().count_readings().unwrap(), 40);
 }
+
+/// `change_seq` of every event row, in row order.
+fn change_seqs(l: &Ledger) -> Vec<i64> {
+    l.conn
+        .prepare("SELECT change_seq FROM events ORDER BY id")
+        .unwrap()
+        .query_map([], |x| x.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn a_series_first_seen_after_a_restart_is_compared_with_its_stored_readings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.db");
+    let r = |p, ts, band, ratio| with_band(reading("BN_A_B", p, ts, ratio * 135.0), band, ratio);
+    {
+        // A new ledger: no series has a stored reading, none is looked up. COD first, TSS first seen in a later
+        // commit of the same run.
+        let mut l = Ledger::open(&path, Synchronous::Normal).unwrap();
+        l.commit(
+            &[
+                r("COD", 1000, Band::Compliant, 0.5),
+                r("COD", 3000, Band::Compliant, 0.5),
+            ],
+            &[],
+        )
+        .unwrap();
+        l.commit(
+            &[
+                r("TSS", 1000, Band::Lt1_1, 1.05),
+                r("TSS", 2000, Band::Compliant, 0.5),
+            ],
+            &[],
+        )
+        .unwrap();
+        let kinds: Vec<bool> = l
+            .take_event_changes()
+            .iter()
+            .map(|c| matches!(c, EventChange::Opened { .. } | EventChange::Closed { .. }))
+            .collect();
+        assert_eq!(kinds, [true, true]);
+    }
+    // After a restart, COD's newest stored reading (3000) is asked of the ledger: an exceedance at 2000 is late and
+    // re-derives the span (an event from 2000 closed at 3000), it does not open an event left open.
+    let mut l = Ledger::open(&path, Synchronous::Normal).unwrap();
+    l.commit(&[r("COD", 2000, Band::Lt1_1, 1.05)], &[]).unwrap();
+    assert!(matches!(
+        l.take_event_changes()[..],
+        [EventChange::Rederived { .. }]
+    ));
+    let cod: (i64, Option<i64>) = l
+        .conn
+        .query_row(
+            "SELECT start, end FROM events e JOIN parameters p ON p.id = e.parameter_id WHERE p.symbol = 'COD'",
+            [],
+            |x| Ok((x.get(0)?, x.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(cod, (2000, Some(3000)));
+    // Every write of an event row took the next change number.
+    let seqs = change_seqs(&l);
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+}
+
+#[test]
+fn an_open_events_last_is_written_with_the_aggregates_refresh() {
+    let (_d, mut l) = open();
+    let r = |ts, band, ratio| with_band(reading("BN_A_B", "COD", ts, ratio * 135.0), band, ratio);
+    l.commit(
+        &[r(1000, Band::Lt1_1, 1.05), r(2000, Band::Lt1_1, 1.02)],
+        &[],
+    )
+    .unwrap();
+    l.commit(&[r(3000, Band::Lt1_1, 1.01)], &[]).unwrap();
+    let last = |l: &Ledger| -> i64 {
+        l.conn
+            .query_row("SELECT last FROM events", [], |x| x.get(0))
+            .unwrap()
+    };
+    // Extensions wait for the refresh: the row still says where the event was opened.
+    assert_eq!(last(&l), 1000);
+    assert!(matches!(
+        l.take_event_changes()[..],
+        [EventChange::Opened { .. }]
+    ));
+    let seq_before = change_seqs(&l)[0];
+    l.refresh_aggregates(&AggregateContext::default(), 100_000)
+        .unwrap();
+    assert_eq!(last(&l), 3000);
+    assert!(change_seqs(&l)[0] > seq_before);
+    match &l.take_event_changes()[..] {
+        [EventChange::Extended { event, .. }] => assert_eq!(event.last, Timestamp(3000)),
+        other => panic!("{other:?}"),
+    }
+    // Nothing more to write: a refresh after it changes nothing.
+    l.refresh_aggregates(&AggregateContext::default(), 100_000)
+        .unwrap();
+    assert!(l.take_event_changes().is_empty());
+}
