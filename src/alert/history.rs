@@ -11,7 +11,7 @@ use super::engine::{severity_name, AlertKey, Detail, KeyState, Kind, Observation
 use super::message::{Context, LateAlert};
 use super::observe::{self, ReadingObs, WindowObs};
 use super::rederive::{self, Episode, Stored};
-use super::store::{detail_json, key_state_row, CatchUp, Store};
+use super::store::{detail_json, key_state_row, Store};
 use crate::ledger::alert_history::{AlertRevision, KeyRef, Rewrite, Span};
 use crate::ledger::alerts::{AlertTx, AlertUpdate, NewAlert, StoredAlert};
 use crate::ledger::withdrawn::WithdrawnPoint;
@@ -104,8 +104,9 @@ struct Timed {
     detail: Detail,
 }
 
-/// Rows read per page when looking back for the quiet point.
-const PAGE: i64 = 500;
+/// Rows read by the first page when looking back for the quiet point (the good observation is usually just before
+/// the late one); each further page is twice as long.
+const FIRST_PAGE: i64 = 16;
 
 impl Store {
     /// Re-derive the keys' histories, stored in one transaction (one sync to disk however many keys a backlog
@@ -122,25 +123,23 @@ impl Store {
         let tx = self.ledger.transaction()?;
         let mut out = Vec::with_capacity(rs.len());
         let mut catch_ups = self.catch_ups.clone();
-        let mut touched_stations = std::collections::BTreeSet::new();
         for (r, plan) in rs.iter().zip(plans) {
             let Some(plan) = plan else {
                 out.push(None);
                 continue;
             };
             let (done, late) = store_rederived(&tx, r, plan)?;
+            self.extents.remove(&r.key.id());
+            // The station's catch-up names what changed; stored with the rows, kept in memory once committed.
             if !late.is_empty() {
                 let c = catch_ups.entry(r.key.station.clone()).or_default();
+                let ids: Vec<i64> = late.iter().map(|a| a.alert_id).collect();
                 for a in late {
                     c.note(a, r.channels);
                 }
-                touched_stations.insert(r.key.station.clone());
+                c.save(&tx, &r.key.station, ids)?;
             }
             out.push(Some(done));
-        }
-        // The stations' catch-ups name what changed; stored with the rows, kept in memory once committed.
-        for station in &touched_stations {
-            CatchUp::save(&tx, station, catch_ups.get(station))?;
         }
         tx.commit()?;
         self.catch_ups = catch_ups;
@@ -148,7 +147,7 @@ impl Store {
     }
 
     /// What in-order arrival makes of one key after its last quiet point (read only).
-    fn plan(&self, r: &Rederivation<'_>) -> Result<Option<Plan>, LedgerError> {
+    fn plan(&mut self, r: &Rederivation<'_>) -> Result<Option<Plan>, LedgerError> {
         let Some(source) = Source::of(r.key) else {
             return Ok(None);
         };
@@ -188,7 +187,7 @@ impl Store {
 
     /// Good observations that land outside every alert of the key and outside its pending run change nothing: good
     /// observations only end runs, and there is none to end. The common case of a backlog (good data) stops here.
-    fn unchanged(&self, r: &Rederivation<'_>) -> Result<bool, LedgerError> {
+    fn unchanged(&mut self, r: &Rederivation<'_>) -> Result<bool, LedgerError> {
         if r.late.bad {
             return Ok(false);
         }
@@ -197,6 +196,19 @@ impl Store {
         });
         if pending {
             return Ok(false);
+        }
+        // Known to lie clear of every alert of the key (the common case: a backlog older than them): no query.
+        let id = r.key.id();
+        let extent = match self.extents.get(&id) {
+            Some(e) => *e,
+            None => {
+                let e = self.ledger.key_extent(key_ref(r.key))?;
+                self.extents.insert(id, e);
+                e
+            }
+        };
+        if extent.is_none_or(|e| e.clear_of(r.late.from, r.late.until)) {
+            return Ok(true);
         }
         Ok(!self
             .ledger
@@ -229,16 +241,11 @@ impl Store {
         source: &Source<'_>,
         until: i64,
     ) -> Result<Option<i64>, LedgerError> {
-        let mut before = until;
+        let (mut before, mut limit) = (until, FIRST_PAGE);
         loop {
-            let (page, oldest) = self.observations(
-                r,
-                source,
-                Span::Before {
-                    ts: before,
-                    limit: PAGE,
-                },
-            )?;
+            let (page, oldest) =
+                self.observations(r, source, Span::Before { ts: before, limit })?;
+            limit = (limit * 2).min(4096);
             let good = page
                 .iter()
                 .find(|t| !t.bad && !r.rules.in_maintenance(&r.key.station, t.at));

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::engine::{severity_name, AlertKey, Change, KeyState, Kind, Transition};
 use super::message::{Context, LateAlert, Notification};
+use crate::ledger::alert_history::KeyExtent;
 use crate::ledger::alerts::{
     AckOutcome, Acknowledgement, AlertStore, AlertTx, AlertUpdate, AlertWithDeliveries, CatchUpRow,
     JudgingWindow, KeyStateRow, NewAlert, QueuedNotification, ReplayReading, StoredAlert,
@@ -24,6 +25,9 @@ pub struct Store {
     /// Per station, the alerts late data raised or cleared that await their summary (kept in the ledger too, so a
     /// restart in the middle of a catch-up still sends its summary).
     pub(super) catch_ups: BTreeMap<String, CatchUp>,
+    /// Per key (`AlertKey::id`), the span its alerts cover, as last read (`None`: no alert); forgotten when the key's
+    /// alerts change here. Lets a re-derivation see without a query that late data lies clear of every alert.
+    pub(super) extents: HashMap<String, Option<KeyExtent>>,
 }
 
 /// A transition and the channels its notification goes to.
@@ -91,26 +95,24 @@ impl CatchUp {
         entry.1.extend(channels.iter().cloned());
     }
 
-    /// The entries as rows of `station`'s catch-up.
-    fn rows(&self, station: &str) -> Vec<CatchUpRow> {
-        self.alerts
-            .iter()
+    /// Store the entries of alerts `ids` of `station`'s catch-up in `tx`.
+    pub(super) fn save(
+        &self,
+        tx: &AlertTx<'_>,
+        station: &str,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<(), LedgerError> {
+        let rows: Vec<CatchUpRow> = ids
+            .into_iter()
+            .filter_map(|id| self.alerts.get(&id).map(|e| (id, e)))
             .map(|(id, (a, channels))| CatchUpRow {
                 station: station.to_string(),
-                alert_id: *id,
+                alert_id: id,
                 entry: serde_json::to_string(a).unwrap_or_default(),
                 channels: serde_json::to_string(channels).unwrap_or_default(),
             })
-            .collect()
-    }
-
-    /// Store `station`'s catch-up as it now stands (none when it is summarised) in `tx`.
-    pub(super) fn save(
-        tx: &AlertTx<'_>,
-        station: &str,
-        c: Option<&CatchUp>,
-    ) -> Result<(), LedgerError> {
-        tx.save_catch_up(station, &c.map(|c| c.rows(station)).unwrap_or_default())
+            .collect();
+        tx.save_catch_up(&rows)
     }
 
     /// Per channel, the alerts routed to it.
@@ -153,7 +155,11 @@ impl Store {
             let c = catch_ups.entry(row.station).or_default();
             c.alerts.insert(row.alert_id, (a, channels));
         }
-        Ok(Store { ledger, catch_ups })
+        Ok(Store {
+            ledger,
+            catch_ups,
+            extents: HashMap::new(),
+        })
     }
 
     /// Every persisted key state.
@@ -272,14 +278,14 @@ impl Store {
                 out.woken.insert(ch.clone());
             }
         }
-        let touched: BTreeSet<&str> = routed
-            .iter()
-            .filter(|(t, _)| late(t))
-            .map(|(t, _)| t.key.station.as_str())
-            .chain(close.iter().map(String::as_str))
-            .collect();
-        for station in touched {
-            CatchUp::save(&tx, station, catch_ups.get(station))?;
+        // The catch-ups as they now stand, in the ledger too: entries of late transitions, none for a summarised one.
+        for (i, (t, _)) in routed.iter().enumerate().filter(|(_, (t, _))| late(t)) {
+            if let Some(c) = catch_ups.get(&t.key.station) {
+                c.save(&tx, &t.key.station, [out.ids[i]])?;
+            }
+        }
+        for station in close {
+            tx.clear_catch_up(station)?;
         }
         for (k, s) in dirty.iter_mut() {
             if let Some(id) = assigned.get(k) {
@@ -302,6 +308,9 @@ impl Store {
             }
         }
         tx.commit()?;
+        for (t, _) in routed {
+            self.extents.remove(&t.key.id());
+        }
         self.catch_ups = catch_ups;
         out.catching_up = self.catch_ups.keys().cloned().collect();
         Ok(out)

@@ -41,6 +41,21 @@ pub struct Rewrite<'a> {
     pub peak: &'a str,
 }
 
+/// The span a key's alerts cover (see [`AlertStore::key_extent`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyExtent {
+    pub first: i64,
+    pub last_cleared: Option<i64>,
+    pub open: bool,
+}
+
+impl KeyExtent {
+    /// Whether no alert can span any time in `[from, until]`: they all began after it, or all cleared before it.
+    pub fn clear_of(&self, from: i64, until: i64) -> bool {
+        self.first > until || (!self.open && self.last_cleared.is_some_and(|c| c < from))
+    }
+}
+
 /// One re-derivation, recorded.
 #[derive(Debug, Clone)]
 pub struct AlertRevision<'a> {
@@ -153,6 +168,22 @@ impl AlertStore {
             params![key.station, key.subject, key.kind, from, until],
             |r| r.get(0),
         )?)
+    }
+
+    /// The span all of the key's alerts cover: the earliest `since`, the latest clear, and whether one is open
+    /// (`None` without alerts).
+    pub fn key_extent(&self, key: KeyRef<'_>) -> Result<Option<KeyExtent>, LedgerError> {
+        let (first, last, open): (Option<i64>, Option<i64>, i64) = self.conn.query_row(
+            "SELECT MIN(since), MAX(cleared), IFNULL(SUM(cleared IS NULL), 0) FROM alerts \
+             WHERE station = ?1 AND subject = ?2 AND kind = ?3 AND state != 'withdrawn'",
+            params![key.station, key.subject, key.kind],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(first.map(|first| KeyExtent {
+            first,
+            last_cleared: last,
+            open: open > 0,
+        }))
     }
 
     /// When the key's alerts were raised, in `(after, until]`, oldest first.

@@ -458,18 +458,23 @@ impl AlertTx<'_> {
         Ok(())
     }
 
-    /// Replace a station's catch-up entries (none: its summary was queued).
-    pub fn save_catch_up(&self, station: &str, rows: &[CatchUpRow]) -> Result<(), LedgerError> {
-        self.tx
-            .prepare_cached("DELETE FROM catch_ups WHERE station = ?1")?
-            .execute([station])?;
+    /// Store (or replace) catch-up entries.
+    pub fn save_catch_up(&self, rows: &[CatchUpRow]) -> Result<(), LedgerError> {
         for r in rows {
             self.tx
                 .prepare_cached(
-                    "INSERT INTO catch_ups (station, alert_id, entry, channels) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT OR REPLACE INTO catch_ups (station, alert_id, entry, channels) VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![r.station, r.alert_id, r.entry, r.channels])?;
         }
+        Ok(())
+    }
+
+    /// Forget a station's catch-up: its summary was queued.
+    pub fn clear_catch_up(&self, station: &str) -> Result<(), LedgerError> {
+        self.tx
+            .prepare_cached("DELETE FROM catch_ups WHERE station = ?1")?
+            .execute([station])?;
         Ok(())
     }
 
