@@ -468,11 +468,24 @@ fn a_wrong_password_is_reported_and_a_reload_with_the_right_one_connects() {
     let config = write_config(dir.path(), &broker);
     let db = dir.path().join("ledger.db");
     let q = Quantrac::start(&config);
-    // Refused, said so, retried with backoff; the daemon keeps running.
+    // Refused and said so once (repeats are quiet: one logging policy for every connection), retried with backoff
+    // (the broker refuses a second login); the daemon keeps running.
     q.wait_log(
         "MQTT connection failed, reconnecting.",
-        2,
+        1,
         Duration::from_secs(30),
+    );
+    let retried = wait_until(Duration::from_secs(30), || {
+        mosq.log().matches("not authorised").count() >= 2
+    });
+    assert!(retried, "no second login attempt:\n{}", mosq.log());
+    assert_eq!(
+        q.log()
+            .matches("MQTT connection failed, reconnecting.")
+            .count(),
+        1,
+        "a repeated failure is logged again:\n{}",
+        q.tail(20)
     );
     assert!(!q.log().contains("MQTT connected."), "{}", q.tail(20));
     assert!(

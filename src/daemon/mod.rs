@@ -123,7 +123,11 @@ pub async fn run_with_reload(
         None
     };
     crate::source::mqtt::start_embedded(&config)?;
-    services.spawn(report_progress(metrics.clone(), shutdown.clone()));
+    services.spawn(report_progress(
+        metrics.clone(),
+        live.clone(),
+        shutdown.clone(),
+    ));
 
     let mut config = config;
     let mut running = Running::new(Shared {
@@ -298,27 +302,115 @@ async fn follow_live(
 }
 
 /// A line every 10 s so an operator sees data arriving.
-async fn report_progress(metrics: Arc<Metrics>, shutdown: CancellationToken) {
+async fn report_progress(metrics: Arc<Metrics>, live: LiveState, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(10));
     every.tick().await;
-    let mut last = 0;
+    let started = crate::model::Timestamp::now().millis();
+    let mut last = metrics.totals();
+    let mut overdue = std::collections::BTreeSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {}
         }
+        // Totals when something happened, not every 10 s of an idle daemon.
         let t = metrics.totals();
-        if t.accepted == last && t.quarantined == 0 {
-            warn!("No readings committed in the last 10 s.");
+        if t != last {
+            info!(
+                accepted = t.accepted,
+                duplicates = t.duplicates,
+                conflicts = t.conflicts,
+                quarantined = t.quarantined,
+                commits = metrics.commits.load(Relaxed),
+                "Ledger totals."
+            );
+            last = t;
         }
-        info!(
-            accepted = t.accepted,
-            duplicates = t.duplicates,
-            conflicts = t.conflicts,
-            quarantined = t.quarantined,
-            commits = metrics.commits.load(Relaxed),
-            "Ledger totals."
+        // Silence is about configured stations: warned when one becomes overdue, told when it reports again.
+        let now = crate::model::Timestamp::now().millis();
+        let due = overdue_stations(&live, started, now);
+        let late: Vec<&String> = due.difference(&overdue).collect();
+        if !late.is_empty() {
+            warn!(stations = ?late, overdue = due.len(), "No reading from these stations for three of their reporting intervals.");
+        }
+        let back: Vec<&String> = overdue.difference(&due).collect();
+        if !back.is_empty() {
+            info!(stations = ?back, "Stations reporting again.");
+        }
+        overdue = due;
+    }
+}
+
+/// Stations with no reading for three reporting intervals (counted from start-up for those that sent nothing yet).
+fn overdue_stations(
+    live: &LiveState,
+    started: i64,
+    now: i64,
+) -> std::collections::BTreeSet<String> {
+    live.stations()
+        .into_iter()
+        .filter(|s| now - s.last_reading.unwrap_or(started).max(started) > 3 * s.interval_ms)
+        .map(|s| s.id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compliance::{Assessment, Band, Flags};
+    use crate::ledger::Evaluated;
+    use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
+    use crate::pipeline::Committed;
+
+    const MIN: i64 = 60_000;
+
+    #[test]
+    fn a_station_is_overdue_after_three_intervals_without_a_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let station = |id: &str| {
+            format!(
+                "[[station]]\nid = \"{id}\"\nname = \"{id}\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 5000\n\
+                 receiving_water = {{ type = \"river\" }}\nparameters = {{ COD = {{}} }}\n"
+            )
+        };
+        let text = format!(
+            "[ledger]\npath = \"l.db\"\n{}{}",
+            station("BN_KCNQV_NUOC01"),
+            station("BN_KCNTS_NUOC01")
         );
-        last = t.accepted;
+        let config = Config::from_str(&text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+        let ledger = Ledger::open(&config.ledger.path, config.ledger.synchronous).unwrap();
+        let live = LiveState::load(&config, &ledger.reader().unwrap()).unwrap();
+        let started = 1_800_000_000_000;
+        // Nothing yet, within three 5-minute intervals of start-up: none overdue.
+        assert!(overdue_stations(&live, started, started + 14 * MIN).is_empty());
+        // Quế Võ reports at minute 12; at minute 16 only Tiên Sơn is overdue.
+        live.apply(&LiveEvent::Readings(Arc::new(vec![Committed {
+            seq: 1,
+            evaluated: Evaluated {
+                reading: Reading {
+                    station: StationId::parse("BN_KCNQV_NUOC01").unwrap(),
+                    parameter: Parameter::new("COD").unwrap(),
+                    ts: Timestamp(started + 12 * MIN),
+                    value: 50.0,
+                    unit: Unit::new("mg/L"),
+                    status: Status::Measuring,
+                },
+                assessment: Assessment {
+                    limit: None,
+                    ratio: None,
+                    band: Band::NoLimit,
+                    flags: Flags::default(),
+                },
+                source: SourceKind::Sim,
+                received: None,
+            },
+        }])));
+        let due = overdue_stations(&live, started, started + 16 * MIN);
+        assert_eq!(due.into_iter().collect::<Vec<_>>(), ["BN_KCNTS_NUOC01"]);
+        assert_eq!(
+            overdue_stations(&live, started, started + 28 * MIN).len(),
+            2
+        );
     }
 }

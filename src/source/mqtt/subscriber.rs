@@ -263,6 +263,8 @@ async fn poll(
     let filters = sub.router.filters(sub.broker.share_group.as_deref());
     let mut tx = Some(tx);
     let mut subscribed_once = false;
+    // Connection failures since the last success (logging policy).
+    let mut failures_in_a_row: u32 = 0;
     let mut unsubscribed_stale = false;
     loop {
         let event = tokio::select! {
@@ -282,7 +284,8 @@ async fn poll(
                 let n = connection.fetch_add(1, Ordering::SeqCst) + 1;
                 reconnect.connected();
                 health.success(&key, 0);
-                info!(broker = %name, session_present, connection = n, "MQTT connected.");
+                info!(broker = %name, session_present, connection = n, failed_attempts = failures_in_a_row, "MQTT connected.");
+                failures_in_a_row = 0;
                 // Subscribe when the broker kept no session, and once per process so topic changes take effect.
                 if !session_present || !subscribed_once {
                     let request = filters
@@ -346,7 +349,14 @@ async fn poll(
                 }
                 let delay = reconnect.failed();
                 let error = describe_error(&e);
-                warn!(broker = %name, host = %sub.broker.host, port = sub.broker.port, error = %error, retry_in = ?delay, "MQTT connection failed, reconnecting.");
+                // One policy for every connection: the first failure at WARN, repeats quietly (a reminder every
+                // 30th), the recovery at INFO ("MQTT connected." with the failed attempts).
+                if failures_in_a_row % 30 == 0 {
+                    warn!(broker = %name, host = %sub.broker.host, port = sub.broker.port, error = %error, retry_in = ?delay, failed_attempts = failures_in_a_row + 1, "MQTT connection failed, reconnecting.");
+                } else {
+                    debug!(broker = %name, error = %error, retry_in = ?delay, failed_attempts = failures_in_a_row + 1, "MQTT broker still unreachable.");
+                }
+                failures_in_a_row += 1;
                 health.failure(&key, error);
                 health.reconnecting(&key);
                 if sleep_or_shutdown(delay, shutdown).await {
