@@ -327,9 +327,11 @@ fn check_credentials(
     p: &mut Problems,
     k: &str,
 ) -> Option<String> {
+    // A password given but unreadable is reported once, by `Secret::resolve`.
+    let password_given = password.is_some() || t.password.is_some() || t.password_file.is_some();
     match protocol {
         Protocol::Sftp => {
-            if password.is_none() && t.private_key_file.is_none() {
+            if !password_given && t.private_key_file.is_none() {
                 p.push(
                     format!("{k}.private_key_file"),
                     "SFTP needs a private_key_file or a password",
@@ -360,7 +362,7 @@ fn check_credentials(
             }
         }
         Protocol::Ftp | Protocol::Ftps => {
-            if password.is_none() {
+            if !password_given {
                 p.push(
                     format!("{k}.password"),
                     "FTP needs a password (or password_file)",

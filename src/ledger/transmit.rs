@@ -238,3 +238,78 @@ fn file_readings(
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compliance::{Assessment, Band, Flags};
+    use crate::config::Synchronous;
+    use crate::ledger::{Evaluated, Ledger};
+    use crate::model::{Parameter, Reading, SourceKind, StationId, Unit};
+
+    fn reading(station: &str, p: &str, ts: i64) -> Evaluated {
+        Evaluated {
+            reading: Reading {
+                station: StationId::parse(station).unwrap(),
+                parameter: Parameter::new(p).unwrap(),
+                ts: Timestamp(ts),
+                value: 1.5,
+                unit: Unit::new("mg/L"),
+                status: Status::Measuring,
+            },
+            assessment: Assessment {
+                limit: None,
+                ratio: None,
+                band: Band::Compliant,
+                flags: Flags::default(),
+            },
+            source: SourceKind::Sim,
+            received: None,
+        }
+    }
+
+    #[test]
+    fn retention_waits_for_a_target_and_a_late_reading_makes_a_correction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.db");
+        let mut l = Ledger::open(&path, Synchronous::Normal).unwrap();
+        l.commit(
+            &[
+                reading("BN_A_B", "COD", 1000),
+                reading("BN_A_B", "TSS", 1000),
+                reading("BN_A_C", "COD", 2000),
+            ],
+            &[],
+        )
+        .unwrap();
+        let mut s = TransmitStore::open(&path, "ministry").unwrap();
+        assert_eq!(s.start(CursorStart::Beginning).unwrap(), (0, 0));
+        // Nothing sent yet: retention deletes nothing (the newest row always stays; the others wait for the target).
+        assert_eq!(l.apply_retention(Timestamp(10_000)).unwrap().readings, 0);
+
+        let only_a = |id: &str| id == "BN_A_B";
+        let r = s.round(0, 0, 100, None, &only_a).unwrap();
+        assert_eq!((r.last_seq, r.readings, r.files.len()), (Some(3), 3, 1));
+        assert_eq!(r.files[0].readings.len(), 2);
+        assert!(!r.files[0].correction);
+        s.set_cursor(3).unwrap();
+
+        // A late NH4 for the same second re-sends that file complete, as a correction.
+        l.commit(&[reading("BN_A_B", "NH4", 1500)], &[]).unwrap();
+        let r = s.round(3, 0, 100, None, &only_a).unwrap();
+        let symbols: Vec<&str> = r.files[0]
+            .readings
+            .iter()
+            .map(|x| x.parameter.as_str())
+            .collect();
+        assert_eq!(symbols, ["COD", "NH4", "TSS"]);
+        assert!(r.files[0].correction);
+        // Readings before the target's origin were never its to send: not a correction.
+        let r = s.round(3, 3, 100, None, &only_a).unwrap();
+        assert!(!r.files[0].correction);
+        s.set_cursor(4).unwrap();
+        assert_eq!(l.apply_retention(Timestamp(10_000)).unwrap().readings, 3);
+        // A second start keeps the cursor where it was.
+        assert_eq!(s.start(CursorStart::Newest).unwrap(), (4, 0));
+    }
+}
