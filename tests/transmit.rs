@@ -528,3 +528,41 @@ fn a_province_relays_its_plants_files_to_the_ministry() {
     let processed = by_name(files_under(&landing.join("processed"))).0;
     assert_eq!(processed, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ftps_sends_over_tls_checked_against_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let base = base();
+    fill(&ledger, &readings(base, 0..2));
+    let certs = dir.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    support::certs::make_certs(&certs);
+    let ftp = Ftp::start(
+        &dir.path().join("ftp"),
+        Some((certs.join("server.crt"), certs.join("server.key"))),
+        0,
+    );
+    let health = Health::default();
+    let target = Target {
+        protocol: Protocol::Ftps,
+        ca_file: Some(certs.join("ca.crt")),
+        ..ftp_target(&ftp, "province", FTP_PASSWORD)
+    };
+    let (stop, task) = start(target, &ledger, &health);
+    let inbox = dir.path().join("ftp/in");
+    let sent = eventually(Duration::from_secs(30), || async {
+        count_visible(&inbox) == 4
+    })
+    .await;
+    assert!(
+        sent,
+        "FTPS upload failed: {:?}",
+        health.get(&health_key("province"))
+    );
+    let (files, hidden) = by_name(files_under(&inbox));
+    assert_eq!(files, expected(base, 0..2));
+    assert!(hidden.is_empty(), "{hidden:?}");
+    stop.cancel();
+    task.await.unwrap();
+}
