@@ -8,7 +8,7 @@ use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Status};
 
-use super::remote::{dir_prefixes, join, temporary_name, timed, TransmitError};
+use super::transfer::{dir_prefixes, join, temporary_name, timed, TransmitError};
 use crate::config::transmit::{Protocol, Target};
 
 /// The system CA bundle, trusted beside `ca_file` (Debian/Ubuntu path, as for MQTT).

@@ -10,13 +10,14 @@
 //! - every call has the target's timeout; a failed connection is dropped and reopened with capped jittered backoff;
 //!   a refused login or host key marks the target down and retries slowly, keeping the data.
 //!
-//! Files: [`remote`] (one connection, whatever the protocol), `ftp.rs`, `sftp.rs`, [`metrics`], and the sending
-//! loop here.
+//! Files: [`remote`] (one connection, whatever the protocol), `ftp.rs`, `sftp.rs`, [`transfer`] (errors, deadlines,
+//! remote paths), [`metrics`], and the sending loop here.
 
 mod ftp;
 pub mod metrics;
 pub mod remote;
 mod sftp;
+pub mod transfer;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -33,7 +34,8 @@ use crate::health::{Backoff, ConnectionState, Health};
 use crate::ledger::transmit::{CursorStart, PendingFile, TransmitStore};
 use crate::ledger::{Held, LedgerError};
 use crate::model::{SourceKind, StationId, Timestamp};
-use remote::{remote_dir, Connection, TransmitError};
+use remote::Connection;
+use transfer::{remote_dir, TransmitError};
 
 /// A connection unused this long is closed (servers drop idle control connections; a plant sends every 5 minutes).
 const IDLE_CLOSE: Duration = Duration::from_secs(30);

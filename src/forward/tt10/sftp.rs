@@ -11,7 +11,7 @@ use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
 
-use super::remote::{dir_prefixes, join, temporary_name, timed, TransmitError};
+use super::transfer::{dir_prefixes, join, temporary_name, timed, TransmitError};
 use crate::config::transmit::Target;
 
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
