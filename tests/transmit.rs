@@ -222,6 +222,19 @@ async fn ftp_server_stopped_mid_stream_every_file_arrives_once_with_its_bytes() 
     );
     let t = health.get(&key).unwrap().transmission.unwrap();
     assert_eq!((t.files, t.corrections), (120, 0));
+    // /metrics: the counts and the delay histogram (every file was observed over an hour before it was sent).
+    let registry = quantrac::metrics::Registry::default();
+    quantrac::forward::tt10::metrics::register(&registry, &health);
+    let text = registry.encode();
+    for line in [
+        "quantrac_tt10_files_sent_total{connection=\"tt10-send province\"} 120",
+        "quantrac_tt10_corrections_sent_total{connection=\"tt10-send province\"} 0",
+        "quantrac_tt10_files_late_total{connection=\"tt10-send province\"} 120",
+        "quantrac_tt10_transmission_delay_seconds_bucket{connection=\"tt10-send province\",le=\"300\"} 0",
+        "quantrac_tt10_transmission_delay_seconds_count{connection=\"tt10-send province\"} 120",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
     stop.cancel();
     task.await.unwrap();
 }
