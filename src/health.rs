@@ -21,6 +21,66 @@ pub struct ConnectionState {
     pub readings: u64,
     /// For forwarders: how far behind the ledger they are.
     pub backlog: Option<Backlog>,
+    /// For Circular 10 transmission targets: files sent, corrections, and the transmission delay.
+    pub transmission: Option<Transmission>,
+}
+
+/// Upper bounds (seconds) of the transmission delay histogram: around the Circular's 5-minute deadline.
+pub const DELAY_BUCKETS_S: [f64; 10] = [
+    1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0, 86400.0,
+];
+
+/// What a Circular 10 transmission target has sent since it started.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transmission {
+    /// Files uploaded the first time.
+    pub files: u64,
+    /// Files uploaded again, complete, because readings arrived for them after they were sent.
+    pub corrections: u64,
+    /// First uploads whose delay (observation → upload) passed the deadline.
+    pub late: u64,
+    pub deadline_ms: i64,
+    /// The last first upload's delay, ms.
+    pub last_delay_ms: Option<i64>,
+    /// Delay histogram of first uploads: counts at or under each of [`DELAY_BUCKETS_S`] (not cumulative), then the
+    /// count above the last.
+    pub delay_counts: [u64; DELAY_BUCKETS_S.len() + 1],
+    pub delay_sum_ms: i64,
+}
+
+impl Transmission {
+    pub fn new(deadline_ms: i64) -> Self {
+        Self {
+            files: 0,
+            corrections: 0,
+            late: 0,
+            deadline_ms,
+            last_delay_ms: None,
+            delay_counts: [0; DELAY_BUCKETS_S.len() + 1],
+            delay_sum_ms: 0,
+        }
+    }
+
+    /// One file uploaded, `delay_ms` after its observation time.
+    pub fn record(&mut self, delay_ms: i64, correction: bool) {
+        if correction {
+            self.corrections += 1;
+            return;
+        }
+        self.files += 1;
+        let delay_ms = delay_ms.max(0);
+        if delay_ms > self.deadline_ms {
+            self.late += 1;
+        }
+        self.last_delay_ms = Some(delay_ms);
+        self.delay_sum_ms += delay_ms;
+        let s = delay_ms as f64 / 1e3;
+        let i = DELAY_BUCKETS_S
+            .iter()
+            .position(|b| s <= *b)
+            .unwrap_or(DELAY_BUCKETS_S.len());
+        self.delay_counts[i] += 1;
+    }
 }
 
 /// How far a forwarder is behind the ledger.
@@ -43,6 +103,7 @@ impl ConnectionState {
             reconnects: 0,
             readings: 0,
             backlog: None,
+            transmission: None,
         }
     }
 }
@@ -89,6 +150,14 @@ impl Health {
     pub fn set_backlog(&self, key: &str, backlog: Backlog) {
         if let Some(s) = self.write().get_mut(key) {
             s.backlog = Some(backlog);
+        }
+    }
+
+    /// Record a Circular 10 target's uploads (`f` updates its counts, created at `deadline_ms` on first use).
+    pub fn transmission(&self, key: &str, deadline_ms: i64, f: impl FnOnce(&mut Transmission)) {
+        if let Some(s) = self.write().get_mut(key) {
+            f(s.transmission
+                .get_or_insert_with(|| Transmission::new(deadline_ms)));
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod alert;
 pub mod bench;
+pub mod circular10;
 pub mod compliance;
 pub mod config;
 pub mod daemon;

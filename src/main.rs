@@ -203,6 +203,9 @@ enum Bench {
     ModbusSim,
     /// Readings/s committed from Mosquitto (QoS 1, 10 readings per message) beside mosquitto_sub's rate.
     Mqtt,
+    /// Circular 10 files/s to local FTP and SFTP servers beside bare upload loops (2,000 files, or --readings), and
+    /// the observation → upload delay with 100 stations reporting live (--seconds, at least 60).
+    Tt10Send,
     /// Export of one year of 5-minute data, 8 stations x 10 parameters: time and peak memory.
     Export,
     /// Latency from a reading's commit to its alert arriving at a local webhook (p50/p99), 1,000 notifications.
@@ -390,6 +393,9 @@ fn bench(what: Bench, readings: usize, url: Option<String>, seconds: u64) -> Exi
             Bench::Export => bench::export::run().await,
             Bench::Alerts => bench::alerts::run(readings.min(1000)).await,
             Bench::Backlog => bench::backlog::run().await,
+            Bench::Tt10Send => {
+                bench::tt10_send::run_bench(readings.min(2000), seconds.max(60)).await
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -413,3 +413,91 @@ url = "${QT_CONFIG_TEST_UNSET_HOOK}"
     let shown = format!("{:?}", c.alert.channels);
     assert!(!shown.contains("T0KEN"), "{shown}");
 }
+
+// `[[forward.tt10]]`: every option's problem names its key path.
+
+#[test]
+fn tt10_targets_every_problem_names_its_key() {
+    let text = format!(
+        r#"
+[[forward.tt10]]
+name = "a:b"
+protocol = "ftpx"
+host = ""
+username = ""
+layout = "by_day"
+stations = ["BN_NOPE_NUOC01", "HN_*"]
+start = "yesterday"
+rate_limit = -1
+batch_readings = 0
+timeout = "0s"
+max_backoff = "soon"
+batch_wait = "x"
+deadline = "0s"
+private_key_file = "id"
+host_key = "abc"
+
+[[forward.tt10]]
+name = "ministry"
+protocol = "sftp"
+host = "sftp.monre.gov.vn"
+username = "so"
+host_key = "MD5:aa"
+ca_file = "ca.pem"
+
+[[forward.tt10]]
+name = "ministry"
+protocol = "sftp"
+host = "sftp.monre.gov.vn"
+username = "so"
+password_file = "/nonexistent/secret"
+{GOOD_STATION}"#
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: forward.tt10[0].name: \"a:b\" is not a usable name; give a non-empty name without ':'",
+            "config/demo.toml: forward.tt10[0].protocol: unknown protocol \"ftpx\"; expected \"ftp\", \"ftps\" or \"sftp\"",
+            "config/demo.toml: forward.tt10[0].host: must name the server, e.g. \"ftp.monre.gov.vn\"",
+            "config/demo.toml: forward.tt10[0].username: must not be empty",
+            "config/demo.toml: forward.tt10[0].password: FTP needs a password (or password_file)",
+            "config/demo.toml: forward.tt10[0].private_key_file: is for SFTP only",
+            "config/demo.toml: forward.tt10[0].host_key: is for SFTP only",
+            "config/demo.toml: forward.tt10[0].layout: unknown layout \"by_day\"; expected \"flat\" or \"station_date\"",
+            "config/demo.toml: forward.tt10[0].stations[0]: no station has id \"BN_NOPE_NUOC01\"; use a configured station id or a pattern with *",
+            "config/demo.toml: forward.tt10[0].stations[1]: the pattern \"HN_*\" matches no configured station",
+            "config/demo.toml: forward.tt10[0].start: \"yesterday\" is not \"now\" or a date yyyy-mm-dd",
+            "config/demo.toml: forward.tt10[0].rate_limit: -1 is not a number of files per second (0 for no limit)",
+            "config/demo.toml: forward.tt10[0].batch_readings: 0 is out of range; expected 1 to 100000",
+            "config/demo.toml: forward.tt10[0].timeout: duration \"0s\" must be greater than zero",
+            "config/demo.toml: forward.tt10[0].max_backoff: invalid duration \"soon\" (expected number at 0); expected a number with a unit such as \"30s\", \"5m\", \"1h\", \"5y\"",
+            "config/demo.toml: forward.tt10[0].batch_wait: invalid duration \"x\" (expected number at 0); expected a number with a unit such as \"30s\", \"5m\", \"1h\", \"5y\"",
+            "config/demo.toml: forward.tt10[0].deadline: duration \"0s\" must be greater than zero",
+            "config/demo.toml: forward.tt10[1].private_key_file: SFTP needs a private_key_file or a password",
+            "config/demo.toml: forward.tt10[1].ca_file: is for FTPS; SFTP checks the server by host_key",
+            "config/demo.toml: forward.tt10[1].host_key: \"MD5:aa\" is not a SHA256 fingerprint; expected \"SHA256:…\" as `ssh-keygen -lf <host key>.pub` prints it",
+            "config/demo.toml: forward.tt10[2].name: duplicate target name \"ministry\"; each target keeps its own cursor",
+            "config/demo.toml: forward.tt10[2].password_file: cannot read secret file /nonexistent/secret: No such file or directory (os error 2)",
+            "config/demo.toml: forward.tt10[2].host_key: SFTP needs the server's host key fingerprint (\"SHA256:…\", from `ssh-keygen -lf`); quantrac never trusts an unknown server",
+        ]
+    );
+}
+
+#[test]
+fn a_tt10_target_is_accepted_with_its_defaults() {
+    let text = format!(
+        "[[forward.tt10]]\nname = \"so-tnmt\"\nprotocol = \"ftps\"\nhost = \"ftp.bacninh.gov.vn\"\nusername = \"kcnqv\"\n\
+         password = \"p\"\nstations = [\"BN_KCNQV_*\"]\nstart = \"2026-01-01\"\n{GOOD_STATION}"
+    );
+    let c = Config::from_str(&text, Path::new("t.toml"), Path::new(".")).unwrap();
+    let t = &c.transmit[0];
+    assert_eq!(
+        (t.port, t.receives.clone()),
+        (21, vec!["BN_KCNQV_NUOC01".to_string()])
+    );
+    assert_eq!(
+        t.start,
+        quantrac::config::transmit::Start::From(quantrac::model::Timestamp(1_767_200_400_000))
+    );
+    assert_eq!(t.deadline, std::time::Duration::from_secs(300));
+}

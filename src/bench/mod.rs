@@ -12,6 +12,7 @@
 //! - [`export`]: one year of data exported as CSV, JSON, TT10 and `all`: time and peak memory.
 //! - [`backlog`]: re-deriving compliance events for a 6 h backlog of 1,000 series arriving newest first.
 //! - [`compliance`]: evaluation cost per reading and hourly aggregation of a year (an ignored test prints them).
+//! - [`tt10_send`]: Circular 10 files/s to FTP and SFTP beside bare upload loops, and the transmission delay.
 //! - [`support`]: what the benches share (bench stations' config, per-thread CPU time, percentiles).
 
 pub mod alerts;
@@ -25,5 +26,6 @@ pub mod modbus_sim;
 pub mod mqtt;
 pub mod sse;
 pub mod support;
+pub mod tt10_send;
 
 pub use support::{bench_config, thread_times, ThreadTime};

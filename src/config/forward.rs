@@ -1,4 +1,5 @@
-//! `[[forward.influx]]`: InfluxDB targets. Each forwards from the ledger with its own cursor.
+//! `[[forward.influx]]`: InfluxDB targets. Each forwards from the ledger with its own cursor. `[[forward.tt10]]`
+//! (Circular 10 transmission) is checked in `transmit.rs`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,6 +16,9 @@ pub struct ForwardSection {
     /// InfluxDB targets (2.x, 1.8+ compatibility API, 3.x): one table each.
     #[serde(default)]
     pub influx: Vec<InfluxSection>,
+    /// Circular 10 file transmission targets (FTP, FTPS, SFTP): one table each.
+    #[serde(default)]
+    pub tt10: Vec<super::transmit::TargetSection>,
 }
 
 /// One InfluxDB target as written.

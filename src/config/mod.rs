@@ -15,6 +15,7 @@ pub mod modbus;
 pub mod mqtt;
 mod secret;
 mod station;
+pub mod transmit;
 pub mod tt10;
 
 use std::collections::HashSet;
@@ -58,7 +59,7 @@ pub struct RawConfig {
     /// The API and dashboard.
     #[serde(default)]
     pub http: http::HttpSection,
-    /// Where committed data is forwarded (InfluxDB).
+    /// Where committed data is forwarded (InfluxDB; Circular 10 files to FTP/FTPS/SFTP).
     #[serde(default)]
     pub forward: forward::ForwardSection,
     /// Circular 10 TXT landing folders.
@@ -86,6 +87,8 @@ pub struct Config {
     pub sim: daemon::Sim,
     pub mqtt: mqtt::Mqtt,
     pub influx: Vec<forward::Influx>,
+    /// `[[forward.tt10]]`: Circular 10 transmission targets.
+    pub transmit: Vec<transmit::Target>,
     pub http: http::Http,
     pub compliance: compliance::Compliance,
     pub tt10: tt10::Tt10,
@@ -169,6 +172,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
     }
     let station_ids: Vec<String> = raw.station.iter().map(|s| s.id.clone()).collect();
     let alert = raw.alert.validate(&mut p, base, &station_ids, &mqtt);
+    let transmit = transmit::validate(&raw.forward.tt10, &mut p, base, &station_ids, timezone);
     p.finish()?;
     Ok(Config {
         source: file.to_path_buf(),
@@ -181,6 +185,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         sim,
         mqtt,
         influx,
+        transmit,
         http,
         compliance,
         tt10,

@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::compliance::StationLimits;
 use crate::config::forward::Influx;
+use crate::config::transmit::Target;
 use crate::config::{fingerprint, Config, Station};
 use crate::forward::SinkContext;
 use crate::health::Health;
@@ -30,6 +31,8 @@ pub(super) enum Component {
     Mqtt(Box<Subscriber>, String),
     Tt10(Landing, String),
     Influx(Influx),
+    /// A Circular 10 transmission target (`[[forward.tt10]]`).
+    Tt10Send(Box<Target>),
 }
 
 /// Everything `config` runs, simulators first (a simulated Modbus device listens before its poller connects).
@@ -64,10 +67,15 @@ pub(super) fn plan(
         Component::Tt10(l, slice)
     });
     let sinks = config.influx.iter().cloned().map(Component::Influx);
+    let transmit = config
+        .transmit
+        .iter()
+        .map(|t| Component::Tt10Send(Box::new(t.clone())));
     sims.chain(modbus)
         .chain(mqtt)
         .chain(tt10)
         .chain(sinks)
+        .chain(transmit)
         .collect()
 }
 
@@ -97,6 +105,7 @@ impl Component {
             Component::Mqtt(s, _) => s.health_key(),
             Component::Tt10(l, _) => l.health_key(),
             Component::Influx(t) => crate::forward::influx::health_key(&t.name),
+            Component::Tt10Send(t) => crate::forward::tt10::health_key(&t.name),
         }
     }
 
@@ -116,6 +125,7 @@ impl Component {
             }
             Component::Mqtt(_, slice) | Component::Tt10(_, slice) => slice.clone(),
             Component::Influx(t) => fingerprint(t),
+            Component::Tt10Send(t) => fingerprint(t),
         }
     }
 
@@ -143,6 +153,12 @@ impl Component {
             Component::Tt10(l, _) => tokio::spawn(crate::source::tt10::run(source().with(l))),
             Component::Influx(t) => tokio::spawn(crate::forward::run_influx(SinkContext {
                 config: t,
+                ledger: shared.ledger.clone(),
+                health: shared.health.clone(),
+                shutdown: stop,
+            })),
+            Component::Tt10Send(t) => tokio::spawn(crate::forward::run_tt10(SinkContext {
+                config: *t,
                 ledger: shared.ledger.clone(),
                 health: shared.health.clone(),
                 shutdown: stop,

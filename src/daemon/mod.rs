@@ -82,6 +82,7 @@ pub async fn run_with_reload(
     let pipeline = Pipeline::start(&config, limits.clone(), ledger, metrics.clone());
 
     let health = Health::default();
+    crate::forward::tt10::metrics::register(&registry, &health);
     let mut services = tokio::task::JoinSet::new();
     // Alerts: the engine follows the pipeline from its ledger cursor; one delivery task per channel.
     let alerts = if config.alert.enabled {
@@ -223,6 +224,11 @@ fn ensure_forward_cursors(config: &Config) -> Result<(), DaemonError> {
     for target in &config.influx {
         crate::ledger::forward::ForwardStore::open(&config.ledger.path, &target.name)?
             .ensure_cursors()?;
+    }
+    for target in &config.transmit {
+        let start = crate::forward::tt10::cursor_start(target);
+        crate::ledger::transmit::TransmitStore::open(&config.ledger.path, &target.name)?
+            .start(start)?;
     }
     Ok(())
 }

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use chrono::FixedOffset;
 use sha2::{Digest, Sha256};
 
+use crate::circular10::{format_tt10_time, write_line};
 use crate::ledger::export::ReadingRow;
 use crate::model::{Status, Timestamp};
-use crate::source::tt10::format::{format_tt10_time, write_line};
 
 /// Writes the files of one station as its readings arrive in time order.
 pub struct Tt10Files<'a> {

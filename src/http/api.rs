@@ -73,7 +73,10 @@ pub async fn stations(
                 .filter(|(_, c)| c.stations.contains(&st.id))
                 .map(|(k, c)| json!({ "name": k, "up": c.up, "last_success": c.last_success.map(|t| t.millis()),
                     "last_error": c.last_error.as_ref().map(|(t, e)| json!({"at": t.millis(), "error": crate::redact::urls(e)})),
-                    "consecutive_failures": c.consecutive_failures }))
+                    "consecutive_failures": c.consecutive_failures,
+                    "backlog": c.backlog.map(|b| json!({"rows_behind": b.rows_behind, "oldest_unsent_ms": b.oldest_unsent_ms})),
+                    "transmission": c.transmission.as_ref().map(|t| json!({"files": t.files, "corrections": t.corrections,
+                        "late": t.late, "deadline_ms": t.deadline_ms, "last_delay_ms": t.last_delay_ms})) }))
                 .collect();
             let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
             v["connections"] = Value::Array(connections);

@@ -5,7 +5,7 @@
 //! no-op; the same key with another value keeps the first and records a conflict.
 //! Every SQL statement of quantrac is in this module: the writer's commits, the queries of the API, the live view,
 //! exports and sources (`query.rs`, `export.rs`), and the side tables written outside the writer thread: alerts and
-//! the outbox (`alerts.rs`), forwarder cursors (`forward.rs`), audit and notes (`audit.rs`).
+//! the outbox (`alerts.rs`), forwarder cursors (`forward.rs`, `transmit.rs`), audit and notes (`audit.rs`).
 //! Calls here block: the pipeline runs them on a dedicated thread; async code reaches the ledger through
 //! [`LedgerHandle`] or [`Held`] (`handle.rs`), which run them on the blocking pool; readers open their own connection.
 
@@ -22,6 +22,7 @@ pub mod lock;
 pub mod probe;
 pub mod query;
 mod schema;
+pub mod transmit;
 pub mod withdrawn;
 
 use std::path::{Path, PathBuf};

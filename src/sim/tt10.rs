@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::StationSim;
+use crate::circular10::{file_name, write_content};
 use crate::model::Timestamp;
-use crate::source::tt10::format::{file_name, write_content};
 
 /// Write one station file for the readings of `sim` at `sim_t` (stamped `stamp`) into `dir`.
 pub fn write_file(

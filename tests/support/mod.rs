@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod fault_http;
 pub mod mosquitto;
 pub mod stream;
+pub mod transfer;
 pub mod victoria;
 
 use std::time::{Duration, Instant};

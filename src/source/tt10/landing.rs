@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use chrono::FixedOffset;
 use tracing::{debug, error, info, warn};
 
-use super::format::{self, parse_file_name};
+use crate::circular10::{self as format, parse_file_name};
 use crate::config::tt10::Tt10;
 use crate::config::Config;
 use crate::health::ConnectionState;

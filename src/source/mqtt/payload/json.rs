@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{utf8, Context, Decoded, Format, PayloadError, Rejected};
 use crate::model::{Parameter, Reading, Status, Timestamp, Unit};
-use crate::source::tt10::format::{format_tt10_time, parse_decimal, tt10_time};
+use crate::circular10::{format_tt10_time, parse_decimal, tt10_time};
 
 /// The JSON format.
 pub struct Json;

@@ -14,9 +14,9 @@
 
 use chrono::FixedOffset;
 
+use crate::circular10::Tt10Error;
+pub use crate::circular10::{format_tt10_time, tt10_time};
 use crate::model::{ModelError, Parameter, Reading, StationId, Unit};
-use crate::source::tt10::format::Tt10Error;
-pub use crate::source::tt10::format::{format_tt10_time, tt10_time};
 
 pub use json::{decode_json, encode_json, parse_timestamp, JsonMappingSection, TimestampFormat};
 pub use tt10::{decode_tt10, encode_tt10};

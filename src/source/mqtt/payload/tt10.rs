@@ -1,12 +1,12 @@
 //! `format = "tt10"`: Circular 10/2021 file content (`<symbol> TAB <value> TAB <unit> TAB <yyyyMMddHHmmss> TAB
-//! <status>`) in a message. The content parser and writer live in [`crate::source::tt10::format`]; this file only
+//! <status>`) in a message. The content parser and writer live in [`crate::circular10`]; this file only
 //! adapts them.
 
 use chrono::FixedOffset;
 
 use super::{utf8, Context, Decoded, Format, JsonMappingSection, PayloadError, Rejected};
 use crate::model::Reading;
-use crate::source::tt10::format as tt10;
+use crate::circular10 as tt10;
 
 /// The Circular 10 format.
 pub struct Tt10;
@@ -17,7 +17,7 @@ impl Format for Tt10 {
     }
 }
 
-/// Decode Circular 10 content (see [`crate::source::tt10::format`]): CRLF, a BOM, blank lines, trailing blanks,
+/// Decode Circular 10 content (see [`crate::circular10`]): CRLF, a BOM, blank lines, trailing blanks,
 /// decimal commas, several groups on one line and status `03` are accepted.
 pub fn decode_tt10(payload: &[u8], cx: &Context<'_>) -> Decoded {
     let text = match utf8(payload) {

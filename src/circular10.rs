@@ -1,5 +1,6 @@
 //! Circular 10/2021 TXT files (Appendix 15), as pure functions: file names, lenient content parsing, and the writer
-//! used by exports. No I/O, no clock.
+//! used by exports and by transmission to the authorities (`forward::tt10`). No I/O, no clock. Shared by sources
+//! and sinks, so it sits at the top level (sinks never import sources).
 //!
 //! - name `<Province>_<Facility>_<Station>_<yyyyMMddHHmmss>.txt` (codes contain no `_`), local time;
 //! - content: one line per parameter, `<symbol> TAB <value> TAB <unit> TAB <yyyyMMddHHmmss> TAB <status>`.
