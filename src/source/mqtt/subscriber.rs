@@ -351,7 +351,7 @@ async fn poll(
                 let error = describe_error(&e);
                 // One policy for every connection: the first failure at WARN, repeats quietly (a reminder every
                 // 30th), the recovery at INFO ("MQTT connected." with the failed attempts).
-                if failures_in_a_row % 30 == 0 {
+                if failures_in_a_row.is_multiple_of(30) {
                     warn!(broker = %name, host = %sub.broker.host, port = sub.broker.port, error = %error, retry_in = ?delay, failed_attempts = failures_in_a_row + 1, "MQTT connection failed, reconnecting.");
                 } else {
                     debug!(broker = %name, error = %error, retry_in = ?delay, failed_attempts = failures_in_a_row + 1, "MQTT broker still unreachable.");
