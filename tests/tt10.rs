@@ -342,6 +342,17 @@ fn landing_folder_reads_every_file_once_and_explains_rejections() {
             && q.origin.ends_with("BN_KCNTS_NUOC01_20261120120000.txt")));
     assert!(q.iter().any(|q| q.raw == b"this is not a TT10 file"));
     drop(r);
+    // The log says so too, naming a rejected file (rate-limited: one line for the files quarantined together).
+    let log = std::fs::read_to_string(dir.path().join("run1.log")).unwrap();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Input quarantined"))
+        .collect();
+    assert!(
+        said.iter()
+            .any(|l| l.contains(".txt") && l.contains("\"reason\"")),
+        "{log}"
+    );
 
     // 4. 10,000 files at once (written elsewhere, then moved in, as an FTP server's rename does).
     let staging = dir.path().join("staging");

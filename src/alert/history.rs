@@ -299,14 +299,7 @@ impl Store {
             let ends = w.window_start + r.judging_ms;
             match source {
                 Source::Violation(_) => {
-                    let obs = WindowObs {
-                        window_start: w.window_start,
-                        mean: w.mean,
-                        completeness: w.completeness,
-                        ratio: w.ratio,
-                        band: w.band,
-                    };
-                    observe::violation(r.ctx, &obs, r.limit.clone())
+                    observe::violation(r.ctx, &WindowObs::from(w), r.limit.clone())
                 }
                 // Judged once closed (a later window exists), never the series' first (it may begin mid-window).
                 _ if below > 0.0 && i > 0 && i + 1 < n => Some(observe::completeness(

@@ -108,6 +108,18 @@ pub struct WindowObs {
     pub band: Band,
 }
 
+impl From<&crate::ledger::alerts::JudgingWindow> for WindowObs {
+    fn from(w: &crate::ledger::alerts::JudgingWindow) -> Self {
+        WindowObs {
+            window_start: w.window_start,
+            mean: w.mean,
+            completeness: w.completeness,
+            ratio: w.ratio,
+            band: w.band,
+        }
+    }
+}
+
 /// The violation observation of a judged window; `None` while it is a forecast or has no limit. `limit` is the
 /// series' latest (lower, upper, unit); without a bound, the upper one follows from the mean and its multiple.
 pub fn violation(

@@ -477,14 +477,7 @@ impl Runner {
                     (w.station.clone(), w.parameter.clone()),
                     (w.window_start, w.completeness, true),
                 );
-                let obs = WindowObs {
-                    window_start: w.window_start,
-                    mean: w.mean,
-                    completeness: w.completeness,
-                    ratio: w.ratio,
-                    band: w.band,
-                };
-                self.observe_window(&w.station, &w.parameter, obs, now);
+                self.observe_window(&w.station, &w.parameter, WindowObs::from(&w), now);
             }
         }
     }

@@ -243,6 +243,7 @@ fn commit(
             if live.receiver_count() > 0 {
                 publish_readings(readings, outcomes, live);
             }
+            log_quarantined(&quarantined);
         }
         Err(e) => {
             error!(ledger = %ledger.path().display(), error = %e, readings = readings.len(), "Ledger commit failed; the sources will resend the batch.");
@@ -253,6 +254,26 @@ fn commit(
             }
         }
     }
+}
+
+/// Say what was quarantined (from any source: a rejected TT10 file, a bad payload, an out-of-range value): the
+/// latest one's origin and reason, at most one line every 10 s with how many came since the last line.
+fn log_quarantined(quarantined: &[Quarantined]) {
+    use std::sync::atomic::{AtomicI64, AtomicU64};
+    static LAST_LINE_MS: AtomicI64 = AtomicI64::new(i64::MIN);
+    static SINCE: AtomicU64 = AtomicU64::new(0);
+    let Some(latest) = quarantined.last() else {
+        return;
+    };
+    let since = SINCE.fetch_add(quarantined.len() as u64, Relaxed) + quarantined.len() as u64;
+    let now = crate::model::Timestamp::now().millis();
+    if now.saturating_sub(LAST_LINE_MS.load(Relaxed)) < 10_000 {
+        return;
+    }
+    LAST_LINE_MS.store(now, Relaxed);
+    SINCE.store(0, Relaxed);
+    warn!(inputs = since, origin = %latest.origin, station = latest.station.as_deref().unwrap_or("-"),
+          reason = %latest.reason, "Input quarantined (see /api/quarantine); at most one line every 10 s.");
 }
 
 fn count(outcomes: &[Outcome], quarantined: u64) -> CommitCounts {

@@ -418,9 +418,10 @@ mod tests {
         task: tokio::task::JoinHandle<()>,
     }
 
-    fn start(fake: &Fake) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let text = r#"
+    /// One COD station polled over Modbus, `modbus` lines added to its `[station.modbus]`.
+    fn config(dir: &std::path::Path, modbus: &str) -> Config {
+        let text = format!(
+            r#"
 [ledger]
 path = "ledger.db"
 synchronous = "normal"
@@ -429,15 +430,20 @@ id = "BN_KCNQV_NUOC01"
 name = "QV"
 profile = "qcvn40-2011-b"
 design_flow_m3_day = 5000
-receiving_water = { type = "river" }
-parameters = { COD = {} }
+receiving_water = {{ type = "river" }}
+parameters = {{ COD = {{}} }}
 [station.modbus]
 address = "127.0.0.1:1"
-poll_interval = "1s"
-timeout = "3s"
-registers = [{ parameter = "COD", address = 0, type = "u16" }]
-"#;
-        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+registers = [{{ parameter = "COD", address = 0, type = "u16" }}]
+{modbus}
+"#
+        );
+        Config::from_str(&text, std::path::Path::new("t.toml"), dir).unwrap()
+    }
+
+    fn start(fake: &Fake) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), "poll_interval = \"1s\"\ntimeout = \"3s\"");
         let ledger = Ledger::open(&dir.path().join("ledger.db"), Synchronous::Normal).unwrap();
         let limits = crate::compliance::resolve_limits(&config).unwrap();
         let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
@@ -472,22 +478,10 @@ registers = [{ parameter = "COD", address = 0, type = "u16" }]
     #[tokio::test]
     async fn an_unmapped_status_is_told_and_kept_once_per_value() {
         let dir = tempfile::tempdir().unwrap();
-        let text = r#"
-[ledger]
-path = "ledger.db"
-[[station]]
-id = "BN_KCNQV_NUOC01"
-name = "QV"
-profile = "qcvn40-2011-b"
-design_flow_m3_day = 5000
-receiving_water = { type = "river" }
-parameters = { COD = {} }
-[station.modbus]
-address = "127.0.0.1:1"
-registers = [{ parameter = "COD", address = 0, type = "u16" }]
-status = { kind = "holding", address = 20, map = { "0" = "measuring" } }
-"#;
-        let config = Config::from_str(text, std::path::Path::new("t.toml"), dir.path()).unwrap();
+        let config = config(
+            dir.path(),
+            r#"status = { kind = "holding", address = 20, map = { "0" = "measuring" } }"#,
+        );
         let ledger = Ledger::open(&dir.path().join("ledger.db"), Synchronous::Normal).unwrap();
         let limits = crate::compliance::resolve_limits(&config).unwrap();
         let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
