@@ -723,6 +723,20 @@ async fn readyz_answers_503_with_the_reason_after_a_failed_commit() {
             .any(|l| l.starts_with("quantrac_ledger_commit_failures_total ") && !l.ends_with(" 0")),
         "{metrics}"
     );
+    // Stopped while commits fail: the last line does not claim that everything in flight was committed.
+    let mut q = q;
+    support::terminate(q.child.take().unwrap());
+    let log = q.log();
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("Stopped"))
+        .unwrap_or_else(|| panic!("no final line:\n{log}"));
+    assert!(
+        last.contains("the last commit failed")
+            && !last.contains("everything in flight is committed"),
+        "{last}"
+    );
 }
 
 /// Run `quantrac <args…>` as an unprivileged user when the test runs as root (root writes any file whatever its

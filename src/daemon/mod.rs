@@ -185,13 +185,24 @@ pub async fn run_with_reload(
     while services.join_next().await.is_some() {}
     pipeline.finish().await;
     let t = metrics.totals();
-    info!(
-        accepted = t.accepted,
-        duplicates = t.duplicates,
-        conflicts = t.conflicts,
-        quarantined = t.quarantined,
-        "Stopped; everything in flight is committed."
-    );
+    match metrics.last_commit_failure() {
+        // The last commit failed: what it held was not stored; its sources keep it for redelivery.
+        Some(f) => warn!(
+            accepted = t.accepted,
+            duplicates = t.duplicates,
+            conflicts = t.conflicts,
+            quarantined = t.quarantined,
+            error = %f.error,
+            "Stopped; the last commit failed, so what it held is not stored (left with its sources for redelivery)."
+        ),
+        None => info!(
+            accepted = t.accepted,
+            duplicates = t.duplicates,
+            conflicts = t.conflicts,
+            quarantined = t.quarantined,
+            "Stopped; everything in flight is committed."
+        ),
+    }
     Ok(())
 }
 
