@@ -422,7 +422,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(256))]
+        #![proptest_config(ProptestConfig::with_cases(crate::testing::cases(256)))]
 
         #[test]
         fn parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {

@@ -23,3 +23,17 @@ pub mod reload;
 pub mod signals;
 pub mod sim;
 pub mod source;
+
+/// Test support shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Cases for a parser's property tests: `short` in the everyday run (`scripts/test`), a million with
+    /// `QUANTRAC_PROPTEST_LONG=1`.
+    pub fn cases(short: u32) -> u32 {
+        if std::env::var_os("QUANTRAC_PROPTEST_LONG").is_some_and(|v| v == "1") {
+            1_000_000
+        } else {
+            short
+        }
+    }
+}

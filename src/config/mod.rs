@@ -196,3 +196,26 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
 
 /// The demo configuration, embedded so `quantrac demo` runs from anywhere.
 pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
+
+#[cfg(test)]
+mod parser_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::testing::cases(64)))]
+
+        /// Any file, or one that is nearly a config: a clear error or a config, never a panic.
+        #[test]
+        fn config_files_never_panic(
+            junk in "\\PC{0,300}",
+            near in r#"(\[(ledger|http|alert|tt10|mqtt)\]\n|\[\[(station|alert\.route|forward\.influx)\]\]\n|(id|name|path|profile|listen|interval|design_flow_m3_day|parameters|url|raise_after) = ("[A-Za-z0-9_:./ ]{0,12}"|-?[0-9]{1,6}|\{ ?[A-Za-z]{0,4} ?= ?\{\} ?\}|true)\n){0,12}"#,
+        ) {
+            let dir = std::env::temp_dir();
+            for text in [&junk, &near] {
+                let _ = parse(text, Path::new("fuzz.toml"));
+                let _ = Config::from_str(text, Path::new("fuzz.toml"), &dir);
+            }
+        }
+    }
+}

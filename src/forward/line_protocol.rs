@@ -17,7 +17,7 @@ pub fn keys(line: &str) -> Option<LineKeys> {
     let mut sections: Vec<Vec<(String, Option<String>)>> = vec![vec![(String::new(), None)]];
     let (mut escaped, mut quoted) = (false, false);
     for c in line.chars() {
-        let first = sections.len() == 1;
+        let (first, in_fields) = (sections.len() == 1, sections.len() == 2);
         let section = sections.last_mut()?;
         // The measurement name may hold an unescaped `=`; keys elsewhere may not.
         let in_measurement = first && section.len() == 1;
@@ -31,7 +31,8 @@ pub fn keys(line: &str) -> Option<LineKeys> {
         }
         match c {
             '\\' => escaped = true,
-            '"' => quoted = !quoted,
+            // Only a field's value can be a quoted string; a `"` anywhere else is a plain character.
+            '"' if in_fields && !in_key => quoted = !quoted,
             _ if quoted => text.push(c),
             ' ' => sections.push(vec![(String::new(), None)]),
             ',' => section.push((String::new(), None)),
@@ -160,6 +161,38 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(crate::testing::cases(256)))]
+
+        /// Reading any text back (a server's answer quoting lines, a dead letter) never panics.
+        #[test]
+        fn keys_never_panic(s in "\\PC{0,200}") {
+            let _ = keys(&s);
+        }
+
+        /// Whatever names and values a point carries (but line breaks, which line protocol cannot escape and which
+        /// become spaces), the line reads back with the same keys.
+        #[test]
+        fn encoded_lines_read_back(
+            m in "[^\\n\\r]{1,12}",
+            tags in prop::collection::vec(("[^\\n\\r]{1,8}", "[^\\n\\r]{1,8}"), 0..4),
+            fields in prop::collection::vec(("[^\\n\\r]{1,8}", "[^\\n\\r]{0,12}"), 1..4),
+        ) {
+            let tags: Vec<(&str, &str)> = tags.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let fields: Vec<(&str, Field<'_>)> =
+                fields.iter().map(|(k, v)| (k.as_str(), Field::Str(v.as_str()))).collect();
+            let mut line = String::new();
+            encode(&m, &tags, &fields, 1_700_000_000_000, &mut line).unwrap();
+            let k = keys(&line).unwrap();
+            prop_assert_eq!(k.measurement, m);
+            let mut want: Vec<String> = tags.iter().map(|(k, _)| k.to_string()).collect();
+            want.sort();
+            prop_assert_eq!(k.tags, want);
+            prop_assert_eq!(k.fields, fields.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>());
+        }
+    }
 
     fn line(m: &str, tags: &[(&str, &str)], fields: &[(&str, Field<'_>)]) -> String {
         let mut s = String::new();

@@ -346,7 +346,7 @@ fn sorted(mut v: Vec<Reading>) -> Vec<Reading> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(crate::testing::cases(256)))]
 
     #[test]
     fn decoders_never_panic_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512), m in arb_mapping()) {
