@@ -501,3 +501,44 @@ fn a_tt10_target_is_accepted_with_its_defaults() {
     );
     assert_eq!(t.deadline, std::time::Duration::from_secs(300));
 }
+
+// `maintenance_as`: how maintenance readings (no status 03 in the Circular) leave quantrac, per target and for
+// exports; a wrong value names its key path, the default is "01" (the former fixed mapping).
+#[test]
+fn maintenance_as_is_checked_with_its_key_path() {
+    let target = |m: &str| {
+        format!(
+            "[[forward.tt10]]\nname = \"so\"\nprotocol = \"ftp\"\nhost = \"ftp.bacninh.gov.vn\"\nusername = \"kcnqv\"\n\
+             password = \"p\"\nmaintenance_as = \"{m}\"\n"
+        )
+    };
+    let text = format!(
+        "[tt10]\nmaintenance_as = \"maintenance\"\n\n{}\n{GOOD_STATION}",
+        target("03")
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: tt10.maintenance_as: \"maintenance\" is not a way to send maintenance readings (the Circular has no status 03); expected \"01\", \"02\" or \"omit\"",
+            "config/demo.toml: forward.tt10[0].maintenance_as: \"03\" is not a way to send maintenance readings (the Circular has no status 03); expected \"01\", \"02\" or \"omit\"",
+        ]
+    );
+    use quantrac::circular10::MaintenanceAs;
+    for (m, want) in [
+        ("01", MaintenanceAs::Calibrating),
+        ("02", MaintenanceAs::Fault),
+        ("omit", MaintenanceAs::Omit),
+    ] {
+        let text = format!(
+            "[tt10]\nmaintenance_as = \"{m}\"\n\n{}\n{GOOD_STATION}",
+            target(m)
+        );
+        let c = Config::from_str(&text, Path::new("t.toml"), Path::new(".")).unwrap();
+        assert_eq!(
+            (c.tt10.maintenance_as, c.transmit[0].maintenance_as),
+            (want, want)
+        );
+    }
+    let c = Config::from_str(GOOD_STATION, Path::new("t.toml"), Path::new(".")).unwrap();
+    assert_eq!(c.tt10.maintenance_as, MaintenanceAs::Calibrating);
+}

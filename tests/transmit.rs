@@ -373,6 +373,7 @@ fn target(name: &str) -> Target {
         batch_wait: Duration::ZERO,
         batch_readings: 30,
         deadline: Duration::from_secs(300),
+        maintenance_as: Default::default(),
         timezone: tz(),
     }
 }

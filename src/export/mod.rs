@@ -576,6 +576,7 @@ fn export_in(
 /// files (whose MANIFEST lines are in `part_path`).
 fn write_readings_and_tt10(run: &mut Run<'_>, part_path: &Path) -> Result<(u64, u64), ExportError> {
     let (out, tz, format) = (run.out, run.config.timezone, run.query.format);
+    let maintenance = run.config.tt10.maintenance_as;
     let parameters = run.ledger.parameters()?;
     let mut readings = if format.csv() || format.json() {
         Some(FileTable::create(out, "readings", READING_COLUMNS, format)?)
@@ -591,7 +592,7 @@ fn write_readings_and_tt10(run: &mut Run<'_>, part_path: &Path) -> Result<(u64, 
         }
         let mut tt10 = format
             .tt10()
-            .then(|| tt10::Tt10Files::new(out, &s.name, tz, &mut part));
+            .then(|| tt10::Tt10Files::new(out, &s.name, tz, maintenance, &mut part));
         run.ledger
             .for_each_reading::<ExportError>(s.id, &parameters, run.from, run.to, |r| {
                 count += 1;
