@@ -276,7 +276,7 @@ fn tt10_section_problems_name_their_keys() {
     let text = station_with("[tt10]\nlanding = [\"ftp\"]\nsettel = \"5s\"\n");
     assert_eq!(
         errors(&text),
-        ["config/demo.toml: tt10.settel: unknown field `settel`, expected one of `landing`, `settle`, `scan_interval`, `processed`, `rejected`, `batch_files`, `max_file_bytes` (line 11)"]
+        ["config/demo.toml: tt10.settel: unknown field `settel`, expected one of `landing`, `settle`, `scan_interval`, `processed`, `rejected`, `batch_files`, `max_file_bytes`, `maintenance_as` (line 11)"]
     );
     let ok = station_with("[tt10]\nlanding = [\"ftp\"]\n");
     let c = Config::from_str(
