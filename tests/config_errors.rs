@@ -542,3 +542,15 @@ fn maintenance_as_is_checked_with_its_key_path() {
     let c = Config::from_str(GOOD_STATION, Path::new("t.toml"), Path::new(".")).unwrap();
     assert_eq!(c.tt10.maintenance_as, MaintenanceAs::Calibrating);
 }
+
+// flow_in / flow_out (which parameters measure the inflow and the outflow) must name monitored parameters.
+#[test]
+fn flow_in_and_flow_out_name_monitored_parameters() {
+    assert_eq!(
+        errors(&station_with("flow_in = \"Flow_in\"\nflow_out = \"Q\"\n")),
+        [
+            "config/demo.toml: station[0].flow_in: parameter \"Flow_in\" is not monitored by this station; expected one of COD, pH",
+            "config/demo.toml: station[0].flow_out: parameter \"Q\" is not monitored by this station; expected one of COD, pH",
+        ]
+    );
+}
