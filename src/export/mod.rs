@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use ed25519_dalek::SigningKey;
 
+use crate::circular10::MaintenanceAs;
 use crate::compliance::Flags;
 use crate::config::Config;
 use crate::ledger::export::{EventRow, Named, ReadingRow, Snapshot};
@@ -562,6 +563,13 @@ fn export_in(
         } else {
             notes.push("alerts: this ledger has no alert tables; no alert files".to_string());
         }
+    }
+    let maintenance = config.tt10.maintenance_as;
+    if query.format.tt10() && maintenance != MaintenanceAs::default() {
+        notes.push(format!(
+            "tt10: maintenance readings (status 03, not in Circular 10) written as maintenance_as = \"{}\"",
+            maintenance.as_str()
+        ));
     }
     let (files, manifest_sha256) = write_manifest(&run, opts, notes, &part_path, tt10_count)?;
     Ok(Report {
