@@ -7,7 +7,8 @@
 //!
 //! Real files come with CRLF, a UTF-8 BOM, trailing blanks and blank lines, decimal commas (`7,2`), several 5-field
 //! groups on one line, and status `03` (maintenance, not in the Circular): all accepted on input. The writer emits
-//! CRLF lines, decimal points and only the Circular's codes `00`, `01`, `02` (see [`tt10_status`]).
+//! CRLF lines, decimal points and only the Circular's codes `00`, `01`, `02`; maintenance goes out as `01`, `02` or not
+//! at all, as [`MaintenanceAs`] is set.
 
 use chrono::{FixedOffset, NaiveDate, TimeZone};
 
@@ -224,19 +225,59 @@ fn parse_group(
     })
 }
 
-/// The Circular 10 code written for a status. Maintenance (`03`) is not in the Circular: it is written as `01`,
-/// the code for planned work on the analyser (calibration), which like maintenance marks the value not valid for
-/// compliance without declaring a device fault (`02`) to the receiving authority.
-pub fn tt10_status(s: Status) -> &'static str {
-    match s {
-        Status::Measuring => "00",
-        Status::Calibrating | Status::Maintenance => "01",
-        Status::Fault => "02",
+/// How maintenance readings (status `03`, not in the Circular) leave quantrac in the files it writes: a setting
+/// (`maintenance_as` on a `[[forward.tt10]]` target and in `[tt10]` for exports), never a silent choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MaintenanceAs {
+    /// `01` (the default): the code for planned work on the analyser (calibration), which like maintenance marks
+    /// the value not valid for compliance without declaring a device fault to the receiving authority.
+    #[default]
+    Calibrating,
+    /// `02`, device error: for a receiver that must see every unusable value as a fault.
+    Fault,
+    /// Not sent: the line is left out (a file whose readings are all in maintenance is not written).
+    Omit,
+}
+
+impl MaintenanceAs {
+    /// The accepted spellings, for messages.
+    pub const NAMES: &'static str = "\"01\", \"02\" or \"omit\"";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "01" => Some(Self::Calibrating),
+            "02" => Some(Self::Fault),
+            "omit" => Some(Self::Omit),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Calibrating => "01",
+            Self::Fault => "02",
+            Self::Omit => "omit",
+        }
     }
 }
 
-/// Append one CRLF-terminated line. Values are written with a decimal point in Rust's shortest exact form (never an
-/// exponent), so parsing the line gives back the same `f64`.
+/// The Circular 10 code written for a status with the default setting: maintenance as `01`.
+pub fn tt10_status(s: Status) -> &'static str {
+    tt10_status_as(s, MaintenanceAs::default()).unwrap_or("01")
+}
+
+/// The Circular 10 code written for a status; `None` when the reading is not sent.
+pub fn tt10_status_as(s: Status, maintenance: MaintenanceAs) -> Option<&'static str> {
+    match (s, maintenance) {
+        (Status::Measuring, _) => Some("00"),
+        (Status::Calibrating, _) | (Status::Maintenance, MaintenanceAs::Calibrating) => Some("01"),
+        (Status::Fault, _) | (Status::Maintenance, MaintenanceAs::Fault) => Some("02"),
+        (Status::Maintenance, MaintenanceAs::Omit) => None,
+    }
+}
+
+/// Append one CRLF-terminated line, maintenance written as `01`. Values are written with a decimal point in Rust's
+/// shortest exact form (never an exponent), so parsing the line gives back the same `f64`.
 pub fn write_line(
     out: &mut String,
     parameter: &str,
@@ -246,14 +287,50 @@ pub fn write_line(
     status: Status,
     tz: FixedOffset,
 ) {
+    write_line_as(
+        out,
+        Line {
+            parameter,
+            value,
+            unit,
+            ts,
+            status,
+        },
+        tz,
+        MaintenanceAs::default(),
+    );
+}
+
+/// One reading to write.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    pub parameter: &'a str,
+    pub value: f64,
+    pub unit: &'a str,
+    pub ts: Timestamp,
+    pub status: Status,
+}
+
+/// Append one CRLF-terminated line, maintenance as `maintenance` says. `false` when the reading is not sent.
+pub fn write_line_as(
+    out: &mut String,
+    line: Line<'_>,
+    tz: FixedOffset,
+    maintenance: MaintenanceAs,
+) -> bool {
     use std::fmt::Write as _;
-    let unit = unit.replace(['\t', '\r', '\n'], " ");
+    let Some(code) = tt10_status_as(line.status, maintenance) else {
+        return false;
+    };
+    let unit = line.unit.replace(['\t', '\r', '\n'], " ");
     let _ = write!(
         out,
-        "{parameter}\t{value}\t{unit}\t{}\t{}\r\n",
-        format_tt10_time(ts, tz),
-        tt10_status(status)
+        "{}\t{}\t{unit}\t{}\t{code}\r\n",
+        line.parameter,
+        line.value,
+        format_tt10_time(line.ts, tz),
     );
+    true
 }
 
 /// Readings as Circular 10 content, one line per reading in the order given.
@@ -355,6 +432,56 @@ mod tests {
             text,
             "COD\t82.5\tmg/L\t20261127100000\t00\r\nCOD\t82.5\tmg/L\t20261127100000\t01\r\nCOD\t82.5\tmg/L\t20261127100000\t02\r\n"
         );
+    }
+
+    #[test]
+    fn maintenance_is_written_as_the_setting_says() {
+        let line = |status| Line {
+            parameter: "COD",
+            value: 82.5,
+            unit: "mg/L",
+            ts: Timestamp(T0),
+            status,
+        };
+        let all = [
+            Status::Measuring,
+            Status::Calibrating,
+            Status::Maintenance,
+            Status::Fault,
+        ];
+        let write = |m| {
+            let mut s = String::new();
+            let sent: Vec<bool> = all
+                .iter()
+                .map(|st| write_line_as(&mut s, line(*st), tz(), m))
+                .collect();
+            (s, sent)
+        };
+        let l = |code: &str| format!("COD\t82.5\tmg/L\t20261127100000\t{code}\r\n");
+        assert_eq!(
+            write(MaintenanceAs::Calibrating),
+            ([l("00"), l("01"), l("01"), l("02")].concat(), vec![true; 4])
+        );
+        assert_eq!(
+            write(MaintenanceAs::Fault),
+            ([l("00"), l("01"), l("02"), l("02")].concat(), vec![true; 4])
+        );
+        assert_eq!(
+            write(MaintenanceAs::Omit),
+            (
+                [l("00"), l("01"), l("02")].concat(),
+                vec![true, true, false, true]
+            )
+        );
+        for m in [
+            MaintenanceAs::Calibrating,
+            MaintenanceAs::Fault,
+            MaintenanceAs::Omit,
+        ] {
+            assert_eq!(MaintenanceAs::parse(m.as_str()), Some(m));
+        }
+        assert_eq!(MaintenanceAs::parse("03"), None);
+        assert_eq!(MaintenanceAs::default(), MaintenanceAs::Calibrating);
     }
 
     #[test]

@@ -687,6 +687,18 @@ fn check_config(path: &Path) -> ExitCode {
             out_line!(out, "  {}: {}", p.parameter, working);
         }
     }
+    let warnings = quantrac::config::mandatory::check_all(&config.stations);
+    if !warnings.is_empty() {
+        out.push('\n');
+        out_line!(
+            out,
+            "{} warnings (the config is valid; the rules ask for more):",
+            warnings.len()
+        );
+        for w in &warnings {
+            out_line!(out, "warning: {w}");
+        }
+    }
     print_out(&out)
 }
 

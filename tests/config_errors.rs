@@ -61,7 +61,7 @@ fn unknown_key_names_its_path() {
     let text = station_with("").replace("design_flow_m3_day", "design_flow");
     assert_eq!(
         errors(&text),
-        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `modbus`, `mqtt`, `sim` (line 6)"]
+        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `flow_in`, `flow_out`, `modbus`, `mqtt`, `sim` (line 6)"]
     );
 }
 
@@ -276,7 +276,7 @@ fn tt10_section_problems_name_their_keys() {
     let text = station_with("[tt10]\nlanding = [\"ftp\"]\nsettel = \"5s\"\n");
     assert_eq!(
         errors(&text),
-        ["config/demo.toml: tt10.settel: unknown field `settel`, expected one of `landing`, `settle`, `scan_interval`, `processed`, `rejected`, `batch_files`, `max_file_bytes` (line 11)"]
+        ["config/demo.toml: tt10.settel: unknown field `settel`, expected one of `landing`, `settle`, `scan_interval`, `processed`, `rejected`, `batch_files`, `max_file_bytes`, `maintenance_as` (line 11)"]
     );
     let ok = station_with("[tt10]\nlanding = [\"ftp\"]\n");
     let c = Config::from_str(
@@ -500,4 +500,57 @@ fn a_tt10_target_is_accepted_with_its_defaults() {
         quantrac::config::transmit::Start::From(quantrac::model::Timestamp(1_767_200_400_000))
     );
     assert_eq!(t.deadline, std::time::Duration::from_secs(300));
+}
+
+// `maintenance_as`: how maintenance readings (no status 03 in the Circular) leave quantrac, per target and for
+// exports; a wrong value names its key path, the default is "01" (the former fixed mapping).
+#[test]
+fn maintenance_as_is_checked_with_its_key_path() {
+    let target = |m: &str| {
+        format!(
+            "[[forward.tt10]]\nname = \"so\"\nprotocol = \"ftp\"\nhost = \"ftp.bacninh.gov.vn\"\nusername = \"kcnqv\"\n\
+             password = \"p\"\nmaintenance_as = \"{m}\"\n"
+        )
+    };
+    let text = format!(
+        "[tt10]\nmaintenance_as = \"maintenance\"\n\n{}\n{GOOD_STATION}",
+        target("03")
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: tt10.maintenance_as: \"maintenance\" is not a way to send maintenance readings (the Circular has no status 03); expected \"01\", \"02\" or \"omit\"",
+            "config/demo.toml: forward.tt10[0].maintenance_as: \"03\" is not a way to send maintenance readings (the Circular has no status 03); expected \"01\", \"02\" or \"omit\"",
+        ]
+    );
+    use quantrac::circular10::MaintenanceAs;
+    for (m, want) in [
+        ("01", MaintenanceAs::Calibrating),
+        ("02", MaintenanceAs::Fault),
+        ("omit", MaintenanceAs::Omit),
+    ] {
+        let text = format!(
+            "[tt10]\nmaintenance_as = \"{m}\"\n\n{}\n{GOOD_STATION}",
+            target(m)
+        );
+        let c = Config::from_str(&text, Path::new("t.toml"), Path::new(".")).unwrap();
+        assert_eq!(
+            (c.tt10.maintenance_as, c.transmit[0].maintenance_as),
+            (want, want)
+        );
+    }
+    let c = Config::from_str(GOOD_STATION, Path::new("t.toml"), Path::new(".")).unwrap();
+    assert_eq!(c.tt10.maintenance_as, MaintenanceAs::Calibrating);
+}
+
+// flow_in / flow_out (which parameters measure the inflow and the outflow) must name monitored parameters.
+#[test]
+fn flow_in_and_flow_out_name_monitored_parameters() {
+    assert_eq!(
+        errors(&station_with("flow_in = \"Flow_in\"\nflow_out = \"Q\"\n")),
+        [
+            "config/demo.toml: station[0].flow_in: parameter \"Flow_in\" is not monitored by this station; expected one of COD, pH",
+            "config/demo.toml: station[0].flow_out: parameter \"Q\" is not monitored by this station; expected one of COD, pH",
+        ]
+    );
 }

@@ -249,6 +249,23 @@ fn sigterm_drains_in_flight_batches_and_exits_zero_within_5s() {
                 .is_some_and(|m| m.starts_with("Stopped"))
         })
         .expect("no 'Stopped' log line");
+    // The station lacks mandatory parameters (Temp, NH4, flows): said at WARN at start-up, and the daemon runs.
+    let mandatory: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Mandatory parameters"))
+        })
+        .collect();
+    assert_eq!(mandatory.len(), 3, "{log}");
+    assert!(
+        mandatory
+            .iter()
+            .all(|v| v["level"] == "WARN" && v["fields"]["station"] == "BN_KCNQV_NUOC01"),
+        "{mandatory:?}"
+    );
     let accepted = stopped["fields"]["accepted"].as_u64().unwrap();
     let stored = Reader::open(&db).unwrap().count_readings().unwrap() as u64;
     assert_eq!(
@@ -329,6 +346,63 @@ fn check_config_lists_stations_and_limits() {
     ] {
         assert!(text.contains(id), "{id} missing from:\n{text}");
     }
+}
+
+/// The parameters an automatic wastewater station must monitor (flow in and out, temperature, pH, TSS, COD,
+/// ammonium: Decree 40/2019's core list, regulations reference §1) are warned about, not refused.
+#[test]
+fn check_config_warns_of_missing_mandatory_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.toml");
+    let station = |id: &str, rest: &str| {
+        format!(
+            "[[station]]\nid = \"{id}\"\nname = \"n\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 13000\n\
+             receiving_water = {{ type = \"river\", flow_m3_s = 120 }}\n{rest}\n"
+        )
+    };
+    let text = [
+        "[http]\nenabled = false\n".to_string(),
+        // Lacks Temp, TSS, NH4 and declares no inflow.
+        station("BN_A_NUOC01", "parameters = { Flow = {}, COD = {}, pH = {} }"),
+        // Inflow and outflow the same parameter.
+        station(
+            "BN_B_NUOC01",
+            "flow_in = \"Flow\"\nparameters = { Flow = {}, Temp = {}, pH = {}, TSS = {}, COD = {}, NH4 = {} }",
+        ),
+        // Complete: no warning.
+        station(
+            "BN_C_NUOC01",
+            "flow_in = \"Flow_in\"\nparameters = { Flow = {}, Flow_in = { unit = \"m3/h\" }, Temp = {}, pH = {}, TSS = {}, COD = {}, NH4 = {} }",
+        ),
+        // No outflow under the default name, and nothing else either.
+        station("BN_D_NUOC01", "flow_in = \"Qin\"\nparameters = { Qin = { unit = \"m3/h\" }, COD = {} }"),
+    ]
+    .concat();
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let src = "(Decree 40/2019/ND-CP core automatic parameters, kept in practice)";
+    let warnings: Vec<&str> = text.lines().filter(|l| l.starts_with("warning:")).collect();
+    assert_eq!(
+        warnings,
+        [
+            format!("warning: station[0] (BN_A_NUOC01): does not monitor Temp (temperature), TSS (suspended solids), NH4 (ammonium), required of an automatic wastewater station {src}"),
+            format!("warning: station[0] (BN_A_NUOC01): no inflow declared: name the inflow's parameter with flow_in, e.g. flow_in = \"Flow_in\" {src}"),
+            format!("warning: station[1] (BN_B_NUOC01): flow_in and flow_out are the same parameter \"Flow\"; inflow and outflow must be measured apart {src}"),
+            format!("warning: station[3] (BN_D_NUOC01): does not monitor Temp (temperature), pH (pH), TSS (suspended solids), NH4 (ammonium), required of an automatic wastewater station {src}"),
+            format!("warning: station[3] (BN_D_NUOC01): no outflow: parameter \"Flow\" is not monitored; add it or name the discharge flow's parameter with flow_out {src}"),
+        ],
+        "{text}"
+    );
+    assert!(text.contains("5 warnings (the config is valid"), "{text}");
 }
 
 #[test]

@@ -688,3 +688,75 @@ fn alerts_are_exported_with_their_delivery_history() {
     let v = run(&["verify", out.to_str().unwrap()]);
     assert!(v.status.success());
 }
+
+/// The TT10 files' bytes under `out/tt10`, by file name.
+fn tt10_files(out: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut dirs = vec![out.join("tt10")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                files.insert(name, std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// `[tt10] maintenance_as`: the exported files write maintenance (03, at steps i % 97 == 1 for both stations) as 01
+/// (the default), 02, or leave it out — those seconds then have no file; every other file is byte for byte the same.
+#[test]
+fn tt10_export_writes_maintenance_as_configured() {
+    let (dir, config) = setup("[http]\nenabled = false\n");
+    let default_out = dir.path().join("ex-default");
+    export(&config, &default_out, &["--format", "tt10"]);
+    let default = tt10_files(&default_out);
+    let maintenance: Vec<String> = (0..STEPS)
+        .filter(|i| i % 97 == 1)
+        .flat_map(|i| {
+            let t = chrono::DateTime::from_timestamp_millis(OCT1 + i * 300_000).unwrap()
+                + chrono::Duration::hours(7);
+            let second = t.format("%Y%m%d%H%M%S").to_string();
+            STATIONS.map(|id| format!("{id}_{second}.txt"))
+        })
+        .collect();
+    assert!(maintenance.len() >= 16);
+    for name in &maintenance {
+        assert!(
+            default[name].lines().all(|l| l.ends_with("\t01")),
+            "{name}: {}",
+            default[name]
+        );
+    }
+    for (setting, folder) in [("02", "ex-02"), ("omit", "ex-omit")] {
+        let c = dir.path().join(format!("{folder}.toml"));
+        std::fs::write(
+            &c,
+            config_text(&format!(
+                "[http]\nenabled = false\n[tt10]\nmaintenance_as = \"{setting}\"\n"
+            )),
+        )
+        .unwrap();
+        let out = dir.path().join(folder);
+        export(&c, &out, &["--format", "tt10"]);
+        let mut want = default.clone();
+        for name in &maintenance {
+            if setting == "omit" {
+                want.remove(name);
+            } else {
+                let text = want[name].replace("\t01\r\n", "\t02\r\n");
+                want.insert(name.clone(), text);
+            }
+        }
+        assert_eq!(tt10_files(&out), want, "maintenance_as = {setting:?}");
+        let manifest = std::fs::read_to_string(out.join("MANIFEST")).unwrap();
+        assert!(
+            manifest.contains(&format!("# tt10: maintenance readings (status 03, not in Circular 10) written as maintenance_as = \"{setting}\"")),
+            "{manifest}"
+        );
+    }
+}

@@ -350,6 +350,104 @@ async fn a_late_reading_resends_its_file_complete_over_sftp_as_a_correction() {
     task.await.unwrap();
 }
 
+/// Maintenance readings (status 03, which the Circular lacks) go out as each target's `maintenance_as` says: as 01,
+/// as 02, or left out — a second whose readings are all in maintenance then sends no file. Expected files are the
+/// independent `expected` texts with those lines changed by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_readings_go_out_as_each_target_says() {
+    use quantrac::circular10::MaintenanceAs;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("ledger.db");
+    let base = base();
+    let mut batch = readings(base, 0..2);
+    // Station 0, time 0: COD in maintenance. Station 1, time 1: every parameter in maintenance.
+    for e in &mut batch {
+        let r = &mut e.reading;
+        let t = (r.ts.millis() - base) / 60_000;
+        if (r.station.as_str() == STATIONS[0] && t == 0 && r.parameter.as_str() == "COD")
+            || (r.station.as_str() == STATIONS[1] && t == 1)
+        {
+            r.status = Status::Maintenance;
+        }
+    }
+    fill(&ledger, &batch);
+    let ftp = Ftp::start(&dir.path().join("ftp"), None, 0);
+    let health = Health::default();
+    let mut tasks = Vec::new();
+    let choices = [
+        ("as01", MaintenanceAs::Calibrating),
+        ("as02", MaintenanceAs::Fault),
+        ("omit", MaintenanceAs::Omit),
+    ];
+    for (name, m) in choices {
+        let t = Target {
+            path: name.into(),
+            layout: Layout::Flat,
+            maintenance_as: m,
+            ..ftp_target(&ftp, name, FTP_PASSWORD)
+        };
+        tasks.push(start(t, &ledger, &health));
+    }
+    let maintenance_lines = |name: &str, line: &str| {
+        (name.starts_with(STATIONS[0])
+            && name.ends_with(&format!("{}.txt", local(base)))
+            && line.starts_with("COD\t"))
+            || name == format!("{}_{}.txt", STATIONS[1], local(base + 60_000))
+    };
+    for (name, m) in choices {
+        let mut want = BTreeMap::new();
+        for (file, bytes) in expected(base, 0..2) {
+            let text = String::from_utf8(bytes).unwrap();
+            let out: String = text
+                .split_inclusive("\r\n")
+                .filter_map(|line| match (maintenance_lines(&file, line), m) {
+                    (false, _) => Some(line.to_string()),
+                    (true, MaintenanceAs::Calibrating) => {
+                        Some(line.replace("\t00\r\n", "\t01\r\n"))
+                    }
+                    (true, MaintenanceAs::Fault) => Some(line.replace("\t00\r\n", "\t02\r\n")),
+                    (true, MaintenanceAs::Omit) => None,
+                })
+                .collect();
+            if !out.is_empty() {
+                want.insert(file, out.into_bytes());
+            }
+        }
+        let inbox = dir.path().join("ftp").join(name);
+        let key = health_key(name);
+        let done = eventually(Duration::from_secs(30), || async {
+            health
+                .get(&key)
+                .and_then(|c| c.backlog)
+                .is_some_and(|b| b.rows_behind == 0)
+                && by_name(files_under(&inbox)).0 == want
+        })
+        .await;
+        assert_eq!(
+            (
+                done,
+                by_name(files_under(&inbox))
+                    .0
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            ),
+            (true, want.keys().cloned().collect::<Vec<_>>()),
+            "{name}: {:?}",
+            health.get(&key)
+        );
+    }
+    assert_eq!(
+        count_visible(&dir.path().join("ftp/omit")),
+        3,
+        "the all-maintenance second sends no file"
+    );
+    for (stop, task) in tasks {
+        stop.cancel();
+        task.await.unwrap();
+    }
+}
+
 /// A target on 127.0.0.1 with the test's settings: backfill from the start, no batch wait, short timeouts.
 fn target(name: &str) -> Target {
     Target {
@@ -373,6 +471,7 @@ fn target(name: &str) -> Target {
         batch_wait: Duration::ZERO,
         batch_readings: 30,
         deadline: Duration::from_secs(300),
+        maintenance_as: Default::default(),
         timezone: tz(),
     }
 }

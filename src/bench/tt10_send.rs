@@ -285,6 +285,7 @@ fn target(name: &str, protocol: Protocol, port: u16, path: &str) -> Target {
         batch_wait: Duration::ZERO,
         batch_readings: 5000,
         deadline: Duration::from_secs(300),
+        maintenance_as: Default::default(),
         timezone: FixedOffset::east_opt(7 * 3600).expect("UTC+7"),
     }
 }

@@ -11,6 +11,7 @@ mod duration;
 mod errors;
 pub mod forward;
 pub mod http;
+pub mod mandatory;
 pub mod modbus;
 pub mod mqtt;
 mod secret;

@@ -36,6 +36,11 @@ pub struct StationSection {
     /// parameters and must give their `unit`.
     #[serde(default)]
     pub parameters: BTreeMap<String, ParameterSection>,
+    /// The parameter that measures the inflow (influent flow), e.g. `"Flow_in"`. The rules ask for flow in and
+    /// out; Circular 10 Table 34 has one symbol, `Flow`, so the inflow has no standard symbol.
+    pub flow_in: Option<String>,
+    /// The parameter that measures the outflow (discharge flow). Default `"Flow"`.
+    pub flow_out: Option<String>,
     /// Read the station over Modbus.
     pub modbus: Option<ModbusSection>,
     /// Read the station over MQTT.
@@ -152,6 +157,10 @@ pub struct Station {
     pub receiving_water: ReceivingWater,
     pub interval: Duration,
     pub parameters: Vec<CheckedParameter>,
+    /// The inflow parameter, when declared.
+    pub flow_in: Option<String>,
+    /// The outflow parameter (`Flow` unless declared).
+    pub flow_out: String,
     pub modbus: Option<Modbus>,
     pub mqtt: Option<StationMqtt>,
     pub sim: Option<StationSimSection>,
@@ -222,6 +231,17 @@ impl StationSection {
             .filter_map(|(sym, ps)| ps.validate(p, &format!("{key}.parameters.{sym}"), sym))
             .collect();
         let symbols: Vec<&str> = self.parameters.keys().map(String::as_str).collect();
+        for (k, v) in [("flow_in", &self.flow_in), ("flow_out", &self.flow_out)] {
+            if let Some(v) = v.as_deref().filter(|v| !self.parameters.contains_key(*v)) {
+                p.push(
+                    format!("{key}.{k}"),
+                    format!(
+                        "parameter {v:?} is not monitored by this station; expected one of {}",
+                        symbols.join(", ")
+                    ),
+                );
+            }
+        }
         let modbus = self
             .modbus
             .as_ref()
@@ -263,6 +283,8 @@ impl StationSection {
             receiving_water: receiving_water?,
             interval,
             parameters,
+            flow_in: self.flow_in.clone(),
+            flow_out: self.flow_out.clone().unwrap_or_else(|| "Flow".to_string()),
             modbus: modbus.flatten(),
             mqtt: station_mqtt.flatten(),
             sim: self.sim.clone(),

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::alert::glob_match;
 use super::duration::DurationText;
 use super::{Problems, Secret};
+use crate::circular10::MaintenanceAs;
 use crate::model::Timestamp;
 
 /// One target as written.
@@ -66,6 +67,10 @@ pub struct TargetSection {
     /// The regulatory transmission deadline (observation → upload) the delay is measured against.
     #[serde(default = "default_deadline")]
     pub deadline: DurationText,
+    /// How maintenance readings (status `03`, not in the Circular) are sent: `"01"` (the default, as calibration),
+    /// `"02"` (as device error) or `"omit"` (left out of the file).
+    #[serde(default = "default_maintenance_as")]
+    pub maintenance_as: String,
 }
 
 fn default_layout() -> String {
@@ -88,6 +93,23 @@ fn default_batch_readings() -> usize {
 }
 fn default_deadline() -> DurationText {
     DurationText::new("5m")
+}
+fn default_maintenance_as() -> String {
+    MaintenanceAs::default().as_str().into()
+}
+
+/// `maintenance_as` checked at `key`.
+pub(super) fn maintenance_as(s: &str, p: &mut Problems, key: &str) -> MaintenanceAs {
+    MaintenanceAs::parse(s).unwrap_or_else(|| {
+        p.push(
+            key.to_string(),
+            format!(
+                "{s:?} is not a way to send maintenance readings (the Circular has no status 03); expected {}",
+                MaintenanceAs::NAMES
+            ),
+        );
+        MaintenanceAs::default()
+    })
 }
 
 /// How the files are carried.
@@ -153,6 +175,8 @@ pub struct Target {
     pub batch_wait: Duration,
     pub batch_readings: usize,
     pub deadline: Duration,
+    /// How maintenance readings are written (`01`, `02` or left out).
+    pub maintenance_as: MaintenanceAs,
     /// The daemon's time zone: file names and times are local.
     pub timezone: FixedOffset,
 }
@@ -277,6 +301,7 @@ pub(super) fn validate(
             batch_wait: t.batch_wait.check(p, &format!("{k}.batch_wait")),
             batch_readings: t.batch_readings.clamp(1, 100_000),
             deadline: t.deadline.check_positive(p, &format!("{k}.deadline")),
+            maintenance_as: maintenance_as(&t.maintenance_as, p, &format!("{k}.maintenance_as")),
             timezone,
         });
     }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::duration::DurationText;
 use super::Problems;
+use crate::circular10::MaintenanceAs;
 
 /// `[tt10]` as written.
 #[derive(Debug, Deserialize)]
@@ -36,6 +37,10 @@ pub struct Tt10Section {
     /// Larger files are rejected unread (a station file holds a few hundred bytes).
     #[serde(default = "default_max_file_bytes")]
     pub max_file_bytes: u64,
+    /// How maintenance readings (status `03`, not in the Circular) are written in the TT10 files of `quantrac export`:
+    /// `"01"` (the default), `"02"` or `"omit"`. Each `[[forward.tt10]]` target has its own.
+    #[serde(default = "default_maintenance_as")]
+    pub maintenance_as: String,
 }
 
 fn default_settle() -> DurationText {
@@ -56,6 +61,9 @@ fn default_batch_files() -> usize {
 fn default_max_file_bytes() -> u64 {
     1024 * 1024
 }
+fn default_maintenance_as() -> String {
+    MaintenanceAs::default().as_str().into()
+}
 
 impl Default for Tt10Section {
     fn default() -> Self {
@@ -67,6 +75,7 @@ impl Default for Tt10Section {
             rejected: default_rejected(),
             batch_files: default_batch_files(),
             max_file_bytes: default_max_file_bytes(),
+            maintenance_as: default_maintenance_as(),
         }
     }
 }
@@ -81,6 +90,8 @@ pub struct Tt10 {
     pub rejected: PathBuf,
     pub batch_files: usize,
     pub max_file_bytes: u64,
+    /// How exports write maintenance readings.
+    pub maintenance_as: MaintenanceAs,
 }
 
 impl Tt10 {
@@ -152,6 +163,11 @@ impl Tt10Section {
             rejected: PathBuf::from(self.rejected.trim()),
             batch_files: self.batch_files.max(1),
             max_file_bytes: self.max_file_bytes,
+            maintenance_as: super::transmit::maintenance_as(
+                &self.maintenance_as,
+                p,
+                "tt10.maintenance_as",
+            ),
         }
     }
 }

@@ -71,6 +71,9 @@ pub async fn run_with_reload(
     for s in &config.stations {
         info!(station = %s.id, name = %s.name, sources = %s.sources().join(", "), "Station configured.");
     }
+    for w in crate::config::mandatory::check_all(&config.stations) {
+        warn!(station = %w.station, key = %w.key, "Mandatory parameters: {}", w.message);
+    }
     let metrics = Arc::new(Metrics::default());
     // One registry for /metrics; each component registers its counters (alert counters even with alerts off).
     let registry = crate::metrics::Registry::default();

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use ed25519_dalek::SigningKey;
 
+use crate::circular10::MaintenanceAs;
 use crate::compliance::Flags;
 use crate::config::Config;
 use crate::ledger::export::{EventRow, Named, ReadingRow, Snapshot};
@@ -563,6 +564,13 @@ fn export_in(
             notes.push("alerts: this ledger has no alert tables; no alert files".to_string());
         }
     }
+    let maintenance = config.tt10.maintenance_as;
+    if query.format.tt10() && maintenance != MaintenanceAs::default() {
+        notes.push(format!(
+            "tt10: maintenance readings (status 03, not in Circular 10) written as maintenance_as = \"{}\"",
+            maintenance.as_str()
+        ));
+    }
     let (files, manifest_sha256) = write_manifest(&run, opts, notes, &part_path, tt10_count)?;
     Ok(Report {
         files,
@@ -576,6 +584,7 @@ fn export_in(
 /// files (whose MANIFEST lines are in `part_path`).
 fn write_readings_and_tt10(run: &mut Run<'_>, part_path: &Path) -> Result<(u64, u64), ExportError> {
     let (out, tz, format) = (run.out, run.config.timezone, run.query.format);
+    let maintenance = run.config.tt10.maintenance_as;
     let parameters = run.ledger.parameters()?;
     let mut readings = if format.csv() || format.json() {
         Some(FileTable::create(out, "readings", READING_COLUMNS, format)?)
@@ -591,7 +600,7 @@ fn write_readings_and_tt10(run: &mut Run<'_>, part_path: &Path) -> Result<(u64, 
         }
         let mut tt10 = format
             .tt10()
-            .then(|| tt10::Tt10Files::new(out, &s.name, tz, &mut part));
+            .then(|| tt10::Tt10Files::new(out, &s.name, tz, maintenance, &mut part));
         run.ledger
             .for_each_reading::<ExportError>(s.id, &parameters, run.from, run.to, |r| {
                 count += 1;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::FixedOffset;
 use sha2::{Digest, Sha256};
 
-use crate::circular10::{format_tt10_time, write_line};
+use crate::circular10::{format_tt10_time, write_line_as, Line, MaintenanceAs};
 use crate::ledger::export::ReadingRow;
 use crate::model::{Status, Timestamp};
 
@@ -17,6 +17,7 @@ pub struct Tt10Files<'a> {
     root: &'a Path,
     station: String,
     tz: FixedOffset,
+    maintenance: MaintenanceAs,
     /// The second (yyyyMMddHHmmss) of the file being filled, and its content.
     current: Option<(String, Timestamp)>,
     buf: String,
@@ -28,12 +29,19 @@ pub struct Tt10Files<'a> {
 }
 
 impl<'a> Tt10Files<'a> {
-    /// `root` is the export folder.
-    pub fn new(root: &'a Path, station: &str, tz: FixedOffset, lines: &'a mut dyn Write) -> Self {
+    /// `root` is the export folder; maintenance readings are written as `maintenance` says.
+    pub fn new(
+        root: &'a Path,
+        station: &str,
+        tz: FixedOffset,
+        maintenance: MaintenanceAs,
+        lines: &'a mut dyn Write,
+    ) -> Self {
         Self {
             root,
             station: station.to_string(),
             tz,
+            maintenance,
             current: None,
             buf: String::new(),
             lines,
@@ -51,15 +59,14 @@ impl<'a> Tt10Files<'a> {
             self.current = Some((second, ts));
         }
         let status = Status::from_u8(r.status).unwrap_or(Status::Fault);
-        write_line(
-            &mut self.buf,
-            &r.parameter,
-            r.value,
-            &r.unit,
+        let line = Line {
+            parameter: &r.parameter,
+            value: r.value,
+            unit: &r.unit,
             ts,
             status,
-            self.tz,
-        );
+        };
+        write_line_as(&mut self.buf, line, self.tz, self.maintenance);
         Ok(())
     }
 
@@ -68,6 +75,10 @@ impl<'a> Tt10Files<'a> {
         let Some((second, _)) = self.current.take() else {
             return Ok(());
         };
+        if self.buf.is_empty() {
+            // Every reading of this second was in maintenance, left out (`maintenance_as = "omit"`): no file.
+            return Ok(());
+        }
         let rel = format!(
             "tt10/{st}/{}/{}/{}/{st}_{second}.txt",
             &second[0..4],

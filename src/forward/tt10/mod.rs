@@ -28,7 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::circular10::{file_name, format_tt10_time, write_line};
+use crate::circular10::{file_name, format_tt10_time, write_line_as, Line, MaintenanceAs};
 use crate::config::transmit::{Start, Target};
 use crate::health::{Backoff, ConnectionState, Health};
 use crate::ledger::transmit::{CursorStart, PendingFile, TransmitStore};
@@ -201,7 +201,11 @@ impl Sender {
             station.as_str(),
             &format_tt10_time(ts, tz),
         );
-        let bytes = content(file, tz);
+        let bytes = content(file, tz, self.target.maintenance_as);
+        if bytes.is_empty() {
+            // Every reading of this second is in maintenance and `maintenance_as = "omit"`: no file.
+            return Sent::Done;
+        }
         let id = (file.station.clone(), file.second);
         let hash = digest(&bytes);
         if self.remembered.get(&id) == Some(&hash) {
@@ -298,19 +302,19 @@ impl Sender {
     }
 }
 
-/// The file's content: one CRLF line per reading, in the order the ledger gave (parameter, then time).
-fn content(file: &PendingFile, tz: chrono::FixedOffset) -> Vec<u8> {
+/// The file's content: one CRLF line per reading, in the order the ledger gave (parameter, then time); maintenance
+/// readings as the target's `maintenance_as` says. Empty when every reading is left out.
+fn content(file: &PendingFile, tz: chrono::FixedOffset, maintenance: MaintenanceAs) -> Vec<u8> {
     let mut s = String::with_capacity(file.readings.len() * 40);
     for r in &file.readings {
-        write_line(
-            &mut s,
-            &r.parameter,
-            r.value,
-            &r.unit,
-            Timestamp(r.ts),
-            r.status,
-            tz,
-        );
+        let line = Line {
+            parameter: &r.parameter,
+            value: r.value,
+            unit: &r.unit,
+            ts: Timestamp(r.ts),
+            status: r.status,
+        };
+        write_line_as(&mut s, line, tz, maintenance);
     }
     s.into_bytes()
 }
