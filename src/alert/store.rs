@@ -486,17 +486,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn late_transitions_queue_one_summary_per_channel_when_the_catch_up_closes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.db");
-        drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
-        let mut s = Store::open(&path).unwrap();
-        let ctx = Context {
+    fn context() -> Context {
+        Context {
             public_url: "http://x".into(),
             timezone: chrono::FixedOffset::east_opt(7 * 3600).unwrap(),
             stations: Default::default(),
-        };
+        }
+    }
+
+    /// A fresh ledger in `dir` and its path.
+    fn ledger(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let path = dir.path().join("l.db");
+        drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
+        path
+    }
+
+    #[test]
+    fn late_transitions_queue_one_summary_per_channel_when_the_catch_up_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = ledger(&dir);
+        let mut s = Store::open(&path).unwrap();
+        let ctx = context();
         let late = |change, at, subject: &str| Transition {
             key: AlertKey::new("BN_A_B", subject, Kind::Exceedance),
             late: true,
@@ -554,13 +564,8 @@ mod tests {
     #[test]
     fn a_restart_in_the_middle_of_a_catch_up_still_sends_its_summary() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.db");
-        drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
-        let ctx = Context {
-            public_url: "http://x".into(),
-            timezone: chrono::FixedOffset::east_opt(7 * 3600).unwrap(),
-            stations: Default::default(),
-        };
+        let path = ledger(&dir);
+        let ctx = context();
         let late = |change, at| Transition {
             key: AlertKey::new("BN_A_B", "COD", Kind::Exceedance),
             late: true,
@@ -611,14 +616,9 @@ mod tests {
     #[test]
     fn raise_and_clear_in_one_batch_make_one_cleared_alert() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l.db");
-        drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
+        let path = ledger(&dir);
         let mut s = Store::open(&path).unwrap();
-        let ctx = Context {
-            public_url: "http://x".into(),
-            timezone: chrono::FixedOffset::east_opt(7 * 3600).unwrap(),
-            stations: Default::default(),
-        };
+        let ctx = context();
         let routed = vec![
             (transition(Change::Raised, 10), vec!["log".to_string()]),
             (transition(Change::Escalated, 11), vec!["log".to_string()]),
