@@ -164,6 +164,28 @@ fn secret_from_missing_env_var_is_named_not_printed() {
 }
 
 #[test]
+fn influx_url_expands_environment_variables() {
+    let target = |url: &str| {
+        format!(
+            "[[forward.influx]]\nname = \"vm\"\nurl = \"{url}\"\nbucket = \"q\"\n{GOOD_STATION}"
+        )
+    };
+    // A missing variable is named, as for any secret; a set one expands (and the result is checked as a URL).
+    assert_eq!(
+        errors(&target("http://${QUANTRAC_TEST_UNSET_VAR}:8086")),
+        ["config/demo.toml: forward.influx[0].url: environment variable QUANTRAC_TEST_UNSET_VAR is not set"]
+    );
+    std::env::set_var("QUANTRAC_TEST_INFLUX_HOST", "127.0.0.1");
+    let c = Config::from_str(
+        &target("http://${QUANTRAC_TEST_INFLUX_HOST}:8086/"),
+        std::path::Path::new("config/demo.toml"),
+        std::path::Path::new("config"),
+    )
+    .unwrap();
+    assert_eq!(c.influx[0].url, "http://127.0.0.1:8086");
+}
+
+#[test]
 fn modbus_station_register_for_unmonitored_parameter_and_bad_order() {
     let text = station_with(
         r#"[station.modbus]

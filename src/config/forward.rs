@@ -115,8 +115,18 @@ impl ForwardSection {
                     ),
                 );
             }
+            // `${ENV_VAR}` expands, so a deployment can keep its server addresses (and any credential in them) out
+            // of the file.
+            let url = match super::secret::expand_env(&t.url) {
+                Ok(u) => u,
+                Err(e) => {
+                    p.push(format!("{k}.url"), e);
+                    String::new()
+                }
+            };
             // The influxdb2 crate panics on a bad URL; quantrac checks it here instead.
-            match reqwest::Url::parse(&t.url) {
+            match reqwest::Url::parse(&url) {
+                _ if url.is_empty() && !t.url.is_empty() => {}
                 Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
                 Ok(u) => p.push(
                     format!("{k}.url"),
@@ -155,7 +165,7 @@ impl ForwardSection {
             );
             out.push(Influx {
                 name: t.name.clone(),
-                url: t.url.trim_end_matches('/').to_string(),
+                url: url.trim_end_matches('/').to_string(),
                 org: t.org.clone(),
                 bucket: t.bucket.clone(),
                 token,

@@ -79,7 +79,7 @@ impl fmt::Display for Secret {
 }
 
 /// Expand `${VAR}` references. A missing variable is an error naming it (not its value).
-fn expand_env(s: &str) -> Result<String, String> {
+pub(crate) fn expand_env(s: &str) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = s;
     while let Some(start) = rest.find("${") {

@@ -71,7 +71,7 @@ pub async fn run(
     let client = build_client(&target)?;
     let store = Held::new(ForwardStore::open(&ledger, &target.name)?);
     store.call(|s| s.ensure_cursors()).await?;
-    info!(target = %target.name, url = %target.url, "InfluxDB forwarder started.");
+    info!(target = %target.name, url = %crate::redact::url(&target.url), "InfluxDB forwarder started.");
     let (tx, mut rx) = tokio::sync::mpsc::channel(2);
     let producer = tokio::spawn(produce(
         target.clone(),
