@@ -3,7 +3,7 @@
 
 use super::engine::{Detail, Kind};
 use super::message::Context;
-use crate::compliance::{Band, Flags};
+use crate::compliance::{Band, Flags, LimitBound};
 use crate::model::{Status, Timestamp};
 
 /// A reading as the alert engine sees it (from the broadcast or read back from the ledger).
@@ -34,6 +34,24 @@ impl<'a> From<&'a crate::ledger::alerts::ReplayReading> for ReadingObs<'a> {
             ratio: r.ratio,
             limit: r.limit,
             flags: r.flags,
+        }
+    }
+}
+
+impl<'a> From<&'a crate::ledger::Evaluated> for ReadingObs<'a> {
+    fn from(e: &'a crate::ledger::Evaluated) -> Self {
+        let (r, a) = (&e.reading, &e.assessment);
+        ReadingObs {
+            station: r.station.as_str(),
+            parameter: r.parameter.as_str(),
+            ts: r.ts.millis(),
+            value: r.value,
+            unit: r.unit.as_str(),
+            status: r.status,
+            band: a.band,
+            ratio: a.ratio,
+            limit: LimitBound::bounds(a.limit),
+            flags: a.flags,
         }
     }
 }

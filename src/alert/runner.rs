@@ -24,7 +24,7 @@ use super::observe::{self, local, ReadingObs, WindowObs};
 use super::store::{Routed, Store};
 use super::AlertMetrics;
 use super::{AckError, Command};
-use crate::compliance::{Band, LimitBound};
+use crate::compliance::Band;
 use crate::config::alert::{glob_match, Route};
 use crate::config::Config;
 use crate::health::Health;
@@ -203,28 +203,7 @@ impl Runner {
                         continue; // already replayed from the ledger
                     }
                     self.fed_seq = self.fed_seq.max(c.seq);
-                    let r = &c.evaluated.reading;
-                    let a = &c.evaluated.assessment;
-                    let limit = match a.limit {
-                        Some(LimitBound::Max(m)) => (None, Some(m)),
-                        Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
-                        None => (None, None),
-                    };
-                    self.observe_reading(
-                        ReadingObs {
-                            station: r.station.as_str(),
-                            parameter: r.parameter.as_str(),
-                            ts: r.ts.millis(),
-                            value: r.value,
-                            unit: r.unit.as_str(),
-                            status: r.status,
-                            band: a.band,
-                            ratio: a.ratio,
-                            limit,
-                            flags: a.flags,
-                        },
-                        now,
-                    );
+                    self.observe_reading(ReadingObs::from(&c.evaluated), now);
                 }
             }
             LiveEvent::Windows(updates) => {
@@ -744,7 +723,7 @@ mod tests {
 
     use super::*;
     use crate::alert::engine::TokioClock;
-    use crate::compliance::Flags;
+    use crate::compliance::{Flags, LimitBound};
     use crate::health::{Backlog, ConnectionState};
     use crate::ledger::Evaluated;
     use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};

@@ -20,7 +20,7 @@ use crate::alert::history::{LateSpan, Rederivation};
 use crate::alert::message::Context;
 use crate::alert::observe::{self, ReadingObs};
 use crate::alert::store::Store;
-use crate::ledger::alerts::{AlertFilter, ReplayReading};
+use crate::ledger::alerts::AlertFilter;
 use crate::ledger::LedgerError;
 
 use crate::compliance::hourly::window_start;
@@ -219,22 +219,21 @@ impl AlertSide {
         let mut late: BTreeMap<AlertKey, LateSpan> = BTreeMap::new();
         let mut fed = Vec::new();
         for e in batch {
-            let r = replay_reading(e);
-            let obs = ReadingObs::from(&r);
-            let series = (r.station.clone(), r.parameter.clone());
-            let older = self.newest.get(&series).is_some_and(|n| r.ts < *n);
+            let obs = ReadingObs::from(e);
+            let series = (obs.station.to_string(), obs.parameter.to_string());
+            let older = self.newest.get(&series).is_some_and(|n| obs.ts < *n);
             for (kind, bad, detail) in observe::reading(&self.ctx, &obs) {
-                let key = AlertKey::new(&r.station, &r.parameter, kind);
+                let key = AlertKey::new(obs.station, obs.parameter, kind);
                 if older {
                     // As the runner schedules: a good observation of a key that never left idle changes nothing.
                     if bad || self.engine.state(&key).is_some() {
-                        let span = LateSpan::new(r.ts, bad);
+                        let span = LateSpan::new(obs.ts, bad);
                         late.entry(key).and_modify(|s| s.add(span)).or_insert(span);
                     }
                 } else {
                     let o = Observation {
                         bad,
-                        at: r.ts,
+                        at: obs.ts,
                         late: true,
                         detail,
                     };
@@ -242,9 +241,9 @@ impl AlertSide {
                 }
             }
             if !older {
-                self.newest.insert(series, r.ts);
+                self.newest.insert(series, obs.ts);
             }
-            self.oldest = Some(self.oldest.map_or(r.ts, |o| o.min(r.ts)));
+            self.oldest = Some(self.oldest.map_or(obs.ts, |o| o.min(obs.ts)));
         }
         let dirty = self.engine.take_dirty();
         self.store.commit(&self.ctx, &fed, &[], dirty, None)?;
@@ -322,28 +321,6 @@ impl AlertSide {
             .collect();
         out.sort();
         Ok(out)
-    }
-}
-
-/// A committed reading as the alert engine reads it back.
-fn replay_reading(e: &Evaluated) -> ReplayReading {
-    let (lo, hi) = match e.assessment.limit {
-        Some(LimitBound::Max(m)) => (None, Some(m)),
-        Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
-        None => (None, None),
-    };
-    ReplayReading {
-        seq: 0,
-        station: e.reading.station.to_string(),
-        parameter: e.reading.parameter.to_string(),
-        ts: e.reading.ts.millis(),
-        value: e.reading.value,
-        unit: e.reading.unit.to_string(),
-        status: e.reading.status,
-        band: e.assessment.band,
-        ratio: e.assessment.ratio,
-        limit: (lo, hi),
-        flags: e.assessment.flags,
     }
 }
 

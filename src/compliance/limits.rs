@@ -21,6 +21,17 @@ pub enum LimitBound {
     Range(f64, f64),
 }
 
+impl LimitBound {
+    /// (lower bound, upper bound or Cmax) of a parameter's limit, as the ledger's columns and the API show them.
+    pub fn bounds(limit: Option<LimitBound>) -> (Option<f64>, Option<f64>) {
+        match limit {
+            Some(LimitBound::Max(m)) => (None, Some(m)),
+            Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
+            None => (None, None),
+        }
+    }
+}
+
 /// The limit of one parameter at one station, with the working an officer can check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limit {

@@ -106,11 +106,7 @@ fn to_message(ev: &LiveEvent) -> Message {
                 .map(|c| {
                     let r = &c.evaluated.reading;
                     let a = &c.evaluated.assessment;
-                    let (low, high) = match a.limit {
-                        Some(crate::compliance::LimitBound::Max(m)) => (None, Some(m)),
-                        Some(crate::compliance::LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
-                        None => (None, None),
-                    };
+                    let (low, high) = crate::compliance::LimitBound::bounds(a.limit);
                     json!({ "seq": c.seq, "station": r.station.as_str(), "parameter": r.parameter.as_str(), "ts": r.ts.millis(),
                         "value": r.value, "unit": r.unit.as_str(), "status": r.status.as_str(), "band": a.band.as_str(),
                         "ratio": a.ratio, "limit_low": low, "limit_high": high })

@@ -226,11 +226,7 @@ fn upsert(
     now: i64,
     change_seq: i64,
 ) -> Result<(), LedgerError> {
-    let (low, high) = match limit {
-        Some(LimitBound::Max(m)) => (None, Some(m)),
-        Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
-        None => (None, None),
-    };
+    let (low, high) = crate::compliance::LimitBound::bounds(limit);
     let judged = verdict.judged();
     conn.prepare_cached(
         "INSERT INTO aggregates (station_id, parameter_id, window_ms, window_start, mean, min, max, valid, expected, completeness, \

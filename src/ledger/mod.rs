@@ -37,9 +37,7 @@ pub use audit::SideWriter;
 pub use handle::{Held, LedgerHandle};
 pub use query::Reader;
 
-use crate::compliance::{
-    Assessment, EventChange, EventKey, EventTracker, Follow, LimitBound, Scope,
-};
+use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, Follow, Scope};
 use crate::config::Synchronous;
 use crate::model::{Parameter, Quarantined, Reading, Received, SourceKind, StationId, Timestamp};
 use events::Late;
@@ -775,11 +773,7 @@ fn bind_reading(
     received: bool,
 ) -> rusqlite::Result<()> {
     let r = &e.reading;
-    let (low, high) = match e.assessment.limit {
-        Some(LimitBound::Max(m)) => (None, Some(m)),
-        Some(LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
-        None => (None, None),
-    };
+    let (low, high) = crate::compliance::LimitBound::bounds(e.assessment.limit);
     st.raw_bind_parameter(at + 1, station)?;
     st.raw_bind_parameter(at + 2, parameter)?;
     st.raw_bind_parameter(at + 3, r.ts.millis())?;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::compliance::{Band, Flags};
+use crate::compliance::{Band, Flags, LimitBound};
 use crate::model::{Status, Unit};
 
 fn reading(station: &str, p: &str, ts: i64, value: f64) -> Evaluated {

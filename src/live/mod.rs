@@ -171,11 +171,8 @@ impl LiveState {
                         .flags
                         .contains(crate::compliance::Flags::LATE);
                     st.transmissions.count(r.ts.millis(), !late, now);
-                    let (low, high) = match c.evaluated.assessment.limit {
-                        Some(crate::compliance::LimitBound::Max(m)) => (None, Some(m)),
-                        Some(crate::compliance::LimitBound::Range(lo, hi)) => (Some(lo), Some(hi)),
-                        None => (None, None),
-                    };
+                    let (low, high) =
+                        crate::compliance::LimitBound::bounds(c.evaluated.assessment.limit);
                     let idx = st
                         .parameters
                         .iter()
