@@ -170,9 +170,7 @@ fn assert_no_zero_length(rows: &[Row]) {
 
 /// Every alert that stands (withdrawn ones left out), by kind, subject and start: (kind, subject, state, since,
 /// raised, last bad, cleared, peak JSON). The latest observation (`detail`) is left out: a window judged while its
-/// history was still arriving shows a partial mean there, in whatever order the files came. So are flat-line and
-/// spike alerts: those flags are judged at ingest against the reading that arrived before (not yet in observation
-/// order), so a backlog sent newest first is flagged differently.
+/// history was still arriving shows a partial mean there, in whatever order the files came.
 type AlertRow = (String, String, String, i64, i64, i64, Option<i64>, String);
 
 fn alerts(ledger: &Path) -> Vec<AlertRow> {
@@ -189,7 +187,6 @@ fn alerts(ledger: &Path) -> Vec<AlertRow> {
         .into_iter()
         .map(|a| a.alert)
         .filter(|a| a.state != "withdrawn")
-        .filter(|a| a.kind != "quality" || a.subject.ends_with(":completeness"))
         .map(|a| {
             (
                 a.kind, a.subject, a.state, a.since, a.raised, a.updated, a.cleared, a.peak,
@@ -230,8 +227,7 @@ fn caught_up(ledger: &Path) -> bool {
 }
 
 /// Every `event` and `alert` point in VictoriaMetrics, as its tags and time, with whether a write marked it
-/// withdrawn (every write of one carries `withdrawn`, 0 or 1). Flat-line and spike alerts are left out, as in
-/// [`alerts`].
+/// withdrawn (every write of one carries `withdrawn`, 0 or 1).
 fn points(
     vm: &Victoria,
     rt: &tokio::runtime::Runtime,
@@ -239,13 +235,7 @@ fn points(
     let mut out = std::collections::BTreeMap::new();
     for metric in ["event_withdrawn", "alert_withdrawn"] {
         for (labels, value, ts) in rt.block_on(vm.export(metric)) {
-            let flag_alert = labels["kind"] == "quality"
-                && !labels["parameter"]
-                    .as_str()
-                    .is_some_and(|p| p.ends_with(":completeness"));
-            if !flag_alert {
-                *out.entry((labels.to_string(), ts)).or_default() |= value == 1.0;
-            }
+            *out.entry((labels.to_string(), ts)).or_default() |= value == 1.0;
         }
     }
     out
@@ -451,6 +441,9 @@ impl Expected {
             ("exceedance", "COD"),
             ("exceedance", "pH"),
             ("violation", "COD"),
+            // pH stays at 7.2 for hours (a flat line) and TSS jumps (a spike).
+            ("quality", "pH"),
+            ("quality", "TSS"),
         ] {
             assert!(
                 self.alerts.iter().any(|r| r.0 == kind && r.1 == subject),

@@ -52,6 +52,7 @@ fn readings(first: usize, n: usize, station: &str) -> Vec<Evaluated> {
                 status: Status::Measuring,
             },
             assessment: Assessment {
+                rules: Default::default(),
                 limit: Some(LimitBound::Max(135.0)),
                 ratio: Some((100.0 + i as f64 / 4.0) / 135.0),
                 band: Band::Compliant,

@@ -76,6 +76,7 @@ fn evaluated(station: &str, symbol: &str, unit: &str, ts: i64, value: f64) -> Ev
             status: Status::Measuring,
         },
         assessment: Assessment {
+            rules: Default::default(),
             limit: None,
             ratio: None,
             band: Band::Compliant,

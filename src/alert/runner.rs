@@ -24,10 +24,11 @@ use super::observe::{self, local, ReadingObs, WindowObs};
 use super::store::{Routed, Store};
 use super::AlertMetrics;
 use super::{AckError, Command};
-use crate::compliance::Band;
+use crate::compliance::{Band, Flags};
 use crate::config::alert::{glob_match, Route};
 use crate::config::Config;
 use crate::health::Health;
+use crate::ledger::quality::FlagRevision;
 use crate::ledger::{Held, LedgerError};
 use crate::pipeline::LiveEvent;
 
@@ -226,7 +227,22 @@ impl Runner {
                     self.observe_window(&u.station, &u.parameter, w, now);
                 }
             }
+            LiveEvent::FlagsRevised(revised) => self.revised(revised),
             LiveEvent::Events(_) | LiveEvent::Alerts(_) => {}
+        }
+    }
+
+    /// Stored readings re-flagged when an older reading arrived: their series' flat-line and spike key is
+    /// re-derived over them (a change of the gap flag alone alerts nothing).
+    fn revised(&mut self, revised: &[FlagRevision]) {
+        let raises = Flags(Flags::FLAT_LINE.0 | Flags::SPIKE.0);
+        for f in revised {
+            let (old, new) = (f.old.0 & raises.0, f.new.0 & raises.0);
+            if old == new {
+                continue;
+            }
+            let key = AlertKey::new(&f.station, &f.parameter, Kind::Quality);
+            self.schedule_rederive(key, LateSpan::new(f.ts.millis(), true));
         }
     }
 
@@ -439,6 +455,20 @@ impl Runner {
             for r in &rows {
                 self.fed_seq = r.seq;
                 self.observe_reading(ReadingObs::from(r), now);
+            }
+            // Readings these re-flagged when they arrived (the live event may have been lost with the process).
+            let until = self.fed_seq;
+            if until > after {
+                match self
+                    .store
+                    .call(move |s| s.flag_revisions(after, until))
+                    .await
+                {
+                    Ok(revised) => self.revised(&revised),
+                    Err(e) => {
+                        warn!(error = %e, "Alert engine could not read the flag revisions to catch up.")
+                    }
+                }
             }
             if !self.pending.is_empty() || n > 0 {
                 self.flush().await;
@@ -766,6 +796,7 @@ mod tests {
                     status: Status::Measuring,
                 },
                 assessment: crate::compliance::Assessment {
+                    rules: Default::default(),
                     limit: Some(LimitBound::Range(5.5, 9.0)),
                     ratio: None,
                     band: Band::Compliant,

@@ -15,6 +15,7 @@ use crate::ledger::alerts::{
     AckOutcome, Acknowledgement, AlertStore, AlertTx, AlertUpdate, AlertWithDeliveries, CatchUpRow,
     JudgingWindow, KeyStateRow, NewAlert, QueuedNotification, ReplayReading, StoredAlert,
 };
+use crate::ledger::quality::FlagRevision;
 use crate::ledger::LedgerError;
 use crate::model::Timestamp;
 
@@ -198,6 +199,11 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ReplayReading>, LedgerError> {
         self.ledger.replay_readings(after, limit)
+    }
+
+    /// Stored readings re-flagged by the arrival of readings committed in `(after, until]`.
+    pub fn flag_revisions(&self, after: i64, until: i64) -> Result<Vec<FlagRevision>, LedgerError> {
+        self.ledger.flag_revisions(after, until)
     }
 
     /// The newest judging window of every series.

@@ -371,6 +371,7 @@ fn timestamps() -> Vec<Vec<Evaluated>> {
                             status: Status::Measuring,
                         },
                         assessment: Assessment {
+                            rules: Default::default(),
                             limit: Some(LimitBound::Max(LIMIT)),
                             ratio: v.ratio,
                             band: v.band,

@@ -214,6 +214,7 @@ fn evaluated(station: &str, p: &str, ts: i64, n: usize) -> Evaluated {
             status: Status::Measuring,
         },
         assessment: Assessment {
+            rules: Default::default(),
             limit: None,
             ratio: None,
             band: Band::Compliant,

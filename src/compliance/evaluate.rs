@@ -17,7 +17,7 @@ use std::time::Duration;
 use super::band::Band;
 use super::judge::Judge;
 use super::limits::{LimitBound, StationLimits};
-use super::quality::{Flags, QualitySettings, SeriesRules, Track};
+use super::quality::{Flags, QualitySettings, SeriesRules};
 use super::units::{self, Converted};
 use crate::config::Config;
 use crate::model::{Parameter, Reading, Received, StationId, Timestamp, Unit};
@@ -29,7 +29,11 @@ pub struct Assessment {
     /// value ÷ Cmax for a maximum; `None` for ranges and unevaluated readings.
     pub ratio: Option<f64>,
     pub band: Band,
+    /// The flags judged on the reading alone (`late`, `above_range`); the ledger adds those judged against the
+    /// series' history in observation order (`quality::HISTORY`), with `rules`.
     pub flags: Flags,
+    /// The series' data-quality rules, for the ledger's history checks.
+    pub rules: SeriesRules,
 }
 
 /// Why a reading cannot be used: it goes to quarantine with this sentence.
@@ -77,7 +81,6 @@ struct Series {
     low: f64,
     high: f64,
     rules: SeriesRules,
-    track: Track,
 }
 
 #[derive(Debug, Clone)]
@@ -85,7 +88,7 @@ struct StationState {
     series: Vec<Series>,
 }
 
-/// Stateful evaluator for all stations (quality trackers keep per station/parameter history).
+/// Evaluator for all stations: each series' limit, unit, possible values and data-quality rules.
 pub struct Evaluator {
     stations: rustc_hash::FxHashMap<StationId, StationState>,
     /// Kept to rebuild the series rules when the quality settings change.
@@ -143,26 +146,15 @@ impl Evaluator {
         self
     }
 
-    /// Switch to a reloaded configuration. A series (station, parameter) that is still monitored keeps its
-    /// quality history (gap, flat-line and spike checks go on); new series start fresh, removed ones are dropped.
+    /// Switch to a reloaded configuration (the evaluator keeps no history: the ledger judges readings against
+    /// their series' history).
     pub fn reconfigure(
         &mut self,
         config: &Config,
         limits: HashMap<StationId, StationLimits>,
         quality: QualitySettings,
     ) {
-        let mut next = Evaluator::new(config, limits).with_quality(quality);
-        for (id, st) in &mut next.stations {
-            let Some(old) = self.stations.get_mut(id) else {
-                continue;
-            };
-            for s in &mut st.series {
-                if let Some(o) = old.series.iter_mut().find(|o| o.parameter == s.parameter) {
-                    s.track = std::mem::take(&mut o.track);
-                }
-            }
-        }
-        *self = next;
+        *self = Evaluator::new(config, limits).with_quality(quality);
     }
 
     fn station_state(&self, id: &StationId, limits: &StationLimits) -> StationState {
@@ -191,7 +183,6 @@ impl Evaluator {
                     low,
                     high,
                     rules: SeriesRules::new(&self.quality, interval, spike_scale(l.bound, range)),
-                    track: Track::default(),
                 }
             })
             .collect();
@@ -284,7 +275,7 @@ fn judge(s: &mut Series, r: &Reading, now: Timestamp) -> Result<Assessment, Reje
         });
     }
     let measuring = r.status.counts_for_compliance();
-    let mut flags = s.track.observe(&s.rules, r.ts.0, v, measuring, now.0);
+    let mut flags = s.rules.late(r.ts.0, now.0);
     if s.range.is_some_and(|(_, hi)| v > hi) {
         flags.insert(Flags::ABOVE_RANGE);
     }
@@ -301,6 +292,7 @@ fn judge(s: &mut Series, r: &Reading, now: Timestamp) -> Result<Assessment, Reje
         ratio,
         band,
         flags,
+        rules: s.rules,
     })
 }
 

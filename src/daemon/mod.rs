@@ -417,6 +417,7 @@ mod tests {
                     status: Status::Measuring,
                 },
                 assessment: Assessment {
+                    rules: Default::default(),
                     limit: None,
                     ratio: None,
                     band: Band::NoLimit,

@@ -165,6 +165,16 @@ fn to_message(ev: &LiveEvent) -> Message {
             }
             ("events", json!(items))
         }
+        LiveEvent::FlagsRevised(revised) => {
+            let items: Vec<_> = revised
+                .iter()
+                .map(|f| {
+                    json!({ "station": f.station, "parameter": f.parameter, "ts": f.ts.millis(),
+                    "old": f.old.names(), "new": f.new.names() })
+                })
+                .collect();
+            ("flags", json!(items))
+        }
         LiveEvent::Alerts(alerts) => (
             "alerts",
             serde_json::Value::Array(alerts.iter().map(crate::alert::store::alert_json).collect()),

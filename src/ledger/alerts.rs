@@ -311,6 +311,15 @@ impl AlertStore {
         Ok(AckOutcome::Acknowledged(Box::new(stored)))
     }
 
+    /// Stored readings re-flagged by the arrival of readings committed in `(after, until]`.
+    pub fn flag_revisions(
+        &self,
+        after: i64,
+        until: i64,
+    ) -> Result<Vec<super::quality::FlagRevision>, LedgerError> {
+        super::quality::revisions_caused(&self.conn, after, until)
+    }
+
     /// Committed readings after `after` with their verdicts, in commit order, at most `limit`.
     pub fn replay_readings(
         &self,

@@ -534,6 +534,7 @@ mod tests {
                 status: Status::Measuring,
             },
             assessment: Assessment {
+                rules: Default::default(),
                 limit: Some(LimitBound::Max(COD)),
                 ratio: v.ratio,
                 band: v.band,

@@ -20,6 +20,7 @@ pub mod forward;
 pub mod handle;
 pub mod lock;
 pub mod probe;
+pub mod quality;
 pub mod query;
 mod schema;
 pub mod transmit;
@@ -37,7 +38,7 @@ pub use audit::SideWriter;
 pub use handle::{Held, LedgerHandle};
 pub use query::Reader;
 
-use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, Follow, Scope};
+use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, Flags, Follow, Scope};
 use crate::config::Synchronous;
 use crate::model::{Parameter, Quarantined, Reading, Received, SourceKind, StationId, Timestamp};
 use events::Late;
@@ -177,6 +178,12 @@ pub struct Ledger {
     /// The newest `readings.seq` when `events` was loaded: every reading committed after it went through the
     /// tracker, so a series the tracker has not seen has no reading after it (and none at all when it is 0).
     followed_after: i64,
+    /// Each series' history for the quality flags judged in observation order.
+    quality: quality::Tracks,
+    /// The flags each reading of the last commit was stored with.
+    judged: Vec<Flags>,
+    /// Stored readings whose flags later commits changed, since the last `take_flag_revisions`.
+    flag_revisions: Vec<quality::FlagRevision>,
     /// Background WAL checkpoints, once started.
     checkpointer: Option<checkpointer::Checkpointer>,
     /// Held for as long as this ledger is open: no other process writes it.
@@ -225,6 +232,9 @@ impl Ledger {
             events,
             event_changes: Vec::new(),
             followed_after,
+            quality: quality::Tracks::default(),
+            judged: Vec::new(),
+            flag_revisions: Vec::new(),
             checkpointer: None,
             _lock: lock,
         };
@@ -286,7 +296,7 @@ impl Ledger {
         readings: &[Evaluated],
         quarantine: &[Quarantined],
     ) -> Result<(Vec<Outcome>, CommitCounts), LedgerError> {
-        let mark = self.event_changes.len();
+        let mark = (self.event_changes.len(), self.flag_revisions.len());
         let result = self.try_commit(readings, quarantine);
         match result {
             Ok(_) => self.mark_written(),
@@ -297,7 +307,7 @@ impl Ledger {
 
     /// After a rolled-back transaction: ids and event states cached inside it may not exist; start afresh.
     /// `mark`: event changes before it belong to committed transactions and are kept.
-    fn reset_caches(&mut self, mark: usize) {
+    fn reset_caches(&mut self, (mark, revisions_mark): (usize, usize)) {
         self.stations.clear();
         self.parameters.clear();
         let _ = self.load_ids();
@@ -307,6 +317,8 @@ impl Ledger {
         }
         // The new tracker has seen nothing yet: any stored reading may be a series' newest.
         self.followed_after = top_seq(&self.conn).unwrap_or(i64::MAX);
+        self.quality.clear();
+        self.flag_revisions.truncate(revisions_mark);
     }
 
     /// Write the open events extended since the last call (`last`, `band`) in transaction `tx` and publish them: about
@@ -326,6 +338,17 @@ impl Ledger {
         }
         published.extend(extended);
         Ok(())
+    }
+
+    /// The flags each reading of the last successful commit was stored with (by its place in the commit): the
+    /// evaluator's, with those judged against the series' history.
+    pub fn judged_flags(&self) -> &[Flags] {
+        &self.judged
+    }
+
+    /// Stored readings whose quality flags an older reading's arrival changed, since the last call.
+    pub fn take_flag_revisions(&mut self) -> Vec<quality::FlagRevision> {
+        std::mem::take(&mut self.flag_revisions)
     }
 
     /// Compliance event changes (opened, escalated, peak, extended, closed, re-derived) stored since the last call.
@@ -475,14 +498,18 @@ impl Ledger {
         // two same-key readings win.
         let mut order: Vec<usize> = (0..readings.len()).collect();
         order.sort_by_key(|&i| (ids[i].0, readings[i].reading.ts, ids[i].1));
+        let (mut flags, older) =
+            self.quality
+                .judge_newest(&tx, readings, &ids, &order, self.followed_after)?;
         let mut outcomes = vec![Outcome::Duplicate; readings.len()];
         let mut counts = CommitCounts::default();
         // `seq` is the rowid: a new row takes the largest seq + 1, so the rows of one statement that are all
         // accepted hold consecutive numbers from `top` + 1, in the order listed.
         let mut top = top_seq(&tx)?;
+        let top_before = top;
         let mut accepted = Vec::new();
         for chunk in order.chunks(ROWS_PER_INSERT) {
-            let inserted = insert_rows(&tx, chunk, readings, &ids, now)?;
+            let inserted = insert_rows(&tx, chunk, readings, &flags, &ids, now)?;
             let last = tx.last_insert_rowid();
             if inserted == chunk.len() && last == top + inserted as i64 {
                 for (j, &i) in chunk.iter().enumerate() {
@@ -513,6 +540,9 @@ impl Ledger {
             &ids,
             self.followed_after,
         )?;
+        let revisions = self.quality.judge_older(
+            &tx, readings, &ids, &outcomes, &older, &mut flags, top_before, now,
+        )?;
         if !quarantine.is_empty() {
             let mut q = tx.prepare_cached(
                 "INSERT INTO quarantine (received, source, origin, station, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -530,6 +560,8 @@ impl Ledger {
             }
         }
         tx.commit()?;
+        self.judged = flags;
+        self.flag_revisions.extend(revisions);
         Ok((outcomes, counts))
     }
 
@@ -549,7 +581,7 @@ impl Ledger {
         ctx: &AggregateContext,
         max_rows: usize,
     ) -> Result<AggregateReport, LedgerError> {
-        let mark = self.event_changes.len();
+        let mark = (self.event_changes.len(), self.flag_revisions.len());
         let result = self.try_refresh(ctx, max_rows);
         match result {
             Ok(_) => self.mark_written(),
@@ -732,6 +764,7 @@ fn insert_rows(
     conn: &Connection,
     chunk: &[usize],
     readings: &[Evaluated],
+    flags: &[Flags],
     ids: &[(i64, i64)],
     now: i64,
 ) -> Result<usize, LedgerError> {
@@ -740,7 +773,14 @@ fn insert_rows(
         let mut st = conn.prepare_cached(&INSERTS[1][received as usize])?;
         let columns = columns(received);
         for (row, &i) in chunk.iter().enumerate() {
-            bind_reading(&mut st, row * columns, &readings[i], ids[i], now, received)?;
+            bind_reading(
+                &mut st,
+                row * columns,
+                (&readings[i], flags[i]),
+                ids[i],
+                now,
+                received,
+            )?;
         }
         return Ok(st.raw_execute()?);
     }
@@ -748,7 +788,7 @@ fn insert_rows(
     for &i in chunk {
         let received = readings[i].received.is_some();
         let mut st = conn.prepare_cached(&INSERTS[0][received as usize])?;
-        bind_reading(&mut st, 0, &readings[i], ids[i], now, received)?;
+        bind_reading(&mut st, 0, (&readings[i], flags[i]), ids[i], now, received)?;
         stored += st.raw_execute()?;
     }
     Ok(stored)
@@ -767,7 +807,7 @@ fn columns(received: bool) -> usize {
 fn bind_reading(
     st: &mut rusqlite::Statement<'_>,
     at: usize,
-    e: &Evaluated,
+    (e, flags): (&Evaluated, Flags),
     (station, parameter): (i64, i64),
     now: i64,
     received: bool,
@@ -786,7 +826,7 @@ fn bind_reading(
     st.raw_bind_parameter(at + 10, high)?;
     st.raw_bind_parameter(at + 11, e.assessment.ratio)?;
     st.raw_bind_parameter(at + 12, e.assessment.band.as_str())?;
-    st.raw_bind_parameter(at + 13, e.assessment.flags.0)?;
+    st.raw_bind_parameter(at + 13, flags.0)?;
     if received {
         let x = e.received.as_ref();
         st.raw_bind_parameter(at + 14, x.map(|x| x.value))?;

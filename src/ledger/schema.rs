@@ -350,6 +350,20 @@ CREATE TABLE alert_revisions (
     changed       INTEGER NOT NULL         -- when (wall clock, Unix ms)
 );
 "#,
+    // 9: the flags judged against a series' history (flat line, spike, gap) follow observation order: a reading
+    // that arrives older than its series' newest re-judges the readings after it, and each flag it changes on a
+    // stored reading is recorded here.
+    r#"
+CREATE TABLE flag_revisions (
+    id            INTEGER PRIMARY KEY,
+    reading_seq   INTEGER NOT NULL,        -- the reading whose flags changed
+    cause_seq     INTEGER NOT NULL,        -- the late reading whose arrival changed them
+    old_flags     INTEGER NOT NULL,
+    new_flags     INTEGER NOT NULL,
+    revised       INTEGER NOT NULL         -- when (wall clock, Unix ms)
+);
+CREATE INDEX flag_revisions_cause ON flag_revisions(cause_seq);
+"#,
 ];
 
 /// The schema version this build brings a ledger to.

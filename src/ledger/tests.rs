@@ -13,6 +13,7 @@ fn reading(station: &str, p: &str, ts: i64, value: f64) -> Evaluated {
             status: Status::Measuring,
         },
         assessment: Assessment {
+            rules: Default::default(),
             limit: Some(LimitBound::Max(135.0)),
             ratio: Some(value / 135.0),
             band: Band::Compliant,

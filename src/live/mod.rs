@@ -219,7 +219,7 @@ impl LiveState {
                     follow_violation(&mut inner.violations, c);
                 }
             }
-            LiveEvent::Alerts(_) => {}
+            LiveEvent::Alerts(_) | LiveEvent::FlagsRevised(_) => {}
             LiveEvent::Windows(updates) => {
                 let window_ms = inner.window_ms;
                 for u in updates.iter() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::compliance::EventChange;
 use crate::ledger::aggregates::WindowUpdate;
 use crate::ledger::alerts::StoredAlert;
+use crate::ledger::quality::FlagRevision;
 use crate::ledger::Evaluated;
 
 /// A committed reading, as live consumers (dashboard, alerts) receive it.
@@ -20,6 +21,9 @@ pub struct Committed {
 pub enum LiveEvent {
     Readings(Arc<Vec<Committed>>),
     Windows(Arc<Vec<WindowUpdate>>),
+    /// Stored readings whose quality flags changed when an older reading arrived (flat line, spike and gap are
+    /// judged in observation order).
+    FlagsRevised(Arc<Vec<FlagRevision>>),
     /// Compliance events opened, escalated or closed (they feed the alert engine).
     Events(Arc<Vec<EventChange>>),
     /// Alerts raised, escalated, acknowledged or cleared, as they now stand (sent by the alert engine).

@@ -223,7 +223,7 @@ fn commit(
     live: &broadcast::Sender<LiveEvent>,
 ) {
     let Group {
-        readings,
+        mut readings,
         quarantined,
         parts,
     } = group;
@@ -241,7 +241,17 @@ fn commit(
                 let _ = p.done.send(Ok(CommitReport { counts: c }));
             }
             if live.receiver_count() > 0 {
+                // Consumers see the flags as stored: with those judged against the series' history.
+                for (e, f) in readings.iter_mut().zip(ledger.judged_flags()) {
+                    e.assessment.flags = *f;
+                }
                 publish_readings(readings, outcomes, live);
+                let revised = ledger.take_flag_revisions();
+                if !revised.is_empty() {
+                    let _ = live.send(LiveEvent::FlagsRevised(Arc::new(revised)));
+                }
+            } else {
+                ledger.take_flag_revisions();
             }
             log_quarantined(&quarantined);
         }
