@@ -449,6 +449,19 @@ impl Engine {
         }
     }
 
+    /// At shutdown: publish every open alert's latest observation now, whatever `update_every` says, so what is
+    /// stored is what the engine knows.
+    pub fn publish_unpublished(&mut self, now: i64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for (key, s) in self.keys.iter_mut() {
+            if s.unpublished && matches!(s.phase, Phase::Raised | Phase::Acknowledged) {
+                out.push(updated(key, s, now));
+                self.dirty.insert(key.clone());
+            }
+        }
+        out
+    }
+
     /// Wall-clock decisions: re-notifications, publishing open alerts' latest values, and the quiet window of a
     /// flapping alert about now (silence, backlog).
     pub fn tick(&mut self, now: i64) -> Vec<Transition> {
@@ -481,8 +494,7 @@ impl Engine {
                 && s.unpublished
                 && s.published.is_none_or(|p| now - p >= rules.update_every_ms)
             {
-                let at = s.clock.unwrap_or(now);
-                out.push(transition(key, s, Change::Updated, at, false, now));
+                out.push(updated(key, s, now));
             }
             if out.len() > before {
                 self.dirty.insert(key.clone());
@@ -490,6 +502,12 @@ impl Engine {
         }
         out
     }
+}
+
+/// An open alert's latest observation, value, peak and last bad observation, published.
+fn updated(key: &AlertKey, s: &mut KeyState, now: i64) -> Transition {
+    let at = s.clock.unwrap_or(now);
+    transition(key, s, Change::Updated, at, false, now)
 }
 
 fn observe_bad(

@@ -190,6 +190,9 @@ impl Runner {
             }
         }
         self.settle().await;
+        let now = self.clock.now_ms();
+        self.pending.extend(self.engine.publish_unpublished(now));
+        self.settle().await;
     }
 
     fn apply(&mut self, ev: &LiveEvent) {

@@ -507,6 +507,16 @@ fn an_open_alert_carries_since_latest_value_peak_and_last_bad() {
     );
     assert_eq!(t(&mut e, T0 + 10 * MIN + 5_000, 1.3), None);
     assert!(e.tick(T0 + 10 * MIN + 5_000).is_empty(), "throttled");
+    // At shutdown what is throttled is published anyway, once.
+    let mut stopping = e.clone();
+    let last = stopping.publish_unpublished(T0 + 10 * MIN + 6_000);
+    assert_eq!(
+        (last.len(), last[0].change, last[0].last_bad),
+        (1, Change::Updated, T0 + 10 * MIN + 5_000)
+    );
+    assert!(stopping
+        .publish_unpublished(T0 + 10 * MIN + 7_000)
+        .is_empty());
     let up = e.tick(T0 + 10 * MIN + 15_000);
     assert_eq!(
         (up[0].detail.ratio, up[0].peak.ratio),
