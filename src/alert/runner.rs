@@ -24,7 +24,7 @@ use super::observe::{self, local, ReadingObs, WindowObs};
 use super::store::{Routed, Store};
 use super::AlertMetrics;
 use super::{AckError, Command};
-use crate::compliance::{Band, Flags};
+use crate::compliance::Band;
 use crate::config::alert::{glob_match, Route};
 use crate::config::Config;
 use crate::health::Health;
@@ -238,12 +238,7 @@ impl Runner {
     /// Stored readings re-flagged when an older reading arrived: their series' flat-line and spike key is
     /// re-derived over them (a change of the gap flag alone alerts nothing).
     fn revised(&mut self, revised: &[FlagRevision]) {
-        let raises = Flags(Flags::FLAT_LINE.0 | Flags::SPIKE.0);
-        for f in revised {
-            let (old, new) = (f.old.0 & raises.0, f.new.0 & raises.0);
-            if old == new {
-                continue;
-            }
+        for f in revised.iter().filter(|f| f.changes_alerts()) {
             let key = AlertKey::new(&f.station, &f.parameter, Kind::Quality);
             self.schedule_rederive(key, LateSpan::new(f.ts.millis(), true));
         }

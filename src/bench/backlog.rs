@@ -24,9 +24,11 @@ use crate::ledger::alerts::AlertFilter;
 use crate::ledger::LedgerError;
 
 use crate::compliance::hourly::window_start;
-use crate::compliance::{Assessment, Flags, Judge, LimitBound};
+use crate::compliance::quality::SeriesRules;
+use crate::compliance::{Assessment, Flags, Judge, LimitBound, QualitySettings};
 use crate::config::Synchronous;
 use crate::ledger::aggregates::{AggregateContext, HOUR_MS};
+use crate::ledger::quality::FlagRevision;
 use crate::ledger::{Evaluated, Ledger};
 use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
 
@@ -138,8 +140,9 @@ fn run_once(
     let mut alert_time = Duration::ZERO;
     for b in &batches[..skip] {
         ledger.commit(b, &[])?;
+        let (b, revised) = as_stored(&mut ledger, b);
         let started = Instant::now();
-        alerts.follow(b)?;
+        alerts.follow(&b, &revised)?;
         alert_time += started.elapsed();
     }
     ledger.refresh_aggregates(&ctx, 1_000_000)?;
@@ -150,8 +153,9 @@ fn run_once(
         ledger.commit(b, &[])?;
         commits += started.elapsed();
         readings += b.len();
+        let (b, revised) = as_stored(&mut ledger, b);
         let started = Instant::now();
-        alerts.follow(b)?;
+        alerts.follow(&b, &revised)?;
         alert_time += started.elapsed();
     }
     let started = Instant::now();
@@ -174,6 +178,16 @@ fn run_once(
         rederived: (alerts.looked, alerts.replayed),
         rederiving: alerts.rederiving,
     })
+}
+
+/// A committed batch as the writer publishes it (with the flags it was stored with), and the stored readings an
+/// older one re-flagged.
+fn as_stored(ledger: &mut Ledger, batch: &[Evaluated]) -> (Vec<Evaluated>, Vec<FlagRevision>) {
+    let mut b = batch.to_vec();
+    for (e, f) in b.iter_mut().zip(ledger.judged_flags()) {
+        e.assessment.flags = *f;
+    }
+    (b, ledger.take_flag_revisions())
 }
 
 /// The alert engine's side of the bench: an engine fed in order, and the alert store's re-derivation for what
@@ -214,7 +228,7 @@ impl AlertSide {
     }
 
     /// Feed a committed batch: in order, or (older than its series' newest) re-derived key by key.
-    fn follow(&mut self, batch: &[Evaluated]) -> Result<(), LedgerError> {
+    fn follow(&mut self, batch: &[Evaluated], revised: &[FlagRevision]) -> Result<(), LedgerError> {
         let now = Timestamp::now().millis();
         let mut late: BTreeMap<AlertKey, LateSpan> = BTreeMap::new();
         let mut fed = Vec::new();
@@ -244,6 +258,12 @@ impl AlertSide {
                 self.newest.insert(series, obs.ts);
             }
             self.oldest = Some(self.oldest.map_or(obs.ts, |o| o.min(obs.ts)));
+        }
+        // As the runner: a re-flagged reading re-derives its series' flat-line and spike key.
+        for f in revised.iter().filter(|f| f.changes_alerts()) {
+            let key = AlertKey::new(&f.station, &f.parameter, Kind::Quality);
+            let span = LateSpan::new(f.ts.millis(), true);
+            late.entry(key).and_modify(|s| s.add(span)).or_insert(span);
         }
         let dirty = self.engine.take_dirty();
         self.store.commit(&self.ctx, &fed, &[], dirty, None)?;
@@ -348,6 +368,11 @@ fn timestamps() -> Vec<Vec<Evaluated>> {
     let end = window_start(Timestamp::now(), OFFSET, HOUR_MS).millis() - 24 * HOUR_MS;
     let start = end - (LIVE + BACKLOG) as i64 * STEP;
     let judge = Judge::new(LimitBound::Max(LIMIT)).expect("a positive limit");
+    let rules = SeriesRules::new(
+        &QualitySettings::default(),
+        Duration::from_secs(300),
+        Some(LIMIT),
+    );
     let parameters: Vec<Parameter> = PARAMETERS
         .iter()
         .map(|p| Parameter::new(p).expect("a valid symbol"))
@@ -371,7 +396,7 @@ fn timestamps() -> Vec<Vec<Evaluated>> {
                             status: Status::Measuring,
                         },
                         assessment: Assessment {
-                            rules: Default::default(),
+                            rules,
                             limit: Some(LimitBound::Max(LIMIT)),
                             ratio: v.ratio,
                             band: v.band,

@@ -24,6 +24,14 @@ pub struct FlagRevision {
     pub cause: i64,
 }
 
+impl FlagRevision {
+    /// Whether the flags that raise `quality` alerts (flat line, spike) changed; a gap alone alerts nothing.
+    pub fn changes_alerts(&self) -> bool {
+        let raises = Flags::FLAT_LINE.0 | Flags::SPIKE.0;
+        self.old.0 & raises != self.new.0 & raises
+    }
+}
+
 /// Each series' history, by (station id, parameter id).
 #[derive(Default)]
 pub(super) struct Tracks {
