@@ -46,8 +46,9 @@ struct LateRun {
     index: usize,
 }
 
-/// Readings read per page when walking a series.
-const PAGE: i64 = 16;
+/// Readings read by the first page when walking a series (a few usually settle it), doubling up to `MAX_PAGE`.
+const PAGE: i64 = 4;
+const MAX_PAGE: i64 = 1024;
 
 impl Tracks {
     pub fn clear(&mut self) {
@@ -146,11 +147,12 @@ impl Tracks {
             let rules = e.assessment.rules;
             let before = rebuild(tx, g, rules, run.first)?;
             let mut again = Rejudge::new(rules, before, run.last);
-            let mut from = (run.first, true);
+            let (mut from, mut page) = ((run.first, true), PAGE);
             let mut converged = false;
             'pages: loop {
-                let rows = series_rows(tx, g, from, PAGE)?;
-                let full = rows.len() as i64 == PAGE;
+                let rows = series_rows(tx, g, from, page)?;
+                let full = rows.len() as i64 == page;
+                page = (page * 2).min(MAX_PAGE);
                 for row in rows {
                     from = (row.point.ts, false);
                     let new = Flags(row.flags.0 & !HISTORY.0) | again.next(row.point);
@@ -228,7 +230,7 @@ fn rebuild(
         if n < page {
             return Ok(b.finish());
         }
-        page = (page * 2).min(1024);
+        page = (page * 2).min(MAX_PAGE);
     }
 }
 
