@@ -277,15 +277,14 @@ impl Store {
             let timed = rows
                 .iter()
                 .filter_map(|row| {
-                    observe::reading(r.ctx, &ReadingObs::from(row))
-                        .into_iter()
-                        .find(|(kind, _, _)| *kind == r.key.kind)
-                        .map(|(_, bad, detail)| Timed {
+                    observe::reading_kind(r.ctx, &ReadingObs::from(row), r.key.kind).map(
+                        |(bad, detail)| Timed {
                             at: row.ts,
                             ends: row.ts,
                             bad,
                             detail,
-                        })
+                        },
+                    )
                 })
                 .collect();
             return Ok((timed, oldest));

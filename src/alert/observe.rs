@@ -67,7 +67,25 @@ pub const READING_KINDS: [Kind; 4] = [
 /// What a reading says to each key of its series — (kind, bad, detail) — in the order the runner feeds them. A
 /// kind the reading says nothing about (an exceedance without a limit) is absent.
 pub fn reading(ctx: &Context, r: &ReadingObs<'_>) -> Vec<(Kind, bool, Detail)> {
-    let detail = Detail {
+    let order: &[Kind] = match r.status {
+        Status::Measuring => &[
+            Kind::Fault,
+            Kind::Calibration,
+            Kind::Exceedance,
+            Kind::Quality,
+        ],
+        Status::Calibrating => &[Kind::Calibration, Kind::Fault],
+        Status::Fault | Status::Maintenance => &[Kind::Fault, Kind::Calibration],
+    };
+    order
+        .iter()
+        .filter_map(|k| reading_kind(ctx, r, *k).map(|(bad, detail)| (*k, bad, detail)))
+        .collect()
+}
+
+/// What a reading says to one key of its series (re-deriving one key reads only what it needs).
+pub fn reading_kind(ctx: &Context, r: &ReadingObs<'_>, kind: Kind) -> Option<(bool, Detail)> {
+    let detail = || Detail {
         ts: r.ts,
         value: Some(r.value),
         unit: r.unit.to_string(),
@@ -85,34 +103,28 @@ pub fn reading(ctx: &Context, r: &ReadingObs<'_>) -> Vec<(Kind, bool, Detail)> {
             r.status.as_str(),
             local(ctx, r.ts)
         ),
-        ..detail.clone()
+        ..detail()
     };
-    match r.status {
-        Status::Measuring => {
-            let mut out = vec![
-                (Kind::Fault, false, detail.clone()),
-                (Kind::Calibration, false, detail.clone()),
-            ];
-            if !matches!(r.band, Band::NoLimit | Band::NotEvaluated) {
-                out.push((Kind::Exceedance, r.band.is_exceedance(), detail.clone()));
-            }
-            let q = Flags(r.flags.0 & (Flags::FLAT_LINE.0 | Flags::SPIKE.0));
-            let note = q.names();
-            out.push((Kind::Quality, !q.is_empty(), Detail { note, ..detail }));
-            out
+    match (r.status, kind) {
+        (Status::Fault, Kind::Fault) | (Status::Calibrating, Kind::Calibration) => {
+            Some((true, status_note()))
         }
-        Status::Fault => vec![
-            (Kind::Fault, true, status_note()),
-            (Kind::Calibration, false, detail),
-        ],
-        Status::Calibrating => vec![
-            (Kind::Calibration, true, status_note()),
-            (Kind::Fault, false, detail),
-        ],
-        Status::Maintenance => vec![
-            (Kind::Fault, false, detail.clone()),
-            (Kind::Calibration, false, detail),
-        ],
+        (_, Kind::Fault | Kind::Calibration) => Some((false, detail())),
+        (Status::Measuring, Kind::Exceedance) => {
+            (!matches!(r.band, Band::NoLimit | Band::NotEvaluated))
+                .then(|| (r.band.is_exceedance(), detail()))
+        }
+        (Status::Measuring, Kind::Quality) => {
+            let q = Flags(r.flags.0 & (Flags::FLAT_LINE.0 | Flags::SPIKE.0));
+            Some((
+                !q.is_empty(),
+                Detail {
+                    note: q.names(),
+                    ..detail()
+                },
+            ))
+        }
+        _ => None,
     }
 }
 

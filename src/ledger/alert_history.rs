@@ -67,10 +67,19 @@ pub struct AlertRevision<'a> {
     pub changed: i64,
 }
 
-const READING_COLUMNS: &str =
-    "r.seq, r.ts, r.value, r.unit, r.status, r.limit_low, r.limit_high, r.ratio, r.band, r.flags";
-const SERIES: &str = "r.station_id = (SELECT id FROM stations WHERE code = ?1) \
-     AND r.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2)";
+/// A series' readings before `?3` (newest first, at most `?4`), and after it (oldest first).
+macro_rules! series_readings {
+    ($order:literal) => {
+        concat!(
+            "SELECT r.seq, r.ts, r.value, r.unit, r.status, r.limit_low, r.limit_high, r.ratio, r.band, r.flags \
+             FROM readings r WHERE r.station_id = (SELECT id FROM stations WHERE code = ?1) \
+             AND r.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2) AND ",
+            $order
+        )
+    };
+}
+const READINGS_BEFORE: &str = series_readings!("r.ts < ?3 ORDER BY r.ts DESC LIMIT ?4");
+const READINGS_AFTER: &str = series_readings!("r.ts > ?3 ORDER BY r.ts LIMIT ?4");
 
 impl AlertStore {
     /// A series' readings around a time, with their verdicts.
@@ -81,18 +90,10 @@ impl AlertStore {
         span: Span,
     ) -> Result<Vec<ReplayReading>, LedgerError> {
         let (sql, ts, limit) = match span {
-            Span::Before { ts, limit } => (
-                format!("SELECT {READING_COLUMNS} FROM readings r WHERE {SERIES} AND r.ts < ?3 ORDER BY r.ts DESC LIMIT ?4"),
-                ts,
-                limit,
-            ),
-            Span::After(after) => (
-                format!("SELECT {READING_COLUMNS} FROM readings r WHERE {SERIES} AND r.ts > ?3 ORDER BY r.ts LIMIT ?4"),
-                after.unwrap_or(i64::MIN),
-                i64::MAX,
-            ),
+            Span::Before { ts, limit } => (READINGS_BEFORE, ts, limit),
+            Span::After(after) => (READINGS_AFTER, after.unwrap_or(i64::MIN), i64::MAX),
         };
-        let mut st = self.conn.prepare_cached(&sql)?;
+        let mut st = self.conn.prepare_cached(sql)?;
         let rows = st.query_map(params![station, parameter, ts, limit], |r| {
             Ok(ReplayReading {
                 seq: r.get(0)?,
