@@ -27,7 +27,7 @@ pub use duration::{parse_duration, DurationText};
 pub use errors::{tidy_toml_message, ConfigError, Problems};
 pub use secret::{fingerprint, Secret};
 pub use station::{
-    CheckedParameter, LimitText, ParameterSection, ReceivingWater, SimVia, Station, StationSection,
+    CheckedParameter, Facility, FacilitySection, LimitText, ParameterSection, ReceivingWater, SimVia, Station, StationSection,
     StationSimSection,
 };
 
