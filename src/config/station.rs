@@ -264,10 +264,9 @@ impl StationSection {
             &format!("{key}.receiving_water.name"),
             self.receiving_water.name.as_deref(),
         );
-        let facility = self
-            .facility
-            .as_ref()
-            .map_or_else(Facility::default, |f| f.validate(p, &format!("{key}.facility")));
+        let facility = self.facility.as_ref().map_or_else(Facility::default, |f| {
+            f.validate(p, &format!("{key}.facility"))
+        });
         let interval = self.interval.check_positive(p, &format!("{key}.interval"));
         if self.parameters.is_empty() {
             p.push(
@@ -354,7 +353,10 @@ impl StationSection {
 fn check_text(p: &mut Problems, key: &str, text: Option<&str>) -> Option<String> {
     let t = text?.trim();
     if t.is_empty() {
-        p.push(key, "must not be empty; leave the key out when it is not known");
+        p.push(
+            key,
+            "must not be empty; leave the key out when it is not known",
+        );
         return None;
     }
     if t.chars().count() > MAX_TEXT {

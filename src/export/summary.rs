@@ -102,11 +102,18 @@ mod tests {
     fn a_period_in_progress_counts_only_the_windows_that_ended() {
         const H: i64 = 3_600_000;
         let (from, to) = (10 * H, 10 * H + 720 * H);
-        assert_eq!(counted_to(from, to, from + 5 * H + 59 * 60_000, H), from + 5 * H);
+        assert_eq!(
+            counted_to(from, to, from + 5 * H + 59 * 60_000, H),
+            from + 5 * H
+        );
         assert_eq!(counted_to(from, to, from + 5 * H, H), from + 5 * H);
         assert_eq!(counted_to(from, to, from - 1, H), from, "not begun");
         assert_eq!(counted_to(from, to, to + 1, H), to, "over");
-        assert_eq!(counted_to(from, to, from + 30 * H, 24 * H), from + 24 * H, "days align to the period's start");
+        assert_eq!(
+            counted_to(from, to, from + 30 * H, 24 * H),
+            from + 24 * H,
+            "days align to the period's start"
+        );
     }
 }
 

@@ -136,10 +136,9 @@ impl Snapshot<'_> {
             "SELECT (ts + ?4) - (ts + ?4) % 86400000 - ?4 AS day, COUNT(*), IFNULL(SUM((flags & ?5) = 0), 0) \
              FROM readings WHERE station_id = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY day ORDER BY day",
         )?;
-        let rows = st.query_map(
-            params![station, from, to, offset_ms, Flags::LATE.0],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let rows = st.query_map(params![station, from, to, offset_ms, Flags::LATE.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

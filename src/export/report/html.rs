@@ -147,10 +147,30 @@ fn facility(h: &mut String, v: &View<'_>, lang: Lang) {
 <table class="meta">"#,
         lang.pick("Thông tin cơ sở", "Facility")
     );
-    row(h, lang.pick("Tên cơ sở", "Facility"), &lang.id("facility-name"), &or_blank(f.and_then(|f| f.name.as_deref())));
-    row(h, lang.pick("Đơn vị vận hành", "Operator"), &lang.id("operator"), &or_blank(f.and_then(|f| f.operator.as_deref())));
-    row(h, lang.pick("Địa chỉ", "Address"), &lang.id("address"), &or_blank(f.and_then(|f| f.address.as_deref())));
-    row(h, lang.pick("Giấy phép môi trường", "Environmental permit"), &lang.id("permit"), &permit(f, lang));
+    row(
+        h,
+        lang.pick("Tên cơ sở", "Facility"),
+        &lang.id("facility-name"),
+        &or_blank(f.and_then(|f| f.name.as_deref())),
+    );
+    row(
+        h,
+        lang.pick("Đơn vị vận hành", "Operator"),
+        &lang.id("operator"),
+        &or_blank(f.and_then(|f| f.operator.as_deref())),
+    );
+    row(
+        h,
+        lang.pick("Địa chỉ", "Address"),
+        &lang.id("address"),
+        &or_blank(f.and_then(|f| f.address.as_deref())),
+    );
+    row(
+        h,
+        lang.pick("Giấy phép môi trường", "Environmental permit"),
+        &lang.id("permit"),
+        &permit(f, lang),
+    );
     row(
         h,
         lang.pick("Trạm quan trắc", "Monitoring station"),
@@ -162,7 +182,12 @@ fn facility(h: &mut String, v: &View<'_>, lang: Lang) {
             esc(v.station)
         ),
     );
-    row(h, lang.pick("Khu công nghiệp", "Industrial zone"), &lang.id("zone"), &or_blank(v.data.cfg.map(|c| c.zone.as_str())));
+    row(
+        h,
+        lang.pick("Khu công nghiệp", "Industrial zone"),
+        &lang.id("zone"),
+        &or_blank(v.data.cfg.map(|c| c.zone.as_str())),
+    );
     let flow = v.data.cfg.map(|c| {
         format!(
             "{} {}",
@@ -170,12 +195,25 @@ fn facility(h: &mut String, v: &View<'_>, lang: Lang) {
             lang.pick("m³/ngày đêm", "m³/day")
         )
     });
-    row(h, lang.pick("Lưu lượng xả thải thiết kế", "Design discharge flow"), &lang.id("design-flow"), &flow.unwrap_or_else(|| BLANK.into()));
-    let water = v
-        .data
-        .cfg
-        .map(|c| esc(&text::water(&c.receiving_water, c.receiving_water_name.as_deref(), lang)));
-    row(h, lang.pick("Nguồn tiếp nhận nước thải", "Receiving water"), &lang.id("receiving-water"), &water.unwrap_or_else(|| BLANK.into()));
+    row(
+        h,
+        lang.pick("Lưu lượng xả thải thiết kế", "Design discharge flow"),
+        &lang.id("design-flow"),
+        &flow.unwrap_or_else(|| BLANK.into()),
+    );
+    let water = v.data.cfg.map(|c| {
+        esc(&text::water(
+            &c.receiving_water,
+            c.receiving_water_name.as_deref(),
+            lang,
+        ))
+    });
+    row(
+        h,
+        lang.pick("Nguồn tiếp nhận nước thải", "Receiving water"),
+        &lang.id("receiving-water"),
+        &water.unwrap_or_else(|| BLANK.into()),
+    );
     row(
         h,
         lang.pick("Kỳ báo cáo", "Reporting period"),
@@ -183,8 +221,11 @@ fn facility(h: &mut String, v: &View<'_>, lang: Lang) {
         &format!("{} – {}", date_time(p.from, p.tz), date_time(p.to, p.tz)),
     );
     let counted = if p.counted <= p.from {
-        lang.pick("tháng chưa bắt đầu: chưa có giờ nào được tính", "the month has not begun: no hour is counted yet")
-            .to_string()
+        lang.pick(
+            "tháng chưa bắt đầu: chưa có giờ nào được tính",
+            "the month has not begun: no hour is counted yet",
+        )
+        .to_string()
     } else if p.in_progress() {
         format!(
             "{} ({})",
@@ -197,8 +238,18 @@ fn facility(h: &mut String, v: &View<'_>, lang: Lang) {
     } else {
         date_time(p.counted, p.tz)
     };
-    row(h, lang.pick("Số liệu tính đến", "Counted up to"), &lang.id("counted-to"), &counted);
-    row(h, lang.pick("Thời điểm lập báo cáo", "Report made at"), &lang.id("made-at"), &date_time(p.now, p.tz));
+    row(
+        h,
+        lang.pick("Số liệu tính đến", "Counted up to"),
+        &lang.id("counted-to"),
+        &counted,
+    );
+    row(
+        h,
+        lang.pick("Thời điểm lập báo cáo", "Report made at"),
+        &lang.id("made-at"),
+        &date_time(p.now, p.tz),
+    );
     h.push_str("</table>\n");
 }
 
@@ -230,7 +281,11 @@ fn legal_basis(h: &mut String, v: &View<'_>, lang: Lang) {
     for i in legal::BASIS.iter().chain(regulation) {
         let _ = match lang {
             // The English meaning beside the Vietnamese name, once, on the Vietnamese page.
-            Lang::Vi => writeln!(h, "<li><b>{}</b> <i>({})</i>: {}</li>", i.vi, i.en, i.use_vi),
+            Lang::Vi => writeln!(
+                h,
+                "<li><b>{}</b> <i>({})</i>: {}</li>",
+                i.vi, i.en, i.use_vi
+            ),
             Lang::En => writeln!(h, "<li><b>{}</b>: {}</li>", i.en, i.use_en),
         };
     }
@@ -258,7 +313,11 @@ fn limit_text(bounds: (Option<f64>, Option<f64>), lang: Lang) -> String {
 }
 
 fn limits(h: &mut String, v: &View<'_>, lang: Lang) {
-    let _ = writeln!(h, "<h2>3. {}</h2>", lang.pick("Quy chuẩn và giá trị giới hạn", "Regulation and limits"));
+    let _ = writeln!(
+        h,
+        "<h2>3. {}</h2>",
+        lang.pick("Quy chuẩn và giá trị giới hạn", "Regulation and limits")
+    );
     match &v.data.regulation {
         Some(r) => {
             let _ = writeln!(
@@ -272,11 +331,25 @@ fn limits(h: &mut String, v: &View<'_>, lang: Lang) {
                 text::water(&c.receiving_water, c.receiving_water_name.as_deref(), lang)
             });
             let flow = v.data.cfg.map_or_else(String::new, |c| {
-                format!("F = {} {}", lang.num(c.design_flow_m3_day), lang.pick("m³/ngày đêm", "m³/day"))
+                format!(
+                    "F = {} {}",
+                    lang.num(c.design_flow_m3_day),
+                    lang.pick("m³/ngày đêm", "m³/day")
+                )
             });
             for (label, id, k, basis) in [
-                (lang.pick("Hệ số Kq (nguồn tiếp nhận)", "Kq (receiving water)"), "kq", &r.kq, water),
-                (lang.pick("Hệ số Kf (lưu lượng xả thải)", "Kf (discharge flow)"), "kf", &r.kf, flow),
+                (
+                    lang.pick("Hệ số Kq (nguồn tiếp nhận)", "Kq (receiving water)"),
+                    "kq",
+                    &r.kq,
+                    water,
+                ),
+                (
+                    lang.pick("Hệ số Kf (lưu lượng xả thải)", "Kf (discharge flow)"),
+                    "kf",
+                    &r.kf,
+                    flow,
+                ),
             ] {
                 let value = k.as_ref().map_or_else(
                     || lang.pick("không áp dụng", "not applied").to_string(),
@@ -300,7 +373,10 @@ fn limits(h: &mut String, v: &View<'_>, lang: Lang) {
     }
     row(
         h,
-        lang.pick("Thời gian lấy trung bình để đánh giá", "Averaging window judged"),
+        lang.pick(
+            "Thời gian lấy trung bình để đánh giá",
+            "Averaging window judged",
+        ),
         &lang.id("window"),
         &text::window(v.period.window_ms, lang),
     );
@@ -312,7 +388,10 @@ fn limits(h: &mut String, v: &View<'_>, lang: Lang) {
         lang.pick("Thông số", "Parameter"),
         lang.pick("Đơn vị", "Unit"),
         lang.pick("Giá trị giới hạn (Cmax)", "Limit (Cmax)"),
-        lang.pick("Cách tính (Cmax = C × Kq × Kf)", "Working (Cmax = C × Kq × Kf)"),
+        lang.pick(
+            "Cách tính (Cmax = C × Kq × Kf)",
+            "Working (Cmax = C × Kq × Kf)"
+        ),
     );
     for (symbol, p) in &v.data.params {
         let _ = writeln!(
@@ -339,7 +418,12 @@ fn window_events(events: &[EventRow]) -> impl Iterator<Item = &EventRow> {
 fn summary(h: &mut String, v: &View<'_>, lang: Lang) {
     let sm = &v.data.summary;
     let window_events = window_events(&v.data.events).count();
-    let instant = v.data.events.iter().filter(|e| e.scope == "instant").count();
+    let instant = v
+        .data
+        .events
+        .iter()
+        .filter(|e| e.scope == "instant")
+        .count();
     let _ = writeln!(
         h,
         r#"<h2>4. {}</h2>
@@ -359,29 +443,70 @@ fn summary(h: &mut String, v: &View<'_>, lang: Lang) {
             "hours-in-period",
             sm.windows_in_period.to_string(),
         ),
-        (lang.pick("Số giờ được đánh giá", "Hours evaluated").into(), "hours-evaluated", sm.hours_evaluated.to_string()),
-        (lang.pick("Số giờ đạt quy chuẩn", "Hours compliant").into(), "hours-compliant", sm.hours_compliant.to_string()),
-        (lang.pick("Tỷ lệ giờ đạt (%)", "Compliant hours (%)").into(), "compliant-pct", lang.opt(sm.compliant_pct())),
-        (lang.pick("Số liệu hợp lệ (%)", "Valid data (%)").into(), "valid-pct", lang.opt(sm.valid_pct())),
         (
-            lang.pick("Số liệu hợp lệ / số liệu phải có", "Valid readings / expected").into(),
-            "valid-readings",
-            format!("{} / {}", lang.num(sm.valid_readings as f64), lang.num(sm.expected_readings as f64)),
+            lang.pick("Số giờ được đánh giá", "Hours evaluated").into(),
+            "hours-evaluated",
+            sm.hours_evaluated.to_string(),
         ),
-        (lang.pick("Truyền đúng hạn (%)", "Transmitted on time (%)").into(), "on-time-pct", lang.opt(sm.on_time_pct())),
         (
-            lang.pick("Số lần vượt (giờ × thông số)", "Exceedances (hour × parameter)").into(),
+            lang.pick("Số giờ đạt quy chuẩn", "Hours compliant").into(),
+            "hours-compliant",
+            sm.hours_compliant.to_string(),
+        ),
+        (
+            lang.pick("Tỷ lệ giờ đạt (%)", "Compliant hours (%)").into(),
+            "compliant-pct",
+            lang.opt(sm.compliant_pct()),
+        ),
+        (
+            lang.pick("Số liệu hợp lệ (%)", "Valid data (%)").into(),
+            "valid-pct",
+            lang.opt(sm.valid_pct()),
+        ),
+        (
+            lang.pick(
+                "Số liệu hợp lệ / số liệu phải có",
+                "Valid readings / expected",
+            )
+            .into(),
+            "valid-readings",
+            format!(
+                "{} / {}",
+                lang.num(sm.valid_readings as f64),
+                lang.num(sm.expected_readings as f64)
+            ),
+        ),
+        (
+            lang.pick("Truyền đúng hạn (%)", "Transmitted on time (%)")
+                .into(),
+            "on-time-pct",
+            lang.opt(sm.on_time_pct()),
+        ),
+        (
+            lang.pick(
+                "Số lần vượt (giờ × thông số)",
+                "Exceedances (hour × parameter)",
+            )
+            .into(),
             "exceedances",
             sm.exceedance_total().to_string(),
         ),
         (
-            lang.pick("Sự kiện vượt quy chuẩn (giá trị trung bình)", "Exceedance events (window means)").into(),
+            lang.pick(
+                "Sự kiện vượt quy chuẩn (giá trị trung bình)",
+                "Exceedance events (window means)",
+            )
+            .into(),
             "events-count",
             window_events.to_string(),
         ),
     ];
     for (label, id, value) in rows {
-        let _ = writeln!(h, r#"<tr><td>{label}</td><td class="n" id="{}">{value}</td></tr>"#, lang.id(id));
+        let _ = writeln!(
+            h,
+            r#"<tr><td>{label}</td><td class="n" id="{}">{value}</td></tr>"#,
+            lang.id(id)
+        );
     }
     for (i, b) in super::summary::EXCEEDANCE_BANDS.iter().enumerate() {
         let _ = writeln!(
@@ -455,7 +580,11 @@ fn next_local_day(day: i64, tz: chrono::FixedOffset) -> i64 {
 }
 
 fn parameters(h: &mut String, v: &View<'_>, lang: Lang) {
-    let _ = writeln!(h, "<h2>6. {}</h2>", lang.pick("Kết quả theo thông số", "Results by parameter"));
+    let _ = writeln!(
+        h,
+        "<h2>6. {}</h2>",
+        lang.pick("Kết quả theo thông số", "Results by parameter")
+    );
     for (symbol, p) in &v.data.params {
         parameter(h, v, symbol, p, lang);
     }
@@ -493,7 +622,15 @@ fn parameter(h: &mut String, v: &View<'_>, symbol: &str, p: &ParamView, lang: La
         valid = lang.num(valid as f64),
     );
     let pd = v.period;
-    h.push_str(&chart(&p.aggs, p.bounds, pd.from, pd.to, pd.window_ms, pd.tz, lang));
+    h.push_str(&chart(
+        &p.aggs,
+        p.bounds,
+        pd.from,
+        pd.to,
+        pd.window_ms,
+        pd.tz,
+        lang,
+    ));
     h.push_str("</div>\n");
 }
 
@@ -525,7 +662,10 @@ fn events(h: &mut String, v: &View<'_>, lang: Lang) {
     for e in window_events(&v.data.events) {
         let (end, dur) = match e.end {
             Some(end) => (date_time(end, tz), duration(end - e.start, lang)),
-            None => (lang.pick("đang tiếp diễn", "ongoing").to_string(), "–".to_string()),
+            None => (
+                lang.pick("đang tiếp diễn", "ongoing").to_string(),
+                "–".to_string(),
+            ),
         };
         let _ = writeln!(
             h,
@@ -535,8 +675,12 @@ fn events(h: &mut String, v: &View<'_>, lang: Lang) {
             date_time(e.start, tz),
             end,
             dur,
-            e.peak_ratio.map_or_else(|| "–".to_string(), |r| format!("{}×", lang.num(r))),
-            text::band(Band::parse(&e.peak_band).unwrap_or(Band::NotEvaluated), lang),
+            e.peak_ratio
+                .map_or_else(|| "–".to_string(), |r| format!("{}×", lang.num(r))),
+            text::band(
+                Band::parse(&e.peak_band).unwrap_or(Band::NotEvaluated),
+                lang
+            ),
         );
     }
     h.push_str("</table>\n");
@@ -555,7 +699,10 @@ fn verification(h: &mut String, v: &View<'_>, lang: Lang) {
         h,
         r#"<h2>8. {}</h2>
 <div class="verify" id="{}">"#,
-        lang.pick("Dữ liệu của báo cáo và cách kiểm tra", "The report's data and how to verify it"),
+        lang.pick(
+            "Dữ liệu của báo cáo và cách kiểm tra",
+            "The report's data and how to verify it"
+        ),
         lang.id("verification")
     );
     let Some(c) = v.cited else {
@@ -627,8 +774,22 @@ fn verification(h: &mut String, v: &View<'_>, lang: Lang) {
 
 fn signature(h: &mut String, lang: Lang) {
     let (prepared, approved, name, position, sign, date) = match lang {
-        Lang::Vi => ("NGƯỜI LẬP BÁO CÁO", "NGƯỜI PHÊ DUYỆT", "Họ và tên", "Chức vụ", "Chữ ký", "Ngày"),
-        Lang::En => ("PREPARED BY", "APPROVED BY", "Name", "Position", "Signature", "Date"),
+        Lang::Vi => (
+            "NGƯỜI LẬP BÁO CÁO",
+            "NGƯỜI PHÊ DUYỆT",
+            "Họ và tên",
+            "Chức vụ",
+            "Chữ ký",
+            "Ngày",
+        ),
+        Lang::En => (
+            "PREPARED BY",
+            "APPROVED BY",
+            "Name",
+            "Position",
+            "Signature",
+            "Date",
+        ),
     };
     let cell = |h: &mut String| {
         let _ = write!(

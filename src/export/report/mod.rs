@@ -7,7 +7,7 @@
 //! **What an inspector can verify.** The report is made together with an export of the station's data for the
 //! period it counts (`[month start, counted to)`), from the same read transaction, and cites that export's MANIFEST
 //! SHA-256: `sha256sum MANIFEST` gives the printed value, and `quantrac verify <folder>` checks every file against
-//! the MANIFEST. The export is written with the report's time as its `exported-at`, so `quantrac export … 
+//! the MANIFEST. The export is written with the report's time as its `exported-at`, so `quantrac export …
 //! --exported-at <that time>` (or `GET /api/export?…&exported_at=`) re-creates it byte for byte while the ledger
 //! holds the same data for the period; late data arriving afterwards changes the hash, and shows.
 //!
@@ -209,10 +209,7 @@ fn station_id(snapshot: &Snapshot<'_>, config: &Config, station: &str) -> Result
 }
 
 /// The regulation of a configured station: the profile's title, Kq and Kf, and each parameter's limit.
-fn regulation(
-    config: &Config,
-    cfg: &Station,
-) -> (Option<Regulation>, BTreeMap<String, ParamView>) {
+fn regulation(config: &Config, cfg: &Station) -> (Option<Regulation>, BTreeMap<String, ParamView>) {
     // The daemon refuses to start with a broken profile folder; the report then shows the limits it stored.
     let profiles = Profiles::load_dir(&config.profiles_dir).ok();
     let profile = profiles.as_ref().and_then(|p| p.get(&cfg.profile));
@@ -248,10 +245,8 @@ fn gather<'a>(
     p: Period,
 ) -> Result<ReportData<'a>, ExportError> {
     let cfg = config.station(station);
-    let (regulation, mut params) = cfg.map_or_else(
-        || (None, BTreeMap::new()),
-        |c| self::regulation(config, c),
-    );
+    let (regulation, mut params) =
+        cfg.map_or_else(|| (None, BTreeMap::new()), |c| self::regulation(config, c));
     if sid < 0 {
         return Ok(ReportData {
             cfg,
@@ -263,18 +258,25 @@ fn gather<'a>(
         });
     }
     snapshot.for_each_aggregate::<LedgerError>(sid, p.window_ms, p.from, p.counted, |a| {
-        let view = params.entry(a.parameter.clone()).or_insert_with(|| ParamView {
-            unit: String::new(),
-            bounds: (None, None),
-            working: None,
-            aggs: Vec::new(),
-        });
+        let view = params
+            .entry(a.parameter.clone())
+            .or_insert_with(|| ParamView {
+                unit: String::new(),
+                bounds: (None, None),
+                working: None,
+                aggs: Vec::new(),
+            });
         view.aggs.push(a.clone());
         Ok(())
     })?;
     // A parameter no longer configured: the limit its windows were judged against.
     for v in params.values_mut().filter(|v| v.working.is_none()) {
-        if let Some(a) = v.aggs.iter().rev().find(|a| a.limit_high.is_some() || a.limit_low.is_some()) {
+        if let Some(a) = v
+            .aggs
+            .iter()
+            .rev()
+            .find(|a| a.limit_high.is_some() || a.limit_low.is_some())
+        {
             v.bounds = (a.limit_low, a.limit_high);
         }
     }
@@ -308,7 +310,9 @@ fn gather<'a>(
 fn empty_summary(cfg: Option<&Station>, p: Period) -> Summary {
     let w = p.window_ms.max(1);
     let windows = (p.counted - p.from + w - 1) / w;
-    let interval = cfg.map_or(300_000, |c| c.interval.as_millis() as i64).max(1);
+    let interval = cfg
+        .map_or(300_000, |c| c.interval.as_millis() as i64)
+        .max(1);
     Summary {
         windows_in_period: windows,
         expected_readings: windows * (w / interval) * cfg.map_or(0, |c| c.parameters.len()) as i64,

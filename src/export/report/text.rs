@@ -59,7 +59,10 @@ impl Lang {
             return s.to_string();
         }
         let chars: Vec<char> = s.chars().collect();
-        let digit = |i: Option<usize>| i.and_then(|i| chars.get(i)).is_some_and(char::is_ascii_digit);
+        let digit = |i: Option<usize>| {
+            i.and_then(|i| chars.get(i))
+                .is_some_and(char::is_ascii_digit)
+        };
         chars
             .iter()
             .enumerate()
@@ -80,7 +83,9 @@ impl Lang {
 /// `1234.5` → `1,234.5` (English grouping; [`Lang::localise`] turns it Vietnamese).
 fn group_thousands(s: &str) -> String {
     let (sign, rest) = s.strip_prefix('-').map_or(("", s), |r| ("-", r));
-    let (int, frac) = rest.split_once('.').map_or((rest, None), |(i, f)| (i, Some(f)));
+    let (int, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(i, f)| (i, Some(f)));
     let mut out = String::from(sign);
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
@@ -97,7 +102,10 @@ fn group_thousands(s: &str) -> String {
 
 /// `dd/MM/yyyy HH:mm`, local time.
 pub fn date_time(ms: i64, tz: FixedOffset) -> String {
-    Timestamp(ms).to_local(tz).format("%d/%m/%Y %H:%M").to_string()
+    Timestamp(ms)
+        .to_local(tz)
+        .format("%d/%m/%Y %H:%M")
+        .to_string()
 }
 
 /// `dd/MM/yyyy`, local time.
@@ -148,7 +156,10 @@ pub fn event_kind(scope: &str, lang: Lang) -> String {
             Lang::En => format!("{} mean above the limit", window(ms, lang)),
         },
         None => lang
-            .pick("Giá trị đo đơn lẻ vượt quy chuẩn", "Single readings above the limit")
+            .pick(
+                "Giá trị đo đơn lẻ vượt quy chuẩn",
+                "Single readings above the limit",
+            )
             .to_string(),
     }
 }
@@ -162,7 +173,10 @@ pub fn water(w: &ReceivingWater, name: Option<&str>, lang: Lang) -> String {
             lang.num(*q)
         ),
         ReceivingWater::River { flow_m3_s: None } => lang
-            .pick("sông, suối, kênh, mương; không có số liệu lưu lượng", "river, stream, canal; no flow data")
+            .pick(
+                "sông, suối, kênh, mương; không có số liệu lưu lượng",
+                "river, stream, canal; no flow data",
+            )
             .to_string(),
         ReceivingWater::Lake { volume_m3: Some(v) } => format!(
             "{}, V = {} m³",
@@ -170,15 +184,22 @@ pub fn water(w: &ReceivingWater, name: Option<&str>, lang: Lang) -> String {
             lang.num(*v)
         ),
         ReceivingWater::Lake { volume_m3: None } => lang
-            .pick("hồ, ao, đầm; không có số liệu dung tích", "lake, pond, marsh; no volume data")
+            .pick(
+                "hồ, ao, đầm; không có số liệu dung tích",
+                "lake, pond, marsh; no volume data",
+            )
             .to_string(),
-        ReceivingWater::Coastal { aquatic_protection: true } => lang
+        ReceivingWater::Coastal {
+            aquatic_protection: true,
+        } => lang
             .pick(
                 "vùng nước biển ven bờ dùng cho bảo vệ thủy sinh, thể thao, giải trí",
                 "coastal water for aquatic protection, water sports, recreation",
             )
             .to_string(),
-        ReceivingWater::Coastal { aquatic_protection: false } => lang
+        ReceivingWater::Coastal {
+            aquatic_protection: false,
+        } => lang
             .pick("vùng nước biển ven bờ khác", "other coastal water")
             .to_string(),
     };
@@ -206,7 +227,9 @@ mod tests {
             assert_eq!(Lang::En.num(x), en);
         }
         assert_eq!(
-            Lang::Vi.localise("C=150 × Kq 0.9 (river, Q=45 m³/s) × Kf 0.9 (F=7,000 m³/day) = 121.5 mg/L"),
+            Lang::Vi.localise(
+                "C=150 × Kq 0.9 (river, Q=45 m³/s) × Kf 0.9 (F=7,000 m³/day) = 121.5 mg/L"
+            ),
             "C=150 × Kq 0,9 (river, Q=45 m³/s) × Kf 0,9 (F=7.000 m³/day) = 121,5 mg/L"
         );
     }
@@ -215,13 +238,25 @@ mod tests {
     fn times_are_local_day_month_year_hours_minutes() {
         let tz = FixedOffset::east_opt(7 * 3600).unwrap();
         // 2026-10-01T00:05:42.123+07:00: seconds and milliseconds are not shown.
-        assert_eq!(date_time(1_790_787_600_000 + 5 * 60_000 + 42_123, tz), "01/10/2026 00:05");
+        assert_eq!(
+            date_time(1_790_787_600_000 + 5 * 60_000 + 42_123, tz),
+            "01/10/2026 00:05"
+        );
     }
 
     #[test]
     fn event_kinds_are_words() {
-        assert_eq!(event_kind("window_3600000", Lang::En), "1-hour mean above the limit");
-        assert_eq!(event_kind("window_3600000", Lang::Vi), "Giá trị trung bình 1 giờ vượt quy chuẩn");
-        assert_eq!(event_kind("instant", Lang::En), "Single readings above the limit");
+        assert_eq!(
+            event_kind("window_3600000", Lang::En),
+            "1-hour mean above the limit"
+        );
+        assert_eq!(
+            event_kind("window_3600000", Lang::Vi),
+            "Giá trị trung bình 1 giờ vượt quy chuẩn"
+        );
+        assert_eq!(
+            event_kind("instant", Lang::En),
+            "Single readings above the limit"
+        );
     }
 }
