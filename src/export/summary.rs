@@ -94,29 +94,6 @@ pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-#[cfg(test)]
-mod tests {
-    use super::counted_to;
-
-    #[test]
-    fn a_period_in_progress_counts_only_the_windows_that_ended() {
-        const H: i64 = 3_600_000;
-        let (from, to) = (10 * H, 10 * H + 720 * H);
-        assert_eq!(
-            counted_to(from, to, from + 5 * H + 59 * 60_000, H),
-            from + 5 * H
-        );
-        assert_eq!(counted_to(from, to, from + 5 * H, H), from + 5 * H);
-        assert_eq!(counted_to(from, to, from - 1, H), from, "not begun");
-        assert_eq!(counted_to(from, to, to + 1, H), to, "over");
-        assert_eq!(
-            counted_to(from, to, from + 30 * H, 24 * H),
-            from + 24 * H,
-            "days align to the period's start"
-        );
-    }
-}
-
 pub fn compute(ledger: &Snapshot<'_>, s: &SummaryInput) -> Result<Summary, LedgerError> {
     let w = s.window_ms.max(1);
     let mut out = Summary {
@@ -148,4 +125,27 @@ pub fn compute(ledger: &Snapshot<'_>, s: &SummaryInput) -> Result<Summary, Ledge
     out.expected_readings =
         out.windows_in_period * (w / s.interval_ms.max(1)) * s.parameters as i64;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted_to;
+
+    #[test]
+    fn a_period_in_progress_counts_only_the_windows_that_ended() {
+        const H: i64 = 3_600_000;
+        let (from, to) = (10 * H, 10 * H + 720 * H);
+        assert_eq!(
+            counted_to(from, to, from + 5 * H + 59 * 60_000, H),
+            from + 5 * H
+        );
+        assert_eq!(counted_to(from, to, from + 5 * H, H), from + 5 * H);
+        assert_eq!(counted_to(from, to, from - 1, H), from, "not begun");
+        assert_eq!(counted_to(from, to, to + 1, H), to, "over");
+        assert_eq!(
+            counted_to(from, to, from + 30 * H, 24 * H),
+            from + 24 * H,
+            "days align to the period's start"
+        );
+    }
 }

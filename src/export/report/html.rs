@@ -254,10 +254,9 @@ fn facility(h: &mut String, v: &View<'_>, lang: Lang) {
 }
 
 fn permit(f: Option<&crate::config::Facility>, lang: Lang) -> String {
-    let Some(number) = f.and_then(|f| f.permit_number.as_deref()) else {
+    let Some((f, number)) = f.and_then(|f| Some((f, f.permit_number.as_deref()?))) else {
         return BLANK.into();
     };
-    let f = f.expect("a permit number comes with its facility");
     let mut s = format!("{} {}", lang.pick("số", "No."), esc(number));
     if let Some(d) = f.permit_date {
         let _ = write!(s, " {} {}", lang.pick("ngày", "of"), d.format("%d/%m/%Y"));
