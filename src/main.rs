@@ -102,19 +102,9 @@ enum Command {
         #[command(subcommand)]
         action: KeyAction,
     },
-    /// Monthly compliance report of a plant as one printable HTML file (Vietnamese and English).
-    Report {
-        #[arg(long, short)]
-        config: PathBuf,
-        #[arg(long)]
-        station: String,
-        /// The month, yyyy-MM, local time.
-        #[arg(long)]
-        month: String,
-        /// The HTML file to write.
-        #[arg(long)]
-        out: PathBuf,
-    },
+    /// The official monthly report of a plant as one printable A4 HTML file (Vietnamese page, English page), with
+    /// the export of its data whose MANIFEST SHA-256 the report cites.
+    Report(ReportArgs),
     /// Make an API token: prints the token (give it to its holder) and the `[[http.token]]` lines for the config.
     Token {
         #[command(subcommand)]
@@ -135,6 +125,28 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+}
+
+/// `quantrac report`.
+#[derive(Args)]
+struct ReportArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    #[arg(long)]
+    station: String,
+    /// The month, yyyy-MM, local time. A month in progress is counted up to the last hour that has ended.
+    #[arg(long)]
+    month: String,
+    /// The HTML file to write (print it on A4 from a browser).
+    #[arg(long)]
+    out: PathBuf,
+    /// The folder for the report's data (an export whose MANIFEST SHA-256 the report cites); it must not exist or
+    /// be empty. Default: `<out name>-data` beside the report.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Sign the data's MANIFEST with this Ed25519 secret key file (`quantrac export-key new`).
+    #[arg(long)]
+    sign: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -232,12 +244,10 @@ fn main() -> ExitCode {
         Command::ExportKey {
             action: KeyAction::New { out },
         } => new_export_key(&out),
-        Command::Report {
-            config,
-            station,
-            month,
-            out,
-        } => with_config(&config, |config| report(config, &station, &month, &out)),
+        Command::Report(args) => {
+            let path = args.config.clone();
+            with_config(&path, |config| report(config, args))
+        }
         Command::Token {
             action: TokenAction::New { role, name },
         } => new_token(&role, &name),
@@ -342,12 +352,46 @@ fn new_export_key(out: &Path) -> ExitCode {
     }
 }
 
-/// `quantrac report`: a plant's monthly compliance report as one HTML file.
-fn report(config: &Config, station: &str, month: &str, out: &Path) -> ExitCode {
-    match quantrac::export::report::write(config, station, month, out) {
-        Ok(()) => {
-            println!("report written to {}", out.display());
+/// The folder of a report's data when `--data` is not given: beside the report, `<name>-data`.
+fn report_data_dir(out: &Path) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map_or_else(|| "report".into(), |s| s.to_string_lossy().into_owned());
+    out.with_file_name(format!("{stem}-data"))
+}
+
+/// `quantrac report`: a plant's monthly report as one HTML file, and the export it cites.
+fn report(config: &Config, args: ReportArgs) -> ExitCode {
+    use quantrac::export::{self, report};
+    let data = args.data.unwrap_or_else(|| report_data_dir(&args.out));
+    let sign = match args.sign.map(|k| export::manifest::read_signing_key(&k)) {
+        None => None,
+        Some(Ok(k)) => Some(k),
+        Some(Err(e)) => {
+            eprintln!("--sign: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let request = report::Request {
+        station: &args.station,
+        month: &args.month,
+        now: quantrac::model::Timestamp::now(),
+    };
+    match report::write(config, request, &args.out, &data, sign) {
+        Ok(made) => {
+            println!("report written to {}", args.out.display());
+            match made.export {
+                Some(e) => {
+                    println!("its data: {} ({} files)", data.display(), e.files);
+                    println!("MANIFEST SHA-256: {}", e.manifest_sha256);
+                }
+                None => println!("no data exported: the month has not begun"),
+            }
             ExitCode::SUCCESS
+        }
+        Err(e @ export::ExportError::Query(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
         Err(e) => {
             eprintln!("report failed: {e}");

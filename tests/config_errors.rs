@@ -61,7 +61,7 @@ fn unknown_key_names_its_path() {
     let text = station_with("").replace("design_flow_m3_day", "design_flow");
     assert_eq!(
         errors(&text),
-        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `flow_in`, `flow_out`, `modbus`, `mqtt`, `sim` (line 6)"]
+        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `flow_in`, `flow_out`, `modbus`, `mqtt`, `sim`, `facility` (line 6)"]
     );
 }
 
@@ -574,5 +574,78 @@ fn flow_in_and_flow_out_name_monitored_parameters() {
             "config/demo.toml: station[0].flow_in: parameter \"Flow_in\" is not monitored by this station; expected one of COD, pH",
             "config/demo.toml: station[0].flow_out: parameter \"Q\" is not monitored by this station; expected one of COD, pH",
         ]
+    );
+}
+
+#[test]
+fn facility_and_permit_keys_name_their_path() {
+    let long = "x".repeat(201);
+    let text = station_with(&format!(
+        r#"[station.facility]
+name = "  "
+operator = "{long}"
+address = "line one\nline two"
+permit_number = ""
+permit_date = "12/05/2023"
+permit_issuer = "Bộ Tài nguyên và Môi trường"
+"#
+    ))
+    .replace("flow_m3_s = 120 }", "flow_m3_s = 120, name = \"\" }");
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: station[0].receiving_water.name: must not be empty; leave the key out when it is not known",
+            "config/demo.toml: station[0].facility.permit_date: \"12/05/2023\" is not a date; expected yyyy-MM-dd such as \"2023-05-12\"",
+            "config/demo.toml: station[0].facility.name: must not be empty; leave the key out when it is not known",
+            "config/demo.toml: station[0].facility.operator: is 201 characters long; at most 200 fit on the report",
+            "config/demo.toml: station[0].facility.address: contains a line break or control character; write it on one line",
+            "config/demo.toml: station[0].facility.permit_number: must not be empty; leave the key out when it is not known",
+        ]
+    );
+}
+
+#[test]
+fn a_permit_date_needs_its_number_and_unknown_facility_keys_are_named() {
+    let text = station_with("[station.facility]\npermit_date = \"2023-05-12\"\n");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: station[0].facility.permit_date: a permit date without permit_number; give the permit's number too"]
+    );
+    let text = station_with("[station.facility]\npermit = \"123\"\n");
+    let e = errors(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("config/demo.toml: station[0].facility.permit: unknown field `permit`, expected one of `name`, `operator`, `address`, `permit_number`, `permit_date`, `permit_issuer`"),
+        "{}",
+        e[0]
+    );
+    let text = station_with("").replace("flow_m3_s = 120 }", "flow_m3_s = 120, label = \"x\" }");
+    let e = errors(&text);
+    assert!(
+        e[0].contains("station[0].receiving_water.label: unknown field `label`"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn facility_keys_are_optional_and_checked_values_are_kept() {
+    let text = station_with(
+        "[station.facility]\nname = \" Nhà máy XLNT \"\npermit_number = \"123/GPMT-BTNMT\"\npermit_date = \"2023-05-12\"\n",
+    )
+    .replace("flow_m3_s = 120 }", "flow_m3_s = 120, name = \"sông Cầu\" }");
+    let c = Config::from_str(&text, Path::new("t.toml"), Path::new(".")).unwrap();
+    let s = &c.stations[0];
+    assert_eq!(s.facility.name.as_deref(), Some("Nhà máy XLNT"));
+    assert_eq!(
+        s.facility.permit_date.map(|d| d.to_string()).as_deref(),
+        Some("2023-05-12")
+    );
+    assert_eq!(s.facility.operator, None);
+    assert_eq!(s.receiving_water_name.as_deref(), Some("sông Cầu"));
+    let bare = Config::from_str(GOOD_STATION, Path::new("t.toml"), Path::new(".")).unwrap();
+    assert_eq!(
+        bare.stations[0].facility,
+        quantrac::config::Facility::default()
     );
 }

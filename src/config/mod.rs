@@ -27,8 +27,8 @@ pub use duration::{parse_duration, DurationText};
 pub use errors::{tidy_toml_message, ConfigError, Problems};
 pub use secret::{fingerprint, Secret};
 pub use station::{
-    CheckedParameter, LimitText, ParameterSection, ReceivingWater, SimVia, Station, StationSection,
-    StationSimSection,
+    CheckedParameter, Facility, FacilitySection, LimitText, ParameterSection, ReceivingWater,
+    SimVia, Station, StationSection, StationSimSection,
 };
 
 use chrono::FixedOffset;

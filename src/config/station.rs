@@ -47,6 +47,8 @@ pub struct StationSection {
     pub mqtt: Option<StationMqttSection>,
     /// Feed the station from the built-in simulator (demo and training).
     pub sim: Option<StationSimSection>,
+    /// The facility, its operator and its environmental permit, as the monthly report shows them (all optional).
+    pub facility: Option<FacilitySection>,
 }
 
 fn default_interval() -> DurationText {
@@ -67,7 +69,42 @@ pub struct ReceivingWaterSection {
     /// Coastal: `aquatic` (aquatic protection, water sports, recreation) or `other`.
     #[serde(rename = "use")]
     pub coastal_use: Option<String>,
+    /// The receiving water's name as the permit writes it, e.g. `sông Cầu` (shown on the monthly report).
+    pub name: Option<String>,
 }
+
+/// `[station.facility]` as written: who discharges, and under which permit. Every key is optional; the monthly
+/// report shows what is given and a blank line for the rest.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacilitySection {
+    /// The facility (plant) name, e.g. `Nhà máy xử lý nước thải tập trung KCN Quế Võ`.
+    pub name: Option<String>,
+    /// The operator (the company that runs the plant and holds the permit).
+    pub operator: Option<String>,
+    /// The facility's address.
+    pub address: Option<String>,
+    /// The environmental permit's number, e.g. `123/GPMT-BTNMT`.
+    pub permit_number: Option<String>,
+    /// The permit's date of issue, `yyyy-MM-dd`.
+    pub permit_date: Option<String>,
+    /// Who issued the permit, e.g. `Bộ Tài nguyên và Môi trường`.
+    pub permit_issuer: Option<String>,
+}
+
+/// Checked facility and permit details.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facility {
+    pub name: Option<String>,
+    pub operator: Option<String>,
+    pub address: Option<String>,
+    pub permit_number: Option<String>,
+    pub permit_date: Option<chrono::NaiveDate>,
+    pub permit_issuer: Option<String>,
+}
+
+/// The longest text a facility key takes (one line of a printed form).
+const MAX_TEXT: usize = 200;
 
 /// Checked receiving water.
 #[derive(Debug, Clone, PartialEq)]
@@ -164,6 +201,10 @@ pub struct Station {
     pub modbus: Option<Modbus>,
     pub mqtt: Option<StationMqtt>,
     pub sim: Option<StationSimSection>,
+    /// Facility and permit details (empty when `[station.facility]` is left out).
+    pub facility: Facility,
+    /// The receiving water's name, when given.
+    pub receiving_water_name: Option<String>,
     /// Index of this station in the file (`station[i]`), for messages.
     pub index: usize,
 }
@@ -218,6 +259,14 @@ impl StationSection {
         let receiving_water = self
             .receiving_water
             .validate(p, &format!("{key}.receiving_water"));
+        let receiving_water_name = check_text(
+            p,
+            &format!("{key}.receiving_water.name"),
+            self.receiving_water.name.as_deref(),
+        );
+        let facility = self.facility.as_ref().map_or_else(Facility::default, |f| {
+            f.validate(p, &format!("{key}.facility"))
+        });
         let interval = self.interval.check_positive(p, &format!("{key}.interval"));
         if self.parameters.is_empty() {
             p.push(
@@ -288,12 +337,77 @@ impl StationSection {
             modbus: modbus.flatten(),
             mqtt: station_mqtt.flatten(),
             sim: self.sim.clone(),
+            facility,
+            receiving_water_name,
             index: key
                 .trim_start_matches("station[")
                 .trim_end_matches(']')
                 .parse()
                 .unwrap_or(0),
         })
+    }
+}
+
+/// A free text key: trimmed; empty, over [`MAX_TEXT`] characters or with a line break or control character is a
+/// problem (the report prints it on one line of a form).
+fn check_text(p: &mut Problems, key: &str, text: Option<&str>) -> Option<String> {
+    let t = text?.trim();
+    if t.is_empty() {
+        p.push(
+            key,
+            "must not be empty; leave the key out when it is not known",
+        );
+        return None;
+    }
+    if t.chars().count() > MAX_TEXT {
+        p.push(
+            key,
+            format!(
+                "is {} characters long; at most {MAX_TEXT} fit on the report",
+                t.chars().count()
+            ),
+        );
+        return None;
+    }
+    if t.chars().any(char::is_control) {
+        p.push(
+            key,
+            "contains a line break or control character; write it on one line",
+        );
+        return None;
+    }
+    Some(t.to_string())
+}
+
+impl FacilitySection {
+    fn validate(&self, p: &mut Problems, key: &str) -> Facility {
+        let text = |p: &mut Problems, name: &str, v: &Option<String>| {
+            check_text(p, &format!("{key}.{name}"), v.as_deref())
+        };
+        let permit_date = self.permit_date.as_deref().and_then(|d| {
+            chrono::NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .map_err(|_| {
+                    p.push(
+                        format!("{key}.permit_date"),
+                        format!("{d:?} is not a date; expected yyyy-MM-dd such as \"2023-05-12\""),
+                    )
+                })
+                .ok()
+        });
+        if self.permit_date.is_some() && self.permit_number.is_none() {
+            p.push(
+                format!("{key}.permit_date"),
+                "a permit date without permit_number; give the permit's number too",
+            );
+        }
+        Facility {
+            name: text(p, "name", &self.name),
+            operator: text(p, "operator", &self.operator),
+            address: text(p, "address", &self.address),
+            permit_number: text(p, "permit_number", &self.permit_number),
+            permit_date,
+            permit_issuer: text(p, "permit_issuer", &self.permit_issuer),
+        }
     }
 }
 

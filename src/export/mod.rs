@@ -259,6 +259,7 @@ const SUMMARY_COLUMNS: &[&str] = &[
     "readings",
     "on_time_readings",
     "on_time_pct",
+    "counted_to",
 ];
 
 /// Local-time strings of the last instants formatted: readings of one time (all parameters) and of one commit come
@@ -492,6 +493,15 @@ pub fn export(
     out: &Path,
     opts: &Options,
 ) -> Result<Report, ExportError> {
+    prepare(config, query, out)?;
+    let reader = Reader::open(&config.ledger.path)?;
+    // One read transaction: every file shows the ledger as of the same moment.
+    let ledger = reader.snapshot()?;
+    export_in(&ledger, config, query, out, opts)
+}
+
+/// Check the query's period and create `out` (it must not exist or be empty).
+pub(crate) fn prepare(config: &Config, query: &Query, out: &Path) -> Result<(), ExportError> {
     if query.to <= query.from {
         return Err(ExportError::Query(format!(
             "the period is empty: to ({}) is not after from ({})",
@@ -515,10 +525,7 @@ pub fn export(
         )));
     }
     std::fs::create_dir_all(out).map_err(write_err(out))?;
-    let reader = Reader::open(&config.ledger.path)?;
-    // One read transaction: every file shows the ledger as of the same moment.
-    let ledger = reader.snapshot()?;
-    export_in(&ledger, config, query, out, opts)
+    Ok(())
 }
 
 /// What the parts of one export share.
@@ -530,11 +537,14 @@ struct Run<'a> {
     stations: Vec<Named>,
     from: i64,
     to: i64,
+    /// The export's time: a period not over yet is summarised up to it.
+    now: i64,
     /// SHA-256 of every file written so far but the TT10 files, by path in the export.
     hashes: BTreeMap<String, [u8; 32]>,
 }
 
-fn export_in(
+/// Export inside the read transaction `ledger` into the prepared folder `out`.
+pub(crate) fn export_in(
     ledger: &Snapshot<'_>,
     config: &Config,
     query: &Query,
@@ -549,6 +559,7 @@ fn export_in(
         stations: select_stations(ledger, config, &query.stations)?,
         from: query.from.millis(),
         to: query.to.millis(),
+        now: exported_at(opts).millis(),
         hashes: BTreeMap::new(),
     };
     let mut notes = Vec::new();
@@ -718,8 +729,11 @@ fn event_row<W: Write>(
 
 /// The summary of one plant; a station configured but not in the ledger yet has every expected reading missing.
 fn station_summary(run: &Run<'_>, s: &Named) -> Result<summary::Summary, ExportError> {
-    let (from, to) = (run.from, run.to);
     let window_ms = run.config.compliance.averaging_window.as_millis() as i64;
+    let (from, to) = (
+        run.from,
+        summary::counted_to(run.from, run.to, run.now, window_ms),
+    );
     let cfg = run.config.station(&s.name);
     let params = match cfg {
         Some(c) => c.parameters.len(),
@@ -756,7 +770,12 @@ fn summary_row<W: Write>(
     let cfg = run.config.station(&s.name);
     let ex = sm.exceedances;
     let (f, to) = (local_time(run.from, tz), local_time(run.to, tz));
-    let wname = window_name(run.config.compliance.averaging_window.as_millis() as i64);
+    let window_ms = run.config.compliance.averaging_window.as_millis() as i64;
+    let wname = window_name(window_ms);
+    let counted = local_time(
+        summary::counted_to(run.from, run.to, run.now, window_ms),
+        tz,
+    );
     t.row(&[
         Cell::S(&s.name),
         Cell::S(cfg.map_or("", |c| c.name.as_str())),
@@ -783,6 +802,7 @@ fn summary_row<W: Write>(
         Cell::I(sm.readings),
         Cell::I(sm.on_time),
         sm.on_time_pct().into(),
+        Cell::S(&counted),
     ])
 }
 
@@ -825,7 +845,7 @@ fn write_manifest(
     tt10_count: u64,
 ) -> Result<(usize, String), ExportError> {
     let tz = run.config.timezone;
-    let exported_at = opts.exported_at.unwrap_or_else(Timestamp::now);
+    let exported_at = exported_at(opts);
     let header = Header {
         query: describe(run.query, tz),
         timezone: format!("{} ({})", run.config.timezone_name, tz),
@@ -855,6 +875,12 @@ fn write_manifest(
         run.hashes.len() + tt10_count as usize,
         crate::hex::encode(&digest),
     ))
+}
+
+/// The export's time to the second (as the MANIFEST records it): `--exported-at`, or now.
+fn exported_at(opts: &Options) -> Timestamp {
+    let t = opts.exported_at.unwrap_or_else(Timestamp::now).millis();
+    Timestamp(t - t.rem_euclid(1000))
 }
 
 fn write_err_at(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError {

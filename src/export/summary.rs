@@ -6,6 +6,9 @@
 //! - **exceedances by band**: (window, parameter) pairs per Decree 45 band;
 //! - **% on time**: readings of the period that arrived within the Circular 10 transmission deadline (not flagged
 //!   `late`) ÷ readings of the period.
+//!
+//! A period that is not over yet (a month in progress) is counted only up to the last window that has ended
+//! ([`counted_to`]): hours still to come are neither expected nor evaluated.
 
 use std::collections::BTreeMap;
 
@@ -73,6 +76,19 @@ impl Summary {
     }
 }
 
+/// The end of what is counted of `[from, to)` at `now`: `to` once the period is over, else the end of the last
+/// window (of `window_ms`, aligned to `from`) that has ended by `now`; `from` before the period begins.
+pub fn counted_to(from: i64, to: i64, now: i64, window_ms: i64) -> i64 {
+    let w = window_ms.max(1);
+    if now >= to {
+        to
+    } else if now <= from {
+        from
+    } else {
+        from + (now - from) / w * w
+    }
+}
+
 /// Round to two decimals (shown numbers; the counts stay exact).
 pub fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
@@ -109,4 +125,27 @@ pub fn compute(ledger: &Snapshot<'_>, s: &SummaryInput) -> Result<Summary, Ledge
     out.expected_readings =
         out.windows_in_period * (w / s.interval_ms.max(1)) * s.parameters as i64;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counted_to;
+
+    #[test]
+    fn a_period_in_progress_counts_only_the_windows_that_ended() {
+        const H: i64 = 3_600_000;
+        let (from, to) = (10 * H, 10 * H + 720 * H);
+        assert_eq!(
+            counted_to(from, to, from + 5 * H + 59 * 60_000, H),
+            from + 5 * H
+        );
+        assert_eq!(counted_to(from, to, from + 5 * H, H), from + 5 * H);
+        assert_eq!(counted_to(from, to, from - 1, H), from, "not begun");
+        assert_eq!(counted_to(from, to, to + 1, H), to, "over");
+        assert_eq!(
+            counted_to(from, to, from + 30 * H, 24 * H),
+            from + 24 * H,
+            "days align to the period's start"
+        );
+    }
 }

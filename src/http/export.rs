@@ -1,4 +1,4 @@
-//! `GET /api/export?station&from&to&format=csv|json|tt10|all` for auditors: `csv` and `json` stream the readings
+//! `GET /api/export?station&from&to&format=csv|json|tt10|all[&exported_at]` for auditors: `csv` and `json` stream the readings
 //! table as it is read from the ledger; `tt10` and `all` build the export folder (with its MANIFEST) in a temporary
 //! folder and stream it as a tar archive. Memory stays flat: rows go out in 64 KiB chunks as they are read.
 
@@ -70,7 +70,7 @@ pub async fn export(
     RequireRole { caller, .. }: RequireRole<Auditor>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    const ALLOWED: [&str; 4] = ["station", "from", "to", "format"];
+    const ALLOWED: [&str; 5] = ["station", "from", "to", "format", "exported_at"];
     if let Some(k) = q
         .keys()
         .find(|k| !ALLOWED.contains(&k.as_str()) && k.as_str() != "access_token")
@@ -92,6 +92,11 @@ pub async fn export(
         Some(f) => Format::parse(f).ok_or_else(|| {
             ApiError::bad_request(format!("format={f:?}; expected one of {}", Format::NAMES))
         })?,
+    };
+    // The MANIFEST's time: a monthly report cites it, so the same export can be downloaded again byte for byte.
+    let exported_at = match q.get("exported_at") {
+        Some(_) => Some(time(&q, "exported_at", tz)?),
+        None => None,
     };
     let stations: Vec<String> = q
         .get("station")
@@ -154,7 +159,11 @@ pub async fn export(
                     to,
                     format,
                 };
-                let r = export::export(&config, &query, &dir, &export::Options::default())
+                let opts = export::Options {
+                    exported_at,
+                    sign: None,
+                };
+                let r = export::export(&config, &query, &dir, &opts)
                     .map_err(|e| e.to_string())
                     .and_then(|_| {
                         export::tar::write_folder(&dir, &label, &mut w)

@@ -7,6 +7,7 @@ mod dashboard;
 mod error;
 mod export;
 mod metrics;
+mod report;
 pub mod server;
 pub mod sse;
 
@@ -143,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/ack", post(api::ack_alert))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/export", get(export::export))
+        .route("/report", get(report::report))
         .route("/api/audit", get(api::audit))
         .route("/api/stations/{id}/note", post(api::station_note))
         .route("/api/stream", get(sse::stream))

@@ -122,6 +122,26 @@ impl Snapshot<'_> {
         )?)
     }
 
+    /// Per local day of `[from, to)` (`offset_ms`: local time minus UTC; `from` a local midnight): (day start,
+    /// readings observed that day, readings of them that arrived within the transmission deadline), by day. Days
+    /// without readings are left out.
+    pub fn transmissions_by_day(
+        &self,
+        station: i64,
+        from: i64,
+        to: i64,
+        offset_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64)>, LedgerError> {
+        let mut st = self.conn.prepare(
+            "SELECT (ts + ?4) - (ts + ?4) % 86400000 - ?4 AS day, COUNT(*), IFNULL(SUM((flags & ?5) = 0), 0) \
+             FROM readings WHERE station_id = ?1 AND ts >= ?2 AND ts < ?3 GROUP BY day ORDER BY day",
+        )?;
+        let rows = st.query_map(params![station, from, to, offset_ms, Flags::LATE.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn count_parameters(&self, station: i64) -> Result<usize, LedgerError> {
         Ok(self.conn.query_row(
             "SELECT COUNT(DISTINCT parameter_id) FROM aggregates WHERE station_id = ?1",

@@ -148,6 +148,7 @@ async function renderDetail(id) {
   const alertsBox = el("div", { id: "alerts" });
   detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), onTime, table,
     el("h3", {}, t("alerts")), alertsBox, el("h3", {}, t("events")), eventsBox, el("h3", {}, t("last24")), chartsBox);
+  back.after(" · ", el("a", { class: "report-link", href: withToken(`/report?station=${encodeURIComponent(id)}`) }, lang === "vi" ? "Báo cáo tháng (in và ký)" : "Monthly report (print and sign)"));
   renderAlerts(id, alertsBox).catch(showError);
   renderEvents(id, eventsBox).catch(showError);
   const from = Date.now() - 24 * 3600e3;
