@@ -316,7 +316,8 @@ impl Notification {
     /// (dưới 1,1 lần)`; `None` without a value.
     pub fn reading_words(&self, lang: Lang) -> Option<String> {
         let value = self.value.filter(|_| !self.parameter.is_empty())?;
-        let unit = if self.unit.is_empty() {
+        // pH's unit is "-": nothing to show.
+        let unit = if self.unit.is_empty() || self.unit == "-" {
             String::new()
         } else {
             format!(" {}", self.unit)
@@ -491,7 +492,14 @@ mod tests {
         let vi = format!("{}\n{}", n.subject_vi, n.text_vi);
         let en = format!("{}\n{}", n.subject_en, n.text_en);
         for text in [&vi, &en] {
-            for raw in ["Some(", "None", ":completeness", "_to_", "lt_1_1", "flat_line"] {
+            for raw in [
+                "Some(",
+                "None",
+                ":completeness",
+                "_to_",
+                "lt_1_1",
+                "flat_line",
+            ] {
                 assert!(!text.contains(raw), "{raw:?} in:\n{text}");
             }
         }
@@ -513,8 +521,18 @@ mod tests {
         };
         let n = Notification::build(&context(), 3, &transition("COD", Kind::Exceedance, detail));
         assert_readable(&n);
-        assert!(n.text_vi.contains("Hệ số vượt: 1,302 lần · Mức (NĐ 45/2022): 1,1 đến dưới 1,5 lần"), "{}", n.text_vi);
-        assert!(n.text_en.contains("Multiple: 1.302× · Band (Decree 45/2022): 1.1 to under 1.5×"), "{}", n.text_en);
+        assert!(
+            n.text_vi
+                .contains("Hệ số vượt: 1,302 lần · Mức (NĐ 45/2022): 1,1 đến dưới 1,5 lần"),
+            "{}",
+            n.text_vi
+        );
+        assert!(
+            n.text_en
+                .contains("Multiple: 1.302× · Band (Decree 45/2022): 1.1 to under 1.5×"),
+            "{}",
+            n.text_en
+        );
         assert_eq!(
             n.reading_words(Lang::En).as_deref(),
             Some("COD = 145.5 mg/L · Limit: 111.8 mg/L · Multiple: 1.302× · Band (Decree 45/2022): 1.1 to under 1.5×")
@@ -534,19 +552,38 @@ mod tests {
             &transition("COD:completeness", Kind::Quality, completeness),
         );
         assert_readable(&n);
-        assert!(n.subject_vi.contains("Chất lượng dữ liệu COD (độ đầy đủ dữ liệu)"), "{}", n.subject_vi);
-        assert!(n.subject_en.contains("Data quality COD (data completeness)"), "{}", n.subject_en);
-        assert!(n.text_vi.contains("Ghi chú: đủ dữ liệu 20 % trong cửa sổ từ 18/11/2026 18:00"), "{}", n.text_vi);
+        assert!(
+            n.subject_vi
+                .contains("Chất lượng dữ liệu COD (độ đầy đủ dữ liệu)"),
+            "{}",
+            n.subject_vi
+        );
+        assert!(
+            n.subject_en
+                .contains("Data quality COD (data completeness)"),
+            "{}",
+            n.subject_en
+        );
+        assert!(
+            n.text_vi
+                .contains("Ghi chú: đủ dữ liệu 20 % trong cửa sổ từ 18/11/2026 18:00"),
+            "{}",
+            n.text_vi
+        );
         let flat = Detail {
             ts: 1_795_000_000_000,
             value: Some(7.25),
-            unit: String::new(),
+            unit: "-".into(),
             note: "flat_line".into(),
             ..Detail::default()
         };
         let n = Notification::build(&context(), 5, &transition("pH", Kind::Quality, flat));
         assert_readable(&n);
-        assert!(n.text_vi.contains("pH = 7,25"), "{}", n.text_vi);
+        assert!(
+            n.text_vi.contains("pH = 7,25 · Giới hạn: –"),
+            "{}",
+            n.text_vi
+        );
         assert!(n.text_en.contains("Note: flat line"), "{}", n.text_en);
     }
 
@@ -565,9 +602,20 @@ mod tests {
             peak_band: "1_1_to_1_5".into(),
             withdrawn: false,
         };
-        let n = Notification::late_summary(&context(), "BN_KCNTS_NUOC01", vec![a], 1_795_000_000_000);
+        let n =
+            Notification::late_summary(&context(), "BN_KCNTS_NUOC01", vec![a], 1_795_000_000_000);
         assert_readable(&n);
-        assert!(n.text_vi.contains("đỉnh: 180,2 mg/L (1,335 lần, 1,1 đến dưới 1,5 lần)"), "{}", n.text_vi);
-        assert!(n.text_en.contains("peak: 180.2 mg/L (1.335×, 1.1 to under 1.5×)"), "{}", n.text_en);
+        assert!(
+            n.text_vi
+                .contains("đỉnh: 180,2 mg/L (1,335 lần, 1,1 đến dưới 1,5 lần)"),
+            "{}",
+            n.text_vi
+        );
+        assert!(
+            n.text_en
+                .contains("peak: 180.2 mg/L (1.335×, 1.1 to under 1.5×)"),
+            "{}",
+            n.text_en
+        );
     }
 }

@@ -455,7 +455,8 @@ pub fn alert_json(a: &StoredAlert) -> Value {
 /// its note in words (the stored note is English).
 fn words_json(subject: &str, note: &str) -> Value {
     use super::words::{self, Lang};
-    let one = |lang| json!({ "subject": words::subject(subject, lang), "note": words::note(note, lang) });
+    let one =
+        |lang| json!({ "subject": words::subject(subject, lang), "note": words::note(note, lang) });
     json!({ "vi": one(Lang::Vi), "en": one(Lang::En) })
 }
 

@@ -58,7 +58,8 @@ const fmt = (v) => {
 };
 // A multiple of the limit: "1,302 lần" / "1.302×".
 const mult = (v) => (v === null || v === undefined ? "–" : lang === "vi" ? `${fmt(v)} lần` : `${fmt(v)}×`);
-const withUnit = (text, unit) => (text === "–" || !unit ? text : `${text} ${unit}`);
+// A value with its unit ("-" is pH's: no unit to show).
+const withUnit = (text, unit) => (text === "–" || !unit || unit === "-" ? text : `${text} ${unit}`);
 // What an alert is about and its note, in the page's language (the API gives both).
 const alertWords = (a) => (a.words && a.words[lang]) || { subject: a.parameter, note: (a.detail || {}).note || "" };
 function localTime(ms, withDate) {
