@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use quantrac::config::{Config, DEMO_TOML};
+use quantrac::config::Config;
 use quantrac::daemon;
 
 #[derive(Parser)]
@@ -47,12 +47,18 @@ enum Command {
     },
     /// Run the eight simulated Bắc Ninh industrial-zone stations on embedded defaults.
     Demo {
-        /// Where to keep the demo ledger.
-        #[arg(long, default_value = "quantrac-demo.db")]
+        /// Where to keep the demo ledger (relative to the current folder).
+        #[arg(long, default_value = quantrac::config::demo::DEMO_LEDGER)]
         ledger: PathBuf,
         /// Dashboard and API address.
         #[arg(long, default_value = "127.0.0.1:8080")]
         http: std::net::SocketAddr,
+        /// The embedded MQTT broker's port (default 18830).
+        #[arg(long)]
+        mqtt_port: Option<u16>,
+        /// The first simulated Modbus device's port; the other three follow it (default 15020–15023).
+        #[arg(long)]
+        modbus_port: Option<u16>,
     },
     /// Check a config file: list stations, sources and the limit of every monitored parameter.
     CheckConfig {
@@ -130,8 +136,8 @@ enum Command {
 /// `quantrac report`.
 #[derive(Args)]
 struct ReportArgs {
-    #[arg(long, short)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: ConfigSource,
     #[arg(long)]
     station: String,
     /// The month, yyyy-MM, local time. A month in progress is counted up to the last hour that has ended.
@@ -151,8 +157,8 @@ struct ReportArgs {
 
 #[derive(Args)]
 struct ExportArgs {
-    #[arg(long, short)]
-    config: PathBuf,
+    #[command(flatten)]
+    source: ConfigSource,
     /// Station id (repeat for several); none: every station.
     #[arg(long)]
     station: Vec<String>,
@@ -175,6 +181,20 @@ struct ExportArgs {
     /// same value gives byte-identical files, MANIFEST included.
     #[arg(long)]
     exported_at: Option<String>,
+}
+
+/// Where a command that reads a ledger gets its config: a file, or the demo's embedded config with the ledger
+/// `quantrac demo` writes in the current folder.
+#[derive(Args)]
+struct ConfigSource {
+    #[arg(long, short, required_unless_present = "demo", conflicts_with = "demo")]
+    config: Option<PathBuf>,
+    /// Read the demo's ledger (`quantrac-demo.db` in the current folder, or `--ledger`) with the demo's config.
+    #[arg(long)]
+    demo: bool,
+    /// With `--demo`: the demo ledger file, as given to `quantrac demo --ledger`.
+    #[arg(long, requires = "demo")]
+    ledger: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -232,21 +252,33 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { config } => check_config(&config),
         Command::Run { config } => run_command(config),
-        Command::Demo { ledger, http } => demo(&ledger, http),
+        Command::Demo {
+            ledger,
+            http,
+            mqtt_port,
+            modbus_port,
+        } => demo(
+            &ledger,
+            quantrac::config::demo::DemoPorts {
+                http: Some(http),
+                mqtt: mqtt_port,
+                modbus: modbus_port,
+            },
+        ),
         Command::Ingest { config, batch } => ingest(&config, batch),
         Command::Backup { config, to } => backup(&config, &to),
         Command::Healthcheck { url, timeout } => runtime().block_on(healthcheck(&url, timeout)),
         Command::Export(args) => {
-            let path = args.config.clone();
-            with_config(&path, |config| export(config, args))
+            let config = load_source(&args.source);
+            with_loaded(config, |config| export(config, args))
         }
         Command::Verify { dir, key } => verify(&dir, key.as_deref()),
         Command::ExportKey {
             action: KeyAction::New { out },
         } => new_export_key(&out),
         Command::Report(args) => {
-            let path = args.config.clone();
-            with_config(&path, |config| report(config, args))
+            let config = load_source(&args.source);
+            with_loaded(config, |config| report(config, args))
         }
         Command::Token {
             action: TokenAction::New { role, name },
@@ -260,9 +292,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Load the config file at `path` and run `command` with it; a config error is reported and exits 2.
-fn with_config(path: &Path, command: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
-    match Config::load(path) {
+/// The config a [`ConfigSource`] names: the file, or the demo's with its ledger in the current folder.
+fn load_source(source: &ConfigSource) -> Result<Config, quantrac::config::ConfigError> {
+    use quantrac::config::demo;
+    match &source.config {
+        Some(path) if !source.demo => Config::load(path),
+        _ => {
+            let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            let ledger = demo::demo_ledger(source.ledger.as_deref(), &base);
+            demo::demo_config(&ledger, &base, &demo::DemoPorts::default())
+        }
+    }
+}
+
+/// Run `command` with a loaded config; a config error is reported and exits 2.
+fn with_loaded(
+    config: Result<Config, quantrac::config::ConfigError>,
+    command: impl FnOnce(&Config) -> ExitCode,
+) -> ExitCode {
+    match config {
         Ok(c) => command(&c),
         Err(e) => config_failed(&e),
     }
@@ -276,19 +324,41 @@ fn run_command(path: PathBuf) -> ExitCode {
     }
 }
 
-/// `quantrac demo`: the embedded demo config with the given ledger file and HTTP address.
-fn demo(ledger: &Path, http: std::net::SocketAddr) -> ExitCode {
+/// `quantrac demo`: the embedded demo config with the given ledger file and ports, and an operator token for
+/// this run printed on standard output (the dashboard's Acknowledge asks for it).
+fn demo(ledger: &Path, ports: quantrac::config::demo::DemoPorts) -> ExitCode {
     let base = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    match Config::from_str(DEMO_TOML, Path::new("<embedded config/demo.toml>"), &base) {
+    match quantrac::config::demo::demo_config(ledger, &base, &ports) {
         Ok(mut c) => {
-            c.ledger.path = base.join(ledger);
-            c.http.listen = http;
-            c.http.public_url = format!("http://{http}");
             demo_webhook(&mut c);
+            if let Err(code) = demo_operator(&mut c) {
+                return code;
+            }
             run(c, None)
         }
         Err(e) => config_failed(&e),
     }
+}
+
+/// A random operator token admitted for this run only (its hash is kept in memory, never written), printed once on
+/// standard output with where to use it.
+fn demo_operator(c: &mut Config) -> Result<(), ExitCode> {
+    use quantrac::config::http::{Role, Token};
+    use sha2::Digest as _;
+    let (token, _) = quantrac::http::auth::new_token().map_err(|e| {
+        eprintln!("cannot read random bytes from the operating system: {e}");
+        ExitCode::FAILURE
+    })?;
+    c.http.tokens.push(Token {
+        name: "demo-operator".into(),
+        role: Role::Operator,
+        sha256: sha2::Sha256::digest(token.as_bytes()).into(),
+    });
+    println!(
+        "Operator token for this run (paste it when the dashboard's Acknowledge asks): {token}\nLedger: {}",
+        c.ledger.path.display()
+    );
+    Ok(())
 }
 
 /// `quantrac ingest`: JSON lines from standard input through the pipeline.
@@ -455,7 +525,7 @@ fn bench(what: Bench, readings: usize, url: Option<String>, seconds: u64) -> Exi
 fn export(config: &Config, args: ExportArgs) -> ExitCode {
     use quantrac::export::{self, Format, Options, Query};
     let ExportArgs {
-        config: _,
+        source: _,
         station: stations,
         from,
         to,
@@ -768,11 +838,14 @@ fn print_out(out: &str) -> ExitCode {
     }
 }
 
+/// Logs go to standard error, with colours only when it is a terminal (a redirected log file stays plain text).
 fn init_logging(format: LogFormat, filter: &str) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),

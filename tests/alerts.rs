@@ -462,8 +462,8 @@ channels = ["officers-mail", "bridge", "broker"]
         "officer@stnmt.test",
         "CẢNH BÁO: Vượt ngưỡng (giá trị tức thời) COD – Trạm nước thải KCN Tiên Sơn",
         "ALERT: Exceedance (single reading) COD",
-        "Thông số: COD = 300.0 mg/L · Giới hạn: 150.0 mg/L · Hệ số vượt: 2 · Mức (NĐ 45/2022): 1_5_to_3",
-        "Parameter: COD = 300.0 mg/L · Limit: 150.0 mg/L · Multiple: 2 · Band (Decree 45/2022): 1_5_to_3",
+        "Thông số: COD = 300,0 mg/L · Giới hạn: 150,0 mg/L · Hệ số vượt: 2 lần · Mức (NĐ 45/2022): 1,5 đến dưới 3 lần",
+        "Parameter: COD = 300.0 mg/L · Limit: 150.0 mg/L · Multiple: 2× · Band (Decree 45/2022): 1.5 to under 3×",
         "(UTC+07:00)",
         "http://quantrac.test/#/station/BN_KCNTS_NUOC01",
     ] {

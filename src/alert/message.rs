@@ -7,6 +7,7 @@ use chrono::FixedOffset;
 use serde::{Deserialize, Serialize};
 
 use super::engine::{severity_name, Kind, Transition};
+use super::words::{self, Lang};
 use crate::config::Config;
 use crate::model::Timestamp;
 
@@ -190,19 +191,26 @@ impl Notification {
         ];
         for a in &alerts {
             let kind = Kind::parse(&a.kind).unwrap_or(Kind::Quality);
-            let (kind_vi, kind_en) = kind_names(kind);
-            let what = if a.parameter.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", a.parameter)
-            };
-            let peak = a.peak_multiple.map_or(String::new(), |m| {
-                format!(
-                    " · {} {} ({})",
-                    fmt_num(a.peak_value.unwrap_or(m)),
-                    a.unit,
-                    fmt_num(m)
-                )
+            let [kind_vi, kind_en] = Lang::BOTH.map(|l| words::kind(kind, l));
+            let [what_vi, what_en] = Lang::BOTH.map(|l| {
+                if a.parameter.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", words::subject(&a.parameter, l))
+                }
+            });
+            let [peak_vi, peak_en] = Lang::BOTH.map(|l| {
+                a.peak_multiple.map_or(String::new(), |m| {
+                    let value = a.peak_value.map_or(String::new(), |v| {
+                        format!("{} {} ", words::num(v, l), a.unit)
+                    });
+                    format!(
+                        " · {}: {value}({}, {})",
+                        l.pick_owned("đỉnh".into(), "peak".into()),
+                        words::multiple(m, l),
+                        words::band(&a.peak_band, l)
+                    )
+                })
             });
             let (end_vi, end_en) = if a.withdrawn {
                 (
@@ -220,12 +228,12 @@ impl Notification {
                 )
             };
             vi.push(format!(
-                "#{} {kind_vi}{what}: từ {}, {end_vi}{peak}",
+                "#{} {kind_vi}{what_vi}: từ {}, {end_vi}{peak_vi}",
                 a.alert_id,
                 local(a.since)
             ));
             en.push(format!(
-                "#{} {kind_en}{what}: since {}, {end_en}{peak}",
+                "#{} {kind_en}{what_en}: since {}, {end_en}{peak_en}",
                 a.alert_id,
                 local(a.since)
             ));
@@ -278,7 +286,6 @@ impl Notification {
 
     fn compose(&mut self, since_local: &str) {
         let kind = Kind::parse(&self.kind).unwrap_or(Kind::Quality);
-        let (kind_vi, kind_en) = kind_names(kind);
         let change = match self.change.as_str() {
             "raised" => ("CẢNH BÁO", "ALERT"),
             "escalated" => ("NÂNG MỨC", "ESCALATED"),
@@ -286,64 +293,79 @@ impl Notification {
             "updated" => ("CẬP NHẬT", "LATEST"),
             _ => ("ĐÃ KẾT THÚC", "CLEARED"),
         };
-        let what = if self.parameter.is_empty() {
-            String::new()
-        } else {
-            format!(" {}", self.parameter)
-        };
-        self.subject_vi = format!("{}: {kind_vi}{what} – {}", change.0, self.station_name);
-        self.subject_en = format!("{}: {kind_en}{what} – {}", change.1, self.station_name);
-        let num = |v: Option<f64>| v.map_or("–".to_string(), fmt_num);
-        let limit = match (self.limit_low, self.limit_high) {
-            (Some(lo), Some(hi)) => format!("{}–{}", fmt_num(lo), fmt_num(hi)),
-            (None, Some(hi)) => fmt_num(hi),
-            _ => "–".into(),
-        };
-        let unit = if self.unit.is_empty() {
+        let [vi, en] = Lang::BOTH.map(|lang| {
+            let what = if self.parameter.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", words::subject(&self.parameter, lang))
+            };
+            let change = if lang == Lang::Vi { change.0 } else { change.1 };
+            let subject = format!(
+                "{change}: {}{what} – {}",
+                words::kind(kind, lang),
+                self.station_name
+            );
+            let text = self.text(lang, kind, &subject, since_local);
+            (subject, text)
+        });
+        (self.subject_vi, self.text_vi) = vi;
+        (self.subject_en, self.text_en) = en;
+    }
+
+    /// The reading's value against its limit in `lang`, e.g. `COD = 125,5 mg/L · giới hạn 121,5 mg/L · 1,033 lần
+    /// (dưới 1,1 lần)`; `None` without a value.
+    pub fn reading_words(&self, lang: Lang) -> Option<String> {
+        let value = self.value.filter(|_| !self.parameter.is_empty())?;
+        // pH's unit is "-": nothing to show.
+        let unit = if self.unit.is_empty() || self.unit == "-" {
             String::new()
         } else {
             format!(" {}", self.unit)
         };
-        let band = if self.band.is_empty() {
-            "–".to_string()
-        } else {
-            self.band.clone()
+        let limit = match (self.limit_low, self.limit_high) {
+            (Some(lo), Some(hi)) => format!("{}–{}", words::num(lo, lang), words::num(hi, lang)),
+            (None, Some(hi)) => words::num(hi, lang),
+            _ => "–".into(),
         };
-        let mut vi = vec![
-            format!("{} – {} ({})", self.subject_vi, self.zone, self.station),
-            format!("Loại: {kind_vi} · Mức độ: {}", severity_vi(&self.severity)),
-        ];
-        let mut en = vec![
-            format!("{} – {} ({})", self.subject_en, self.zone, self.station),
-            format!("Kind: {kind_en} · Severity: {}", self.severity),
-        ];
-        if !self.parameter.is_empty() && self.value.is_some() {
-            vi.push(format!(
-                "Thông số: {} = {}{unit} · Giới hạn: {limit}{unit} · Hệ số vượt: {} · Mức (NĐ 45/2022): {band}",
-                self.parameter,
-                num(self.value),
-                num(self.multiple)
-            ));
-            en.push(format!(
-                "Parameter: {} = {}{unit} · Limit: {limit}{unit} · Multiple: {} · Band (Decree 45/2022): {band}",
-                self.parameter,
-                num(self.value),
-                num(self.multiple)
-            ));
+        let multiple = self
+            .multiple
+            .map_or_else(|| "–".to_string(), |m| words::multiple(m, lang));
+        let band = words::band(&self.band, lang);
+        let subject = words::subject(&self.parameter, lang);
+        let v = words::num(value, lang);
+        Some(match lang {
+            Lang::Vi => format!("{subject} = {v}{unit} · Giới hạn: {limit}{unit} · Hệ số vượt: {multiple} · Mức (NĐ 45/2022): {band}"),
+            Lang::En => format!("{subject} = {v}{unit} · Limit: {limit}{unit} · Multiple: {multiple} · Band (Decree 45/2022): {band}"),
+        })
+    }
+
+    /// The text of a notification in `lang`, line by line.
+    fn text(&self, lang: Lang, kind: Kind, subject: &str, since_local: &str) -> String {
+        let mut lines = vec![format!("{subject} – {} ({})", self.zone, self.station)];
+        let kind = words::kind(kind, lang);
+        lines.push(match lang {
+            Lang::Vi => format!("Loại: {kind} · Mức độ: {}", severity_vi(&self.severity)),
+            Lang::En => format!("Kind: {kind} · Severity: {}", self.severity),
+        });
+        if let Some(r) = self.reading_words(lang) {
+            lines.push(match lang {
+                Lang::Vi => format!("Thông số: {r}"),
+                Lang::En => format!("Parameter: {r}"),
+            });
         }
         if !self.note.is_empty() {
-            vi.push(format!("Ghi chú: {}", self.note));
-            en.push(format!("Note: {}", self.note));
+            let note = words::note(&self.note, lang);
+            lines.push(lang.pick_owned(format!("Ghi chú: {note}"), format!("Note: {note}")));
         }
-        vi.push(format!(
-            "Bắt đầu: {since_local} · Thời điểm: {}",
-            self.local_time
+        lines.push(lang.pick_owned(
+            format!("Bắt đầu: {since_local} · Thời điểm: {}", self.local_time),
+            format!("Since: {since_local} · At: {}", self.local_time),
         ));
-        en.push(format!("Since: {since_local} · At: {}", self.local_time));
-        vi.push(format!("Xem trên bảng điều khiển: {}", self.dashboard));
-        en.push(format!("Dashboard: {}", self.dashboard));
-        self.text_vi = vi.join("\n");
-        self.text_en = en.join("\n");
+        lines.push(lang.pick_owned(
+            format!("Xem trên bảng điều khiển: {}", self.dashboard),
+            format!("Dashboard: {}", self.dashboard),
+        ));
+        lines.join("\n")
     }
 
     /// E-mail subject: Vietnamese, then English.
@@ -360,35 +382,11 @@ impl Notification {
     }
 }
 
-fn kind_names(k: Kind) -> (&'static str, &'static str) {
-    match k {
-        Kind::Exceedance => (
-            "Vượt ngưỡng (giá trị tức thời)",
-            "Exceedance (single reading)",
-        ),
-        Kind::Violation => ("Vượt quy chuẩn (trung bình giờ)", "Violation (window mean)"),
-        Kind::Silent => ("Trạm mất tín hiệu", "Station silent"),
-        Kind::Fault => ("Lỗi thiết bị", "Device fault"),
-        Kind::Calibration => ("Hiệu chuẩn quá lâu", "Calibration too long"),
-        Kind::Quality => ("Chất lượng dữ liệu", "Data quality"),
-        Kind::Backlog => ("Tồn đọng chuyển dữ liệu", "Forwarder backlog"),
-    }
-}
-
 fn severity_vi(s: &str) -> &'static str {
     match s {
         "violation" => "vi phạm",
         "warning" => "cảnh báo",
         _ => "kỹ thuật",
-    }
-}
-
-fn fmt_num(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.1}")
-    } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -440,16 +438,184 @@ mod tests {
         );
         let body = n.email_body();
         for needle in [
+            "COD = 180,0 mg/L",
+            "Giới hạn: 135,0 mg/L",
+            "Hệ số vượt: 1,333 lần",
+            "Mức (NĐ 45/2022): 1,1 đến dưới 1,5 lần",
             "COD = 180.0 mg/L",
-            "Giới hạn: 135.0 mg/L",
-            "Hệ số vượt: 1.333",
-            "Mức (NĐ 45/2022): 1_1_to_1_5",
             "Limit: 135.0 mg/L",
-            "Multiple: 1.333",
+            "Multiple: 1.333×",
+            "Band (Decree 45/2022): 1.1 to under 1.5×",
             "Thời điểm: 18/11/2026 18:06:40 (UTC+07:00)",
             "http://dash.example.vn/#/station/BN_KCNTS_NUOC01",
         ] {
             assert!(body.contains(needle), "{needle:?} missing in:\n{body}");
         }
+    }
+
+    fn context() -> Context {
+        Context {
+            public_url: "http://dash.example.vn".into(),
+            timezone: FixedOffset::east_opt(7 * 3600).unwrap(),
+            stations: [(
+                "BN_KCNTS_NUOC01".to_string(),
+                ("Trạm Tiên Sơn".to_string(), "KCN Tiên Sơn".to_string()),
+            )]
+            .into(),
+        }
+    }
+
+    fn transition(subject: &str, kind: Kind, detail: Detail) -> Transition {
+        Transition {
+            key: AlertKey::new("BN_KCNTS_NUOC01", subject, kind),
+            change: Change::Raised,
+            alert_id: None,
+            at: 1_795_000_000_000,
+            since: 1_794_999_700_000,
+            last_bad: 1_795_000_000_000,
+            detail: detail.clone(),
+            peak: detail,
+            late: false,
+            raised_late: false,
+        }
+    }
+
+    /// A number with a decimal point (`1.3`) or a decimal comma (`1,3`).
+    fn has_decimal(text: &str, mark: char) -> bool {
+        let c: Vec<char> = text.chars().collect();
+        c.windows(3)
+            .any(|w| w[0].is_ascii_digit() && w[1] == mark && w[2].is_ascii_digit())
+    }
+
+    /// Every human text of a notification: one number format per language, words for codes, no Debug output.
+    fn assert_readable(n: &Notification) {
+        let vi = format!("{}\n{}", n.subject_vi, n.text_vi);
+        let en = format!("{}\n{}", n.subject_en, n.text_en);
+        for text in [&vi, &en] {
+            for raw in [
+                "Some(",
+                "None",
+                ":completeness",
+                "_to_",
+                "lt_1_1",
+                "flat_line",
+            ] {
+                assert!(!text.contains(raw), "{raw:?} in:\n{text}");
+            }
+        }
+        assert!(!has_decimal(&vi, '.'), "a decimal point in:\n{vi}");
+        assert!(!has_decimal(&en, ','), "a decimal comma in:\n{en}");
+    }
+
+    #[test]
+    fn exceedance_texts_use_each_languages_numbers_and_band_words() {
+        let detail = Detail {
+            ts: 1_795_000_000_000,
+            value: Some(145.47),
+            unit: "mg/L".into(),
+            limit_high: Some(111.75),
+            ratio: Some(1.302),
+            band: "1_1_to_1_5".into(),
+            band_severity: 2,
+            ..Detail::default()
+        };
+        let n = Notification::build(&context(), 3, &transition("COD", Kind::Exceedance, detail));
+        assert_readable(&n);
+        assert!(
+            n.text_vi
+                .contains("Hệ số vượt: 1,302 lần · Mức (NĐ 45/2022): 1,1 đến dưới 1,5 lần"),
+            "{}",
+            n.text_vi
+        );
+        assert!(
+            n.text_en
+                .contains("Multiple: 1.302× · Band (Decree 45/2022): 1.1 to under 1.5×"),
+            "{}",
+            n.text_en
+        );
+        assert_eq!(
+            n.reading_words(Lang::En).as_deref(),
+            Some("COD = 145.5 mg/L · Limit: 111.8 mg/L · Multiple: 1.302× · Band (Decree 45/2022): 1.1 to under 1.5×")
+        );
+    }
+
+    #[test]
+    fn completeness_and_quality_alerts_read_in_words() {
+        let completeness = Detail {
+            ts: 1_795_000_000_000,
+            note: "completeness 20 % in the window from 18/11/2026 18:00".into(),
+            ..Detail::default()
+        };
+        let n = Notification::build(
+            &context(),
+            4,
+            &transition("COD:completeness", Kind::Quality, completeness),
+        );
+        assert_readable(&n);
+        assert!(
+            n.subject_vi
+                .contains("Chất lượng dữ liệu COD (độ đầy đủ dữ liệu)"),
+            "{}",
+            n.subject_vi
+        );
+        assert!(
+            n.subject_en
+                .contains("Data quality COD (data completeness)"),
+            "{}",
+            n.subject_en
+        );
+        assert!(
+            n.text_vi
+                .contains("Ghi chú: đủ dữ liệu 20 % trong cửa sổ từ 18/11/2026 18:00"),
+            "{}",
+            n.text_vi
+        );
+        let flat = Detail {
+            ts: 1_795_000_000_000,
+            value: Some(7.25),
+            unit: "-".into(),
+            note: "flat_line".into(),
+            ..Detail::default()
+        };
+        let n = Notification::build(&context(), 5, &transition("pH", Kind::Quality, flat));
+        assert_readable(&n);
+        assert!(
+            n.text_vi.contains("pH = 7,25 · Giới hạn: –"),
+            "{}",
+            n.text_vi
+        );
+        assert!(n.text_en.contains("Note: flat line"), "{}", n.text_en);
+    }
+
+    #[test]
+    fn a_late_summary_reads_in_words() {
+        let a = LateAlert {
+            alert_id: 9,
+            kind: "violation".into(),
+            parameter: "COD".into(),
+            since: 1_794_999_700_000,
+            raised: Some(1_794_999_700_000),
+            cleared: None,
+            peak_value: Some(180.25),
+            unit: "mg/L".into(),
+            peak_multiple: Some(1.335),
+            peak_band: "1_1_to_1_5".into(),
+            withdrawn: false,
+        };
+        let n =
+            Notification::late_summary(&context(), "BN_KCNTS_NUOC01", vec![a], 1_795_000_000_000);
+        assert_readable(&n);
+        assert!(
+            n.text_vi
+                .contains("đỉnh: 180,2 mg/L (1,335 lần, 1,1 đến dưới 1,5 lần)"),
+            "{}",
+            n.text_vi
+        );
+        assert!(
+            n.text_en
+                .contains("peak: 180.2 mg/L (1.335×, 1.1 to under 1.5×)"),
+            "{}",
+            n.text_en
+        );
     }
 }

@@ -17,6 +17,7 @@ pub mod outbox;
 mod rederive;
 pub mod runner;
 pub mod store;
+pub mod words;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

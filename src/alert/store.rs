@@ -453,7 +453,17 @@ pub fn alert_json(a: &StoredAlert) -> Value {
         "detail": detail, "peak": parse(&a.peak),
         "notifications": a.notifications, "acked_at": a.acked_at,
         "acked_by": a.acked_by, "ack_comment": a.ack_comment,
+        "words": words_json(&a.subject, detail["note"].as_str().unwrap_or_default()),
     })
+}
+
+/// What people read of an alert, per language: its subject (`COD (độ đầy đủ dữ liệu)` for `COD:completeness`) and
+/// its note in words (the stored note is English).
+fn words_json(subject: &str, note: &str) -> Value {
+    use super::words::{self, Lang};
+    let one =
+        |lang| json!({ "subject": words::subject(subject, lang), "note": words::note(note, lang) });
+    json!({ "vi": one(Lang::Vi), "en": one(Lang::En) })
 }
 
 /// An alert with its deliveries, as `GET /api/alerts` lists it.

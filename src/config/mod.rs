@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod compliance;
 mod daemon;
+pub mod demo;
 mod duration;
 mod errors;
 pub mod forward;
@@ -23,6 +24,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use daemon::{DaemonSection, LedgerSection, PipelineSection, Sim, SimSection, Synchronous};
+pub use demo::DEMO_TOML;
 pub use duration::{parse_duration, DurationText};
 pub use errors::{tidy_toml_message, ConfigError, Problems};
 pub use secret::{fingerprint, Secret};
@@ -194,9 +196,6 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         stations,
     })
 }
-
-/// The demo configuration, embedded so `quantrac demo` runs from anywhere.
-pub const DEMO_TOML: &str = include_str!("../../config/demo.toml");
 
 #[cfg(test)]
 mod parser_props {

@@ -4,6 +4,7 @@
 //! - readings (CSV/JSON): every reading with status, quality flags, limit, ratio, band, source, commit time;
 //! - aggregates per stored window (`aggregates_1h`, `aggregates_1d`, …) with completeness;
 //! - compliance events (start, end, duration, peak multiple, band);
+//! - the station log (`notes`): operators' notes written during the period;
 //! - the compliance summary per plant ([`summary`]);
 //! - TT10: the readings as Circular 10 TXT files ([`tt10`]);
 //! - `MANIFEST` with the SHA-256 of every file, the query, the quantrac version and the time; optional
@@ -569,6 +570,7 @@ pub(crate) fn export_in(
     if query.format.csv() || query.format.json() {
         write_aggregates(&mut run)?;
         write_events_and_summary(&mut run)?;
+        write_notes(&mut run)?;
         if ledger.has_alert_tables() {
             write_alerts(&mut run)?;
         } else {
@@ -804,6 +806,28 @@ fn summary_row<W: Write>(
         sm.on_time_pct().into(),
         Cell::S(&counted),
     ])
+}
+
+const NOTE_COLUMNS: &[&str] = &["id", "station", "time", "who", "text"];
+
+/// The station log (`notes`): the operators' notes on the exported stations written during the period.
+fn write_notes(run: &mut Run<'_>) -> Result<(), ExportError> {
+    let mut t = FileTable::create(run.out, "notes", NOTE_COLUMNS, run.query.format)?;
+    let codes: Vec<&str> = run.stations.iter().map(|s| &*s.name).collect();
+    let tz = run.config.timezone;
+    for n in run.ledger.notes(&codes, run.from, run.to)? {
+        let time = local_time(n.at, tz);
+        t.table
+            .row(&[
+                Cell::I(n.id),
+                Cell::S(&n.station),
+                Cell::S(&time),
+                Cell::S(&n.who),
+                Cell::S(&n.text),
+            ])
+            .map_err(|e| t.err(e))?;
+    }
+    t.finish(&mut run.hashes)
 }
 
 /// Alerts and their deliveries (`alerts`, `alert_deliveries`).

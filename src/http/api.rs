@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::auth::{Auditor, Operator, RequireRole, Viewer};
 use super::{ApiError, AppState};
 use crate::ledger::alerts::AlertFilter;
-use crate::ledger::audit::StationNote;
+use crate::ledger::audit::{NoteFilter, StationNote};
 use crate::ledger::query::{AggregateFilter, EventFilter, ReadingFilter};
 use crate::model::Timestamp;
 
@@ -388,6 +388,40 @@ pub async fn station_note(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(json!({ "id": note_id }))))
+}
+
+/// The station log: operators' notes, newest first; filter by station and time written (`from`, `to`); page with
+/// `before` (the `next_before` of the previous page).
+pub async fn notes(
+    State(s): State<AppState>,
+    _: RequireRole<Viewer>,
+    Query(q): Params,
+) -> Result<Json<Value>, ApiError> {
+    check_known(&q, &["station", "from", "to", "before", "limit"])?;
+    let limit = number_param(&q, "limit", 200, 10_000)?.max(1);
+    let f = NoteFilter {
+        station: station_param(&s, &q)?,
+        from: time_param(&q, "from")?.map(|t| t.millis()),
+        to: time_param(&q, "to")?.map(|t| t.millis()),
+        before: match q.get("before") {
+            Some(_) => Some(number_param(&q, "before", 0, i64::MAX)?),
+            None => None,
+        },
+        limit,
+    };
+    let rows = s.ledger.read(move |r| r.station_notes(&f)).await?;
+    let next = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|n| n.id))
+        .flatten();
+    let tz = s.config().timezone;
+    let notes: Vec<Value> = rows
+        .iter()
+        .map(|n| {
+            json!({ "id": n.id, "station": n.station, "at": n.at, "time": Timestamp(n.at).to_local(tz).to_rfc3339(),
+                "who": n.who, "text": n.text })
+        })
+        .collect();
+    Ok(Json(json!({ "notes": notes, "next_before": next })))
 }
 
 /// Alerts, newest first; filter by station, state (`raised`, `acknowledged`, `cleared`, `open`) and kind; page with

@@ -147,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .route("/report", get(report::report))
         .route("/api/audit", get(api::audit))
         .route("/api/stations/{id}/note", post(api::station_note))
+        .route("/api/notes", get(api::notes))
         .route("/api/stream", get(sse::stream))
         // No endpoint takes more than a short JSON body.
         .layer(DefaultBodyLimit::max(64 * 1024));

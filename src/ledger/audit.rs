@@ -44,6 +44,28 @@ pub struct StationNote<'a> {
     pub text: &'a str,
 }
 
+/// A note in a station's log as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoteRow {
+    pub id: i64,
+    pub station: String,
+    /// Unix ms, UTC.
+    pub at: i64,
+    pub who: String,
+    pub text: String,
+}
+
+/// Which notes to read: a station (or all), written in `[from, to)`, before the note id `before` (paging), newest
+/// first, at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct NoteFilter {
+    pub station: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
 /// A write connection for the side tables (notes, audit); see [`super::LedgerHandle::write`].
 pub struct SideWriter {
     conn: Connection,
@@ -94,7 +116,53 @@ pub(super) fn insert(conn: &Connection, e: &AuditEntry<'_>) -> Result<(), Ledger
     Ok(())
 }
 
+const NOTE_COLUMNS: &str = "id, station, at, who, text";
+
+fn note_row(x: &rusqlite::Row<'_>) -> rusqlite::Result<NoteRow> {
+    Ok(NoteRow {
+        id: x.get(0)?,
+        station: x.get(1)?,
+        at: x.get(2)?,
+        who: x.get(3)?,
+        text: x.get(4)?,
+    })
+}
+
+/// The notes of the stations `codes` written in `[from, to)`, by station then time (for exports).
+pub(super) fn notes_in(
+    conn: &Connection,
+    codes: &[&str],
+    from: i64,
+    to: i64,
+) -> Result<Vec<NoteRow>, LedgerError> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {NOTE_COLUMNS} FROM station_notes WHERE station = ?1 AND at >= ?2 AND at < ?3 ORDER BY at, id"
+    ))?;
+    let mut out = Vec::new();
+    for code in codes {
+        let rows = st.query_map(params![code, from, to], note_row)?;
+        for r in rows {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
 impl Reader {
+    /// Station notes, newest first (see [`NoteFilter`]).
+    pub fn station_notes(&self, f: &NoteFilter) -> Result<Vec<NoteRow>, LedgerError> {
+        let mut st = self.connection().prepare(&format!(
+            "SELECT {NOTE_COLUMNS} FROM station_notes WHERE (?1 IS NULL OR station = ?1) \
+             AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3) AND (?4 IS NULL OR id < ?4) \
+             ORDER BY id DESC LIMIT ?5"
+        ))?;
+        let rows = st.query_map(
+            params![f.station, f.from, f.to, f.before, f.limit],
+            note_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The audit trail, newest first, at most `limit` rows.
     pub fn audit(&self, limit: i64) -> Result<Vec<AuditRow>, LedgerError> {
         let mut st = self.connection().prepare(

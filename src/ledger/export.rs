@@ -366,6 +366,16 @@ const DELIVERIES_SQL: &str = "SELECT o.alert_id, o.id, o.channel, o.change, o.cr
      WHERE o.alert_id = ?1 ORDER BY o.id, a.id";
 
 impl Snapshot<'_> {
+    /// The station notes of the stations `codes` written in `[from, to)`, by station then time.
+    pub fn notes(
+        &self,
+        codes: &[&str],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<super::audit::NoteRow>, LedgerError> {
+        super::audit::notes_in(self.conn, codes, from, to)
+    }
+
     /// True when the ledger has the alert tables with the columns exported (issue 7: `alerts`, `outbox`,
     /// `outbox_attempts`).
     pub fn has_alert_tables(&self) -> bool {

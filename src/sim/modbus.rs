@@ -315,7 +315,7 @@ pub async fn start_demo(
             continue;
         };
         let Some(m) = &s.modbus else {
-            warn!(station = %s.id, drift = ?sim.drift, "sim.via = \"modbus\" needs a [station.modbus] section with the address to serve; the station is not simulated.");
+            warn!(station = %s.id, drift = sim.drift.as_deref().unwrap_or("none"), "sim.via = \"modbus\" needs a [station.modbus] section with the address to serve; the station is not simulated.");
             continue;
         };
         let (address, framing) = match &m.transport {

@@ -110,6 +110,35 @@ impl Browser {
         }
     }
 
+    /// The text of the page's open dialog (`prompt`, `alert`, `confirm`), waiting for one at most `limit`. No other
+    /// command may be sent while a dialog is open (WebDriver would dismiss it).
+    pub async fn dialog_text(&self, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Value::String(text) = self.call(reqwest::Method::GET, "/alert/text", None).await
+            {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no dialog opened within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Type `text` into the open prompt and press OK, as a person pasting it would.
+    pub async fn answer_prompt(&self, text: &str) {
+        self.call(
+            reqwest::Method::POST,
+            "/alert/text",
+            Some(json!({ "text": text })),
+        )
+        .await;
+        self.call(reqwest::Method::POST, "/alert/accept", Some(json!({})))
+            .await;
+    }
+
     pub async fn screenshot(&self, path: &std::path::Path) {
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD

@@ -15,7 +15,8 @@ const T = {
     k_calibration: "Hiệu chuẩn quá lâu", k_quality: "Chất lượng dữ liệu", k_backlog: "Tồn đọng chuyển dữ liệu",
     b_lt_1_1: "dưới 1,1 lần", b_1_1_to_1_5: "1,1 đến dưới 1,5 lần", b_1_5_to_3: "1,5 đến dưới 3 lần", b_3_to_5: "3 đến dưới 5 lần",
     b_5_to_10: "5 đến dưới 10 lần", b_ge_10: "từ 10 lần", b_out_of_range: "ngoài khoảng cho phép",
-    onTime: "Truyền đúng hạn (5 phút) trong 24 giờ qua", of: "trên", readings: "giá trị" },
+    onTime: "Truyền đúng hạn (5 phút) trong 24 giờ qua", of: "trên", readings: "giá trị",
+    log: "Nhật ký trạm", noNotes: "Chưa có ghi chú", addNote: "Thêm ghi chú", noteText: "Ghi chú (ví dụ: đã vệ sinh thiết bị phân tích):", who: "Người ghi", text: "Nội dung", time: "Thời điểm" },
   en: { subtitle: "Automatic wastewater monitoring", offline: "Offline", online: "Live",
     compliant: "Compliant", warning: "Warning", violation: "Violation", silent: "Silent", fault: "Device fault",
     parameter: "Parameter", value: "Value", limit: "Limit", ratio: "Multiple", hour: "Hour mean", today: "Data today",
@@ -28,7 +29,8 @@ const T = {
     k_calibration: "Calibration too long", k_quality: "Data quality", k_backlog: "Forwarder backlog",
     b_lt_1_1: "below 1.1×", b_1_1_to_1_5: "1.1 to < 1.5×", b_1_5_to_3: "1.5 to < 3×", b_3_to_5: "3 to < 5×",
     b_5_to_10: "5 to < 10×", b_ge_10: "10× or more", b_out_of_range: "out of range",
-    onTime: "Sent on time (5 minutes), last 24 hours", of: "of", readings: "readings" },
+    onTime: "Sent on time (5 minutes), last 24 hours", of: "of", readings: "readings",
+    log: "Station log", noNotes: "No notes yet", addNote: "Add a note", noteText: "Note (e.g. analyser cleaned):", who: "By", text: "Note", time: "Time" },
 };
 const STATES = ["violation", "fault", "silent", "warning", "compliant"];
 let lang = localStorage.getItem("quantrac.lang") || "vi";
@@ -48,7 +50,18 @@ const el = (tag, attrs = {}, ...kids) => {
 };
 // Decree 45 band of a multiple, in words (the ledger's code if unknown).
 const bandText = (b) => (T[lang] && T[lang]["b_" + b]) || b;
-const fmt = (v) => (v === null || v === undefined ? "–" : Number(Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4)).toString());
+// Numbers in the page's language: a decimal comma in Vietnamese, a point in English (never both on one page).
+const fmt = (v) => {
+  if (v === null || v === undefined) return "–";
+  const s = Number(Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(4)).toString();
+  return lang === "vi" ? s.replace(".", ",") : s;
+};
+// A multiple of the limit: "1,302 lần" / "1.302×".
+const mult = (v) => (v === null || v === undefined ? "–" : lang === "vi" ? `${fmt(v)} lần` : `${fmt(v)}×`);
+// A value with its unit ("-" is pH's: no unit to show).
+const withUnit = (text, unit) => (text === "–" || !unit || unit === "-" ? text : `${text} ${unit}`);
+// What an alert is about and its note, in the page's language (the API gives both).
+const alertWords = (a) => (a.words && a.words[lang]) || { subject: a.parameter, note: (a.detail || {}).note || "" };
 function localTime(ms, withDate) {
   const d = new Date(ms + offsetS * 1000), p = (n) => String(n).padStart(2, "0");
   const hm = `${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())}`;
@@ -133,8 +146,8 @@ async function renderDetail(id) {
   const detail = document.getElementById("detail");
   if (!st) { detail.replaceChildren(el("p", {}, id)); return; }
   const rows = st.parameters.map((p) => el("tr", {},
-    el("td", {}, p.parameter), el("td", { class: exceeds(p.band) ? "over" : "" }, `${fmt(p.value)} ${p.unit}`), el("td", {}, limitText(p)),
-    el("td", {}, fmt(p.ratio)), el("td", {}, t(p.status)), el("td", { class: exceeds(p.hour_band) ? "over" : "" }, fmt(p.hour_mean)),
+    el("td", {}, p.parameter), el("td", { class: exceeds(p.band) ? "over" : "" }, withUnit(fmt(p.value), p.unit)), el("td", {}, withUnit(limitText(p), p.unit)),
+    el("td", {}, mult(p.ratio)), el("td", {}, t(p.status)), el("td", { class: exceeds(p.hour_band) ? "over" : "" }, withUnit(fmt(p.hour_mean), p.unit)),
     el("td", {}, p.day_completeness === null || p.day_completeness === undefined ? "–" : `${(p.day_completeness * 100).toFixed(0)} %`)));
   const table = el("table", { class: "tile" }, el("thead", {}, el("tr", {}, ...["parameter", "value", "limit", "ratio", "status", "hour", "today"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows));
   const back = el("a", { href: "#/" }, t("back"));
@@ -146,10 +159,14 @@ async function renderDetail(id) {
   const chartsBox = el("div", { class: "charts" });
   const eventsBox = el("div", { id: "events" });
   const alertsBox = el("div", { id: "alerts" });
+  const notesBox = el("div", { id: "notes" });
+  const addNote = el("button", { type: "button", class: "add-note" }, t("addNote"));
+  addNote.onclick = () => postNote(id, notesBox).catch(showError);
   detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), onTime, table,
-    el("h3", {}, t("alerts")), alertsBox, el("h3", {}, t("events")), eventsBox, el("h3", {}, t("last24")), chartsBox);
+    el("h3", {}, t("alerts")), alertsBox, el("h3", {}, t("events")), eventsBox, el("h3", {}, t("log"), " ", addNote), notesBox, el("h3", {}, t("last24")), chartsBox);
   back.after(" · ", el("a", { class: "report-link", href: withToken(`/report?station=${encodeURIComponent(id)}`) }, lang === "vi" ? "Báo cáo tháng (in và ký)" : "Monthly report (print and sign)"));
   renderAlerts(id, alertsBox).catch(showError);
+  renderNotes(id, notesBox).catch(showError);
   renderEvents(id, eventsBox).catch(showError);
   const from = Date.now() - 24 * 3600e3;
   for (const p of st.parameters) {
@@ -174,7 +191,7 @@ async function renderEvents(id, box) {
   if (!r.events.length) { box.replaceChildren(el("p", {}, t("noevents"))); return; }
   const rows = r.events.map((e) => el("tr", { "data-event": e.id },
     el("td", {}, e.parameter), el("td", {}, t(e.scope === "instant" ? "instant" : "window")), el("td", {}, localTime(e.start, true)),
-    el("td", { class: "over" }, e.peak_ratio === null ? bandText(e.peak_band) : `${fmt(e.peak_ratio)}× (${bandText(e.peak_band)})`)));
+    el("td", { class: "over" }, e.peak_ratio === null ? bandText(e.peak_band) : `${mult(e.peak_ratio)} (${bandText(e.peak_band)})`)));
   box.replaceChildren(el("table", { class: "tile" },
     el("thead", {}, el("tr", {}, ...["parameter", "scope", "since", "peak"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows)));
 }
@@ -187,8 +204,9 @@ async function renderAlerts(id, box) {
     // Observation times: since = first bad observation, last bad = the latest; the value is the latest observation.
     const d = a.detail || {};
     const p = a.peak || {};
-    const what = d.ratio !== null && d.ratio !== undefined ? `${fmt(d.value)} ${d.unit || ""} · ${fmt(d.ratio)}× (${bandText(d.band)})` : (d.note || "");
-    const peak = p.ratio !== null && p.ratio !== undefined ? `${fmt(p.value)} ${p.unit || ""} · ${fmt(p.ratio)}×` : "";
+    const words = alertWords(a);
+    const what = d.ratio !== null && d.ratio !== undefined ? `${withUnit(fmt(d.value), d.unit)} · ${mult(d.ratio)} (${bandText(d.band)})` : words.note;
+    const peak = p.ratio !== null && p.ratio !== undefined ? `${withUnit(fmt(p.value), p.unit)} · ${mult(p.ratio)}` : "";
     const action = el("td", {});
     if (a.state === "raised") {
       const b = el("button", { type: "button", class: "ack" }, t("ack"));
@@ -198,7 +216,7 @@ async function renderAlerts(id, box) {
       action.append(`${a.acked_by}: ${a.ack_comment || ""}`);
     }
     return el("tr", { "data-alert": a.id, "data-state": a.state, "data-kind": a.kind, class: a.severity === "violation" ? "over" : "" },
-      el("td", {}, t(`k_${a.kind}`)), el("td", {}, a.parameter), el("td", { class: "alert-since" }, localTime(a.since, true),
+      el("td", {}, t(`k_${a.kind}`)), el("td", {}, words.subject), el("td", { class: "alert-since" }, localTime(a.since, true),
         a.late ? el("span", { class: "alert-late" }, ` (${t("late")})`) : ""),
       el("td", { class: "alert-value" }, what), el("td", { class: "alert-peak" }, peak),
       el("td", { class: "alert-last-bad" }, localTime(a.last_bad, true)),
@@ -208,23 +226,46 @@ async function renderAlerts(id, box) {
     el("thead", {}, el("tr", {}, ...["kind", "parameter", "since", "value", "peak", "lastBad", "state", ""].map((k) => el("th", {}, k ? t(k) : "")))), el("tbody", {}, ...rows)));
 }
 
+// POST a JSON body as an operator: asks for the operator's token once when the call is refused. True when done.
+async function postAsOperator(path, body) {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r = await fetch(path, { method: "POST",
+      headers: Object.assign({ "content-type": "application/json" }, token() ? { authorization: `Bearer ${token()}` } : {}),
+      body: JSON.stringify(body) });
+    if (r.status === 401 || r.status === 403) {
+      const v = prompt(t("ackToken"));
+      if (!v) return false;
+      localStorage.setItem("quantrac.token", v.trim());
+      continue;
+    }
+    if (!r.ok) throw new Error(`${path}: ${r.status} ${(await r.json().catch(() => ({}))).error || ""}`);
+    return true;
+  }
+  return false;
+}
+
 async function acknowledge(alertId, box, stationId) {
   const comment = prompt(t("ackComment"));
   if (!comment || !comment.trim()) return;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const r = await fetch(`/api/alerts/${alertId}/ack`, { method: "POST",
-      headers: Object.assign({ "content-type": "application/json" }, token() ? { authorization: `Bearer ${token()}` } : {}),
-      body: JSON.stringify({ comment }) });
-    if (r.status === 401 || r.status === 403) {
-      const v = prompt(t("ackToken"));
-      if (!v) return;
-      localStorage.setItem("quantrac.token", v);
-      continue;
-    }
-    if (!r.ok) throw new Error(`ack: ${r.status} ${(await r.json().catch(() => ({}))).error || ""}`);
-    break;
-  }
+  await postAsOperator(`/api/alerts/${alertId}/ack`, { comment });
   await renderAlerts(stationId, box);
+}
+
+// The station log: operators' notes, newest first (GET /api/notes); an operator adds one.
+async function renderNotes(id, box) {
+  const r = await api(`/api/notes?station=${encodeURIComponent(id)}&limit=50`);
+  if (!r.notes.length) { box.replaceChildren(el("p", {}, t("noNotes"))); return; }
+  const rows = r.notes.map((n) => el("tr", { "data-note": n.id },
+    el("td", { class: "note-time" }, localTime(n.at, true)), el("td", { class: "note-who" }, n.who), el("td", { class: "note-text" }, n.text)));
+  box.replaceChildren(el("table", { class: "tile notes" },
+    el("thead", {}, el("tr", {}, ...["time", "who", "text"].map((k) => el("th", {}, t(k))))), el("tbody", {}, ...rows)));
+}
+
+async function postNote(id, box) {
+  const text = prompt(t("noteText"));
+  if (!text || !text.trim()) return;
+  await postAsOperator(`/api/stations/${encodeURIComponent(id)}/note`, { text });
+  await renderNotes(id, box);
 }
 
 // State of every alert the dashboard has seen: an update that only moves an open alert's value, peak or last bad
@@ -321,8 +362,9 @@ function redrawDetail(id) {
   if (body) body.querySelectorAll("tr").forEach((tr, i) => {
     const p = st.parameters[i];
     if (!p) return;
-    tr.children[1].textContent = `${fmt(p.value)} ${p.unit}`; tr.children[1].className = exceeds(p.band) ? "over" : "";
-    tr.children[3].textContent = fmt(p.ratio); tr.children[4].textContent = t(p.status); tr.children[5].textContent = fmt(p.hour_mean);
+    tr.children[1].textContent = withUnit(fmt(p.value), p.unit); tr.children[1].className = exceeds(p.band) ? "over" : "";
+    tr.children[2].textContent = withUnit(limitText(p), p.unit);
+    tr.children[3].textContent = mult(p.ratio); tr.children[4].textContent = t(p.status); tr.children[5].textContent = withUnit(fmt(p.hour_mean), p.unit);
   });
   for (const box of detail.querySelectorAll(".chart")) {
     const p = st.parameters.find((x) => x.parameter === box.dataset.param);
