@@ -274,17 +274,23 @@ impl Store {
             let rows = self.ledger.series_readings(station, parameter, span)?;
             let more = matches!(span, Span::Before { limit, .. } if rows.len() as i64 == limit);
             let oldest = rows.last().filter(|_| more).map(|x| x.ts);
+            // Looking back for the quiet point needs only whether each one was bad.
+            let looking_back = matches!(span, Span::Before { .. });
             let timed = rows
                 .iter()
                 .filter_map(|row| {
-                    observe::reading_kind(r.ctx, &ReadingObs::from(row), r.key.kind).map(
-                        |(bad, detail)| Timed {
-                            at: row.ts,
-                            ends: row.ts,
-                            bad,
-                            detail,
-                        },
-                    )
+                    let obs = ReadingObs::from(row);
+                    let (bad, detail) = if looking_back {
+                        (observe::reading_bad(&obs, r.key.kind)?, Detail::default())
+                    } else {
+                        observe::reading_kind(r.ctx, &obs, r.key.kind)?
+                    };
+                    Some(Timed {
+                        at: row.ts,
+                        ends: row.ts,
+                        bad,
+                        detail,
+                    })
                 })
                 .collect();
             return Ok((timed, oldest));

@@ -85,7 +85,18 @@ pub fn reading(ctx: &Context, r: &ReadingObs<'_>) -> Vec<(Kind, bool, Detail)> {
 
 /// What a reading says to one key of its series (re-deriving one key reads only what it needs).
 pub fn reading_kind(ctx: &Context, r: &ReadingObs<'_>, kind: Kind) -> Option<(bool, Detail)> {
-    let detail = || Detail {
+    let bad = reading_bad(r, kind)?;
+    let note = match kind {
+        Kind::Fault | Kind::Calibration if bad => format!(
+            "status {} ({}) at {}",
+            r.status.code(),
+            r.status.as_str(),
+            local(ctx, r.ts)
+        ),
+        Kind::Quality => quality_flags(r).names(),
+        _ => String::new(),
+    };
+    let detail = Detail {
         ts: r.ts,
         value: Some(r.value),
         unit: r.unit.to_string(),
@@ -94,38 +105,27 @@ pub fn reading_kind(ctx: &Context, r: &ReadingObs<'_>, kind: Kind) -> Option<(bo
         ratio: r.ratio,
         band: r.band.as_str().to_string(),
         band_severity: r.band.severity(),
-        note: String::new(),
+        note,
     };
-    let status_note = || Detail {
-        note: format!(
-            "status {} ({}) at {}",
-            r.status.code(),
-            r.status.as_str(),
-            local(ctx, r.ts)
-        ),
-        ..detail()
-    };
+    Some((bad, detail))
+}
+
+/// Whether a reading is bad for one key of its series; `None`: it says nothing to that key.
+pub fn reading_bad(r: &ReadingObs<'_>, kind: Kind) -> Option<bool> {
     match (r.status, kind) {
-        (Status::Fault, Kind::Fault) | (Status::Calibrating, Kind::Calibration) => {
-            Some((true, status_note()))
-        }
-        (_, Kind::Fault | Kind::Calibration) => Some((false, detail())),
+        (Status::Fault, Kind::Fault) | (Status::Calibrating, Kind::Calibration) => Some(true),
+        (_, Kind::Fault | Kind::Calibration) => Some(false),
         (Status::Measuring, Kind::Exceedance) => {
-            (!matches!(r.band, Band::NoLimit | Band::NotEvaluated))
-                .then(|| (r.band.is_exceedance(), detail()))
+            (!matches!(r.band, Band::NoLimit | Band::NotEvaluated)).then(|| r.band.is_exceedance())
         }
-        (Status::Measuring, Kind::Quality) => {
-            let q = Flags(r.flags.0 & (Flags::FLAT_LINE.0 | Flags::SPIKE.0));
-            Some((
-                !q.is_empty(),
-                Detail {
-                    note: q.names(),
-                    ..detail()
-                },
-            ))
-        }
+        (Status::Measuring, Kind::Quality) => Some(!quality_flags(r).is_empty()),
         _ => None,
     }
+}
+
+/// The flags that raise `quality` alerts.
+fn quality_flags(r: &ReadingObs<'_>) -> Flags {
+    Flags(r.flags.0 & (Flags::FLAT_LINE.0 | Flags::SPIKE.0))
 }
 
 /// A judging window as the alert engine sees it: its verdict (`NotEvaluated` while only a forecast).

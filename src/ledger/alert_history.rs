@@ -2,15 +2,17 @@
 //! in observation order around a time, the key's alerts by when they began, and the rewrite, addition or
 //! withdrawal of alerts with a revision row. The alert module decides; this module only reads and stores rows.
 
+use std::sync::Arc;
+
 use rusqlite::{params, OptionalExtension};
 
 use super::alerts::{
-    stored_alert, AlertStore, AlertTx, JudgingWindow, ReplayReading, ALERT_COLUMNS,
+    replay_row, stored_alert, AlertStore, AlertTx, JudgingWindow, ReplayReading, Shared,
+    ALERT_COLUMNS,
 };
 use super::withdrawn::WithdrawnPoint;
 use super::LedgerError;
-use crate::compliance::{Band, Flags};
-use crate::model::Status;
+use crate::compliance::Band;
 
 /// An alert key as stored: `station`, `subject`, `kind`.
 #[derive(Debug, Clone, Copy)]
@@ -94,22 +96,14 @@ impl AlertStore {
             Span::After(after) => (READINGS_AFTER, after.unwrap_or(i64::MIN), i64::MAX),
         };
         let mut st = self.conn.prepare_cached(sql)?;
-        let rows = st.query_map(params![station, parameter, ts, limit], |r| {
-            Ok(ReplayReading {
-                seq: r.get(0)?,
-                station: station.to_string(),
-                parameter: parameter.to_string(),
-                ts: r.get(1)?,
-                value: r.get(2)?,
-                unit: r.get(3)?,
-                status: Status::from_u8(r.get::<_, u8>(4)?).unwrap_or(Status::Fault),
-                limit: (r.get(5)?, r.get(6)?),
-                ratio: r.get(7)?,
-                band: Band::parse(&r.get::<_, String>(8)?).unwrap_or(Band::NotEvaluated),
-                flags: Flags(r.get::<_, u32>(9)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut shared = Shared::default();
+        let series: (Arc<str>, Arc<str>) = (Arc::from(station), Arc::from(parameter));
+        let mut rows = st.query(params![station, parameter, ts, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(replay_row(r, 1, series.clone(), &mut shared)?);
+        }
+        Ok(out)
     }
 
     /// A series' windows of length `window_ms`, oldest first, with their judged band (`not_evaluated` while only a

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
@@ -166,11 +167,12 @@ pub enum AckOutcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplayReading {
     pub seq: i64,
-    pub station: String,
-    pub parameter: String,
+    /// Shared between the rows of one read (a replay reads thousands of one series).
+    pub station: Arc<str>,
+    pub parameter: Arc<str>,
     pub ts: i64,
     pub value: f64,
-    pub unit: String,
+    pub unit: Arc<str>,
     pub status: Status,
     pub band: Band,
     pub ratio: Option<f64>,
@@ -189,6 +191,52 @@ pub struct JudgingWindow {
     pub completeness: f64,
     pub ratio: Option<f64>,
     pub band: Band,
+}
+
+/// Texts repeated from row to row (station, parameter, unit), shared rather than copied per row.
+#[derive(Default)]
+pub(super) struct Shared(Vec<Arc<str>>);
+
+impl Shared {
+    pub(super) fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.iter().find(|a| ***a == *s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        if self.0.len() >= 64 {
+            self.0.clear();
+        }
+        self.0.push(a.clone());
+        a
+    }
+}
+
+/// A replayed reading from a row: `seq` in column 0, then from column `at`: ts, value, unit, status, limit_low,
+/// limit_high, ratio, band, flags.
+pub(super) fn replay_row(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+    (station, parameter): (Arc<str>, Arc<str>),
+    shared: &mut Shared,
+) -> rusqlite::Result<ReplayReading> {
+    Ok(ReplayReading {
+        seq: r.get(0)?,
+        station,
+        parameter,
+        ts: r.get(at)?,
+        value: r.get(at + 1)?,
+        unit: shared.get(text(r, at + 2)?),
+        status: Status::from_u8(r.get::<_, u8>(at + 3)?).unwrap_or(Status::Fault),
+        limit: (r.get(at + 4)?, r.get(at + 5)?),
+        ratio: r.get(at + 6)?,
+        band: Band::parse(text(r, at + 7)?).unwrap_or(Band::NotEvaluated),
+        flags: Flags(r.get::<_, u32>(at + 8)?),
+    })
+}
+
+/// Column `i` as text, borrowed from the row.
+fn text<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> rusqlite::Result<&'r str> {
+    Ok(r.get_ref(i)?.as_str()?)
 }
 
 /// The alert runner's write connection.
@@ -331,22 +379,15 @@ impl AlertStore {
              FROM readings r JOIN stations s ON s.id = r.station_id JOIN parameters p ON p.id = r.parameter_id \
              WHERE r.seq > ?1 ORDER BY r.seq LIMIT ?2",
         )?;
-        let rows = st.query_map(params![after, limit], |r| {
-            Ok(ReplayReading {
-                seq: r.get(0)?,
-                station: r.get(1)?,
-                parameter: r.get(2)?,
-                ts: r.get(3)?,
-                value: r.get(4)?,
-                unit: r.get(5)?,
-                status: Status::from_u8(r.get::<_, u8>(6)?).unwrap_or(Status::Fault),
-                limit: (r.get(7)?, r.get(8)?),
-                ratio: r.get(9)?,
-                band: Band::parse(&r.get::<_, String>(10)?).unwrap_or(Band::NotEvaluated),
-                flags: Flags(r.get::<_, u32>(11)?),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut shared = Shared::default();
+        let mut rows = st.query(params![after, limit])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let station = shared.get(text(r, 1)?);
+            let parameter = shared.get(text(r, 2)?);
+            out.push(replay_row(r, 3, (station, parameter), &mut shared)?);
+        }
+        Ok(out)
     }
 
     /// The newest window of length `window_ms` of every series, with its judged band (`not_evaluated` while it is
