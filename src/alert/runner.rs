@@ -1014,4 +1014,126 @@ parameters = {{ pH = {{}} }}
             .filter(|d| d.status == "delivered")
             .count() as i64
     }
+
+    /// pH at 7.0 every 5 minutes for 2.5 hours before T0, reading `i` at T0 − 2.5 h + 5 min × i, judged with the
+    /// default quality rules: the ledger flags a flat line after two hours without a gap.
+    fn flat_ph(indexes: impl Iterator<Item = i64>) -> Vec<Evaluated> {
+        let rules = crate::compliance::quality::SeriesRules::new(
+            &crate::compliance::QualitySettings::default(),
+            Duration::from_secs(300),
+            Some(3.5),
+        );
+        indexes
+            .map(|i| {
+                let LiveEvent::Readings(batch) = reading(0, T0 - 9_000_000 + i * 300_000) else {
+                    unreachable!()
+                };
+                let mut e = batch[0].evaluated.clone();
+                e.assessment.rules = rules;
+                e
+            })
+            .collect()
+    }
+
+    fn commit(db: &std::path::Path, readings: &[Evaluated]) {
+        let mut l = crate::ledger::Ledger::open(db, crate::config::Synchronous::Normal).unwrap();
+        for e in readings {
+            l.commit(std::slice::from_ref(e), &[]).unwrap();
+        }
+    }
+
+    /// Wait (paused time) until the engine has taken every committed reading.
+    async fn caught_up(db: &std::path::Path) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let done = || {
+            let r = crate::ledger::Reader::open(db).unwrap();
+            let c = r.connection();
+            let fed: i64 = c
+                .query_row("SELECT IFNULL((SELECT position FROM cursors WHERE name = 'alerts:readings'), 0)", [], |x| x.get(0))
+                .unwrap();
+            let top: i64 = c
+                .query_row("SELECT MAX(seq) FROM readings", [], |x| x.get(0))
+                .unwrap();
+            fed == top
+        };
+        while !done() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the engine did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// (kind, subject, state, since, raised, last bad, cleared) of every alert.
+    fn timeline(db: &std::path::Path) -> Vec<(String, String, String, i64, i64, i64, Option<i64>)> {
+        stored(db)
+            .into_iter()
+            .map(|a| {
+                let a = a.alert;
+                (
+                    a.kind, a.subject, a.state, a.since, a.raised, a.updated, a.cleared,
+                )
+            })
+            .collect()
+    }
+
+    /// An engine started on an empty ledger follows it from its first reading (one started on a ledger with
+    /// readings begins at its newest).
+    async fn from_the_start(dir: &std::path::Path) {
+        let Started {
+            shutdown, tasks, ..
+        } = start(dir, "");
+        stop(shutdown, tasks).await;
+    }
+
+    async fn stop(shutdown: CancellationToken, mut tasks: tokio::task::JoinSet<()>) {
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readings_reflagged_while_the_engine_was_down_are_rederived_at_restart() {
+        // In order: the flat line raises a quality alert.
+        let b = tempfile::tempdir().unwrap();
+        let db_b = b.path().join("l.db");
+        from_the_start(b.path()).await;
+        commit(&db_b, &flat_ph(0..=30));
+        let Started {
+            shutdown, tasks, ..
+        } = start(b.path(), "raise_after = 2");
+        caught_up(&db_b).await;
+        let expected = until(&db_b, Duration::from_secs(30), |a| !a.is_empty()).await;
+        assert_eq!(expected, [("quality".into(), "pH".into(), "raised".into())]);
+        stop(shutdown, tasks).await;
+        let expected = timeline(&db_b);
+
+        // Without four readings (a gap), no flat line; the engine takes it all and stops.
+        let a = tempfile::tempdir().unwrap();
+        let db_a = a.path().join("l.db");
+        from_the_start(a.path()).await;
+        commit(&db_a, &flat_ph((0..=30).filter(|i| !(10..=13).contains(i))));
+        let Started {
+            shutdown, tasks, ..
+        } = start(a.path(), "raise_after = 2");
+        caught_up(&db_a).await;
+        stop(shutdown, tasks).await;
+        assert!(timeline(&db_a).is_empty());
+        // The missing readings arrive while it is down: each is good, and re-flags the readings after it.
+        commit(&db_a, &flat_ph(10..=13));
+        let revisions: i64 = crate::ledger::Reader::open(&db_a)
+            .unwrap()
+            .connection()
+            .query_row("SELECT COUNT(*) FROM flag_revisions", [], |x| x.get(0))
+            .unwrap();
+        assert!(revisions > 0);
+        // At restart the engine reads the revisions those readings caused, and has the in-order alert.
+        let Started {
+            shutdown, tasks, ..
+        } = start(a.path(), "raise_after = 2");
+        caught_up(&db_a).await;
+        until(&db_a, Duration::from_secs(30), |a| !a.is_empty()).await;
+        stop(shutdown, tasks).await;
+        assert_eq!(timeline(&db_a), expected);
+    }
 }
