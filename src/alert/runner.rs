@@ -1065,8 +1065,11 @@ parameters = {{ pH = {{}} }}
         }
     }
 
-    /// (kind, subject, state, since, raised, last bad, cleared) of every alert.
-    fn timeline(db: &std::path::Path) -> Vec<(String, String, String, i64, i64, i64, Option<i64>)> {
+    /// (kind, subject, state, since, raised, last bad, cleared) of an alert.
+    type Line = (String, String, String, i64, i64, i64, Option<i64>);
+
+    /// Every alert's [`Line`].
+    fn timeline(db: &std::path::Path) -> Vec<Line> {
         stored(db)
             .into_iter()
             .map(|a| {
