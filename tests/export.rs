@@ -68,6 +68,11 @@ fn ingest(config: &Path) {
             }
         }
     }
+    ingest_lines(config, &lines);
+}
+
+/// Feed JSON lines through `quantrac ingest`.
+fn ingest_lines(config: &Path, lines: &str) {
     let mut child = Command::new(BIN)
         .args(["ingest", "--config", config.to_str().unwrap()])
         .stdin(Stdio::piped())
@@ -768,4 +773,139 @@ fn tt10_export_writes_maintenance_as_configured() {
             "{manifest}"
         );
     }
+}
+
+/// Decree 45's penalty basis, hand-computed. Tiên Sơn's COD limit is C 150 × Kq 1.0 (a river of 120 m³/s) × Kf 1.0
+/// (5,000 m³/day) = 150 mg/L. On 1 October COD is 180 mg/L from 01:00 to 03:00 (two windows, 1.2×) and the outflow
+/// 100 m³/h with half an hour missing (2,350 m³ over 23.5 h); on 2 October 160 mg/L from 05:00 to 06:00 (one window,
+/// 1.07×: under 1.1×, a repeat) and the outflow sent as 25 L/s (90 m³/h: 2,160 m³).
+#[test]
+fn the_penalty_basis_names_each_day_over_the_limit_with_its_discharge() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quantrac.toml");
+    std::fs::write(
+        &config,
+        "[ledger]\npath = \"ledger.db\"\nsynchronous = \"normal\"\n[[station]]\nid = \"BN_KCNTS_NUOC01\"\n\
+         name = \"Tiên Sơn\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 5000\n\
+         receiving_water = { type = \"river\", flow_m3_s = 120 }\nparameters = { COD = {}, Flow = {} }\n",
+    )
+    .unwrap();
+    let mut lines = String::new();
+    for i in 0..2 * 288 {
+        let ts = OCT1 + i * 300_000;
+        let cod = match i {
+            12..=35 => 180.0,
+            348..=359 => 160.0,
+            _ => 80.0,
+        };
+        let flow = match i {
+            100..=105 => None,
+            0..=287 => Some("\"value\":100,\"unit\":\"m3/h\"".to_string()),
+            _ => Some("\"value\":25,\"unit\":\"L/s\"".to_string()),
+        };
+        lines.push_str(&format!(
+            "{{\"station\":\"BN_KCNTS_NUOC01\",\"parameter\":\"COD\",\"ts\":{ts},\"value\":{cod}}}\n"
+        ));
+        if let Some(f) = flow {
+            lines.push_str(&format!(
+                "{{\"station\":\"BN_KCNTS_NUOC01\",\"parameter\":\"Flow\",\"ts\":{ts},{f}}}\n"
+            ));
+        }
+    }
+    ingest_lines(&config, &lines);
+    let out = dir.path().join("out");
+    export(&config, &out, &["--format", "csv"]);
+    let rows = csv_rows(&std::fs::read_to_string(out.join("penalty_basis.csv")).unwrap());
+    let header = &rows[0];
+    let col = |r: &[String], name: &str| r[header.iter().position(|h| h == name).unwrap()].clone();
+    let got: Vec<Vec<String>> = rows[1..]
+        .iter()
+        .map(|r| {
+            [
+                "parameter",
+                "date",
+                "window",
+                "exceedance_windows",
+                "windows_under_1_1",
+                "worst_band",
+                "exceedance_day",
+                "repeat",
+                "flow_parameter",
+                "discharge_m3",
+                "flow_measured_hours",
+            ]
+            .iter()
+            .map(|c| col(r, c))
+            .collect()
+        })
+        .collect();
+    let row = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        [
+            row(&[
+                "COD",
+                "2026-10-01",
+                "1h",
+                "2",
+                "0",
+                "1_1_to_1_5",
+                "1",
+                "no",
+                "Flow",
+                "2350",
+                "23.5"
+            ]),
+            row(&[
+                "COD",
+                "2026-10-02",
+                "1h",
+                "1",
+                "1",
+                "lt_1_1",
+                "2",
+                "yes",
+                "Flow",
+                "2160",
+                "24"
+            ]),
+        ]
+    );
+    let ratios: Vec<f64> = rows[1..]
+        .iter()
+        .map(|r| col(r, "worst_ratio").parse().unwrap())
+        .collect();
+    assert!(
+        (ratios[0] - 1.2).abs() < 1e-9 && (ratios[1] - 160.0 / 150.0).abs() < 1e-9,
+        "{ratios:?}"
+    );
+
+    // The monthly report shows the same days.
+    let report = dir.path().join("r.html");
+    let o = run(&[
+        "report",
+        "--config",
+        config.to_str().unwrap(),
+        "--station",
+        "BN_KCNTS_NUOC01",
+        "--month",
+        "2026-10",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&report).unwrap();
+    let table = &html[html
+        .find("<table id=\"penalty\">")
+        .expect("the English penalty table")..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr><td>").count(), 2, "{table}");
+    assert!(
+        table.contains("01/10/2026") && table.contains("2,350") && table.contains("23.5"),
+        "{table}"
+    );
+    assert!(
+        table.contains("2 (repeat)") && table.contains("2,160"),
+        "{table}"
+    );
 }

@@ -17,6 +17,7 @@
 
 pub mod alerts;
 pub mod manifest;
+pub mod penalty;
 pub mod report;
 pub mod summary;
 pub mod table;
@@ -570,6 +571,7 @@ pub(crate) fn export_in(
     if query.format.csv() || query.format.json() {
         write_aggregates(&mut run)?;
         write_events_and_summary(&mut run)?;
+        write_penalty_basis(&mut run)?;
         write_notes(&mut run)?;
         if ledger.has_alert_tables() {
             write_alerts(&mut run)?;
@@ -806,6 +808,67 @@ fn summary_row<W: Write>(
         sm.on_time_pct().into(),
         Cell::S(&counted),
     ])
+}
+
+const PENALTY_COLUMNS: &[&str] = &[
+    "station",
+    "parameter",
+    "date",
+    "window",
+    "exceedance_windows",
+    "windows_under_1_1",
+    "worst_band",
+    "worst_ratio",
+    "exceedance_day",
+    "repeat",
+    "flow_parameter",
+    "discharge_m3",
+    "flow_measured_hours",
+];
+
+/// The penalty basis of Decree 45/2022 (`penalty_basis`, see [`penalty`]): per station, parameter and local day
+/// with a judging window over the limit, the windows, the worst band, whether it repeats, and the day's discharge.
+fn write_penalty_basis(run: &mut Run<'_>) -> Result<(), ExportError> {
+    let mut t = FileTable::create(run.out, "penalty_basis", PENALTY_COLUMNS, run.query.format)?;
+    let tz = run.config.timezone;
+    let window_ms = run.config.compliance.averaging_window.as_millis() as i64;
+    let wname = window_name(window_ms);
+    for s in run.stations.iter().filter(|s| s.id >= 0) {
+        let cfg = run.config.station(&s.name);
+        let flow = cfg.map_or("Flow", |c| c.flow_out.as_str());
+        let input = penalty::BasisInput {
+            station_id: s.id,
+            flow,
+            window_ms,
+            interval_ms: cfg.map_or(300_000, |c| c.interval.as_millis() as i64),
+            from: run.from,
+            to: summary::counted_to(run.from, run.to, run.now, window_ms),
+            offset_ms: i64::from(tz.local_minus_utc()) * 1000,
+        };
+        let basis = penalty::compute(run.ledger, &input)?;
+        for d in &basis.days {
+            let v = basis.volumes.get(&d.day).copied().unwrap_or_default();
+            let date = Timestamp(d.day).to_local(tz).format("%Y-%m-%d").to_string();
+            t.table
+                .row(&[
+                    Cell::S(&s.name),
+                    Cell::S(&d.parameter),
+                    Cell::S(&date),
+                    Cell::S(&wname),
+                    Cell::I(d.windows),
+                    Cell::I(d.under_1_1),
+                    Cell::S(d.worst.as_str()),
+                    d.worst_ratio.into(),
+                    Cell::I(d.nth),
+                    Cell::S(if d.nth > 1 { "yes" } else { "no" }),
+                    Cell::S(flow),
+                    Some(summary::round2(v.m3)).into(),
+                    Some(summary::round2(v.covered_ms as f64 / 3_600_000.0)).into(),
+                ])
+                .map_err(|e| t.err(e))?;
+        }
+    }
+    t.finish(&mut run.hashes)
 }
 
 const NOTE_COLUMNS: &[&str] = &["id", "station", "time", "who", "text"];

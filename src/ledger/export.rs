@@ -142,6 +142,25 @@ impl Snapshot<'_> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The measuring readings of one parameter of `station` observed in `[from, to)`: (time, value, unit), by time.
+    pub fn measuring_values(
+        &self,
+        station: i64,
+        parameter: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, f64, String)>, LedgerError> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT r.ts, r.value, r.unit FROM readings r \
+             WHERE r.station_id = ?1 AND r.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2) \
+             AND r.ts >= ?3 AND r.ts < ?4 AND r.status = 0 ORDER BY r.ts",
+        )?;
+        let rows = st.query_map(params![station, parameter, from, to], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn count_parameters(&self, station: i64) -> Result<usize, LedgerError> {
         Ok(self.conn.query_row(
             "SELECT COUNT(DISTINCT parameter_id) FROM aggregates WHERE station_id = ?1",

@@ -81,6 +81,7 @@ pub(crate) fn render(v: &View<'_>) -> String {
         transmission(&mut h, v, lang);
         parameters(&mut h, v, lang);
         events(&mut h, v, lang);
+        penalty_basis(&mut h, v, lang);
         verification(&mut h, v, lang);
         signature(&mut h, lang);
         let _ = writeln!(
@@ -687,16 +688,68 @@ fn events(h: &mut String, v: &View<'_>, lang: Lang) {
         h,
         r#"<p class="note">{}</p>"#,
         lang.pick(
-            "Sự kiện vượt quy chuẩn được đánh giá theo giá trị trung bình của khoảng thời gian lấy trung bình. Các đợt giá trị đo đơn lẻ vượt quy chuẩn được đếm ở mục 4 và liệt kê trong tệp events.csv của bộ dữ liệu (mục 8).",
-            "An exceedance is judged on the mean of the averaging window. Episodes of single readings above the limit are counted in section 4 and listed in the export's events.csv (section 8)."
+            "Sự kiện vượt quy chuẩn được đánh giá theo giá trị trung bình của khoảng thời gian lấy trung bình. Các đợt giá trị đo đơn lẻ vượt quy chuẩn được đếm ở mục 4 và liệt kê trong tệp events.csv của bộ dữ liệu (mục 9).",
+            "An exceedance is judged on the mean of the averaging window. Episodes of single readings above the limit are counted in section 4 and listed in the export's events.csv (section 9)."
         )
     );
+}
+
+/// Decree 45/2022's penalty basis: per parameter and day with a window over the limit, the windows, the worst band,
+/// whether it repeats, and the day's discharge volume.
+fn penalty_basis(h: &mut String, v: &View<'_>, lang: Lang) {
+    let p = v.period;
+    let b = &v.data.penalty;
+    let _ = writeln!(
+        h,
+        r#"<h2>8. {}</h2>
+<p class="note">{}</p>
+<table id="{}"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>"#,
+        lang.pick(
+            "Căn cứ xử phạt (Nghị định 45/2022/NĐ-CP)",
+            "Penalty basis (Decree 45/2022/ND-CP)"
+        ),
+        lang.pick(
+            "Mức phạt theo mức vượt quy chuẩn và lưu lượng nước thải xả trong ngày; vượt dưới 1,1 lần lặp lại bị xử phạt như vượt 1,1 đến dưới 1,5 lần. Lưu lượng xả trong ngày được tính từ số liệu đo lưu lượng đầu ra, mỗi giá trị áp dụng đến giá trị kế tiếp, tối đa một chu kỳ truyền.",
+            "Fines scale with the exceedance band and the wastewater volume discharged that day; exceedances under 1.1× that repeat are fined like 1.1 to under 1.5×. The day's discharge is integrated from the outflow readings, each holding until the next one for at most one reporting interval."
+        ),
+        lang.id("penalty"),
+        lang.pick("Ngày", "Date"),
+        lang.pick("Thông số", "Parameter"),
+        lang.pick("Số khoảng vượt", "Windows over the limit"),
+        lang.pick("Trong đó dưới 1,1 lần", "Of them under 1.1×"),
+        lang.pick("Mức cao nhất", "Worst band"),
+        lang.pick("Lần thứ", "Day no."),
+        lang.pick("Lưu lượng xả (m³)", "Discharge (m³)"),
+        lang.pick("Giờ có số liệu lưu lượng", "Hours of flow data"),
+    );
+    for d in &b.days {
+        let vol = b.volumes.get(&d.day).copied().unwrap_or_default();
+        let repeat = if d.nth > 1 {
+            lang.pick(" (lặp lại)", " (repeat)")
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            h,
+            r#"<tr><td>{}</td><td>{}</td><td class="n">{}</td><td class="n">{}</td><td>{}</td><td class="n">{}{}</td><td class="n">{}</td><td class="n">{}</td></tr>"#,
+            date(d.day, p.tz),
+            esc(&d.parameter),
+            lang.num(d.windows as f64),
+            lang.num(d.under_1_1 as f64),
+            text::band(d.worst, lang),
+            d.nth,
+            repeat,
+            lang.num(vol.m3),
+            lang.num(vol.covered_ms as f64 / 3_600_000.0),
+        );
+    }
+    h.push_str("</table>\n");
 }
 
 fn verification(h: &mut String, v: &View<'_>, lang: Lang) {
     let _ = writeln!(
         h,
-        r#"<h2>8. {}</h2>
+        r#"<h2>9. {}</h2>
 <div class="verify" id="{}">"#,
         lang.pick(
             "Dữ liệu của báo cáo và cách kiểm tra",
@@ -798,7 +851,7 @@ fn signature(h: &mut String, lang: Lang) {
     };
     let _ = write!(
         h,
-        r#"<h2>9. {}</h2>
+        r#"<h2>10. {}</h2>
 <div class="signature" id="{}"><table class="sign"><tr><th>{prepared}</th><th>{approved}</th></tr><tr>"#,
         lang.pick("Xác nhận", "Signatures"),
         lang.id("signature")

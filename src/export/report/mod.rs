@@ -25,6 +25,7 @@ use std::path::Path;
 
 use ed25519_dalek::SigningKey;
 
+use super::penalty;
 use super::summary::{self, Summary, SummaryInput};
 use super::{local_time, ExportError, Format, Options, Query};
 use crate::compliance::limits::{kf, kq, Coefficient};
@@ -191,6 +192,7 @@ pub(crate) struct ReportData<'a> {
     pub events: Vec<EventRow>,
     /// Per local day: (day start, readings, on time).
     pub days: Vec<(i64, i64, i64)>,
+    pub penalty: penalty::Basis,
 }
 
 /// The station's ledger id (`-1`: configured, no data yet); neither configured nor in the ledger is an error.
@@ -255,6 +257,7 @@ fn gather<'a>(
             summary: empty_summary(cfg, p),
             events: Vec::new(),
             days: Vec::new(),
+            penalty: penalty::Basis::default(),
         });
     }
     snapshot.for_each_aggregate::<LedgerError>(sid, p.window_ms, p.from, p.counted, |a| {
@@ -303,6 +306,18 @@ fn gather<'a>(
             Vec::new()
         },
         days: snapshot.transmissions_by_day(sid, p.from, p.counted, offset_ms)?,
+        penalty: penalty::compute(
+            snapshot,
+            &penalty::BasisInput {
+                station_id: sid,
+                flow: cfg.map_or("Flow", |c| c.flow_out.as_str()),
+                window_ms: p.window_ms,
+                interval_ms: cfg.map_or(300_000, |c| c.interval.as_millis() as i64),
+                from: p.from,
+                to: p.counted,
+                offset_ms,
+            },
+        )?,
     })
 }
 
