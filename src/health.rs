@@ -130,11 +130,14 @@ impl Health {
         }
     }
 
-    /// Record a failure; the connection is down until the next success.
+    /// Record a failure; the connection is down until the next success. URLs in `error` are cut to scheme and host
+    /// ([`crate::redact::urls`]): the text reaches the API and the dashboard.
     pub fn failure(&self, key: &str, error: impl Into<String>) {
+        let error = error.into();
+        let error = crate::redact::urls(&error).into_owned();
         if let Some(s) = self.write().get_mut(key) {
             s.up = false;
-            s.last_error = Some((Timestamp::now(), error.into()));
+            s.last_error = Some((Timestamp::now(), error));
             s.consecutive_failures += 1;
         }
     }

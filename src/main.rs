@@ -745,12 +745,8 @@ fn config_failed(e: &quantrac::config::ConfigError) -> ExitCode {
 }
 
 fn check_config(path: &Path) -> ExitCode {
-    let config = match Config::load(path) {
+    let (config, limits) = match quantrac::reload::load_checked(path) {
         Ok(c) => c,
-        Err(e) => return config_failed(&e),
-    };
-    let limits = match quantrac::compliance::resolve_limits(&config) {
-        Ok(l) => l,
         Err(e) => return config_failed(&e),
     };
     // Written at once at the end: a reader that stops early (`| head`) is no error.

@@ -60,6 +60,86 @@ pub fn url(url: &str) -> String {
     urls(url).into_owned()
 }
 
+/// What replaces a known secret found outside a URL.
+pub const MASK: &str = "***";
+
+/// Known secrets shorter than this are not masked outside URLs (masking every "ab" would garble the text).
+const MIN_SECRET: usize = 3;
+
+/// Query keys whose values are credentials (`?token=`, `?api_key=`, `?sig=`…).
+const SECRET_KEYS: [&str; 6] = ["token", "key", "pass", "secret", "auth", "sig"];
+
+/// Redaction of one connection's errors: URLs as [`urls`] cuts them, and the connection's own secrets (password,
+/// token, a configured URL's password and credential query values) masked wherever a peer's answer echoes them.
+/// No `Debug`: it holds the secrets.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    /// Longest first, so that a secret containing another is masked whole.
+    known: Vec<String>,
+}
+
+impl Redactor {
+    /// A redactor for these secrets (empty and very short ones are left to URL redaction).
+    pub fn new<S: AsRef<str>>(secrets: impl IntoIterator<Item = S>) -> Self {
+        let mut r = Redactor::default();
+        r.add(secrets);
+        r
+    }
+
+    /// Also mask the password and credential query values written in `url`.
+    pub fn with_url_credentials(mut self, url: &str) -> Self {
+        self.add(url_credentials(url));
+        self
+    }
+
+    fn add<S: AsRef<str>>(&mut self, secrets: impl IntoIterator<Item = S>) {
+        for s in secrets {
+            let s = s.as_ref();
+            if s.chars().count() >= MIN_SECRET && !self.known.iter().any(|k| k == s) {
+                self.known.push(s.to_string());
+            }
+        }
+        self.known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+    }
+
+    /// `text` fit for a log line, the API or a metric: URLs cut, known secrets masked.
+    pub fn text(&self, text: &str) -> String {
+        let mut out = urls(text).into_owned();
+        for k in &self.known {
+            if out.contains(k.as_str()) {
+                out = out.replace(k.as_str(), MASK);
+            }
+        }
+        out
+    }
+}
+
+/// The password of `url`'s user information and the values of its credential-like query keys, as written.
+fn url_credentials(url: &str) -> Vec<&str> {
+    let Some((_, after)) = url.split_once("://") else {
+        return Vec::new();
+    };
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let mut found = Vec::new();
+    if let Some((userinfo, _)) = after[..authority_end].rsplit_once('@') {
+        if let Some((_, password)) = userinfo.split_once(':') {
+            found.push(password);
+        }
+    }
+    let query = after
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
+    for pair in query.split('&') {
+        if let Some((k, v)) = pair.split_once('=') {
+            let k = k.to_ascii_lowercase();
+            if SECRET_KEYS.iter().any(|s| k.contains(s)) {
+                found.push(v);
+            }
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::urls;
@@ -82,6 +162,19 @@ mod tests {
         for (given, want) in cases {
             assert_eq!(urls(given), want, "{given}");
         }
+    }
+
+    #[test]
+    fn known_secrets_are_masked_where_a_peer_echoes_them() {
+        let r = super::Redactor::new(["hunter22", "ab", ""])
+            .with_url_credentials("http://user:s3cret@host:1/?token=abc&org=plant&api_key=K3Y#f");
+        let given = "530 login for user with password hunter22 (token abc, key K3Y, s3cret) at http://user:s3cret@host:1/x";
+        assert_eq!(
+            r.text(given),
+            "530 login for user with password *** (token ***, key ***, ***) at http://host:1/…"
+        );
+        // Too short to mask outside a URL; the organisation is no credential.
+        assert_eq!(r.text("ab plant"), "ab plant");
     }
 
     #[test]

@@ -69,10 +69,44 @@ impl Changes {
     }
 }
 
+/// Stations' limits by station.
+pub type Limits = HashMap<StationId, StationLimits>;
+
+/// Read a config file and resolve its stations' limits. `Err` lists every problem at once: the limit profiles are
+/// resolved for the stations that validated as far as a profile needs (a bad value elsewhere, even in the same
+/// station, does not hide an unknown profile); a problem already listed at a key path is not repeated.
+pub fn load_checked(path: &Path) -> Result<(Config, Limits), ConfigError> {
+    checked(crate::config::Partial::load(path)?)
+}
+
+/// As [`load_checked`], from text (`file` names it in messages; relative paths resolve against `base`).
+pub fn checked_from_str(
+    text: &str,
+    file: &Path,
+    base: &Path,
+) -> Result<(Config, Limits), ConfigError> {
+    checked(crate::config::Partial::from_str(text, file, base)?)
+}
+
+fn checked(partial: crate::config::Partial) -> Result<(Config, Limits), ConfigError> {
+    let crate::config::Partial {
+        config,
+        mut problems,
+    } = partial;
+    let limits = match resolve_limits(&config) {
+        Ok(l) => l,
+        Err(e) => {
+            problems.extend_new(e);
+            HashMap::new()
+        }
+    };
+    problems.finish()?;
+    Ok((config, limits))
+}
+
 /// Read and check the config at `path` against the running one. `Err` carries every problem (nothing is applied).
 pub fn prepare(running: &Config, path: &Path) -> Result<Prepared, ConfigError> {
-    let mut next = Config::load(path)?;
-    let limits = resolve_limits(&next)?;
+    let (mut next, limits) = load_checked(path)?;
     let changes = compare(running, &next);
     for fixed in FIXED {
         (fixed.keep)(&mut next, running);

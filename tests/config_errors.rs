@@ -649,3 +649,49 @@ fn facility_keys_are_optional_and_checked_values_are_kept() {
         quantrac::config::Facility::default()
     );
 }
+
+/// Issue 19: a bad value and an unknown limit profile — in other stations or in the same one — are reported by one
+/// run, by the library and by `quantrac check-config` (exit 2), each once.
+#[test]
+fn check_config_reports_a_bad_value_and_an_unknown_profile_at_once() {
+    let other = GOOD_STATION
+        .replace("BN_KCNQV_NUOC01", "BN_KCNTS_NUOC01")
+        .replace("qcvn40-2011-b", "qcvn99");
+    let same = GOOD_STATION
+        .replace("BN_KCNQV_NUOC01", "BN_KCNYP_NUOC01")
+        .replace("qcvn40-2011-b", "qcvn98")
+        .replace("design_flow_m3_day = 13000", "design_flow_m3_day = -5");
+    let text = format!(
+        "{}{other}{same}",
+        GOOD_STATION.replace("design_flow_m3_day = 13000", "design_flow_m3_day = 0")
+    );
+    let want = [
+        "config/demo.toml: station[0].design_flow_m3_day: 0 is not a positive flow in m³/day",
+        "config/demo.toml: station[2].design_flow_m3_day: -5 is not a positive flow in m³/day",
+        "config/demo.toml: station[1].profile: unknown limit profile \"qcvn99\"; known profiles: qcvn40-2011-a, qcvn40-2011-b (built in, or a *.toml file in daemon.profiles_dir)",
+        "config/demo.toml: station[2].profile: unknown limit profile \"qcvn98\"; known profiles: qcvn40-2011-a, qcvn40-2011-b (built in, or a *.toml file in daemon.profiles_dir)",
+    ];
+    let e =
+        quantrac::reload::checked_from_str(&text, Path::new("config/demo.toml"), Path::new("."))
+            .map(|_| ())
+            .expect_err("the config was accepted");
+    assert_eq!(e.lines(), want);
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.toml");
+    std::fs::write(&file, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_quantrac"))
+        .args(["check-config", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let shown = String::from_utf8_lossy(&out.stderr);
+    let shown: Vec<&str> = shown.lines().collect();
+    let prefix = format!("{}: ", file.display());
+    let want: Vec<String> = want
+        .iter()
+        .map(|w| w.replacen("config/demo.toml: ", &prefix, 1))
+        .collect();
+    assert_eq!(shown, want, "{}", out.stderr.len());
+}

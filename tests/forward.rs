@@ -533,3 +533,50 @@ async fn alert_states_arrive_as_the_alert_measurement() {
     assert_eq!(points[0].0["station"], "BN_KCNQV_NUOC01");
     assert!((points[0].1 - 1.3).abs() < 1e-9);
 }
+
+/// Issue 19: errors quote URLs, and a server may echo what it was sent; the health text (what the API and the
+/// dashboard show) keeps neither the URL's password and token nor the API token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarder_errors_keep_no_credentials() {
+    const SECRETS: [&str; 3] = ["secretPW9", "abcTOK7", "hdrT0KEN5"];
+    // A server that refuses the token and quotes it (and the URL's secrets) back.
+    let echo = FaultServer::start(Arc::new(|_: &[String], _| {
+        (
+            401,
+            "token hdrT0KEN5 for user:secretPW9 with ?token=abcTOK7 is not authorized".into(),
+            None,
+        )
+    }))
+    .await;
+    // Nothing listens on the other: the HTTP client's error quotes the URL.
+    let closed = format!("http://127.0.0.1:{}", support::free_port());
+    for (base, want) in [
+        (echo.url(), "configuration fault: HTTP 401"),
+        (closed, "cannot connect"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        ledger(dir.path())
+            .commit(&readings(0, 5, "BN_KCNQV_NUOC01"), &[])
+            .unwrap();
+        let url = base.replacen("http://", "http://user:secretPW9@", 1) + "/?token=abcTOK7";
+        let mut t = target(&url, "fault");
+        t.token = Some(Secret::new("hdrT0KEN5"));
+        let health = Health::default();
+        let (stop, task) = start(t, dir.path(), &health);
+        let key = health_key("fault");
+        let error = std::sync::Mutex::new(String::new());
+        let failed = eventually(Duration::from_secs(20), || async {
+            let e = health.get(&key).and_then(|s| s.last_error);
+            *error.lock().unwrap() = e.map(|(_, e)| e).unwrap_or_default();
+            error.lock().unwrap().contains(want)
+        })
+        .await;
+        stop.cancel();
+        task.await.unwrap();
+        let error = error.into_inner().unwrap();
+        assert!(failed, "no {want:?} reported: {error:?}");
+        for s in SECRETS {
+            assert!(!error.contains(s), "{s} in {error:?}");
+        }
+    }
+}

@@ -462,6 +462,49 @@ async fn a_failing_webhook_shows_no_url_or_credentials_in_logs_or_the_api() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarder_errors_show_no_credentials_in_logs_or_the_api() {
+    // Nothing listens on either port: every write and every login fails, and the errors quote what was dialled.
+    let (influx_port, ftp_port) = (support::free_port(), support::free_port());
+    let rest = format!(
+        "[[forward.influx]]\nname = \"vm\"\nurl = \"http://user:secretPW9@127.0.0.1:{influx_port}/?token=abcTOK7\"\n\
+         bucket = \"b\"\ntoken = \"hdrT0KEN5\"\nmax_backoff = \"1s\"\n\n\
+         [[forward.tt10]]\nname = \"province\"\nprotocol = \"ftp\"\nhost = \"127.0.0.1\"\nport = {ftp_port}\n\
+         username = \"plant\"\npassword = \"ftpPASS8\"\npath = \"in\"\nmax_backoff = \"1s\"\n\n{}",
+        stations(60, &[])
+    );
+    let q = Logged::start("anonymous_read = true", &rest, &[]).await;
+    let logged = support::eventually(Duration::from_secs(60), || {
+        let log = q.log();
+        async move {
+            log.contains("InfluxDB write failed; retrying.")
+                && log.contains("Circular 10 upload failed; retrying.")
+        }
+    })
+    .await;
+    assert!(logged, "no failed write and upload logged:\n{}", q.log());
+    let client = reqwest::Client::new();
+    let mut answers = String::new();
+    for path in ["/api/stations", "/metrics", "/readyz"] {
+        let r = client
+            .get(format!("{}{path}", q.http))
+            .send()
+            .await
+            .unwrap();
+        answers.push_str(&r.text().await.unwrap());
+    }
+    let log = q.log();
+    for secret in ["secretPW9", "abcTOK7", "hdrT0KEN5", "ftpPASS8"] {
+        assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        assert!(!answers.contains(secret), "{secret} in the API: {answers}");
+    }
+    // What is left still says where.
+    assert!(
+        log.contains(&format!("http://127.0.0.1:{influx_port}/…")),
+        "{log}"
+    );
+}
+
 fn token_section(name: &str, role: &str, token: &str) -> String {
     let hash: String = Sha256::digest(token.as_bytes())
         .iter()

@@ -226,6 +226,60 @@ fn mosquitto_readings_arrive_and_bad_input_is_quarantined() {
     q.stop();
 }
 
+/// Issue 19: a value the evaluator refuses (impossible, or a station clock in the future) and a value the payload
+/// parser refuses are quarantined with the message as sent (topic, payload bytes, its timestamp); the message's other
+/// values are committed.
+#[test]
+fn refused_values_are_quarantined_with_the_message_as_sent() {
+    let mosq = Mosquitto::start("");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &broker_table(mosq.port));
+    let db = dir.path().join("ledger.db");
+    let mut q = Quantrac::start(&config);
+    assert!(
+        wait_until(Duration::from_secs(30), || q
+            .log()
+            .contains("MQTT connected.")),
+        "no connection:\n{}",
+        q.log()
+    );
+    let publisher = Publisher::connect(mosq.port, "test-publisher-q");
+    let topic = format!("stations/{}/data", STATIONS[0]);
+    let hour_ago = Timestamp(Timestamp::now().millis() - 3_600_000);
+    let tomorrow = Timestamp(Timestamp::now().millis() + 86_400_000);
+    let sent = [
+        format!(r#"{{"ts": "{hour_ago}", "COD": -5, "pH": 7.1}}"#),
+        format!(r#"{{"ts": "{tomorrow}", "TSS": 12}}"#),
+        format!(r#"{{"ts": "{hour_ago}", "NH4": "n/a", "Temp": 25}}"#),
+    ];
+    for payload in &sent {
+        publisher.publish((topic.clone(), payload.clone().into_bytes()));
+    }
+    publisher.wait_acked(3, Duration::from_secs(30));
+    let done = wait_until(Duration::from_secs(30), || {
+        let r = Reader::open(&db).unwrap();
+        r.count(Table::Quarantine).unwrap() == 3
+    });
+    let r = Reader::open(&db).unwrap();
+    let rows = r.quarantine(100).unwrap();
+    assert!(done, "quarantine: {rows:#?}\n{}", q.log());
+    // pH and Temp arrive.
+    assert_eq!(r.count_readings().unwrap(), 2);
+    for (payload, why) in sent
+        .iter()
+        .zip(["impossible", "in the future", "not a number"])
+    {
+        let row = rows
+            .iter()
+            .find(|x| x.reason.contains(why))
+            .unwrap_or_else(|| panic!("no row for {why:?}: {rows:#?}"));
+        assert_eq!(String::from_utf8_lossy(&row.raw), *payload, "{why}");
+        assert_eq!(row.origin, format!("mqtt://test/{topic}"), "{why}");
+        assert_eq!(row.station.as_deref(), Some(STATIONS[0]), "{why}");
+    }
+    q.stop();
+}
+
 #[test]
 fn mosquitto_restart_mid_stream_loses_nothing() {
     let mut mosq = Mosquitto::start("");

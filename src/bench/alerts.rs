@@ -151,6 +151,7 @@ async fn flip_cod(
                     status: Status::Measuring,
                 }],
                 quarantined: Vec::new(),
+                evidence: Vec::new(),
             })
             .await?;
         committed.insert((station.to_string(), ts), Timestamp::now().millis());

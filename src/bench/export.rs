@@ -217,6 +217,7 @@ async fn fill(
                     source: SourceKind::Sim,
                     readings,
                     quarantined: Vec::new(),
+                    evidence: Vec::new(),
                 })
                 .await?,
         );

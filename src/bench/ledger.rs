@@ -120,6 +120,7 @@ async fn run_once(
             source: SourceKind::Sim,
             readings: chunk.to_vec(),
             quarantined: Vec::new(),
+            evidence: Vec::new(),
         };
         in_flight.push_back(ingest.enqueue(b).await?);
         // Many sources in flight at once, as in a real province; each still waits for its own commit.

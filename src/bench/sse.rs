@@ -219,6 +219,7 @@ async fn ingest_cod(ingest: &Ingest, ids: &[StationId], seconds: u64) -> Result<
                 source: SourceKind::Sim,
                 readings,
                 quarantined: Vec::new(),
+                evidence: Vec::new(),
             })
             .await?;
     }

@@ -73,6 +73,19 @@ impl Problems {
     pub fn len(&self) -> usize {
         self.list.len()
     }
+    /// Add the problems of a later check (of what did validate), leaving out any at a key path already listed.
+    pub fn extend_new(&mut self, more: ConfigError) {
+        match more {
+            ConfigError::Invalid { problems, .. } => {
+                for q in problems {
+                    if !self.list.iter().any(|p| p.path == q.path) {
+                        self.list.push(q);
+                    }
+                }
+            }
+            other => self.push("", other),
+        }
+    }
     pub fn finish(self) -> Result<(), ConfigError> {
         if self.list.is_empty() {
             Ok(())

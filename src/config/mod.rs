@@ -137,6 +137,37 @@ pub fn parse(text: &str, file: &Path) -> Result<RawConfig, ConfigError> {
 
 /// Raw schema → checked config, collecting every problem.
 pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, ConfigError> {
+    let Partial { config, problems } = validate_partial(raw, file, base);
+    problems.finish()?;
+    Ok(config)
+}
+
+/// A config as far as it validated, with every problem found. Its stations are those usable for later checks (see
+/// `StationSection::validate_partial`) even when they have problems; with no problems it is the valid config.
+pub struct Partial {
+    pub config: Config,
+    pub problems: Problems,
+}
+
+impl Partial {
+    /// Read and parse a config file (a read or syntax error stops here), then validate as far as possible.
+    pub fn load(path: &Path) -> Result<Partial, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        Self::from_str(&text, path, &base)
+    }
+
+    /// As [`Partial::load`], from text.
+    pub fn from_str(text: &str, file: &Path, base: &Path) -> Result<Partial, ConfigError> {
+        Ok(validate_partial(parse(text, file)?, file, base))
+    }
+}
+
+/// Raw schema → the config as far as it validated, and every problem.
+pub fn validate_partial(raw: RawConfig, file: &Path, base: &Path) -> Partial {
     let mut p = Problems::new(file);
     let (timezone, timezone_name) = raw.daemon.timezone(&mut p);
     let future_skew = raw.daemon.future_skew.check(&mut p, "daemon.future_skew");
@@ -163,7 +194,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
                 ),
             );
         }
-        if let Some(st) = s.validate(&mut p, &key, &mqtt) {
+        if let Some(st) = s.validate_partial(&mut p, &key, &mqtt) {
             stations.push(st);
         }
     }
@@ -176,8 +207,7 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
     let station_ids: Vec<String> = raw.station.iter().map(|s| s.id.clone()).collect();
     let alert = raw.alert.validate(&mut p, base, &station_ids, &mqtt);
     let transmit = transmit::validate(&raw.forward.tt10, &mut p, base, &station_ids, timezone);
-    p.finish()?;
-    Ok(Config {
+    let config = Config {
         source: file.to_path_buf(),
         timezone,
         timezone_name,
@@ -194,7 +224,11 @@ pub fn validate(raw: RawConfig, file: &Path, base: &Path) -> Result<Config, Conf
         tt10,
         alert,
         stations,
-    })
+    };
+    Partial {
+        config,
+        problems: p,
+    }
 }
 
 #[cfg(test)]

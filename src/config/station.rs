@@ -230,8 +230,15 @@ impl Station {
 }
 
 impl StationSection {
-    pub(super) fn validate(&self, p: &mut Problems, key: &str, mqtt: &Mqtt) -> Option<Station> {
-        let before = p.len();
+    /// The station as far as it validated (problems pushed to `p`): `None` only when its id or receiving water is
+    /// unusable; parameters that did not validate are left out. What later checks (limit profiles) run on, so that
+    /// one run reports every problem.
+    pub(super) fn validate_partial(
+        &self,
+        p: &mut Problems,
+        key: &str,
+        mqtt: &Mqtt,
+    ) -> Option<Station> {
         let id = StationId::parse(&self.id)
             .map_err(|e| p.push(format!("{key}.id"), e))
             .ok();
@@ -319,9 +326,6 @@ impl StationSection {
                     );
                 }
             }
-        }
-        if p.len() != before {
-            return None;
         }
         Some(Station {
             id: id?,

@@ -49,6 +49,13 @@ fn opt(s: &Option<String>) -> Cell<'_> {
     s.as_deref().map_or(Cell::Null, Cell::S)
 }
 
+/// A delivery error with URLs cut to scheme and host ([`crate::redact::urls`]): a channel's error may quote its URL,
+/// whose path, query or user information carries the channel's credentials (rows stored before the channels
+/// redacted their own errors, or by a channel that does not).
+fn redacted(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(|e| crate::redact::urls(e).into_owned())
+}
+
 /// A time as local RFC 3339, or null.
 fn time_cell(v: Option<i64>, tz: chrono::FixedOffset) -> Option<String> {
     v.map(|ms| super::local_time(ms, tz))
@@ -116,6 +123,7 @@ fn delivery_row<W: std::io::Write>(
         .iter()
         .map(|t| time_cell(*t, tz))
         .collect();
+    let (last_error, attempt_error) = (redacted(&d.last_error), redacted(&d.attempt_error));
     t.row(&[
         Cell::I(d.alert_id),
         Cell::I(d.notification_id),
@@ -125,11 +133,11 @@ fn delivery_row<W: std::io::Write>(
         Cell::S(&d.status),
         Cell::I(d.attempts),
         opt(&times[1]),
-        opt(&d.last_error),
+        opt(&last_error),
         opt(&times[2]),
         d.attempt_duration_ms.map_or(Cell::Null, Cell::I),
         d.attempt_ok.map_or(Cell::Null, Cell::I),
-        opt(&d.attempt_error),
+        opt(&attempt_error),
     ])
 }
 

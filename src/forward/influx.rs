@@ -21,6 +21,7 @@ use crate::health::{Backoff, ConnectionState, Health};
 use crate::ledger::forward::ForwardStore;
 use crate::ledger::{Held, LedgerError, Stream};
 use crate::model::SourceKind;
+use crate::redact::Redactor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
@@ -41,6 +42,23 @@ enum Reply {
     Fault(String),
     /// The server refused some lines (400, 422; 413 for a single line): split to find them.
     Refused(u16, String),
+}
+
+impl Reply {
+    /// The same reply with its message fit for the log, the health state and the dead letters.
+    fn redacted(self, r: &Redactor) -> Reply {
+        match self {
+            Reply::Ok => Reply::Ok,
+            Reply::Retry(m, after) => Reply::Retry(r.text(&m), after),
+            Reply::Fault(m) => Reply::Fault(r.text(&m)),
+            Reply::Refused(status, m) => Reply::Refused(status, r.text(&m)),
+        }
+    }
+}
+
+/// What to cut from a target's errors: URLs, its token, its URL's password and credential query values.
+fn redactor(target: &Influx) -> Redactor {
+    Redactor::new(target.token.iter().map(|t| t.expose())).with_url_credentials(&target.url)
 }
 
 /// Health key of a target.
@@ -332,6 +350,7 @@ async fn send_all(
     mut body: Option<Vec<u8>>,
     shutdown: &CancellationToken,
 ) -> Result<bool, ForwardError> {
+    let redactor = redactor(target);
     let mut work = vec![lines];
     while let Some(chunk) = work.pop() {
         if chunk.is_empty() {
@@ -342,7 +361,7 @@ async fn send_all(
             let payload = body
                 .take()
                 .unwrap_or_else(|| prepare(chunk.clone(), target.gzip).1);
-            let delay = match post(client, target, payload).await {
+            let delay = match post(client, target, payload).await.redacted(&redactor) {
                 Reply::Ok => {
                     backoff.reset();
                     break;

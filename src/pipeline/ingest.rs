@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::compliance::StationLimits;
 use crate::config::Config;
 use crate::ledger::{CommitCounts, LedgerError};
-use crate::model::{Quarantined, Reading, SourceKind, StationId};
+use crate::model::{Quarantined, Reading, SourceKind, StationId, Timestamp};
 
 /// What a source submits: readings and the inputs it could not turn into readings.
 #[derive(Debug, Clone)]
@@ -20,6 +21,21 @@ pub struct Batch {
     pub source: SourceKind,
     pub readings: Vec<Reading>,
     pub quarantined: Vec<Quarantined>,
+    /// What the readings were read from, by index range in `readings` (ascending, not overlapping): a reading the
+    /// processor refuses (range, clock) is quarantined with this origin and these bytes. Readings outside every range
+    /// are quarantined with a text rebuilt from the reading.
+    pub evidence: Vec<(Range<usize>, Arc<Evidence>)>,
+}
+
+/// The input a group of readings was read from, as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    /// A topic (`mqtt://broker/topic`), a file path with its line, `host:port/unit/register`.
+    pub origin: String,
+    /// The message, line or register words as received.
+    pub raw: Vec<u8>,
+    /// When it was received.
+    pub received: Timestamp,
 }
 
 impl Batch {
@@ -28,8 +44,18 @@ impl Batch {
             source,
             readings: Vec::new(),
             quarantined: Vec::new(),
+            evidence: Vec::new(),
         }
     }
+
+    /// The readings from index `from` to the end were read from `evidence` (nothing when there are none).
+    pub fn read_from(&mut self, from: usize, evidence: Evidence) {
+        let to = self.readings.len();
+        if to > from {
+            self.evidence.push((from..to, Arc::new(evidence)));
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.readings.len() + self.quarantined.len()
     }

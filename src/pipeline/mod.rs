@@ -16,7 +16,7 @@ mod processor;
 mod writer;
 
 pub use bus::{Committed, LiveEvent};
-pub use ingest::{Batch, CommitReport, Completion, Ingest, PipelineError};
+pub use ingest::{Batch, CommitReport, Completion, Evidence, Ingest, PipelineError};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::error;
 
-use super::ingest::{Batch, Done, Job, Reconfigure};
+use super::ingest::{Batch, Done, Evidence, Job, Reconfigure};
 use super::writer::{aggregate_context, Group, Part, WriterMsg};
 use crate::compliance::{Assessment, Evaluator};
 use crate::ledger::Evaluated;
@@ -99,7 +99,8 @@ impl Processor {
     fn judge(&mut self, batch: Batch, done: Done, now: Timestamp, out: &mut Group) {
         let (start, qstart) = (out.readings.len(), out.quarantined.len());
         out.quarantined.extend(batch.quarantined);
-        for mut r in batch.readings {
+        let mut evidence = batch.evidence.iter().peekable();
+        for (i, mut r) in batch.readings.into_iter().enumerate() {
             match self.judge_one(&mut r, now) {
                 Ok((assessment, received)) => out.readings.push(Evaluated {
                     reading: r,
@@ -107,15 +108,15 @@ impl Processor {
                     source: batch.source,
                     received,
                 }),
-                Err(reason) => out.quarantined.push(
-                    Quarantined::new(
-                        batch.source,
-                        format!("{}/{}", r.station, r.parameter),
-                        reason,
-                        describe(&r),
-                    )
-                    .with_station(r.station.as_str()),
-                ),
+                Err(reason) => {
+                    while evidence.next_if(|(range, _)| range.end <= i).is_some() {}
+                    let from = evidence
+                        .peek()
+                        .filter(|(range, _)| range.contains(&i))
+                        .map(|(_, e)| &**e);
+                    out.quarantined
+                        .push(refused(batch.source, &r, reason, from));
+                }
             }
         }
         out.parts.push(Part {
@@ -176,6 +177,38 @@ fn check_time(
 
 /// 2000-01-01T00:00:00Z: no monitoring station reports earlier data.
 const YEAR_2000_MS: i64 = 946_684_800_000;
+
+/// The quarantine row of a refused reading: the input it was read from, as received, when the source kept it
+/// (the reason names the parameter); otherwise the reading as text under `STATION/PARAMETER`.
+fn refused(
+    source: crate::model::SourceKind,
+    r: &Reading,
+    reason: String,
+    from: Option<&Evidence>,
+) -> Quarantined {
+    let q = match from {
+        Some(e) => Quarantined {
+            received: e.received,
+            ..Quarantined::new(
+                source,
+                e.origin.clone(),
+                if reason.contains(r.parameter.as_str()) {
+                    reason
+                } else {
+                    format!("{}: {reason}", r.parameter)
+                },
+                e.raw.clone(),
+            )
+        },
+        None => Quarantined::new(
+            source,
+            format!("{}/{}", r.station, r.parameter),
+            reason,
+            describe(r),
+        ),
+    };
+    q.with_station(r.station.as_str())
+}
 
 /// A reading as text, kept as the raw bytes of a quarantined reading.
 fn describe(r: &Reading) -> Vec<u8> {

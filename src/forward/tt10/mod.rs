@@ -34,6 +34,7 @@ use crate::health::{Backoff, ConnectionState, Health};
 use crate::ledger::transmit::{CursorStart, PendingFile, TransmitStore};
 use crate::ledger::{Held, LedgerError};
 use crate::model::{SourceKind, StationId, Timestamp};
+use crate::redact::Redactor;
 use remote::Connection;
 use transfer::{remote_dir, TransmitError};
 
@@ -262,13 +263,16 @@ impl Sender {
     }
 
     /// Record a failure; how long to wait before the next attempt.
+    /// The error's text has URLs cut and the target's password masked (a server may echo what it was sent).
     fn failed(&mut self, e: &TransmitError) -> Duration {
-        self.health.failure(&self.key, e.to_string());
+        let text =
+            Redactor::new(self.target.password.iter().map(|p| p.expose())).text(&e.to_string());
+        self.health.failure(&self.key, text.clone());
         if e.is_fault() {
-            error!(target = %self.target.name, error = %e, "Circular 10 transmission refused; data is kept and sent once fixed.");
+            error!(target = %self.target.name, error = %text, "Circular 10 transmission refused; data is kept and sent once fixed.");
             self.target.max_backoff
         } else {
-            warn!(target = %self.target.name, error = %e, "Circular 10 upload failed; retrying.");
+            warn!(target = %self.target.name, error = %text, "Circular 10 upload failed; retrying.");
             self.backoff.next_delay()
         }
     }

@@ -36,9 +36,9 @@ use super::topic::TopicRouter;
 use crate::config::mqtt::{Broker, MAX_PACKET_BYTES};
 use crate::config::Config;
 use crate::health::{Backoff, ConnectionState, Health};
-use crate::model::{Parameter, Quarantined, SourceKind, StationId, Unit};
+use crate::model::{Parameter, Quarantined, SourceKind, StationId, Timestamp, Unit};
 use crate::mqtt::{describe_error, MqttError, Reconnect, Session};
-use crate::pipeline::{Batch, Completion, Ingest, PipelineError};
+use crate::pipeline::{Batch, Completion, Evidence, Ingest, PipelineError};
 
 /// Most messages the worker holds between enqueue and ack.
 const MAX_IN_FLIGHT: usize = 4096;
@@ -114,8 +114,12 @@ impl Subscriber {
     fn decode_into(&self, m: &Publish, batch: &mut Batch) {
         // Built only for what goes to quarantine.
         let quarantine = |reason: String, raw: &[u8], station: Option<&StationId>| {
-            let origin = format!("mqtt://{}/{}", self.broker.name, m.topic);
-            let q = Quarantined::new(SourceKind::Mqtt, origin, reason, raw.to_vec());
+            let q = Quarantined::new(
+                SourceKind::Mqtt,
+                self.origin(&m.topic),
+                reason,
+                raw.to_vec(),
+            );
             match station {
                 Some(s) => q.with_station(s.as_str()),
                 None => q,
@@ -158,13 +162,29 @@ impl Subscriber {
             configured: units,
         };
         let decoded = payload::decode(self.broker.format, &self.broker.json, &m.payload, &cx);
+        let from = batch.readings.len();
         batch.readings.extend(decoded.readings);
+        // Kept for the readings the processor may refuse (range, clock): their quarantine row quotes the message.
+        batch.read_from(
+            from,
+            Evidence {
+                origin: self.origin(&m.topic),
+                raw: m.payload.to_vec(),
+                received: Timestamp::now(),
+            },
+        );
+        // A refused part keeps the whole message too (its timestamp, the other values); the reason names the part.
         batch.quarantined.extend(
             decoded
                 .rejected
                 .into_iter()
-                .map(|r| quarantine(r.error.to_string(), &r.raw, Some(&station))),
+                .map(|r| quarantine(r.error.to_string(), &m.payload, Some(&station))),
         );
+    }
+
+    /// Where a message came from, as quarantine rows name it.
+    fn origin(&self, topic: &str) -> String {
+        format!("mqtt://{}/{}", self.broker.name, topic)
     }
 
     /// rumqttc options: the broker's (see [`crate::mqtt::Client`]) with a persistent session and manual acks.
