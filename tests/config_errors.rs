@@ -109,8 +109,32 @@ fn unknown_receiving_water() {
     let text = GOOD_STATION.replace("type = \"river\", flow_m3_s = 120", "type = \"sea\"");
     assert_eq!(
         errors(&text),
-        ["config/demo.toml: station[0].receiving_water.type: unknown receiving water \"sea\"; expected one of river, stream, canal, channel, lake, pond, marsh, coastal"]
+        ["config/demo.toml: station[0].receiving_water.type: unknown receiving water \"sea\"; expected one of river, stream, canal, channel, lake, pond, marsh, coastal, drainage"]
     );
+}
+
+#[test]
+fn salinity_and_drainage_are_checked_with_their_key_paths() {
+    let water = |w: &str| GOOD_STATION.replace("type = \"river\", flow_m3_s = 120", w);
+    assert_eq!(
+        errors(&water("type = \"river\", flow_m3_s = 120, salinity = \"salty\"")),
+        ["config/demo.toml: station[0].receiving_water.salinity: unknown salinity \"salty\"; expected one of fresh, brackish, saline"]
+    );
+    assert_eq!(
+        errors(&water("type = \"coastal\", use = \"other\", salinity = \"fresh\"")),
+        ["config/demo.toml: station[0].receiving_water.salinity: coastal water is not fresh; give brackish or saline (or leave it out: saline)"]
+    );
+    assert_eq!(
+        errors(&water("type = \"drainage\", flow_m3_s = 3")),
+        ["config/demo.toml: station[0].receiving_water.flow_m3_s: does not apply to receiving water of type \"drainage\""]
+    );
+    let c = Config::from_str(
+        &water("type = \"river\", flow_m3_s = 120, salinity = \"brackish\""),
+        Path::new("config/demo.toml"),
+        Path::new("."),
+    )
+    .unwrap();
+    assert_eq!(c.stations[0].salinity, quantrac::config::Salinity::Brackish);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use super::decimal::{self, fmt_coef, fmt_f64, fmt_num};
 use super::profile::{self, Profile, ProfileError, ProfileLimit, WaterKind, BUILTIN};
 use crate::config::{
-    CheckedParameter, Config, ConfigError, LimitText, Problems, ReceivingWater, Station,
+    CheckedParameter, Config, ConfigError, LimitText, Problems, ReceivingWater, Salinity, Station,
 };
 use crate::model::{Parameter, StationId};
 
@@ -222,6 +222,8 @@ pub fn kq(profile: &Profile, water: &ReceivingWater) -> Option<Coefficient> {
             k: t.coastal_other,
             basis: "coastal, other use".into(),
         },
+        // No Kq table covers a drainage system: such a station's limits are the permit's.
+        ReceivingWater::Drainage => return None,
     })
 }
 
@@ -234,11 +236,20 @@ pub fn kf(profile: &Profile, design_flow_m3_day: f64) -> Option<Coefficient> {
     })
 }
 
-fn water_kind(w: &ReceivingWater) -> WaterKind {
-    match w {
+fn water_kind(w: &ReceivingWater) -> Option<WaterKind> {
+    Some(match w {
         ReceivingWater::River { .. } => WaterKind::River,
         ReceivingWater::Lake { .. } => WaterKind::Lake,
         ReceivingWater::Coastal { .. } => WaterKind::Coastal,
+        ReceivingWater::Drainage => WaterKind::Drainage,
+    })
+}
+
+fn salinity_kind(s: Salinity) -> Option<WaterKind> {
+    match s {
+        Salinity::Fresh => None,
+        Salinity::Brackish => Some(WaterKind::Brackish),
+        Salinity::Saline => Some(WaterKind::Saline),
     }
 }
 
@@ -319,8 +330,11 @@ fn parameter_limit(
             ),
         ));
     };
-    let kind = water_kind(&station.receiving_water);
-    if pp.not_for.contains(&kind) {
+    let kinds = [
+        water_kind(&station.receiving_water),
+        salinity_kind(station.salinity),
+    ];
+    if let Some(kind) = kinds.into_iter().flatten().find(|k| pp.not_for.contains(k)) {
         return Ok(limit(
             None,
             format!(
@@ -339,6 +353,15 @@ fn parameter_limit(
             ),
         ));
     };
+    if station.receiving_water == ReceivingWater::Drainage {
+        return Err((
+            format!("{key}.limit"),
+            format!(
+                "the station discharges into a drainage system, for which profile {} states no rule (no source read confirms column B without coefficients): give the permit's limit for {sym}",
+                profile.name
+            ),
+        ));
+    }
     if !same_unit(&pp.unit, cp.unit.as_str()) {
         return Err((
             format!("{key}.unit"),
@@ -519,6 +542,52 @@ mod tests {
             w("TOC"),
             "no limit (TOC is not in profile qcvn40-2011-b and the station gives no permit limit)"
         );
+    }
+
+    #[test]
+    fn chloride_does_not_apply_to_brackish_or_saline_water_whatever_its_kq_class() {
+        let cl = |water: &str| {
+            let l = limits(&format!(
+                "profile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 40\nreceiving_water = {water}\nparameters = {{ Cl = {{}} }}"
+            ))
+            .unwrap();
+            (l.limits[0].bound, l.limits[0].working.clone())
+        };
+        // A tidal river reach: river Kq, brackish water.
+        let (bound, working) = cl("{ type = \"river\", flow_m3_s = 30, salinity = \"brackish\" }");
+        assert_eq!(bound, None);
+        assert!(working.contains("brackish receiving water"), "{working}");
+        let (bound, working) = cl("{ type = \"lake\", salinity = \"saline\" }");
+        assert_eq!(bound, None, "{working}");
+        // Fresh (the default for a river): C 1,000 × Kq 0.9 (Q ≤ 50 m³/s) × Kf 1.2 (F ≤ 50 m³/day).
+        let (bound, working) = cl("{ type = \"river\", flow_m3_s = 30 }");
+        assert_eq!(bound, Some(LimitBound::Max(1080.0)), "{working}");
+    }
+
+    #[test]
+    fn a_drainage_system_takes_the_permits_limits() {
+        let e = limits(
+            "profile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 40\nreceiving_water = { type = \"drainage\" }\n\
+             parameters = { COD = {}, pH = {}, TSS = { limit = 100 }, Flow = {} }",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["parameters.COD.limit", "parameters.pH.limit"],
+            "{e:?}"
+        );
+        assert!(
+            e[0].1.contains("give the permit's limit for COD"),
+            "{}",
+            e[0].1
+        );
+        let l = limits(
+            "profile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 40\nreceiving_water = { type = \"drainage\" }\n\
+             parameters = { COD = { limit = 200 }, pH = { limit = [6, 9] }, Flow = {} }",
+        )
+        .unwrap();
+        assert_eq!(l.limits[0].bound, Some(LimitBound::Max(200.0)));
     }
 
     #[test]

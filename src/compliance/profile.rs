@@ -153,8 +153,8 @@ pub struct ParameterEntry {
     pub range: Option<[f64; 2]>,
     /// Whether Cmax = C × Kq × Kf (true, the default for `c`) or Cmax = C (false: temperature, colour, coliform, …).
     pub coefficients: Option<bool>,
-    /// Receiving-water kinds where this limit does not apply (`river`, `lake`, `coastal`), e.g. chloride in saline
-    /// water.
+    /// Receiving water where this limit does not apply, by type (`river`, `lake`, `coastal`, `drainage`) or
+    /// salinity (`brackish`, `saline`), e.g. chloride in brackish and saline water.
     #[serde(default)]
     pub not_for: Vec<String>,
 }
@@ -202,21 +202,35 @@ impl Steps {
     }
 }
 
-/// Kind of receiving water, as `not_for` names it.
+/// Receiving water as `not_for` names it: its type (`river`, `lake`, `coastal`, `drainage`) or its salinity
+/// (`brackish`, `saline`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaterKind {
     River,
     Lake,
     Coastal,
+    Drainage,
+    Brackish,
+    Saline,
 }
 
 impl WaterKind {
-    pub const ALL: [WaterKind; 3] = [WaterKind::River, WaterKind::Lake, WaterKind::Coastal];
+    pub const ALL: [WaterKind; 6] = [
+        WaterKind::River,
+        WaterKind::Lake,
+        WaterKind::Coastal,
+        WaterKind::Drainage,
+        WaterKind::Brackish,
+        WaterKind::Saline,
+    ];
     pub fn as_str(self) -> &'static str {
         match self {
             WaterKind::River => "river",
             WaterKind::Lake => "lake",
             WaterKind::Coastal => "coastal",
+            WaterKind::Drainage => "drainage",
+            WaterKind::Brackish => "brackish",
+            WaterKind::Saline => "saline",
         }
     }
 }

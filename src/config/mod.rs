@@ -30,7 +30,7 @@ pub use errors::{tidy_toml_message, ConfigError, Problems};
 pub use secret::{fingerprint, Secret};
 pub use station::{
     CheckedParameter, Facility, FacilitySection, LimitText, ParameterSection, ReceivingWater,
-    SimVia, Station, StationSection, StationSimSection,
+    Salinity, SimVia, Station, StationSection, StationSimSection,
 };
 
 use chrono::FixedOffset;

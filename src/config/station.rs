@@ -71,6 +71,9 @@ pub struct ReceivingWaterSection {
     pub coastal_use: Option<String>,
     /// The receiving water's name as the permit writes it, e.g. `sông Cầu` (shown on the monthly report).
     pub name: Option<String>,
+    /// `fresh`, `brackish` (estuaries, lagoons, tidal river reaches) or `saline`; default `fresh`, `saline` for
+    /// coastal water. Apart from the Kq class: chloride's limit does not apply to brackish or saline water.
+    pub salinity: Option<String>,
 }
 
 /// `[station.facility]` as written: who discharges, and under which permit. Every key is optional; the monthly
@@ -109,9 +112,37 @@ const MAX_TEXT: usize = 200;
 /// Checked receiving water.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReceivingWater {
-    River { flow_m3_s: Option<f64> },
-    Lake { volume_m3: Option<f64> },
-    Coastal { aquatic_protection: bool },
+    River {
+        flow_m3_s: Option<f64>,
+    },
+    Lake {
+        volume_m3: Option<f64>,
+    },
+    Coastal {
+        aquatic_protection: bool,
+    },
+    /// An urban or residential drainage system (hệ thống thoát nước đô thị, khu dân cư), which QCVN 40:2011 names
+    /// as a receiving water: no source read confirms which limits apply, so the permit's are required.
+    Drainage,
+}
+
+/// How salty the receiving water is, apart from its Kq class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Salinity {
+    #[default]
+    Fresh,
+    Brackish,
+    Saline,
+}
+
+impl Salinity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Salinity::Fresh => "fresh",
+            Salinity::Brackish => "brackish",
+            Salinity::Saline => "saline",
+        }
+    }
 }
 
 /// One monitored parameter of a station.
@@ -192,6 +223,7 @@ pub struct Station {
     pub profile: String,
     pub design_flow_m3_day: f64,
     pub receiving_water: ReceivingWater,
+    pub salinity: Salinity,
     pub interval: Duration,
     pub parameters: Vec<CheckedParameter>,
     /// The inflow parameter, when declared.
@@ -266,6 +298,11 @@ impl StationSection {
         let receiving_water = self
             .receiving_water
             .validate(p, &format!("{key}.receiving_water"));
+        let salinity = self.receiving_water.salinity(
+            p,
+            &format!("{key}.receiving_water"),
+            receiving_water.as_ref(),
+        );
         let receiving_water_name = check_text(
             p,
             &format!("{key}.receiving_water.name"),
@@ -334,6 +371,7 @@ impl StationSection {
             profile: self.profile.clone(),
             design_flow_m3_day: self.design_flow_m3_day,
             receiving_water: receiving_water?,
+            salinity,
             interval,
             parameters,
             flow_in: self.flow_in.clone(),
@@ -476,14 +514,45 @@ impl ReceivingWaterSection {
                     }
                 }
             }
+            "drainage" => {
+                stray(p, "flow_m3_s", self.flow_m3_s.is_some());
+                stray(p, "volume_m3", self.volume_m3.is_some());
+                stray(p, "use", self.coastal_use.is_some());
+                Some(ReceivingWater::Drainage)
+            }
             other => {
                 p.push(
                     format!("{key}.type"),
-                    format!("unknown receiving water {other:?}; expected one of river, stream, canal, channel, lake, pond, marsh, coastal"),
+                    format!("unknown receiving water {other:?}; expected one of river, stream, canal, channel, lake, pond, marsh, coastal, drainage"),
                 );
                 None
             }
         }
+    }
+
+    /// `salinity`, by default fresh (saline for coastal water, which cannot be fresh).
+    fn salinity(&self, p: &mut Problems, key: &str, water: Option<&ReceivingWater>) -> Salinity {
+        let coastal = matches!(water, Some(ReceivingWater::Coastal { .. }));
+        let s = match self.salinity.as_deref() {
+            None if coastal => Salinity::Saline,
+            None | Some("fresh") => Salinity::Fresh,
+            Some("brackish") => Salinity::Brackish,
+            Some("saline") => Salinity::Saline,
+            Some(other) => {
+                p.push(
+                    format!("{key}.salinity"),
+                    format!("unknown salinity {other:?}; expected one of fresh, brackish, saline"),
+                );
+                return Salinity::Fresh;
+            }
+        };
+        if coastal && s == Salinity::Fresh {
+            p.push(
+                format!("{key}.salinity"),
+                "coastal water is not fresh; give brackish or saline (or leave it out: saline)",
+            );
+        }
+        s
     }
 }
 

@@ -202,6 +202,12 @@ pub fn water(w: &ReceivingWater, name: Option<&str>, lang: Lang) -> String {
         } => lang
             .pick("vùng nước biển ven bờ khác", "other coastal water")
             .to_string(),
+        ReceivingWater::Drainage => lang
+            .pick(
+                "hệ thống thoát nước đô thị, khu dân cư",
+                "urban or residential drainage system",
+            )
+            .to_string(),
     };
     match name {
         Some(n) => format!("{n} ({kind})"),
