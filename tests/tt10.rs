@@ -516,24 +516,26 @@ fn units_are_converted_before_judging_and_unusable_units_or_times_are_quarantine
     let (value, unit, rv, ..) = row("pH", T0);
     assert_eq!((value, unit.as_str(), rv), (7.1, "-", Some(7.1)));
 
-    let reasons: Vec<String> = reader
-        .quarantine(10)
-        .unwrap()
-        .into_iter()
-        .map(|q| q.reason)
-        .collect();
-    assert!(
-        reasons
+    // Each refused value is quarantined with the file it came in, as received.
+    let rows = reader.quarantine(10).unwrap();
+    for (why, (ts, text)) in [
+        "unknown unit \"furlongs\"; COD is judged in mg/L",
+        "1998-12-31T17:00:00Z is before 2000-01-01",
+    ]
+    .iter()
+    .zip(&files[1..])
+    {
+        let row = rows
             .iter()
-            .any(|r| r == "unknown unit \"furlongs\"; COD is judged in mg/L"),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons
-            .iter()
-            .any(|r| r.contains("1998-12-31T17:00:00Z is before 2000-01-01")),
-        "{reasons:?}"
-    );
+            .find(|q| q.reason.contains(why))
+            .unwrap_or_else(|| panic!("no row for {why:?}: {rows:#?}"));
+        assert_eq!(String::from_utf8_lossy(&row.raw), *text, "{why}");
+        assert!(
+            row.origin.ends_with(&name(station, Timestamp(*ts))),
+            "{why}: {}",
+            row.origin
+        );
+    }
 }
 
 fn walk_txt(dir: &Path) -> Vec<PathBuf> {

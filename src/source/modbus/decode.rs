@@ -10,7 +10,7 @@ use crate::config::modbus::{
     DataType, Modbus, Register, RegisterKind, StatusRegister, TimestampRegister, WordOrder,
 };
 use crate::model::{Quarantined, Reading, SourceKind, StationId, Status, Timestamp, Unit};
-use crate::pipeline::Batch;
+use crate::pipeline::{Batch, Evidence};
 
 /// A value that could not be decoded from its registers.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -263,23 +263,30 @@ pub fn assemble(map: &StationMap<'_>, words: &PollWords, poll_time: Timestamp) -
         let Some(Some(w)) = words.registers.get(i) else {
             continue;
         };
+        let at = format!(
+            "{} {}",
+            origin(map, reg.unit_id, reg.kind, reg.address, reg.data_type),
+            reg.parameter
+        );
         match decode_value(w, reg) {
-            Ok(value) => batch.readings.push(Reading {
-                station: map.station.clone(),
-                parameter: reg.parameter.clone(),
-                ts,
-                value,
-                unit: map.units.get(i).cloned().unwrap_or_else(|| Unit::new("")),
-                status,
-            }),
-            Err(e) => {
-                let at = origin(map, reg.unit_id, reg.kind, reg.address, reg.data_type);
-                batch.quarantined.push(quarantine(
-                    format!("{at} {}", reg.parameter),
-                    e.to_string(),
-                    w,
-                ));
+            Ok(value) => {
+                batch.readings.push(Reading {
+                    station: map.station.clone(),
+                    parameter: reg.parameter.clone(),
+                    ts,
+                    value,
+                    unit: map.units.get(i).cloned().unwrap_or_else(|| Unit::new("")),
+                    status,
+                });
+                // The register words as read, should the processor refuse the value (range, clock).
+                let evidence = Evidence {
+                    origin: at,
+                    raw: hex_words(w).into_bytes(),
+                    received: poll_time,
+                };
+                batch.read_from(batch.readings.len() - 1, evidence);
             }
+            Err(e) => batch.quarantined.push(quarantine(at, e.to_string(), w)),
         }
     }
     batch
@@ -564,6 +571,18 @@ mod tests {
         assert_eq!(q.origin, "127.0.0.1:502/unit 1/holding 0..2 COD");
         assert_eq!(q.raw, b"0x7FC0 0x0000");
         assert_eq!(q.station.as_deref(), Some("BN_KCNQV_NUOC01"));
+        // The pH reading carries its words as read, should the processor refuse its value.
+        assert_eq!(b.evidence.len(), 1);
+        let (range, e) = &b.evidence[0];
+        assert_eq!(range.clone(), 0..1);
+        assert_eq!(
+            (e.origin.as_str(), e.raw.as_slice(), e.received),
+            (
+                "127.0.0.1:502/unit 1/holding 0..1 pH",
+                b"0x02C8".as_slice(),
+                Timestamp(1_000)
+            )
+        );
 
         // Status block failed: readings still arrive, as fault; a failed value block is left out.
         let words = PollWords {

@@ -20,8 +20,8 @@ use crate::circular10::{self as format, parse_file_name};
 use crate::config::tt10::Tt10;
 use crate::config::Config;
 use crate::health::ConnectionState;
-use crate::model::{Parameter, Quarantined, SourceKind, StationId, Unit};
-use crate::pipeline::Batch;
+use crate::model::{Parameter, Quarantined, SourceKind, StationId, Timestamp, Unit};
+use crate::pipeline::{Batch, Evidence};
 use crate::source::SourceContext;
 
 /// Bytes of an oversized file kept in quarantine.
@@ -79,6 +79,8 @@ pub struct ReadFile {
     pub rejected: Option<String>,
     pub readings: Vec<crate::model::Reading>,
     pub quarantined: Vec<Quarantined>,
+    /// The file as received, for a reading the processor refuses (a processed file).
+    pub evidence: Option<Evidence>,
 }
 
 /// Why a landing folder cannot be scanned.
@@ -262,6 +264,7 @@ impl Landing {
                 rejected: Some(reason),
                 readings: Vec::new(),
                 quarantined: vec![q],
+                evidence: None,
             }
         };
         let size = std::fs::metadata(&c.path).ok()?.len();
@@ -375,6 +378,11 @@ impl Landing {
             rejected: None,
             readings,
             quarantined,
+            evidence: Some(Evidence {
+                origin,
+                raw: bytes,
+                received: Timestamp::now(),
+            }),
         })
     }
 
@@ -530,7 +538,11 @@ pub async fn run(ctx: SourceContext<Landing>) {
             let mut moves = Vec::with_capacity(read.len());
             let (mut processed, mut rejected) = (0u64, 0u64);
             for f in read {
+                let from = batch.readings.len();
                 batch.readings.extend(f.readings);
+                if let Some(e) = f.evidence {
+                    batch.read_from(from, e);
+                }
                 batch.quarantined.extend(f.quarantined);
                 if f.rejected.is_some() {
                     rejected += 1;
