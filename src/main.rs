@@ -228,6 +228,9 @@ enum Bench {
     Influx,
     /// SSE fan-out to 500 dashboard clients while ingesting: readings/s and latency to the clients.
     Sse,
+    /// The API under 1, 16 and 64 keep-alive clients: requests/s and p50/p99 of /healthz and /api/stations (100
+    /// stations live; --seconds per row), and the per-client connection cap.
+    Http,
     /// Modbus polling of 100 and 1,000 simulated stations: polls/s, CPU, RSS, ratio to a bare tokio-modbus loop.
     Modbus,
     /// The simulator process that `bench modbus` starts.
@@ -497,6 +500,7 @@ fn bench(what: Bench, readings: usize, url: Option<String>, seconds: u64) -> Exi
             Bench::Ledger => bench::ledger::run(readings).await,
             Bench::Influx => bench::influx::run(readings, url).await,
             Bench::Sse => bench::sse::run(500, seconds).await,
+            Bench::Http => bench::http::run(seconds).await,
             Bench::Modbus => bench::modbus::run(seconds)
                 .await
                 .map_err(|e| e.to_string().into()),

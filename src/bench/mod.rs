@@ -6,6 +6,7 @@
 //! - [`ledger`]: readings/s through processor + ledger, beside SQLite alone (the floor under the writer).
 //! - [`influx`]: lines/s forwarded to an InfluxDB v2 write API, beside a bare HTTP loop.
 //! - [`sse`]: SSE fan-out to dashboard clients while ingesting.
+//! - [`http`]: the dashboard API under concurrent keep-alive clients, and the connection caps.
 //! - [`alerts`]: latency from a reading's commit to its notification at a local webhook.
 //! - [`modbus`]: polling simulated stations against a bare tokio-modbus loop; [`modbus_sim`] is the simulator child.
 //! - [`mqtt`]: readings/s committed from Mosquitto beside `mosquitto_sub`.
@@ -19,6 +20,7 @@ pub mod alerts;
 pub mod backlog;
 pub mod compliance;
 pub mod export;
+pub mod http;
 pub mod influx;
 pub mod ledger;
 pub mod modbus;
