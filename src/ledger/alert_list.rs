@@ -228,7 +228,15 @@ mod tests {
     use crate::ledger::alerts::{AlertStore, AlertUpdate, NewAlert, QueuedNotification};
 
     /// (station, subject, kind, severity, since, cleared) of the alerts written by [`ledger`], in id order.
-    const ROWS: [(&str, &str, &str, &str, i64, Option<i64>); 5] = [
+    type Row = (
+        &'static str,
+        &'static str,
+        &'static str,
+        &'static str,
+        i64,
+        Option<i64>,
+    );
+    const ROWS: [Row; 5] = [
         ("A", "COD", "exceedance", "warning", 1_000, Some(2_000)),
         ("A", "COD", "violation", "violation", 1_500, None),
         ("B", "TSS", "exceedance", "warning", 3_000, None),
