@@ -21,7 +21,8 @@ pub struct AlertFilter {
     pub severity: Option<String>,
     /// `raised`, `acknowledged`, `cleared`, `withdrawn`, or `open` (raised or acknowledged).
     pub state: Option<String>,
-    /// Alerts that were active at some time in `[from, to)` (Unix ms): began before `to`, not cleared before `from`.
+    /// Alerts that were active at some time in `[from, to)` (Unix ms): began before `to`, and cleared (or, while
+    /// open, last observed bad) at or after `from`.
     pub from: Option<i64>,
     pub to: Option<i64>,
     /// Alerts with an id below this (the `next_before` of the previous page); newest first.
@@ -34,7 +35,7 @@ const MATCHES: &str =
     "(?1 IS NULL OR station = ?1) AND (?2 IS NULL OR subject = ?2) AND (?3 IS NULL OR kind = ?3) \
      AND (?4 IS NULL OR severity = ?4) \
      AND (?5 IS NULL OR state = ?5 OR (?5 = 'open' AND state IN ('raised', 'acknowledged'))) \
-     AND (?6 IS NULL OR cleared IS NULL OR cleared >= ?6) AND (?7 IS NULL OR since < ?7)";
+     AND (?6 IS NULL OR COALESCE(cleared, updated) >= ?6) AND (?7 IS NULL OR since < ?7)";
 
 /// One delivery attempt of a notification.
 #[derive(Debug, Clone, PartialEq)]
@@ -345,13 +346,14 @@ mod tests {
         assert_eq!(ids(&r, state("open")), [5, 3, 2]);
         assert_eq!(ids(&r, state("withdrawn")), [4]);
         assert_eq!(ids(&r, state("cleared")), [1]);
-        // Active at some time in [2500, 4500): 1 cleared at 2000 is out, 5 began at 6000 is out.
-        let range = AlertFilter {
-            from: Some(2_500),
-            to: Some(4_500),
+        // Active at some time in [2500, 4500): 1 cleared at 2000, 2 (open) last bad at 1500, 5 began at 6000.
+        let range = |from, to| AlertFilter {
+            from: Some(from),
+            to: Some(to),
             ..Default::default()
         };
-        assert_eq!(ids(&r, range), [4, 3, 2]);
+        assert_eq!(ids(&r, range(2_500, 4_500)), [4, 3]);
+        assert_eq!(ids(&r, range(1_500, 1_501)), [2, 1]);
         // Pages of two follow `before`; the count stays the whole list's.
         let page = |before| AlertFilter {
             before,
