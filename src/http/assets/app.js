@@ -26,7 +26,7 @@ const T = {
     noDeliveries: "Không có thông báo", noRevisions: "Chưa tính lại lần nào", noAlarms: "Không có cảnh báo phù hợp", reason: "Lý do",
     ended: "Kết thúc", filter: "Lọc", ackedBy: "Xác nhận bởi", before: "Trước", after: "Sau",
     d_pending: "đang chờ", d_delivered: "đã gửi", d_failed: "thất bại", c_raised: "phát cảnh báo", c_escalated: "nâng mức",
-    c_renotify: "nhắc lại", c_cleared: "kết thúc", c_summary: "tóm tắt dữ liệu muộn" },
+    c_renotify: "nhắc lại", c_cleared: "kết thúc", c_late: "tóm tắt dữ liệu đến muộn" },
   en: { subtitle: "Automatic wastewater monitoring", offline: "Offline", online: "Live",
     compliant: "Compliant", warning: "Warning", violation: "Violation", silent: "Silent", fault: "Device fault",
     parameter: "Parameter", value: "Value", limit: "Limit", ratio: "Multiple", hour: "Hour mean", today: "Data today",
@@ -50,7 +50,7 @@ const T = {
     noDeliveries: "No notifications", noRevisions: "Never re-derived", noAlarms: "No matching alerts", reason: "Reason",
     ended: "Ended", filter: "Filter", ackedBy: "Acknowledged by", before: "Before", after: "After",
     d_pending: "pending", d_delivered: "delivered", d_failed: "failed", c_raised: "raised", c_escalated: "escalated",
-    c_renotify: "reminder", c_cleared: "cleared", c_summary: "late-data summary" },
+    c_renotify: "reminder", c_cleared: "cleared", c_late: "late-data summary" },
 };
 const STATES = ["violation", "fault", "silent", "warning", "compliant"];
 let lang = localStorage.getItem("quantrac.lang") || "vi";
