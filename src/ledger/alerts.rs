@@ -8,7 +8,6 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-pub use super::alert_list::AlertFilter;
 use super::{open_write, set_cursor, LedgerError, Stream};
 use crate::compliance::{Band, Flags};
 use crate::model::{Status, Timestamp};
