@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::FixedOffset;
 use quantrac::compliance::hourly::window_start;
-use quantrac::ledger::alerts::AlertFilter;
+use quantrac::ledger::alert_list::AlertFilter;
 use quantrac::ledger::query::Table;
 use quantrac::ledger::Reader;
 use quantrac::model::Timestamp;

@@ -419,7 +419,7 @@ async fn alerts_are_listed_and_only_operators_acknowledge_them() {
         (status, body["error"].as_str().unwrap()),
         (
             400,
-            "state=\"gone\"; expected raised, acknowledged, cleared or open"
+            "state=\"gone\"; expected raised, acknowledged, cleared, withdrawn or open"
         )
     );
     let (status, body) = get(&d, "/api/alerts?kind=flood", Some("viewer")).await;

@@ -761,7 +761,7 @@ mod tests {
 
     /// Every alert with its deliveries, oldest first.
     fn stored(db: &std::path::Path) -> Vec<crate::ledger::alerts::AlertWithDeliveries> {
-        let all = crate::ledger::alerts::AlertFilter {
+        let all = crate::ledger::alert_list::AlertFilter {
             limit: i64::MAX,
             ..Default::default()
         };

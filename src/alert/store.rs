@@ -569,7 +569,7 @@ mod tests {
         );
         // The API shows them as raised on late data.
         let reader = crate::ledger::Reader::open(&path).unwrap();
-        let all = crate::ledger::alerts::AlertFilter {
+        let all = crate::ledger::alert_list::AlertFilter {
             limit: 100,
             ..Default::default()
         };
@@ -648,7 +648,7 @@ mod tests {
         assert_eq!(changed[0].state, "cleared");
         assert_eq!(changed[1].state, "raised");
         let reader = crate::ledger::Reader::open(&path).unwrap();
-        let all = crate::ledger::alerts::AlertFilter {
+        let all = crate::ledger::alert_list::AlertFilter {
             limit: 100,
             ..Default::default()
         };

@@ -20,7 +20,7 @@ use crate::alert::history::{LateSpan, Rederivation};
 use crate::alert::message::Context;
 use crate::alert::observe::{self, ReadingObs};
 use crate::alert::store::Store;
-use crate::ledger::alerts::AlertFilter;
+use crate::ledger::alert_list::AlertFilter;
 use crate::ledger::LedgerError;
 
 use crate::compliance::hourly::window_start;

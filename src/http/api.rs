@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 
 use super::auth::{Auditor, Operator, RequireRole, Viewer};
 use super::{ApiError, AppState};
-use crate::ledger::alerts::AlertFilter;
 use crate::ledger::audit::{NoteFilter, StationNote};
 use crate::ledger::query::{AggregateFilter, EventFilter, ReadingFilter};
 use crate::model::Timestamp;
@@ -62,7 +61,7 @@ pub async fn stations(
 ) -> Result<Json<Value>, ApiError> {
     s.live.refresh_states(Timestamp::now());
     let health = s.health.snapshot();
-    let open_alerts = s.ledger.read(|r| r.open_alert_counts()).await?;
+    let open_alerts = s.ledger.read(|r| r.open_alerts_by_station()).await?;
     let stations: Vec<Value> = s
         .live
         .stations()
@@ -80,7 +79,9 @@ pub async fn stations(
                 .collect();
             let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
             v["connections"] = Value::Array(connections);
-            v["open_alerts"] = json!(open_alerts.get(&st.id).copied().unwrap_or(0));
+            let open = open_alerts.get(&st.id);
+            v["open_alerts"] = json!(open.map_or(0, |o| o.count));
+            v["open_since"] = json!(open.map(|o| o.since));
             v
         })
         .collect();
@@ -91,7 +92,10 @@ pub async fn stations(
 }
 
 /// A time given as Unix milliseconds or RFC 3339.
-fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<Timestamp>, ApiError> {
+pub(super) fn time_param(
+    q: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<Timestamp>, ApiError> {
     let Some(v) = q.get(key) else { return Ok(None) };
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(Some(Timestamp(ms)));
@@ -101,7 +105,7 @@ fn time_param(q: &HashMap<String, String>, key: &str) -> Result<Option<Timestamp
         .map_err(|_| ApiError::bad_request(format!("{key}={v:?} is not a time; expected Unix milliseconds or RFC 3339 such as 2026-11-27T10:00:00+07:00")))
 }
 
-fn number_param(
+pub(super) fn number_param(
     q: &HashMap<String, String>,
     key: &str,
     default: i64,
@@ -118,7 +122,7 @@ fn number_param(
     }
 }
 
-fn check_known(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(super) fn check_known(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     match q
         .keys()
         .find(|k| !allowed.contains(&k.as_str()) && k.as_str() != "access_token")
@@ -131,7 +135,10 @@ fn check_known(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiE
     }
 }
 
-fn station_param(s: &AppState, q: &HashMap<String, String>) -> Result<Option<String>, ApiError> {
+pub(super) fn station_param(
+    s: &AppState,
+    q: &HashMap<String, String>,
+) -> Result<Option<String>, ApiError> {
     match q.get("station") {
         Some(id) if s.config().station(id).is_none() && s.live.station(id).is_none() => {
             Err(ApiError::bad_request(format!("unknown station {id:?}")))
@@ -317,7 +324,7 @@ pub async fn audit(
 }
 
 /// A JSON body of one text field, or a 4xx naming the shape expected.
-fn json_body<T>(
+pub(super) fn json_body<T>(
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
     field: &str,
 ) -> Result<T, ApiError> {
@@ -335,7 +342,7 @@ fn json_body<T>(
 /// An operator's free text (a note, an acknowledgement comment): trimmed, 1 to 2,000 characters, no control
 /// characters but line breaks and tabs (a NUL or an escape sequence would end up in the ledger, in exports and on
 /// terminals reading the log).
-fn short_text(field: &str, text: &str) -> Result<String, ApiError> {
+pub(super) fn short_text(field: &str, text: &str) -> Result<String, ApiError> {
     let text = text.trim();
     if text.is_empty() || text.chars().count() > 2000 {
         return Err(ApiError::bad_request(format!(
@@ -422,109 +429,4 @@ pub async fn notes(
         })
         .collect();
     Ok(Json(json!({ "notes": notes, "next_before": next })))
-}
-
-/// Alerts, newest first; filter by station, state (`raised`, `acknowledged`, `cleared`, `open`) and kind; page with
-/// `before` (the `next_before` of the previous page).
-pub async fn alerts(
-    State(s): State<AppState>,
-    _: RequireRole<Viewer>,
-    Query(q): Params,
-) -> Result<Json<Value>, ApiError> {
-    check_known(&q, &["station", "state", "kind", "before", "limit"])?;
-    let station = station_param(&s, &q)?;
-    let state = q.get("state").cloned();
-    if let Some(v) = &state {
-        if !["raised", "acknowledged", "cleared", "open"].contains(&v.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "state={v:?}; expected raised, acknowledged, cleared or open"
-            )));
-        }
-    }
-    let kind = q.get("kind").cloned();
-    if let Some(k) = &kind {
-        if crate::alert::Kind::parse(k).is_none() {
-            return Err(ApiError::bad_request(format!(
-                "kind={k:?}; expected one of {}",
-                crate::config::alert::AlertKind::names()
-            )));
-        }
-    }
-    let before = match q.get("before") {
-        Some(_) => Some(number_param(&q, "before", 0, i64::MAX)?),
-        None => None,
-    };
-    let limit = number_param(&q, "limit", 100, 1000)?.max(1);
-    let f = AlertFilter {
-        station,
-        state,
-        kind,
-        before,
-        limit,
-    };
-    let rows = s.ledger.read(move |r| r.alerts(&f)).await?;
-    let rows: Vec<Value> = rows
-        .iter()
-        .map(crate::alert::store::alert_with_deliveries_json)
-        .map(redact_deliveries)
-        .collect();
-    let next = (rows.len() as i64 == limit)
-        .then(|| rows.last().and_then(|a| a["id"].as_i64()))
-        .flatten();
-    Ok(Json(json!({ "alerts": rows, "next_before": next })))
-}
-
-/// A delivery's `last_error` with URLs cut to scheme and host: a channel's error may quote its URL and the URL's
-/// credentials, and viewers read this (rows written before the channels redacted their errors included).
-fn redact_deliveries(mut alert: Value) -> Value {
-    if let Some(list) = alert["deliveries"].as_array_mut() {
-        for d in list {
-            if let Some(e) = d["last_error"].as_str() {
-                d["last_error"] = Value::String(crate::redact::url(e));
-            }
-        }
-    }
-    alert
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AckBody {
-    comment: String,
-}
-
-/// Acknowledge a raised alert with a comment (operator): no more re-notifications; recorded in the audit table.
-pub async fn ack_alert(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-    RequireRole { caller, .. }: RequireRole<Operator>,
-    body: Result<Json<AckBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let id: i64 = id
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("{id:?} is not an alert id")))?;
-    let body = json_body(body, "comment")?;
-    let comment = short_text("comment", &body.comment)?;
-    let Some(alerts) = &s.alerts else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the alert engine is disabled (alert.enabled = false)",
-        ));
-    };
-    use crate::alert::AckError;
-    match alerts
-        .acknowledge(id, &caller.name, caller.role.as_str(), &comment)
-        .await
-    {
-        Ok(a) => Ok(Json(crate::alert::store::alert_json(&a))),
-        Err(e @ AckError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
-        Err(e @ AckError::NotRaised { .. }) => {
-            Err(ApiError::new(StatusCode::CONFLICT, e.to_string()))
-        }
-        Err(AckError::Stopped) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the alert engine is not running",
-        )),
-        Err(AckError::Ledger(e)) => Err(ApiError::from(e)),
-    }
 }

@@ -1,6 +1,7 @@
 //! The one HTTP listener: JSON API, SSE stream, Prometheus metrics, health checks and the dashboard (assets
 //! embedded in the binary, no CDN). Reads the ledger through its own read-only connections; never writes readings.
 
+mod alerts;
 mod api;
 pub mod auth;
 mod dashboard;
@@ -140,8 +141,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/readings", get(api::readings))
         .route("/api/aggregates", get(api::aggregates))
         .route("/api/events", get(api::events))
-        .route("/api/alerts", get(api::alerts))
-        .route("/api/alerts/{id}/ack", post(api::ack_alert))
+        .route("/api/alerts", get(alerts::alerts))
+        .route("/api/alerts/{id}/history", get(alerts::history))
+        .route("/api/alerts/{id}/ack", post(alerts::ack))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/export", get(export::export))
         .route("/report", get(report::report))

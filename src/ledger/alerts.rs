@@ -4,13 +4,12 @@
 //! [`Outbox`]; the API reads alerts through a [`Reader`]. Only the ledger writer writes readings. The engine
 //! decides (the alert module); this module stores and reads what it decided, as plain rows.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::{open_write, set_cursor, LedgerError, Reader, Stream};
+use super::{open_write, set_cursor, LedgerError, Stream};
 use crate::compliance::{Band, Flags};
 use crate::model::{Status, Timestamp};
 
@@ -65,18 +64,6 @@ pub struct Delivery {
 pub struct AlertWithDeliveries {
     pub alert: StoredAlert,
     pub deliveries: Vec<Delivery>,
-}
-
-/// Filter of the alert list (`GET /api/alerts`).
-#[derive(Debug, Clone, Default)]
-pub struct AlertFilter {
-    pub station: Option<String>,
-    /// `raised`, `acknowledged`, `cleared`, or `open` (raised or acknowledged).
-    pub state: Option<String>,
-    pub kind: Option<String>,
-    /// Alerts with an id below this (the `next_before` of the previous page); newest first.
-    pub before: Option<i64>,
-    pub limit: i64,
 }
 
 /// One alert awaiting its station's late-data summary: the entry and its channels as JSON text.
@@ -590,53 +577,6 @@ fn alert(conn: &Connection, id: i64) -> Result<Option<StoredAlert>, LedgerError>
             stored_alert,
         )
         .optional()?)
-}
-
-impl Reader {
-    /// Alerts newest first, each with its notifications.
-    pub fn alerts(&self, f: &AlertFilter) -> Result<Vec<AlertWithDeliveries>, LedgerError> {
-        let conn = self.connection();
-        let mut st = conn.prepare(&format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE (?1 IS NULL OR station = ?1) \
-             AND (?2 IS NULL OR state = ?2 OR (?2 = 'open' AND state IN ('raised', 'acknowledged'))) \
-             AND (?3 IS NULL OR kind = ?3) AND (?4 IS NULL OR id < ?4) ORDER BY id DESC LIMIT ?5"
-        ))?;
-        let rows = st.query_map(
-            params![f.station, f.state, f.kind, f.before, f.limit],
-            stored_alert,
-        )?;
-        let alerts = rows.collect::<Result<Vec<_>, _>>()?;
-        let mut d = conn.prepare_cached(
-            "SELECT id, channel, change, status, attempts, created, delivered, last_error FROM outbox WHERE alert_id = ?1 ORDER BY id",
-        )?;
-        let mut out = Vec::with_capacity(alerts.len());
-        for alert in alerts {
-            let rows = d.query_map([alert.id], |x| {
-                Ok(Delivery {
-                    id: x.get(0)?,
-                    channel: x.get(1)?,
-                    change: x.get(2)?,
-                    status: x.get(3)?,
-                    attempts: x.get(4)?,
-                    created: x.get(5)?,
-                    delivered: x.get(6)?,
-                    last_error: x.get(7)?,
-                })
-            })?;
-            let deliveries = rows.collect::<Result<Vec<_>, _>>()?;
-            out.push(AlertWithDeliveries { alert, deliveries });
-        }
-        Ok(out)
-    }
-
-    /// Open alerts (raised or acknowledged) per station.
-    pub fn open_alert_counts(&self) -> Result<HashMap<String, i64>, LedgerError> {
-        let mut st = self.connection().prepare(
-            "SELECT station, COUNT(*) FROM alerts WHERE state IN ('raised', 'acknowledged') GROUP BY station",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }
 
 /// A pending notification, the next one of its channel.

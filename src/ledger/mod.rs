@@ -11,6 +11,7 @@
 
 pub mod aggregates;
 pub mod alert_history;
+pub mod alert_list;
 pub mod alerts;
 pub mod audit;
 mod checkpointer;

@@ -139,6 +139,16 @@ impl Browser {
             .await;
     }
 
+    /// Resize the window (the page's viewport follows in headless Chromium).
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
     pub async fn screenshot(&self, path: &std::path::Path) {
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD

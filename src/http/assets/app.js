@@ -16,7 +16,17 @@ const T = {
     b_lt_1_1: "dưới 1,1 lần", b_1_1_to_1_5: "1,1 đến dưới 1,5 lần", b_1_5_to_3: "1,5 đến dưới 3 lần", b_3_to_5: "3 đến dưới 5 lần",
     b_5_to_10: "5 đến dưới 10 lần", b_ge_10: "từ 10 lần", b_out_of_range: "ngoài khoảng cho phép",
     onTime: "Truyền đúng hạn (5 phút) trong 24 giờ qua", of: "trên", readings: "giá trị",
-    log: "Nhật ký trạm", noNotes: "Chưa có ghi chú", addNote: "Thêm ghi chú", noteText: "Ghi chú (ví dụ: đã vệ sinh thiết bị phân tích):", who: "Người ghi", text: "Nội dung", time: "Thời điểm" },
+    log: "Nhật ký trạm", noNotes: "Chưa có ghi chú", addNote: "Thêm ghi chú", noteText: "Ghi chú (ví dụ: đã vệ sinh thiết bị phân tích):", who: "Người ghi", text: "Nội dung", time: "Thời điểm",
+    navOverview: "Toàn tỉnh", navAlarms: "Cảnh báo", sortBy: "Sắp xếp theo", sort_id: "Mã trạm", sort_state: "Trạng thái (xấu nhất trước)",
+    sort_since: "Thời điểm bắt đầu sự cố (lâu nhất trước)", sort_worst: "Hệ số vượt lớn nhất", sort_completeness: "Độ đầy đủ dữ liệu hôm nay (thấp nhất trước)",
+    alarmsTitle: "Cảnh báo và vượt ngưỡng – toàn tỉnh", plant: "Trạm", all: "Tất cả", severity: "Mức độ", sev_technical: "Kỹ thuật",
+    sev_warning: "Cảnh báo", sev_violation: "Vi phạm", open: "Đang mở", withdrawn: "Đã rút lại", from: "Từ ngày", to: "Đến ngày",
+    prev: "← Trang trước", next: "Trang sau →", page: "Trang", results: "kết quả", history: "Lịch sử", deliveries: "Thông báo đã gửi",
+    revisions: "Tính lại khi dữ liệu đến muộn", channel: "Kênh", change: "Thay đổi", delivery: "Tình trạng gửi", attempts: "Số lần gửi",
+    noDeliveries: "Không có thông báo", noRevisions: "Chưa tính lại lần nào", noAlarms: "Không có cảnh báo phù hợp", reason: "Lý do",
+    ended: "Kết thúc", filter: "Lọc", ackedBy: "Xác nhận bởi", before: "Trước", after: "Sau",
+    d_pending: "đang chờ", d_delivered: "đã gửi", d_failed: "thất bại", c_raised: "phát cảnh báo", c_escalated: "nâng mức",
+    c_renotify: "nhắc lại", c_cleared: "kết thúc", c_late: "tóm tắt dữ liệu đến muộn" },
   en: { subtitle: "Automatic wastewater monitoring", offline: "Offline", online: "Live",
     compliant: "Compliant", warning: "Warning", violation: "Violation", silent: "Silent", fault: "Device fault",
     parameter: "Parameter", value: "Value", limit: "Limit", ratio: "Multiple", hour: "Hour mean", today: "Data today",
@@ -30,7 +40,17 @@ const T = {
     b_lt_1_1: "below 1.1×", b_1_1_to_1_5: "1.1 to < 1.5×", b_1_5_to_3: "1.5 to < 3×", b_3_to_5: "3 to < 5×",
     b_5_to_10: "5 to < 10×", b_ge_10: "10× or more", b_out_of_range: "out of range",
     onTime: "Sent on time (5 minutes), last 24 hours", of: "of", readings: "readings",
-    log: "Station log", noNotes: "No notes yet", addNote: "Add a note", noteText: "Note (e.g. analyser cleaned):", who: "By", text: "Note", time: "Time" },
+    log: "Station log", noNotes: "No notes yet", addNote: "Add a note", noteText: "Note (e.g. analyser cleaned):", who: "By", text: "Note", time: "Time",
+    navOverview: "Province", navAlarms: "Alarms", sortBy: "Sort by", sort_id: "Station id", sort_state: "State (worst first)",
+    sort_since: "Trouble since (oldest first)", sort_worst: "Worst multiple", sort_completeness: "Data today (lowest first)",
+    alarmsTitle: "Alarms and exceedances – all plants", plant: "Plant", all: "All", severity: "Severity", sev_technical: "Technical",
+    sev_warning: "Warning", sev_violation: "Violation", open: "Open", withdrawn: "Withdrawn", from: "From", to: "To",
+    prev: "← Previous", next: "Next →", page: "Page", results: "results", history: "History", deliveries: "Notifications",
+    revisions: "Re-derived after late data", channel: "Channel", change: "Change", delivery: "Delivery", attempts: "Attempts",
+    noDeliveries: "No notifications", noRevisions: "Never re-derived", noAlarms: "No matching alerts", reason: "Reason",
+    ended: "Ended", filter: "Filter", ackedBy: "Acknowledged by", before: "Before", after: "After",
+    d_pending: "pending", d_delivered: "delivered", d_failed: "failed", c_raised: "raised", c_escalated: "escalated",
+    c_renotify: "reminder", c_cleared: "cleared", c_late: "late-data summary" },
 };
 const STATES = ["violation", "fault", "silent", "warning", "compliant"];
 let lang = localStorage.getItem("quantrac.lang") || "vi";
@@ -87,8 +107,47 @@ function applyLang() {
   document.documentElement.lang = lang;
   document.getElementById("lang").textContent = lang === "vi" ? "EN" : "VI";
   document.querySelectorAll("[data-i18n]").forEach((n) => (n.textContent = t(n.dataset.i18n)));
-  const legend = document.getElementById("legend");
-  legend.replaceChildren(...STATES.map((s) => el("span", {}, el("span", { class: `dot s-${s}` }), t(s))));
+  const sort = document.getElementById("sort");
+  sort.replaceChildren(...SORTS.map((k) => el("option", { value: k }, t(`sort_${k}`))));
+  sort.value = sortKey;
+  renderLegend();
+}
+
+// Stations per state at the top of the overview.
+function renderLegend() {
+  const counts = new Map(STATES.map((s) => [s, 0]));
+  for (const st of stations.values()) counts.set(st.state, (counts.get(st.state) || 0) + 1);
+  document.getElementById("legend").replaceChildren(...STATES.map((s) => el("span", { class: "state-count", "data-state": s, "data-count": counts.get(s) },
+    el("span", { class: `dot s-${s}` }), `${t(s)}: `, el("b", {}, String(counts.get(s))))));
+}
+
+// What the overview sorts by. A station without the value (no open alert, no reading yet) comes last in every order.
+const SORTS = ["id", "state", "since", "worst", "completeness"];
+let sortKey = localStorage.getItem("quantrac.sort") || "id";
+const numbers = (xs) => xs.filter((x) => typeof x === "number");
+// The largest multiple of a limit among the latest readings.
+const worstOf = (st) => { const r = numbers(st.parameters.map((p) => p.ratio)); return r.length ? Math.max(...r) : null; };
+// The least complete parameter today.
+const completenessOf = (st) => { const c = numbers(st.parameters.map((p) => p.day_completeness)); return c.length ? Math.min(...c) : null; };
+const SORT_VALUE = {
+  state: (st) => STATES.indexOf(st.state),
+  since: (st) => st.open_since ?? null, // the oldest open alert's start: in trouble longest first
+  worst: (st) => { const w = worstOf(st); return w === null ? null : -w; },
+  completeness: completenessOf,
+};
+function sortedStations() {
+  const all = [...stations.values()];
+  const value = SORT_VALUE[sortKey];
+  if (!value) return all; // by id, as the API lists them
+  const v = new Map(all.map((st) => [st.id, value(st)]));
+  const byId = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  return all.sort((a, b) => {
+    const x = v.get(a.id), y = v.get(b.id);
+    if (x === y) return byId(a, b);
+    if (x === null) return 1;
+    if (y === null) return -1;
+    return x - y;
+  });
 }
 
 function paramRow(p) {
@@ -107,7 +166,8 @@ function tile(st) {
   const params = [...st.parameters].sort((a, b) => main.indexOf(a.parameter) - main.indexOf(b.parameter));
   const body = el("tbody", {}, ...params.map(paramRow));
   const table = el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, t("parameter")), el("th", {}, t("value")), el("th", {}, t("limit")), el("th", {}, t("hour")))), body);
-  const node = el("article", { class: `tile s-${st.state}`, "data-station": st.id, "data-state": st.state },
+  const node = el("article", { class: `tile s-${st.state}`, "data-station": st.id, "data-state": st.state,
+    "data-since": st.open_since ?? "", "data-worst": worstOf(st) ?? "", "data-completeness": completenessOf(st) ?? "" },
     el("h2", {}, st.name), el("div", { class: "zone" }, `${st.zone} · ${st.id}`), el("span", { class: "state" }, t(st.state)),
     st.open_alerts ? el("span", { class: "alert-count", title: t("alerts") }, `⚠ ${st.open_alerts}`) : "",
     params.length ? table : el("p", {}, t("nodata")),
@@ -118,7 +178,8 @@ function tile(st) {
 
 function renderOverview() {
   const tiles = document.getElementById("tiles");
-  tiles.replaceChildren(...[...stations.values()].map(tile));
+  tiles.replaceChildren(...sortedStations().map(tile));
+  renderLegend();
 }
 
 function chartSvg(points, p) {
@@ -268,6 +329,132 @@ async function postNote(id, box) {
   await renderNotes(id, box);
 }
 
+// The alarm list of every plant (#/alarms?station=…&kind=…): filters and the page's `before` live in the hash, so a
+// filtered list can be bookmarked; the server filters and pages (GET /api/alerts).
+const ALARM_PAGE = 20;
+const KINDS = ["exceedance", "violation", "silent", "fault", "calibration", "quality", "backlog"];
+const ALERT_STATES = ["open", "raised", "acknowledged", "cleared", "withdrawn"];
+const FILTERS = ["station", "parameter", "kind", "severity", "state", "from", "to"];
+let alarmBack = []; // the `before` of each earlier page, for "previous"
+
+function alarmParams() {
+  const m = location.hash.match(/^#\/alarms\??(.*)$/);
+  return new URLSearchParams(m ? m[1] : "");
+}
+function setAlarmParams(q) { location.hash = "#/alarms" + (q.toString() ? "?" + q.toString() : ""); }
+// A local calendar day (YYYY-MM-DD) as the Unix ms of its start.
+const dayStart = (d) => Date.UTC(+d.slice(0, 4), +d.slice(5, 7) - 1, +d.slice(8, 10)) - offsetS * 1000;
+
+function select(name, values, label) {
+  const s = el("select", { name, id: `f-${name}` }, el("option", { value: "" }, t("all")), ...values.map(([v, text]) => el("option", { value: v }, text)));
+  return el("label", { class: "filter" }, t(label), " ", s);
+}
+
+function alarmFilters(q) {
+  const params = [...new Set([...stations.values()].flatMap((st) => st.parameters.map((p) => p.parameter)))].sort();
+  const form = el("form", { id: "alarm-filters" },
+    select("station", [...stations.values()].map((st) => [st.id, st.name]), "plant"),
+    select("parameter", params.map((p) => [p, p]), "parameter"),
+    select("kind", KINDS.map((k) => [k, t(`k_${k}`)]), "kind"),
+    select("severity", ["violation", "warning", "technical"].map((v) => [v, t(`sev_${v}`)]), "severity"),
+    select("state", ALERT_STATES.map((v) => [v, t(v)]), "state"),
+    el("label", { class: "filter" }, t("from"), " ", el("input", { type: "date", name: "from", id: "f-from" })),
+    el("label", { class: "filter" }, t("to"), " ", el("input", { type: "date", name: "to", id: "f-to" })));
+  for (const k of FILTERS) form.elements[k].value = q.get(k) || "";
+  form.onchange = () => {
+    const next = new URLSearchParams();
+    for (const k of FILTERS) if (form.elements[k].value) next.set(k, form.elements[k].value);
+    alarmBack = [];
+    setAlarmParams(next);
+  };
+  form.onsubmit = (e) => e.preventDefault();
+  return form;
+}
+
+// The API query of the hash: dates become the local day's bounds (the `to` day included).
+function alarmQuery(q) {
+  const api = new URLSearchParams({ limit: q.get("limit") || String(ALARM_PAGE) });
+  for (const k of ["station", "parameter", "kind", "severity", "state", "before"]) if (q.get(k)) api.set(k, q.get(k));
+  if (q.get("from")) api.set("from", String(dayStart(q.get("from"))));
+  if (q.get("to")) api.set("to", String(dayStart(q.get("to")) + 86400e3));
+  return api;
+}
+
+async function renderAlarms() {
+  const box = document.getElementById("alarms");
+  const q = alarmParams();
+  if (!q.get("before")) alarmBack = [];
+  const list = el("div", { id: "alarm-list" });
+  box.replaceChildren(el("h2", {}, t("alarmsTitle")), alarmFilters(q), list);
+  const r = await api(`/api/alerts?${alarmQuery(q)}`);
+  const pager = el("div", { class: "pager" });
+  const prev = el("button", { type: "button", class: "prev" }, t("prev"));
+  prev.disabled = !q.get("before");
+  prev.onclick = () => { const b = alarmBack.pop(); b ? q.set("before", b) : q.delete("before"); setAlarmParams(q); };
+  const next = el("button", { type: "button", class: "next" }, t("next"));
+  next.disabled = !r.next_before;
+  next.onclick = () => { alarmBack.push(q.get("before") || ""); q.set("before", String(r.next_before)); setAlarmParams(q); };
+  pager.append(prev, el("span", { class: "page", "data-page": alarmBack.length + 1, "data-total": r.total }, ` ${t("page")} ${alarmBack.length + 1} · ${r.total} ${t("results")} `), next);
+  list.dataset.loaded = location.hash;
+  if (!r.alerts.length) { list.replaceChildren(el("p", {}, t("noAlarms")), pager); return; }
+  const heads = ["plant", "kind", "parameter", "severity", "state", "since", "ended", "value", "", ""];
+  const rows = r.alerts.map(alarmRow);
+  list.replaceChildren(el("table", { class: "tile alarms" },
+    el("thead", {}, el("tr", {}, ...heads.map((k) => el("th", {}, k ? t(k) : "")))), el("tbody", {}, ...rows)), pager);
+}
+
+function alarmRow(a) {
+  const st = stations.get(a.station);
+  const d = a.detail || {}, words = alertWords(a);
+  const value = d.ratio !== null && d.ratio !== undefined ? `${withUnit(fmt(d.value), d.unit)} · ${mult(d.ratio)}` : words.note;
+  const action = el("td", { class: "alarm-action" });
+  if (a.state === "raised") {
+    const b = el("button", { type: "button", class: "ack" }, t("ack"));
+    b.onclick = () => acknowledgeFromList(a.id).catch(showError);
+    action.append(b);
+  } else if (a.acked_by) {
+    action.append(el("span", { class: "ack-by" }, `${a.acked_by}: ${a.ack_comment || ""}`));
+  }
+  const hist = el("button", { type: "button", class: "history" }, t("history"));
+  const cell = (label, cls, ...kids) => el("td", { "data-label": label ? t(label) : "", class: cls }, ...kids);
+  const tr = el("tr", { "data-alert": a.id, "data-station": a.station, "data-kind": a.kind, "data-state": a.state,
+    "data-severity": a.severity, "data-parameter": a.parameter, class: a.severity === "violation" ? "over" : "" },
+    cell("plant", "alarm-plant", st ? st.name : a.station || "–"), cell("kind", "alarm-kind", t(`k_${a.kind}`)),
+    cell("parameter", "alarm-subject", words.subject || "–"), cell("severity", "alarm-severity", t(`sev_${a.severity}`)),
+    cell("state", "alarm-state", t(a.state)), cell("since", "alarm-since", localTime(a.since, true)),
+    cell("ended", "alarm-cleared", a.cleared ? localTime(a.cleared, true) : "–"), cell("value", "alarm-value", value),
+    action, cell("", "alarm-history", hist));
+  hist.onclick = () => toggleHistory(a.id, tr).catch(showError);
+  return tr;
+}
+
+async function acknowledgeFromList(alertId) {
+  const comment = prompt(t("ackComment"));
+  if (!comment || !comment.trim()) return;
+  if (await postAsOperator(`/api/alerts/${alertId}/ack`, { comment })) await renderAlarms();
+}
+
+// An alert's notifications (each delivery and its attempts) and the re-derivations that changed it, under its row.
+async function toggleHistory(id, tr) {
+  const open = tr.nextElementSibling;
+  if (open && open.classList.contains("alarm-history-row")) { open.remove(); return; }
+  const h = await api(`/api/alerts/${id}/history`);
+  const deliveries = h.deliveries.length ? el("table", { class: "deliveries" },
+    el("thead", {}, el("tr", {}, ...["time", "channel", "change", "delivery", "attempts"].map((k) => el("th", {}, t(k))))),
+    el("tbody", {}, ...h.deliveries.map((x) => el("tr", { "data-delivery": x.id },
+      el("td", {}, localTime(x.created, true)), el("td", {}, x.channel), el("td", {}, t(`c_${x.change}`)),
+      el("td", { title: x.last_error || "" }, t(`d_${x.status}`), x.delivered ? ` ${localTime(x.delivered, true)}` : ""),
+      el("td", {}, String(x.attempts))))))
+    : el("p", {}, t("noDeliveries"));
+  const span = (list) => (list || []).map((x) => `${localTime(x.since, true)} → ${x.cleared ? localTime(x.cleared, true) : "…"}`).join("; ") || "–";
+  const revisions = h.revisions.length ? el("ul", { class: "revisions" },
+    ...h.revisions.map((r) => el("li", { "data-revision": r.id }, `${localTime(r.changed, true)} · ${r.reason} · ${t("before")}: ${span(r.old_alerts)} · ${t("after")}: ${span(r.new_alerts)}`)))
+    : el("p", {}, t("noRevisions"));
+  const ack = h.acked_by ? el("p", { class: "history-ack" }, `${t("ackedBy")} ${h.acked_by} (${localTime(h.acked_at, true)}): ${h.ack_comment || ""}`) : "";
+  const box = el("div", { class: "alarm-history", "data-alert": id }, ack, el("h4", {}, t("deliveries")), deliveries, el("h4", {}, t("revisions")), revisions);
+  tr.after(el("tr", { class: "alarm-history-row" }, el("td", { colspan: "10" }, box)));
+}
+
 // State of every alert the dashboard has seen: an update that only moves an open alert's value, peak or last bad
 // observation changes no count, so it does not cost a recount.
 const alertStates = new Map();
@@ -294,10 +481,14 @@ function onAlerts(items) {
 
 function route() {
   const m = location.hash.match(/^#\/station\/(.+)$/);
-  document.getElementById("overview").hidden = !!m;
+  const alarms = /^#\/alarms/.test(location.hash);
+  document.getElementById("overview").hidden = !!m || alarms;
   document.getElementById("detail").hidden = !m;
+  document.getElementById("alarms").hidden = !alarms;
   charts.clear();
-  if (m) renderDetail(decodeURIComponent(m[1])).catch(showError); else renderOverview();
+  if (m) renderDetail(decodeURIComponent(m[1])).catch(showError);
+  else if (alarms) renderAlarms().catch(showError);
+  else renderOverview();
 }
 
 function showError(e) { const n = document.getElementById("error"); n.hidden = false; n.textContent = String(e); }
@@ -339,14 +530,17 @@ function onStatus(items) {
   refresh(touched);
 }
 
-let chartTimer = null;
+let chartTimer = null, sortTimer = null;
 function refresh(touched) {
   if (!touched.size) return;
   const open = openedStation();
-  if (!open) {
+  if (!document.getElementById("overview").hidden) {
     const tiles = document.getElementById("tiles");
     for (const id of touched) { const old = tiles.querySelector(`[data-station="${CSS.escape(id)}"]`); if (old) old.replaceWith(tile(stations.get(id))); }
-  } else if (touched.has(open) && !chartTimer) {
+    renderLegend();
+    // A sorted overview is re-sorted at most once a second.
+    if (sortKey !== "id" && !sortTimer) sortTimer = setTimeout(() => { sortTimer = null; if (!document.getElementById("overview").hidden) renderOverview(); }, 1000);
+  } else if (open) if (touched.has(open) && !chartTimer) {
     // Redraw the plant page at most once a second.
     chartTimer = setTimeout(() => { chartTimer = null; redrawDetail(open); }, 1000);
   }
@@ -394,6 +588,7 @@ async function load() {
 }
 
 document.getElementById("lang").onclick = () => { lang = lang === "vi" ? "en" : "vi"; localStorage.setItem("quantrac.lang", lang); applyLang(); route(); };
+document.getElementById("sort").onchange = (e) => { sortKey = e.target.value; localStorage.setItem("quantrac.sort", sortKey); renderOverview(); };
 window.addEventListener("hashchange", route);
 setInterval(() => (document.getElementById("clock").textContent = localTime(Date.now())), 1000);
 applyLang();
