@@ -44,6 +44,8 @@ struct LateRun {
     last: i64,
     /// The earliest late reading's index in the commit.
     index: usize,
+    /// Its `readings.seq`: what flag revisions name as their cause.
+    cause: i64,
 }
 
 /// Readings read by the first page when walking a series (a few usually settle it), doubling up to `MAX_PAGE`.
@@ -114,9 +116,10 @@ impl Tracks {
     ) -> Result<Vec<FlagRevision>, LedgerError> {
         let mut runs: FxHashMap<(i64, i64), LateRun> = FxHashMap::default();
         for &i in older {
-            if !matches!(outcomes[i], Outcome::Accepted(_)) {
-                continue; // a duplicate or a conflict: the stored reading stays as it was
-            }
+            // A duplicate or a conflict leaves the stored reading as it was.
+            let Outcome::Accepted(seq) = outcomes[i] else {
+                continue;
+            };
             let ts = readings[i].reading.ts.millis();
             runs.entry(ids[i])
                 .and_modify(|r| r.last = r.last.max(ts))
@@ -124,6 +127,7 @@ impl Tracks {
                     first: ts,
                     last: ts,
                     index: i,
+                    cause: seq,
                 });
         }
         if runs.is_empty() {
@@ -139,11 +143,7 @@ impl Tracks {
             .collect();
         let mut revisions = Vec::new();
         for (g, run) in runs {
-            let e = &readings[run.index];
-            let cause = match outcomes[run.index] {
-                Outcome::Accepted(seq) => seq,
-                _ => unreachable!("runs hold accepted readings"),
-            };
+            let (e, cause) = (&readings[run.index], run.cause);
             let rules = e.assessment.rules;
             let before = rebuild(tx, g, rules, run.first)?;
             let mut again = Rejudge::new(rules, before, run.last);
