@@ -3,54 +3,26 @@
 //! more connections than it may, and the API and ingest while 3,000 slow-header connections and 2,000 event streams
 //! are attempted from many addresses.
 
-use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::compliance::resolve_limits;
-use crate::config::{Config, Synchronous};
-use crate::ledger::Ledger;
-use crate::metrics::Metrics;
+use crate::config::Config;
 use crate::model::{Reading, SourceKind, Status, Timestamp};
-use crate::pipeline::{Batch, Pipeline};
+use crate::pipeline::Batch;
 
-use super::support::{bench_config, percentile, plausible, tempfile_dir};
+use super::support::{percentile, plausible, ApiUnderTest};
 
 type BoxError = Box<dyn std::error::Error>;
 
 /// Each path with 1, 16 and 64 clients for `seconds` each, then the per-client cap.
 pub async fn run(seconds: u64) -> Result<(), BoxError> {
-    let dir = tempfile_dir()?;
-    let text = format!(
-        "[http]\nanonymous_read = true\n[ledger]\nsynchronous = \"normal\"\n{}",
-        bench_config(100)
-    );
-    let mut config = Config::from_str(&text, Path::new("<bench>"), &dir)?;
-    config.ledger.path = dir.join("http.db");
-    let limits = resolve_limits(&config)?;
-    let ledger = Ledger::open(&config.ledger.path, Synchronous::Normal)?;
-    let live = crate::live::LiveState::load(&config, &ledger.reader()?)?;
-    let pipeline = Pipeline::start(&config, limits, ledger, Arc::new(Metrics::default()));
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let state = crate::http::AppState::new(
-        Arc::new(config.clone()),
-        live.clone(),
-        crate::health::Health::default(),
-        Default::default(),
-        config.ledger.path.clone(),
-        pipeline.live.clone(),
-        Arc::new(AtomicBool::new(true)),
-        shutdown.clone(),
-    );
-    let server = tokio::spawn(crate::http::serve(listener, state, shutdown.clone()));
+    let api = ApiUnderTest::start("http.db", "").await?;
+    let (config, addr) = (&api.config, api.addr);
     // Every station has a value of every parameter, so `/api/stations` is as large as in operation.
-    let ingest = pipeline.ingest();
+    let ingest = api.pipeline.ingest();
     let now = Timestamp::now();
     let mut batch = Batch::new(SourceKind::Sim);
     for s in &config.stations {
@@ -89,18 +61,15 @@ pub async fn run(seconds: u64) -> Result<(), BoxError> {
             );
         }
     }
-    attack(addr, &pipeline.ingest(), &config, seconds).await?;
+    attack(addr, &ingest, config, seconds).await?;
     let held = config.http.limits.max_connections_per_client + 16;
     let (served, refused, closed) = hold(addr, held).await;
     println!(
         "one client holding {held} connections (cap {} per client): {served} served, {refused} refused with 503, {closed} closed",
         config.http.limits.max_connections_per_client
     );
-    shutdown.cancel();
-    let _ = server.await;
     drop(ingest);
-    pipeline.finish().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    api.finish().await;
     Ok(())
 }
 

@@ -1,7 +1,6 @@
 //! `quantrac bench sse`: SSE fan-out to dashboard clients while readings are ingested.
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,51 +8,29 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::compliance::resolve_limits;
-use crate::config::{Config, Synchronous};
-use crate::ledger::Ledger;
-use crate::metrics::Metrics;
 use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
-use crate::pipeline::{Batch, Ingest, Pipeline};
+use crate::pipeline::{Batch, Ingest};
 
-use super::support::{bench_config, latency_summary, tempfile_dir};
+use super::support::{latency_summary, ApiUnderTest};
 
 type BoxError = Box<dyn std::error::Error>;
 
 /// SSE fan-out: `clients` dashboard streams while readings are ingested; readings/s committed and the latency from
 /// submission to a client receiving the reading (an upper bound of commit → client).
 pub async fn run(clients: usize, seconds: u64) -> Result<(), BoxError> {
-    let dir = tempfile_dir()?;
-    let text = format!(
-        "[http]\nanonymous_read = true\n[ledger]\nsynchronous = \"normal\"\n{}",
-        bench_config(100)
+    // All clients come from loopback: the per-address and stream caps are raised to let them in.
+    let caps = format!(
+        "max_connections = {n}\nmax_connections_per_client = {n}\nmax_streams = {n}",
+        n = clients + 64
     );
-    let mut config = Config::from_str(&text, Path::new("<bench>"), &dir)?;
-    config.ledger.path = dir.join("sse.db");
-    let limits = resolve_limits(&config)?;
-    let ledger = Ledger::open(&config.ledger.path, Synchronous::Normal)?;
-    let metrics = Arc::new(Metrics::default());
-    let live = crate::live::LiveState::load(&config, &ledger.reader()?)?;
-    let pipeline = Pipeline::start(&config, limits, ledger, metrics.clone());
-    let shutdown = CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/api/stream", listener.local_addr()?);
-    let state = crate::http::AppState::new(
-        Arc::new(config.clone()),
-        live,
-        crate::health::Health::default(),
-        Default::default(),
-        config.ledger.path.clone(),
-        pipeline.live.clone(),
-        Arc::new(AtomicBool::new(true)),
-        shutdown.clone(),
-    );
-    let server = tokio::spawn(crate::http::serve(listener, state, shutdown.clone()));
+    let api = ApiUnderTest::start("sse.db", &caps).await?;
+    let (config, metrics, shutdown) = (&api.config, api.metrics.clone(), api.shutdown.clone());
+    let url = format!("http://{}/api/stream", api.addr);
 
     let mut followers = Followers::start(clients, &url, &shutdown);
     followers.wait_connected(clients).await;
     // Ingest: every 10 ms, one reading of each of 10 stations' COD, stamped now.
-    let ingest = pipeline.ingest();
+    let ingest = api.pipeline.ingest();
     let ids: Vec<StationId> = config
         .stations
         .iter()
@@ -65,9 +42,8 @@ pub async fn run(clients: usize, seconds: u64) -> Result<(), BoxError> {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     shutdown.cancel();
     let lat = followers.finish().await;
-    let _ = server.await;
     drop(ingest);
-    pipeline.finish().await;
+    api.finish().await;
     let (connected, received) = (followers.connected(), followers.received());
     println!("quantrac bench sse: {clients} clients connected ({connected} did), {seconds} s");
     println!(
@@ -79,7 +55,6 @@ pub async fn run(clients: usize, seconds: u64) -> Result<(), BoxError> {
         received as f64 / secs
     );
     println!("latency submit → client:   {}", latency_summary(&lat));
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -86,3 +86,70 @@ pub(super) fn latency_summary(sorted: &[i64]) -> String {
         sorted.len()
     )
 }
+
+/// The dashboard server on loopback over a fresh ledger of 100 stations (anonymous reads), with its pipeline: what
+/// `bench sse` and `bench http` measure. `http`: more `[http]` keys (e.g. caps raised for many clients from one
+/// address).
+pub(super) struct ApiUnderTest {
+    pub dir: PathBuf,
+    pub config: crate::config::Config,
+    pub pipeline: crate::pipeline::Pipeline,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub addr: std::net::SocketAddr,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ApiUnderTest {
+    pub async fn start(
+        ledger_name: &str,
+        http: &str,
+    ) -> Result<ApiUnderTest, Box<dyn std::error::Error>> {
+        use std::sync::Arc;
+        let dir = tempfile_dir()?;
+        let text = format!(
+            "[http]\nanonymous_read = true\n{http}\n[ledger]\nsynchronous = \"normal\"\n{}",
+            bench_config(100)
+        );
+        let mut config =
+            crate::config::Config::from_str(&text, std::path::Path::new("<bench>"), &dir)?;
+        config.ledger.path = dir.join(ledger_name);
+        let limits = crate::compliance::resolve_limits(&config)?;
+        let ledger =
+            crate::ledger::Ledger::open(&config.ledger.path, crate::config::Synchronous::Normal)?;
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let live = crate::live::LiveState::load(&config, &ledger.reader()?)?;
+        let pipeline = crate::pipeline::Pipeline::start(&config, limits, ledger, metrics.clone());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = crate::http::AppState::new(
+            Arc::new(config.clone()),
+            live,
+            crate::health::Health::default(),
+            Default::default(),
+            config.ledger.path.clone(),
+            pipeline.live.clone(),
+            Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            shutdown.clone(),
+        );
+        let server = tokio::spawn(crate::http::serve(listener, state, shutdown.clone()));
+        Ok(ApiUnderTest {
+            dir,
+            config,
+            pipeline,
+            metrics,
+            addr,
+            shutdown,
+            server,
+        })
+    }
+
+    /// Stop the server, then the pipeline (committing what is in flight), and remove the ledger.
+    pub async fn finish(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        self.pipeline.finish().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
