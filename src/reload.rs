@@ -154,6 +154,8 @@ const FIXED: &[Fixed] = &[
         http.listen,
         http.public_url
     ),
+    // HTTPS on or off, and where its files are; their contents are read again at each reload.
+    fixed!("http.tls", http.tls),
     fixed!("pipeline", pipeline),
     fixed!("mqtt.embedded", mqtt.embedded),
     fixed!("alert.enabled", alert.enabled),

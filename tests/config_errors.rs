@@ -399,6 +399,18 @@ type = "sms"
 }
 
 #[test]
+fn http_tls_files_are_named() {
+    let text =
+        format!("[http]\ntls = {{ cert_file = \"\", key_file = \"k.pem\" }}\n{GOOD_STATION}");
+    assert_eq!(
+        errors(&text),
+        ["config/demo.toml: http.tls.cert_file: must name a PEM file"]
+    );
+    let text = format!("[http]\ntls = {{ cert_file = \"c.pem\" }}\n{GOOD_STATION}");
+    assert!(errors(&text)[0].contains("key_file"), "{:?}", errors(&text));
+}
+
+#[test]
 fn http_limits_are_checked_with_their_key_paths() {
     let text = format!(
         "[http]\nmax_connections = 0\nmax_connections_per_client = 10\nmax_streams = 0\nmax_header_bytes = 100\nheader_read_timeout = \"0s\"\nidle_timeout = \"soon\"\n{GOOD_STATION}"

@@ -906,3 +906,122 @@ fn every_command_refuses_a_foreign_or_newer_ledger() {
         .unwrap();
     refused("newer than this quantrac supports");
 }
+
+/// An HTTPS client trusting only the CA in `dir`.
+fn https_client(dir: &Path) -> reqwest::Client {
+    let ca = std::fs::read(dir.join("ca.crt")).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+async fn healthz_status(client: &reqwest::Client, base: &str) -> Option<u16> {
+    client
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+/// `[http.tls]`: the dashboard answers over HTTPS with the configured certificate and not in plain HTTP; after the
+/// certificate files are renewed in place, SIGHUP serves the new one; a key file that does not load stops the start,
+/// naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_serves_the_configured_certificate_and_a_renewed_one_after_sighup() {
+    let certs = tempfile::tempdir().unwrap();
+    let (one, two, live) = (
+        certs.path().join("one"),
+        certs.path().join("two"),
+        certs.path().join("live"),
+    );
+    for d in [&one, &two, &live] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    support::certs::make_certs(&one);
+    support::certs::make_certs(&two);
+    let install = |from: &Path| {
+        for f in ["server.crt", "server.key"] {
+            std::fs::copy(from.join(f), live.join(f)).unwrap();
+        }
+    };
+    install(&one);
+    let tls = format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}",
+        live.join("server.crt").display(),
+        live.join("server.key").display()
+    );
+    let q = Logged::start(&tls, &stations(60, &[]), &[]).await;
+    assert!(q.http.starts_with("https://"), "{}", q.http);
+    let (first, second) = (https_client(&one), https_client(&two));
+    assert_eq!(healthz_status(&first, &q.http).await, Some(200));
+    assert_eq!(
+        healthz_status(&second, &q.http).await,
+        None,
+        "another CA's client must not trust it"
+    );
+    let addr: SocketAddr = q.http.trim_start_matches("https://").parse().unwrap();
+    assert_eq!(
+        raw_get([127, 0, 0, 1], addr, "/healthz").await,
+        None,
+        "no page in plain HTTP"
+    );
+
+    // Renewed in place (new CA, same paths), then SIGHUP.
+    install(&two);
+    let pid = q.child.as_ref().unwrap().id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let renewed = support::wait_until(Duration::from_secs(30), || {
+        q.log().contains("Config reloaded.")
+            && tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(healthz_status(&second, &q.http))
+                    == Some(200)
+            })
+    });
+    assert!(
+        renewed,
+        "the renewed certificate is not served; log:\n{}",
+        q.log()
+    );
+    // A new connection (the first client's kept-alive one was made under the old certificate).
+    assert_eq!(
+        healthz_status(&https_client(&one), &q.http).await,
+        None,
+        "the old certificate is gone"
+    );
+    assert!(
+        q.log().contains("HTTPS certificate read again"),
+        "{}",
+        q.log()
+    );
+    drop(q);
+
+    // A key that does not load stops the start, naming the file.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nowhere.key");
+    let bad = format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}",
+        one.join("server.crt").display(),
+        missing.display()
+    );
+    let config = Logged::config(dir.path(), &bad, &stations(60, &[]));
+    let (status, _, stderr) = run_bounded(
+        "",
+        &["run", "--config", config.to_str().unwrap()],
+        None,
+        Duration::from_secs(60),
+    )
+    .expect("quantrac run did not stop");
+    assert!(!status.success());
+    assert!(
+        stderr.contains("http.tls: cannot read key file") && stderr.contains("nowhere.key"),
+        "{stderr}"
+    );
+}

@@ -18,6 +18,9 @@ pub struct HttpSection {
     /// Listen address.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Serve HTTPS: `{ cert_file = "server.crt", key_file = "server.key" }` (PEM; the certificate chain, then the
+    /// key). SIGHUP reads the files again (a renewed certificate), keeping the old ones if the new do not load.
+    pub tls: Option<TlsSection>,
     /// Let anyone read (viewer role) without a token, e.g. for a kiosk screen in the department's office.
     #[serde(default)]
     pub anonymous_read: bool,
@@ -78,6 +81,7 @@ fn default_listen() -> String {
 impl Default for HttpSection {
     fn default() -> Self {
         Self {
+            tls: None,
             enabled: true,
             listen: default_listen(),
             anonymous_read: false,
@@ -141,11 +145,28 @@ pub struct Token {
     pub sha256: [u8; 32],
 }
 
+/// `[http.tls]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// The listener's certificate chain and key files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: std::path::PathBuf,
+    pub key_file: std::path::PathBuf,
+}
+
 /// Checked `[http]`.
 #[derive(Debug, Clone)]
 pub struct Http {
     pub enabled: bool,
     pub listen: SocketAddr,
+    /// HTTPS when set.
+    pub tls: Option<TlsFiles>,
     pub anonymous_read: bool,
     pub public_url: String,
     pub tokens: Vec<Token>,
@@ -203,14 +224,27 @@ impl HttpSection {
                 });
             }
         }
+        let tls = self.tls.as_ref().map(|t| {
+            for (key, v) in [("cert_file", &t.cert_file), ("key_file", &t.key_file)] {
+                if v.trim().is_empty() {
+                    p.push(format!("http.tls.{key}"), "must name a PEM file");
+                }
+            }
+            TlsFiles {
+                cert_file: t.cert_file.clone().into(),
+                key_file: t.key_file.clone().into(),
+            }
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
         Http {
             enabled: self.enabled,
             listen,
+            tls,
             anonymous_read: self.anonymous_read,
             public_url: self
                 .public_url
                 .clone()
-                .unwrap_or_else(|| format!("http://{listen}")),
+                .unwrap_or_else(|| format!("{scheme}://{listen}")),
             tokens,
             limits: self.limits(p),
         }

@@ -40,6 +40,9 @@ pub enum DaemonError {
         #[source]
         source: std::io::Error,
     },
+    /// The listener's certificate or key does not load.
+    #[error(transparent)]
+    Tls(#[from] crate::http::tls::TlsError),
     /// The embedded MQTT broker could not start.
     #[error(transparent)]
     MqttBroker(#[from] crate::source::mqtt::broker::BrokerError),
@@ -224,9 +227,10 @@ async fn serve_http(
             source,
         })?;
     let handle = state.config_handle();
+    let tls = crate::http::tls::Tls::start(handle.clone())?;
     let stop = shutdown.clone();
     services.spawn(async move {
-        if let Err(e) = crate::http::serve(listener, state, stop).await {
+        if let Err(e) = crate::http::serve_with(listener, state, tls, stop).await {
             tracing::error!(error = %e, "HTTP server stopped; the dashboard and API are down.");
         }
     });

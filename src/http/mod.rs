@@ -11,6 +11,7 @@ mod metrics;
 mod report;
 pub mod server;
 pub mod sse;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -182,11 +183,12 @@ fn with_security_headers(router: Router<AppState>) -> Router<AppState> {
 }
 
 /// Bind `http.listen` (port 0 takes a free port) and log the address it got: people read where the dashboard is,
-/// and tests that start quantrac on port 0 read the port from this line (`listening on http://ADDR`).
+/// and tests that start quantrac on port 0 read the port from this line (`listening on http://ADDR`, or https).
 pub async fn bind(http: &Http) -> std::io::Result<TcpListener> {
     let listener = TcpListener::bind(http.listen).await?;
     let address = listener.local_addr()?;
-    tracing::info!(%address, url = %http.public_url, "Dashboard and API listening on http://{address}");
+    let scheme = if http.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, url = %http.public_url, "Dashboard and API listening on {scheme}://{address}");
     Ok(listener)
 }
 
@@ -196,8 +198,19 @@ pub async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let tls = tls::Tls::start(state.config_handle()).map_err(std::io::Error::other)?;
+    serve_with(listener, state, tls, shutdown).await
+}
+
+/// [`serve`] with the listener's TLS already loaded (the daemon loads it first, so a bad certificate stops the start).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<Arc<tls::Tls>>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let limits = state.config().http.limits.clone();
     let stats = state.listener.clone();
     let app = router(state);
-    server::serve(listener, app, limits, stats, shutdown).await
+    server::serve(listener, app, limits, stats, tls, shutdown).await
 }

@@ -31,6 +31,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower_http::timeout::RequestBodyTimeout;
 
+use super::tls::Tls;
 use crate::config::http::Limits;
 
 /// How long shutdown waits for open requests before closing their connections.
@@ -119,6 +120,7 @@ pub async fn serve(
     app: Router,
     limits: Limits,
     stats: Arc<ListenerStats>,
+    tls: Option<Arc<Tls>>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let admission = Admission::new(limits.max_connections, limits.max_connections_per_client);
@@ -138,13 +140,30 @@ pub async fn serve(
         match admission.admit(peer.ip()) {
             Ok(place) => {
                 stats.open.fetch_add(1, Relaxed);
-                let conn = connection(stream, &app, &limits);
-                let conn = graceful.watch(conn);
-                let stats = stats.clone();
+                let _ = stream.set_nodelay(true);
+                let (app, limits, stats) = (app.clone(), limits.clone(), stats.clone());
+                let (watcher, tls) = (graceful.watcher(), tls.clone());
                 tokio::spawn(async move {
-                    // An error here is the client's doing (reset, timeout, bad request): hyper answered it if it
-                    // could, and the connection is closed either way.
-                    if let Err(e) = conn.await {
+                    // An error here is the client's doing (reset, timeout, bad request, a failed handshake): hyper
+                    // answered it if it could, and the connection is closed either way.
+                    let served = match tls {
+                        None => watcher.watch(connection(stream, &app, &limits)).await,
+                        // The handshake, like a request header, must be done within the header-read timeout.
+                        Some(tls) => match tokio::time::timeout(
+                            limits.header_read_timeout,
+                            tls.acceptor().accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => watcher.watch(connection(s, &app, &limits)).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed.");
+                                Ok(())
+                            }
+                            Err(_) => Ok(()),
+                        },
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(error = %e, "HTTP connection ended with an error.");
                     }
                     drop(place);
@@ -165,8 +184,7 @@ pub async fn serve(
 }
 
 /// One connection's future: hyper's HTTP/1 with the limits, the router behind a request-body timeout.
-fn connection(stream: TcpStream, app: &Router, limits: &Limits) -> Connection {
-    let _ = stream.set_nodelay(true);
+fn connection<S: Io>(stream: S, app: &Router, limits: &Limits) -> Connection<S> {
     let io = TokioIo::new(Watched::new(stream, limits.idle_timeout));
     let service = RequestBodyTimeout::new(app.clone(), limits.idle_timeout);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -178,10 +196,14 @@ fn connection(stream: TcpStream, app: &Router, limits: &Limits) -> Connection {
     builder.serve_connection(io, TowerToHyperService::new(service))
 }
 
-type Connection = hyper::server::conn::http1::Connection<
-    TokioIo<Watched>,
+type Connection<S> = hyper::server::conn::http1::Connection<
+    TokioIo<Watched<S>>,
     TowerToHyperService<RequestBodyTimeout<Router>>,
 >;
+
+/// A connection's byte stream: plain TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for S {}
 
 /// hyper's smallest read buffer.
 const MIN_BUF: usize = 8192;
@@ -241,14 +263,14 @@ async fn accept_failed(e: &io::Error) {
 }
 
 /// A TCP stream whose writes fail when one stays blocked (the client stopped reading) for `limit`.
-struct Watched {
-    inner: TcpStream,
+struct Watched<S> {
+    inner: S,
     limit: Duration,
     blocked: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
-impl Watched {
-    fn new(inner: TcpStream, limit: Duration) -> Self {
+impl<S> Watched<S> {
+    fn new(inner: S, limit: Duration) -> Self {
         Self {
             inner,
             limit,
@@ -272,7 +294,7 @@ impl Watched {
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -282,7 +304,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -74,8 +74,12 @@ pub fn free_port() -> u16 {
 /// The HTTP base URL (`http://127.0.0.1:PORT`) in quantrac's last `… listening on http://ADDR` log line, in
 /// either log format (human or JSON).
 pub fn listening_address(log: &str) -> Option<String> {
-    const MARK: &str = "listening on http://";
+    const MARK: &str = "listening on http";
     let at = log.rfind(MARK)? + MARK.len();
+    let (scheme, at) = match log[at..].strip_prefix("s://") {
+        Some(_) => ("https", at + 4),
+        None => ("http", at + log[at..].strip_prefix("://").map_or(0, |_| 3)),
+    };
     let addr: String = log[at..]
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '[' | ']'))
@@ -83,7 +87,7 @@ pub fn listening_address(log: &str) -> Option<String> {
     let addr = addr.trim_end_matches('.');
     addr.rsplit_once(':')
         .filter(|(_, port)| port.parse::<u16>().is_ok_and(|p| p != 0))
-        .map(|_| format!("http://{addr}"))
+        .map(|_| format!("{scheme}://{addr}"))
 }
 
 /// Wait (at most `limit`) until the log file at `path`, read from byte `from` on, reports quantrac's HTTP address.
