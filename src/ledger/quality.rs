@@ -143,51 +143,73 @@ impl Tracks {
             .collect();
         let mut revisions = Vec::new();
         for (g, run) in runs {
-            let (e, cause) = (&readings[run.index], run.cause);
+            let e = &readings[run.index];
+            let series = (e.reading.station.as_str(), e.reading.parameter.as_str());
             let rules = e.assessment.rules;
             let before = rebuild(tx, g, rules, run.first)?;
             let mut again = Rejudge::new(rules, before, run.last);
-            let (mut from, mut page) = ((run.first, true), PAGE);
-            let mut converged = false;
-            'pages: loop {
-                let rows = series_rows(tx, g, from, page)?;
-                let full = rows.len() as i64 == page;
-                page = (page * 2).min(MAX_PAGE);
-                for row in rows {
-                    from = (row.point.ts, false);
-                    let new = Flags(row.flags.0 & !HISTORY.0) | again.next(row.point);
-                    if new != row.flags {
-                        tx.prepare_cached("UPDATE readings SET flags = ?2 WHERE seq = ?1")?
-                            .execute(params![row.seq, new.0])?;
-                    }
-                    if let Some(&i) = commit_index.get(&row.seq) {
-                        flags[i] = new;
-                    } else if new != row.flags && row.seq <= top {
-                        record(tx, row.seq, cause, row.flags, new, now)?;
-                        revisions.push(FlagRevision {
-                            station: e.reading.station.as_str().to_string(),
-                            parameter: e.reading.parameter.as_str().to_string(),
-                            ts: Timestamp(row.point.ts),
-                            old: row.flags,
-                            new,
-                            cause,
-                        });
-                    }
-                    if again.converged() {
-                        converged = true;
-                        break 'pages;
-                    }
-                }
-                if !full {
-                    break;
-                }
-            }
+            let converged = rejudge_series(
+                tx,
+                g,
+                &run,
+                &mut again,
+                (&commit_index, &mut *flags),
+                (series, top, now),
+                &mut revisions,
+            )?;
             if !converged {
                 // Judged to the series' newest: this is its history now.
                 self.series.insert(g, again.into_track());
             }
         }
         Ok(revisions)
+    }
+}
+
+/// Page through series `g` from the run's first late reading, storing the flags that change, until they can no
+/// longer change (`true`) or the series ends (`false`). A row of this commit gets its flags in `flags` (by its
+/// place in `commit_index`); a change to a row stored before (`seq <= top`) is recorded as a revision.
+fn rejudge_series(
+    tx: &Connection,
+    g: (i64, i64),
+    run: &LateRun,
+    again: &mut Rejudge,
+    (commit_index, flags): (&FxHashMap<i64, usize>, &mut [Flags]),
+    ((station, parameter), top, now): ((&str, &str), i64, i64),
+    revisions: &mut Vec<FlagRevision>,
+) -> Result<bool, LedgerError> {
+    let (mut from, mut page) = ((run.first, true), PAGE);
+    loop {
+        let rows = series_rows(tx, g, from, page)?;
+        let full = rows.len() as i64 == page;
+        page = (page * 2).min(MAX_PAGE);
+        for row in rows {
+            from = (row.point.ts, false);
+            let new = Flags(row.flags.0 & !HISTORY.0) | again.next(row.point);
+            if new != row.flags {
+                tx.prepare_cached("UPDATE readings SET flags = ?2 WHERE seq = ?1")?
+                    .execute(params![row.seq, new.0])?;
+            }
+            if let Some(&i) = commit_index.get(&row.seq) {
+                flags[i] = new;
+            } else if new != row.flags && row.seq <= top {
+                record(tx, row.seq, run.cause, row.flags, new, now)?;
+                revisions.push(FlagRevision {
+                    station: station.to_string(),
+                    parameter: parameter.to_string(),
+                    ts: Timestamp(row.point.ts),
+                    old: row.flags,
+                    new,
+                    cause: run.cause,
+                });
+            }
+            if again.converged() {
+                return Ok(true);
+            }
+        }
+        if !full {
+            return Ok(false);
+        }
     }
 }
 
