@@ -10,7 +10,7 @@ use serde_json::json;
 use super::engine::{severity_name, AlertKey, Detail, KeyState, Kind, Observation, Phase, Rules};
 use super::message::{Context, LateAlert};
 use super::observe::{self, ReadingObs, WindowObs};
-use super::rederive::{self, Episode, Stored};
+use super::rederive::{self, Episode, Replay, Stored};
 use super::store::{detail_json, key_state_row, Store};
 use crate::ledger::alert_history::{AlertRevision, KeyRef, Rewrite, Span};
 use crate::ledger::alerts::{AlertTx, AlertUpdate, NewAlert, StoredAlert};
@@ -49,7 +49,7 @@ pub struct Rederivation<'a> {
     /// What arrived out of order.
     pub late: LateSpan,
     /// The key's state in the engine now.
-    pub current: Option<KeyState>,
+    pub current: Option<&'a KeyState>,
     /// Where the key's notifications go.
     pub channels: &'a [String],
     pub judging_ms: i64,
@@ -71,6 +71,8 @@ struct Plan {
     state: KeyState,
     episodes: Vec<Episode>,
     old: Vec<StoredAlert>,
+    /// The replay met the stored history before its end: `state` is the engine's, unchanged.
+    met: bool,
 }
 
 /// Where a key's observations come from.
@@ -107,6 +109,10 @@ struct Timed {
 /// Rows read by the first page when looking back for the quiet point (the good observation is usually just before
 /// the late one); each further page is twice as long.
 const FIRST_PAGE: i64 = 16;
+
+/// Rows read by the first page when replaying (the replay usually meets the stored history within a few
+/// observations after the late ones); each further page is twice as long.
+const FIRST_REPLAY_PAGE: i64 = 8;
 
 impl Store {
     /// Re-derive the keys' histories, stored in one transaction (one sync to disk however many keys a backlog
@@ -146,7 +152,9 @@ impl Store {
         Ok(out)
     }
 
-    /// What in-order arrival makes of one key after its last quiet point (read only).
+    /// What in-order arrival makes of one key after its last quiet point (read only). The replay ends where it
+    /// meets the stored history again (see [`Replay::meets`]): past the late observations, idle at a good one
+    /// outside every stored alert with the same recent raises. What follows is left as it is.
     fn plan(&mut self, r: &Rederivation<'_>) -> Result<Option<Plan>, LedgerError> {
         let Some(source) = Source::of(r.key) else {
             return Ok(None);
@@ -163,25 +171,62 @@ impl Store {
             }
             None => Vec::new(),
         };
+        let mut old = self.ledger.key_alerts_after(key, quiet)?;
+        let mut stored_raises: Vec<i64> = raises
+            .iter()
+            .copied()
+            .chain(old.iter().map(|a| a.raised))
+            .collect();
+        stored_raises.sort_unstable();
         let start = KeyState {
             clock: quiet,
             raises,
             ..KeyState::default()
         };
-        let later = self.observations(r, &source, Span::After(quiet))?.0;
-        let observations = later.into_iter().map(|t| Observation {
-            bad: t.bad,
-            at: t.at,
-            late: r.now - t.ends > r.rules.late_after_ms,
-            detail: t.detail,
-        });
-        let (state, episodes) = rederive::replay(r.rules, r.key, start, observations, r.now);
-        let old = self.ledger.key_alerts_after(key, quiet)?;
+        let mut replay = Replay::new(r.rules, r.key, start, r.now);
+        let (mut after, mut limit) = (quiet, FIRST_REPLAY_PAGE);
+        let met = 'pages: loop {
+            let (page, more) = self.observations(r, &source, Span::After { ts: after, limit })?;
+            limit = (limit * 2).min(4096);
+            for t in page {
+                let at = t.at;
+                let good = !t.bad;
+                replay.feed(Observation {
+                    bad: t.bad,
+                    at,
+                    late: r.now - t.ends > r.rules.late_after_ms,
+                    detail: t.detail,
+                });
+                let meets = good
+                    && at > r.late.until
+                    && r.current.is_some()
+                    && !r.rules.in_maintenance(&r.key.station, at)
+                    && old.iter().all(|a| !a.covers(at))
+                    && replay.meets(at, &stored_raises);
+                if meets {
+                    break 'pages Some(at);
+                }
+            }
+            match more {
+                Some(last) => after = Some(last),
+                None => break None,
+            }
+        };
+        let (state, episodes) = match met {
+            // The rest of the history stands: so does the engine's state.
+            Some(at) => {
+                old.retain(|a| a.since < at);
+                let current = r.current.cloned().unwrap_or_default();
+                (current, replay.finish().1)
+            }
+            None => replay.finish(),
+        };
         Ok(Some(Plan {
             quiet,
             state,
             episodes,
             old,
+            met: met.is_some(),
         }))
     }
 
@@ -191,7 +236,7 @@ impl Store {
         if r.late.bad {
             return Ok(false);
         }
-        let pending = r.current.as_ref().is_some_and(|s| {
+        let pending = r.current.is_some_and(|s| {
             s.phase == Phase::Pending && s.bad_since.is_some_and(|b| b <= r.late.until)
         });
         if pending {
@@ -259,7 +304,7 @@ impl Store {
         }
     }
 
-    /// The key's observations in `span`, and (reading back) where a full page ended, to read on from.
+    /// The key's observations in `span`, and where a full page ended, to read on from.
     fn observations(
         &self,
         r: &Rederivation<'_>,
@@ -272,8 +317,12 @@ impl Store {
         };
         if let Source::Readings(_) = source {
             let rows = self.ledger.series_readings(station, parameter, span)?;
-            let more = matches!(span, Span::Before { limit, .. } if rows.len() as i64 == limit);
-            let oldest = rows.last().filter(|_| more).map(|x| x.ts);
+            let more = match span {
+                Span::Before { limit, .. } | Span::After { limit, .. } => {
+                    rows.len() as i64 == limit
+                }
+            };
+            let last = rows.last().filter(|_| more).map(|x| x.ts);
             // Looking back for the quiet point needs only whether each one was bad.
             let looking_back = matches!(span, Span::Before { .. });
             let timed = rows
@@ -293,7 +342,7 @@ impl Store {
                     })
                 })
                 .collect();
-            return Ok((timed, oldest));
+            return Ok((timed, last));
         }
         let windows = self
             .ledger
@@ -329,7 +378,7 @@ impl Store {
                 v.reverse();
                 v
             }
-            Span::After(after) => all.filter(|t| after.is_none_or(|a| t.at > a)).collect(),
+            Span::After { ts, .. } => all.filter(|t| ts.is_none_or(|a| t.at > a)).collect(),
         };
         Ok((timed, None))
     }
@@ -347,6 +396,7 @@ fn store_rederived(
         mut state,
         episodes,
         old,
+        met,
     } = plan;
     let (episodes, old) = (&episodes[..], &old[..]);
     let stored: Vec<Stored> = old
@@ -469,7 +519,9 @@ fn store_rederived(
             changed: r.now,
         })?;
     }
-    carry_over(&mut state, r.current.as_ref(), open_id, r.now);
+    if !met {
+        carry_over(&mut state, r.current, open_id, r.now);
+    }
     tx.save_key_state(&key_state_row(r.key, &state), r.now)?;
     let mut changed = Vec::new();
     for id in &touched {

@@ -67,7 +67,23 @@ pub const READING_KINDS: [Kind; 4] = [
 /// What a reading says to each key of its series — (kind, bad, detail) — in the order the runner feeds them. A
 /// kind the reading says nothing about (an exceedance without a limit) is absent.
 pub fn reading(ctx: &Context, r: &ReadingObs<'_>) -> Vec<(Kind, bool, Detail)> {
-    let order: &[Kind] = match r.status {
+    kinds(r.status)
+        .iter()
+        .filter_map(|k| reading_kind(ctx, r, *k).map(|(bad, detail)| (*k, bad, detail)))
+        .collect()
+}
+
+/// Whether a reading is bad for each key of its series it speaks to, without the details (what scheduling a
+/// re-derivation needs).
+pub fn reading_verdicts<'a>(r: &'a ReadingObs<'_>) -> impl Iterator<Item = (Kind, bool)> + 'a {
+    kinds(r.status)
+        .iter()
+        .filter_map(|k| reading_bad(r, *k).map(|bad| (*k, bad)))
+}
+
+/// The keys a reading of this status speaks to, in the order they are told.
+fn kinds(status: Status) -> &'static [Kind] {
+    match status {
         Status::Measuring => &[
             Kind::Fault,
             Kind::Calibration,
@@ -76,11 +92,7 @@ pub fn reading(ctx: &Context, r: &ReadingObs<'_>) -> Vec<(Kind, bool, Detail)> {
         ],
         Status::Calibrating => &[Kind::Calibration, Kind::Fault],
         Status::Fault | Status::Maintenance => &[Kind::Fault, Kind::Calibration],
-    };
-    order
-        .iter()
-        .filter_map(|k| reading_kind(ctx, r, *k).map(|(bad, detail)| (*k, bad, detail)))
-        .collect()
+    }
 }
 
 /// What a reading says to one key of its series (re-deriving one key reads only what it needs).

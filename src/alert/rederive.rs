@@ -27,24 +27,33 @@ impl Episode {
     }
 }
 
-/// Replay `observations` (in observation order, all after the quiet point `start` stands at) for `key` through a
-/// fresh engine: the key's state afterwards, and its alerts.
-pub fn replay(
-    rules: &Rules,
-    key: &AlertKey,
-    start: KeyState,
-    observations: impl IntoIterator<Item = Observation>,
+/// A fresh engine replaying one key's observations (in observation order, all after the quiet point its start
+/// state stands at), and the alerts they give.
+pub struct Replay<'a> {
+    key: &'a AlertKey,
+    engine: Engine,
+    episodes: Vec<Episode>,
     now: i64,
-) -> (KeyState, Vec<Episode>) {
-    let mut engine = Engine::new(rules.clone());
-    engine.restore(key.clone(), start);
-    let mut episodes: Vec<Episode> = Vec::new();
-    for o in observations {
-        let Some(t) = engine.observe(key, now, o) else {
-            continue;
+}
+
+impl<'a> Replay<'a> {
+    pub fn new(rules: &Rules, key: &'a AlertKey, start: KeyState, now: i64) -> Self {
+        let mut engine = Engine::new(rules.clone());
+        engine.restore(key.clone(), start);
+        Replay {
+            key,
+            engine,
+            episodes: Vec::new(),
+            now,
+        }
+    }
+
+    pub fn feed(&mut self, o: Observation) {
+        let Some(t) = self.engine.observe(self.key, self.now, o) else {
+            return;
         };
         if t.change == Change::Raised {
-            episodes.push(Episode {
+            self.episodes.push(Episode {
                 since: t.since,
                 raised: t.at,
                 last_bad: t.last_bad,
@@ -52,26 +61,46 @@ pub fn replay(
                 detail: t.detail.clone(),
                 peak: t.peak.clone(),
             });
-        } else if let Some(e) = episodes.last_mut() {
+        } else if let Some(e) = self.episodes.last_mut() {
             e.follow(t.since, t.last_bad, &t.detail, &t.peak);
             if t.change == Change::Cleared {
                 e.cleared = Some(t.at);
             }
         }
     }
-    let state = engine.state(key).cloned().unwrap_or_default();
-    if matches!(state.phase, Phase::Raised | Phase::Acknowledged) {
-        if let Some(e) = episodes.last_mut() {
-            let since = state.bad_since.unwrap_or(e.since);
-            e.follow(
-                since,
-                state.last_bad.unwrap_or(e.last_bad),
-                &state.detail,
-                &state.peak,
-            );
-        }
+
+    /// Whether the replay stands where a stored history whose raises in the flap window before `at` were
+    /// `stored_raises` stands after a good observation at `at` outside its alerts: idle, with the same raises
+    /// counting towards flapping. From there on, the two histories are the same.
+    pub fn meets(&self, at: i64, stored_raises: &[i64]) -> bool {
+        let Some(s) = self.engine.state(self.key) else {
+            return stored_raises.is_empty();
+        };
+        let window = self.engine.rules.flap_window_ms;
+        let recent = |r: &&i64| at - **r < window && **r <= at;
+        s.phase == Phase::Idle
+            && s.raises
+                .iter()
+                .filter(recent)
+                .eq(stored_raises.iter().filter(recent))
     }
-    (state, episodes)
+
+    /// The key's state afterwards, and its alerts.
+    pub fn finish(mut self) -> (KeyState, Vec<Episode>) {
+        let state = self.engine.state(self.key).cloned().unwrap_or_default();
+        if matches!(state.phase, Phase::Raised | Phase::Acknowledged) {
+            if let Some(e) = self.episodes.last_mut() {
+                let since = state.bad_since.unwrap_or(e.since);
+                e.follow(
+                    since,
+                    state.last_bad.unwrap_or(e.last_bad),
+                    &state.detail,
+                    &state.peak,
+                );
+            }
+        }
+        (state, self.episodes)
+    }
 }
 
 /// A stored alert's span: id, first bad observation, clear (`None` while open).

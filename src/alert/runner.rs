@@ -21,7 +21,7 @@ use super::engine::{
 use super::history::{LateSpan, Rederivation};
 use super::message::Context;
 use super::observe::{self, local, ReadingObs, WindowObs};
-use super::store::{Routed, Store};
+use super::store::{Routed, Saved, Store};
 use super::AlertMetrics;
 use super::{AckError, Command};
 use crate::compliance::Band;
@@ -65,6 +65,8 @@ pub struct Runner {
     /// Decided but not yet stored (kept across a failed commit).
     pending: Vec<Transition>,
     unsaved: HashMap<AlertKey, KeyState>,
+    /// Series fed in order since the last commit: their newest reading time, saved with the key states.
+    unsaved_series: HashMap<(String, String), i64>,
     /// Wall time of each station's latest late observation (its catch-up closes once that is a while ago).
     late_seen: HashMap<String, i64>,
     /// Stations whose catch-up summary is waiting, and those due to close at the next flush.
@@ -101,12 +103,13 @@ pub struct Parts {
 impl Runner {
     /// Open the store and restore the engine's state.
     pub fn open(p: Parts) -> Result<Runner, LedgerError> {
-        let store = Store::open(&p.ledger)?;
+        let store = Store::open(&p.ledger, p.config.ledger.synchronous)?;
         let mut engine = Engine::new(Rules::from_config(&p.config.alert));
         for (k, s) in store.load_states()? {
             engine.restore(k, s);
         }
         let cursor = store.readings_cursor()?;
+        let series_clock = store.load_series_newest()?;
         let now = p.clock.now_ms();
         let stations = station_ids(&p.config);
         Ok(Runner {
@@ -130,10 +133,11 @@ impl Runner {
             saved_at: std::time::Instant::now(),
             pending: Vec::new(),
             unsaved: HashMap::new(),
+            unsaved_series: HashMap::new(),
             late_seen: HashMap::new(),
             catching_up: BTreeSet::new(),
             close: Vec::new(),
-            series_clock: HashMap::new(),
+            series_clock,
             rederive: BTreeMap::new(),
         })
     }
@@ -278,21 +282,22 @@ impl Runner {
         // Older than what the series already told its keys: their history is re-derived in observation order.
         let newest = self.series_newest(&series);
         if newest.is_some_and(|n| r.ts < n) {
-            for (kind, bad, _) in observe::reading(&self.ctx, &r) {
+            for (kind, bad) in observe::reading_verdicts(&r) {
                 let key = AlertKey::new(r.station, r.parameter, kind);
                 self.schedule_rederive(key, LateSpan::new(r.ts, bad));
             }
             return;
         }
-        self.series_clock.insert(series, r.ts);
+        self.series_clock.insert(series.clone(), r.ts);
+        self.unsaved_series.insert(series, r.ts);
         for (kind, bad, detail) in observe::reading(&self.ctx, &r) {
             let key = AlertKey::new(r.station, r.parameter, kind);
             self.observe(key, now, r.ts, r.ts, bad, detail);
         }
     }
 
-    /// The newest reading time a series has fed its keys: seen since start, or the newest observation of its keys'
-    /// restored states.
+    /// The newest reading time a series has fed its keys: as saved with the key states (and seen since), or, for a
+    /// ledger from before those were saved, the newest observation of its keys' restored states.
     fn series_newest(&mut self, series: &(String, String)) -> Option<i64> {
         if let Some(t) = self.series_clock.get(series) {
             return Some(*t);
@@ -542,7 +547,7 @@ impl Runner {
                         rules: &rules,
                         key: &i.key,
                         late: i.late,
-                        current: i.current.clone(),
+                        current: i.current.as_ref(),
                         channels: &i.channels,
                         judging_ms,
                         limit: i.limit.clone(),
@@ -585,6 +590,7 @@ impl Runner {
         }
         if self.pending.is_empty()
             && self.unsaved.is_empty()
+            && self.unsaved_series.is_empty()
             && self.close.is_empty()
             && self.fed_seq == self.saved_seq
         {
@@ -600,11 +606,20 @@ impl Runner {
             .iter()
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
+        let saved = Saved {
+            dirty,
+            series: self
+                .unsaved_series
+                .iter()
+                .map(|(k, t)| (k.clone(), *t))
+                .collect(),
+            readings_pos: Some(self.fed_seq),
+        };
         let (ctx, seq, close) = (self.ctx.clone(), self.fed_seq, self.close.clone());
         let routed2 = routed.clone();
         let result = self
             .store
-            .call(move |s| s.commit(&ctx, &routed2, &close, dirty, Some(seq)))
+            .call(move |s| s.commit(&ctx, &routed2, &close, saved))
             .await;
         let committed = match result {
             Ok(x) => x,
@@ -620,6 +635,7 @@ impl Runner {
         self.saved_seq = seq;
         self.saved_at = std::time::Instant::now();
         self.unsaved.clear();
+        self.unsaved_series.clear();
         for ((t, _), id) in routed.iter().zip(&committed.ids) {
             if t.change == Change::Raised && *id != 0 {
                 self.engine.set_alert_id(&t.key, *id);

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::engine::{severity_name, AlertKey, Change, KeyState, Kind, Transition};
 use super::message::{Context, LateAlert, Notification};
+use crate::config::Synchronous;
 use crate::ledger::alert_history::KeyExtent;
 use crate::ledger::alerts::{
     AckOutcome, Acknowledgement, AlertStore, AlertTx, AlertUpdate, AlertWithDeliveries, CatchUpRow,
@@ -141,9 +142,18 @@ pub enum AckError {
     Stopped,
 }
 
+/// The engine's state to save with a commit: keys changed, series fed in order (their newest reading time), and
+/// the position in the ledger's readings it has processed up to.
+#[derive(Debug, Default)]
+pub struct Saved {
+    pub dirty: Vec<(AlertKey, KeyState)>,
+    pub series: Vec<((String, String), i64)>,
+    pub readings_pos: Option<i64>,
+}
+
 impl Store {
-    pub fn open(path: &Path) -> Result<Store, LedgerError> {
-        let ledger = AlertStore::open(path)?;
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store, LedgerError> {
+        let ledger = AlertStore::open(path, synchronous)?;
         let mut catch_ups: BTreeMap<String, CatchUp> = BTreeMap::new();
         for row in ledger.catch_ups()? {
             let (Ok(a), Ok(channels)) = (
@@ -161,6 +171,16 @@ impl Store {
             catch_ups,
             extents: HashMap::new(),
         })
+    }
+
+    /// The newest reading time each series has fed its keys.
+    pub fn load_series_newest(&self) -> Result<HashMap<(String, String), i64>, LedgerError> {
+        Ok(self
+            .ledger
+            .series_newest()?
+            .into_iter()
+            .map(|(s, p, t)| ((s, p), t))
+            .collect())
     }
 
     /// Every persisted key state.
@@ -211,7 +231,8 @@ impl Store {
         self.ledger.current_windows(window_ms)
     }
 
-    /// Store transitions (alert rows and outbox rows), dirty key states and the cursor in one transaction.
+    /// Store transitions (alert rows and outbox rows), the engine's state (dirty keys, series clocks, the cursor) in
+    /// one transaction.
     ///
     /// A transition decided on late data queues nothing: it joins its station's catch-up, whose one summary per
     /// channel is queued when `close` names the station (its late data has stopped). Live transitions are notified
@@ -222,9 +243,13 @@ impl Store {
         ctx: &Context,
         routed: &[Routed],
         close: &[String],
-        mut dirty: Vec<(AlertKey, KeyState)>,
-        readings_pos: Option<i64>,
+        saved: Saved,
     ) -> Result<Committed, LedgerError> {
+        let Saved {
+            mut dirty,
+            series,
+            readings_pos,
+        } = saved;
         let tx = self.ledger.transaction()?;
         let mut catch_ups = self.catch_ups.clone();
         let mut out = Committed {
@@ -301,6 +326,9 @@ impl Store {
         let now = Timestamp::now().millis();
         for (k, s) in &dirty {
             tx.save_key_state(&key_state_row(k, s), now)?;
+        }
+        for ((station, parameter), newest) in &series {
+            tx.save_series_newest(station, parameter, *newest)?;
         }
         if let Some(pos) = readings_pos {
             tx.set_readings_cursor(pos)?;
@@ -487,6 +515,13 @@ mod tests {
     use super::*;
     use crate::alert::engine::Detail;
 
+    fn pos(readings_pos: i64) -> Saved {
+        Saved {
+            readings_pos: Some(readings_pos),
+            ..Saved::default()
+        }
+    }
+
     fn transition(change: Change, at: i64) -> Transition {
         Transition {
             key: AlertKey::new("BN_A_B", "COD", Kind::Exceedance),
@@ -521,7 +556,7 @@ mod tests {
     fn late_transitions_queue_one_summary_per_channel_when_the_catch_up_closes() {
         let dir = tempfile::tempdir().unwrap();
         let path = ledger(&dir);
-        let mut s = Store::open(&path).unwrap();
+        let mut s = Store::open(&path, Synchronous::Full).unwrap();
         let ctx = context();
         let late = |change, at, subject: &str| Transition {
             key: AlertKey::new("BN_A_B", subject, Kind::Exceedance),
@@ -539,7 +574,7 @@ mod tests {
             (late(Change::Cleared, 20, "COD"), both.clone()),
             (late(Change::Raised, 30, "TSS"), officers.clone()),
         ];
-        let c = s.commit(&ctx, &routed, &[], Vec::new(), Some(5)).unwrap();
+        let c = s.commit(&ctx, &routed, &[], pos(5)).unwrap();
         assert_eq!(c.ids, [1, 1, 2]);
         assert!(c.woken.is_empty());
         assert_eq!(c.catching_up.len(), 1);
@@ -547,7 +582,7 @@ mod tests {
         assert!(outbox(&path).is_empty());
         // The catch-up closes: one summary per channel, naming the alerts routed to it.
         let c = s
-            .commit(&ctx, &[], &["BN_A_B".to_string()], Vec::new(), Some(5))
+            .commit(&ctx, &[], &["BN_A_B".to_string()], pos(5))
             .unwrap();
         assert!(c.catching_up.is_empty());
         let rows = outbox(&path);
@@ -590,29 +625,27 @@ mod tests {
         };
         let log = vec!["log".to_string()];
         // Late data raises COD; the runner stops before the catch-up closes.
-        let mut s = Store::open(&path).unwrap();
+        let mut s = Store::open(&path, Synchronous::Full).unwrap();
         s.commit(
             &ctx,
             &[(late(Change::Raised, 10), log.clone())],
             &[],
-            Vec::new(),
-            Some(5),
+            pos(5),
         )
         .unwrap();
         drop(s);
         // After the restart, more late data clears it, then the catch-up closes: one summary with both.
-        let mut s = Store::open(&path).unwrap();
+        let mut s = Store::open(&path, Synchronous::Full).unwrap();
         let c = s
             .commit(
                 &ctx,
                 &[(late(Change::Cleared, 20), log.clone())],
                 &[],
-                Vec::new(),
-                Some(6),
+                pos(6),
             )
             .unwrap();
         assert_eq!(c.catching_up.len(), 1);
-        s.commit(&ctx, &[], &["BN_A_B".to_string()], Vec::new(), Some(6))
+        s.commit(&ctx, &[], &["BN_A_B".to_string()], pos(6))
             .unwrap();
         let rows = crate::ledger::alerts::outbox_rows(&path).unwrap();
         assert_eq!(rows.len(), 1, "{rows:?}");
@@ -625,7 +658,7 @@ mod tests {
         assert_eq!(named, [(1, Some(10), Some(20))]);
         // Summarised: nothing waits after another restart.
         drop(s);
-        let s = Store::open(&path).unwrap();
+        let s = Store::open(&path, Synchronous::Full).unwrap();
         assert!(s.catch_ups.is_empty());
     }
 
@@ -633,7 +666,7 @@ mod tests {
     fn raise_and_clear_in_one_batch_make_one_cleared_alert() {
         let dir = tempfile::tempdir().unwrap();
         let path = ledger(&dir);
-        let mut s = Store::open(&path).unwrap();
+        let mut s = Store::open(&path, Synchronous::Full).unwrap();
         let ctx = context();
         let routed = vec![
             (transition(Change::Raised, 10), vec!["log".to_string()]),
@@ -641,7 +674,7 @@ mod tests {
             (transition(Change::Cleared, 12), vec!["log".to_string()]),
             (transition(Change::Raised, 13), vec!["log".to_string()]),
         ];
-        let c = s.commit(&ctx, &routed, &[], Vec::new(), Some(5)).unwrap();
+        let c = s.commit(&ctx, &routed, &[], pos(5)).unwrap();
         let (ids, changed) = (c.ids, c.changed);
         assert_eq!(ids, [1, 1, 1, 2]);
         assert_eq!(changed.len(), 2);

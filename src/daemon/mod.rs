@@ -103,7 +103,8 @@ pub async fn run_with_reload(
         )?)
     } else {
         // A cursor left from when alerts were on would hold back retention for ever.
-        crate::alert::store::Store::open(&config.ledger.path)?.forget_cursor()?;
+        crate::alert::store::Store::open(&config.ledger.path, config.ledger.synchronous)?
+            .forget_cursor()?;
         None
     };
     services.spawn(follow_live(

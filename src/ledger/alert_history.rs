@@ -27,8 +27,8 @@ pub struct KeyRef<'a> {
 pub enum Span {
     /// Strictly before this time, newest first, at most `limit`.
     Before { ts: i64, limit: i64 },
-    /// Strictly after this time (`None`: from the first), oldest first.
-    After(Option<i64>),
+    /// Strictly after this time (`None`: from the first), oldest first, at most `limit`.
+    After { ts: Option<i64>, limit: i64 },
 }
 
 /// An alert rewritten in place by a re-derivation.
@@ -93,7 +93,7 @@ impl AlertStore {
     ) -> Result<Vec<ReplayReading>, LedgerError> {
         let (sql, ts, limit) = match span {
             Span::Before { ts, limit } => (READINGS_BEFORE, ts, limit),
-            Span::After(after) => (READINGS_AFTER, after.unwrap_or(i64::MIN), i64::MAX),
+            Span::After { ts, limit } => (READINGS_AFTER, ts.unwrap_or(i64::MIN), limit),
         };
         let mut st = self.conn.prepare_cached(sql)?;
         let mut shared = Shared::default();
@@ -140,12 +140,13 @@ impl AlertStore {
     pub fn open_at(&self, key: KeyRef<'_>, at: i64) -> Result<Option<i64>, LedgerError> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT MIN(since) FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 \
                  AND state != 'withdrawn' AND since <= ?4 AND (cleared IS NULL OR cleared > ?4)",
-                params![key.station, key.subject, key.kind, at],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![key.station, key.subject, key.kind, at], |r| {
+                r.get(0)
+            })
             .optional()?
             .flatten())
     }
@@ -157,23 +158,30 @@ impl AlertStore {
         from: i64,
         until: i64,
     ) -> Result<bool, LedgerError> {
-        Ok(self.conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 \
-             AND state != 'withdrawn' AND since <= ?5 AND (cleared IS NULL OR cleared >= ?4))",
-            params![key.station, key.subject, key.kind, from, until],
-            |r| r.get(0),
-        )?)
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM alerts WHERE station = ?1 AND subject = ?2 AND kind = ?3 \
+                 AND state != 'withdrawn' AND since <= ?5 AND (cleared IS NULL OR cleared >= ?4))",
+            )?
+            .query_row(
+                params![key.station, key.subject, key.kind, from, until],
+                |r| r.get(0),
+            )?)
     }
 
     /// The span all of the key's alerts cover: the earliest `since`, the latest clear, and whether one is open
     /// (`None` without alerts).
     pub fn key_extent(&self, key: KeyRef<'_>) -> Result<Option<KeyExtent>, LedgerError> {
-        let (first, last, open): (Option<i64>, Option<i64>, i64) = self.conn.query_row(
-            "SELECT MIN(since), MAX(cleared), IFNULL(SUM(cleared IS NULL), 0) FROM alerts \
-             WHERE station = ?1 AND subject = ?2 AND kind = ?3 AND state != 'withdrawn'",
-            params![key.station, key.subject, key.kind],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let (first, last, open): (Option<i64>, Option<i64>, i64) = self
+            .conn
+            .prepare_cached(
+                "SELECT MIN(since), MAX(cleared), IFNULL(SUM(cleared IS NULL), 0) FROM alerts \
+                 WHERE station = ?1 AND subject = ?2 AND kind = ?3 AND state != 'withdrawn'",
+            )?
+            .query_row(params![key.station, key.subject, key.kind], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
         Ok(first.map(|first| KeyExtent {
             first,
             last_cleared: last,

@@ -249,7 +249,7 @@ mod tests {
     fn ledger(dir: &std::path::Path) -> std::path::PathBuf {
         let path = dir.join("l.db");
         drop(crate::ledger::Ledger::open(&path, crate::config::Synchronous::Normal).unwrap());
-        let mut store = AlertStore::open(&path).unwrap();
+        let mut store = AlertStore::open(&path, crate::config::Synchronous::Full).unwrap();
         let tx = store.transaction().unwrap();
         for (station, subject, kind, severity, since, cleared) in ROWS {
             let id = tx

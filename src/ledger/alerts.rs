@@ -11,6 +11,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::{open_write, set_cursor, LedgerError, Stream};
 use crate::compliance::{Band, Flags};
+use crate::config::Synchronous;
 use crate::model::{Status, Timestamp};
 
 /// The readings cursor of the alert engine (retention waits for it).
@@ -44,6 +45,13 @@ pub struct StoredAlert {
     pub acked_at: Option<i64>,
     pub acked_by: Option<String>,
     pub ack_comment: Option<String>,
+}
+
+impl StoredAlert {
+    /// Whether the alert was open at observation time `at` (begun, not yet cleared).
+    pub fn covers(&self, at: i64) -> bool {
+        self.since <= at && self.cleared.is_none_or(|c| c > at)
+    }
 }
 
 /// One notification of an alert and how its delivery stands.
@@ -232,10 +240,12 @@ pub struct AlertStore {
 }
 
 impl AlertStore {
-    pub fn open(path: &Path) -> Result<AlertStore, LedgerError> {
-        Ok(AlertStore {
-            conn: open_write(path)?,
-        })
+    /// Commits as durable as the ledger's (`synchronous`): the alert state is re-derived from the readings, so
+    /// it needs no more than they have.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<AlertStore, LedgerError> {
+        let conn = open_write(path)?;
+        super::set_synchronous(&conn, synchronous)?;
+        Ok(AlertStore { conn })
     }
 
     /// Every catch-up entry not yet summarised.
@@ -251,6 +261,15 @@ impl AlertStore {
                 channels: r.get(3)?,
             })
         })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest reading time each series has fed its keys: (station, parameter, time).
+    pub fn series_newest(&self) -> Result<Vec<(String, String, i64)>, LedgerError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT station, parameter, newest FROM alert_series")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -520,6 +539,22 @@ impl AlertTx<'_> {
         save_key_state(&self.tx, k, now)
     }
 
+    /// The newest reading time a series has fed its keys (it only moves forward).
+    pub fn save_series_newest(
+        &self,
+        station: &str,
+        parameter: &str,
+        newest: i64,
+    ) -> Result<(), LedgerError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO alert_series (station, parameter, newest) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(station, parameter) DO UPDATE SET newest = MAX(newest, excluded.newest)",
+            )?
+            .execute(params![station, parameter, newest])?;
+        Ok(())
+    }
+
     /// Move the engine's readings cursor.
     pub fn set_readings_cursor(&self, position: i64) -> Result<(), LedgerError> {
         set_cursor(&self.tx, READINGS_CURSOR, Stream::Readings, position)
@@ -571,11 +606,8 @@ pub(super) fn stored_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAler
 
 fn alert(conn: &Connection, id: i64) -> Result<Option<StoredAlert>, LedgerError> {
     Ok(conn
-        .query_row(
-            &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
-            [id],
-            stored_alert,
-        )
+        .prepare_cached(&format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"))?
+        .query_row([id], stored_alert)
         .optional()?)
 }
 

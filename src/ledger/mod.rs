@@ -208,12 +208,7 @@ impl Ledger {
         schema::check_writable(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| schema::not_writable(path, e))?;
-        let sync = match synchronous {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", sync)
-            .map_err(named)?;
+        set_synchronous(&conn, synchronous).map_err(named)?;
         // Foreign keys are declared for readers but not enforced: the writer inserts station and parameter ids in the
         // same transaction as the readings that use them, and enforcement costs two parent lookups per insert
         // (about 12 % of commit throughput).
@@ -979,12 +974,24 @@ fn id_of<K: Clone + Eq + std::hash::Hash>(
 
 /// A read-write connection for the tables written outside the writer thread (alerts, outbox, cursors, notes,
 /// audit); it waits up to 10 s for the writer's lock.
+/// The durability of a commit: `FULL` syncs the WAL on each, `NORMAL` at checkpoints (a power cut may lose the
+/// last commits, never consistency). Every connection that writes the ledger follows its configured mode.
+pub(crate) fn set_synchronous(conn: &Connection, synchronous: Synchronous) -> rusqlite::Result<()> {
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)
+}
+
 pub(crate) fn open_write(path: &Path) -> Result<Connection, LedgerError> {
     let conn = Connection::open(path).map_err(|error| LedgerError::Open {
         path: path.to_path_buf(),
         error,
     })?;
     conn.busy_timeout(Duration::from_secs(10))?;
+    // The alert store alone keeps more than rusqlite's default 16 statements in use.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

@@ -364,6 +364,17 @@ CREATE TABLE flag_revisions (
 );
 CREATE INDEX flag_revisions_cause ON flag_revisions(cause_seq);
 "#,
+    // 10: the newest reading time each series has fed its alert keys in order. A reading older than it is
+    // re-derived, not fed; the keys' own clocks cannot tell (a good observation of an idle key is not kept), so
+    // after a restart a late reading newer than those clocks was fed as if it were the newest.
+    r#"
+CREATE TABLE alert_series (
+    station    TEXT NOT NULL,
+    parameter  TEXT NOT NULL,
+    newest     INTEGER NOT NULL,           -- observation time, Unix ms, UTC
+    PRIMARY KEY (station, parameter)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build brings a ledger to.
