@@ -15,6 +15,7 @@ pub mod http;
 pub mod mandatory;
 pub mod modbus;
 pub mod mqtt;
+pub mod regime;
 mod secret;
 mod station;
 pub mod transmit;
@@ -194,7 +195,7 @@ pub fn validate_partial(raw: RawConfig, file: &Path, base: &Path) -> Partial {
                 ),
             );
         }
-        if let Some(st) = s.validate_partial(&mut p, &key, &mqtt) {
+        if let Some(st) = s.validate_partial(&mut p, &key, &mqtt, timezone) {
             stations.push(st);
         }
     }
