@@ -521,4 +521,33 @@ mod tests {
             .unwrap();
         assert!(a.flags.is_empty());
     }
+
+    /// A reading is judged by the regime in force at its observation time, whenever it is evaluated.
+    #[test]
+    fn readings_are_judged_by_the_regime_at_their_time() {
+        let text = "[[station]]\nid = \"BN_T_N1\"\nname = \"t\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 13000\n\
+             receiving_water = { type = \"river\", flow_m3_s = 120 }\nparameters = { COD = {} }\n\
+             [[station.regime]]\nfrom = \"2032-01-01\"\nlimits = { COD = 100 }\n";
+        let c = Config::from_str(text, Path::new("t.toml"), Path::new(".")).unwrap();
+        let mut e = Evaluator::new(&c, Profiles::builtin().resolve(&c).unwrap());
+        // Local midnight 01/01/2032 (UTC+7) = 1956502800000 ms.
+        let change = 1_956_502_800_000;
+        let at = |e: &mut Evaluator, ts: i64| {
+            let mut r = reading("COD", 120.0, Status::Measuring);
+            r.ts = Timestamp(ts);
+            e.assess(&r, Timestamp(change + 3_600_000)).unwrap()
+        };
+        let before = at(&mut e, change - 1);
+        assert_eq!(
+            (before.limit, before.band),
+            (Some(LimitBound::Max(135.0)), Band::Compliant)
+        );
+        let after = at(&mut e, change);
+        assert_eq!(
+            (after.limit, after.band),
+            (Some(LimitBound::Max(100.0)), Band::From1_1To1_5)
+        );
+        // A late reading observed before the change, evaluated after it: the old regime.
+        assert_eq!(at(&mut e, change - 60_000).band, Band::Compliant);
+    }
 }

@@ -969,4 +969,141 @@ mod tests {
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(a[0].0, "parameters.TSS.range");
     }
+
+    /// QCVN 40:2011 column B until 31/12/2031, the permit's values from 01/01/2032 (numbers of a made-up permit).
+    const CHANGING: &str = "profile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 13000\n\
+        receiving_water = { type = \"river\", flow_m3_s = 120 }\n\
+        parameters = { Flow = {}, COD = {}, pH = {} }\n\
+        [[station.regime]]\nfrom = \"2032-01-01\"\nname = \"permit 1/GPMT\"\nlimits = { COD = 100, pH = [6, 9] }\n";
+
+    fn utc_ms(text: &str) -> Timestamp {
+        Timestamp(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_millis(),
+        )
+    }
+
+    #[test]
+    fn a_regime_starts_at_local_midnight_of_its_date() {
+        let l = limits(CHANGING).unwrap();
+        assert_eq!(l.regimes.len(), 2);
+        let cod = Parameter::new("COD").unwrap();
+        let bound = |t: &str| l.get_at(&cod, utc_ms(t)).unwrap().bound;
+        // Local midnight 01/01/2032 in Asia/Ho_Chi_Minh (UTC+7) is 17:00 UTC on 31/12/2031.
+        assert_eq!(
+            bound("2031-12-31T16:59:59.999Z"),
+            Some(LimitBound::Max(135.0))
+        );
+        assert_eq!(
+            bound("2031-12-31T17:00:00.000Z"),
+            Some(LimitBound::Max(100.0))
+        );
+        assert_eq!(bound("1999-01-01T00:00:00Z"), Some(LimitBound::Max(135.0)));
+        assert_eq!(l.regimes[0].name, "QCVN 40:2011/BTNMT column B");
+        assert_eq!(l.regimes[1].name, "permit 1/GPMT");
+        assert_eq!(l.period(0), "from the start until 31/12/2031");
+        assert_eq!(l.period(1), "from 01/01/2032");
+        let dated = l.dated(&cod);
+        assert_eq!(
+            dated.at(utc_ms("2031-12-31T17:00:00Z").0 - 1),
+            Some(&Some(LimitBound::Max(135.0)))
+        );
+        assert_eq!(
+            dated.at(utc_ms("2031-12-31T17:00:00Z").0),
+            Some(&Some(LimitBound::Max(100.0)))
+        );
+        // A month crossing the change holds both regimes; one inside either holds one.
+        let dec = (
+            utc_ms("2031-11-30T17:00:00Z"),
+            utc_ms("2031-12-31T17:00:00Z"),
+        );
+        assert_eq!(l.during(dec.0, dec.1), 0..1);
+        let jan = (
+            utc_ms("2031-12-31T17:00:00Z"),
+            utc_ms("2032-01-31T17:00:00Z"),
+        );
+        assert_eq!(l.during(jan.0, jan.1), 1..2);
+        assert_eq!(l.during(dec.0, jan.1), 0..2);
+    }
+
+    #[test]
+    fn three_regimes_by_binary_search() {
+        let text = format!(
+            "{CHANGING}[[station.regime]]\nfrom = \"2040-07-01\"\nprofile = \"qcvn40-2011-a\"\ndesign_flow_m3_day = 400\n"
+        );
+        let l = limits(&text).unwrap();
+        let cod = Parameter::new("COD").unwrap();
+        let at = |t: &str| l.get_at(&cod, utc_ms(t)).unwrap();
+        assert_eq!(
+            at("2035-01-01T00:00:00Z").bound,
+            Some(LimitBound::Max(100.0))
+        );
+        // Column A, Kq 1.0 (Q=120), Kf 1.1 (F=400 m³/day, the regime's own design flow).
+        assert_eq!(
+            at("2040-06-30T17:00:00Z").working,
+            "C=75 × Kq 1.0 (river, Q=120 m³/s) × Kf 1.1 (F=400 m³/day) = 82.5 mg/L"
+        );
+        assert_eq!(l.regimes[2].name, "QCVN 40:2011/BTNMT column A");
+        assert_eq!(l.period(1), "from 01/01/2032 until 30/06/2040");
+        let lines = l.timeline_lines(&config(&text).stations[0]);
+        assert_eq!(lines[0], "  limits: 3 regimes");
+        assert_eq!(
+            lines[1],
+            "  from the start until 31/12/2031: QCVN 40:2011/BTNMT column B"
+        );
+        assert!(
+            lines.contains(&"    COD: permit limit 100 mg/L".to_string()),
+            "{lines:#?}"
+        );
+        assert!(lines.contains(&"  from 01/07/2040: QCVN 40:2011/BTNMT column A".to_string()));
+    }
+
+    #[test]
+    fn a_regime_must_be_complete() {
+        // The permit gives no pH: the previous regime limits it, so it would vanish on the date by omission.
+        let e = limits(&CHANGING.replace(", pH = [6, 9]", "")).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "regime[0].limits.pH");
+        assert!(
+            e[0].1.starts_with("missing: QCVN 40:2011/BTNMT column B limits pH (5.5–9 (no coefficients)) until this regime starts; give the permit's value in force from 01/01/2032"),
+            "{}",
+            e[0].1
+        );
+        let e = limits(
+            &CHANGING
+                .replace(
+                    "profile = \"qcvn40-2011-b\"\nd",
+                    "profile = \"qcvn40-2011-b\"\nd",
+                )
+                .replace("name = \"permit 1/GPMT\"", "profile = \"qcvn97\""),
+        )
+        .unwrap_err();
+        assert_eq!(e[0].0, "regime[0].profile");
+        assert!(
+            e[0].1.starts_with("unknown limit profile \"qcvn97\""),
+            "{}",
+            e[0].1
+        );
+    }
+
+    #[test]
+    fn single_regime_is_unchanged() {
+        let l = limits(&format!(
+            "profile = \"qcvn40-2011-b\"\n{RIVER}\nparameters = {{ COD = {{}} }}"
+        ))
+        .unwrap();
+        assert_eq!(l.regimes.len(), 1);
+        assert_eq!(l.period(0), "throughout");
+        let lines = l.timeline_lines(
+            &config(&format!(
+                "profile = \"qcvn40-2011-b\"\n{RIVER}\nparameters = {{ COD = {{}} }}"
+            ))
+            .stations[0],
+        );
+        assert_eq!(
+            lines,
+            ["  COD: C=150 × Kq 1.0 (river, Q=120 m³/s) × Kf 0.9 (F=13,000 m³/day) = 135 mg/L"]
+        );
+    }
 }
