@@ -125,18 +125,23 @@ impl StationLimits {
     /// `from 01/01/2032`.
     pub fn period(&self, i: usize) -> String {
         let day = |d: NaiveDate| d.format("%d/%m/%Y").to_string();
+        match self.days(i) {
+            (None, None) => "throughout".to_string(),
+            (None, Some(u)) => format!("from the start until {}", day(u)),
+            (Some(f), None) => format!("from {}", day(f)),
+            (Some(f), Some(u)) => format!("from {} until {}", day(f), day(u)),
+        }
+    }
+
+    /// The first and last local day regime `i` is in force (`None`: from the start, or with no end).
+    pub fn days(&self, i: usize) -> (Option<NaiveDate>, Option<NaiveDate>) {
         let from = self.regimes.get(i).and_then(|r| r.from_date);
         let until = self
             .regimes
             .get(i + 1)
             .and_then(|r| r.from_date)
             .and_then(|d| d.pred_opt());
-        match (from, until) {
-            (None, None) => "throughout".to_string(),
-            (None, Some(u)) => format!("from the start until {}", day(u)),
-            (Some(f), None) => format!("from {}", day(f)),
-            (Some(f), Some(u)) => format!("from {} until {}", day(f), day(u)),
-        }
+        (from, until)
     }
 
     /// What `check-config` prints of a station's limits: one line per parameter with its working, and with dated
@@ -311,7 +316,12 @@ impl Profiles {
                 limits,
             });
         }
-        for r in &station.regimes {
+        // A regime with neither profile nor limits is already a config problem (incomplete).
+        for r in station
+            .regimes
+            .iter()
+            .filter(|r| r.profile.is_some() || !r.limits.is_empty())
+        {
             let prefix = format!("regime[{}].", r.index);
             let profile = r
                 .profile
