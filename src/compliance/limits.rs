@@ -1080,15 +1080,8 @@ mod tests {
             "{}",
             e[0].1
         );
-        let e = limits(
-            &CHANGING
-                .replace(
-                    "profile = \"qcvn40-2011-b\"\nd",
-                    "profile = \"qcvn40-2011-b\"\nd",
-                )
-                .replace("name = \"permit 1/GPMT\"", "profile = \"qcvn97\""),
-        )
-        .unwrap_err();
+        let e = limits(&CHANGING.replace("name = \"permit 1/GPMT\"", "profile = \"qcvn97\""))
+            .unwrap_err();
         assert_eq!(e[0].0, "regime[0].profile");
         assert!(
             e[0].1.starts_with("unknown limit profile \"qcvn97\""),

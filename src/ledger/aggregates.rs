@@ -40,8 +40,11 @@ pub struct AggregateContext {
     pub judging_window_ms: i64,
     /// station code → (reporting interval ms, parameter symbol → limit through time: a window is judged by the
     /// regime in force at its start).
-    pub stations: HashMap<String, (i64, HashMap<String, Dated<Option<LimitBound>>>)>,
+    pub stations: HashMap<String, (i64, SeriesLimits)>,
 }
+
+/// Parameter symbol → its limit through time.
+pub type SeriesLimits = HashMap<String, Dated<Option<LimitBound>>>;
 
 /// One recomputed window.
 #[derive(Debug, Clone, PartialEq)]

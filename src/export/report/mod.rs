@@ -180,6 +180,9 @@ pub(crate) struct Regulation {
 /// A regime's first and last local day in force (`None`: from the start, or with no end) and its name.
 pub(crate) type RegimeDays = (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>, String);
 
+/// (lower bound, upper bound or Cmax) of a limit.
+pub(crate) type Bounds = (Option<f64>, Option<f64>);
+
 /// One monitored parameter: its limit (from the config, so a month without data shows it too) and its windows.
 pub(crate) struct ParamView {
     pub unit: String,
@@ -188,7 +191,7 @@ pub(crate) struct ParamView {
     pub working: Option<String>,
     /// When the limits changed during the month: the earlier regimes' (days, bounds, working), oldest first; the
     /// fields above are the regime in force at the month's end.
-    pub earlier: Vec<(RegimeDays, (Option<f64>, Option<f64>), String)>,
+    pub earlier: Vec<(RegimeDays, Bounds, String)>,
     pub aggs: Vec<AggregateRow>,
 }
 
