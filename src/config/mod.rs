@@ -28,10 +28,11 @@ pub use daemon::{DaemonSection, LedgerSection, PipelineSection, Sim, SimSection,
 pub use demo::DEMO_TOML;
 pub use duration::{parse_duration, DurationText};
 pub use errors::{tidy_toml_message, ConfigError, Problems};
+pub use regime::LimitText;
 pub use secret::{fingerprint, Secret};
 pub use station::{
-    CheckedParameter, Facility, FacilitySection, LimitText, ParameterSection, ReceivingWater,
-    Salinity, SimVia, Station, StationSection, StationSimSection,
+    CheckedParameter, Facility, FacilitySection, ParameterSection, ReceivingWater, Salinity,
+    SimVia, Station, StationSection, StationSimSection,
 };
 
 use chrono::FixedOffset;

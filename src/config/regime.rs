@@ -8,9 +8,31 @@ use std::collections::BTreeMap;
 use chrono::{FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use serde::Deserialize;
 
-use super::station::LimitText;
 use super::Problems;
 use crate::model::Timestamp;
+
+/// A permit limit: one maximum or a two-sided range.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum LimitText {
+    Max(f64),
+    Range([f64; 2]),
+}
+
+impl LimitText {
+    /// Why this limit cannot be used, if it cannot.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            LimitText::Max(m) if !(m.is_finite() && *m > 0.0) => {
+                Some(format!("{m} is not a positive limit"))
+            }
+            LimitText::Range([lo, hi]) if !(lo.is_finite() && hi.is_finite() && lo < hi) => Some(
+                format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"),
+            ),
+            _ => None,
+        }
+    }
+}
 
 /// A regime as written.
 #[derive(Debug, Clone, Deserialize)]

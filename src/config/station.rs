@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::duration::DurationText;
 use super::modbus::{Modbus, ModbusSection};
 use super::mqtt::{Mqtt, StationMqtt, StationMqttSection};
-use super::regime::{self, Regime, RegimeSection};
+use super::regime::{self, LimitText, Regime, RegimeSection};
 use super::Problems;
 use crate::model::{Parameter, StationId, Unit};
 
@@ -160,29 +160,6 @@ pub struct ParameterSection {
     pub range: Option<[f64; 2]>,
     /// Limit from the environmental permit, replacing the profile's: a maximum (`100`) or a range (`[6, 9]`).
     pub limit: Option<LimitText>,
-}
-
-/// A permit limit: one maximum or a two-sided range.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum LimitText {
-    Max(f64),
-    Range([f64; 2]),
-}
-
-impl LimitText {
-    /// Why this limit cannot be used, if it cannot.
-    pub fn problem(&self) -> Option<String> {
-        match self {
-            LimitText::Max(m) if !(m.is_finite() && *m > 0.0) => {
-                Some(format!("{m} is not a positive limit"))
-            }
-            LimitText::Range([lo, hi]) if !(lo.is_finite() && hi.is_finite() && lo < hi) => Some(
-                format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"),
-            ),
-            _ => None,
-        }
-    }
 }
 
 /// Checked parameter of a station.
