@@ -793,12 +793,12 @@ fn check_config(path: &Path) -> ExitCode {
                 sources.join(", ")
             }
         );
-        for p in &s.parameters {
-            let working = limits
-                .get(&s.id)
-                .and_then(|l| l.get(&p.parameter))
-                .map_or_else(|| "no limit".to_string(), |l| l.working.clone());
-            out_line!(out, "  {}: {}", p.parameter, working);
+        for line in limits
+            .get(&s.id)
+            .map(|l| l.timeline_lines(s))
+            .unwrap_or_default()
+        {
+            out_line!(out, "{line}");
         }
     }
     let warnings = quantrac::config::mandatory::check_all(&config.stations);

@@ -61,7 +61,7 @@ fn unknown_key_names_its_path() {
     let text = station_with("").replace("design_flow_m3_day", "design_flow");
     assert_eq!(
         errors(&text),
-        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `flow_in`, `flow_out`, `modbus`, `mqtt`, `sim`, `facility` (line 6)"]
+        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `flow_in`, `flow_out`, `modbus`, `mqtt`, `sim`, `facility`, `regime` (line 6)"]
     );
 }
 

@@ -25,6 +25,7 @@ use crate::ledger::alert_list::AlertFilter;
 use crate::ledger::LedgerError;
 
 use crate::compliance::hourly::window_start;
+use crate::compliance::limits::Dated;
 use crate::compliance::quality::SeriesRules;
 use crate::compliance::{Assessment, Flags, Judge, LimitBound, QualitySettings};
 use crate::config::Synchronous;
@@ -381,9 +382,9 @@ impl AlertSide {
 }
 
 fn context() -> AggregateContext {
-    let limits: HashMap<String, Option<LimitBound>> = PARAMETERS
+    let limits: HashMap<String, Dated<Option<LimitBound>>> = PARAMETERS
         .iter()
-        .map(|p| (p.to_string(), Some(LimitBound::Max(LIMIT))))
+        .map(|p| (p.to_string(), Some(LimitBound::Max(LIMIT)).into()))
         .collect();
     AggregateContext {
         offset_secs: OFFSET,

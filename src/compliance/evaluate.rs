@@ -71,8 +71,8 @@ const POSSIBLE: [(&str, f64, f64); 1] = [("pH", 0.0, 14.0)];
 #[derive(Debug, Clone)]
 struct Series {
     parameter: Parameter,
-    bound: Option<LimitBound>,
-    judge: Option<Judge>,
+    /// The limit through time, one per regime in date order (usually one); never empty.
+    limits: Box<[SeriesLimit]>,
     /// The unit readings are judged in (the limit's); readings in another unit are converted to it.
     unit: Option<Unit>,
     /// Analyser range: above its high end the reading is flagged `above_range`.
@@ -80,7 +80,30 @@ struct Series {
     /// Possible values (else rejected).
     low: f64,
     high: f64,
+}
+
+/// A series' limit in one regime, prepared: its judge and the quality rules scaled to it.
+#[derive(Debug, Clone)]
+struct SeriesLimit {
+    /// In force from (UTC ms); `i64::MIN` for the first.
+    from: i64,
+    bound: Option<LimitBound>,
+    judge: Option<Judge>,
     rules: SeriesRules,
+}
+
+impl Series {
+    /// The limit in force at `ts`: the only one, or found by binary search among the regimes.
+    fn limit_at(&self, ts: i64) -> &SeriesLimit {
+        let i = match self.limits.len() {
+            1 => 0,
+            _ => self
+                .limits
+                .partition_point(|l| l.from <= ts)
+                .saturating_sub(1),
+        };
+        &self.limits[i]
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -140,7 +163,10 @@ impl Evaluator {
         for (id, st) in &mut self.stations {
             let interval = self.intervals.get(id).copied().unwrap_or(DEFAULT_INTERVAL);
             for s in &mut st.series {
-                s.rules = SeriesRules::new(&self.quality, interval, spike_scale(s.bound, s.range));
+                for l in s.limits.iter_mut() {
+                    l.rules =
+                        SeriesRules::new(&self.quality, interval, spike_scale(l.bound, s.range));
+                }
             }
         }
         self
@@ -159,8 +185,8 @@ impl Evaluator {
 
     fn station_state(&self, id: &StationId, limits: &StationLimits) -> StationState {
         let interval = self.intervals.get(id).copied().unwrap_or(DEFAULT_INTERVAL);
-        let series = limits
-            .limits
+        let first = limits.regimes.first().map_or(&[][..], |r| &r.limits[..]);
+        let series = first
             .iter()
             .map(|l| {
                 let key = (id.clone(), l.parameter.clone());
@@ -174,15 +200,30 @@ impl Evaluator {
                 if let Some((range_low, _)) = range {
                     low = low.min(range_low);
                 }
+                let timeline = limits
+                    .regimes
+                    .iter()
+                    .map(|r| {
+                        let bound = r.get(&l.parameter).and_then(|x| x.bound);
+                        SeriesLimit {
+                            from: r.from.map_or(i64::MIN, |t| t.0),
+                            bound,
+                            judge: bound.and_then(Judge::new),
+                            rules: SeriesRules::new(
+                                &self.quality,
+                                interval,
+                                spike_scale(bound, range),
+                            ),
+                        }
+                    })
+                    .collect();
                 Series {
                     parameter: l.parameter.clone(),
-                    bound: l.bound,
-                    judge: l.bound.and_then(Judge::new),
+                    limits: timeline,
                     unit: self.units.get(&key).cloned(),
                     range,
                     low,
                     high,
-                    rules: SeriesRules::new(&self.quality, interval, spike_scale(l.bound, range)),
                 }
             })
             .collect();
@@ -251,7 +292,7 @@ impl Evaluator {
 }
 
 /// Range checks, quality flags, the multiple and the band of one reading of series `s`.
-fn judge(s: &mut Series, r: &Reading, now: Timestamp) -> Result<Assessment, Rejection> {
+fn judge(s: &Series, r: &Reading, now: Timestamp) -> Result<Assessment, Rejection> {
     let v = r.value;
     if !v.is_finite() {
         return Err(Rejection::NotFinite {
@@ -275,11 +316,13 @@ fn judge(s: &mut Series, r: &Reading, now: Timestamp) -> Result<Assessment, Reje
         });
     }
     let measuring = r.status.counts_for_compliance();
-    let mut flags = s.rules.late(r.ts.0, now.0);
+    // Judged by the regime in force at the reading's observation time, whenever it arrives.
+    let l = s.limit_at(r.ts.0);
+    let mut flags = l.rules.late(r.ts.0, now.0);
     if s.range.is_some_and(|(_, hi)| v > hi) {
         flags.insert(Flags::ABOVE_RANGE);
     }
-    let (ratio, band) = match (&s.judge, measuring) {
+    let (ratio, band) = match (&l.judge, measuring) {
         (_, false) => (None, Band::NotEvaluated),
         (None, true) => (None, Band::NoLimit),
         (Some(j), true) => {
@@ -288,11 +331,11 @@ fn judge(s: &mut Series, r: &Reading, now: Timestamp) -> Result<Assessment, Reje
         }
     };
     Ok(Assessment {
-        limit: s.bound,
+        limit: l.bound,
         ratio,
         band,
         flags,
-        rules: s.rules,
+        rules: l.rules,
     })
 }
 
@@ -477,5 +520,34 @@ mod tests {
             .assess(&reading("COD", 1.0, Status::Measuring), Timestamp(i64::MAX))
             .unwrap();
         assert!(a.flags.is_empty());
+    }
+
+    /// A reading is judged by the regime in force at its observation time, whenever it is evaluated.
+    #[test]
+    fn readings_are_judged_by_the_regime_at_their_time() {
+        let text = "[[station]]\nid = \"BN_T_N1\"\nname = \"t\"\nprofile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 13000\n\
+             receiving_water = { type = \"river\", flow_m3_s = 120 }\nparameters = { COD = {} }\n\
+             [[station.regime]]\nfrom = \"2032-01-01\"\nlimits = { COD = 100 }\n";
+        let c = Config::from_str(text, Path::new("t.toml"), Path::new(".")).unwrap();
+        let mut e = Evaluator::new(&c, Profiles::builtin().resolve(&c).unwrap());
+        // Local midnight 01/01/2032 (UTC+7) = 1956502800000 ms.
+        let change = 1_956_502_800_000;
+        let at = |e: &mut Evaluator, ts: i64| {
+            let mut r = reading("COD", 120.0, Status::Measuring);
+            r.ts = Timestamp(ts);
+            e.assess(&r, Timestamp(change + 3_600_000)).unwrap()
+        };
+        let before = at(&mut e, change - 1);
+        assert_eq!(
+            (before.limit, before.band),
+            (Some(LimitBound::Max(135.0)), Band::Compliant)
+        );
+        let after = at(&mut e, change);
+        assert_eq!(
+            (after.limit, after.band),
+            (Some(LimitBound::Max(100.0)), Band::From1_1To1_5)
+        );
+        // A late reading observed before the change, evaluated after it: the old regime.
+        assert_eq!(at(&mut e, change - 60_000).band, Band::Compliant);
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::decimal::{self, fmt_coef, fmt_f64, fmt_num};
@@ -12,7 +13,7 @@ use super::profile::{self, Profile, ProfileError, ProfileLimit, WaterKind, BUILT
 use crate::config::{
     CheckedParameter, Config, ConfigError, LimitText, Problems, ReceivingWater, Salinity, Station,
 };
-use crate::model::{Parameter, StationId};
+use crate::model::{Parameter, StationId, Timestamp};
 
 /// An applicable limit: a maximum or a two-sided range (bounds inclusive).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,15 +42,182 @@ pub struct Limit {
     pub working: String,
 }
 
-/// Limits of every monitored parameter of one station.
-#[derive(Debug, Clone, Default)]
-pub struct StationLimits {
+/// The limits of one regime of a station: the station's own (in force from the start) or a `[[station.regime]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Regime {
+    /// In force from this instant (local midnight of `from_date`); `None` for the station's own limits.
+    pub from: Option<Timestamp>,
+    pub from_date: Option<NaiveDate>,
+    /// e.g. `QCVN 40:2011/BTNMT column B`, or the regime's `name`.
+    pub name: String,
+    /// One per monitored parameter, in the station's order.
     pub limits: Vec<Limit>,
 }
 
-impl StationLimits {
+impl Regime {
     pub fn get(&self, p: &Parameter) -> Option<&Limit> {
         self.limits.iter().find(|l| &l.parameter == p)
+    }
+}
+
+/// Limits of every monitored parameter of one station, as a timeline of regimes in date order (one regime unless
+/// the station gives `[[station.regime]]`). A reading is judged by the regime in force at its observation time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StationLimits {
+    pub regimes: Vec<Regime>,
+}
+
+impl StationLimits {
+    /// One regime in force throughout (tests, tools).
+    pub fn single(limits: Vec<Limit>) -> StationLimits {
+        StationLimits {
+            regimes: vec![Regime {
+                from: None,
+                from_date: None,
+                name: String::new(),
+                limits,
+            }],
+        }
+    }
+
+    /// Index of the regime in force at `ts` (binary search; 0 before the first date).
+    pub fn index_at(&self, ts: Timestamp) -> usize {
+        self.regimes
+            .partition_point(|r| r.from.is_none_or(|f| f <= ts))
+            .saturating_sub(1)
+    }
+
+    /// The regime in force at `ts`.
+    pub fn at(&self, ts: Timestamp) -> Option<&Regime> {
+        self.regimes.get(self.index_at(ts))
+    }
+
+    /// The regime in force now.
+    pub fn now(&self) -> Option<&Regime> {
+        self.at(Timestamp::now())
+    }
+
+    /// The limit of `p` in force at `ts`.
+    pub fn get_at(&self, p: &Parameter, ts: Timestamp) -> Option<&Limit> {
+        self.at(ts).and_then(|r| r.get(p))
+    }
+
+    /// The limit of `p` in force now.
+    pub fn get(&self, p: &Parameter) -> Option<&Limit> {
+        self.get_at(p, Timestamp::now())
+    }
+
+    /// When regime `i` stops being in force (the next one's start), if it does.
+    pub fn until(&self, i: usize) -> Option<Timestamp> {
+        self.regimes.get(i + 1).and_then(|r| r.from)
+    }
+
+    /// Indices of the regimes in force at some time in `[from, to)`.
+    pub fn during(&self, from: Timestamp, to: Timestamp) -> std::ops::Range<usize> {
+        if self.regimes.is_empty() {
+            return 0..0;
+        }
+        let last = self.index_at(Timestamp(to.0.saturating_sub(1).max(from.0)));
+        self.index_at(from)..last + 1
+    }
+
+    /// When regime `i` is in force, in local days: `from 01/01/2032 until 31/12/2040`, `from the start until …`,
+    /// `from 01/01/2032`.
+    pub fn period(&self, i: usize) -> String {
+        let day = |d: NaiveDate| d.format("%d/%m/%Y").to_string();
+        match self.days(i) {
+            (None, None) => "throughout".to_string(),
+            (None, Some(u)) => format!("from the start until {}", day(u)),
+            (Some(f), None) => format!("from {}", day(f)),
+            (Some(f), Some(u)) => format!("from {} until {}", day(f), day(u)),
+        }
+    }
+
+    /// The first and last local day regime `i` is in force (`None`: from the start, or with no end).
+    pub fn days(&self, i: usize) -> (Option<NaiveDate>, Option<NaiveDate>) {
+        let from = self.regimes.get(i).and_then(|r| r.from_date);
+        let until = self
+            .regimes
+            .get(i + 1)
+            .and_then(|r| r.from_date)
+            .and_then(|d| d.pred_opt());
+        (from, until)
+    }
+
+    /// What `check-config` prints of a station's limits: one line per parameter with its working, and with dated
+    /// regimes a heading per regime (its period and name) above its own lines.
+    pub fn timeline_lines(&self, station: &Station) -> Vec<String> {
+        let working = |r: &Regime, p: &Parameter| {
+            r.get(p)
+                .map_or_else(|| "no limit".to_string(), |l| l.working.clone())
+        };
+        let mut out = Vec::new();
+        match self.regimes.as_slice() {
+            [] => {}
+            [only] => {
+                for p in &station.parameters {
+                    out.push(format!(
+                        "  {}: {}",
+                        p.parameter,
+                        working(only, &p.parameter)
+                    ));
+                }
+            }
+            many => {
+                out.push(format!("  limits: {} regimes", many.len()));
+                for (i, r) in many.iter().enumerate() {
+                    out.push(format!("  {}: {}", self.period(i), r.name));
+                    for p in &station.parameters {
+                        out.push(format!("    {}: {}", p.parameter, working(r, &p.parameter)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The bound of `p` through time, for judging windows by the regime in force at their start.
+    pub fn dated(&self, p: &Parameter) -> Dated<Option<LimitBound>> {
+        Dated::new(
+            self.regimes
+                .iter()
+                .map(|r| {
+                    let from = r.from.map_or(i64::MIN, |t| t.0);
+                    (from, r.get(p).and_then(|l| l.bound))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// A value that changes on dates: steps of (from ms, value) in rising order, the first from the start of time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dated<T> {
+    steps: Vec<(i64, T)>,
+}
+
+impl<T> Dated<T> {
+    /// Steps in rising order of `from`; the first applies before its `from` too. Empty steps are not allowed:
+    /// `Dated::from(value)` makes one.
+    pub fn new(steps: Vec<(i64, T)>) -> Self {
+        Dated { steps }
+    }
+
+    /// The value in force at `ts` (ms), or `None` with no steps.
+    pub fn at(&self, ts: i64) -> Option<&T> {
+        let i = self
+            .steps
+            .partition_point(|(f, _)| *f <= ts)
+            .saturating_sub(1);
+        self.steps.get(i).map(|(_, v)| v)
+    }
+}
+
+impl<T> From<T> for Dated<T> {
+    fn from(v: T) -> Self {
+        Dated {
+            steps: vec![(i64::MIN, v)],
+        }
     }
 }
 
@@ -126,34 +294,88 @@ impl Profiles {
         self.by_name.keys().map(String::as_str).collect()
     }
 
-    /// The limits of one station. Errors: (key path below the station, e.g. `profile`, message).
+    /// The limits of one station: its own regime, then each `[[station.regime]]`. Errors: (key path below the
+    /// station, e.g. `profile` or `regime[0].limits.COD`, message), every problem of every regime.
     pub fn station_limits(
         &self,
         station: &Station,
     ) -> Result<StationLimits, Vec<(String, String)>> {
-        let Some(profile) = self.get(&station.profile) else {
-            return Err(vec![(
-                "profile".into(),
-                format!(
-                    "unknown limit profile {:?}; known profiles: {} (built in, or a *.toml file in daemon.profiles_dir)",
-                    station.profile,
-                    self.names().join(", ")
-                ),
-            )]);
-        };
         let mut errors = Vec::new();
-        let mut limits = Vec::with_capacity(station.parameters.len());
-        for cp in &station.parameters {
-            match parameter_limit(profile, station, cp) {
-                Ok(l) => limits.push(l),
-                Err(e) => errors.push(e),
+        let mut regimes = Vec::with_capacity(1 + station.regimes.len());
+        let own = Basis {
+            profile: Some(self.known(&station.profile, "profile", &mut errors)),
+            design_flow_m3_day: station.design_flow_m3_day,
+            prefix: String::new(),
+        };
+        if let Some(profile) = own.profile.flatten() {
+            let limits = own.limits(station, |cp| cp.permit_limit.as_ref(), &mut errors);
+            regimes.push(Regime {
+                from: None,
+                from_date: None,
+                name: profile.title.clone(),
+                limits,
+            });
+        }
+        // A regime with neither profile nor limits is already a config problem (incomplete).
+        for r in station
+            .regimes
+            .iter()
+            .filter(|r| r.profile.is_some() || !r.limits.is_empty())
+        {
+            let prefix = format!("regime[{}].", r.index);
+            let profile = r
+                .profile
+                .as_ref()
+                .map(|n| self.known(n, &format!("{prefix}profile"), &mut errors));
+            if profile.is_some_and(|p| p.is_none()) {
+                continue;
             }
+            let basis = Basis {
+                profile,
+                design_flow_m3_day: r.design_flow_m3_day,
+                prefix,
+            };
+            let limits = basis.limits(
+                station,
+                |cp| r.limits.get(cp.parameter.as_str()),
+                &mut errors,
+            );
+            let name = r.name.clone().unwrap_or_else(|| {
+                profile
+                    .flatten()
+                    .map_or_else(|| "permit limits".to_string(), |p| p.title.clone())
+            });
+            let regime = Regime {
+                from: Some(r.from),
+                from_date: Some(r.from_date),
+                name,
+                limits,
+            };
+            if let Some(previous) = regimes.last() {
+                errors.extend(dropped_limits(previous, &regime, &basis.prefix));
+            }
+            regimes.push(regime);
         }
         if errors.is_empty() {
-            Ok(StationLimits { limits })
+            Ok(StationLimits { regimes })
         } else {
             Err(errors)
         }
+    }
+
+    /// The profile called `name`, or a problem at `key` listing the known ones.
+    fn known(&self, name: &str, key: &str, errors: &mut Vec<(String, String)>) -> Option<&Profile> {
+        let p = self.get(name);
+        if p.is_none() {
+            errors.push((
+                key.to_string(),
+                format!(
+                    "unknown limit profile {name:?}; known profiles: {} (built in, or a *.toml file in daemon.profiles_dir)",
+                    self.names().join(", ")
+                ),
+            ));
+        }
+        p
     }
 
     /// Limits of every station of a config. Errors: (key path, message).
@@ -180,6 +402,58 @@ impl Profiles {
             Err(errs)
         }
     }
+}
+
+/// What one regime's limits are made of: a profile (with Kq and Kf) or none (the permit's values alone), the design
+/// flow for Kf, and the key prefix of its problems (`regime[j].`, or nothing for the station's own).
+struct Basis<'a> {
+    /// `None`: no profile (permit values only); `Some(None)`: an unknown profile (already reported).
+    profile: Option<Option<&'a Profile>>,
+    design_flow_m3_day: f64,
+    prefix: String,
+}
+
+impl Basis<'_> {
+    /// The limit of every monitored parameter, problems pushed to `errors` with their key paths.
+    fn limits<'s>(
+        &self,
+        station: &'s Station,
+        permit: impl Fn(&'s CheckedParameter) -> Option<&'s LimitText>,
+        errors: &mut Vec<(String, String)>,
+    ) -> Vec<Limit> {
+        let mut limits = Vec::with_capacity(station.parameters.len());
+        for cp in &station.parameters {
+            match parameter_limit(self, station, cp, permit(cp)) {
+                Ok(l) => limits.push(l),
+                Err((k, m)) => errors.push((format!("{}{k}", self.prefix), m)),
+            }
+        }
+        limits
+    }
+}
+
+/// A regime must be complete: a parameter the previous regime limits needs a limit in the next one too (its
+/// permit's value or its profile's), so that no limit disappears on a date by omission.
+fn dropped_limits(previous: &Regime, next: &Regime, prefix: &str) -> Vec<(String, String)> {
+    previous
+        .limits
+        .iter()
+        .filter(|l| l.bound.is_some())
+        .filter(|l| next.get(&l.parameter).is_none_or(|n| n.bound.is_none()))
+        .map(|l| {
+            (
+                format!("{prefix}limits.{}", l.parameter),
+                format!(
+                    "missing: {} limits {} ({}) until this regime starts; give the permit's value in force from {} \
+                     (or a profile that limits it)",
+                    previous.name,
+                    l.parameter,
+                    l.working,
+                    next.from_date.map_or_else(String::new, |d| d.format("%d/%m/%Y").to_string())
+                ),
+            )
+        })
+        .collect()
 }
 
 /// A coefficient with the words that justify it, e.g. (1.0, `river, Q=120 m³/s`).
@@ -278,21 +552,28 @@ fn to_f64(d: Decimal) -> f64 {
     decimal::to_f64(d)
 }
 
-/// The station's permit limit, if any.
-fn permit_bound(cp: &CheckedParameter) -> Option<Result<LimitBound, String>> {
-    Some(Ok(match cp.permit_limit.as_ref()? {
+/// A permit limit, if any.
+fn permit_bound(permit: Option<&LimitText>) -> Option<Result<LimitBound, String>> {
+    Some(Ok(match permit? {
         LimitText::Max(m) => LimitBound::Max(*m),
         LimitText::Range([lo, hi]) => LimitBound::Range(*lo, *hi),
     }))
 }
 
 fn parameter_limit(
-    profile: &Profile,
+    basis: &Basis<'_>,
     station: &Station,
     cp: &CheckedParameter,
+    permit: Option<&LimitText>,
 ) -> Result<Limit, (String, String)> {
     let sym = cp.parameter.as_str();
+    // The permit's value of a later regime is written at `regime[j].limits.<symbol>`.
     let key = format!("parameters.{sym}");
+    let limit_key = if basis.prefix.is_empty() {
+        format!("{key}.limit")
+    } else {
+        format!("limits.{sym}")
+    };
     let unit = unit_suffix(cp.unit.as_str());
     let limit = |bound: Option<LimitBound>, working: String| Limit {
         parameter: cp.parameter.clone(),
@@ -300,7 +581,7 @@ fn parameter_limit(
         working,
     };
     // A permit limit replaces the profile's value, with no coefficients (the permit states the final figure).
-    match permit_bound(cp) {
+    match permit_bound(permit) {
         Some(Ok(LimitBound::Max(m))) => {
             return Ok(limit(
                 Some(LimitBound::Max(m)),
@@ -315,12 +596,19 @@ fn parameter_limit(
         }
         Some(Err(text)) => {
             return Err((
-                format!("{key}.limit"),
+                limit_key,
                 format!("cannot read the permit limit {text}; expected a number or [low, high]"),
             ))
         }
         None => {}
     }
+    let Some(Some(profile)) = basis.profile else {
+        return Ok(limit(
+            None,
+            "no limit (the regime gives the permit's values alone, and none for this parameter)"
+                .to_string(),
+        ));
+    };
     let Some(pp) = profile.parameters.get(sym) else {
         return Ok(limit(
             None,
@@ -355,7 +643,7 @@ fn parameter_limit(
     };
     if station.receiving_water == ReceivingWater::Drainage {
         return Err((
-            format!("{key}.limit"),
+            limit_key,
             format!(
                 "the station discharges into a drainage system, for which profile {} states no rule (no source read confirms column B without coefficients): give the permit's limit for {sym}",
                 profile.name
@@ -393,12 +681,12 @@ fn parameter_limit(
                     ),
                 )
             })?;
-            let kf = kf(profile, station.design_flow_m3_day).ok_or_else(|| {
+            let kf = kf(profile, basis.design_flow_m3_day).ok_or_else(|| {
                 (
                     "design_flow_m3_day".to_string(),
                     format!(
                         "cannot select Kf from profile {}: {} is not a usable number",
-                        profile.name, station.design_flow_m3_day
+                        profile.name, basis.design_flow_m3_day
                     ),
                 )
             })?;
@@ -428,16 +716,19 @@ fn parameter_limit(
 pub fn range_advice(station: &Station, limits: &StationLimits) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for cp in &station.parameters {
-        let (
-            Some((_, hi)),
-            Some(Limit {
-                bound: Some(LimitBound::Max(m)),
-                ..
-            }),
-        ) = (cp.range, limits.get(&cp.parameter))
-        else {
+        // The highest maximum of any regime: the analyser must cover each in turn.
+        let highest = limits
+            .regimes
+            .iter()
+            .filter_map(|r| match r.get(&cp.parameter)?.bound {
+                Some(LimitBound::Max(m)) => Some(m),
+                _ => None,
+            })
+            .reduce(f64::max);
+        let (Some((_, hi)), Some(m)) = (cp.range, highest) else {
             continue;
         };
+        let m = &m;
         if hi < 3.0 * m {
             out.push((
                 format!("parameters.{}.range", cp.parameter),
@@ -551,7 +842,10 @@ mod tests {
                 "profile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 40\nreceiving_water = {water}\nparameters = {{ Cl = {{}} }}"
             ))
             .unwrap();
-            (l.limits[0].bound, l.limits[0].working.clone())
+            (
+                l.regimes[0].limits[0].bound,
+                l.regimes[0].limits[0].working.clone(),
+            )
         };
         // A tidal river reach: river Kq, brackish water.
         let (bound, working) = cl("{ type = \"river\", flow_m3_s = 30, salinity = \"brackish\" }");
@@ -587,7 +881,7 @@ mod tests {
              parameters = { COD = { limit = 200 }, pH = { limit = [6, 9] }, Flow = {} }",
         )
         .unwrap();
-        assert_eq!(l.limits[0].bound, Some(LimitBound::Max(200.0)));
+        assert_eq!(l.regimes[0].limits[0].bound, Some(LimitBound::Max(200.0)));
     }
 
     #[test]
@@ -597,11 +891,11 @@ mod tests {
              parameters = { Cl = {} }",
         )
         .unwrap();
-        assert_eq!(l.limits[0].bound, None);
+        assert_eq!(l.regimes[0].limits[0].bound, None);
         assert!(
-            l.limits[0].working.contains("coastal"),
+            l.regimes[0].limits[0].working.contains("coastal"),
             "{}",
-            l.limits[0].working
+            l.regimes[0].limits[0].working
         );
     }
 
@@ -684,5 +978,135 @@ mod tests {
         let a = range_advice(&c.stations[0], &l);
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(a[0].0, "parameters.TSS.range");
+    }
+
+    /// QCVN 40:2011 column B until 31/12/2031, the permit's values from 01/01/2032 (numbers of a made-up permit).
+    const CHANGING: &str = "profile = \"qcvn40-2011-b\"\ndesign_flow_m3_day = 13000\n\
+        receiving_water = { type = \"river\", flow_m3_s = 120 }\n\
+        parameters = { Flow = {}, COD = {}, pH = {} }\n\
+        [[station.regime]]\nfrom = \"2032-01-01\"\nname = \"permit 1/GPMT\"\nlimits = { COD = 100, pH = [6, 9] }\n";
+
+    fn utc_ms(text: &str) -> Timestamp {
+        Timestamp(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .timestamp_millis(),
+        )
+    }
+
+    #[test]
+    fn a_regime_starts_at_local_midnight_of_its_date() {
+        let l = limits(CHANGING).unwrap();
+        assert_eq!(l.regimes.len(), 2);
+        let cod = Parameter::new("COD").unwrap();
+        let bound = |t: &str| l.get_at(&cod, utc_ms(t)).unwrap().bound;
+        // Local midnight 01/01/2032 in Asia/Ho_Chi_Minh (UTC+7) is 17:00 UTC on 31/12/2031.
+        assert_eq!(
+            bound("2031-12-31T16:59:59.999Z"),
+            Some(LimitBound::Max(135.0))
+        );
+        assert_eq!(
+            bound("2031-12-31T17:00:00.000Z"),
+            Some(LimitBound::Max(100.0))
+        );
+        assert_eq!(bound("1999-01-01T00:00:00Z"), Some(LimitBound::Max(135.0)));
+        assert_eq!(l.regimes[0].name, "QCVN 40:2011/BTNMT column B");
+        assert_eq!(l.regimes[1].name, "permit 1/GPMT");
+        assert_eq!(l.period(0), "from the start until 31/12/2031");
+        assert_eq!(l.period(1), "from 01/01/2032");
+        let dated = l.dated(&cod);
+        assert_eq!(
+            dated.at(utc_ms("2031-12-31T17:00:00Z").0 - 1),
+            Some(&Some(LimitBound::Max(135.0)))
+        );
+        assert_eq!(
+            dated.at(utc_ms("2031-12-31T17:00:00Z").0),
+            Some(&Some(LimitBound::Max(100.0)))
+        );
+        // A month crossing the change holds both regimes; one inside either holds one.
+        let dec = (
+            utc_ms("2031-11-30T17:00:00Z"),
+            utc_ms("2031-12-31T17:00:00Z"),
+        );
+        assert_eq!(l.during(dec.0, dec.1), 0..1);
+        let jan = (
+            utc_ms("2031-12-31T17:00:00Z"),
+            utc_ms("2032-01-31T17:00:00Z"),
+        );
+        assert_eq!(l.during(jan.0, jan.1), 1..2);
+        assert_eq!(l.during(dec.0, jan.1), 0..2);
+    }
+
+    #[test]
+    fn three_regimes_by_binary_search() {
+        let text = format!(
+            "{CHANGING}[[station.regime]]\nfrom = \"2040-07-01\"\nprofile = \"qcvn40-2011-a\"\ndesign_flow_m3_day = 400\n"
+        );
+        let l = limits(&text).unwrap();
+        let cod = Parameter::new("COD").unwrap();
+        let at = |t: &str| l.get_at(&cod, utc_ms(t)).unwrap();
+        assert_eq!(
+            at("2035-01-01T00:00:00Z").bound,
+            Some(LimitBound::Max(100.0))
+        );
+        // Column A, Kq 1.0 (Q=120), Kf 1.1 (F=400 m³/day, the regime's own design flow).
+        assert_eq!(
+            at("2040-06-30T17:00:00Z").working,
+            "C=75 × Kq 1.0 (river, Q=120 m³/s) × Kf 1.1 (F=400 m³/day) = 82.5 mg/L"
+        );
+        assert_eq!(l.regimes[2].name, "QCVN 40:2011/BTNMT column A");
+        assert_eq!(l.period(1), "from 01/01/2032 until 30/06/2040");
+        let lines = l.timeline_lines(&config(&text).stations[0]);
+        assert_eq!(lines[0], "  limits: 3 regimes");
+        assert_eq!(
+            lines[1],
+            "  from the start until 31/12/2031: QCVN 40:2011/BTNMT column B"
+        );
+        assert!(
+            lines.contains(&"    COD: permit limit 100 mg/L".to_string()),
+            "{lines:#?}"
+        );
+        assert!(lines.contains(&"  from 01/07/2040: QCVN 40:2011/BTNMT column A".to_string()));
+    }
+
+    #[test]
+    fn a_regime_must_be_complete() {
+        // The permit gives no pH: the previous regime limits it, so it would vanish on the date by omission.
+        let e = limits(&CHANGING.replace(", pH = [6, 9]", "")).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "regime[0].limits.pH");
+        assert!(
+            e[0].1.starts_with("missing: QCVN 40:2011/BTNMT column B limits pH (5.5–9 (no coefficients)) until this regime starts; give the permit's value in force from 01/01/2032"),
+            "{}",
+            e[0].1
+        );
+        let e = limits(&CHANGING.replace("name = \"permit 1/GPMT\"", "profile = \"qcvn97\""))
+            .unwrap_err();
+        assert_eq!(e[0].0, "regime[0].profile");
+        assert!(
+            e[0].1.starts_with("unknown limit profile \"qcvn97\""),
+            "{}",
+            e[0].1
+        );
+    }
+
+    #[test]
+    fn single_regime_is_unchanged() {
+        let l = limits(&format!(
+            "profile = \"qcvn40-2011-b\"\n{RIVER}\nparameters = {{ COD = {{}} }}"
+        ))
+        .unwrap();
+        assert_eq!(l.regimes.len(), 1);
+        assert_eq!(l.period(0), "throughout");
+        let lines = l.timeline_lines(
+            &config(&format!(
+                "profile = \"qcvn40-2011-b\"\n{RIVER}\nparameters = {{ COD = {{}} }}"
+            ))
+            .stations[0],
+        );
+        assert_eq!(
+            lines,
+            ["  COD: C=150 × Kq 1.0 (river, Q=120 m³/s) × Kf 0.9 (F=13,000 m³/day) = 135 mg/L"]
+        );
     }
 }

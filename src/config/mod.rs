@@ -15,6 +15,7 @@ pub mod http;
 pub mod mandatory;
 pub mod modbus;
 pub mod mqtt;
+pub mod regime;
 mod secret;
 mod station;
 pub mod transmit;
@@ -27,10 +28,11 @@ pub use daemon::{DaemonSection, LedgerSection, PipelineSection, Sim, SimSection,
 pub use demo::DEMO_TOML;
 pub use duration::{parse_duration, DurationText};
 pub use errors::{tidy_toml_message, ConfigError, Problems};
+pub use regime::LimitText;
 pub use secret::{fingerprint, Secret};
 pub use station::{
-    CheckedParameter, Facility, FacilitySection, LimitText, ParameterSection, ReceivingWater,
-    Salinity, SimVia, Station, StationSection, StationSimSection,
+    CheckedParameter, Facility, FacilitySection, ParameterSection, ReceivingWater, Salinity,
+    SimVia, Station, StationSection, StationSimSection,
 };
 
 use chrono::FixedOffset;
@@ -194,7 +196,7 @@ pub fn validate_partial(raw: RawConfig, file: &Path, base: &Path) -> Partial {
                 ),
             );
         }
-        if let Some(st) = s.validate_partial(&mut p, &key, &mqtt) {
+        if let Some(st) = s.validate_partial(&mut p, &key, &mqtt, timezone) {
             stations.push(st);
         }
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::duration::DurationText;
 use super::modbus::{Modbus, ModbusSection};
 use super::mqtt::{Mqtt, StationMqtt, StationMqttSection};
+use super::regime::{self, LimitText, Regime, RegimeSection};
 use super::Problems;
 use crate::model::{Parameter, StationId, Unit};
 
@@ -49,6 +50,10 @@ pub struct StationSection {
     pub sim: Option<StationSimSection>,
     /// The facility, its operator and its environmental permit, as the monthly report shows them (all optional).
     pub facility: Option<FacilitySection>,
+    /// Limits that change on a date: each `[[station.regime]]` replaces the station's `profile`, design flow and
+    /// permit limits from its `from` date (see `regime.rs`). Left out: the station's limits apply throughout.
+    #[serde(default)]
+    pub regime: Vec<RegimeSection>,
 }
 
 fn default_interval() -> DurationText {
@@ -157,14 +162,6 @@ pub struct ParameterSection {
     pub limit: Option<LimitText>,
 }
 
-/// A permit limit: one maximum or a two-sided range.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
-pub enum LimitText {
-    Max(f64),
-    Range([f64; 2]),
-}
-
 /// Checked parameter of a station.
 #[derive(Debug, Clone)]
 pub struct CheckedParameter {
@@ -237,6 +234,9 @@ pub struct Station {
     pub facility: Facility,
     /// The receiving water's name, when given.
     pub receiving_water_name: Option<String>,
+    /// Later limit regimes in date order (`[[station.regime]]`); the station's own profile, design flow and permit
+    /// limits are in force before the first.
+    pub regimes: Vec<Regime>,
     /// Index of this station in the file (`station[i]`), for messages.
     pub index: usize,
 }
@@ -270,6 +270,7 @@ impl StationSection {
         p: &mut Problems,
         key: &str,
         mqtt: &Mqtt,
+        tz: chrono::FixedOffset,
     ) -> Option<Station> {
         let id = StationId::parse(&self.id)
             .map_err(|e| p.push(format!("{key}.id"), e))
@@ -343,6 +344,7 @@ impl StationSection {
             .mqtt
             .as_ref()
             .map(|m| m.validate(p, &format!("{key}.mqtt"), mqtt, &self.id));
+        let regimes = regime::validate(p, key, &self.regime, self.design_flow_m3_day, &symbols, tz);
         if let Some(sim) = &self.sim {
             if let Some(d) = &sim.drift {
                 if !self.parameters.contains_key(d) {
@@ -381,6 +383,7 @@ impl StationSection {
             sim: self.sim.clone(),
             facility,
             receiving_water_name,
+            regimes,
             index: key
                 .trim_start_matches("station[")
                 .trim_end_matches(']')
@@ -585,20 +588,8 @@ impl ParameterSection {
                 );
             }
         }
-        match &self.limit {
-            Some(LimitText::Max(m)) if !(m.is_finite() && *m > 0.0) => {
-                p.push(
-                    format!("{key}.limit"),
-                    format!("{m} is not a positive limit"),
-                );
-            }
-            Some(LimitText::Range([lo, hi])) if !(lo.is_finite() && hi.is_finite() && lo < hi) => {
-                p.push(
-                    format!("{key}.limit"),
-                    format!("[{lo}, {hi}] is not a range; expected [low, high] with low < high"),
-                );
-            }
-            _ => {}
+        if let Some(problem) = self.limit.as_ref().and_then(LimitText::problem) {
+            p.push(format!("{key}.limit"), problem);
         }
         Some(CheckedParameter {
             parameter,

@@ -18,6 +18,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::events::Late;
 use super::{cursor, set_cursor, LedgerError, Stream};
 use crate::compliance::hourly::{aggregate, window_start, Aggregate, Sample};
+use crate::compliance::limits::Dated;
 use crate::compliance::{
     judge_window, Band, EventChange, EventKey, EventTracker, Follow, LimitBound, Scope,
     WindowVerdict,
@@ -37,9 +38,13 @@ pub struct AggregateContext {
     pub windows: Vec<i64>,
     /// The window whose means open and close violation events (the averaging window, 1 h by default).
     pub judging_window_ms: i64,
-    /// station code → (reporting interval ms, parameter symbol → limit).
-    pub stations: HashMap<String, (i64, HashMap<String, Option<LimitBound>>)>,
+    /// station code → (reporting interval ms, parameter symbol → limit through time: a window is judged by the
+    /// regime in force at its start).
+    pub stations: HashMap<String, (i64, SeriesLimits)>,
 }
+
+/// Parameter symbol → its limit through time.
+pub type SeriesLimits = HashMap<String, Dated<Option<LimitBound>>>;
 
 /// One recomputed window.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +112,14 @@ pub(super) fn refresh(
             continue;
         };
         let (interval_ms, limit) = match ctx.stations.get(code) {
-            Some((iv, limits)) => (*iv, limits.get(symbol).copied().flatten()),
+            Some((iv, limits)) => (
+                *iv,
+                limits
+                    .get(symbol)
+                    .and_then(|d| d.at(start))
+                    .copied()
+                    .flatten(),
+            ),
             // A station no longer configured: keep aggregating with the Circular 10 default interval, no limit.
             None => (300_000, None),
         };

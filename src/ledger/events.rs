@@ -554,7 +554,7 @@ mod tests {
                 "BN_A_B".to_string(),
                 (
                     interval_ms,
-                    HashMap::from([("COD".to_string(), Some(LimitBound::Max(COD)))]),
+                    HashMap::from([("COD".to_string(), Some(LimitBound::Max(COD)).into())]),
                 ),
             )]),
         }

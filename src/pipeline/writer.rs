@@ -58,12 +58,13 @@ pub(super) fn aggregate_context(
         .stations
         .iter()
         .map(|s| {
+            // Each window is judged by the regime in force at its start.
             let lim = limits
                 .get(&s.id)
                 .map(|l| {
-                    l.limits
+                    s.parameters
                         .iter()
-                        .map(|x| (x.parameter.as_str().to_string(), x.bound))
+                        .map(|p| (p.parameter.as_str().to_string(), l.dated(&p.parameter)))
                         .collect()
                 })
                 .unwrap_or_default();

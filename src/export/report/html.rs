@@ -302,6 +302,23 @@ fn legal_basis(h: &mut String, v: &View<'_>, lang: Lang) {
     h.push_str("</ol>\n");
 }
 
+/// When a regime is in force, in local days: `từ 01/01/2032`, `until 31/12/2031`, `from 01/12/2031 until …`.
+fn regime_days(d: &super::RegimeDays, lang: Lang) -> String {
+    let day = |x: chrono::NaiveDate| x.format("%d/%m/%Y").to_string();
+    match (d.0, d.1) {
+        (None, None) => lang.pick("suốt thời gian", "throughout").to_string(),
+        (None, Some(u)) => format!("{} {}", lang.pick("đến hết", "until"), day(u)),
+        (Some(f), None) => format!("{} {}", lang.pick("từ", "from"), day(f)),
+        (Some(f), Some(u)) => format!(
+            "{} {} {} {}",
+            lang.pick("từ", "from"),
+            day(f),
+            lang.pick("đến hết", "until"),
+            day(u)
+        ),
+    }
+}
+
 /// `≤ 121,5`, `5,5–9`, or no limit.
 fn limit_text(bounds: (Option<f64>, Option<f64>), lang: Lang) -> String {
     match bounds {
@@ -327,6 +344,19 @@ fn limits(h: &mut String, v: &View<'_>, lang: Lang) {
                 lang.id("regulation"),
                 esc(&legal::regulation_name(&r.title, lang))
             );
+            if !r.regimes.is_empty() {
+                let text: Vec<String> = r
+                    .regimes
+                    .iter()
+                    .map(|d| format!("{}: {}", regime_days(d, lang), esc(&d.2)))
+                    .collect();
+                row(
+                    h,
+                    lang.pick("Giới hạn áp dụng trong tháng", "Limits in force this month"),
+                    &lang.id("regimes"),
+                    &text.join("<br>"),
+                );
+            }
             let water = v.data.cfg.map_or_else(String::new, |c| {
                 text::water(&c.receiving_water, c.receiving_water_name.as_deref(), lang)
             });
@@ -394,9 +424,29 @@ fn limits(h: &mut String, v: &View<'_>, lang: Lang) {
         ),
     );
     for (symbol, p) in &v.data.params {
+        // A month crossing a change of limits: one row per regime, each with its days.
+        for (days, bounds, working) in &p.earlier {
+            let _ = writeln!(
+                h,
+                r#"<tr data-param="{s}" class="earlier"><td>{s}</td><td>{}</td><td class="n limit">{}</td><td>{}: {}</td></tr>"#,
+                esc(&p.unit),
+                limit_text(*bounds, lang),
+                regime_days(days, lang),
+                esc(&lang.localise(working)),
+                s = esc(symbol),
+            );
+        }
+        let since = match (p.earlier.is_empty(), v.data.regulation.as_ref()) {
+            (false, Some(r)) => r
+                .regimes
+                .last()
+                .map(|d| format!("{}: ", regime_days(d, lang)))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         let _ = writeln!(
             h,
-            r#"<tr data-param="{s}"><td>{s}</td><td>{}</td><td class="n limit">{}</td><td>{}</td></tr>"#,
+            r#"<tr data-param="{s}"><td>{s}</td><td>{}</td><td class="n limit">{}</td><td>{since}{}</td></tr>"#,
             esc(&p.unit),
             limit_text(p.bounds, lang),
             esc(&lang.localise(p.working.as_deref().unwrap_or("–"))),

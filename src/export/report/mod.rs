@@ -29,7 +29,7 @@ use super::penalty;
 use super::summary::{self, Summary, SummaryInput};
 use super::{local_time, ExportError, Format, Options, Query};
 use crate::compliance::limits::{kf, kq, Coefficient};
-use crate::compliance::{LimitBound, Profiles};
+use crate::compliance::{LimitBound, Profiles, StationLimits};
 use crate::config::{Config, Station};
 use crate::ledger::export::{AggregateRow, EventRow, Snapshot};
 use crate::ledger::{LedgerError, Reader};
@@ -172,7 +172,16 @@ pub(crate) struct Regulation {
     pub source: String,
     pub kq: Option<Coefficient>,
     pub kf: Option<Coefficient>,
+    /// With dated limits (`[[station.regime]]`): each regime in force during the month, (first day, last day, name);
+    /// the title, Kq, Kf and limits above are those in force at the month's end. Empty with one regime throughout.
+    pub regimes: Vec<RegimeDays>,
 }
+
+/// A regime's first and last local day in force (`None`: from the start, or with no end) and its name.
+pub(crate) type RegimeDays = (Option<chrono::NaiveDate>, Option<chrono::NaiveDate>, String);
+
+/// (lower bound, upper bound or Cmax) of a limit.
+pub(crate) type Bounds = (Option<f64>, Option<f64>);
 
 /// One monitored parameter: its limit (from the config, so a month without data shows it too) and its windows.
 pub(crate) struct ParamView {
@@ -180,6 +189,9 @@ pub(crate) struct ParamView {
     pub bounds: (Option<f64>, Option<f64>),
     /// The working as `check-config` prints it, e.g. `C=150 × Kq 0.9 (…) × Kf 0.9 (…) = 121.5 mg/L`.
     pub working: Option<String>,
+    /// When the limits changed during the month: the earlier regimes' (days, bounds, working), oldest first; the
+    /// fields above are the regime in force at the month's end.
+    pub earlier: Vec<(RegimeDays, Bounds, String)>,
     pub aggs: Vec<AggregateRow>,
 }
 
@@ -210,27 +222,85 @@ fn station_id(snapshot: &Snapshot<'_>, config: &Config, station: &str) -> Result
     }
 }
 
-/// The regulation of a configured station: the profile's title, Kq and Kf, and each parameter's limit.
-fn regulation(config: &Config, cfg: &Station) -> (Option<Regulation>, BTreeMap<String, ParamView>) {
+/// The regulation of a configured station in the month `p`: the regimes in force during it, the profile's title,
+/// Kq and Kf of the one in force at its end, and each parameter's limit in each.
+fn regulation(
+    config: &Config,
+    cfg: &Station,
+    p: &Period,
+) -> (Option<Regulation>, BTreeMap<String, ParamView>) {
     // The daemon refuses to start with a broken profile folder; the report then shows the limits it stored.
     let profiles = Profiles::load_dir(&config.profiles_dir).ok();
-    let profile = profiles.as_ref().and_then(|p| p.get(&cfg.profile));
-    let limits = profiles.as_ref().and_then(|p| p.station_limits(cfg).ok());
-    let regulation = profile.map(|p| Regulation {
-        title: p.title.clone(),
-        source: p.source.clone(),
-        kq: kq(p, &cfg.receiving_water),
-        kf: kf(p, cfg.design_flow_m3_day),
+    let limits = profiles.as_ref().and_then(|x| x.station_limits(cfg).ok());
+    let during = limits.as_ref().map_or(0..1, |l| {
+        l.during(Timestamp(p.from), Timestamp(p.to.max(p.from + 1)))
     });
+    let last = during.end.saturating_sub(1);
+    // Regime 0 is the station's own keys; regime i > 0 is `[[station.regime]]` i − 1.
+    let (profile_name, flow) = match last.checked_sub(1).and_then(|j| cfg.regimes.get(j)) {
+        Some(r) => (r.profile.as_deref(), r.design_flow_m3_day),
+        None => (Some(cfg.profile.as_str()), cfg.design_flow_m3_day),
+    };
+    let profile = profiles
+        .as_ref()
+        .zip(profile_name)
+        .and_then(|(x, n)| x.get(n));
+    let name = |l: &StationLimits, i: usize| l.regimes.get(i).map(|r| r.name.clone());
+    let days = |l: &StationLimits, i: usize| {
+        let (from, until) = l.days(i);
+        (from, until, name(l, i).unwrap_or_default())
+    };
+    let regimes: Vec<RegimeDays> = limits
+        .as_ref()
+        .filter(|l| l.regimes.len() > 1)
+        .map(|l| during.clone().map(|i| days(l, i)).collect())
+        .unwrap_or_default();
+    let regulation = match (profile, limits.as_ref()) {
+        (Some(x), _) => Some(Regulation {
+            title: x.title.clone(),
+            source: x.source.clone(),
+            kq: kq(x, &cfg.receiving_water),
+            kf: kf(x, flow),
+            regimes,
+        }),
+        // A regime of permit values alone: its name, no coefficients.
+        (None, Some(l)) => Some(Regulation {
+            title: name(l, last).unwrap_or_default(),
+            source: String::new(),
+            kq: None,
+            kf: None,
+            regimes,
+        }),
+        (None, None) => None,
+    };
     let params = cfg
         .parameters
         .iter()
         .map(|cp| {
-            let limit = limits.as_ref().and_then(|l| l.get(&cp.parameter));
+            let at = |i: usize| {
+                let limit = limits
+                    .as_ref()
+                    .and_then(|l| l.regimes.get(i))
+                    .and_then(|r| r.get(&cp.parameter));
+                (
+                    LimitBound::bounds(limit.and_then(|l| l.bound)),
+                    limit.map(|l| l.working.clone()),
+                )
+            };
+            let (bounds, working) = at(last);
+            let earlier = limits.as_ref().map_or_else(Vec::new, |l| {
+                (during.start..last)
+                    .map(|i| {
+                        let (b, w) = at(i);
+                        (days(l, i), b, w.unwrap_or_default())
+                    })
+                    .collect()
+            });
             let view = ParamView {
                 unit: cp.unit.to_string(),
-                bounds: LimitBound::bounds(limit.and_then(|l| l.bound)),
-                working: limit.map(|l| l.working.clone()),
+                bounds,
+                working,
+                earlier,
                 aggs: Vec::new(),
             };
             (cp.parameter.to_string(), view)
@@ -247,8 +317,10 @@ fn gather<'a>(
     p: Period,
 ) -> Result<ReportData<'a>, ExportError> {
     let cfg = config.station(station);
-    let (regulation, mut params) =
-        cfg.map_or_else(|| (None, BTreeMap::new()), |c| self::regulation(config, c));
+    let (regulation, mut params) = cfg.map_or_else(
+        || (None, BTreeMap::new()),
+        |c| self::regulation(config, c, &p),
+    );
     if sid < 0 {
         return Ok(ReportData {
             cfg,
@@ -267,6 +339,7 @@ fn gather<'a>(
                 unit: String::new(),
                 bounds: (None, None),
                 working: None,
+                earlier: Vec::new(),
                 aggs: Vec::new(),
             });
         view.aggs.push(a.clone());

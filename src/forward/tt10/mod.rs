@@ -221,6 +221,8 @@ impl Sender {
                 Ok(()) => break,
                 Err(e) => self.failed(&e),
             };
+            // While the target is down its backlog still grows: keep it current for /metrics, the API and alerts.
+            self.update_backlog().await;
             if self.pause(delay).await {
                 return Sent::Stopped;
             }

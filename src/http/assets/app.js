@@ -225,6 +225,7 @@ async function renderDetail(id) {
   addNote.onclick = () => postNote(id, notesBox).catch(showError);
   detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), onTime, table,
     el("h3", {}, t("alerts")), alertsBox, el("h3", {}, t("events")), eventsBox, el("h3", {}, t("log"), " ", addNote), notesBox, el("h3", {}, t("last24")), chartsBox);
+  onTime.after(transmissionBox(id));
   back.after(" · ", el("a", { class: "report-link", href: withToken(`/report?station=${encodeURIComponent(id)}`) }, lang === "vi" ? "Báo cáo tháng (in và ký)" : "Monthly report (print and sign)"));
   renderAlerts(id, alertsBox).catch(showError);
   renderNotes(id, notesBox).catch(showError);
@@ -593,3 +594,63 @@ window.addEventListener("hashchange", route);
 setInterval(() => (document.getElementById("clock").textContent = localTime(Date.now())), 1000);
 applyLang();
 load().then(connect).catch(showError);
+
+// ── Transmission to the authorities: the plant's Circular 10 targets ([[forward.tt10]]) on its page ─────────────
+// Up or down, the last transmission delay against the 5-minute deadline (Circular 10), the backlog and its oldest
+// unsent reading in local time, corrections (files sent again complete after late data) and the last error.
+const TX = {
+  vi: { title: "Truyền dữ liệu lên cơ quan quản lý (Thông tư 10)", up: "Đang kết nối", down: "Mất kết nối", delay: "Độ trễ lần gửi gần nhất",
+    deadline: "hạn", lateFiles: "tệp gửi muộn", files: "tệp", backlog: "Tồn đọng", rows: "giá trị chưa gửi", oldest: "cũ nhất từ",
+    corrections: "Gửi lại (hiệu chỉnh)", lastError: "Lỗi gần nhất", noError: "không có", failures: "lần lỗi liên tiếp", nothing: "chưa gửi" },
+  en: { title: "Transmission to the authorities (Circular 10)", up: "Up", down: "Down", delay: "Last transmission delay",
+    deadline: "deadline", lateFiles: "files sent late", files: "files", backlog: "Backlog", rows: "readings unsent", oldest: "oldest from",
+    corrections: "Corrections (re-sent)", lastError: "Last error", noError: "none", failures: "failures in a row", nothing: "nothing sent yet" },
+};
+const txt = (k) => (TX[lang] && TX[lang][k]) || k;
+// A duration in words: "42 s", "6 min 5 s", "2 h 3 min".
+function durationText(ms) {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min${s % 60 ? ` ${s % 60} s` : ""}`;
+  return `${Math.floor(s / 3600)} h${Math.floor((s % 3600) / 60) ? ` ${Math.floor((s % 3600) / 60)} min` : ""}`;
+}
+// The transmission targets of one station among its connections.
+const transmissionTargets = (st) => (st && st.connections ? st.connections.filter((c) => c.transmission || /^tt10-send /.test(c.name)) : []);
+// The section of the plant page, filled now and again every 5 s while the page shows this station.
+function transmissionBox(id) {
+  const box = el("section", { id: "transmission", class: "transmission" });
+  box.hidden = true;
+  const update = () => api("/api/stations")
+    .then((r) => renderTransmission(box, transmissionTargets(r.stations.find((s) => s.id === id)), Date.now()))
+    .catch(showError);
+  renderTransmission(box, transmissionTargets(stations.get(id)), Date.now());
+  update();
+  const timer = setInterval(() => { if (!box.isConnected || openedStation() !== id) clearInterval(timer); else update(); }, 5000);
+  return box;
+}
+function transmissionItem(label, value, cls) {
+  return el("div", { class: `tx-item${cls ? " " + cls : ""}` }, el("span", { class: "tx-label" }, label), " ", el("span", { class: "tx-value" }, value));
+}
+function transmissionTarget(c, now) {
+  const tr = c.transmission || {}, b = c.backlog || {};
+  const name = c.name.replace(/^tt10-send /, "");
+  const late = tr.last_delay_ms !== null && tr.last_delay_ms !== undefined && tr.last_delay_ms > tr.deadline_ms;
+  const delay = tr.last_delay_ms === null || tr.last_delay_ms === undefined ? txt("nothing")
+    : `${durationText(tr.last_delay_ms)} (${txt("deadline")} ${durationText(tr.deadline_ms || 300000)})`;
+  const sent = `${tr.files ?? 0} ${txt("files")}, ${tr.late ?? 0} ${txt("lateFiles")}`;
+  const oldest = b.oldest_unsent_ms === null || b.oldest_unsent_ms === undefined ? "" : `, ${txt("oldest")} ${localTime(now - b.oldest_unsent_ms, true)}`;
+  const error = c.last_error
+    ? `${localTime(c.last_error.at, true)}: ${c.last_error.error}${c.consecutive_failures ? ` (${c.consecutive_failures} ${txt("failures")})` : ""}`
+    : txt("noError");
+  return el("div", { class: `tx-target ${c.up ? "tx-up" : "tx-down"}`, "data-target": name },
+    el("h4", {}, name, " ", el("span", { class: "tx-state" }, c.up ? txt("up") : txt("down"))),
+    transmissionItem(txt("delay"), `${delay} · ${sent}`, late ? "tx-late" : ""),
+    transmissionItem(txt("backlog"), `${b.rows_behind ?? 0} ${txt("rows")}${oldest}`, "tx-backlog"),
+    transmissionItem(txt("corrections"), String(tr.corrections ?? 0), "tx-corrections"),
+    transmissionItem(txt("lastError"), error, c.last_error ? "tx-error" : ""));
+}
+function renderTransmission(box, targets, now) {
+  box.hidden = !targets.length;
+  if (!targets.length) { box.replaceChildren(); return; }
+  box.replaceChildren(el("h3", {}, txt("title")), ...targets.map((c) => transmissionTarget(c, now)));
+}
