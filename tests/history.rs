@@ -138,6 +138,15 @@ fn opt_f64(s: &str) -> Option<f64> {
     (!s.is_empty()).then(|| s.parse().unwrap())
 }
 
+/// The same number, as far as JSON carries it: serde_json's default float parser may be one unit in the last place
+/// off the exact value (its `float_roundtrip` feature is off), Rust's `str::parse` is exact.
+fn same(csv: Option<f64>, json: Option<f64>) -> bool {
+    match (csv, json) {
+        (Some(a), Some(b)) => (a - b).abs() <= 4.0 * f64::EPSILON * a.abs().max(b.abs()),
+        (a, b) => a == b,
+    }
+}
+
 /// Every CSV row is the ledger's reading at the same place: times (UTC and the stations' local time), value, unit,
 /// status, flags, limits, multiple and band.
 fn check_csv_against_ledger(rows: &[Vec<String>], ledger: &[Value], offset_s: i64) {
@@ -169,13 +178,25 @@ fn check_csv_against_ledger(rows: &[Vec<String>], ledger: &[Value], offset_s: i6
             .with_timezone(&tz);
         assert_eq!(row[2], local.format("%Y-%m-%d %H:%M:%S").to_string());
         assert_eq!((row[0].as_str(), row[1].as_str()), (STATION, PARAMETER));
-        assert_eq!(row[4].parse::<f64>().unwrap(), r["value"].as_f64().unwrap());
+        assert!(
+            same(opt_f64(&row[4]), r["value"].as_f64()),
+            "{row:?} against {r}"
+        );
         assert_eq!(row[5], r["unit"].as_str().unwrap());
         assert_eq!(row[6], r["status"].as_str().unwrap());
         assert_eq!(row[7], r["flags"].as_str().unwrap_or_default());
-        assert_eq!(opt_f64(&row[8]), r["limit_low"].as_f64());
-        assert_eq!(opt_f64(&row[9]), r["limit_high"].as_f64());
-        assert_eq!(opt_f64(&row[10]), r["ratio"].as_f64());
+        assert!(
+            same(opt_f64(&row[8]), r["limit_low"].as_f64()),
+            "{row:?} against {r}"
+        );
+        assert!(
+            same(opt_f64(&row[9]), r["limit_high"].as_f64()),
+            "{row:?} against {r}"
+        );
+        assert!(
+            same(opt_f64(&row[10]), r["ratio"].as_f64()),
+            "{row:?} against {r}"
+        );
         assert_eq!(row[11], r["band"].as_str().unwrap());
     }
 }
@@ -283,7 +304,8 @@ async fn history_view_shows_a_range_against_the_ledger_and_downloads_it() {
     let (_, stations) = get(&format!("{}/api/stations", daemon.http), Some(VIEWER)).await;
     let offset_s = stations["utc_offset_s"].as_i64().unwrap();
     let browser = Browser::start().await;
-    browser.goto(&format!("{}/", daemon.http)).await;
+    // The token first, on a page of the origin that runs no script (the dashboard would ask for it).
+    browser.goto(&format!("{}/healthz", daemon.http)).await;
     browser
         .eval(&format!(
             "localStorage.setItem('quantrac.token', '{VIEWER}'); return true;"
@@ -293,12 +315,14 @@ async fn history_view_shows_a_range_against_the_ledger_and_downloads_it() {
     browser
         .goto(&format!("{}/#/station/{STATION}", daemon.http))
         .await;
-    browser
+    let clicked = browser
         .wait_for(
-            &format!("const a = document.querySelector('a.history-link[data-param={PARAMETER}]'); if (a) a.click(); return !!a"),
-            Duration::from_secs(30),
+            &format!("const e = document.getElementById('error'); if (!e.hidden) return 'error: ' + e.textContent; \
+                const a = document.querySelector('a.history-link[data-param={PARAMETER}]'); if (a) a.click(); return !!a"),
+            Duration::from_secs(60),
         )
         .await;
+    assert_eq!(clicked, json!(true), "the plant page");
     let first = wait_loaded(&browser, None).await;
     assert!(
         first.starts_with(&format!("#/history/{STATION}/{PARAMETER}")),

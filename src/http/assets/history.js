@@ -89,37 +89,47 @@ function historyStats(r) {
     el("div", { class: `h-stat ${s.exceeding ? "over" : ""}`, "data-stat": "exceeding", "data-value": s.exceeding }, el("span", { class: "h-stat-name" }, ht("h_over")), el("span", { class: "h-stat-value" }, String(s.exceeding))));
 }
 
-// uPlot's data: x in seconds, then the value (or mean), min, max, lower and upper limit.
-function historyData(r) {
+// uPlot's series and data: x in seconds, the value (or the bucket mean), the buckets' min and max, the limits (each
+// only when the answer has it).
+function historySeries(r) {
   const pts = r.points, x = pts.ts.map((ts) => ts / 1000);
   const value = pts.value ? pts.value.map((v, i) => (pts.status[i] === "measuring" ? v : null)) : pts.mean;
-  const lows = pts.limit_low.map((v) => v ?? null), highs = pts.limit_high.map((v) => v ?? null);
-  return [x, value, pts.min || value.map(() => null), pts.max || value.map(() => null), lows, highs];
+  const limit = { stroke: "#b3261e", width: 1.5, dash: [6, 4], points: { show: false } };
+  const thin = { stroke: "#7d9cc0", width: 1, dash: [2, 3], points: { show: false } };
+  const out = [[{}, x], [{ label: ht("h_value"), stroke: "#12355b", width: 1.5, points: { show: x.length < 300 } }, value]];
+  if (pts.min) out.push([Object.assign({ label: ht("h_min") }, thin), pts.min], [Object.assign({ label: ht("h_max") }, thin), pts.max]);
+  for (const k of ["limit_low", "limit_high"]) if (pts[k].some((v) => v !== null && v !== undefined)) out.push([Object.assign({ label: ht("h_limit") }, limit), pts[k].map((v) => v ?? null)]);
+  return out;
 }
 
 // The stations' wall time on the axis, whatever the browser's zone.
 const stationDate = (s) => { const d = new Date(s * 1000 + offsetS * 1000); return new Date(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds()); };
+const pad2 = (n) => String(n).padStart(2, "0");
+// Ticks in 24-hour local time; days as dd/mm (at midnight, or when ticks are a day or more apart).
+const timeTicks = (u, splits, axis, space, incr) => splits.map((s) => {
+  const d = stationDate(s), day = `${pad2(d.getDate())}/${pad2(d.getMonth() + 1)}`;
+  if (incr >= 86400) return incr >= 28 * 86400 ? `${pad2(d.getMonth() + 1)}/${d.getFullYear()}` : day;
+  return d.getHours() === 0 && d.getMinutes() === 0 ? day : `${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+});
 
 function drawHistory(box, r, p) {
   if (historyPlot) { historyPlot.destroy(); historyPlot = null; }
   const width = Math.max(200, box.clientWidth - 4);
-  const limit = { stroke: "#b3261e", width: 1.5, dash: [6, 4], points: { show: false } };
+  const series = historySeries(r);
   const opts = {
     width, height: width < 500 ? 240 : 340, tzDate: stationDate,
     scales: { x: { time: true, min: p.from / 1000, max: p.to / 1000 } },
     legend: { show: width >= 500 },
     cursor: { drag: { x: true, y: false } },
-    axes: [{}, { size: 56, values: (u, vals) => vals.map((v) => fmt(v)) }],
-    series: [{}, { label: ht("h_value"), stroke: "#12355b", width: 1.5, spanGaps: false, points: { show: r.resolution !== "raw" || r.points.ts.length < 300 } },
-      { label: ht("h_min"), stroke: "#7d9cc0", width: 1, dash: [2, 3] }, { label: ht("h_max"), stroke: "#7d9cc0", width: 1, dash: [2, 3] },
-      Object.assign({ label: ht("h_limit") }, limit), Object.assign({ label: ht("h_limit") }, limit)],
+    axes: [{ values: timeTicks }, { size: 56, values: (u, vals) => vals.map((v) => fmt(v)) }],
+    series: series.map(([s]) => s),
     hooks: { setSelect: [(u) => {
       if (u.select.width < 5) return;
       const f = u.posToVal(u.select.left, "x") * 1000, t2 = u.posToVal(u.select.left + u.select.width, "x") * 1000;
       if (t2 - f >= 60e3) goHistory(p, { from: f, to: t2 });
     }] },
   };
-  historyPlot = new uPlot(opts, historyData(r), box);
+  historyPlot = new uPlot(opts, series.map(([, d]) => d), box);
   box.dataset.points = String(r.points.ts.length);
 }
 
