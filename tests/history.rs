@@ -528,7 +528,19 @@ async fn history_api_picks_resolutions_bounds_points_and_refuses_bad_requests() 
         let p = |k: &str| raw["points"][k][i].as_f64().unwrap();
         assert!(p("min") <= p("mean") + 1e-9 && p("mean") <= p("max") + 1e-9);
     }
-    // Hourly points are the stored hourly aggregates.
+    // Hourly points are the stored hourly aggregates (the aggregator follows the backfill: wait for the day's hours).
+    let hours = history_url(http, now - day, now, "&resolution=hour");
+    let caught_up = support::eventually(Duration::from_secs(120), || {
+        let url = hours.clone();
+        async move {
+            get(&url, Some(VIEWER)).await.1["points"]["ts"]
+                .as_array()
+                .map_or(0, Vec::len)
+                >= 23
+        }
+    })
+    .await;
+    assert!(caught_up, "the hourly aggregates did not cover the day");
     let (_, hourly) = get(
         &history_url(http, now - day, now, "&resolution=hour"),
         Some(VIEWER),
