@@ -121,7 +121,7 @@ enum Command {
         /// What to measure.
         #[arg(value_enum, default_value_t = Bench::Ledger)]
         what: Bench,
-        /// Readings per measurement (default 200,000; for `api`, the ledger's size: 52,560,000).
+        /// Readings per measurement (default 200,000; for `api`, the ledger's size: 50,457,600).
         #[arg(long)]
         readings: Option<usize>,
         /// For `influx`: the server's base URL (default: start a local victoria-metrics).
@@ -224,8 +224,9 @@ enum KeyAction {
 enum Bench {
     /// Readings/s committed through processor + ledger at batch sizes 1, 100, 1,000, and by SQLite alone.
     Ledger,
-    /// p50/p99 of /api/history (24 h and 1 year of one station) and /api/stations on a ledger of 500 stations x 10
-    /// parameters x 1 year at 5 min (52.6 M readings, built once in the temp folder; --readings for a smaller one).
+    /// p50/p99 of /api/history (24 h and 1 year of one station) and /api/stations with 500 stations on a ledger of
+    /// 50.5 M readings (48 stations x 10 parameters x 1 year at 5 min; built once in the temp folder; --readings N
+    /// for a smaller one).
     Api,
     /// Lines/s forwarded from the ledger to the InfluxDB write API, against a bare HTTP loop.
     Influx,

@@ -1,10 +1,12 @@
 //! `quantrac bench api`: the history endpoint and the overview on a province-sized ledger. Builds (once, then reuses
-//! from the temp folder) a ledger of 500 stations × 10 parameters at a 5-minute cadence from 1 January 2025 —
-//! 52,560,000 readings is one year — through the real pipeline (compliance, events, hourly and daily aggregates),
-//! one station at a time in runs of 1,000 steps so each aggregate window is recomputed once or twice, not once per
-//! batch. Then serves it on loopback and prints p50/p99 of `GET /api/history` for a 24-hour and a 1-year range of one
-//! station (automatic resolution: raw, then daily means, with the range's min/max/mean from the readings), of the
-//! 1-year range drawn from the readings (`resolution=raw`, downsampled), and of `GET /api/stations` with 500 stations.
+//! from the temp folder) a ledger of 500 stations × 10 parameters at a 5-minute cadence: 48 of them hold a whole
+//! year from 1 January 2025 (50,457,600 readings; `--readings N` keeps N / 1,051,200 stations with a year, or one
+//! station with part of one), every other station the last hour, so the overview has 500 stations with values. It is
+//! written through the real pipeline (compliance, events, hourly and daily aggregates), one station at a time in runs
+//! of 1,000 steps so each aggregate window is recomputed once or twice, not once per batch. Then it serves the ledger
+//! on loopback and prints p50/p99 of `GET /api/history` for a 24-hour and a 1-year range of one station (automatic
+//! resolution: the readings, then daily means; the range's min/max/mean always from the readings), of the 1-year range
+//! drawn from the readings (`resolution=raw`, downsampled to buckets), and of `GET /api/stations` with 500 stations.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,10 +24,15 @@ type BoxError = Box<dyn std::error::Error>;
 /// The URL of the i-th request of a row.
 type UrlOf<'a> = Box<dyn Fn(usize) -> String + 'a>;
 
-/// One year of the 500 stations' ten parameters every 5 minutes.
-pub const FULL: usize = STATIONS * PARAMETERS * 365 * 288;
+/// A year of readings of one station's ten parameters every 5 minutes.
+const STATION_YEAR: usize = PARAMETERS * YEAR_STEPS as usize;
+/// The default size: 48 stations with a year (50,457,600 readings), besides the other stations' last hour.
+pub const FULL: usize = 48 * STATION_YEAR;
 const STATIONS: usize = 500;
 const PARAMETERS: usize = 10;
+const YEAR_STEPS: i64 = 365 * 288;
+/// The last hour of the stations without a year.
+const TAIL_STEPS: i64 = 12;
 const STEP_MS: i64 = 300_000;
 /// Steps of one station per batch (10,000 readings).
 const RUN: i64 = 1_000;
@@ -41,20 +48,59 @@ pub async fn run(readings: usize) -> Result<(), BoxError> {
         Path::new("<bench>"),
         &dir,
     )?;
-    let steps = (readings / (STATIONS * PARAMETERS)).max(1) as i64;
-    config.ledger.path = dir.join(format!("ledger-{steps}.db"));
+    let plan = Plan::of(readings);
+    config.ledger.path = dir.join(format!("ledger-{}x{}.db", plan.full, plan.steps));
     config.ledger.synchronous = Synchronous::Normal;
     config.future_skew = Duration::from_secs(3 * 365 * 86400);
     let from = crate::export::parse_time("2025-01-01", config.timezone)?;
-    let total = steps as u64 * (STATIONS * PARAMETERS) as u64;
-    ensure_ledger(&config, from, steps, total).await?;
-    let end = from.millis() + steps * STEP_MS;
+    ensure_ledger(&config, from, plan).await?;
+    let end = from.millis() + plan.steps * STEP_MS;
     println!(
-        "quantrac bench api: {total} readings ({STATIONS} stations x {PARAMETERS} parameters, every 5 min, {:.1} days from 2025-01-01 local), {} MiB on disk",
-        (steps * STEP_MS) as f64 / 86_400_000.0,
+        "quantrac bench api: {} readings: {} stations x {PARAMETERS} parameters every 5 min for {:.1} days from 2025-01-01 local, \
+         the other {} stations their last hour; {} MiB on disk",
+        plan.total(),
+        plan.full,
+        (plan.steps * STEP_MS) as f64 / 86_400_000.0,
+        STATIONS - plan.full,
         file_mib(&config.ledger.path)
     );
-    serve_and_measure(config, from.millis(), end).await
+    serve_and_measure(config, from.millis(), end, plan.full).await
+}
+
+/// Which stations hold how much.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Stations with `steps` steps; the others have the last [`TAIL_STEPS`].
+    full: usize,
+    steps: i64,
+}
+
+impl Plan {
+    fn of(readings: usize) -> Plan {
+        if readings >= STATION_YEAR {
+            Plan {
+                full: (readings / STATION_YEAR).min(STATIONS),
+                steps: YEAR_STEPS,
+            }
+        } else {
+            Plan {
+                full: 1,
+                steps: (readings / PARAMETERS).max(TAIL_STEPS as usize) as i64,
+            }
+        }
+    }
+    fn total(self) -> u64 {
+        ((self.full as i64 * self.steps + (STATIONS - self.full) as i64 * TAIL_STEPS)
+            * PARAMETERS as i64) as u64
+    }
+    /// The steps of station `i`.
+    fn steps_of(self, i: usize) -> std::ops::Range<i64> {
+        if i < self.full {
+            0..self.steps
+        } else {
+            self.steps - TAIL_STEPS..self.steps
+        }
+    }
 }
 
 fn file_mib(path: &Path) -> u64 {
@@ -62,13 +108,9 @@ fn file_mib(path: &Path) -> u64 {
 }
 
 /// The bench ledger, kept from an earlier run when it holds `total` readings, else built anew.
-async fn ensure_ledger(
-    config: &Config,
-    from: Timestamp,
-    steps: i64,
-    total: u64,
-) -> Result<(), BoxError> {
+async fn ensure_ledger(config: &Config, from: Timestamp, plan: Plan) -> Result<(), BoxError> {
     let path = &config.ledger.path;
+    let total = plan.total();
     let have = Reader::open(path)
         .and_then(|r| r.count_readings())
         .unwrap_or(0);
@@ -88,7 +130,7 @@ async fn ensure_ledger(
         path.display()
     );
     let started = Instant::now();
-    fill(config, from, steps, total).await?;
+    fill(config, from, plan).await?;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "ledger built in {secs:.0} s ({:.0} readings/s)",
@@ -97,7 +139,8 @@ async fn ensure_ledger(
     Ok(())
 }
 
-async fn fill(config: &Config, from: Timestamp, steps: i64, total: u64) -> Result<(), BoxError> {
+async fn fill(config: &Config, from: Timestamp, plan: Plan) -> Result<(), BoxError> {
+    let total = plan.total();
     let limits = crate::compliance::resolve_limits(config)?;
     let ledger = Ledger::open(&config.ledger.path, config.ledger.synchronous)?;
     let pipeline = Pipeline::start(config, limits, ledger, Arc::new(Metrics::default()));
@@ -107,10 +150,11 @@ async fn fill(config: &Config, from: Timestamp, steps: i64, total: u64) -> Resul
     let mut n = 0usize;
     let report_every = (STATIONS / 10).max(1);
     for (i, s) in config.stations.iter().enumerate() {
-        let mut step = 0;
-        while step < steps {
+        let steps = plan.steps_of(i);
+        let mut step = steps.start;
+        while step < steps.end {
             let mut readings = Vec::with_capacity(RUN as usize * s.parameters.len());
-            for k in step..(step + RUN).min(steps) {
+            for k in step..(step + RUN).min(steps.end) {
                 let ts = Timestamp(from.millis() + k * STEP_MS);
                 for p in &s.parameters {
                     n += 1;
@@ -154,7 +198,12 @@ async fn fill(config: &Config, from: Timestamp, steps: i64, total: u64) -> Resul
 }
 
 /// Serve the ledger on loopback (no pipeline writing) and time the requests, one client at a time.
-async fn serve_and_measure(config: Config, first: i64, end: i64) -> Result<(), BoxError> {
+async fn serve_and_measure(
+    config: Config,
+    first: i64,
+    end: i64,
+    full: usize,
+) -> Result<(), BoxError> {
     let live = crate::live::LiveState::load(&config, &Reader::open(&config.ledger.path)?)?;
     let (events, _) = tokio::sync::broadcast::channel(16);
     let shutdown = tokio_util::sync::CancellationToken::new();
@@ -176,7 +225,7 @@ async fn serve_and_measure(config: Config, first: i64, end: i64) -> Result<(), B
         .build()?;
     let day = 86_400_000;
     let year_from = (end - 365 * day).max(first);
-    let station = |i: usize| format!("BN_BENCH{}_NUOC01", (i * 37) % STATIONS);
+    let station = |i: usize| format!("BN_BENCH{}_NUOC01", (i * 37) % full);
     let history = |i: usize, from: i64, extra: &str| {
         format!(
             "http://{addr}/api/history?station={}&parameter=COD&from={from}&to={end}{extra}",
