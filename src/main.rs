@@ -121,9 +121,9 @@ enum Command {
         /// What to measure.
         #[arg(value_enum, default_value_t = Bench::Ledger)]
         what: Bench,
-        /// Readings per measurement.
-        #[arg(long, default_value_t = 200_000)]
-        readings: usize,
+        /// Readings per measurement (default 200,000; for `api`, the ledger's size: 50,457,600).
+        #[arg(long)]
+        readings: Option<usize>,
         /// For `influx`: the server's base URL (default: start a local victoria-metrics).
         #[arg(long)]
         url: Option<String>,
@@ -224,6 +224,10 @@ enum KeyAction {
 enum Bench {
     /// Readings/s committed through processor + ledger at batch sizes 1, 100, 1,000, and by SQLite alone.
     Ledger,
+    /// p50/p99 of /api/history (24 h and 1 year of one station) and /api/stations with 500 stations on a ledger of
+    /// 50.5 M readings (48 stations x 10 parameters x 1 year at 5 min; built once in the temp folder; --readings N
+    /// for a smaller one).
+    Api,
     /// Lines/s forwarded from the ledger to the InfluxDB write API, against a bare HTTP loop.
     Influx,
     /// SSE fan-out to 500 dashboard clients while ingesting: readings/s and latency to the clients.
@@ -493,10 +497,13 @@ fn new_token(role: &str, name: &str) -> ExitCode {
 }
 
 /// `quantrac bench …`: run one measurement and print its numbers.
-fn bench(what: Bench, readings: usize, url: Option<String>, seconds: u64) -> ExitCode {
+fn bench(what: Bench, readings: Option<usize>, url: Option<String>, seconds: u64) -> ExitCode {
     use quantrac::bench;
+    let api_readings = readings.unwrap_or(bench::api::FULL);
+    let readings = readings.unwrap_or(200_000);
     runtime().block_on(async {
         let result = match what {
+            Bench::Api => bench::api::run(api_readings).await,
             Bench::Ledger => bench::ledger::run(readings).await,
             Bench::Influx => bench::influx::run(readings, url).await,
             Bench::Sse => bench::sse::run(500, seconds).await,

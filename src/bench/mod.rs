@@ -6,6 +6,8 @@
 //! - [`ledger`]: readings/s through processor + ledger, beside SQLite alone (the floor under the writer).
 //! - [`influx`]: lines/s forwarded to an InfluxDB v2 write API, beside a bare HTTP loop.
 //! - [`sse`]: SSE fan-out to dashboard clients while ingesting.
+//! - [`api`]: `/api/history` (24 h and 1 year of one station) and `/api/stations` (500 stations) on a ledger of
+//!   50.5 million readings (48 stations × 10 parameters × 1 year), built once and kept.
 //! - [`http`]: the dashboard API under concurrent keep-alive clients, and the connection caps.
 //! - [`alerts`]: latency from a reading's commit to its notification at a local webhook.
 //! - [`modbus`]: polling simulated stations against a bare tokio-modbus loop; [`modbus_sim`] is the simulator child.
@@ -17,6 +19,7 @@
 //! - [`support`]: what the benches share (bench stations' config, per-thread CPU time, percentiles).
 
 pub mod alerts;
+pub mod api;
 pub mod backlog;
 pub mod compliance;
 pub mod export;

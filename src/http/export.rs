@@ -19,12 +19,19 @@ use crate::model::Timestamp;
 const CHUNK: usize = 64 * 1024;
 
 /// A blocking writer whose bytes become the response body.
-struct ChannelWriter {
+pub(super) struct ChannelWriter {
     tx: mpsc::Sender<Result<Bytes, io::Error>>,
     buf: Vec<u8>,
 }
 
 impl ChannelWriter {
+    pub(super) fn new(tx: mpsc::Sender<Result<Bytes, io::Error>>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
     fn send(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());

@@ -7,6 +7,7 @@ pub mod auth;
 mod dashboard;
 mod error;
 mod export;
+mod history;
 mod metrics;
 mod report;
 pub mod server;
@@ -147,6 +148,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/alerts/{id}/ack", post(alerts::ack))
         .route("/api/quarantine", get(api::quarantine))
         .route("/api/export", get(export::export))
+        .route("/api/history", get(history::history))
+        .route("/api/history/download", get(history::download))
         .route("/report", get(report::report))
         .route("/api/audit", get(api::audit))
         .route("/api/stations/{id}/note", post(api::station_note))

@@ -184,7 +184,10 @@ fn named(conn: &Connection, sql: &str) -> Result<Vec<Named>, LedgerError> {
 const READINGS_SQL: &str = "SELECT seq, ts, value, unit, status, source, received, limit_low, limit_high, ratio, band, flags, \
      parameter_id FROM readings WHERE station_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts";
 
-fn reading(r: &rusqlite::Row<'_>, parameter: &Arc<str>) -> Result<ReadingRow, LedgerError> {
+pub(super) fn reading(
+    r: &rusqlite::Row<'_>,
+    parameter: &Arc<str>,
+) -> Result<ReadingRow, LedgerError> {
     Ok(ReadingRow {
         seq: r.get(0)?,
         parameter: parameter.clone(),

@@ -19,6 +19,7 @@ pub mod events;
 pub mod export;
 pub mod forward;
 pub mod handle;
+pub mod history;
 pub mod lock;
 pub mod probe;
 pub mod quality;

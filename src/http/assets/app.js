@@ -232,7 +232,7 @@ async function renderDetail(id) {
   renderEvents(id, eventsBox).catch(showError);
   const from = Date.now() - 24 * 3600e3;
   for (const p of st.parameters) {
-    const box = el("div", { class: "chart", "data-param": p.parameter }, el("h3", {}, `${p.parameter} (${p.unit})`));
+    const box = el("div", { class: "chart", "data-param": p.parameter }, el("h3", {}, `${p.parameter} (${p.unit}) `, historyLink(id, p.parameter)));
     chartsBox.append(box);
     let points = [], after = 0;
     for (let page = 0; page < 20; page++) {
@@ -245,6 +245,11 @@ async function renderDetail(id) {
     charts.set(p.parameter, points);
     box.append(chartSvg(points, p));
   }
+}
+
+// A link to the parameter's history view (history.js), any range.
+function historyLink(id, parameter) {
+  return el("a", { class: "history-link", "data-param": parameter, href: historyHref(id, parameter) }, t("history"));
 }
 
 // The plant's open compliance events: since when, which parameter, single readings or window means, peak multiple.
@@ -483,11 +488,14 @@ function onAlerts(items) {
 function route() {
   const m = location.hash.match(/^#\/station\/(.+)$/);
   const alarms = /^#\/alarms/.test(location.hash);
-  document.getElementById("overview").hidden = !!m || alarms;
+  const history = /^#\/history\//.test(location.hash);
+  document.getElementById("overview").hidden = !!m || alarms || history;
   document.getElementById("detail").hidden = !m;
   document.getElementById("alarms").hidden = !alarms;
+  document.getElementById("history").hidden = !history;
   charts.clear();
-  if (m) renderDetail(decodeURIComponent(m[1])).catch(showError);
+  if (history) renderHistory().catch(showError);
+  else if (m) renderDetail(decodeURIComponent(m[1])).catch(showError);
   else if (alarms) renderAlarms().catch(showError);
   else renderOverview();
 }
