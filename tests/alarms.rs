@@ -229,7 +229,8 @@ async fn alarm_list_filters_pages_acknowledges_and_shows_history() {
     )
     .await;
     assert!(!open.is_empty());
-    // The date range is the local days given, the last one included (UTC+7 in the test's config).
+    // The date range is the local days given, the last one included (UTC+7 in the test's config). It starts the day
+    // before, so that just after local midnight it still holds the alerts of the simulated hours before now.
     let offset = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
     let today = chrono::Utc::now().with_timezone(&offset).date_naive();
     let start = |d: chrono::NaiveDate| {
@@ -240,11 +241,12 @@ async fn alarm_list_filters_pages_acknowledges_and_shows_history() {
             .timestamp_millis()
     };
     let tomorrow = today.succ_opt().unwrap();
+    let yesterday = today.pred_opt().unwrap();
     let range = list_matches(
         &browser,
         &daemon,
-        &format!("from={today}&to={today}&station={ts}"),
-        &format!("from={}&to={}&station={ts}", start(today), start(tomorrow)),
+        &format!("from={yesterday}&to={today}&station={ts}"),
+        &format!("from={}&to={}&station={ts}", start(yesterday), start(tomorrow)),
         "station",
         ts,
     )
