@@ -246,7 +246,11 @@ async fn alarm_list_filters_pages_acknowledges_and_shows_history() {
         &browser,
         &daemon,
         &format!("from={yesterday}&to={today}&station={ts}"),
-        &format!("from={}&to={}&station={ts}", start(yesterday), start(tomorrow)),
+        &format!(
+            "from={}&to={}&station={ts}",
+            start(yesterday),
+            start(tomorrow)
+        ),
         "station",
         ts,
     )
