@@ -184,34 +184,7 @@ impl Store {
             ..KeyState::default()
         };
         let mut replay = Replay::new(r.rules, r.key, start, r.now);
-        let (mut after, mut limit) = (quiet, FIRST_REPLAY_PAGE);
-        let met = 'pages: loop {
-            let (page, more) = self.observations(r, &source, Span::After { ts: after, limit })?;
-            limit = (limit * 2).min(4096);
-            for t in page {
-                let at = t.at;
-                let good = !t.bad;
-                replay.feed(Observation {
-                    bad: t.bad,
-                    at,
-                    late: r.now - t.ends > r.rules.late_after_ms,
-                    detail: t.detail,
-                });
-                let meets = good
-                    && at > r.late.until
-                    && r.current.is_some()
-                    && !r.rules.in_maintenance(&r.key.station, at)
-                    && old.iter().all(|a| !a.covers(at))
-                    && replay.meets(at, &stored_raises);
-                if meets {
-                    break 'pages Some(at);
-                }
-            }
-            match more {
-                Some(last) => after = Some(last),
-                None => break None,
-            }
-        };
+        let met = self.replay_until_met(r, &source, quiet, &mut replay, (&old, &stored_raises))?;
         let (state, episodes) = match met {
             // The rest of the history stands: so does the engine's state.
             Some(at) => {
@@ -228,6 +201,45 @@ impl Store {
             old,
             met: met.is_some(),
         }))
+    }
+
+    /// Feed `replay` the key's observations after `quiet`, page by page, until it meets the stored history (whose
+    /// alerts after `quiet` and raises are given): the time it met it, or `None` at the end of the series.
+    fn replay_until_met(
+        &self,
+        r: &Rederivation<'_>,
+        source: &Source<'_>,
+        quiet: Option<i64>,
+        replay: &mut Replay<'_>,
+        (old, stored_raises): (&[StoredAlert], &[i64]),
+    ) -> Result<Option<i64>, LedgerError> {
+        let (mut after, mut limit) = (quiet, FIRST_REPLAY_PAGE);
+        loop {
+            let (page, more) = self.observations(r, source, Span::After { ts: after, limit })?;
+            limit = (limit * 2).min(4096);
+            for t in page {
+                let (at, good) = (t.at, !t.bad);
+                replay.feed(Observation {
+                    bad: t.bad,
+                    at,
+                    late: r.now - t.ends > r.rules.late_after_ms,
+                    detail: t.detail,
+                });
+                let meets = good
+                    && at > r.late.until
+                    && r.current.is_some()
+                    && !r.rules.in_maintenance(&r.key.station, at)
+                    && old.iter().all(|a| !a.covers(at))
+                    && replay.meets(at, stored_raises);
+                if meets {
+                    return Ok(Some(at));
+                }
+            }
+            match more {
+                Some(last) => after = Some(last),
+                None => return Ok(None),
+            }
+        }
     }
 
     /// Good observations that land outside every alert of the key and outside its pending run change nothing: good
