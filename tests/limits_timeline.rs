@@ -313,6 +313,14 @@ fn readings_are_judged_by_the_regime_in_force_at_their_observation_time() {
         "{alerts:#?}"
     );
     assert!(alerts.iter().all(|a| a.since >= m), "{alerts:#?}");
+    // Its message names the limit its window was judged against (the new one), though the readings that arrived
+    // last, before the change, carry the old one.
+    for a in alerts.iter().filter(|a| a.kind == "violation") {
+        for json in [&a.detail, &a.peak] {
+            let d: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(d["limit_high"], serde_json::json!(100.0), "{a:#?}");
+        }
+    }
 
     // The summary export counts the two violating hours after the change and none before.
     let out = dir.path().join("export");

@@ -148,6 +148,8 @@ pub struct WindowObs {
     pub completeness: f64,
     pub ratio: Option<f64>,
     pub band: Band,
+    /// The limit the window was judged against (the one in force at its start), when known.
+    pub limit: (Option<f64>, Option<f64>),
 }
 
 impl From<&crate::ledger::alerts::JudgingWindow> for WindowObs {
@@ -158,6 +160,7 @@ impl From<&crate::ledger::alerts::JudgingWindow> for WindowObs {
             completeness: w.completeness,
             ratio: w.ratio,
             band: w.band,
+            limit: w.limit,
         }
     }
 }
@@ -172,7 +175,10 @@ pub fn violation(
     if matches!(w.band, Band::NoLimit | Band::NotEvaluated) {
         return None;
     }
-    let (lo, mut hi, unit) = limit;
+    let (mut lo, mut hi, unit) = limit;
+    if w.limit != (None, None) {
+        (lo, hi) = w.limit;
+    }
     if lo.is_none() && hi.is_none() {
         hi = w
             .mean

@@ -230,6 +230,7 @@ impl Runner {
                         completeness: u.aggregate.completeness,
                         ratio,
                         band,
+                        limit: u.limit,
                     };
                     self.observe_window(&u.station, &u.parameter, w, now);
                 }
@@ -987,6 +988,7 @@ parameters = {{ pH = {{}} }}
                             ratio: None,
                         },
                         late_change_from: None,
+                        limit: (Some(6.0), Some(9.0)),
                     },
                 )
                 .collect(),

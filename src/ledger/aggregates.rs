@@ -58,6 +58,8 @@ pub struct WindowUpdate {
     pub verdict: WindowVerdict,
     /// The previous aggregate, when this window had closed before this recomputation.
     pub late_change_from: Option<(Option<f64>, String)>,
+    /// The limit in force at the window's start, (lower bound, upper bound or Cmax).
+    pub limit: (Option<f64>, Option<f64>),
 }
 
 /// What one refresh step did.
@@ -168,6 +170,7 @@ pub(super) fn refresh(
             aggregate: agg,
             verdict,
             late_change_from,
+            limit: LimitBound::bounds(limit),
         });
     }
     if last != from {

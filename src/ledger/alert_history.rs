@@ -117,7 +117,8 @@ impl AlertStore {
         let mut st = self.conn.prepare_cached(
             "SELECT a.window_start, a.mean, a.completeness, \
              CASE WHEN a.verdict IS NOT NULL THEN a.verdict_ratio WHEN a.pending THEN NULL ELSE a.ratio END, \
-             CASE WHEN a.verdict IS NOT NULL THEN a.verdict WHEN a.pending THEN 'not_evaluated' ELSE a.band END \
+             CASE WHEN a.verdict IS NOT NULL THEN a.verdict WHEN a.pending THEN 'not_evaluated' ELSE a.band END, \
+             a.limit_low, a.limit_high \
              FROM aggregates a WHERE a.station_id = (SELECT id FROM stations WHERE code = ?1) \
              AND a.parameter_id = (SELECT id FROM parameters WHERE symbol = ?2) AND a.window_ms = ?3 \
              ORDER BY a.window_start",
@@ -131,6 +132,7 @@ impl AlertStore {
                 completeness: r.get(2)?,
                 ratio: r.get(3)?,
                 band: Band::parse(&r.get::<_, String>(4)?).unwrap_or(Band::NotEvaluated),
+                limit: (r.get(5)?, r.get(6)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -186,6 +186,8 @@ pub struct JudgingWindow {
     pub completeness: f64,
     pub ratio: Option<f64>,
     pub band: Band,
+    /// The limit the window was judged against, (lower bound, upper bound or Cmax).
+    pub limit: (Option<f64>, Option<f64>),
 }
 
 /// Texts repeated from row to row (station, parameter, unit), shared rather than copied per row.
@@ -402,7 +404,8 @@ impl AlertStore {
         let mut st = self.conn.prepare(
             "SELECT s.code, p.symbol, a.window_start, a.mean, a.completeness, \
              CASE WHEN a.verdict IS NOT NULL THEN a.verdict_ratio WHEN a.pending THEN NULL ELSE a.ratio END, \
-             CASE WHEN a.verdict IS NOT NULL THEN a.verdict WHEN a.pending THEN 'not_evaluated' ELSE a.band END \
+             CASE WHEN a.verdict IS NOT NULL THEN a.verdict WHEN a.pending THEN 'not_evaluated' ELSE a.band END, \
+             a.limit_low, a.limit_high \
              FROM aggregates a \
              JOIN stations s ON s.id = a.station_id JOIN parameters p ON p.id = a.parameter_id \
              WHERE a.window_ms = ?1 AND a.window_start = (SELECT MAX(b.window_start) FROM aggregates b \
@@ -417,6 +420,7 @@ impl AlertStore {
                 completeness: r.get(4)?,
                 ratio: r.get(5)?,
                 band: Band::parse(&r.get::<_, String>(6)?).unwrap_or(Band::NotEvaluated),
+                limit: (r.get(7)?, r.get(8)?),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
