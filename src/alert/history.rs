@@ -11,7 +11,7 @@ use super::engine::{severity_name, AlertKey, Detail, KeyState, Kind, Observation
 use super::message::{Context, LateAlert};
 use super::observe::{self, ReadingObs, WindowObs};
 use super::rederive::{self, Episode, Replay, Stored};
-use super::store::{detail_json, key_state_row, Store};
+use super::store::{apply_catch_ups, detail_json, key_state_row, StagedCatchUps, Store};
 use crate::ledger::alert_history::{AlertRevision, KeyRef, Rewrite, Span};
 use crate::ledger::alerts::{AlertTx, AlertUpdate, NewAlert, StoredAlert};
 use crate::ledger::withdrawn::WithdrawnPoint;
@@ -128,7 +128,7 @@ impl Store {
         }
         let tx = self.ledger.transaction()?;
         let mut out = Vec::with_capacity(rs.len());
-        let mut catch_ups = self.catch_ups.clone();
+        let mut catch_ups = StagedCatchUps::new(&self.catch_ups);
         for (r, plan) in rs.iter().zip(plans) {
             let Some(plan) = plan else {
                 out.push(None);
@@ -138,7 +138,7 @@ impl Store {
             self.extents.remove(&r.key.id());
             // The station's catch-up names what changed; stored with the rows, kept in memory once committed.
             if !late.is_empty() {
-                let c = catch_ups.entry(r.key.station.clone()).or_default();
+                let c = catch_ups.entry(&r.key.station);
                 let ids: Vec<i64> = late.iter().map(|a| a.alert_id).collect();
                 for a in late {
                     c.note(a, r.channels);
@@ -147,8 +147,9 @@ impl Store {
             }
             out.push(Some(done));
         }
+        let changes = catch_ups.into_changes();
         tx.commit()?;
-        self.catch_ups = catch_ups;
+        apply_catch_ups(&mut self.catch_ups, changes);
         Ok(out)
     }
 

@@ -48,6 +48,64 @@ pub struct Committed {
     pub catching_up: BTreeSet<String>,
 }
 
+/// The catch-ups a transaction changes: copied from the committed ones when first touched, written back once it
+/// commits (a failed transaction leaves them as they were, and no commit copies them all).
+pub(super) struct StagedCatchUps<'a> {
+    committed: &'a BTreeMap<String, CatchUp>,
+    changed: BTreeMap<String, Option<CatchUp>>,
+}
+
+impl<'a> StagedCatchUps<'a> {
+    pub(super) fn new(committed: &'a BTreeMap<String, CatchUp>) -> Self {
+        StagedCatchUps {
+            committed,
+            changed: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn entry(&mut self, station: &str) -> &mut CatchUp {
+        let committed = self.committed;
+        self.changed
+            .entry(station.to_string())
+            .or_insert_with(|| committed.get(station).cloned())
+            .get_or_insert_with(CatchUp::default)
+    }
+
+    pub(super) fn get(&self, station: &str) -> Option<&CatchUp> {
+        match self.changed.get(station) {
+            Some(staged) => staged.as_ref(),
+            None => self.committed.get(station),
+        }
+    }
+
+    pub(super) fn remove(&mut self, station: &str) -> Option<CatchUp> {
+        let removed = match self.changed.get_mut(station) {
+            Some(staged) => staged.take(),
+            None => self.committed.get(station).cloned(),
+        };
+        self.changed.insert(station.to_string(), None);
+        removed
+    }
+
+    /// The changes, to apply once the transaction has committed.
+    pub(super) fn into_changes(self) -> BTreeMap<String, Option<CatchUp>> {
+        self.changed
+    }
+}
+
+/// Apply a committed transaction's catch-up changes.
+pub(super) fn apply_catch_ups(
+    committed: &mut BTreeMap<String, CatchUp>,
+    changes: BTreeMap<String, Option<CatchUp>>,
+) {
+    for (station, c) in changes {
+        match c {
+            Some(c) => committed.insert(station, c),
+            None => committed.remove(&station),
+        };
+    }
+}
+
 /// The alerts late data touched at one station, with the channels each is routed to.
 #[derive(Debug, Clone, Default)]
 pub(super) struct CatchUp {
@@ -251,7 +309,7 @@ impl Store {
             readings_pos,
         } = saved;
         let tx = self.ledger.transaction()?;
-        let mut catch_ups = self.catch_ups.clone();
+        let mut catch_ups = StagedCatchUps::new(&self.catch_ups);
         let mut out = Committed {
             ids: vec![0; routed.len()],
             ..Committed::default()
@@ -267,10 +325,7 @@ impl Store {
                 continue;
             };
             out.ids[i] = id;
-            catch_ups
-                .entry(t.key.station.clone())
-                .or_default()
-                .add(id, t, channels);
+            catch_ups.entry(&t.key.station).add(id, t, channels);
         }
         for station in close {
             if let Some(c) = catch_ups.remove(station.as_str()) {
@@ -341,11 +396,12 @@ impl Store {
                 }
             }
         }
+        let changes = catch_ups.into_changes();
         tx.commit()?;
         for (t, _) in routed {
             self.extents.remove(&t.key.id());
         }
-        self.catch_ups = catch_ups;
+        apply_catch_ups(&mut self.catch_ups, changes);
         out.catching_up = self.catch_ups.keys().cloned().collect();
         Ok(out)
     }
