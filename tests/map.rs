@@ -314,6 +314,10 @@ async fn the_overview_maps_located_stations_in_their_state_colours() {
         "the overview at 390 px: the page is {scroll} px wide, the map ends at {right}, in a {inner} px window"
     );
     browser.screenshot(&shot("map-390.png")).await;
+    let error = browser
+        .eval("const e = document.getElementById('error'); return e.hidden || e.textContent")
+        .await;
+    assert_eq!(error, json!(true), "the page showed an error");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,8 @@ function renderMap() {
 const htmlText = (s) => s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
 function drawMap(box, located) {
-  if (box.hidden) return;
+  // Left for another page while Leaflet loaded: a box without a size cannot be fitted (the overview draws it again).
+  if (box.hidden || document.getElementById("overview").hidden) return;
   if (!stationMap) {
     // The page scrolls: the wheel scrolls it rather than zooming the map (the + / − buttons zoom).
     stationMap = L.map(box, { scrollWheelZoom: false });
