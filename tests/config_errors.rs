@@ -61,7 +61,7 @@ fn unknown_key_names_its_path() {
     let text = station_with("").replace("design_flow_m3_day", "design_flow");
     assert_eq!(
         errors(&text),
-        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `flow_in`, `flow_out`, `modbus`, `mqtt`, `sim`, `facility`, `regime` (line 6)"]
+        ["config/demo.toml: station[0].design_flow: unknown field `design_flow`, expected one of `id`, `name`, `zone`, `profile`, `design_flow_m3_day`, `receiving_water`, `interval`, `parameters`, `flow_in`, `flow_out`, `modbus`, `mqtt`, `sim`, `facility`, `regime`, `location` (line 6)"]
     );
 }
 
@@ -730,4 +730,58 @@ fn check_config_reports_a_bad_value_and_an_unknown_profile_at_once() {
         .map(|w| w.replacen("config/demo.toml: ", &prefix, 1))
         .collect();
     assert_eq!(shown, want, "{}", out.stderr.len());
+}
+
+#[test]
+fn station_locations_and_the_map_tile_server_are_checked_with_key_paths() {
+    let station = |id: &str, location: &str| {
+        GOOD_STATION.replace("BN_KCNQV_NUOC01", id) + &format!("location = {location}\n")
+    };
+    let text = format!(
+        "[http]\nmap_tiles = \"https://tile.example.org/{{z}}/{{x}}.png\"\nmap_attribution = \" \"\n{}{}{}{}",
+        station("BN_KCNQV_NUOC01", "{ lat = 95, lon = 106.1 }"),
+        station("BN_KCNYP_NUOC01", "{ lat = 106.1, lon = 21.2 }"),
+        station("BN_KCNTS_NUOC01", "{ lon = 181 }"),
+        station("BN_KCNGB_NUOC01", "{ lat = 21.07, lon = 106.17 }"),
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "config/demo.toml: http.map_tiles: \"https://tile.example.org/{z}/{x}.png\" lacks {y}; a tile URL needs {z}, {x} and {y}, e.g. \"https://tile.openstreetmap.org/{z}/{x}/{y}.png\"",
+            "config/demo.toml: http.map_attribution: must be one line of 1 to 200 characters, e.g. \"© OpenStreetMap contributors\"",
+            "config/demo.toml: station[0].location.lat: 95 is not a latitude; expected decimal degrees from -90 to 90",
+            "config/demo.toml: station[1].location.lat: 106.1 is not a latitude; lat and lon look swapped (lat is the north–south coordinate, about 21 in Bắc Ninh; lon the east–west one, about 106)",
+            "config/demo.toml: station[2].location.lat: missing; give the latitude in decimal degrees, e.g. 21.135",
+            "config/demo.toml: station[2].location.lon: 181 is not a longitude; expected decimal degrees from -180 to 180",
+        ]
+    );
+    // A misspelt coordinate stops at its key path; an attribution without a tile server is named.
+    assert_eq!(
+        errors(&station("BN_KCNQV_NUOC01", "{ lat = 21.1, lng = 106.1 }")),
+        ["config/demo.toml: station[0].location.lng: unknown field `lng`, expected `lat` or `lon` (line 9)"]
+    );
+    assert_eq!(
+        errors(&format!("[http]\nmap_attribution = \"© OpenStreetMap contributors\"\n{GOOD_STATION}")),
+        ["config/demo.toml: http.map_attribution: is set but http.map_tiles is not; give the tile server too, or leave both out"]
+    );
+    // The good ones: a table or inline, the tile server's origin for the page's policy, the default attribution.
+    let text = format!(
+        "[http]\nmap_tiles = \"https://{{s}}.tile.example.org/{{z}}/{{x}}/{{y}}.png\"\n{}[station.location]\nlat = -8.5\nlon = 179.9\n",
+        GOOD_STATION
+    );
+    let c = Config::from_str(&text, Path::new("t.toml"), Path::new(".")).unwrap();
+    let map = c.http.map.unwrap();
+    assert_eq!(map.origin, "https://*.tile.example.org");
+    assert_eq!(map.attribution, "© OpenStreetMap contributors");
+    let at = c.stations[0].location.unwrap();
+    assert_eq!((at.lat, at.lon), (-8.5, 179.9));
+    // The demo places all eight plants and sets no tile server (it runs offline).
+    let demo = Config::from_str(
+        quantrac::config::DEMO_TOML,
+        Path::new("demo.toml"),
+        Path::new("config"),
+    )
+    .unwrap();
+    assert!(demo.stations.iter().all(|s| s.location.is_some()));
+    assert!(demo.http.map.is_none());
 }

@@ -51,6 +51,14 @@ pub struct HttpSection {
     /// Largest request header (request line and all header fields), bytes; a larger one is answered 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Tile server for the overview's map of stations: an `http(s)` URL template with `{z}`, `{x}` and `{y}` (or
+    /// `{-y}`), optionally `{s}` as the host's first label and `{r}`, e.g.
+    /// `https://tile.openstreetmap.org/{z}/{x}/{y}.png`. Left out: no map, and the dashboard asks nothing of any
+    /// other server. The dashboard's content security policy lets images come from this server's origin.
+    pub map_tiles: Option<String>,
+    /// The attribution the tile server asks for, shown as plain text in the map's corner (default
+    /// `© OpenStreetMap contributors`, right for tiles drawn from OpenStreetMap data).
+    pub map_attribution: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -93,6 +101,8 @@ impl Default for HttpSection {
             max_connections_per_client: default_max_connections_per_client(),
             max_streams: default_max_streams(),
             max_header_bytes: default_max_header_bytes(),
+            map_tiles: None,
+            map_attribution: None,
         }
     }
 }
@@ -171,7 +181,23 @@ pub struct Http {
     pub public_url: String,
     pub tokens: Vec<Token>,
     pub limits: Limits,
+    /// The overview's map (`map_tiles`); `None`: no map.
+    pub map: Option<MapTiles>,
 }
+
+/// A checked tile server for the overview's map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapTiles {
+    /// The URL template as Leaflet takes it.
+    pub url: String,
+    /// Plain text shown in the map's corner.
+    pub attribution: String,
+    /// The server's origin as a content-security-policy source (`https://*.tile.example.org` for `{s}`).
+    pub origin: String,
+}
+
+/// Shown when `map_attribution` is left out.
+pub const DEFAULT_MAP_ATTRIBUTION: &str = "© OpenStreetMap contributors";
 
 /// Checked listener limits (see [`HttpSection`] for each).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,7 +273,42 @@ impl HttpSection {
                 .unwrap_or_else(|| format!("{scheme}://{listen}")),
             tokens,
             limits: self.limits(p),
+            map: self.map(p),
         }
+    }
+
+    fn map(&self, p: &mut Problems) -> Option<MapTiles> {
+        let Some(url) = &self.map_tiles else {
+            if self.map_attribution.is_some() {
+                p.push(
+                    "http.map_attribution",
+                    "is set but http.map_tiles is not; give the tile server too, or leave both out",
+                );
+            }
+            return None;
+        };
+        let origin = tile_origin(url.trim())
+            .map_err(|e| p.push("http.map_tiles", format!("{url:?} {e}")))
+            .ok();
+        let attribution = self
+            .map_attribution
+            .as_deref()
+            .unwrap_or(DEFAULT_MAP_ATTRIBUTION)
+            .trim();
+        if attribution.is_empty()
+            || attribution.chars().count() > 200
+            || attribution.chars().any(char::is_control)
+        {
+            p.push(
+                "http.map_attribution",
+                "must be one line of 1 to 200 characters, e.g. \"© OpenStreetMap contributors\"",
+            );
+        }
+        Some(MapTiles {
+            url: url.trim().to_string(),
+            attribution: attribution.to_string(),
+            origin: origin?,
+        })
     }
 
     fn limits(&self, p: &mut Problems) -> Limits {
@@ -296,6 +357,59 @@ impl HttpSection {
     }
 }
 
+/// The placeholders Leaflet fills in a tile URL without further options.
+const TILE_PLACEHOLDERS: [&str; 6] = ["{z}", "{x}", "{y}", "{-y}", "{s}", "{r}"];
+
+/// The origin of a tile URL template as a content-security-policy source, or what is wrong with the template (a
+/// sentence after the quoted URL). Only characters that cannot end a policy directive or a header are accepted.
+fn tile_origin(url: &str) -> Result<String, String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .filter(|(s, _)| matches!(*s, "http" | "https"))
+        .ok_or("is not an http:// or https:// URL, e.g. \"https://tile.openstreetmap.org/{z}/{x}/{y}.png\"")?;
+    if let Some(c) = url
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || "\"'<>\\;,`".contains(*c))
+    {
+        return Err(format!("contains {c:?}, which a URL template may not"));
+    }
+    let mut unknown = url.match_indices('{').filter_map(|(i, _)| {
+        let end = url[i..].find('}').map_or(url.len(), |e| i + e + 1);
+        let p = &url[i..end];
+        (!TILE_PLACEHOLDERS.contains(&p)).then_some(p)
+    });
+    if let Some(p) = unknown.next() {
+        return Err(format!(
+            "has the placeholder {p}; expected only {}",
+            TILE_PLACEHOLDERS.join(", ")
+        ));
+    }
+    let missing: Vec<&str> = [
+        ("{z}", url.contains("{z}")),
+        ("{x}", url.contains("{x}")),
+        ("{y}", url.contains("{y}") || url.contains("{-y}")),
+    ]
+    .into_iter()
+    .filter(|(_, found)| !found)
+    .map(|(p, _)| p)
+    .collect();
+    if !missing.is_empty() {
+        return Err(format!("lacks {}; a tile URL needs {{z}}, {{x}} and {{y}}, e.g. \"https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png\"", missing.join(", ")));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let (wildcard, bare) = match host.strip_prefix("{s}.") {
+        Some(h) => ("*.", h),
+        None => ("", host),
+    };
+    let host_chars = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+    if bare.is_empty() || !bare.chars().all(host_chars) || bare.starts_with(['.', ':']) {
+        return Err(format!(
+            "has no usable host ({host:?}); only {{s}} may stand in it, as its first label"
+        ));
+    }
+    Ok(format!("{scheme}://{wildcard}{bare}"))
+}
+
 fn parse_hex32(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
     if s.len() != 64 {
@@ -306,4 +420,62 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
         *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tile_origin;
+
+    #[test]
+    fn tile_urls_give_their_origin_or_say_what_is_wrong() {
+        for (url, origin) in [
+            (
+                "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                "https://tile.openstreetmap.org",
+            ),
+            (
+                "https://{s}.tile.example.org/{z}/{x}/{y}{r}.png",
+                "https://*.tile.example.org",
+            ),
+            (
+                "http://127.0.0.1:8081/tiles/{z}/{x}/{-y}.png",
+                "http://127.0.0.1:8081",
+            ),
+            ("http://[::1]:9000/t?z={z}&x={x}&y={y}", "http://[::1]:9000"),
+        ] {
+            assert_eq!(tile_origin(url).as_deref(), Ok(origin), "{url}");
+        }
+        for (url, problem) in [
+            (
+                "tile.openstreetmap.org/{z}/{x}/{y}.png",
+                "is not an http:// or https:// URL",
+            ),
+            (
+                "ftp://tiles.example.org/{z}/{x}/{y}.png",
+                "is not an http:// or https:// URL",
+            ),
+            ("https://tiles.example.org/{z}/{x}.png", "lacks {y}"),
+            (
+                "https://tiles.example.org/{z}/{y}/{x}/{q}.png",
+                "has the placeholder {q}",
+            ),
+            (
+                "https://tiles.example.org/{z}/{x}/{y}.png script-src *",
+                "contains ' '",
+            ),
+            ("https://tiles.example.org/{z}/{x}/{y}.png;", "contains ';'"),
+            (
+                "https://a{s}.example.org/{z}/{x}/{y}.png",
+                "has no usable host",
+            ),
+            ("https:///{z}/{x}/{y}.png", "has no usable host"),
+            (
+                "https://user@tiles.example.org/{z}/{x}/{y}.png",
+                "has no usable host",
+            ),
+        ] {
+            let e = tile_origin(url).unwrap_err();
+            assert!(e.starts_with(problem), "{url}: {e}");
+        }
+    }
 }

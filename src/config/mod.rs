@@ -31,8 +31,8 @@ pub use errors::{tidy_toml_message, ConfigError, Problems};
 pub use regime::LimitText;
 pub use secret::{fingerprint, Secret};
 pub use station::{
-    CheckedParameter, Facility, FacilitySection, ParameterSection, ReceivingWater, Salinity,
-    SimVia, Station, StationSection, StationSimSection,
+    CheckedParameter, Facility, FacilitySection, Location, LocationSection, ParameterSection,
+    ReceivingWater, Salinity, SimVia, Station, StationSection, StationSimSection,
 };
 
 use chrono::FixedOffset;

@@ -54,6 +54,26 @@ pub struct StationSection {
     /// permit limits from its `from` date (see `regime.rs`). Left out: the station's limits apply throughout.
     #[serde(default)]
     pub regime: Vec<RegimeSection>,
+    /// Where the station is, for the dashboard's map: `location = { lat = 21.135, lon = 106.113 }`, decimal degrees
+    /// (WGS 84, as GPS receivers and online maps give them). Left out: the station is not on the map.
+    pub location: Option<LocationSection>,
+}
+
+/// `[station.location]` as written; both keys are needed (optional here so a missing one is reported with its path).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationSection {
+    /// Latitude, decimal degrees from -90 to 90 (north positive; Bắc Ninh is about 21.1).
+    pub lat: Option<f64>,
+    /// Longitude, decimal degrees from -180 to 180 (east positive; Bắc Ninh is about 106.1).
+    pub lon: Option<f64>,
+}
+
+/// A checked station location (WGS 84 decimal degrees).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
 }
 
 fn default_interval() -> DurationText {
@@ -237,6 +257,8 @@ pub struct Station {
     /// Later limit regimes in date order (`[[station.regime]]`); the station's own profile, design flow and permit
     /// limits are in force before the first.
     pub regimes: Vec<Regime>,
+    /// Where the station is (`[station.location]`), for the dashboard's map.
+    pub location: Option<Location>,
     /// Index of this station in the file (`station[i]`), for messages.
     pub index: usize,
 }
@@ -345,6 +367,10 @@ impl StationSection {
             .as_ref()
             .map(|m| m.validate(p, &format!("{key}.mqtt"), mqtt, &self.id));
         let regimes = regime::validate(p, key, &self.regime, self.design_flow_m3_day, &symbols, tz);
+        let location = self
+            .location
+            .as_ref()
+            .and_then(|l| l.validate(p, &format!("{key}.location")));
         if let Some(sim) = &self.sim {
             if let Some(d) = &sim.drift {
                 if !self.parameters.contains_key(d) {
@@ -384,6 +410,7 @@ impl StationSection {
             facility,
             receiving_water_name,
             regimes,
+            location,
             index: key
                 .trim_start_matches("station[")
                 .trim_end_matches(']')
@@ -422,6 +449,61 @@ fn check_text(p: &mut Problems, key: &str, text: Option<&str>) -> Option<String>
         return None;
     }
     Some(t.to_string())
+}
+
+impl LocationSection {
+    fn validate(&self, p: &mut Problems, key: &str) -> Option<Location> {
+        if let (Some(lat), Some(lon)) = (self.lat, self.lon) {
+            if lat.abs() > 90.0 && lat.abs() <= 180.0 && lon.abs() <= 90.0 {
+                p.push(
+                    format!("{key}.lat"),
+                    format!("{lat} is not a latitude; lat and lon look swapped (lat is the north–south coordinate, about 21 in Bắc Ninh; lon the east–west one, about 106)"),
+                );
+                return None;
+            }
+        }
+        let lat = coordinate(p, &format!("{key}.lat"), self.lat, 90.0, "latitude", 21.135);
+        let lon = coordinate(
+            p,
+            &format!("{key}.lon"),
+            self.lon,
+            180.0,
+            "longitude",
+            106.113,
+        );
+        Some(Location {
+            lat: lat?,
+            lon: lon?,
+        })
+    }
+}
+
+/// One coordinate in decimal degrees within `[-max, max]`; a missing or out-of-range one is a problem.
+fn coordinate(
+    p: &mut Problems,
+    key: &str,
+    value: Option<f64>,
+    max: f64,
+    what: &str,
+    example: f64,
+) -> Option<f64> {
+    match value {
+        None => {
+            p.push(
+                key,
+                format!("missing; give the {what} in decimal degrees, e.g. {example}"),
+            );
+            None
+        }
+        Some(x) if !(x.is_finite() && (-max..=max).contains(&x)) => {
+            p.push(
+                key,
+                format!("{x} is not a {what}; expected decimal degrees from -{max} to {max}"),
+            );
+            None
+        }
+        Some(x) => Some(x),
+    }
 }
 
 impl FacilitySection {

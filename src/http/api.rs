@@ -62,6 +62,7 @@ pub async fn stations(
     s.live.refresh_states(Timestamp::now());
     let health = s.health.snapshot();
     let open_alerts = s.ledger.read(|r| r.open_alerts_by_station()).await?;
+    let config = s.config();
     let stations: Vec<Value> = s
         .live
         .stations()
@@ -82,12 +83,21 @@ pub async fn stations(
             let open = open_alerts.get(&st.id);
             v["open_alerts"] = json!(open.map_or(0, |o| o.count));
             v["open_since"] = json!(open.map(|o| o.since));
+            v["location"] = json!(config
+                .station(&st.id)
+                .and_then(|c| c.location)
+                .map(|l| json!({ "lat": l.lat, "lon": l.lon })));
             v
         })
         .collect();
+    let map = config
+        .http
+        .map
+        .as_ref()
+        .map(|m| json!({ "tiles": m.url, "attribution": m.attribution }));
     Ok(Json(
-        json!({ "timezone": s.config().timezone_name, "utc_offset_s": s.config().timezone.local_minus_utc(),
-        "averaging_window_ms": s.live.window_ms(), "stations": stations }),
+        json!({ "timezone": config.timezone_name, "utc_offset_s": config.timezone.local_minus_utc(),
+        "averaging_window_ms": s.live.window_ms(), "map": map, "stations": stations }),
     ))
 }
 

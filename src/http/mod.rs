@@ -166,6 +166,16 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";
 
+/// The policy with images also allowed from `origin` (the map's tile server, checked by the config to hold no
+/// character that could end a directive).
+fn policy_with_images_from(origin: &str) -> String {
+    CONTENT_SECURITY_POLICY.replacen(
+        "img-src 'self' data:",
+        &format!("img-src 'self' data: {origin}"),
+        1,
+    )
+}
+
 /// Security headers on every answer (a handler that sets one keeps its own).
 const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
     (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),

@@ -180,6 +180,7 @@ function renderOverview() {
   const tiles = document.getElementById("tiles");
   tiles.replaceChildren(...sortedStations().map(tile));
   renderLegend();
+  renderMap();
 }
 
 function chartSvg(points, p) {
@@ -547,6 +548,7 @@ function refresh(touched) {
     const tiles = document.getElementById("tiles");
     for (const id of touched) { const old = tiles.querySelector(`[data-station="${CSS.escape(id)}"]`); if (old) old.replaceWith(tile(stations.get(id))); }
     renderLegend();
+    refreshMap(touched);
     // A sorted overview is re-sorted at most once a second.
     if (sortKey !== "id" && !sortTimer) sortTimer = setTimeout(() => { sortTimer = null; if (!document.getElementById("overview").hidden) renderOverview(); }, 1000);
   } else if (open) if (touched.has(open) && !chartTimer) {
@@ -592,6 +594,7 @@ async function load() {
   const r = await api("/api/stations");
   offsetS = r.utc_offset_s;
   windowMs = r.averaging_window_ms || windowMs;
+  mapSettings = r.map || null;
   stations = new Map(r.stations.map((s) => [s.id, s]));
   route();
 }
