@@ -197,6 +197,9 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
     if old.http.anonymous_read != new.http.anonymous_read {
         c.settings.push("http.anonymous_read");
     }
+    if old.http.map != new.http.map {
+        c.settings.push("http.map_tiles");
+    }
     c.need_restart = FIXED
         .iter()
         .filter(|f| (f.differs)(old, new))
@@ -254,6 +257,14 @@ mod tests {
             "added BN_B_N1; not applied until restart: http.enabled, http.listen, http.public_url"
         );
         assert_eq!(compare(&added, &old).removed, ["BN_B_N1"]);
+        // The overview's map follows a reload, and the audit line names it.
+        let map = config(
+            "[http]\nmap_tiles = \"https://tiles.example.org/{z}/{x}/{y}.png\"\n",
+            100,
+        );
+        let c = compare(&old, &map);
+        assert_eq!(c.settings, ["http.map_tiles"]);
+        assert!(c.need_restart.is_empty(), "{c:?}");
     }
 
     #[test]
