@@ -206,20 +206,7 @@ async fn serve_and_measure(
 ) -> Result<(), BoxError> {
     let live = crate::live::LiveState::load(&config, &Reader::open(&config.ledger.path)?)?;
     let (events, _) = tokio::sync::broadcast::channel(16);
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let state = crate::http::AppState::new(
-        Arc::new(config.clone()),
-        live,
-        crate::health::Health::default(),
-        Default::default(),
-        config.ledger.path.clone(),
-        events,
-        Arc::new(std::sync::atomic::AtomicBool::new(true)),
-        shutdown.clone(),
-    );
-    let server = tokio::spawn(crate::http::serve(listener, state, shutdown.clone()));
+    let (addr, shutdown, server) = super::support::serve_loopback(&config, live, events).await?;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()?;

@@ -120,20 +120,7 @@ impl ApiUnderTest {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         let live = crate::live::LiveState::load(&config, &ledger.reader()?)?;
         let pipeline = crate::pipeline::Pipeline::start(&config, limits, ledger, metrics.clone());
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let state = crate::http::AppState::new(
-            Arc::new(config.clone()),
-            live,
-            crate::health::Health::default(),
-            Default::default(),
-            config.ledger.path.clone(),
-            pipeline.live.clone(),
-            Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            shutdown.clone(),
-        );
-        let server = tokio::spawn(crate::http::serve(listener, state, shutdown.clone()));
+        let (addr, shutdown, server) = serve_loopback(&config, live, pipeline.live.clone()).await?;
         Ok(ApiUnderTest {
             dir,
             config,
@@ -152,4 +139,32 @@ impl ApiUnderTest {
         self.pipeline.finish().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The API on a loopback port for `config`'s ledger: its address, the token that stops it, and its task.
+pub(super) async fn serve_loopback(
+    config: &crate::config::Config,
+    live: crate::live::LiveState,
+    events: tokio::sync::broadcast::Sender<crate::pipeline::LiveEvent>,
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    tokio_util::sync::CancellationToken,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    use std::sync::Arc;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let state = crate::http::AppState::new(
+        Arc::new(config.clone()),
+        live,
+        crate::health::Health::default(),
+        Default::default(),
+        config.ledger.path.clone(),
+        events,
+        Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        shutdown.clone(),
+    );
+    let server = tokio::spawn(crate::http::serve(listener, state, shutdown.clone()));
+    Ok((addr, shutdown, server))
 }
