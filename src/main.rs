@@ -360,6 +360,7 @@ fn demo_operator(c: &mut Config) -> Result<(), ExitCode> {
         name: "demo-operator".into(),
         role: Role::Operator,
         sha256: sha2::Sha256::digest(token.as_bytes()).into(),
+        scope: quantrac::config::scope::StationScope::all(),
     });
     println!(
         "Operator token for this run (paste it when the dashboard's Acknowledge asks): {token}\nLedger: {}",

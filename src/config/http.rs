@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::scope::StationScope;
 use super::{DurationText, Problems};
 
 /// `[http]`.
@@ -116,6 +117,9 @@ pub struct TokenSection {
     pub role: String,
     /// SHA-256 of the token, hex.
     pub sha256: String,
+    /// The stations the token may see: station ids or prefixes with `*` (`["BN_KCNTS_*"]`); default every station.
+    #[serde(default)]
+    pub stations: Vec<String>,
 }
 
 /// Roles, each allowed what the ones before it may do.
@@ -153,6 +157,8 @@ pub struct Token {
     pub name: String,
     pub role: Role,
     pub sha256: [u8; 32],
+    /// The stations the token may see.
+    pub scope: StationScope,
 }
 
 /// `[http.tls]` as written.
@@ -242,11 +248,15 @@ impl HttpSection {
             if hash.is_none() {
                 p.push(format!("{k}.sha256"), "is not a SHA-256 hash (64 hex digits); make one with `quantrac token new --role <role>`");
             }
-            if let (Some(role), Some(sha256)) = (role, hash) {
+            let scope = StationScope::parse(&t.stations)
+                .map_err(|e| p.push(format!("{k}.stations"), e))
+                .ok();
+            if let (Some(role), Some(sha256), Some(scope)) = (role, hash, scope) {
                 tokens.push(Token {
                     name: t.name.clone(),
                     role,
                     sha256,
+                    scope,
                 });
             }
         }

@@ -16,6 +16,7 @@ pub mod mandatory;
 pub mod modbus;
 pub mod mqtt;
 pub mod regime;
+pub mod scope;
 mod secret;
 mod station;
 pub mod transmit;

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::AppState;
 use crate::config::http::{Http, Role};
+use crate::config::scope::StationScope;
 use crate::hex::encode as hex;
 
 /// Who is calling.
@@ -20,6 +21,8 @@ use crate::hex::encode as hex;
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The stations the caller may see.
+    pub scope: StationScope,
 }
 
 /// A role a handler can require, as a type (`RequireRole<Auditor>`).
@@ -106,12 +109,14 @@ pub fn identify(http: &Http, parts: &Parts) -> Result<Caller, ApiError> {
                 .map(|t| Caller {
                     name: t.name.clone(),
                     role: t.role,
+                    scope: t.scope.clone(),
                 })
                 .ok_or_else(|| ApiError::unauthorized("the token is not valid"))
         }
         None if http.anonymous_read => Ok(Caller {
             name: "anonymous".into(),
             role: Role::Viewer,
+            scope: StationScope::all(),
         }),
         None => Err(ApiError::unauthorized(
             "a bearer token is required (Authorization: Bearer <token>)",
