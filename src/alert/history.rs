@@ -108,7 +108,7 @@ struct Timed {
 
 /// Rows read by the first page when looking back for the quiet point (the good observation is usually just before
 /// the late one); each further page is twice as long.
-const FIRST_PAGE: i64 = 16;
+const FIRST_PAGE: i64 = 4;
 
 /// Rows read by the first page when replaying (the replay usually meets the stored history within a few
 /// observations after the late ones); each further page is twice as long.

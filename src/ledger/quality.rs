@@ -141,6 +141,7 @@ impl Tracks {
                 _ => None,
             })
             .collect();
+        let mut pages = station_pages(tx, &runs)?;
         let mut revisions = Vec::new();
         for (g, run) in runs {
             let e = &readings[run.index];
@@ -148,9 +149,10 @@ impl Tracks {
             let rules = e.assessment.rules;
             let before = rebuild(tx, g, rules, run.first)?;
             let mut again = Rejudge::new(rules, before, run.last);
+            let first = pages.get_mut(&g.0).map(|p| p.take(g.1, run.first));
             let converged = rejudge_series(
                 tx,
-                g,
+                (g, first),
                 &run,
                 &mut again,
                 (&commit_index, &mut *flags),
@@ -171,7 +173,7 @@ impl Tracks {
 /// place in `commit_index`); a change to a row stored before (`seq <= top`) is recorded as a revision.
 fn rejudge_series(
     tx: &Connection,
-    g: (i64, i64),
+    (g, first): ((i64, i64), Option<FirstPage>),
     run: &LateRun,
     again: &mut Rejudge,
     (commit_index, flags): (&FxHashMap<i64, usize>, &mut [Flags]),
@@ -179,10 +181,18 @@ fn rejudge_series(
     revisions: &mut Vec<FlagRevision>,
 ) -> Result<bool, LedgerError> {
     let (mut from, mut page) = ((run.first, true), PAGE);
+    let mut first = first;
     loop {
-        let rows = series_rows(tx, g, from, page)?;
-        let full = rows.len() as i64 == page;
-        page = (page * 2).min(MAX_PAGE);
+        let (rows, full) = match first.take() {
+            // Rows already read with the station's: the loop below moves `from` past them.
+            Some(p) => (p.rows, !p.ended),
+            None => {
+                let rows = series_rows(tx, g, from, page)?;
+                let full = rows.len() as i64 == page;
+                page = (page * 2).min(MAX_PAGE);
+                (rows, full)
+            }
+        };
         for row in rows {
             from = (row.point.ts, false);
             let new = Flags(row.flags.0 & !HISTORY.0) | again.next(row.point);
@@ -211,6 +221,72 @@ fn rejudge_series(
             return Ok(false);
         }
     }
+}
+
+/// A series' first rows from its earliest late reading, read with its station's (see [`station_pages`]).
+struct FirstPage {
+    rows: Vec<Row>,
+    /// The station has no stored reading after these: the series ends here.
+    ended: bool,
+}
+
+/// One station's rows from the earliest late reading of any of its series in a commit, by parameter id.
+struct StationPage {
+    rows: FxHashMap<i64, Vec<Row>>,
+    /// The page holds every row of the station before this time (the last time read may be cut by the limit).
+    complete_before: i64,
+    ended: bool,
+}
+
+impl StationPage {
+    /// Parameter `p`'s rows from `from` on that the page holds completely.
+    fn take(&mut self, p: i64, from: i64) -> FirstPage {
+        let mut rows = self.rows.remove(&p).unwrap_or_default();
+        rows.retain(|r| r.point.ts >= from && (self.ended || r.point.ts < self.complete_before));
+        FirstPage {
+            rows,
+            ended: self.ended,
+        }
+    }
+}
+
+/// The first page of every late series, read per station: the readings key is (station, ts, parameter), so a
+/// series' range read walks all of its station's parameters anyway, and one read serves them all. Runs of one
+/// station share a page when it holds more than one; a lone series reads its own.
+fn station_pages(
+    tx: &Connection,
+    runs: &FxHashMap<(i64, i64), LateRun>,
+) -> Result<FxHashMap<i64, StationPage>, LedgerError> {
+    let mut from: FxHashMap<i64, (i64, i64)> = FxHashMap::default();
+    for (&(s, _), run) in runs {
+        from.entry(s)
+            .and_modify(|(ts, n)| (*ts, *n) = ((*ts).min(run.first), *n + 1))
+            .or_insert((run.first, 1));
+    }
+    let mut st = tx.prepare_cached(
+        "SELECT seq, ts, value, status, flags, parameter_id FROM readings WHERE station_id = ?1 AND ts >= ?2 \
+         ORDER BY ts LIMIT ?3",
+    )?;
+    let mut pages = FxHashMap::default();
+    for (s, (ts, n)) in from.into_iter().filter(|(_, (_, n))| *n > 1) {
+        let limit = PAGE * n;
+        let mut rows: FxHashMap<i64, Vec<Row>> = FxHashMap::default();
+        let (mut read, mut last) = (0, i64::MIN);
+        let mut q = st.query(params![s, ts, limit])?;
+        while let Some(r) = q.next()? {
+            let row = row(r)?;
+            read += 1;
+            last = row.point.ts;
+            rows.entry(r.get(5)?).or_default().push(row);
+        }
+        let page = StationPage {
+            rows,
+            complete_before: last,
+            ended: read < limit,
+        };
+        pages.insert(s, page);
+    }
+    Ok(pages)
 }
 
 fn point(e: &Evaluated) -> Point {
@@ -275,18 +351,21 @@ fn series_rows(
         "SELECT seq, ts, value, status, flags FROM readings WHERE station_id = ?1 AND parameter_id = ?2 AND ts >= ?3 \
          ORDER BY ts LIMIT ?4",
     )?;
-    let rows = st.query_map(params![s, p, from, limit], |r| {
-        Ok(Row {
-            seq: r.get(0)?,
-            point: Point {
-                ts: r.get(1)?,
-                value: r.get(2)?,
-                measuring: r.get::<_, u8>(3)? == Status::Measuring as u8,
-            },
-            flags: Flags(r.get(4)?),
-        })
-    })?;
+    let rows = st.query_map(params![s, p, from, limit], row)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A row of `seq, ts, value, status, flags`.
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
+    Ok(Row {
+        seq: r.get(0)?,
+        point: Point {
+            ts: r.get(1)?,
+            value: r.get(2)?,
+            measuring: r.get::<_, u8>(3)? == Status::Measuring as u8,
+        },
+        flags: Flags(r.get(4)?),
+    })
 }
 
 fn record(
