@@ -46,11 +46,15 @@ async function signInWith(body) {
 }
 
 // A token an older page kept in localStorage ("quantrac.token") is exchanged once for a session and forgotten.
-async function adoptStoredToken() {
+// Every call waits for the same exchange, so none goes out without the session while it is under way.
+let adopting = Promise.resolve();
+function adoptStoredToken() {
   const token = localStorage.getItem("quantrac.token");
-  if (!token) return;
-  localStorage.removeItem("quantrac.token");
-  await signInWith({ token }).catch(showError);
+  if (token) {
+    localStorage.removeItem("quantrac.token");
+    adopting = signInWith({ token }).catch(showError);
+  }
+  return adopting;
 }
 
 async function signOut() {
