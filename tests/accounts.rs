@@ -537,3 +537,51 @@ fn accounts_config_errors_name_their_keys() {
     assert_eq!(c.http.accounts.max_failed_logins, 4);
     assert_eq!(c.http.accounts.lockout, Duration::from_secs(900));
 }
+
+/// Behind TLS the session cookie is also `Secure`, so a browser never sends it over plain HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_tls_the_session_cookie_is_secure() {
+    let dir = tempfile::tempdir().unwrap();
+    support::certs::make_certs(dir.path());
+    let tls = format!(
+        "tls = {{ cert_file = \"{}\", key_file = \"{}\" }}",
+        dir.path().join("server.crt").display(),
+        dir.path().join("server.key").display()
+    );
+    let config = write_config(dir.path(), &tls);
+    let (code, out, err) = user_cli(
+        &config,
+        &["add", "chi", "--role", "admin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let q = Quantrac::start(&config);
+    let base = q.http();
+    assert!(base.starts_with("https://"), "{base}");
+    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut admin = Session::new(&base);
+    admin.client = client;
+    let ready = support::eventually(Duration::from_secs(60), || async {
+        admin
+            .client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(ready);
+    let (status, set, body) = admin.login("chi", ADMIN_PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let set = set.unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
+        assert!(set.contains(attribute), "{attribute} missing in {set}");
+    }
+    assert_eq!(admin.get("/api/session").await.1["name"], "chi");
+}

@@ -93,7 +93,7 @@ function renderLogin() {
     el("details", {}, el("summary", {}, at("tokenLogin")),
       el("label", { for: "login-token" }, at("token")), el("input", { id: "login-token", type: "password", autocomplete: "off", required: "" }),
       el("button", { type: "submit" }, at("signIn"))));
-  const done = () => { location.hash = "#/"; return load().then(reconnect); };
+  const done = () => { document.getElementById("error").hidden = true; location.hash = "#/"; return load().then(reconnect); };
   const fail = (e) => { msg.hidden = false; msg.textContent = `${at("refused")}: ${e.message}`; };
   form.onsubmit = (e) => {
     e.preventDefault();
