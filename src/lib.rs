@@ -1,6 +1,7 @@
 //! quantrac: automatic wastewater monitoring for Vietnamese environment departments.
 //! See `DESIGN.md`-style overview in the README; each module's doc says what it owns.
 
+pub mod accounts;
 pub mod alert;
 pub mod bench;
 pub mod circular10;

@@ -1,4 +1,4 @@
-//! quantrac command line: run, demo, check-config, ingest, backup, export, verify, report, token, bench.
+//! quantrac command line: run, demo, check-config, ingest, backup, export, verify, report, token, user, bench.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -116,6 +116,14 @@ enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Dashboard accounts in the config's ledger (works while the daemon runs): create the first admin, recover a
+    /// locked-out one. Passwords are read from standard input (a prompt on a terminal), never from an argument.
+    User {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Measure throughput and print the numbers.
     Bench {
         /// What to measure.
@@ -211,6 +219,29 @@ enum TokenAction {
 }
 
 #[derive(Subcommand)]
+enum UserAction {
+    /// Add an account; its password is read from standard input.
+    Add {
+        name: String,
+        /// viewer, operator, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// Stations the account may see: ids or prefixes with * (`BN_KCNTS_*`), repeat or separate with commas;
+        /// default every station.
+        #[arg(long)]
+        stations: Vec<String>,
+    },
+    /// Disable an account: it cannot sign in, and its sessions end at once.
+    Disable { name: String },
+    /// Enable a disabled account.
+    Enable { name: String },
+    /// Set a new password (read from standard input): clears a lockout and ends the account's sessions.
+    Reset { name: String },
+    /// List the accounts.
+    List,
+}
+
+#[derive(Subcommand)]
 enum KeyAction {
     /// Write a new secret key file (mode 0600) and `<file>.pub`; prints the public key.
     New {
@@ -290,6 +321,10 @@ fn main() -> ExitCode {
         Command::Token {
             action: TokenAction::New { role, name },
         } => new_token(&role, &name),
+        Command::User { config, action } => match Config::load(&config) {
+            Ok(c) => user_command(&c, action),
+            Err(e) => config_failed(&e),
+        },
         Command::Bench {
             what,
             readings,
@@ -297,6 +332,150 @@ fn main() -> ExitCode {
             seconds,
         } => bench(what, readings, url, seconds),
     }
+}
+
+/// `quantrac user …`: one account operation on the config's ledger, audited as the operating-system user.
+fn user_command(config: &Config, action: UserAction) -> ExitCode {
+    use quantrac::accounts::{self, Actor, Change, NewAccount};
+    let path = &config.ledger.path;
+    let mut w = match quantrac::ledger::SideWriter::open_for_accounts(path) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let who = format!(
+        "{} (command line)",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    let by = |action: &'static str| Actor {
+        who: &who,
+        role: "admin",
+        action,
+    };
+    let result = match &action {
+        UserAction::Add {
+            name,
+            role,
+            stations,
+        } => (|| {
+            let role = accounts::parse_role(role)?;
+            let scope = accounts::parse_scope(stations)?;
+            accounts::check_name(name)?;
+            let password = read_password(&format!("Password for {name}"))?;
+            let a = NewAccount {
+                name,
+                role,
+                scope: scope.clone(),
+                password: &password,
+            };
+            accounts::add(&mut w, by("quantrac user add"), &a)?;
+            println!("added {name} ({}, stations {scope})", role.as_str());
+            Ok(())
+        })(),
+        UserAction::Disable { name } | UserAction::Enable { name } => {
+            let off = matches!(action, UserAction::Disable { .. });
+            let c = Change {
+                disabled: Some(off),
+                ..Change::default()
+            };
+            let verb = if off { "disable" } else { "enable" };
+            accounts::change(
+                &mut w,
+                by(if off {
+                    "quantrac user disable"
+                } else {
+                    "quantrac user enable"
+                }),
+                name,
+                &c,
+            )
+            .map(|()| {
+                println!(
+                    "{name}: {verb}d{}",
+                    if off {
+                        "; their sessions have ended"
+                    } else {
+                        ""
+                    }
+                )
+            })
+        }
+        UserAction::Reset { name } => (|| {
+            let password = read_password(&format!("New password for {name}"))?;
+            let c = Change {
+                password: Some(&password),
+                ..Change::default()
+            };
+            accounts::change(&mut w, by("quantrac user reset"), name, &c)?;
+            println!("{name}: password set, lockout cleared; their sessions have ended");
+            Ok(())
+        })(),
+        UserAction::List => accounts::list(&w).map(|users| {
+            for u in users {
+                let state = match (u.disabled, u.locked_until) {
+                    (true, _) => "disabled".to_string(),
+                    (false, Some(t)) => format!("locked until {}", quantrac::model::Timestamp(t)),
+                    (false, None) => "active".to_string(),
+                };
+                println!("{}\t{}\t{}\t{state}", u.name, u.role, u.stations.join(","));
+            }
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ accounts::AccountsError::Ledger(_)) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A password from standard input: on a terminal, asked for (not echoed) twice; otherwise the first line.
+fn read_password(prompt: &str) -> Result<String, quantrac::accounts::AccountsError> {
+    use quantrac::accounts::AccountsError;
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    let terminal = std::io::stdin().is_terminal();
+    let read = |ask: &str| -> Result<String, AccountsError> {
+        if terminal {
+            eprint!("{ask} (not shown): ");
+            let _ = std::io::stderr().flush();
+            echo(false);
+        }
+        let mut line = String::new();
+        let got = std::io::stdin().lock().read_line(&mut line);
+        if terminal {
+            echo(true);
+            eprintln!();
+        }
+        got.map_err(|e| {
+            AccountsError::Password(format!("cannot read the password from standard input: {e}"))
+        })?;
+        Ok(line.trim_end_matches(['\n', '\r']).to_string())
+    };
+    let password = read(prompt)?;
+    if password.is_empty() {
+        return Err(AccountsError::Password(
+            "no password given on standard input; type it at the prompt or pipe it in (echo … | quantrac user …)".into(),
+        ));
+    }
+    if terminal && read("Again")? != password {
+        return Err(AccountsError::Password("the two passwords differ".into()));
+    }
+    Ok(password)
+}
+
+/// Turn the terminal's echo off or on (`stty`), so a typed password is not shown.
+fn echo(on: bool) {
+    let _ = std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(std::process::Stdio::inherit())
+        .status();
 }
 
 /// The config a [`ConfigSource`] names: the file, or the demo's with its ledger in the current folder.

@@ -60,6 +60,104 @@ pub struct HttpSection {
     /// The attribution the tile server asks for, shown as plain text in the map's corner (default
     /// `© OpenStreetMap contributors`, right for tiles drawn from OpenStreetMap data).
     pub map_attribution: Option<String>,
+    /// `[http.accounts]`: dashboard sign-in (sessions and lockout).
+    #[serde(default)]
+    pub accounts: AccountsSection,
+}
+
+/// `[http.accounts]`: how long a dashboard session lasts and when repeated failed sign-ins lock an account. Accounts
+/// themselves live in the ledger (`quantrac user add`, the admin page).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsSection {
+    /// A session unused for this long ends (the open dashboard's event stream counts as use).
+    #[serde(default = "default_session_idle")]
+    pub session_idle: DurationText,
+    /// A session ends this long after its sign-in, used or not.
+    #[serde(default = "default_session_lifetime")]
+    pub session_lifetime: DurationText,
+    /// Failed sign-ins in a row that lock an account.
+    #[serde(default = "default_max_failed_logins")]
+    pub max_failed_logins: u32,
+    /// How long a locked account refuses every sign-in, even with the right password.
+    #[serde(default = "default_lockout")]
+    pub lockout: DurationText,
+}
+
+impl Default for AccountsSection {
+    fn default() -> Self {
+        Self {
+            session_idle: default_session_idle(),
+            session_lifetime: default_session_lifetime(),
+            max_failed_logins: default_max_failed_logins(),
+            lockout: default_lockout(),
+        }
+    }
+}
+
+fn default_session_idle() -> DurationText {
+    DurationText::new("1h")
+}
+fn default_session_lifetime() -> DurationText {
+    DurationText::new("12h")
+}
+fn default_max_failed_logins() -> u32 {
+    5
+}
+fn default_lockout() -> DurationText {
+    DurationText::new("15m")
+}
+
+/// Checked `[http.accounts]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accounts {
+    pub session_idle: Duration,
+    pub session_lifetime: Duration,
+    pub max_failed_logins: u32,
+    pub lockout: Duration,
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Self {
+            session_idle: Duration::from_secs(3600),
+            session_lifetime: Duration::from_secs(12 * 3600),
+            max_failed_logins: 5,
+            lockout: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl AccountsSection {
+    fn validate(&self, p: &mut Problems) -> Accounts {
+        let key = |k: &str| format!("http.accounts.{k}");
+        let session_idle = self.session_idle.check_positive(p, &key("session_idle"));
+        let session_lifetime = self
+            .session_lifetime
+            .check_positive(p, &key("session_lifetime"));
+        if session_idle > session_lifetime && !session_lifetime.is_zero() {
+            p.push(
+                key("session_idle"),
+                format!(
+                    "{:?} is longer than http.accounts.session_lifetime ({:?}); a session never idles that long",
+                    self.session_idle.0, self.session_lifetime.0
+                ),
+            );
+        }
+        if !(1..=100).contains(&self.max_failed_logins) {
+            p.push(
+                key("max_failed_logins"),
+                format!("{} is not between 1 and 100", self.max_failed_logins),
+            );
+        }
+        let lockout = self.lockout.check_positive(p, &key("lockout"));
+        Accounts {
+            session_idle,
+            session_lifetime,
+            max_failed_logins: self.max_failed_logins.clamp(1, 100),
+            lockout,
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -104,6 +202,7 @@ impl Default for HttpSection {
             max_header_bytes: default_max_header_bytes(),
             map_tiles: None,
             map_attribution: None,
+            accounts: AccountsSection::default(),
         }
     }
 }
@@ -189,6 +288,8 @@ pub struct Http {
     pub limits: Limits,
     /// The overview's map (`map_tiles`); `None`: no map.
     pub map: Option<MapTiles>,
+    /// Sessions and lockout of dashboard accounts.
+    pub accounts: Accounts,
 }
 
 /// A checked tile server for the overview's map.
@@ -284,6 +385,7 @@ impl HttpSection {
             tokens,
             limits: self.limits(p),
             map: self.map(p),
+            accounts: self.accounts.validate(p),
         }
     }
 

@@ -10,6 +10,7 @@ const INDEX: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
 const HISTORY_JS: &str = include_str!("assets/history.js");
+const ACCOUNTS_JS: &str = include_str!("assets/accounts.js");
 /// uPlot 1.6.32 (MIT, `assets/uplot.LICENSE`), vendored from the npm registry's `uplot` package (`dist/`).
 const UPLOT_JS: &str = include_str!("assets/uplot.iife.min.js");
 const UPLOT_CSS: &str = include_str!("assets/uplot.min.css");
@@ -38,6 +39,7 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => (STYLE, "text/css; charset=utf-8"),
         "history.js" => (HISTORY_JS, "text/javascript; charset=utf-8"),
+        "accounts.js" => (ACCOUNTS_JS, "text/javascript; charset=utf-8"),
         "uplot.iife.min.js" => (UPLOT_JS, "text/javascript; charset=utf-8"),
         "uplot.min.css" => (UPLOT_CSS, "text/css; charset=utf-8"),
         "map.js" => (MAP_JS, "text/javascript; charset=utf-8"),

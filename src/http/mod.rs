@@ -11,8 +11,10 @@ mod history;
 mod metrics;
 mod report;
 pub mod server;
+mod session;
 pub mod sse;
 pub mod tls;
+mod users;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -155,13 +157,18 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stations/{id}/note", post(api::station_note))
         .route("/api/notes", get(api::notes))
         .route("/api/stream", get(sse::stream))
+        .route("/api/login", post(session::login))
+        .route("/api/logout", post(session::logout))
+        .route("/api/session", get(session::whoami))
+        .route("/api/users", get(users::list).post(users::add))
+        .route("/api/users/{name}", post(users::change))
         // No endpoint takes more than a short JSON body.
         .layer(DefaultBodyLimit::max(64 * 1024));
     with_security_headers(routes).with_state(state)
 }
 
 /// The dashboard loads only its own script, style and API (no inline code, no CDN): a policy that allows nothing
-/// else, no framing (clickjacking), no content sniffing, no referrer (URLs may carry `?access_token=`).
+/// else, no framing (clickjacking), no content sniffing, no referrer (machines' URLs may carry `?access_token=`).
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
     frame-ancestors 'none'";

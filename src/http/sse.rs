@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{self, RequireRole, RoleLevel, Viewer};
+use super::auth::{self, RequireRole, Viewer};
 use super::{ApiError, AppState};
 use crate::model::Timestamp;
 use crate::pipeline::LiveEvent;
@@ -54,7 +54,7 @@ pub fn start_hub(
 /// The stream for a viewer; `parts` keeps the caller's token (header or `?access_token=`) to check it again.
 pub async fn stream(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
     parts: Parts,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     // Held by the stream: the place is given back when the client goes.
@@ -69,8 +69,8 @@ pub async fn stream(
     let mut every = tokio::time::interval(Duration::from_secs(5));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let stream = futures_util::stream::unfold(
-        (rx, every, s, parts, place),
-        |(mut rx, mut every, s, parts, place)| async move {
+        (rx, every, s, parts, place, caller),
+        |(mut rx, mut every, s, parts, place, caller)| async move {
             loop {
                 let event = tokio::select! {
                     _ = s.shutdown.cancelled() => return None,
@@ -80,8 +80,9 @@ pub async fn stream(
                         Err(RecvError::Closed) => return None,
                     },
                     _ = every.tick() => {
-                        // A token revoked by a reload ends its streams here, within one tick.
-                        if auth::check(&s.config().http, &parts, Viewer::ROLE).is_err() {
+                        // A token revoked by a reload, or a session ended (logout, disabled account), ends its
+                        // streams here, within one tick.
+                        if !auth::still(&s, &parts, &caller).await {
                             return None;
                         }
                         s.live.refresh_states(Timestamp::now());
@@ -90,7 +91,7 @@ pub async fn stream(
                     }
                 };
                 if let Some(e) = event {
-                    return Some((Ok(e), (rx, every, s, parts, place)));
+                    return Some((Ok(e), (rx, every, s, parts, place, caller)));
                 }
             }
         },

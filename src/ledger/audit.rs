@@ -68,7 +68,7 @@ pub struct NoteFilter {
 
 /// A write connection for the side tables (notes, audit); see [`super::LedgerHandle::write`].
 pub struct SideWriter {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl SideWriter {

@@ -26,6 +26,7 @@ pub mod quality;
 pub mod query;
 mod schema;
 pub mod transmit;
+pub mod users;
 pub mod withdrawn;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +74,8 @@ pub enum LedgerError {
     },
     #[error("the ledger {path} is in use by another quantrac process{}; one process writes a ledger: stop it first, or backfill a running daemon through its TT10 landing folder", holder.map(|p| format!(" (PID {p})")).unwrap_or_default())]
     InUse { path: PathBuf, holder: Option<u32> },
+    #[error("the ledger {path} has schema version {found}, older than the accounts tables (11); restart the running quantrac with this version first, then add users")]
+    NoAccounts { path: PathBuf, found: i64 },
     #[error("cannot use the ledger's lock file {path}: {source}")]
     Lock {
         path: PathBuf,

@@ -375,6 +375,29 @@ CREATE TABLE alert_series (
     PRIMARY KEY (station, parameter)
 ) WITHOUT ROWID;
 "#,
+    // 11: dashboard accounts and their sessions. A session is stored only as the SHA-256 of its id, so a copy of the
+    // ledger does not hold a live session; passwords only as argon2id PHC strings.
+    r#"
+CREATE TABLE users (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL,           -- viewer, operator, auditor or admin
+    stations      TEXT NOT NULL,           -- station patterns, comma-separated (* every station)
+    password      TEXT NOT NULL,           -- argon2id PHC string
+    disabled      INTEGER NOT NULL DEFAULT 0,
+    failed        INTEGER NOT NULL DEFAULT 0,  -- failed logins since the last success or lockout
+    locked_until  INTEGER,                 -- Unix ms; no login before it
+    created       INTEGER NOT NULL,        -- Unix ms
+    changed       INTEGER NOT NULL         -- Unix ms: role, scope, password or state
+);
+CREATE TABLE sessions (
+    id_sha256     BLOB PRIMARY KEY,        -- SHA-256 of the session id the browser holds
+    user          TEXT NOT NULL,           -- a user's name, or an API token's name
+    token_sha256  BLOB,                    -- a session opened with an API token: the token's hash (ends with it)
+    created       INTEGER NOT NULL,        -- Unix ms
+    last_seen     INTEGER NOT NULL         -- Unix ms
+) WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions(user);
+"#,
 ];
 
 /// The schema version this build brings a ledger to.

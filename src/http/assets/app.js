@@ -17,7 +17,7 @@ const T = {
     b_5_to_10: "5 đến dưới 10 lần", b_ge_10: "từ 10 lần", b_out_of_range: "ngoài khoảng cho phép",
     onTime: "Truyền đúng hạn (5 phút) trong 24 giờ qua", of: "trên", readings: "giá trị",
     log: "Nhật ký trạm", noNotes: "Chưa có ghi chú", addNote: "Thêm ghi chú", noteText: "Ghi chú (ví dụ: đã vệ sinh thiết bị phân tích):", who: "Người ghi", text: "Nội dung", time: "Thời điểm",
-    navOverview: "Toàn tỉnh", navAlarms: "Cảnh báo", sortBy: "Sắp xếp theo", sort_id: "Mã trạm", sort_state: "Trạng thái (xấu nhất trước)",
+    navOverview: "Toàn tỉnh", navAlarms: "Cảnh báo", navAdmin: "Tài khoản", sortBy: "Sắp xếp theo", sort_id: "Mã trạm", sort_state: "Trạng thái (xấu nhất trước)",
     sort_since: "Thời điểm bắt đầu sự cố (lâu nhất trước)", sort_worst: "Hệ số vượt lớn nhất", sort_completeness: "Độ đầy đủ dữ liệu hôm nay (thấp nhất trước)",
     alarmsTitle: "Cảnh báo và vượt ngưỡng – toàn tỉnh", plant: "Trạm", all: "Tất cả", severity: "Mức độ", sev_technical: "Kỹ thuật",
     sev_warning: "Cảnh báo", sev_violation: "Vi phạm", open: "Đang mở", withdrawn: "Đã rút lại", from: "Từ ngày", to: "Đến ngày",
@@ -41,7 +41,7 @@ const T = {
     b_5_to_10: "5 to < 10×", b_ge_10: "10× or more", b_out_of_range: "out of range",
     onTime: "Sent on time (5 minutes), last 24 hours", of: "of", readings: "readings",
     log: "Station log", noNotes: "No notes yet", addNote: "Add a note", noteText: "Note (e.g. analyser cleaned):", who: "By", text: "Note", time: "Time",
-    navOverview: "Province", navAlarms: "Alarms", sortBy: "Sort by", sort_id: "Station id", sort_state: "State (worst first)",
+    navOverview: "Province", navAlarms: "Alarms", navAdmin: "Accounts", sortBy: "Sort by", sort_id: "Station id", sort_state: "State (worst first)",
     sort_since: "Trouble since (oldest first)", sort_worst: "Worst multiple", sort_completeness: "Data today (lowest first)",
     alarmsTitle: "Alarms and exceedances – all plants", plant: "Plant", all: "All", severity: "Severity", sev_technical: "Technical",
     sev_warning: "Warning", sev_violation: "Violation", open: "Open", withdrawn: "Withdrawn", from: "From", to: "To",
@@ -60,8 +60,6 @@ let stations = new Map();
 let charts = new Map(); // parameter -> points [ts, value] for the open station
 
 const t = (k) => (T[lang] && T[lang][k]) || k;
-const token = () => localStorage.getItem("quantrac.token");
-const withToken = (url) => (token() ? url + (url.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token()) : url);
 const el = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
@@ -93,11 +91,13 @@ function limitText(p) {
 }
 const exceeds = (band) => band && !["compliant", "no_limit", "not_evaluated", ""].includes(band);
 
+// GET a JSON API path with the session cookie (accounts.js); unauthorised, the page shows the sign-in form.
 async function api(path) {
-  const r = await fetch(withToken(path));
+  await adoptStoredToken();
+  const r = await fetch(path);
   if (r.status === 401) {
-    const v = prompt(t("token"));
-    if (v) { localStorage.setItem("quantrac.token", v); return api(path); }
+    if (!/^#\/login/.test(location.hash)) location.hash = "#/login";
+    throw new Error(at("needSignIn"));
   }
   if (!r.ok) throw new Error(`${path}: ${r.status} ${(await r.json().catch(() => ({}))).error || ""}`);
   return r.json();
@@ -111,6 +111,7 @@ function applyLang() {
   sort.replaceChildren(...SORTS.map((k) => el("option", { value: k }, t(`sort_${k}`))));
   sort.value = sortKey;
   renderLegend();
+  renderWho();
 }
 
 // Stations per state at the top of the overview.
@@ -227,7 +228,7 @@ async function renderDetail(id) {
   detail.replaceChildren(back, el("h2", { "data-station": st.id, class: `s-${st.state}` }, `${st.name} `, el("span", { class: "state" }, t(st.state))), onTime, table,
     el("h3", {}, t("alerts")), alertsBox, el("h3", {}, t("events")), eventsBox, el("h3", {}, t("log"), " ", addNote), notesBox, el("h3", {}, t("last24")), chartsBox);
   onTime.after(transmissionBox(id));
-  back.after(" · ", el("a", { class: "report-link", href: withToken(`/report?station=${encodeURIComponent(id)}`) }, lang === "vi" ? "Báo cáo tháng (in và ký)" : "Monthly report (print and sign)"));
+  back.after(" · ", el("a", { class: "report-link", href: `/report?station=${encodeURIComponent(id)}` }, lang === "vi" ? "Báo cáo tháng (in và ký)" : "Monthly report (print and sign)"));
   renderAlerts(id, alertsBox).catch(showError);
   renderNotes(id, notesBox).catch(showError);
   renderEvents(id, eventsBox).catch(showError);
@@ -294,16 +295,17 @@ async function renderAlerts(id, box) {
     el("thead", {}, el("tr", {}, ...["kind", "parameter", "since", "value", "peak", "lastBad", "state", ""].map((k) => el("th", {}, k ? t(k) : "")))), el("tbody", {}, ...rows)));
 }
 
-// POST a JSON body as an operator: asks for the operator's token once when the call is refused. True when done.
+// POST a JSON body as an operator, with the session's CSRF token. When the call is refused (not signed in, or too
+// low a role) it asks once for an operator's access token and signs in with it (a session; the token is not kept).
+// True when done.
 async function postAsOperator(path, body) {
+  await adoptStoredToken();
   for (let attempt = 0; attempt < 2; attempt++) {
-    const r = await fetch(path, { method: "POST",
-      headers: Object.assign({ "content-type": "application/json" }, token() ? { authorization: `Bearer ${token()}` } : {}),
-      body: JSON.stringify(body) });
-    if (r.status === 401 || r.status === 403) {
+    const r = await fetch(path, { method: "POST", headers: csrfHeaders(), body: JSON.stringify(body) });
+    if ((r.status === 401 || r.status === 403) && attempt === 0) {
       const v = prompt(t("ackToken"));
       if (!v) return false;
-      localStorage.setItem("quantrac.token", v.trim());
+      try { await signInWith({ token: v.trim() }); } catch (e) { showError(e); return false; }
       continue;
     }
     if (!r.ok) throw new Error(`${path}: ${r.status} ${(await r.json().catch(() => ({}))).error || ""}`);
@@ -490,12 +492,17 @@ function route() {
   const m = location.hash.match(/^#\/station\/(.+)$/);
   const alarms = /^#\/alarms/.test(location.hash);
   const history = /^#\/history\//.test(location.hash);
-  document.getElementById("overview").hidden = !!m || alarms || history;
+  const login = /^#\/login/.test(location.hash), admin = /^#\/admin/.test(location.hash);
+  document.getElementById("overview").hidden = !!m || alarms || history || login || admin;
   document.getElementById("detail").hidden = !m;
   document.getElementById("alarms").hidden = !alarms;
   document.getElementById("history").hidden = !history;
+  document.getElementById("login").hidden = !login;
+  document.getElementById("admin").hidden = !admin;
   charts.clear();
-  if (history) renderHistory().catch(showError);
+  if (login) renderLogin();
+  else if (admin) renderAdmin().catch(showError);
+  else if (history) renderHistory().catch(showError);
   else if (m) renderDetail(decodeURIComponent(m[1])).catch(showError);
   else if (alarms) renderAlarms().catch(showError);
   else renderOverview();
@@ -578,9 +585,13 @@ function redrawDetail(id) {
   }
 }
 
+// The live stream, with the session cookie (never a token in the URL); opened again after signing in.
+let eventSource = null;
 function connect() {
   const conn = document.getElementById("conn");
-  const es = new EventSource(withToken("/api/stream"));
+  if (eventSource) eventSource.close();
+  const es = new EventSource("/api/stream");
+  eventSource = es;
   es.onopen = () => { conn.className = "conn on"; conn.dataset.i18n = "online"; conn.textContent = t("online"); };
   es.onerror = () => { conn.className = "conn off"; conn.dataset.i18n = "offline"; conn.textContent = t("offline"); };
   es.addEventListener("readings", (e) => onReadings(JSON.parse(e.data)));
@@ -589,6 +600,8 @@ function connect() {
   es.addEventListener("alerts", (e) => onAlerts(JSON.parse(e.data)));
   es.addEventListener("lagged", () => load().catch(showError));
 }
+
+const reconnect = () => connect();
 
 async function load() {
   const r = await api("/api/stations");
@@ -604,7 +617,7 @@ document.getElementById("sort").onchange = (e) => { sortKey = e.target.value; lo
 window.addEventListener("hashchange", route);
 setInterval(() => (document.getElementById("clock").textContent = localTime(Date.now())), 1000);
 applyLang();
-load().then(connect).catch(showError);
+refreshSession().then(adoptStoredToken).then(load).then(connect).catch(showError);
 
 // ── Transmission to the authorities: the plant's Circular 10 targets ([[forward.tt10]]) on its page ─────────────
 // Up or down, the last transmission delay against the 5-minute deadline (Circular 10), the backlog and its oldest

@@ -2,7 +2,7 @@
 // Any range (local-time pickers, quick ranges), zoom by dragging across the chart, pan and zoom out with buttons,
 // resolution raw / hourly / daily (automatic by range, or chosen), min–max–mean of the range against the limit,
 // downloads of the range as CSV and XLSX. Charts by uPlot (vendored, MIT). Loaded before app.js; uses its helpers
-// (t, el, api, fmt, withUnit, withToken, stations, offsetS, lang, showError) only when called.
+// (t, el, api, fmt, withUnit, stations, offsetS, lang, showError) only when called.
 "use strict";
 
 const HT = {
@@ -136,8 +136,8 @@ function drawHistory(box, r, p) {
 function downloadLinks(p) {
   const q = `station=${encodeURIComponent(p.station)}&parameter=${encodeURIComponent(p.parameter)}&from=${Math.round(p.from)}&to=${Math.round(p.to)}`;
   return el("p", { id: "history-downloads" }, `${ht("h_download")}: `,
-    el("a", { id: "h-csv", href: withToken(`/api/history/download?${q}&format=csv`), download: "" }, "CSV"), " · ",
-    el("a", { id: "h-xlsx", href: withToken(`/api/history/download?${q}&format=xlsx`), download: "" }, "XLSX"));
+    el("a", { id: "h-csv", href: `/api/history/download?${q}&format=csv`, download: "" }, "CSV"), " · ",
+    el("a", { id: "h-xlsx", href: `/api/history/download?${q}&format=xlsx`, download: "" }, "XLSX"));
 }
 
 function resolutionNote(r) {
