@@ -60,6 +60,11 @@ pub struct HttpSection {
     /// The attribution the tile server asks for, shown as plain text in the map's corner (default
     /// `© OpenStreetMap contributors`, right for tiles drawn from OpenStreetMap data).
     pub map_attribution: Option<String>,
+    /// Serve `/metrics` without a token (for a Prometheus scraper on a trusted network). Its samples name every
+    /// station (`quantrac_plant_state{station}`, connections), so where tokens or users are scoped to some stations
+    /// set this to `false`: `/metrics` then needs a token that sees every station (give Prometheus one).
+    #[serde(default = "default_true")]
+    pub metrics_public: bool,
 }
 
 fn default_true() -> bool {
@@ -104,6 +109,7 @@ impl Default for HttpSection {
             max_header_bytes: default_max_header_bytes(),
             map_tiles: None,
             map_attribution: None,
+            metrics_public: true,
         }
     }
 }
@@ -189,6 +195,8 @@ pub struct Http {
     pub limits: Limits,
     /// The overview's map (`map_tiles`); `None`: no map.
     pub map: Option<MapTiles>,
+    /// `/metrics` without a token.
+    pub metrics_public: bool,
 }
 
 /// A checked tile server for the overview's map.
@@ -284,6 +292,7 @@ impl HttpSection {
             tokens,
             limits: self.limits(p),
             map: self.map(p),
+            metrics_public: self.metrics_public,
         }
     }
 
