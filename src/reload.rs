@@ -200,6 +200,9 @@ pub fn compare(old: &Config, new: &Config) -> Changes {
     if old.http.map != new.http.map {
         c.settings.push("http.map_tiles");
     }
+    if old.http.metrics_public != new.http.metrics_public {
+        c.settings.push("http.metrics_public");
+    }
     c.need_restart = FIXED
         .iter()
         .filter(|f| (f.differs)(old, new))

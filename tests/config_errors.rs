@@ -785,3 +785,29 @@ fn station_locations_and_the_map_tile_server_are_checked_with_key_paths() {
     assert!(demo.stations.iter().all(|s| s.location.is_some()));
     assert!(demo.http.map.is_none());
 }
+
+#[test]
+fn bad_station_scopes_of_a_token_name_the_pattern() {
+    let token = |stations: &str| {
+        station_with(&format!(
+            "\n[[http.token]]\nname = \"officer\"\nrole = \"viewer\"\nsha256 = \"{}\"\nstations = {stations}\n",
+            "ab".repeat(32)
+        ))
+    };
+    assert_eq!(
+        errors(&token(r#"["BN_KCNTS_*", "BN KCN"]"#)),
+        ["config/demo.toml: http.token[0].stations: station pattern \"BN KCN\" holds ' '; use station-id characters and * only"]
+    );
+    assert_eq!(
+        errors(&token(r#"[""]"#)),
+        ["config/demo.toml: http.token[0].stations: a station pattern is empty; write a station id or a prefix with *, e.g. \"BN_KCNTS_*\""]
+    );
+    assert_eq!(
+        errors(&token(r#""BN_KCNTS_*""#)),
+        ["config/demo.toml: http.token[0].stations: invalid type: string \"BN_KCNTS_*\", expected a sequence (line 14)"]
+    );
+    assert_eq!(
+        errors(&station_with("\n[http]\nmetrics_public = \"no\"\n")),
+        ["config/demo.toml: http.metrics_public: invalid type: string \"no\", expected a boolean (line 11)"]
+    );
+}

@@ -63,6 +63,11 @@ pub struct HttpSection {
     /// `[http.accounts]`: dashboard sign-in (sessions and lockout).
     #[serde(default)]
     pub accounts: AccountsSection,
+    /// Serve `/metrics` without a token (for a Prometheus scraper on a trusted network). Its samples name every
+    /// station (`quantrac_plant_state{station}`, connections), so where tokens or users are scoped to some stations
+    /// set this to `false`: `/metrics` then needs a token that sees every station (give Prometheus one).
+    #[serde(default = "default_true")]
+    pub metrics_public: bool,
 }
 
 /// `[http.accounts]`: how long a dashboard session lasts and when repeated failed sign-ins lock an account. Accounts
@@ -203,6 +208,7 @@ impl Default for HttpSection {
             map_tiles: None,
             map_attribution: None,
             accounts: AccountsSection::default(),
+            metrics_public: true,
         }
     }
 }
@@ -290,6 +296,8 @@ pub struct Http {
     pub map: Option<MapTiles>,
     /// Sessions and lockout of dashboard accounts.
     pub accounts: Accounts,
+    /// `/metrics` without a token.
+    pub metrics_public: bool,
 }
 
 /// A checked tile server for the overview's map.
@@ -386,6 +394,7 @@ impl HttpSection {
             limits: self.limits(p),
             map: self.map(p),
             accounts: self.accounts.validate(p),
+            metrics_public: self.metrics_public,
         }
     }
 

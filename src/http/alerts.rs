@@ -12,8 +12,10 @@ use serde_json::{json, Value};
 
 use super::api::{check_known, json_body, number_param, short_text, station_param, time_param};
 use super::auth::{Operator, RequireRole, Viewer};
+use super::scope::{globs, require_item};
 use super::{ApiError, AppState};
 use crate::config::alert::{AlertKind, Severity};
+use crate::config::scope::StationScope;
 use crate::ledger::alert_list::{AlertFilter, AlertHistory};
 
 /// What `state=` takes.
@@ -35,7 +37,11 @@ fn one_of(
 }
 
 /// The list's filter from the query string (paging aside).
-fn alert_filter(s: &AppState, q: &HashMap<String, String>) -> Result<AlertFilter, ApiError> {
+fn alert_filter(
+    s: &AppState,
+    scope: &StationScope,
+    q: &HashMap<String, String>,
+) -> Result<AlertFilter, ApiError> {
     let parameter = match q.get("parameter") {
         Some(p) if p.trim().is_empty() || p.len() > 100 => {
             return Err(ApiError::bad_request(format!(
@@ -45,7 +51,8 @@ fn alert_filter(s: &AppState, q: &HashMap<String, String>) -> Result<AlertFilter
         other => other.cloned(),
     };
     let f = AlertFilter {
-        station: station_param(s, q)?,
+        station: station_param(s, scope, q)?,
+        station_globs: globs(scope),
         subject: parameter,
         kind: one_of(
             q,
@@ -78,12 +85,12 @@ fn alert_filter(s: &AppState, q: &HashMap<String, String>) -> Result<AlertFilter
     Ok(f)
 }
 
-/// Alerts of every plant, newest first; filter by station, parameter, kind, severity, state (`open` for raised or
+/// Alerts of every plant in the caller's scope (a scoped caller does not see alerts of no station), newest first; filter by station, parameter, kind, severity, state (`open` for raised or
 /// acknowledged) and the time they were active (`from`, `to`); `total` is how many match; page with `before` (the
 /// `next_before` of the previous page).
 pub async fn alerts(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     check_known(
@@ -100,7 +107,7 @@ pub async fn alerts(
             "limit",
         ],
     )?;
-    let mut f = alert_filter(&s, &q)?;
+    let mut f = alert_filter(&s, &caller.scope, &q)?;
     f.before = match q.get("before") {
         Some(_) => Some(number_param(&q, "before", 0, i64::MAX)?),
         None => None,
@@ -149,12 +156,13 @@ fn redact_field(v: &mut Value, key: &str) {
 pub async fn history(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
 ) -> Result<Json<Value>, ApiError> {
     let id = alert_id(&id)?;
     let Some(h) = s.ledger.read(move |r| r.alert_history(id)).await? else {
         return Err(ApiError::not_found(format!("no alert {id}")));
     };
+    require_item(&caller.scope, station_of(&h.alert))?;
     Ok(Json(redact_deliveries(history_json(&h))))
 }
 
@@ -195,7 +203,8 @@ pub struct AckBody {
     comment: String,
 }
 
-/// Acknowledge a raised alert with a comment (operator): no more re-notifications; recorded in the audit table.
+/// Acknowledge a raised alert with a comment (operator, for an alert in the caller's scope): no more
+/// re-notifications; recorded in the audit table.
 pub async fn ack(
     State(s): State<AppState>,
     Path(id): Path<String>,
@@ -205,6 +214,7 @@ pub async fn ack(
     let id = alert_id(&id)?;
     let body = json_body(body, "comment")?;
     let comment = short_text("comment", &body.comment)?;
+    alert_in_scope(&s, &caller.scope, id).await?;
     let Some(alerts) = &s.alerts else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -227,4 +237,21 @@ pub async fn ack(
         )),
         Err(AckError::Ledger(e)) => Err(ApiError::from(e)),
     }
+}
+
+/// 403 when alert `id` is of a station outside `scope` (or of none, for a scoped caller); a missing alert is left
+/// to the acknowledgement's own 404. Every station: no read.
+async fn alert_in_scope(s: &AppState, scope: &StationScope, id: i64) -> Result<(), ApiError> {
+    if scope.is_all() {
+        return Ok(());
+    }
+    match s.ledger.read(move |r| r.alert_history(id)).await? {
+        Some(h) => require_item(scope, station_of(&h.alert)),
+        None => Ok(()),
+    }
+}
+
+/// The alert's station; `None` for a daemon-wide alert (stored with an empty station).
+fn station_of(a: &crate::ledger::alerts::StoredAlert) -> Option<&str> {
+    Some(a.station.as_str()).filter(|s| !s.is_empty())
 }

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{Auditor, Operator, RequireRole, Viewer};
+use super::scope::{globs, require_station, shows};
 use super::{ApiError, AppState};
+use crate::config::scope::StationScope;
 use crate::ledger::audit::{NoteFilter, StationNote};
 use crate::ledger::query::{AggregateFilter, EventFilter, ReadingFilter};
 use crate::model::Timestamp;
@@ -57,7 +59,7 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
 /// Stations with their live state, latest values against limits, completeness, and source connections.
 pub async fn stations(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
 ) -> Result<Json<Value>, ApiError> {
     s.live.refresh_states(Timestamp::now());
     let health = s.health.snapshot();
@@ -67,6 +69,7 @@ pub async fn stations(
         .live
         .stations()
         .into_iter()
+        .filter(|st| caller.scope.allows(&st.id))
         .map(|st| {
             let connections: Vec<Value> = health
                 .iter()
@@ -145,23 +148,34 @@ pub(super) fn check_known(q: &HashMap<String, String>, allowed: &[&str]) -> Resu
     }
 }
 
+/// The `station` a list is narrowed to: 403 outside the caller's scope (asked first, so the answer does not tell
+/// whether the station exists), 400 when unknown.
 pub(super) fn station_param(
     s: &AppState,
+    scope: &StationScope,
     q: &HashMap<String, String>,
 ) -> Result<Option<String>, ApiError> {
-    match q.get("station") {
-        Some(id) if s.config().station(id).is_none() && s.live.station(id).is_none() => {
-            Err(ApiError::bad_request(format!("unknown station {id:?}")))
-        }
-        other => Ok(other.cloned()),
+    let Some(id) = q.get("station") else {
+        return Ok(None);
+    };
+    require_station(scope, id)?;
+    known_station(s, id)?;
+    Ok(Some(id.clone()))
+}
+
+/// 400 unless `id` is configured or live.
+pub(super) fn known_station(s: &AppState, id: &str) -> Result<(), ApiError> {
+    if s.config().station(id).is_none() && s.live.station(id).is_none() {
+        return Err(ApiError::bad_request(format!("unknown station {id:?}")));
     }
+    Ok(())
 }
 
 /// Readings by station, parameter and time range, in commit order; page with `after` (the `next_after` of the
 /// previous page).
 pub async fn readings(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
     check_known(
@@ -169,7 +183,8 @@ pub async fn readings(
         &["station", "parameter", "from", "to", "after", "limit"],
     )?;
     let f = ReadingFilter {
-        station: station_param(&s, &q)?,
+        station: station_param(&s, &caller.scope, &q)?,
+        station_globs: globs(&caller.scope),
         parameter: q.get("parameter").cloned(),
         from: time_param(&q, "from")?,
         to: time_param(&q, "to")?,
@@ -203,7 +218,7 @@ pub async fn readings(
 /// Aggregates of the averaging window (default), of clock hours or of local days.
 pub async fn aggregates(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
     check_known(
@@ -221,7 +236,7 @@ pub async fn aggregates(
             )))
         }
     };
-    let station = station_param(&s, &q)?;
+    let station = station_param(&s, &caller.scope, &q)?;
     let parameter = q.get("parameter").cloned();
     let from = time_param(&q, "from")?.map(|t| t.millis());
     let to = time_param(&q, "to")?.map(|t| t.millis());
@@ -229,6 +244,7 @@ pub async fn aggregates(
     let f = AggregateFilter {
         window_ms,
         station,
+        station_globs: globs(&caller.scope),
         parameter,
         from,
         to,
@@ -251,11 +267,11 @@ pub async fn aggregates(
 /// Compliance events, newest first; `open=true` for the ones still open.
 pub async fn events(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
     check_known(&q, &["station", "open", "limit"])?;
-    let station = station_param(&s, &q)?;
+    let station = station_param(&s, &caller.scope, &q)?;
     let open_only = match q.get("open").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
@@ -268,6 +284,7 @@ pub async fn events(
     let limit = number_param(&q, "limit", 200, 10_000)?;
     let f = EventFilter {
         station,
+        station_globs: globs(&caller.scope),
         open_only,
         limit,
     };
@@ -284,10 +301,11 @@ pub async fn events(
     Ok(Json(json!({ "events": rows })))
 }
 
-/// Quarantined inputs, newest first, with the raw payload (text where it is UTF-8, and hex).
+/// Quarantined inputs, newest first, with the raw payload (text where it is UTF-8, and hex). A scoped caller sees
+/// the inputs of its stations only: an input no station could be told from is for callers who see every station.
 pub async fn quarantine(
     State(s): State<AppState>,
-    _: RequireRole<Operator>,
+    RequireRole { caller, .. }: RequireRole<Operator>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
     check_known(&q, &["source", "limit"])?;
@@ -304,6 +322,7 @@ pub async fn quarantine(
     let items: Vec<Value> = rows
         .into_iter()
         .filter(|x| source.as_deref().is_none_or(|src| x.source == src))
+        .filter(|x| shows(&caller.scope, x.station.as_deref()))
         .take(limit)
         .map(|x| {
             json!({ "id": x.id, "received": x.received.millis(), "source": x.source, "origin": x.origin, "station": x.station,
@@ -386,6 +405,7 @@ pub async fn station_note(
     RequireRole { caller, .. }: RequireRole<Operator>,
     body: Result<Json<NoteBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_station(&caller.scope, &id)?;
     let body = json_body(body, "text")?;
     if s.config().station(&id).is_none() {
         return Err(ApiError::not_found(format!("unknown station {id:?}")));
@@ -411,13 +431,14 @@ pub async fn station_note(
 /// `before` (the `next_before` of the previous page).
 pub async fn notes(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
     Query(q): Params,
 ) -> Result<Json<Value>, ApiError> {
     check_known(&q, &["station", "from", "to", "before", "limit"])?;
     let limit = number_param(&q, "limit", 200, 10_000)?.max(1);
     let f = NoteFilter {
-        station: station_param(&s, &q)?,
+        station: station_param(&s, &caller.scope, &q)?,
+        station_globs: globs(&caller.scope),
         from: time_param(&q, "from")?.map(|t| t.millis()),
         to: time_param(&q, "to")?.map(|t| t.millis()),
         before: match q.get("before") {

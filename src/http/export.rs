@@ -12,7 +12,9 @@ use axum::response::Response;
 use tokio::sync::mpsc;
 
 use super::auth::{Auditor, RequireRole};
+use super::scope::require_station;
 use super::{ApiError, AppState};
+use crate::config::scope::StationScope;
 use crate::export::{self, Format};
 use crate::model::Timestamp;
 
@@ -105,19 +107,11 @@ pub async fn export(
         Some(_) => Some(time(&q, "exported_at", tz)?),
         None => None,
     };
-    let stations: Vec<String> = q
-        .get("station")
-        .map(|s| vec![s.clone()])
-        .unwrap_or_default();
-    if let Some(id) = stations.first() {
-        if s.config().station(id).is_none() && s.live.station(id).is_none() {
-            return Err(ApiError::bad_request(format!("unknown station {id:?}")));
-        }
-    }
+    let stations = export_stations(&s, &caller.scope, q.get("station")).await?;
     tracing::info!(who = %caller.name, query = %export::describe(&export::Query { stations: stations.clone(), from, to, format }, tz), "Export requested.");
     let label = format!(
         "quantrac-export-{}-{}-{}",
-        stations.first().map_or("all", String::as_str),
+        q.get("station").map_or("all", String::as_str),
         Timestamp(from.millis()).to_local(tz).format("%Y%m%d%H%M"),
         Timestamp(to.millis()).to_local(tz).format("%Y%m%d%H%M"),
     );
@@ -194,4 +188,38 @@ pub async fn export(
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+/// The stations an export covers, as `export` takes them (empty: every station). One station asked for: in the
+/// caller's scope (403 naming it otherwise) and known. None asked for: every station for an unscoped caller; for a
+/// scoped one, the configured and stored stations its scope admits (403 when there is none).
+async fn export_stations(
+    s: &AppState,
+    scope: &StationScope,
+    asked: Option<&String>,
+) -> Result<Vec<String>, ApiError> {
+    if let Some(id) = asked {
+        require_station(scope, id)?;
+        super::api::known_station(s, id)?;
+        return Ok(vec![id.clone()]);
+    }
+    if scope.is_all() {
+        return Ok(Vec::new());
+    }
+    let stored = s.ledger.read(|r| r.snapshot()?.stations()).await?;
+    let config = s.config();
+    let mut ids: Vec<String> = stored
+        .iter()
+        .map(|n| n.name.to_string())
+        .chain(config.stations.iter().map(|c| c.id.to_string()))
+        .filter(|id| scope.allows(id))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(ApiError::forbidden(format!(
+            "none of the stations you may see ({scope}) is configured or stored"
+        )));
+    }
+    Ok(ids)
 }

@@ -20,7 +20,9 @@ use tokio::sync::mpsc;
 use super::api::check_known;
 use super::auth::{RequireRole, Viewer};
 use super::export::ChannelWriter;
+use super::scope::require_station;
 use super::{ApiError, AppState};
+use crate::config::scope::StationScope;
 use crate::export::table::{Cell, TableWriter};
 use crate::ledger::export::ReadingRow;
 use crate::ledger::history::{BucketPoint, RangeStats, Series};
@@ -144,11 +146,16 @@ fn bound(q: &HashMap<String, String>, key: &str, tz: FixedOffset) -> Result<i64,
         .map_err(|e| ApiError::bad_request(format!("{key}: {e}")))
 }
 
-/// The station, parameter and range of `q`: a known station, one of its parameters, `from` before `to`, at most
-/// ten years apart.
-fn range(s: &AppState, q: &HashMap<String, String>) -> Result<Range, ApiError> {
+/// The station, parameter and range of `q`: a station in `scope` (403 otherwise), known, one of its parameters,
+/// `from` before `to`, at most ten years apart.
+fn range(
+    s: &AppState,
+    scope: &StationScope,
+    q: &HashMap<String, String>,
+) -> Result<Range, ApiError> {
     let config = s.config();
     let station = required(q, "station", "a station id such as BN_KCNTS_NUOC01")?;
+    require_station(scope, station)?;
     let parameter = required(q, "parameter", "a parameter symbol such as COD")?;
     let configured = config.station(station);
     if configured.is_none() && s.live.station(station).is_none() {
@@ -309,11 +316,11 @@ fn stats_json(st: &RangeStats) -> Value {
 /// `GET /api/history`.
 pub async fn history(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     check_known(&q, &["station", "parameter", "from", "to", "resolution"])?;
-    let range = range(&s, &q)?;
+    let range = range(&s, &caller.scope, &q)?;
     let (res, auto) = resolution(&q, range.to - range.from)?;
     let offset_ms = i64::from(s.config().timezone.local_minus_utc()) * 1000;
     let (station, parameter) = (range.station.clone(), range.parameter.clone());
@@ -339,7 +346,7 @@ pub async fn history(
         }
         // Nothing stored yet for the series: an empty history, not an error.
         None => {
-            let r = self::range(&s, &q)?;
+            let r = self::range(&s, &caller.scope, &q)?;
             let empty = Points {
                 columns: bucket_columns(&[]),
                 bucket_ms: res.window_ms(),
@@ -366,11 +373,11 @@ enum Download {
 /// temporary file, then streamed): memory stays flat for a year of readings.
 pub async fn download(
     State(s): State<AppState>,
-    _: RequireRole<Viewer>,
+    RequireRole { caller, .. }: RequireRole<Viewer>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     check_known(&q, &["station", "parameter", "from", "to", "format"])?;
-    let range = range(&s, &q)?;
+    let range = range(&s, &caller.scope, &q)?;
     let format = match q.get("format").map(String::as_str) {
         None | Some("csv") => Download::Csv,
         Some("xlsx") => Download::Xlsx,

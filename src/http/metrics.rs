@@ -5,22 +5,36 @@
 
 use axum::extract::State;
 use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use super::auth;
 use super::server::ListenerStats;
-use super::AppState;
+use super::{ApiError, AppState};
+use crate::config::http::Role;
 use crate::health::Health;
 use crate::live::LiveState;
 use crate::metrics::{counter, gauge, Registry, CONTENT_TYPE};
 use crate::model::Timestamp;
 
-pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], s.registry.encode())
+/// The samples; with `http.metrics_public = false` only for a caller who may see every station (the samples name
+/// every station).
+pub async fn metrics(State(s): State<AppState>, parts: Parts) -> Result<Response, ApiError> {
+    if !s.config().http.metrics_public {
+        let caller = auth::check(&s, &parts, Role::Viewer).await?;
+        if !caller.scope.is_all() {
+            return Err(ApiError::forbidden(format!(
+                "/metrics names every station; {} may see only {}",
+                caller.name, caller.scope
+            )));
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], s.registry.encode()).into_response())
 }
 
 /// Register the connections, the plants' states and the build info.

@@ -10,6 +10,7 @@ mod export;
 mod history;
 mod metrics;
 mod report;
+mod scope;
 pub mod server;
 mod session;
 pub mod sse;

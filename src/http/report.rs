@@ -39,6 +39,7 @@ pub async fn report(
         .get("station")
         .ok_or_else(|| ApiError::bad_request("station is required"))?
         .clone();
+    super::scope::require_station(&caller.scope, &station)?;
     if config.station(&station).is_none() && s.live.station(&station).is_none() {
         return Err(ApiError::bad_request(format!(
             "unknown station {station:?}"

@@ -1,8 +1,15 @@
 //! `GET /api/stream`: server-sent events — `readings` (each committed batch), `windows` (aggregates), `events`
 //! (compliance events), `alerts` (alerts as they change) and `status` (every plant's state, every 5 s). A slow client that falls behind gets a
 //! `lagged` event and should reload its view.
+//!
+//! A caller with a station scope gets only its stations: each list message keeps where every station's item lies in
+//! the serialised text, so a scoped client's copy is cut from it (no second serialisation) and a message with none
+//! of its items is not sent; `status` lists only its stations. A caller who may see every station gets the text as
+//! serialised.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +27,79 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{self, RequireRole, Viewer};
 use super::{ApiError, AppState};
+use crate::config::scope::StationScope;
 use crate::model::Timestamp;
 use crate::pipeline::LiveEvent;
 
-/// One prepared SSE message: event name and JSON data, serialised once for every client.
-pub type Message = Arc<(&'static str, String)>;
+/// One prepared SSE message, serialised once for every client.
+pub type Message = Arc<Prepared>;
+
+/// An SSE message: its event name, its JSON data, and for a list of station items, where each lies in the data.
+#[derive(Debug)]
+pub struct Prepared {
+    pub name: &'static str,
+    /// What a caller who may see every station gets.
+    pub data: String,
+    /// For a list: each item's station (empty for none, as a daemon-wide alert) and its bytes in `data`.
+    items: Option<Vec<(String, Range<usize>)>>,
+}
+
+impl Prepared {
+    /// A message that belongs to no station (`lagged`): every client gets it.
+    fn plain(name: &'static str, data: String) -> Self {
+        Self {
+            name,
+            data,
+            items: None,
+        }
+    }
+
+    /// A JSON array of `(station, item)`s.
+    fn list(
+        name: &'static str,
+        items: impl IntoIterator<Item = (String, serde_json::Value)>,
+    ) -> Self {
+        let mut data = String::from("[");
+        let mut spans = Vec::new();
+        for (station, item) in items {
+            if !spans.is_empty() {
+                data.push(',');
+            }
+            let start = data.len();
+            data.push_str(&item.to_string());
+            spans.push((station, start..data.len()));
+        }
+        data.push(']');
+        Self {
+            name,
+            data,
+            items: Some(spans),
+        }
+    }
+
+    /// The data a client of `scope` gets: all of it for every station; otherwise its stations' items, or `None`
+    /// when the list holds none of them.
+    pub fn data_for(&self, scope: &StationScope) -> Option<Cow<'_, str>> {
+        let items = match &self.items {
+            Some(items) if !scope.is_all() => items,
+            _ => return Some(Cow::Borrowed(&self.data)),
+        };
+        let mut kept = items
+            .iter()
+            .filter(|(station, _)| !station.is_empty() && scope.allows(station))
+            .peekable();
+        kept.peek()?;
+        let mut out = String::from("[");
+        for (i, (_, span)) in kept.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&self.data[span.clone()]);
+        }
+        out.push(']');
+        Some(Cow::Owned(out))
+    }
+}
 
 /// Turns pipeline events into SSE messages once, for all clients (fan-out costs a copy, not a serialisation).
 pub fn start_hub(
@@ -41,7 +116,7 @@ pub fn start_hub(
                 _ = shutdown.cancelled() => return,
                 r = rx.recv() => match r {
                     Ok(ev) => to_message(&ev),
-                    Err(RecvError::Lagged(n)) => Arc::new(("lagged", n.to_string())),
+                    Err(RecvError::Lagged(n)) => Arc::new(Prepared::plain("lagged", n.to_string())),
                     Err(RecvError::Closed) => return,
                 },
             };
@@ -51,7 +126,8 @@ pub fn start_hub(
     tx
 }
 
-/// The stream for a viewer; `parts` keeps the caller's token (header or `?access_token=`) to check it again.
+/// The stream for a viewer, of the stations in its scope; `parts` keeps the caller's token (header or
+/// `?access_token=`) to check it again.
 pub async fn stream(
     State(s): State<AppState>,
     RequireRole { caller, .. }: RequireRole<Viewer>,
@@ -75,7 +151,7 @@ pub async fn stream(
                 let event = tokio::select! {
                     _ = s.shutdown.cancelled() => return None,
                     r = rx.recv() => match r {
-                        Ok(m) => Some(Event::default().event(m.0).data(&m.1)),
+                        Ok(m) => m.data_for(&caller.scope).map(|d| Event::default().event(m.name).data(d)),
                         Err(RecvError::Lagged(n)) => Some(Event::default().event("lagged").data(n.to_string())),
                         Err(RecvError::Closed) => return None,
                     },
@@ -86,7 +162,8 @@ pub async fn stream(
                             return None;
                         }
                         s.live.refresh_states(Timestamp::now());
-                        let states: Vec<_> = s.live.stations().into_iter().map(|st| json!({"id": st.id, "state": st.state, "last_reading": st.last_reading})).collect();
+                        let states: Vec<_> = s.live.stations().into_iter().filter(|st| caller.scope.allows(&st.id))
+                            .map(|st| json!({"id": st.id, "state": st.state, "last_reading": st.last_reading})).collect();
                         Some(Event::default().event("status").data(json!(states).to_string()))
                     }
                 };
@@ -100,86 +177,127 @@ pub async fn stream(
 }
 
 fn to_message(ev: &LiveEvent) -> Message {
-    let (name, data) = match ev {
-        LiveEvent::Readings(batch) => {
-            let items: Vec<_> = batch
-                .iter()
-                .map(|c| {
-                    let r = &c.evaluated.reading;
-                    let a = &c.evaluated.assessment;
-                    let (low, high) = crate::compliance::LimitBound::bounds(a.limit);
+    let message = match ev {
+        LiveEvent::Readings(batch) => Prepared::list(
+            "readings",
+            batch.iter().map(|c| {
+                let r = &c.evaluated.reading;
+                let a = &c.evaluated.assessment;
+                let (low, high) = crate::compliance::LimitBound::bounds(a.limit);
+                (
+                    r.station.to_string(),
                     json!({ "seq": c.seq, "station": r.station.as_str(), "parameter": r.parameter.as_str(), "ts": r.ts.millis(),
                         "value": r.value, "unit": r.unit.as_str(), "status": r.status.as_str(), "band": a.band.as_str(),
-                        "ratio": a.ratio, "limit_low": low, "limit_high": high })
-                })
-                .collect();
-            ("readings", json!(items))
-        }
-        LiveEvent::Windows(updates) => {
-            let items: Vec<_> = updates
-                .iter()
-                .map(|u| json!({ "station": u.station, "parameter": u.parameter, "window_ms": u.window_ms,
-                    "window_start": u.window_start.millis(), "mean": u.aggregate.mean, "band": u.aggregate.band.as_str(),
-                    "completeness": u.aggregate.completeness }))
-                .collect();
-            ("windows", json!(items))
-        }
-        LiveEvent::Events(changes) => {
-            use crate::compliance::EventChange;
-            let item = |kind: &str,
-                        k: &crate::compliance::EventKey,
-                        e: &crate::compliance::OpenEvent,
-                        end: Option<i64>| {
-                json!({ "change": kind, "station": k.station.as_str(), "parameter": k.parameter.as_str(),
-                    "scope": k.scope.as_string(), "start": e.start.millis(), "end": end, "last": e.last.millis(),
-                    "band": e.band.as_str(), "peak_band": e.peak_band.as_str(), "peak_ratio": e.peak_ratio })
-            };
-            let mut items = Vec::new();
-            for c in changes.iter() {
-                let k = c.key();
-                match c {
-                    EventChange::Opened { event, .. } => items.push(item("opened", k, event, None)),
-                    EventChange::Escalated { event, .. } => {
-                        items.push(item("escalated", k, event, None))
-                    }
-                    EventChange::PeakUpdated { event, .. } => {
-                        items.push(item("peak", k, event, None))
-                    }
-                    EventChange::Extended { event, .. } => {
-                        items.push(item("extended", k, event, None))
-                    }
-                    EventChange::Closed { event, end, .. } => {
-                        items.push(item("closed", k, event, Some(end.millis())))
-                    }
-                    // A re-derived span: what it holds now ("rederived"), after what it held ("replaced").
-                    EventChange::Rederived {
-                        replaced, events, ..
-                    } => {
-                        for (kind, list) in [("replaced", replaced), ("rederived", events)] {
-                            items.extend(
-                                list.iter()
-                                    .map(|e| item(kind, k, &e.state, e.end.map(|t| t.millis()))),
-                            );
-                        }
-                    }
-                }
-            }
-            ("events", json!(items))
-        }
-        LiveEvent::FlagsRevised(revised) => {
-            let items: Vec<_> = revised
-                .iter()
-                .map(|f| {
+                        "ratio": a.ratio, "limit_low": low, "limit_high": high }),
+                )
+            }),
+        ),
+        LiveEvent::Windows(updates) => Prepared::list(
+            "windows",
+            updates.iter().map(|u| {
+                (
+                    u.station.to_string(),
+                    json!({ "station": u.station, "parameter": u.parameter, "window_ms": u.window_ms,
+                        "window_start": u.window_start.millis(), "mean": u.aggregate.mean, "band": u.aggregate.band.as_str(),
+                        "completeness": u.aggregate.completeness }),
+                )
+            }),
+        ),
+        LiveEvent::Events(changes) => Prepared::list("events", event_items(changes)),
+        LiveEvent::FlagsRevised(revised) => Prepared::list(
+            "flags",
+            revised.iter().map(|f| {
+                (
+                    f.station.to_string(),
                     json!({ "station": f.station, "parameter": f.parameter, "ts": f.ts.millis(),
-                    "old": f.old.names(), "new": f.new.names() })
-                })
-                .collect();
-            ("flags", json!(items))
-        }
-        LiveEvent::Alerts(alerts) => (
+                        "old": f.old.names(), "new": f.new.names() }),
+                )
+            }),
+        ),
+        LiveEvent::Alerts(alerts) => Prepared::list(
             "alerts",
-            serde_json::Value::Array(alerts.iter().map(crate::alert::store::alert_json).collect()),
+            alerts
+                .iter()
+                .map(|a| (a.station.clone(), crate::alert::store::alert_json(a))),
         ),
     };
-    Arc::new((name, data.to_string()))
+    Arc::new(message)
+}
+
+/// The compliance event changes as `(station, item)`s.
+fn event_items(changes: &[crate::compliance::EventChange]) -> Vec<(String, serde_json::Value)> {
+    use crate::compliance::EventChange;
+    let item = |kind: &str,
+                k: &crate::compliance::EventKey,
+                e: &crate::compliance::OpenEvent,
+                end: Option<i64>| {
+        (
+            k.station.to_string(),
+            json!({ "change": kind, "station": k.station.as_str(), "parameter": k.parameter.as_str(),
+                "scope": k.scope.as_string(), "start": e.start.millis(), "end": end, "last": e.last.millis(),
+                "band": e.band.as_str(), "peak_band": e.peak_band.as_str(), "peak_ratio": e.peak_ratio }),
+        )
+    };
+    let mut items = Vec::new();
+    for c in changes.iter() {
+        let k = c.key();
+        match c {
+            EventChange::Opened { event, .. } => items.push(item("opened", k, event, None)),
+            EventChange::Escalated { event, .. } => items.push(item("escalated", k, event, None)),
+            EventChange::PeakUpdated { event, .. } => items.push(item("peak", k, event, None)),
+            EventChange::Extended { event, .. } => items.push(item("extended", k, event, None)),
+            EventChange::Closed { event, end, .. } => {
+                items.push(item("closed", k, event, Some(end.millis())))
+            }
+            // A re-derived span: what it holds now ("rederived"), after what it held ("replaced").
+            EventChange::Rederived {
+                replaced, events, ..
+            } => {
+                for (kind, list) in [("replaced", replaced), ("rederived", events)] {
+                    items.extend(
+                        list.iter()
+                            .map(|e| item(kind, k, &e.state, e.end.map(|t| t.millis()))),
+                    );
+                }
+            }
+        }
+    }
+    items
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Prepared;
+    use crate::config::scope::StationScope;
+    use serde_json::json;
+
+    #[test]
+    fn a_scoped_client_gets_its_stations_items_cut_from_the_one_text() {
+        let m = Prepared::list(
+            "readings",
+            [
+                ("A1".to_string(), json!({"station": "A1", "v": 1})),
+                ("B1".to_string(), json!({"station": "B1", "v": 2})),
+                ("".to_string(), json!({"station": "", "v": 3})),
+                ("A2".to_string(), json!({"station": "A2", "v": 4})),
+            ],
+        );
+        let all: serde_json::Value = serde_json::from_str(&m.data).unwrap();
+        assert_eq!(all.as_array().unwrap().len(), 4);
+        assert_eq!(m.data_for(&StationScope::all()).unwrap(), m.data.as_str());
+        let a = m.data_for(&StationScope::parse(&["A*"]).unwrap()).unwrap();
+        let a: serde_json::Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(
+            a,
+            json!([{"station": "A1", "v": 1}, {"station": "A2", "v": 4}])
+        );
+        assert!(m.data_for(&StationScope::parse(&["C*"]).unwrap()).is_none());
+        let lagged = Prepared::plain("lagged", "7".into());
+        assert_eq!(
+            lagged
+                .data_for(&StationScope::parse(&["C*"]).unwrap())
+                .unwrap(),
+            "7"
+        );
+    }
 }

@@ -14,6 +14,8 @@ use super::{LedgerError, Reader};
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
     pub station: Option<String>,
+    /// Only alerts of stations matching one of these patterns (`None`: all, also those of no station).
+    pub station_globs: Option<Vec<String>>,
     /// The alert's subject: a parameter (`COD`), a check on one (`COD:completeness`), a forwarder's name.
     pub subject: Option<String>,
     pub kind: Option<String>,
@@ -30,9 +32,11 @@ pub struct AlertFilter {
     pub limit: i64,
 }
 
-/// The filter's conditions; `?1`–`?7` are station, subject, kind, severity, state, from, to.
-const MATCHES: &str =
-    "(?1 IS NULL OR station = ?1) AND (?2 IS NULL OR subject = ?2) AND (?3 IS NULL OR kind = ?3) \
+/// The filter's conditions; `?1`–`?7` are station, subject, kind, severity, state, from, to; `?8` the station
+/// patterns (see `query::in_globs`, here written out: a `const` cannot call it).
+const MATCHES: &str = "(?1 IS NULL OR station = ?1) \
+     AND (?8 IS NULL OR EXISTS (SELECT 1 FROM json_each(?8) g WHERE station GLOB g.value)) \
+     AND (?2 IS NULL OR subject = ?2) AND (?3 IS NULL OR kind = ?3) \
      AND (?4 IS NULL OR severity = ?4) \
      AND (?5 IS NULL OR state = ?5 OR (?5 = 'open' AND state IN ('raised', 'acknowledged'))) \
      AND (?6 IS NULL OR COALESCE(cleared, updated) >= ?6) AND (?7 IS NULL OR since < ?7)";
@@ -87,11 +91,13 @@ impl Reader {
     pub fn alerts(&self, f: &AlertFilter) -> Result<Vec<AlertWithDeliveries>, LedgerError> {
         let conn = self.connection();
         let mut st = conn.prepare_cached(&format!(
-            "SELECT {ALERT_COLUMNS} FROM alerts WHERE {MATCHES} AND (?8 IS NULL OR id < ?8) ORDER BY id DESC LIMIT ?9"
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE {MATCHES} AND (?9 IS NULL OR id < ?9) ORDER BY id DESC LIMIT ?10"
         ))?;
+        let globs = super::query::globs_param(&f.station_globs);
         let rows = st.query_map(
             params![
-                f.station, f.subject, f.kind, f.severity, f.state, f.from, f.to, f.before, f.limit
+                f.station, f.subject, f.kind, f.severity, f.state, f.from, f.to, globs, f.before,
+                f.limit
             ],
             stored_alert,
         )?;
@@ -110,7 +116,16 @@ impl Reader {
             .connection()
             .prepare_cached(&format!("SELECT COUNT(*) FROM alerts WHERE {MATCHES}"))?
             .query_row(
-                params![f.station, f.subject, f.kind, f.severity, f.state, f.from, f.to],
+                params![
+                    f.station,
+                    f.subject,
+                    f.kind,
+                    f.severity,
+                    f.state,
+                    f.from,
+                    f.to,
+                    super::query::globs_param(&f.station_globs)
+                ],
                 |r| r.get(0),
             )?)
     }

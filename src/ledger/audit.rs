@@ -60,6 +60,8 @@ pub struct NoteRow {
 #[derive(Debug, Clone, Default)]
 pub struct NoteFilter {
     pub station: Option<String>,
+    /// Only stations matching one of these patterns (see `query::in_globs`); `None`: every station.
+    pub station_globs: Option<Vec<String>>,
     pub from: Option<i64>,
     pub to: Option<i64>,
     pub before: Option<i64>,
@@ -154,10 +156,18 @@ impl Reader {
         let mut st = self.connection().prepare(&format!(
             "SELECT {NOTE_COLUMNS} FROM station_notes WHERE (?1 IS NULL OR station = ?1) \
              AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3) AND (?4 IS NULL OR id < ?4) \
-             ORDER BY id DESC LIMIT ?5"
+             AND {} ORDER BY id DESC LIMIT ?5",
+            super::query::in_globs("station", 6)
         ))?;
         let rows = st.query_map(
-            params![f.station, f.from, f.to, f.before, f.limit],
+            params![
+                f.station,
+                f.from,
+                f.to,
+                f.before,
+                f.limit,
+                super::query::globs_param(&f.station_globs)
+            ],
             note_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)

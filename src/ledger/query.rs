@@ -46,6 +46,8 @@ pub struct StoredQuarantine {
 #[derive(Debug, Clone, Default)]
 pub struct ReadingFilter {
     pub station: Option<String>,
+    /// Only stations matching one of these patterns (see [`in_globs`]); `None`: every station.
+    pub station_globs: Option<Vec<String>>,
     pub parameter: Option<String>,
     pub from: Option<Timestamp>,
     pub to: Option<Timestamp>,
@@ -58,6 +60,8 @@ pub struct ReadingFilter {
 pub struct AggregateFilter {
     pub window_ms: i64,
     pub station: Option<String>,
+    /// Only stations matching one of these patterns (see [`in_globs`]); `None`: every station.
+    pub station_globs: Option<Vec<String>>,
     pub parameter: Option<String>,
     /// Window starts from (inclusive) and to (exclusive), Unix ms.
     pub from: Option<i64>,
@@ -88,6 +92,8 @@ pub struct StoredAggregate {
 #[derive(Debug, Clone, Default)]
 pub struct EventFilter {
     pub station: Option<String>,
+    /// Only stations matching one of these patterns (see [`in_globs`]); `None`: every station.
+    pub station_globs: Option<Vec<String>>,
     /// Only events still open.
     pub open_only: bool,
     pub limit: i64,
@@ -140,6 +146,21 @@ pub struct Latest {
 
 pub struct Reader {
     conn: Connection,
+}
+
+/// The SQL condition "`column` matches one of the patterns bound at `?n`" (a JSON array of GLOB patterns, or NULL
+/// for every station; see [`globs_param`]): how list queries keep to a caller's station scope.
+pub(super) fn in_globs(column: &str, n: u8) -> String {
+    format!(
+        "(?{n} IS NULL OR EXISTS (SELECT 1 FROM json_each(?{n}) g WHERE {column} GLOB g.value))"
+    )
+}
+
+/// The patterns as the parameter [`in_globs`] binds: a JSON array, or NULL for every station.
+pub(super) fn globs_param(globs: &Option<Vec<String>>) -> Option<String> {
+    globs
+        .as_ref()
+        .map(|g| serde_json::Value::from(g.clone()).to_string())
 }
 
 const SELECT_READING: &str =
@@ -214,7 +235,8 @@ impl Reader {
     pub fn readings(&self, f: &ReadingFilter) -> Result<Vec<StoredReading>, LedgerError> {
         let sql = format!(
             "{SELECT_READING} WHERE r.seq > ?1 AND (?2 IS NULL OR s.code = ?2) AND (?3 IS NULL OR p.symbol = ?3) \
-             AND (?4 IS NULL OR r.ts >= ?4) AND (?5 IS NULL OR r.ts < ?5) ORDER BY r.seq LIMIT ?6"
+             AND (?4 IS NULL OR r.ts >= ?4) AND (?5 IS NULL OR r.ts < ?5) AND {} ORDER BY r.seq LIMIT ?6",
+            in_globs("s.code", 7)
         );
         let limit = if f.limit == 0 { 1000 } else { f.limit } as i64;
         let mut st = self.conn.prepare_cached(&sql)?;
@@ -225,7 +247,8 @@ impl Reader {
                 f.parameter,
                 f.from.map(|t| t.millis()),
                 f.to.map(|t| t.millis()),
-                limit
+                limit,
+                globs_param(&f.station_globs)
             ],
             stored_reading,
         )?;
@@ -260,15 +283,24 @@ impl Reader {
 
     /// Window aggregates matching the filter, by window start, station and parameter.
     pub fn aggregates(&self, f: &AggregateFilter) -> Result<Vec<StoredAggregate>, LedgerError> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare(&format!(
             "SELECT s.code, p.symbol, a.window_start, a.mean, a.min, a.max, a.valid, a.expected, a.completeness, a.limit_low, \
              a.limit_high, a.ratio, a.band, a.revision FROM aggregates a JOIN stations s ON s.id = a.station_id \
              JOIN parameters p ON p.id = a.parameter_id WHERE a.window_ms = ?1 AND (?2 IS NULL OR s.code = ?2) \
              AND (?3 IS NULL OR p.symbol = ?3) AND (?4 IS NULL OR a.window_start >= ?4) AND (?5 IS NULL OR a.window_start < ?5) \
-             ORDER BY a.window_start, s.code, p.symbol LIMIT ?6",
-        )?;
+             AND {} ORDER BY a.window_start, s.code, p.symbol LIMIT ?6",
+            in_globs("s.code", 7)
+        ))?;
         let rows = st.query_map(
-            params![f.window_ms, f.station, f.parameter, f.from, f.to, f.limit],
+            params![
+                f.window_ms,
+                f.station,
+                f.parameter,
+                f.from,
+                f.to,
+                f.limit,
+                globs_param(&f.station_globs)
+            ],
             |x| {
                 Ok(StoredAggregate {
                     station: x.get(0)?,
@@ -293,25 +325,30 @@ impl Reader {
 
     /// Compliance events matching the filter, newest start first.
     pub fn events(&self, f: &EventFilter) -> Result<Vec<StoredEvent>, LedgerError> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare(&format!(
             "SELECT e.id, s.code, p.symbol, e.scope, e.start, e.end, e.last, e.band, e.peak_band, e.peak_ratio FROM events e \
              JOIN stations s ON s.id = e.station_id JOIN parameters p ON p.id = e.parameter_id \
-             WHERE (?1 IS NULL OR s.code = ?1) AND (?2 = 0 OR e.end IS NULL) ORDER BY e.start DESC LIMIT ?3",
+             WHERE (?1 IS NULL OR s.code = ?1) AND (?2 = 0 OR e.end IS NULL) AND {} ORDER BY e.start DESC LIMIT ?3",
+            in_globs("s.code", 4)
+        ))?;
+        let globs = globs_param(&f.station_globs);
+        let rows = st.query_map(
+            params![f.station, f.open_only as i64, f.limit, globs],
+            |x| {
+                Ok(StoredEvent {
+                    id: x.get(0)?,
+                    station: x.get(1)?,
+                    parameter: x.get(2)?,
+                    scope: x.get(3)?,
+                    start: x.get(4)?,
+                    end: x.get(5)?,
+                    last: x.get(6)?,
+                    band: x.get(7)?,
+                    peak_band: x.get(8)?,
+                    peak_ratio: x.get(9)?,
+                })
+            },
         )?;
-        let rows = st.query_map(params![f.station, f.open_only as i64, f.limit], |x| {
-            Ok(StoredEvent {
-                id: x.get(0)?,
-                station: x.get(1)?,
-                parameter: x.get(2)?,
-                scope: x.get(3)?,
-                start: x.get(4)?,
-                end: x.get(5)?,
-                last: x.get(6)?,
-                band: x.get(7)?,
-                peak_band: x.get(8)?,
-                peak_ratio: x.get(9)?,
-            })
-        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
