@@ -4,7 +4,7 @@
 //! plants' alerts), exports (another plant is refused with a sentence naming it; "all" is their plants), the monthly
 //! report and the event stream; a station outside the scope answers 403 with one sentence everywhere, also when it
 //! does not exist; an unscoped token sees everything. `/metrics` with `metrics_public = false` needs an unscoped
-//! token. In Chromium, the dashboard used with the one-plant token shows that plant alone in the overview, the map
+//! token. In Chromium, the dashboard of a user signed in with a one-plant scope shows that plant alone in the overview, the map
 //! and the alarm list, and nothing on another plant's page.
 
 mod support;
@@ -446,20 +446,53 @@ async fn the_stream_carries_only_the_callers_stations() {
     assert!(text.contains(&format!("station=\"{YP}\"")), "{text}");
 }
 
-/// Let the browser act as `token`'s holder. The dashboard keeps a pasted token in `localStorage`; when it moves to
-/// a login, this is the one place to change.
-async fn sign_in(browser: &Browser, base: &str, token: &str) {
-    browser.goto(&format!("{base}/healthz")).await;
+/// Sign the browser in as a user scoped to Tiên Sơn alone, made with `quantrac user add` beside the running daemon,
+/// through the dashboard's sign-in form.
+async fn sign_in_scoped_user(browser: &Browser, daemon: &Daemon) {
+    use std::io::Write as _;
+    let password = "lan-tien-son-2026";
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quantrac"))
+        .args(["user", "--config"])
+        .arg(daemon.dir.path().join("quantrac.toml"))
+        .args(["add", "lan", "--role", "auditor", "--stations", TS])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    browser.goto(&format!("{}/", daemon.http)).await;
+    browser
+        .wait_for(
+            "return location.hash === '#/login' && !document.getElementById('login').hidden && !!document.getElementById('login-form')",
+            Duration::from_secs(20),
+        )
+        .await;
     browser
         .eval(&format!(
-            "localStorage.setItem('quantrac.token', {}); return true;",
-            json!(token)
+            "document.getElementById('login-name').value = 'lan'; document.getElementById('login-password').value = {}; \
+             document.getElementById('login-submit').click(); return true;",
+            json!(password)
         ))
         .await;
+    let who = browser
+        .wait_for(
+            "const n = document.getElementById('who-name'); return n && n.textContent",
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(who, "lan");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dashboard_of_a_scoped_token_shows_its_plant_alone() {
+async fn the_dashboard_of_a_scoped_user_shows_its_plant_alone() {
     // A map with every plant placed (the tile server is absent: markers are drawn without tiles).
     let located = rest().replace("sim = {", "location = { lat = 21.1, lon = 106.0 }\nsim = {");
     let daemon = Daemon::start(
@@ -468,8 +501,8 @@ async fn the_dashboard_of_a_scoped_token_shows_its_plant_alone() {
     )
     .await;
     let browser = Browser::start().await;
-    sign_in(&browser, &daemon.http, ONE).await;
-    browser.goto(&format!("{}/", daemon.http)).await;
+    sign_in_scoped_user(&browser, &daemon).await;
+    browser.goto(&format!("{}/#/", daemon.http)).await;
     let shown = browser
         .wait_for(
             "const e = document.getElementById('error'); if (!e.hidden) return 'error: ' + e.textContent; \
@@ -538,4 +571,35 @@ async fn the_dashboard_of_a_scoped_token_shows_its_plant_alone() {
         .screenshot(&std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scopes-dashboard.png"))
         .await;
     assert_eq!(detail, json!({ "text": YP, "tables": 0 }));
+
+    // The same session (its cookie) from the page's own requests: the station list, another plant's export and
+    // report, and the event stream keep to Tiên Sơn.
+    let (from, to) = period();
+    browser
+        .eval(&format!(
+            "window.__scoped = null; (async () => {{ \
+               const st = async (u) => (await fetch(u)).status; \
+               const list = await (await fetch('/api/stations')).json(); \
+               window.__scoped = {{ stations: list.stations.map(s => s.id), \
+                 export: await st('/api/export?station={YP}&from={from}&to={to}'), \
+                 report: await st('/report?station={YP}'), own: await st('/report?station={TS}') }}; }})(); return true;"
+        ))
+        .await;
+    let seen = browser
+        .wait_for("return window.__scoped", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        seen,
+        json!({ "stations": [TS], "export": 403, "report": 403, "own": 200 })
+    );
+    let streamed = browser
+        .wait_for(
+            "if (!window.__streamed) { window.__streamed = new Set(); \
+               const es = new EventSource('/api/stream'); \
+               es.addEventListener('readings', e => JSON.parse(e.data).forEach(r => window.__streamed.add(r.station))); } \
+             return window.__streamed.size > 0 && [...window.__streamed]",
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(streamed, json!([TS]), "the stream of a scoped session");
 }
