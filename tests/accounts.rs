@@ -6,9 +6,7 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -22,32 +20,6 @@ const ADMIN_PASSWORD: &str = "Quan-tri-2026!";
 const LAN_PASSWORD: &str = "lan-van-hanh-01";
 const BINH_PASSWORD: &str = "binh-kiem-tra-77";
 const TS: &str = "BN_KCNTS_NUOC01";
-
-/// `quantrac user <args> --config <config>` with `stdin` on standard input: (exit code, stdout, stderr).
-fn user_cli(config: &Path, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quantrac"))
-        .arg("user")
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn write_config(dir: &Path, http: &str) -> std::path::PathBuf {
     let config = dir.join("quantrac.toml");
@@ -178,7 +150,7 @@ async fn sign_in_csrf_lockout_scopes_streams_and_the_cli_with_nothing_secret_in_
         "[http.accounts]\nmax_failed_logins = 3\nlockout = \"1h\"\n",
     );
     // The first admin, before the daemon has ever run: the CLI creates the ledger.
-    let (code, out, err) = user_cli(
+    let (code, out, err) = support::user_cli(
         &config,
         &["add", "chi", "--role", "admin"],
         &format!("{ADMIN_PASSWORD}\n"),
@@ -189,7 +161,7 @@ async fn sign_in_csrf_lockout_scopes_streams_and_the_cli_with_nothing_secret_in_
     let base = q.http();
     assert!(support::http_ready(&base, Duration::from_secs(60)).await);
     // A scoped operator, added while the daemon runs (it holds the writer lock).
-    let (code, out, err) = user_cli(
+    let (code, out, err) = support::user_cli(
         &config,
         &[
             "add",
@@ -301,11 +273,11 @@ async fn sign_in_csrf_lockout_scopes_streams_and_the_cli_with_nothing_secret_in_
         );
     }
     // The command line recovers the locked account; nothing secret is printed.
-    let (code, out, err) = user_cli(&config, &["reset", "binh"], "binh-mat-khau-moi\n");
+    let (code, out, err) = support::user_cli(&config, &["reset", "binh"], "binh-mat-khau-moi\n");
     assert_eq!(code, 0, "{out}{err}");
     assert!(!out.contains("binh-mat-khau-moi") && !err.contains("binh-mat-khau-moi"));
     assert_eq!(binh.login("binh", "binh-mat-khau-moi").await.0, 200);
-    let (_, list, _) = user_cli(&config, &["list"], "");
+    let (_, list, _) = support::user_cli(&config, &["list"], "");
     assert!(list.contains("binh\tauditor\tBN_KCNQV_*\tactive"), "{list}");
 
     // Disabling lan ends the session and the open stream at once (within the stream's 5 s check).
@@ -357,7 +329,7 @@ async fn sign_in_csrf_lockout_scopes_streams_and_the_cli_with_nothing_secret_in_
 async fn an_admin_signs_in_adds_and_disables_a_user_and_signs_out_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let (code, out, err) = user_cli(
+    let (code, out, err) = support::user_cli(
         &config,
         &["add", "chi", "--role", "admin"],
         &format!("{ADMIN_PASSWORD}\n"),
@@ -367,18 +339,8 @@ async fn an_admin_signs_in_adds_and_disables_a_user_and_signs_out_in_chromium() 
     let base = q.http();
     assert!(support::http_ready(&base, Duration::from_secs(60)).await);
     let browser = Browser::start().await;
-    browser.goto(&format!("{base}/")).await;
     // Nothing to see without signing in: the page shows the sign-in form.
-    browser
-        .wait_for("return location.hash === '#/login' && !document.getElementById('login').hidden && !!document.getElementById('login-form')", Duration::from_secs(20))
-        .await;
-    browser
-        .eval(&format!(
-            "document.getElementById('login-name').value = 'chi'; document.getElementById('login-password').value = {}; \
-             document.getElementById('login-submit').click(); return true;",
-            json!(ADMIN_PASSWORD)
-        ))
-        .await;
+    browser.sign_in(&base, "chi", ADMIN_PASSWORD).await;
     // Signed in: who and the role in the header, the plants, and the live stream on the cookie (no token in a URL).
     let who = browser
         .wait_for("const n = document.getElementById('who-name'); return n && document.querySelectorAll('.tile').length === 8 && [n.textContent, document.getElementById('who-role').textContent].join('|')", Duration::from_secs(30))
@@ -491,17 +453,17 @@ fn the_cli_refuses_bad_input_with_sentences() {
         ),
     ];
     for (args, stdin, want) in cases {
-        let (code, out, err) = user_cli(&config, args, stdin);
+        let (code, out, err) = support::user_cli(&config, args, stdin);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
-    let (code, _, _) = user_cli(
+    let (code, _, _) = support::user_cli(
         &config,
         &["add", "x", "--role", "viewer"],
         "long-enough-1\n",
     );
     assert_eq!(code, 0);
-    let (code, _, err) = user_cli(
+    let (code, _, err) = support::user_cli(
         &config,
         &["add", "x", "--role", "viewer"],
         "long-enough-1\n",
@@ -549,7 +511,7 @@ async fn behind_tls_the_session_cookie_is_secure() {
         dir.path().join("server.key").display()
     );
     let config = write_config(dir.path(), &tls);
-    let (code, out, err) = user_cli(
+    let (code, out, err) = support::user_cli(
         &config,
         &["add", "chi", "--role", "admin"],
         &format!("{ADMIN_PASSWORD}\n"),

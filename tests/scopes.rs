@@ -446,42 +446,18 @@ async fn the_stream_carries_only_the_callers_stations() {
     assert!(text.contains(&format!("station=\"{YP}\"")), "{text}");
 }
 
-/// Sign the browser in as a user scoped to Tiên Sơn alone, made with `quantrac user add` beside the running daemon,
-/// through the dashboard's sign-in form.
+/// Sign the browser in, through the dashboard's sign-in form, as a user scoped to Tiên Sơn alone, made with
+/// `quantrac user add` beside the running daemon.
 async fn sign_in_scoped_user(browser: &Browser, daemon: &Daemon) {
-    use std::io::Write as _;
     let password = "lan-tien-son-2026";
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_quantrac"))
-        .args(["user", "--config"])
-        .arg(daemon.dir.path().join("quantrac.toml"))
-        .args(["add", "lan", "--role", "auditor", "--stations", TS])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    browser.goto(&format!("{}/", daemon.http)).await;
-    browser
-        .wait_for(
-            "return location.hash === '#/login' && !document.getElementById('login').hidden && !!document.getElementById('login-form')",
-            Duration::from_secs(20),
-        )
-        .await;
-    browser
-        .eval(&format!(
-            "document.getElementById('login-name').value = 'lan'; document.getElementById('login-password').value = {}; \
-             document.getElementById('login-submit').click(); return true;",
-            json!(password)
-        ))
-        .await;
+    let config = daemon.dir.path().join("quantrac.toml");
+    let (code, out, err) = support::user_cli(
+        &config,
+        &["add", "lan", "--role", "auditor", "--stations", TS],
+        &format!("{password}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    browser.sign_in(&daemon.http, "lan", password).await;
     let who = browser
         .wait_for(
             "const n = document.getElementById('who-name'); return n && n.textContent",

@@ -93,6 +93,23 @@ impl Browser {
         .await
     }
 
+    /// Open the dashboard at `base` and sign in through its sign-in form (shown to a visitor without a session).
+    pub async fn sign_in(&self, base: &str, name: &str, password: &str) {
+        self.goto(&format!("{base}/")).await;
+        self.wait_for(
+            "return location.hash === '#/login' && !document.getElementById('login').hidden && !!document.getElementById('login-form')",
+            Duration::from_secs(20),
+        )
+        .await;
+        self.eval(&format!(
+            "document.getElementById('login-name').value = {}; document.getElementById('login-password').value = {}; \
+             document.getElementById('login-submit').click(); return true;",
+            json!(name),
+            json!(password)
+        ))
+        .await;
+    }
+
     /// Wait until `script` returns a truthy value, for at most `limit`.
     pub async fn wait_for(&self, script: &str, limit: Duration) -> Value {
         let deadline = std::time::Instant::now() + limit;
