@@ -340,7 +340,9 @@ async fn an_admin_signs_in_adds_and_disables_a_user_and_signs_out_in_chromium() 
     assert!(support::http_ready(&base, Duration::from_secs(60)).await);
     let browser = Browser::start().await;
     // Nothing to see without signing in: the page shows the sign-in form.
-    browser.sign_in(&base, "chi", ADMIN_PASSWORD).await;
+    browser
+        .sign_in(&format!("{base}/"), "chi", ADMIN_PASSWORD)
+        .await;
     // Signed in: who and the role in the header, the plants, and the live stream on the cookie (no token in a URL).
     let who = browser
         .wait_for("const n = document.getElementById('who-name'); return n && document.querySelectorAll('.tile').length === 8 && [n.textContent, document.getElementById('who-role').textContent].join('|')", Duration::from_secs(30))

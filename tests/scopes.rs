@@ -457,7 +457,10 @@ async fn sign_in_scoped_user(browser: &Browser, daemon: &Daemon) {
         &format!("{password}\n"),
     );
     assert_eq!(code, 0, "{out}{err}");
-    browser.sign_in(&daemon.http, "lan", password).await;
+    // Straight to the sign-in page, as from a bookmark.
+    browser
+        .sign_in(&format!("{}/#/login", daemon.http), "lan", password)
+        .await;
     let who = browser
         .wait_for(
             "const n = document.getElementById('who-name'); return n && n.textContent",

@@ -93,9 +93,10 @@ impl Browser {
         .await
     }
 
-    /// Open the dashboard at `base` and sign in through its sign-in form (shown to a visitor without a session).
-    pub async fn sign_in(&self, base: &str, name: &str, password: &str) {
-        self.goto(&format!("{base}/")).await;
+    /// Open the dashboard at `url` (its start page, or the sign-in page `#/login` itself) and sign in through its
+    /// sign-in form (shown to a visitor without a session).
+    pub async fn sign_in(&self, url: &str, name: &str, password: &str) {
+        self.goto(url).await;
         self.wait_for(
             "return location.hash === '#/login' && !document.getElementById('login').hidden && !!document.getElementById('login-form')",
             Duration::from_secs(20),

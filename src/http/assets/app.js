@@ -96,7 +96,8 @@ async function api(path) {
   await adoptStoredToken();
   const r = await fetch(path);
   if (r.status === 401) {
-    if (!/^#\/login/.test(location.hash)) location.hash = "#/login";
+    // Already on the sign-in page (a bookmark, a reload): no hash change will show it, so show it here.
+    if (/^#\/login/.test(location.hash)) route(); else location.hash = "#/login";
     throw new Error(at("needSignIn"));
   }
   if (!r.ok) throw new Error(`${path}: ${r.status} ${(await r.json().catch(() => ({}))).error || ""}`);
