@@ -326,7 +326,7 @@ async fn sign_in_csrf_lockout_scopes_streams_and_the_cli_with_nothing_secret_in_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_admin_signs_in_adds_and_disables_a_user_and_signs_out_in_chromium() {
+async fn in_chromium_an_admin_signs_in_adds_and_disables_a_user_is_refused_without_csrf_signs_out_and_is_locked_out() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let (code, out, err) = support::user_cli(
@@ -405,6 +405,19 @@ async fn an_admin_signs_in_adds_and_disables_a_user_and_signs_out_in_chromium() 
     );
     assert_eq!(mai.login("mai", "mai-xem-so-lieu").await.0, 401);
 
+    // CSRF from the page itself: the browser sends the cookie on its own, so a state-changing call without the
+    // session's X-CSRF-Token (what a forged form or script elsewhere would send) is refused; with it, it passes.
+    let posted = browser
+        .eval(&format!(
+            "const post = (h) => {{ const x = new XMLHttpRequest(); x.open('POST', '/api/stations/{TS}/note', false); \
+               x.setRequestHeader('content-type', 'application/json'); for (const k in h) x.setRequestHeader(k, h[k]); \
+               x.send(JSON.stringify({{ text: 'from the page' }})); return x.status; }}; \
+             const s = new XMLHttpRequest(); s.open('GET', '/api/session', false); s.send(); \
+             return [post({{}}), post({{ 'x-csrf-token': JSON.parse(s.responseText).csrf }})];"
+        ))
+        .await;
+    assert_eq!(posted, json!([403, 201]), "without and with the CSRF token");
+
     // Sign out: the page asks for a sign-in again, and the old session is gone.
     browser
         .eval("document.getElementById('sign-out').click(); return true;")
@@ -416,6 +429,39 @@ async fn an_admin_signs_in_adds_and_disables_a_user_and_signs_out_in_chromium() 
         .eval("const x = new XMLHttpRequest(); x.open('GET', '/api/session', false); x.send(); return JSON.parse(x.responseText).signed_in")
         .await;
     assert_eq!(me, false);
+
+    // Lockout through the form: after the allowed failures the right password is refused too, with the reason.
+    for _ in 0..5 {
+        browser
+            .eval("document.getElementById('login-name').value = 'chi'; document.getElementById('login-password').value = 'wrong-password'; \
+                   document.getElementById('login-error').hidden = true; document.getElementById('login-submit').click(); return true;")
+            .await;
+        browser
+            .wait_for(
+                "return !document.getElementById('login-error').hidden",
+                Duration::from_secs(20),
+            )
+            .await;
+    }
+    browser
+        .eval(&format!(
+            "document.getElementById('login-error').hidden = true; document.getElementById('login-password').value = {}; \
+             document.getElementById('login-submit').click(); return true;",
+            json!(ADMIN_PASSWORD)
+        ))
+        .await;
+    let refused = browser
+        .wait_for(
+            "const m = document.getElementById('login-error'); return !m.hidden && m.textContent",
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(refused.as_str().unwrap().contains("locked"), "{refused}");
+    assert_eq!(
+        browser.eval("return document.getElementById('who-name') === null || document.getElementById('who-name').textContent === ''").await,
+        true,
+        "not signed in"
+    );
 }
 
 #[test]
