@@ -365,7 +365,7 @@ impl Generator {
     }
 }
 
-/// Publish `messages` over [`PUBLISHERS`] connections (QoS 1) as fast as the broker takes them; returns when every
+/// Publish `messages` over [`PUBLISHERS`] connections (QoS 1, each topic on one connection) as fast as the broker takes them; returns when every
 /// publish is acked. Errors after `limit`.
 pub(super) async fn publish_all(
     port: u16,
@@ -373,9 +373,13 @@ pub(super) async fn publish_all(
     tag: &str,
     limit: Duration,
 ) -> Result<(), BoxError> {
+    // A station publishes over one connection, so its messages reach the broker (and quantrac) in order.
     let mut lanes: Vec<Vec<(String, Vec<u8>)>> = (0..PUBLISHERS).map(|_| Vec::new()).collect();
-    for (i, m) in messages.into_iter().enumerate() {
-        lanes[i % PUBLISHERS].push(m);
+    let mut lane_of = std::collections::HashMap::new();
+    for m in messages {
+        let next = lane_of.len() % PUBLISHERS;
+        let lane = *lane_of.entry(m.0.clone()).or_insert(next);
+        lanes[lane].push(m);
     }
     let mut tasks = tokio::task::JoinSet::new();
     for (i, lane) in lanes.into_iter().enumerate() {

@@ -144,6 +144,7 @@ pub(super) fn write_loop(
         // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
         if tick && quiet && since_trim >= TRIM_AFTER_READINGS {
             since_trim = 0;
+            ledger.release_memory();
             release_free_memory();
         }
         // Aggregates follow about once a second, off the commit path; during a backlog, less often (see DutyCycle).
@@ -339,7 +340,8 @@ fn publish_events(ledger: &mut Ledger, live: &broadcast::Sender<LiveEvent>) {
 const TRIM_AFTER_READINGS: usize = 50_000;
 
 /// Return the heap's free pages to the system (glibc keeps what a burst freed, in every thread's arena, and the
-/// resident size would stay at the burst's peak). Takes a few milliseconds; runs once per burst, when it is over.
+/// resident size would stay at the burst's peak). Takes a few milliseconds; runs once per burst, when it is over,
+/// after the ledger has emptied its page cache.
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
