@@ -660,6 +660,14 @@ impl Rig {
         Ok(want)
     }
 
+    /// Copy quantrac's log out of the run's folder (which is removed at the end); where it went.
+    pub fn keep_log(&self, tag: &str) -> PathBuf {
+        let to =
+            std::env::temp_dir().join(format!("quantrac-bench-{tag}-{}.log", std::process::id()));
+        let _ = std::fs::copy(self.dir.0.join("quantrac.log"), &to);
+        to
+    }
+
     /// Readings in quantrac's ledger (read beside the running daemon).
     pub fn ledger_count(&self) -> Result<i64, BoxError> {
         Ok(crate::ledger::Reader::open(&self.dir.0.join("e2e.db"))?.count_readings()?)
@@ -797,6 +805,9 @@ async fn run_daemon(opts: &Options, stream: Stream, exe: &Path) -> Result<Report
     let ledger = rig.ledger_count()?;
     let duplicates = rig.daemon.metric("quantrac_readings_duplicate_total").await;
     let (events, alerts) = event_and_alert_counts(&rig.dir.0.join("e2e.db"));
+    if ledger != want as i64 || vm_points != want {
+        println!("  (quantrac's log kept: {})", rig.keep_log("e2e").display());
+    }
     let Rig { daemon, .. } = rig;
     let stopped = daemon.stop();
     Ok(Report {

@@ -120,9 +120,27 @@ async fn soak(opts: &Options, exe: &Path) -> Result<(), BoxError> {
     let ledger = rig.ledger_count()?;
     let log = std::fs::read_to_string(rig.dir.0.join("quantrac.log")).unwrap_or_default();
     let (warns, errs) = (
-        log.lines().filter(|l| l.contains("WARN")).count(),
+        log.lines()
+            .filter(|l| l.contains("WARN") && !l.contains("Mandatory parameters"))
+            .count(),
         log.lines().filter(|l| l.contains("ERROR")).count(),
     );
+    // What went wrong, in quantrac's words (start-up warnings about the bench stations' parameters left out).
+    for line in log
+        .lines()
+        .filter(|l| {
+            l.contains("ERROR") || (l.contains("WARN") && !l.contains("Mandatory parameters"))
+        })
+        .take(5)
+    {
+        println!("  log: {line}");
+    }
+    if warns + errs > 0 || in_vm.as_ref().map_or(true, |n| *n != want) || ledger != want as i64 {
+        println!(
+            "  (quantrac's log kept: {})",
+            rig.keep_log("soak").display()
+        );
+    }
     let (slope_all, slope_late) = (slope(&samples), slope(&samples[samples.len() / 2..]));
     println!(
         "published {want} readings in {publish_secs:.0} s ({:.0}/s), {} acked; quantrac CPU {:.2} µs/reading \
@@ -140,7 +158,8 @@ async fn soak(opts: &Options, exe: &Path) -> Result<(), BoxError> {
         samples.iter().map(|s| s.1).fold(0.0, f64::max)
     );
     println!(
-        "errors: {} publisher connection errors; quantrac log: {warns} WARN, {errs} ERROR lines",
+        "errors: {} publisher connection errors; quantrac log: {warns} WARN (besides the start-up notes on the bench \
+         stations' parameters), {errs} ERROR lines",
         errors.load(std::sync::atomic::Ordering::Relaxed)
     );
     match in_vm {
