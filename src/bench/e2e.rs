@@ -345,8 +345,8 @@ impl Generator {
     /// The value of reading `k` of series `series` under `limit`.
     fn value(&self, limit: Option<LimitBound>, k: usize, series: usize) -> f64 {
         let over = match self.stream {
-            Stream::Realistic => (k * 10 + series * 7) % 50 == 0,
-            Stream::Harsh => (k / 3 + series) % 2 == 0,
+            Stream::Realistic => (k * 10 + series * 7).is_multiple_of(50),
+            Stream::Harsh => (k / 3 + series).is_multiple_of(2),
         };
         // A day's swing every 2,000 messages of a station (realistic) or a flat level (harsh), and a little noise.
         let phase = (k % 2000) as f64 / 2000.0;
@@ -938,7 +938,7 @@ async fn bare_vm_loop(vm: &Victoria, g: &Generator, points: usize) -> Result<(f6
             40.0 + (i % 89) as f64,
             (40.0 + (i % 89) as f64) / 150.0
         ));
-        if (i + 1) % 5000 == 0 || i + 1 == points {
+        if (i + 1).is_multiple_of(5000) || i + 1 == points {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             std::io::Write::write_all(&mut enc, text.as_bytes())?;
             bodies.push(enc.finish()?);
