@@ -138,7 +138,35 @@ enum Command {
         /// Seconds measured per run (`modbus`).
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+        #[command(flatten)]
+        e2e: E2eArgs,
     },
+}
+
+/// Options of `bench e2e` and `bench soak`.
+#[derive(Args)]
+struct E2eArgs {
+    /// `e2e`: bursts published into one daemon (each of --readings, default 500,000).
+    #[arg(long, default_value_t = 1)]
+    bursts: usize,
+    /// `e2e`, `soak`: publishing stations.
+    #[arg(long, default_value_t = 50)]
+    stations: usize,
+    /// `e2e`, `soak`: another quantrac binary, run the same way after this one.
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// `e2e`: only this stream (default both).
+    #[arg(long, value_parser = ["realistic", "harsh"])]
+    stream: Option<String>,
+    /// `e2e`: seconds idle after the last burst before the last RSS sample.
+    #[arg(long, default_value_t = 30)]
+    idle: u64,
+    /// `soak`: minutes of sustained publishing.
+    #[arg(long, default_value_t = 30)]
+    minutes: u64,
+    /// `soak`: readings per second.
+    #[arg(long, default_value_t = 2000)]
+    rate: u64,
 }
 
 /// `quantrac report`.
@@ -282,6 +310,13 @@ enum Bench {
     Alerts,
     /// Re-deriving compliance events for a 6 h backlog of 100 stations x 10 parameters arriving newest first.
     Backlog,
+    /// The whole daemon: publishers -> Mosquitto -> `quantrac run` -> VictoriaMetrics, realistic and harsh streams
+    /// (--readings per burst, default 500,000; --bursts, --stations, --compare, --stream, --idle): readings/s end to
+    /// end, CPU per reading by thread, RSS; mosquitto_sub and a bare VictoriaMetrics loop as bounds.
+    E2e,
+    /// Sustained publishing into `quantrac run` (--minutes, --rate, --stations, --compare): RSS every 10 s and its
+    /// slope, errors, and every reading in the ledger and VictoriaMetrics at the end.
+    Soak,
 }
 
 fn main() -> ExitCode {
@@ -330,7 +365,8 @@ fn main() -> ExitCode {
             readings,
             url,
             seconds,
-        } => bench(what, readings, url, seconds),
+            e2e,
+        } => bench(what, readings, url, seconds, e2e),
     }
 }
 
@@ -677,9 +713,33 @@ fn new_token(role: &str, name: &str) -> ExitCode {
 }
 
 /// `quantrac bench …`: run one measurement and print its numbers.
-fn bench(what: Bench, readings: Option<usize>, url: Option<String>, seconds: u64) -> ExitCode {
+fn bench(
+    what: Bench,
+    readings: Option<usize>,
+    url: Option<String>,
+    seconds: u64,
+    e2e: E2eArgs,
+) -> ExitCode {
     use quantrac::bench;
     let api_readings = readings.unwrap_or(bench::api::FULL);
+    let e2e_options = bench::e2e::Options {
+        readings: readings.unwrap_or(500_000),
+        bursts: e2e.bursts.max(1),
+        stations: e2e.stations.max(1),
+        compare: e2e.compare.clone(),
+        streams: match e2e.stream.as_deref() {
+            Some("realistic") => vec![bench::e2e::Stream::Realistic],
+            Some(_) => vec![bench::e2e::Stream::Harsh],
+            None => vec![bench::e2e::Stream::Realistic, bench::e2e::Stream::Harsh],
+        },
+        idle: std::time::Duration::from_secs(e2e.idle),
+    };
+    let soak_options = bench::soak::Options {
+        minutes: e2e.minutes,
+        rate: e2e.rate.max(10),
+        stations: e2e.stations.max(1),
+        compare: e2e.compare,
+    };
     let readings = readings.unwrap_or(200_000);
     runtime().block_on(async {
         let result = match what {
@@ -698,6 +758,12 @@ fn bench(what: Bench, readings: Option<usize>, url: Option<String>, seconds: u64
             Bench::Export => bench::export::run().await,
             Bench::Alerts => bench::alerts::run(readings.min(1000)).await,
             Bench::Backlog => bench::backlog::run().await,
+            Bench::E2e => bench::e2e::run(e2e_options)
+                .await
+                .map_err(|e| e.to_string().into()),
+            Bench::Soak => bench::soak::run(soak_options)
+                .await
+                .map_err(|e| e.to_string().into()),
             Bench::Tt10Send => {
                 bench::tt10_send::run_bench(readings.min(2000), seconds.max(60)).await
             }

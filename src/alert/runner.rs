@@ -274,12 +274,23 @@ impl Runner {
     }
 
     fn observe_reading(&mut self, r: ReadingObs<'_>, now: i64) {
-        self.last_seen.insert(r.station.to_string(), now);
+        // Updated in place where the key exists: a burst passes here once per reading.
+        match self.last_seen.get_mut(r.station) {
+            Some(t) => *t = now,
+            None => {
+                self.last_seen.insert(r.station.to_string(), now);
+            }
+        }
         let silent = AlertKey::new(r.station, "", Kind::Silent);
         self.observe_now(silent, now, false, Detail::default());
         let series = (r.station.to_string(), r.parameter.to_string());
-        self.limits
-            .insert(series.clone(), (r.limit.0, r.limit.1, r.unit.to_string()));
+        match self.limits.get_mut(&series) {
+            Some(l) if l.2 == r.unit => (l.0, l.1) = (r.limit.0, r.limit.1),
+            _ => {
+                self.limits
+                    .insert(series.clone(), (r.limit.0, r.limit.1, r.unit.to_string()));
+            }
+        }
         // Older than what the series already told its keys: their history is re-derived in observation order.
         let newest = self.series_newest(&series);
         if newest.is_some_and(|n| r.ts < n) {
@@ -289,7 +300,12 @@ impl Runner {
             }
             return;
         }
-        self.series_clock.insert(series.clone(), r.ts);
+        match self.series_clock.get_mut(&series) {
+            Some(t) => *t = r.ts,
+            None => {
+                self.series_clock.insert(series.clone(), r.ts);
+            }
+        }
         self.unsaved_series.insert(series, r.ts);
         for (kind, bad, detail) in observe::reading(&self.ctx, &r) {
             let key = AlertKey::new(r.station, r.parameter, kind);

@@ -44,6 +44,29 @@ pub async fn run(total: usize) -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     }
+    // The writer's page cache: the size it had (64 MiB) and today's, on a ledger larger than both.
+    let big = total * 10;
+    for kib in [65_536, crate::ledger::WRITER_CACHE_KIB] {
+        let path = dir.join(format!("bench-cache-{kib}.db"));
+        let run =
+            run_once_cached(&path, Synchronous::Normal, stations, 1000, big, Some(kib)).await?;
+        println!(
+            "{:<10} {:>8} {:>14.0} {:>12.2} {:>8}   writer {:.3}+{:.3}, processor {:.3}+{:.3}; page cache {} MiB, {big} readings \
+             ({} MiB ledger)",
+            "normal",
+            1000,
+            big as f64 / run.secs,
+            run.secs,
+            run.commits,
+            run.writer.run,
+            run.writer.wait,
+            run.workers.run,
+            run.workers.wait,
+            kib / 1024,
+            std::fs::metadata(&path).map(|m| m.len() >> 20).unwrap_or(0)
+        );
+        let _ = std::fs::remove_file(&path);
+    }
     let secs = sqlite_insert_floor(&dir.join("bench-sqlite.db"), total, stations)?.as_secs_f64();
     println!(
         "{:<10} {:>8} {:>14.0} {:>12.2}   SQLite alone: the same rows copied from a table in memory in one transaction",
@@ -72,6 +95,18 @@ async fn run_once(
     batch: usize,
     total: usize,
 ) -> Result<Run, Box<dyn std::error::Error>> {
+    run_once_cached(path, sync, stations, batch, total, None).await
+}
+
+/// [`run_once`] with the writer's page cache set to `cache_kib` (default: the ledger's own).
+async fn run_once_cached(
+    path: &Path,
+    sync: Synchronous,
+    stations: usize,
+    batch: usize,
+    total: usize,
+    cache_kib: Option<i64>,
+) -> Result<Run, Box<dyn std::error::Error>> {
     let _ = std::fs::remove_file(path);
     let mut config = Config::from_str(
         &bench_config(stations),
@@ -82,6 +117,9 @@ async fn run_once(
     config.future_skew = std::time::Duration::from_secs(365 * 86400);
     let limits = resolve_limits(&config)?;
     let ledger = Ledger::open(path, sync)?;
+    if let Some(kib) = cache_kib {
+        ledger.set_cache_kib(kib)?;
+    }
     let metrics = Arc::new(Metrics::default());
     let pipeline = Pipeline::start(&config, limits, ledger, metrics.clone());
     let ingest = pipeline.ingest();

@@ -12,6 +12,8 @@
 //! - [`alerts`]: latency from a reading's commit to its notification at a local webhook.
 //! - [`modbus`]: polling simulated stations against a bare tokio-modbus loop; [`modbus_sim`] is the simulator child.
 //! - [`mqtt`]: readings/s committed from Mosquitto beside `mosquitto_sub`.
+//! - [`e2e`]: the whole daemon (`quantrac run` as a child) from Mosquitto to VictoriaMetrics: readings/s, CPU per
+//!   reading by thread, RSS; [`soak`]: the same at a sustained rate for minutes, RSS over time.
 //! - [`export`]: one year of data exported as CSV, JSON, TT10 and `all`: time and peak memory.
 //! - [`backlog`]: re-deriving compliance events for a 6 h backlog of 1,000 series arriving newest first.
 //! - [`compliance`]: evaluation cost per reading and hourly aggregation of a year (an ignored test prints them).
@@ -22,6 +24,7 @@ pub mod alerts;
 pub mod api;
 pub mod backlog;
 pub mod compliance;
+pub mod e2e;
 pub mod export;
 pub mod http;
 pub mod influx;
@@ -29,6 +32,7 @@ pub mod ledger;
 pub mod modbus;
 pub mod modbus_sim;
 pub mod mqtt;
+pub mod soak;
 pub mod sse;
 pub mod support;
 pub mod tt10_send;

@@ -172,20 +172,23 @@ fn since(
 }
 
 /// A Mosquitto of its own, stopped when dropped.
-struct Broker(Child);
+pub(super) struct Broker(pub(super) Child);
 
 impl Broker {
-    /// Start Mosquitto on a free loopback port with `max_inflight_messages` = `inflight`, its config in `dir`; once it
-    /// accepts connections, the broker and its port.
-    async fn start(dir: &Path, inflight: u32) -> Result<(Broker, u16), BoxError> {
+    /// Start Mosquitto on a free loopback port with `max_inflight_messages` = `inflight` (`None`: Mosquitto's default,
+    /// 20), its config in `dir`; once it accepts connections, the broker and its port.
+    pub(super) async fn start(
+        dir: &Path,
+        inflight: Option<u32>,
+    ) -> Result<(Broker, u16), Box<dyn std::error::Error + Send + Sync>> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         std::fs::write(
             dir.join("mosquitto.conf"),
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\nmax_inflight_messages {inflight}\n\
-                 max_queued_messages 0\nlog_dest none\n"
+                "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n{}max_queued_messages 0\nlog_dest none\n",
+                inflight.map(|n| format!("max_inflight_messages {n}\n")).unwrap_or_default()
             ),
         )?;
         let broker = Broker(
@@ -236,11 +239,15 @@ async fn once(messages: usize, inflight: u32) -> Result<Rates, BoxError> {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let (broker, port) = Broker::start(&dir, inflight).await?;
+    let (broker, port) = Broker::start(&dir, Some(inflight))
+        .await
+        .map_err(|e| e.to_string())?;
     let config = bench_config(&dir, port)?;
     let sub_id = config.mqtt.brokers[0].client_id.clone();
     // 1. Persistent sessions for both subscribers.
-    prime_session(port, &sub_id).await?;
+    prime_session(port, &sub_id, FILTER)
+        .await
+        .map_err(|e| e.to_string())?;
     let ok = mosquitto_sub(port).arg("-E").status()?.success();
     if !ok {
         return Err("mosquitto_sub could not subscribe".into());
@@ -326,12 +333,17 @@ fn bench_config(dir: &Path, port: u16) -> Result<Config, BoxError> {
     Ok(config)
 }
 
-/// Connect with the subscriber's client id, subscribe, wait for the SubAck and leave: the broker keeps the session.
-async fn prime_session(port: u16, id: &str) -> Result<(), BoxError> {
+/// Connect with the subscriber's client id, subscribe to `filter`, wait for the SubAck and leave: the broker keeps the
+/// session.
+pub(super) async fn prime_session(
+    port: u16,
+    id: &str,
+    filter: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_clean_session(false);
     let (client, mut eventloop) = AsyncClient::new(o, 10);
-    client.subscribe(FILTER, QoS::AtLeastOnce).await?;
+    client.subscribe(filter, QoS::AtLeastOnce).await?;
     tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await? {

@@ -24,19 +24,58 @@ pub struct SinkContext<C> {
     pub shutdown: CancellationToken,
 }
 
-/// Forward to one InfluxDB target until stopped; an error stops only this target (the data stays in the ledger).
+/// Forward to one InfluxDB target until stopped. An error (a ledger busy for longer than its timeout on a loaded
+/// machine, say) stops this target only, and it starts again after a pause: the data waits in the ledger.
 pub async fn run_influx(ctx: SinkContext<Influx>) {
     let name = ctx.config.name.clone();
-    if let Err(e) = influx::run(ctx.config, ctx.ledger, ctx.health, ctx.shutdown).await {
-        tracing::error!(target = %name, error = %e, "InfluxDB forwarder stopped on an error; data stays in the ledger.");
+    let mut pause = RESTART_PAUSE;
+    loop {
+        let r = influx::run(
+            ctx.config.clone(),
+            ctx.ledger.clone(),
+            ctx.health.clone(),
+            ctx.shutdown.clone(),
+        )
+        .await;
+        let Err(e) = r else { return };
+        tracing::error!(target = %name, error = %e, restart_in_s = pause.as_secs(), "InfluxDB forwarder stopped on an error; data stays in the ledger, it starts again.");
+        if !pause_or_stop(&ctx.shutdown, &mut pause).await {
+            return;
+        }
     }
 }
 
-/// Send Circular 10 files to one target until stopped; an error stops only this target (the data stays in the
-/// ledger).
+/// Send Circular 10 files to one target until stopped. An error stops this target only, and it starts again after a
+/// pause: the data waits in the ledger.
 pub async fn run_tt10(ctx: SinkContext<Target>) {
     let name = ctx.config.name.clone();
-    if let Err(e) = tt10::run(ctx.config, ctx.ledger, ctx.health, ctx.shutdown).await {
-        tracing::error!(target = %name, error = %e, "Circular 10 transmission stopped on an error; data stays in the ledger.");
+    let mut pause = RESTART_PAUSE;
+    loop {
+        let r = tt10::run(
+            ctx.config.clone(),
+            ctx.ledger.clone(),
+            ctx.health.clone(),
+            ctx.shutdown.clone(),
+        )
+        .await;
+        let Err(e) = r else { return };
+        tracing::error!(target = %name, error = %e, restart_in_s = pause.as_secs(), "Circular 10 transmission stopped on an error; data stays in the ledger, it starts again.");
+        if !pause_or_stop(&ctx.shutdown, &mut pause).await {
+            return;
+        }
+    }
+}
+
+/// First pause before a stopped sink starts again; it doubles up to [`MAX_RESTART_PAUSE`].
+const RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+const MAX_RESTART_PAUSE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Wait `pause` (and double it for next time); false when stopped meanwhile.
+async fn pause_or_stop(shutdown: &CancellationToken, pause: &mut std::time::Duration) -> bool {
+    let wait = *pause;
+    *pause = (*pause * 2).min(MAX_RESTART_PAUSE);
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
     }
 }

@@ -170,6 +170,10 @@ impl RetentionReport {
     }
 }
 
+/// The writer connection's page cache in KiB. 64 MiB until December 2026; `quantrac bench ledger` measures the
+/// writer at both sizes on a ledger larger than either (README "Performance").
+pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
+
 /// The writing side of the ledger. One per database file.
 pub struct Ledger {
     conn: Connection,
@@ -217,9 +221,10 @@ impl Ledger {
         // same transaction as the readings that use them, and enforcement costs two parent lookups per insert
         // (about 12 % of commit throughput).
         conn.pragma_update(None, "foreign_keys", "OFF")?;
-        // The writer touches the tail of the readings table and scattered leaves of the key index on every commit:
-        // keep them cached (64 MiB) instead of re-reading pages from the OS on each insert.
-        conn.pragma_update(None, "cache_size", -65_536)?;
+        // The writer touches the tail of the readings table and one tail page of the key index per station on every
+        // commit, and the aggregates re-read the recent hours: keep those cached instead of re-reading pages from the
+        // OS. The cache counts in the daemon's resident size once a burst has filled it (see `WRITER_CACHE_KIB`).
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.set_prepared_statement_cache_capacity(64);
         schema::migrate(&mut conn, path)?;
         let events = events::load_open(&conn)?;
@@ -251,6 +256,17 @@ impl Ledger {
                 .pragma_update(None, "wal_autocheckpoint", checkpointer::SAFETY_NET_PAGES)?;
         }
         Ok(())
+    }
+
+    /// Empty the writer's page cache (after a burst; the next commits read their few pages back from the OS's file
+    /// cache). Errors are ignored: the cache is only memory.
+    pub fn release_memory(&self) {
+        let _ = self.conn.execute_batch("PRAGMA shrink_memory");
+    }
+
+    /// Change the writer's page cache (KiB); what `bench ledger` compares.
+    pub fn set_cache_kib(&self, kib: i64) -> Result<(), LedgerError> {
+        Ok(self.conn.pragma_update(None, "cache_size", -kib)?)
     }
 
     fn mark_written(&self) {

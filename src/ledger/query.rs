@@ -194,6 +194,15 @@ impl Reader {
             .query_row("SELECT COUNT(*) FROM readings", [], |r| r.get(0))?)
     }
 
+    /// How many compliance events and alerts the ledger holds (what `bench e2e` prints beside its counts).
+    pub fn count_events_and_alerts(&self) -> Result<(i64, i64), LedgerError> {
+        Ok(self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM events), (SELECT COUNT(*) FROM alerts)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
     /// Every stored event as (station id, parameter id, scope, start, end, last, peak band), in that order: what
     /// two ledgers that received the same readings must agree on.
     pub fn event_outlines(&self) -> Result<Vec<EventOutline>, LedgerError> {

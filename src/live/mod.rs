@@ -20,6 +20,29 @@ use crate::model::{Status, Timestamp};
 use crate::pipeline::LiveEvent;
 pub use transmission::{OnTime, Transmissions};
 
+impl ParamLive {
+    /// A parameter not seen yet: no value (ts 0), no window figures.
+    fn new(parameter: &str) -> ParamLive {
+        ParamLive {
+            parameter: parameter.to_string(),
+            ts: 0,
+            value: 0.0,
+            unit: String::new(),
+            status: "",
+            band: String::new(),
+            limit_low: None,
+            limit_high: None,
+            ratio: None,
+            hour_start: None,
+            hour_mean: None,
+            hour_band: None,
+            hour_completeness: None,
+            day_completeness: None,
+            day_start: None,
+        }
+    }
+}
+
 /// A plant's state, worst first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,44 +196,36 @@ impl LiveState {
                     st.transmissions.count(r.ts.millis(), !late, now);
                     let (low, high) =
                         crate::compliance::LimitBound::bounds(c.evaluated.assessment.limit);
-                    let idx = st
+                    let idx = match st
                         .parameters
                         .iter()
-                        .position(|p| p.parameter == r.parameter.as_str());
-                    if let Some(p) = idx.map(|i| &st.parameters[i]) {
-                        if p.ts > r.ts.millis() {
-                            continue; // a late reading does not replace a newer value
+                        .position(|p| p.parameter == r.parameter.as_str())
+                    {
+                        Some(i) => i,
+                        None => {
+                            st.parameters.push(ParamLive::new(r.parameter.as_str()));
+                            st.parameters.len() - 1
                         }
+                    };
+                    // Updated in place: a burst passes here once per reading, so no clone and no new strings
+                    // unless the unit or band changed.
+                    let pl = &mut st.parameters[idx];
+                    if pl.ts > r.ts.millis() {
+                        continue; // a late reading does not replace a newer value
                     }
-                    let mut pl = idx.map(|i| st.parameters[i].clone()).unwrap_or(ParamLive {
-                        parameter: r.parameter.to_string(),
-                        ts: 0,
-                        value: 0.0,
-                        unit: String::new(),
-                        status: "",
-                        band: String::new(),
-                        limit_low: None,
-                        limit_high: None,
-                        ratio: None,
-                        hour_start: None,
-                        hour_mean: None,
-                        hour_band: None,
-                        hour_completeness: None,
-                        day_completeness: None,
-                        day_start: None,
-                    });
                     pl.ts = r.ts.millis();
                     pl.value = r.value;
-                    pl.unit = r.unit.to_string();
+                    if pl.unit != r.unit.as_str() {
+                        pl.unit = r.unit.to_string();
+                    }
                     pl.status = r.status.as_str();
-                    pl.band = c.evaluated.assessment.band.as_str().to_string();
+                    let band = c.evaluated.assessment.band.as_str();
+                    if pl.band != band {
+                        pl.band = band.to_string();
+                    }
                     pl.limit_low = low;
                     pl.limit_high = high;
                     pl.ratio = c.evaluated.assessment.ratio;
-                    match idx {
-                        Some(i) => st.parameters[i] = pl,
-                        None => st.parameters.push(pl),
-                    }
                     st.last_reading = st.last_reading.max(Some(r.ts.millis()));
                 }
             }

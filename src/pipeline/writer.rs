@@ -108,6 +108,7 @@ pub(super) fn write_loop(
 ) {
     let mut last_retention: Option<Instant> = None;
     let mut refresh_duty = DutyCycle::default();
+    let mut since_trim = 0usize;
     if let Err(e) = ledger.checkpoint_in_background() {
         warn!(error = %e, "Background WAL checkpoints unavailable; the writer checkpoints itself.");
     }
@@ -135,8 +136,16 @@ pub(super) fn write_loop(
                 next = rx.try_recv().ok();
             }
         }
-        if !group.parts.is_empty() {
+        let quiet = group.parts.is_empty();
+        if !quiet {
+            since_trim += group.readings.len();
             commit(&mut ledger, group, &metrics, &live);
+        }
+        // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
+        if tick && quiet && since_trim >= TRIM_AFTER_READINGS {
+            since_trim = 0;
+            ledger.release_memory();
+            release_free_memory();
         }
         // Aggregates follow about once a second, off the commit path; during a backlog, less often (see DutyCycle).
         if tick && refresh_duty.due() {
@@ -324,6 +333,27 @@ fn publish_events(ledger: &mut Ledger, live: &broadcast::Sender<LiveEvent>) {
     let changes = ledger.take_event_changes();
     if !changes.is_empty() {
         let _ = live.send(LiveEvent::Events(Arc::new(changes)));
+    }
+}
+
+/// Readings committed since the last trim before a quiet second trims the heap.
+const TRIM_AFTER_READINGS: usize = 50_000;
+
+/// Return the heap's free pages to the system (glibc keeps what a burst freed, in every thread's arena, and the
+/// resident size would stay at the burst's peak). Takes a few milliseconds; runs once per burst, when it is over,
+/// after the ledger has emptied its page cache.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let started = Instant::now();
+        // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it has no preconditions.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        debug!(
+            micros = started.elapsed().as_micros() as u64,
+            "Heap trimmed after a burst."
+        );
     }
 }
 
