@@ -326,7 +326,8 @@ async fn sign_in_csrf_lockout_scopes_streams_and_the_cli_with_nothing_secret_in_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_chromium_an_admin_signs_in_adds_and_disables_a_user_is_refused_without_csrf_signs_out_and_is_locked_out() {
+async fn in_chromium_an_admin_signs_in_adds_and_disables_a_user_is_refused_without_csrf_signs_out_and_is_locked_out(
+) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
     let (code, out, err) = support::user_cli(

@@ -115,6 +115,8 @@ pub fn start_hub(
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = rx.recv() => match r {
+                    // No dashboard is open: nothing to serialise (it was most of the hub's cost under load).
+                    Ok(_) if out.receiver_count() == 0 => continue,
                     Ok(ev) => to_message(&ev),
                     Err(RecvError::Lagged(n)) => Arc::new(Prepared::plain("lagged", n.to_string())),
                     Err(RecvError::Closed) => return,
