@@ -122,10 +122,11 @@ impl Store {
         &mut self,
         rs: &[Rederivation<'_>],
     ) -> Result<Vec<Option<Rederived>>, LedgerError> {
-        let mut plans = Vec::with_capacity(rs.len());
-        for r in rs {
-            plans.push(self.plan(r)?);
-        }
+        // Planning only reads: one read transaction for all of it.
+        self.ledger.begin_read()?;
+        let plans: Result<Vec<_>, _> = rs.iter().map(|r| self.plan(r)).collect();
+        self.ledger.end_read()?;
+        let plans = plans?;
         let tx = self.ledger.transaction()?;
         let mut out = Vec::with_capacity(rs.len());
         let mut catch_ups = StagedCatchUps::new(&self.catch_ups);

@@ -318,6 +318,18 @@ impl AlertStore {
         Ok(())
     }
 
+    /// Begin a read transaction: the queries until [`AlertStore::end_read`] share one snapshot and one WAL read
+    /// lock instead of taking and dropping one per statement (most of a short query's cost). It does not hold up
+    /// the ledger's writer. Only reads belong in it.
+    pub fn begin_read(&self) -> Result<(), LedgerError> {
+        Ok(self.conn.execute_batch("BEGIN")?)
+    }
+
+    /// End the read transaction [`AlertStore::begin_read`] began (nothing was written: nothing can be lost).
+    pub fn end_read(&self) -> Result<(), LedgerError> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
+
     /// Start a write transaction (IMMEDIATE: it reads before it writes; see `Ledger::commit`).
     pub fn transaction(&mut self) -> Result<AlertTx<'_>, LedgerError> {
         Ok(AlertTx {
