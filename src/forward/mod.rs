@@ -28,38 +28,44 @@ pub struct SinkContext<C> {
 /// machine, say) stops this target only, and it starts again after a pause: the data waits in the ledger.
 pub async fn run_influx(ctx: SinkContext<Influx>) {
     let name = ctx.config.name.clone();
-    let mut pause = RESTART_PAUSE;
-    loop {
-        let r = influx::run(
-            ctx.config.clone(),
-            ctx.ledger.clone(),
-            ctx.health.clone(),
-            ctx.shutdown.clone(),
+    keep_running(&ctx, "InfluxDB forwarder", &name, |c| {
+        influx::run(
+            c.config.clone(),
+            c.ledger.clone(),
+            c.health.clone(),
+            c.shutdown.clone(),
         )
-        .await;
-        let Err(e) = r else { return };
-        tracing::error!(target = %name, error = %e, restart_in_s = pause.as_secs(), "InfluxDB forwarder stopped on an error; data stays in the ledger, it starts again.");
-        if !pause_or_stop(&ctx.shutdown, &mut pause).await {
-            return;
-        }
-    }
+    })
+    .await
 }
 
 /// Send Circular 10 files to one target until stopped. An error stops this target only, and it starts again after a
 /// pause: the data waits in the ledger.
 pub async fn run_tt10(ctx: SinkContext<Target>) {
     let name = ctx.config.name.clone();
+    keep_running(&ctx, "Circular 10 transmission", &name, |c| {
+        tt10::run(
+            c.config.clone(),
+            c.ledger.clone(),
+            c.health.clone(),
+            c.shutdown.clone(),
+        )
+    })
+    .await
+}
+
+/// Run a sink until it ends without an error or shutdown; after an error, log it and start the sink again after a
+/// pause that doubles each time.
+async fn keep_running<C, F, Fut, E>(ctx: &SinkContext<C>, what: &str, name: &str, run: F)
+where
+    F: Fn(&SinkContext<C>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut pause = RESTART_PAUSE;
     loop {
-        let r = tt10::run(
-            ctx.config.clone(),
-            ctx.ledger.clone(),
-            ctx.health.clone(),
-            ctx.shutdown.clone(),
-        )
-        .await;
-        let Err(e) = r else { return };
-        tracing::error!(target = %name, error = %e, restart_in_s = pause.as_secs(), "Circular 10 transmission stopped on an error; data stays in the ledger, it starts again.");
+        let Err(e) = run(ctx).await else { return };
+        tracing::error!(target = %name, error = %e, restart_in_s = pause.as_secs(), "{what} stopped on an error; data stays in the ledger, it starts again.");
         if !pause_or_stop(&ctx.shutdown, &mut pause).await {
             return;
         }
