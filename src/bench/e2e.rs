@@ -27,7 +27,7 @@ use crate::model::{Reading, Status, Timestamp};
 use crate::source::mqtt::payload;
 
 use super::mqtt::{prime_session, Broker};
-use super::support::{thread_times, ThreadTime};
+use super::support::{since, thread_times, ThreadTime};
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -833,23 +833,6 @@ fn event_and_alert_counts(path: &Path) -> (f64, f64) {
     };
     let (e, a) = r.count_events_and_alerts().unwrap_or((-1, -1));
     (e as f64, a as f64)
-}
-
-/// Each thread's time in `now` minus its time in `before`.
-pub(super) fn since(
-    before: &BTreeMap<String, ThreadTime>,
-    now: BTreeMap<String, ThreadTime>,
-) -> BTreeMap<String, ThreadTime> {
-    now.into_iter()
-        .map(|(k, t)| {
-            let t0 = before.get(&k).copied().unwrap_or_default();
-            let d = ThreadTime {
-                run: t.run - t0.run,
-                wait: t.wait - t0.wait,
-            };
-            (k, d)
-        })
-        .collect()
 }
 
 /// The bounds, in the same invocation: `mosquitto_sub` receiving the stream live from the same publishers, and a

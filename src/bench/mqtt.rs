@@ -27,7 +27,7 @@ use crate::sim::StationSim;
 use crate::source::mqtt::payload;
 use crate::source::mqtt::subscriber::{run as subscribe, Subscriber};
 
-use super::support::{thread_times, ThreadTime};
+use super::support::{since, thread_times, ThreadTime};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -152,23 +152,6 @@ impl std::fmt::Display for Drain {
             self.readings as f64 / self.commits.max(1) as f64
         )
     }
-}
-
-/// Each thread's time in `now` minus its time in `before`.
-fn since(
-    before: &BTreeMap<String, ThreadTime>,
-    now: BTreeMap<String, ThreadTime>,
-) -> BTreeMap<String, ThreadTime> {
-    now.into_iter()
-        .map(|(k, t)| {
-            let t0 = before.get(&k).copied().unwrap_or_default();
-            let d = ThreadTime {
-                run: t.run - t0.run,
-                wait: t.wait - t0.wait,
-            };
-            (k, d)
-        })
-        .collect()
 }
 
 /// A Mosquitto of its own, stopped when dropped.

@@ -52,6 +52,23 @@ pub fn thread_times(pid: &str) -> BTreeMap<String, ThreadTime> {
     out
 }
 
+/// Each thread's time in `now` minus its time in `before`.
+pub fn since(
+    before: &BTreeMap<String, ThreadTime>,
+    now: BTreeMap<String, ThreadTime>,
+) -> BTreeMap<String, ThreadTime> {
+    now.into_iter()
+        .map(|(k, t)| {
+            let t0 = before.get(&k).copied().unwrap_or_default();
+            let d = ThreadTime {
+                run: t.run - t0.run,
+                wait: t.wait - t0.wait,
+            };
+            (k, d)
+        })
+        .collect()
+}
+
 /// A value the range checks accept: pH within 6.5–8.4, other parameters 40–128.
 pub(super) fn plausible(p: &Parameter, n: usize) -> f64 {
     if p.as_str() == "pH" {
