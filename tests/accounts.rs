@@ -21,6 +21,17 @@ const LAN_PASSWORD: &str = "lan-van-hanh-01";
 const BINH_PASSWORD: &str = "binh-kiem-tra-77";
 const TS: &str = "BN_KCNTS_NUOC01";
 
+/// The first admin, `chi`, made with `quantrac user add` (before or while the daemon runs): its output.
+fn add_admin(config: &Path) -> String {
+    let (code, out, err) = support::user_cli(
+        config,
+        &["add", "chi", "--role", "admin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    out
+}
+
 fn write_config(dir: &Path, http: &str) -> std::path::PathBuf {
     let config = dir.join("quantrac.toml");
     ConfigBuilder::new()
@@ -150,12 +161,7 @@ async fn sign_in_csrf_lockout_scopes_streams_and_the_cli_with_nothing_secret_in_
         "[http.accounts]\nmax_failed_logins = 3\nlockout = \"1h\"\n",
     );
     // The first admin, before the daemon has ever run: the CLI creates the ledger.
-    let (code, out, err) = support::user_cli(
-        &config,
-        &["add", "chi", "--role", "admin"],
-        &format!("{ADMIN_PASSWORD}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    let out = add_admin(&config);
     assert_eq!(out.trim(), "added chi (admin, stations *)");
     let mut q = Quantrac::start(&config);
     let base = q.http();
@@ -330,12 +336,7 @@ async fn in_chromium_an_admin_signs_in_adds_and_disables_a_user_is_refused_witho
 ) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");
-    let (code, out, err) = support::user_cli(
-        &config,
-        &["add", "chi", "--role", "admin"],
-        &format!("{ADMIN_PASSWORD}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    add_admin(&config);
     let q = Quantrac::start(&config);
     let base = q.http();
     assert!(support::http_ready(&base, Duration::from_secs(60)).await);
@@ -560,12 +561,7 @@ async fn behind_tls_the_session_cookie_is_secure() {
         dir.path().join("server.key").display()
     );
     let config = write_config(dir.path(), &tls);
-    let (code, out, err) = support::user_cli(
-        &config,
-        &["add", "chi", "--role", "admin"],
-        &format!("{ADMIN_PASSWORD}\n"),
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    add_admin(&config);
     let q = Quantrac::start(&config);
     let base = q.http();
     assert!(base.starts_with("https://"), "{base}");

@@ -68,28 +68,7 @@ fn ingest(config: &Path) {
             }
         }
     }
-    ingest_lines(config, &lines);
-}
-
-/// Feed JSON lines through `quantrac ingest`.
-fn ingest_lines(config: &Path, lines: &str) {
-    let mut child = Command::new(BIN)
-        .args(["ingest", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(lines.as_bytes())
-            .unwrap();
-    }
-    assert!(child.wait().unwrap().success());
+    support::ingest(config, &lines);
 }
 
 /// A prepared ledger with two stations and the config to read it.
@@ -812,7 +791,7 @@ fn the_penalty_basis_names_each_day_over_the_limit_with_its_discharge() {
             ));
         }
     }
-    ingest_lines(&config, &lines);
+    support::ingest(&config, &lines);
     let out = dir.path().join("out");
     export(&config, &out, &["--format", "csv"]);
     let rows = csv_rows(&std::fs::read_to_string(out.join("penalty_basis.csv")).unwrap());

@@ -49,30 +49,12 @@ fn lines(readings: impl IntoIterator<Item = (i64, f64)>) -> String {
     out
 }
 
-fn ingest(config: &Path, lines: &str) {
-    use std::io::Write;
-    let mut child = Command::new(BIN)
-        .args(["ingest", "--config", config.to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 /// A config and a ledger holding `lines`.
 fn setup(extra: &str, lines: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("quantrac.toml");
     std::fs::write(&config, config_text(extra)).unwrap();
-    ingest(&config, lines);
+    support::ingest(&config, lines);
     (dir, config)
 }
 

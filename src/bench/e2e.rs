@@ -27,7 +27,7 @@ use crate::model::{Reading, Status, Timestamp};
 use crate::source::mqtt::payload;
 
 use super::mqtt::{prime_session, Broker};
-use super::support::{since, thread_times, ThreadTime};
+use super::support::{post_bodies, since, thread_times, ThreadTime};
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -955,18 +955,7 @@ async fn bare_vm_loop(vm: &Victoria, g: &Generator, points: usize) -> Result<(f6
         .await?;
     let v0 = cpu_of(vm.kid.0.id());
     let started = Instant::now();
-    for b in bodies {
-        let resp = client
-            .post(format!("{}/api/v2/write", vm.url))
-            .query(&[("bucket", "bench"), ("precision", "ms")])
-            .header("Content-Encoding", "gzip")
-            .body(b)
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            return Err(format!("bare write failed: {}", resp.status()).into());
-        }
-    }
+    post_bodies(&client, &vm.url, bodies).await?;
     vm.wait_for(
         "reading_value",
         warm_points + points as u64,

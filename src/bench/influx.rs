@@ -12,7 +12,7 @@ use crate::ledger::forward::ForwardStore as Store;
 use crate::ledger::{Evaluated, Ledger};
 use crate::model::{Reading, SourceKind, Status, Timestamp};
 
-use super::support::{bench_config, plausible, tempfile_dir};
+use super::support::{bench_config, plausible, post_bodies, tempfile_dir};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -138,18 +138,9 @@ async fn bare_post_seconds(store: &mut Store, url: &str) -> Result<f64, BoxError
     }
     let client = reqwest::Client::new();
     let started = Instant::now();
-    for b in bodies {
-        let resp = client
-            .post(format!("{url}/api/v2/write"))
-            .query(&[("bucket", "bench"), ("precision", "ms")])
-            .header("Content-Encoding", "gzip")
-            .body(b)
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            return Err(format!("bare post failed: {}", resp.status()).into());
-        }
-    }
+    post_bodies(&client, url, bodies)
+        .await
+        .map_err(|e| e as BoxError)?;
     Ok(started.elapsed().as_secs_f64())
 }
 

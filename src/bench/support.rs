@@ -185,3 +185,25 @@ pub(super) async fn serve_loopback(
     let server = tokio::spawn(crate::http::serve(listener, state, shutdown.clone()));
     Ok((addr, shutdown, server))
 }
+
+/// POST gzip bodies of line protocol to an InfluxDB v2 write API one after another, as the bare loop the benches
+/// compare the forwarder with.
+pub async fn post_bodies(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Vec<u8>>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    for b in bodies {
+        let resp = client
+            .post(format!("{url}/api/v2/write"))
+            .query(&[("bucket", "bench"), ("precision", "ms")])
+            .header("Content-Encoding", "gzip")
+            .body(b)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(format!("bare write failed: {}", resp.status()).into());
+        }
+    }
+    Ok(())
+}

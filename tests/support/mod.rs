@@ -138,14 +138,14 @@ pub fn terminate(mut child: std::process::Child) {
     let _ = child.wait();
 }
 
-/// `quantrac user --config <config> <args>` with `stdin` on standard input: (exit code, stdout, stderr).
-pub fn user_cli(config: &std::path::Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+/// `quantrac <args>` with `stdin` on standard input: (exit code, stdout, stderr).
+pub fn quantrac_with_stdin<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    stdin: &str,
+) -> (i32, String, String) {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_quantrac"))
-        .arg("user")
-        .arg("--config")
-        .arg(config)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -164,4 +164,21 @@ pub fn user_cli(config: &std::path::Path, args: &[&str], stdin: &str) -> (i32, S
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `quantrac user --config <config> <args>` with `stdin` on standard input: (exit code, stdout, stderr).
+pub fn user_cli(config: &std::path::Path, args: &[&str], stdin: &str) -> (i32, String, String) {
+    let mut all: Vec<&std::ffi::OsStr> =
+        vec!["user".as_ref(), "--config".as_ref(), config.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    quantrac_with_stdin(&all, stdin)
+}
+
+/// Feed JSON lines through `quantrac ingest`; it must succeed.
+pub fn ingest(config: &std::path::Path, lines: &str) {
+    let (code, out, err) = quantrac_with_stdin(
+        &["ingest".as_ref(), "--config".as_ref(), config.as_os_str()],
+        lines,
+    );
+    assert_eq!(code, 0, "quantrac ingest failed: {out}{err}");
 }
