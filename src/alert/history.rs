@@ -188,10 +188,13 @@ impl Store {
         let mut replay = Replay::new(r.rules, r.key, start, r.now);
         let met = self.replay_until_met(r, &source, quiet, &mut replay, (&old, &stored_raises))?;
         let (state, episodes) = match met {
-            // The rest of the history stands: so does the engine's state.
+            // The rest of the history stands, and so does the engine's state but for the raises before `at`.
             Some(at) => {
                 old.retain(|a| a.since < at);
-                let current = r.current.cloned().unwrap_or_default();
+                let mut current = r.current.cloned().unwrap_or_default();
+                let mut raises = replay.raises_until(at);
+                raises.extend(current.raises.iter().filter(|t| **t > at));
+                current.raises = raises;
                 (current, replay.finish().1)
             }
             None => replay.finish(),

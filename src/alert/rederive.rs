@@ -69,20 +69,43 @@ impl<'a> Replay<'a> {
         }
     }
 
-    /// Whether the replay stands where a stored history whose raises in the flap window before `at` were
-    /// `stored_raises` stands after a good observation at `at` outside its alerts: idle, with the same raises
-    /// counting towards flapping. From there on, the two histories are the same.
+    /// Whether the replay stands where a stored history whose raises are `stored_raises` (sorted) stands after a
+    /// good observation at `at` outside its alerts: idle, with raises that count the same from there on. From there
+    /// on, the two histories are the same.
+    ///
+    /// Raises count only when an alert clears (flap suppression looks at those in the flap window before the
+    /// clear), and the next clear comes after the next raise. So the recent raises may differ (a backlog moves a
+    /// raise earlier) as long as every one of them is a whole flap window older than the next stored raise after
+    /// `at`; with no later stored raise, the key's state takes the replay's raises (see [`Replay::raises_until`]).
     pub fn meets(&self, at: i64, stored_raises: &[i64]) -> bool {
-        let Some(s) = self.engine.state(self.key) else {
-            return stored_raises.is_empty();
-        };
+        let state = self.engine.state(self.key);
+        if state.is_some_and(|s| s.phase != Phase::Idle) {
+            return false;
+        }
         let window = self.engine.rules.flap_window_ms;
         let recent = |r: &&i64| at - **r < window && **r <= at;
-        s.phase == Phase::Idle
-            && s.raises
-                .iter()
-                .filter(recent)
-                .eq(stored_raises.iter().filter(recent))
+        let ours = state.map_or(&[][..], |s| &s.raises[..]);
+        if ours
+            .iter()
+            .filter(recent)
+            .eq(stored_raises.iter().filter(recent))
+        {
+            return true;
+        }
+        let newest = ours.iter().chain(stored_raises).filter(recent).max();
+        let next = stored_raises.iter().find(|r| **r > at);
+        match (newest, next) {
+            (Some(newest), Some(next)) => next - newest >= window,
+            _ => true,
+        }
+    }
+
+    /// The replay's raises up to `at` (where it met the stored history), for the key's state from there on.
+    pub fn raises_until(&self, at: i64) -> Vec<i64> {
+        self.engine
+            .state(self.key)
+            .map(|s| s.raises.iter().copied().filter(|r| *r <= at).collect())
+            .unwrap_or_default()
     }
 
     /// The key's state afterwards, and its alerts.
@@ -194,5 +217,57 @@ mod tests {
         let m = reconcile(&stored, &[ep(10, Some(20)), ep(30, Some(40))]);
         assert_eq!(m.continues, [Some(1), None]);
         assert!(m.withdrawn.is_empty());
+    }
+
+    const MIN: i64 = 60_000;
+
+    /// A replay that raised at 5 min (two bad readings) and cleared at 20 min (three good), idle at 25 min.
+    fn raised_at_five(key: &AlertKey) -> Replay<'_> {
+        let rules = Rules::from_config(&crate::config::alert::Alert::default());
+        let mut replay = Replay::new(&rules, key, KeyState::default(), 0);
+        for (minute, bad) in [
+            (0, true),
+            (5, true),
+            (10, false),
+            (15, false),
+            (20, false),
+            (25, false),
+        ] {
+            replay.feed(Observation {
+                bad,
+                at: minute * MIN,
+                late: true,
+                detail: Detail::default(),
+            });
+        }
+        replay
+    }
+
+    #[test]
+    fn raises_that_moved_meet_when_they_cannot_count_again() {
+        let key = AlertKey::new("BN_A_NUOC01", "COD", super::super::engine::Kind::Exceedance);
+        let replay = raised_at_five(&key);
+        assert_eq!(replay.raises_until(25 * MIN), [5 * MIN]);
+        // Stored the same raise: met.
+        assert!(replay.meets(25 * MIN, &[5 * MIN]));
+        // Stored it at 10 min (the backlog moved it), and nothing raised later: met, the state takes the replay's.
+        assert!(replay.meets(25 * MIN, &[10 * MIN]));
+        // A later stored raise within the flap window (1 h) of the moved one counts it when it clears: not met.
+        assert!(!replay.meets(25 * MIN, &[10 * MIN, 50 * MIN]));
+        // A later stored raise a whole window after every moved one: met.
+        assert!(replay.meets(25 * MIN, &[10 * MIN, 70 * MIN]));
+    }
+
+    #[test]
+    fn a_replay_that_is_not_idle_never_meets() {
+        let key = AlertKey::new("BN_A_NUOC01", "COD", super::super::engine::Kind::Exceedance);
+        let mut replay = raised_at_five(&key);
+        replay.feed(Observation {
+            bad: true,
+            at: 30 * MIN,
+            late: true,
+            detail: Detail::default(),
+        });
+        assert!(!replay.meets(30 * MIN, &[5 * MIN]));
     }
 }

@@ -145,6 +145,8 @@ fn run_once(
 ) -> Result<Outcome, Box<dyn std::error::Error + Send + Sync>> {
     let _ = std::fs::remove_file(path);
     let mut ledger = Ledger::open(path, Synchronous::Normal)?;
+    // As the pipeline's writer does.
+    ledger.checkpoint_in_background()?;
     let mut alerts = AlertSide::open(path)?;
     let ctx = context();
     let mut alert_time = Duration::ZERO;

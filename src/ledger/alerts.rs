@@ -253,6 +253,13 @@ impl AlertStore {
         // Re-deriving reads series of readings back and forth: SQLite's default 2 MB cache sent most of those reads
         // to the operating system.
         conn.pragma_update(None, "cache_size", -ALERT_CACHE_KIB)?;
+        // The ledger writer's background thread checkpoints; SQLite's automatic one (at 1,000 pages) ran inside the
+        // alert runner's commits. Kept as the same safety net as the writer's.
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            super::checkpointer::SAFETY_NET_PAGES,
+        )?;
         Ok(AlertStore { conn })
     }
 
