@@ -85,3 +85,71 @@ async fn pause_or_stop(shutdown: &CancellationToken, pause: &mut std::time::Dura
         _ = tokio::time::sleep(wait) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    fn context() -> SinkContext<()> {
+        SinkContext {
+            config: (),
+            ledger: PathBuf::from("unused.db"),
+            health: Health::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// A sink that fails `failures` times, then ends; when each run began.
+    async fn run_failing(ctx: &SinkContext<()>, failures: u32) -> Vec<Instant> {
+        let runs = Arc::new(AtomicU32::new(0));
+        let started = Arc::new(std::sync::Mutex::new(Vec::new()));
+        keep_running(ctx, "test sink", "t", |_| {
+            let (runs, started) = (runs.clone(), started.clone());
+            async move {
+                started.lock().unwrap().push(Instant::now());
+                match runs.fetch_add(1, Ordering::SeqCst) < failures {
+                    true => Err("refused"),
+                    false => Ok(()),
+                }
+            }
+        })
+        .await;
+        let started = started.lock().unwrap().clone();
+        started
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_sink_starts_again_after_pauses_that_double() {
+        let started = run_failing(&context(), 3).await;
+        let gaps: Vec<u64> = started
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_secs())
+            .collect();
+        assert_eq!(gaps, [5, 10, 20], "three failures, then a run that ends");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_pause_doubles_up_to_five_minutes() {
+        let started = run_failing(&context(), 8).await;
+        let last = started.windows(2).last().map(|w| (w[1] - w[0]).as_secs());
+        assert_eq!(last, Some(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_during_the_pause_ends_the_loop() {
+        let ctx = context();
+        let stop = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            stop.cancel();
+        });
+        // It would fail forever: only the shutdown ends it.
+        let started = run_failing(&ctx, u32::MAX).await;
+        assert_eq!(started.len(), 1);
+    }
+}
