@@ -376,9 +376,9 @@ impl Engine {
         self.keys.insert(key, state);
     }
 
-    /// The state a re-derivation of the key's history arrived at (stored with it; kept dirty to be saved again).
+    /// The state a re-derivation of the key's history arrived at (already stored with it, so not dirty; a state
+    /// taken earlier and not yet saved is stale: see the runner's `rederive`).
     pub fn rederived(&mut self, key: AlertKey, state: KeyState) {
-        self.dirty.insert(key.clone());
         self.keys.insert(key, state);
     }
 

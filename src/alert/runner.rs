@@ -592,6 +592,8 @@ impl Runner {
                 self.late_seen.insert(key.station.clone(), now);
                 self.catching_up.insert(key.station.clone());
             }
+            // Stored with the re-derivation: a state taken before it and not yet saved would overwrite it.
+            self.unsaved.remove(&key);
             self.engine.rederived(key, done.state);
             changed.extend(done.changed);
         }
