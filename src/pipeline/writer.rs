@@ -3,8 +3,9 @@
 //! the hourly and daily aggregates up to date and applies retention.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
@@ -47,6 +48,8 @@ pub(super) struct WriterSettings {
     pub max_transaction: usize,
     pub aggregates: AggregateContext,
     pub retention: Duration,
+    /// Most committed readings the live followers may hold before the writer waits (see [`Followers`]).
+    pub followers_max: usize,
 }
 
 /// Stations, their intervals and limits, and the windows the aggregates keep.
@@ -109,6 +112,7 @@ pub(super) fn write_loop(
     let mut last_retention: Option<Instant> = None;
     let mut refresh_duty = DutyCycle::default();
     let mut since_trim = 0usize;
+    let mut followers = Followers::new(settings.followers_max);
     if let Err(e) = ledger.checkpoint_in_background() {
         warn!(error = %e, "Background WAL checkpoints unavailable; the writer checkpoints itself.");
     }
@@ -125,7 +129,13 @@ pub(super) fn write_loop(
                     // Readings before the reload were judged by the old limits: commit them and bring their
                     // aggregates up to date under the old settings before switching.
                     if !group.parts.is_empty() {
-                        commit(&mut ledger, std::mem::take(&mut group), &metrics, &live);
+                        commit(
+                            &mut ledger,
+                            std::mem::take(&mut group),
+                            &metrics,
+                            &live,
+                            &mut followers,
+                        );
                     }
                     refresh_aggregates(&mut ledger, &settings.aggregates, &live);
                     settings.aggregates = aggregates;
@@ -139,7 +149,7 @@ pub(super) fn write_loop(
         let quiet = group.parts.is_empty();
         if !quiet {
             since_trim += group.readings.len();
-            commit(&mut ledger, group, &metrics, &live);
+            commit(&mut ledger, group, &metrics, &live, &mut followers);
         }
         // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
         if tick && quiet && since_trim >= TRIM_AFTER_READINGS {
@@ -231,6 +241,7 @@ fn commit(
     group: Group,
     metrics: &Metrics,
     live: &broadcast::Sender<LiveEvent>,
+    followers: &mut Followers,
 ) {
     let Group {
         mut readings,
@@ -255,7 +266,7 @@ fn commit(
                 for (e, f) in readings.iter_mut().zip(ledger.judged_flags()) {
                     e.assessment.flags = *f;
                 }
-                publish_readings(readings, outcomes, live);
+                publish_readings(readings, outcomes, live, followers);
                 let revised = ledger.take_flag_revisions();
                 if !revised.is_empty() {
                     let _ = live.send(LiveEvent::FlagsRevised(Arc::new(revised)));
@@ -315,17 +326,84 @@ fn publish_readings(
     readings: Vec<Evaluated>,
     outcomes: Vec<Outcome>,
     live: &broadcast::Sender<LiveEvent>,
+    followers: &mut Followers,
 ) {
-    let committed: Vec<Committed> = readings
-        .into_iter()
-        .zip(outcomes)
-        .filter_map(|(e, o)| match o {
-            Outcome::Accepted(seq) => Some(Committed { seq, evaluated: e }),
-            _ => None,
-        })
-        .collect();
-    if !committed.is_empty() {
-        let _ = live.send(LiveEvent::Readings(Arc::new(committed)));
+    let mut committed = Vec::with_capacity(readings.len());
+    committed.extend(
+        readings
+            .into_iter()
+            .zip(outcomes)
+            .filter_map(|(e, o)| match o {
+                Outcome::Accepted(seq) => Some(Committed { seq, evaluated: e }),
+                _ => None,
+            }),
+    );
+    if committed.is_empty() {
+        return;
+    }
+    followers.wait_for_room(committed.len());
+    let committed = Arc::new(committed);
+    followers.track(&committed);
+    let _ = live.send(LiveEvent::Readings(committed));
+}
+
+/// Committed readings published on the bus and not yet taken by every follower, at most this many before the
+/// writer waits (about 260 bytes each in memory: some 17 MiB).
+pub(super) const FOLLOWERS_MAX_READINGS: usize = 65_536;
+/// Longest the writer waits for the followers before it publishes anyway (a follower that stopped reading must
+/// not stop the ledger; past the bus's capacity it is told it lagged and catches up from the ledger).
+const FOLLOWERS_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Back-pressure from the live followers (alert runner, live view, SSE hub) to the writer. A published batch stays
+/// in memory until every follower has taken it from the bus and let it go; without a bound a burst committed faster
+/// than the slowest follower reads piles up there (it was most of the daemon's peak memory). The writer waits
+/// before publishing while the followers hold too many readings, so every follower still sees every reading and
+/// the sources slow down instead (their batches are committed and acked; the next commits wait).
+///
+/// The batches are watched through weak references: a batch is released when no follower holds it any more. The
+/// writer looks again every millisecond while it waits (a commit takes longer than that under such a load).
+pub(super) struct Followers {
+    published: VecDeque<(Weak<Vec<Committed>>, usize)>,
+    held: usize,
+    max: usize,
+}
+
+impl Followers {
+    pub(super) fn new(max: usize) -> Self {
+        Self {
+            published: VecDeque::new(),
+            held: 0,
+            max,
+        }
+    }
+
+    /// Readings still held by a follower.
+    pub(super) fn held(&mut self) -> usize {
+        let before = self.published.len();
+        self.published.retain(|(b, _)| b.strong_count() > 0);
+        if self.published.len() != before {
+            self.held = self.published.iter().map(|(_, n)| n).sum();
+        }
+        self.held
+    }
+
+    /// Wait until `n` more readings fit (a batch larger than the bound waits for the followers to hold none), or
+    /// `FOLLOWERS_MAX_WAIT` has passed.
+    fn wait_for_room(&mut self, n: usize) {
+        let started = Instant::now();
+        while self.held() > 0 && self.held + n > self.max {
+            if started.elapsed() >= FOLLOWERS_MAX_WAIT {
+                warn!(held = self.held, "A live follower (alert engine, live view or dashboard stream) has not taken committed readings for 10 s; publishing anyway.");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub(super) fn track(&mut self, batch: &Arc<Vec<Committed>>) {
+        self.published
+            .push_back((Arc::downgrade(batch), batch.len()));
+        self.held += batch.len();
     }
 }
 
