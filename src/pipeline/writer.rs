@@ -112,6 +112,7 @@ pub(super) fn write_loop(
     let mut last_retention: Option<Instant> = None;
     let mut refresh_duty = DutyCycle::default();
     let mut trim = Trim::default();
+    let mut aggregates_behind = false;
     tune_allocator();
     let mut followers = Followers::new(settings.followers_max);
     if let Err(e) = ledger.checkpoint_in_background() {
@@ -152,16 +153,17 @@ pub(super) fn write_loop(
             trim.committed(group.readings.len());
             commit(&mut ledger, group, &metrics, &live, &mut followers);
         }
-        // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
-        if tick && quiet && trim.quiet_second() {
-            ledger.release_memory();
-            release_free_memory();
-        }
         // Aggregates follow about once a second, off the commit path; during a backlog, less often (see DutyCycle).
         if tick && refresh_duty.due() {
             let started = Instant::now();
-            refresh_aggregates(&mut ledger, &settings.aggregates, &live);
+            aggregates_behind =
+                refresh_aggregates(&mut ledger, &settings.aggregates, &live) == REFRESH_ROWS;
             refresh_duty.ran(started);
+        }
+        // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
+        if tick && quiet && trim.quiet_second(!aggregates_behind) {
+            ledger.release_memory();
+            release_free_memory();
         }
         publish_events(&mut ledger, &live);
         if last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
@@ -420,8 +422,9 @@ const TRIM_AFTER_READINGS: usize = 50_000;
 /// followers and forwarders have caught up and freed what they held (they finish after the writer).
 const TRIM_AT_QUIET_SECONDS: [u32; 2] = [1, 10];
 
-/// When to trim the heap: once a burst of at least [`TRIM_AFTER_READINGS`] is over, at each of
-/// [`TRIM_AT_QUIET_SECONDS`].
+/// When to trim the heap after a burst of at least [`TRIM_AFTER_READINGS`]: at each of [`TRIM_AT_QUIET_SECONDS`],
+/// and, if the aggregates were still catching up with the burst then (they read it back through the writer's page
+/// cache, a few seconds per million readings), once more when they have.
 #[derive(Default)]
 struct Trim {
     since: usize,
@@ -434,17 +437,18 @@ impl Trim {
         self.quiet = 0;
     }
 
-    /// A second with nothing committed: whether to trim now.
-    fn quiet_second(&mut self) -> bool {
+    /// A second with nothing committed (`caught_up`: the aggregates are up to date): whether to trim now.
+    fn quiet_second(&mut self, caught_up: bool) -> bool {
         if self.since < TRIM_AFTER_READINGS {
             return false;
         }
         self.quiet += 1;
         let last = TRIM_AT_QUIET_SECONDS[TRIM_AT_QUIET_SECONDS.len() - 1];
-        if self.quiet >= last {
+        let done = self.quiet >= last && caught_up;
+        if done {
             self.since = 0;
         }
-        TRIM_AT_QUIET_SECONDS.contains(&self.quiet)
+        TRIM_AT_QUIET_SECONDS.contains(&self.quiet) || done
     }
 }
 
@@ -528,7 +532,7 @@ mod tests {
         let mut t = Trim::default();
         let trims = |t: &mut Trim, seconds: u32| {
             (1..=seconds)
-                .filter(|_| t.quiet_second())
+                .filter(|_| t.quiet_second(true))
                 .collect::<Vec<_>>()
         };
         t.committed(TRIM_AFTER_READINGS - 1);
@@ -540,5 +544,14 @@ mod tests {
         // Commits again before the tenth quiet second: the burst goes on; both trims follow its end.
         t.committed(10);
         assert_eq!(trims(&mut t, 12), vec![1, 10]);
+    }
+
+    /// Aggregates still catching up at the tenth quiet second: one more trim once they have.
+    #[test]
+    fn a_last_trim_follows_the_aggregates_catching_up() {
+        let mut t = Trim::default();
+        t.committed(TRIM_AFTER_READINGS);
+        let trimmed: Vec<u32> = (1..=40).filter(|s| t.quiet_second(*s >= 25)).collect();
+        assert_eq!(trimmed, vec![1, 10, 25]);
     }
 }
