@@ -194,7 +194,9 @@ pub struct PipelineSection {
     /// Batches waiting between sources and the processor.
     #[serde(default = "default_queue")]
     pub queue_capacity: usize,
-    /// Committed readings kept for slow live subscribers (dashboard, alerts) before they are told they lagged.
+    /// Events (committed batches, windows, compliance events, alerts) kept for slow live subscribers (dashboard,
+    /// alerts) before they are told they lagged. The committed readings they hold are bounded apart (65,536: the
+    /// ledger writer waits for them).
     #[serde(default = "default_broadcast")]
     pub broadcast_capacity: usize,
 }

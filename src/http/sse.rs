@@ -2,6 +2,11 @@
 //! (compliance events), `alerts` (alerts as they change) and `status` (every plant's state, every 5 s). A slow client that falls behind gets a
 //! `lagged` event and should reload its view.
 //!
+//! What waits for a slow reader is bounded: the hub, when it is more than [`HUB_MAX_BEHIND`] pipeline events behind,
+//! drops what is queued without serialising it and sends `lagged` (it never holds the ledger writer back for long:
+//! the writer waits while its followers hold too many readings); a client more than [`CLIENT_MAX_BEHIND`] bytes
+//! behind the hub skips to the newest message and gets `lagged`, so the messages it has not read are freed.
+//!
 //! A caller with a station scope gets only its stations: each list message keeps where every station's item lies in
 //! the serialised text, so a scoped client's copy is cut from it (no second serialisation) and a message with none
 //! of its items is not sent; `status` lists only its stations. A caller who may see every station gets the text as
@@ -13,6 +18,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::State;
@@ -42,7 +48,15 @@ pub struct Prepared {
     pub data: String,
     /// For a list: each item's station (empty for none, as a daemon-wide alert) and its bytes in `data`.
     items: Option<Vec<(String, Range<usize>)>>,
+    /// Bytes of data the hub had sent once this message was sent, and what it has sent by now.
+    end: u64,
+    sent: Arc<AtomicU64>,
 }
+
+/// Pipeline events the hub may have queued before it drops them unserialised and tells clients they lagged.
+pub const HUB_MAX_BEHIND: usize = 256;
+/// Bytes of messages a client may have left unread before it skips them and is told it lagged.
+pub const CLIENT_MAX_BEHIND: u64 = 16 << 20;
 
 impl Prepared {
     /// A message that belongs to no station (`lagged`): every client gets it.
@@ -51,6 +65,8 @@ impl Prepared {
             name,
             data,
             items: None,
+            end: 0,
+            sent: Arc::default(),
         }
     }
 
@@ -74,7 +90,14 @@ impl Prepared {
             name,
             data,
             items: Some(spans),
+            end: 0,
+            sent: Arc::default(),
         }
+    }
+
+    /// Bytes the hub has sent after this message.
+    fn behind(&self) -> u64 {
+        self.sent.load(Relaxed).saturating_sub(self.end)
     }
 
     /// The data a client of `scope` gets: all of it for every station; otherwise its stations' items, or `None`
@@ -110,22 +133,58 @@ pub fn start_hub(
     let (tx, _) = broadcast::channel(capacity);
     let mut rx = events.subscribe();
     let out = tx.clone();
+    let sent = Arc::new(AtomicU64::new(0));
     tokio::spawn(async move {
         loop {
-            let msg = tokio::select! {
+            let mut msg = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = rx.recv() => match r {
                     // No dashboard is open: nothing to serialise (it was most of the hub's cost under load).
                     Ok(_) if out.receiver_count() == 0 => continue,
+                    Ok(_) if rx.len() > HUB_MAX_BEHIND => lagged(1 + skip_queued(&mut rx)),
                     Ok(ev) => to_message(&ev),
-                    Err(RecvError::Lagged(n)) => Arc::new(Prepared::plain("lagged", n.to_string())),
+                    Err(RecvError::Lagged(n)) => lagged(n),
                     Err(RecvError::Closed) => return,
                 },
             };
-            let _ = out.send(msg);
+            msg.end = sent.fetch_add(msg.data.len() as u64, Relaxed) + msg.data.len() as u64;
+            msg.sent = sent.clone();
+            let _ = out.send(Arc::new(msg));
         }
     });
     tx
+}
+
+fn lagged(missed: u64) -> Prepared {
+    Prepared::plain("lagged", missed.to_string())
+}
+
+/// Take every event queued for `rx` without looking at it; returns how many there were.
+fn skip_queued<T: Clone>(rx: &mut broadcast::Receiver<T>) -> u64 {
+    use broadcast::error::TryRecvError;
+    let mut n = 0;
+    loop {
+        match rx.try_recv() {
+            Ok(_) => n += 1,
+            Err(TryRecvError::Lagged(k)) => n += k,
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return n,
+        }
+    }
+}
+
+/// A client more than [`CLIENT_MAX_BEHIND`] bytes behind after taking `m` starts again at the newest message (the
+/// ones it skips are freed once the other clients have read them); returns how many it skipped.
+fn skip_if_far_behind(
+    rx: &mut broadcast::Receiver<Message>,
+    m: &Prepared,
+    max: u64,
+) -> Option<u64> {
+    if m.behind() <= max {
+        return None;
+    }
+    let skipped = rx.len() as u64;
+    *rx = rx.resubscribe();
+    Some(skipped)
 }
 
 /// The stream for a viewer, of the stations in its scope; `parts` keeps the caller's token (header or
@@ -153,7 +212,10 @@ pub async fn stream(
                 let event = tokio::select! {
                     _ = s.shutdown.cancelled() => return None,
                     r = rx.recv() => match r {
-                        Ok(m) => m.data_for(&caller.scope).map(|d| Event::default().event(m.name).data(d)),
+                        Ok(m) => match skip_if_far_behind(&mut rx, &m, CLIENT_MAX_BEHIND) {
+                            Some(n) => Some(Event::default().event("lagged").data(n.to_string())),
+                            None => m.data_for(&caller.scope).map(|d| Event::default().event(m.name).data(d)),
+                        },
                         Err(RecvError::Lagged(n)) => Some(Event::default().event("lagged").data(n.to_string())),
                         Err(RecvError::Closed) => return None,
                     },
@@ -178,8 +240,8 @@ pub async fn stream(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-fn to_message(ev: &LiveEvent) -> Message {
-    let message = match ev {
+fn to_message(ev: &LiveEvent) -> Prepared {
+    match ev {
         LiveEvent::Readings(batch) => Prepared::list(
             "readings",
             batch.iter().map(|c| {
@@ -222,8 +284,7 @@ fn to_message(ev: &LiveEvent) -> Message {
                 .iter()
                 .map(|a| (a.station.clone(), crate::alert::store::alert_json(a))),
         ),
-    };
-    Arc::new(message)
+    }
 }
 
 /// The compliance event changes as `(station, item)`s.
@@ -269,9 +330,94 @@ fn event_items(changes: &[crate::compliance::EventChange]) -> Vec<(String, serde
 
 #[cfg(test)]
 mod tests {
-    use super::Prepared;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{skip_if_far_behind, start_hub, Prepared, HUB_MAX_BEHIND};
     use crate::config::scope::StationScope;
+    use crate::pipeline::LiveEvent;
     use serde_json::json;
+    use tokio::sync::broadcast;
+    use tokio_util::sync::CancellationToken;
+
+    /// A hub that finds more pipeline events queued than it may hold drops them unserialised and tells every
+    /// client it lagged (the dashboard reloads its view); what comes after is delivered again.
+    #[tokio::test]
+    async fn a_hub_far_behind_drops_what_is_queued_and_tells_clients_to_reload() {
+        let (events, _) = broadcast::channel(4096);
+        let shutdown = CancellationToken::new();
+        let out = start_hub(&events, 4096, shutdown.clone());
+        let mut client = out.subscribe();
+        // The hub task has not run yet (one thread): all of these wait in its queue.
+        let queued = HUB_MAX_BEHIND + 44;
+        for _ in 0..queued {
+            events
+                .send(LiveEvent::Events(Arc::new(Vec::new())))
+                .unwrap();
+        }
+        let wait = Duration::from_secs(10);
+        let m = tokio::time::timeout(wait, client.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (m.name, m.data.as_str()),
+            ("lagged", queued.to_string().as_str())
+        );
+        events
+            .send(LiveEvent::Alerts(Arc::new(Vec::new())))
+            .unwrap();
+        let m = tokio::time::timeout(wait, client.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((m.name, m.data.as_str()), ("alerts", "[]"));
+        shutdown.cancel();
+    }
+
+    /// A client too far behind the hub skips to the newest message (freeing what it had not read) and is told
+    /// how many it missed; a client within the bound reads on.
+    #[tokio::test]
+    async fn a_client_far_behind_skips_to_the_newest_and_is_told_it_lagged() {
+        let (events, _) = broadcast::channel(4096);
+        let shutdown = CancellationToken::new();
+        let out = start_hub(&events, 4096, shutdown.clone());
+        let mut slow = out.subscribe();
+        let mut other = out.subscribe();
+        for _ in 0..20 {
+            events
+                .send(LiveEvent::Alerts(Arc::new(Vec::new())))
+                .unwrap();
+        }
+        let wait = Duration::from_secs(10);
+        // Each message is "[]" (2 bytes): the first one taken is 38 bytes behind the hub.
+        for _ in 0..20 {
+            let m = tokio::time::timeout(wait, other.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(skip_if_far_behind(&mut other, &m, 40), None);
+        }
+        let m = tokio::time::timeout(wait, slow.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(skip_if_far_behind(&mut slow, &m, 10), Some(19));
+        assert_eq!(
+            slow.len(),
+            0,
+            "the skipped messages are no longer held for it"
+        );
+        events
+            .send(LiveEvent::Alerts(Arc::new(Vec::new())))
+            .unwrap();
+        let m = tokio::time::timeout(wait, slow.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(skip_if_far_behind(&mut slow, &m, 10), None);
+        shutdown.cancel();
+    }
 
     #[test]
     fn a_scoped_client_gets_its_stations_items_cut_from_the_one_text() {

@@ -1,5 +1,7 @@
 //! What a consumer follows: after each commit the pipeline publishes [`LiveEvent`]s on a broadcast channel (live
-//! view, SSE, alert engine). A consumer that falls behind misses events and catches up from the ledger.
+//! view, SSE, alert engine). The writer waits before publishing while the consumers hold too many committed readings
+//! (`writer::Followers`), so a consumer that reads sees every reading. One that stops reading for 10 s is passed:
+//! past the channel's capacity it is told it lagged, and the alert engine catches up from the ledger.
 
 use std::sync::Arc;
 

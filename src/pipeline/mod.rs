@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::model::StationId;
 use ingest::{Job, Reconfigure};
 use processor::Processor;
-use writer::{aggregate_context, WriterSettings};
+use writer::{aggregate_context, WriterSettings, FOLLOWERS_MAX_READINGS};
 
 /// A running pipeline.
 pub struct Pipeline {
@@ -49,6 +49,18 @@ impl Pipeline {
         ledger: Ledger,
         metrics: Arc<Metrics>,
     ) -> Pipeline {
+        Self::start_bounded(config, limits, ledger, metrics, FOLLOWERS_MAX_READINGS)
+    }
+
+    /// [`Pipeline::start`] with the most committed readings the live followers may hold before the writer waits
+    /// for them (tests use a small bound).
+    pub(crate) fn start_bounded(
+        config: &Config,
+        limits: HashMap<StationId, StationLimits>,
+        ledger: Ledger,
+        metrics: Arc<Metrics>,
+        followers_max: usize,
+    ) -> Pipeline {
         let (tx, rx) = mpsc::channel(config.pipeline.queue_capacity);
         let (wtx, wrx) = mpsc::channel(4);
         let (live, _) = broadcast::channel(config.pipeline.broadcast_capacity);
@@ -56,6 +68,7 @@ impl Pipeline {
             max_transaction: config.ledger.max_transaction_readings,
             aggregates: aggregate_context(config, &limits),
             retention: config.ledger.retention,
+            followers_max,
         };
         let processor = Processor {
             rx,
@@ -119,5 +132,113 @@ impl Pipeline {
         drop(self.ingest);
         let _ = self.processor.await;
         let _ = self.writer.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Synchronous;
+    use crate::model::{Parameter, Reading, SourceKind, Status, Timestamp, Unit};
+
+    fn config(dir: &std::path::Path) -> Config {
+        let text = r#"
+[ledger]
+path = "ledger.db"
+synchronous = "normal"
+[[station]]
+id = "BN_KCNQV_NUOC01"
+name = "QV"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 5000
+receiving_water = { type = "river" }
+parameters = { COD = {} }
+"#;
+        Config::from_str(text, std::path::Path::new("t.toml"), dir).unwrap()
+    }
+
+    /// Batch `i` of ten COD readings a minute apart, ending before now.
+    fn batch(i: i64, start: i64) -> Batch {
+        let mut b = Batch::new(SourceKind::Api);
+        for j in 0..10 {
+            b.readings.push(Reading {
+                station: StationId::parse("BN_KCNQV_NUOC01").unwrap(),
+                parameter: Parameter::new("COD").unwrap(),
+                ts: Timestamp(start + (i * 10 + j) * 60_000),
+                value: 50.0 + j as f64,
+                unit: Unit::new("mg/L"),
+                status: Status::Measuring,
+            });
+        }
+        b
+    }
+
+    /// A follower that stops reading holds the writer back once it holds the bound (the batch after it is
+    /// committed and acked, the one after that waits), and once it reads again it gets every reading, once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lagging_follower_holds_the_writer_at_the_bound_and_still_gets_every_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path());
+        let ledger = Ledger::open(&config.ledger.path, Synchronous::Normal).unwrap();
+        let limits = crate::compliance::resolve_limits(&config).unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let pipeline = Pipeline::start_bounded(&config, limits, ledger, metrics.clone(), 100);
+        let mut rx = pipeline.live.subscribe();
+        let ingest = pipeline.ingest();
+        let committed = Arc::new(AtomicUsize::new(0));
+        let start = Timestamp::now().millis() - 2 * 86_400_000;
+        let c = committed.clone();
+        let mut submitter = tokio::spawn(async move {
+            for i in 0..40 {
+                ingest.submit(batch(i, start)).await.unwrap();
+                c.fetch_add(1, SeqCst);
+            }
+        });
+        // 10 batches fill the bound; the 11th is committed and acked, then waits to be published.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while committed.load(SeqCst) < 11 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the first 11 batches were not committed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let more = tokio::time::timeout(Duration::from_millis(500), &mut submitter).await;
+        assert!(
+            more.is_err(),
+            "the writer went on while the follower held the bound"
+        );
+        assert_eq!(committed.load(SeqCst), 11);
+        assert_eq!(metrics.totals().accepted, 110);
+
+        let mut seen = std::collections::BTreeSet::new();
+        let mut seqs = std::collections::BTreeSet::new();
+        while seen.len() < 400 {
+            let ev = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+                .await
+                .expect("every reading reaches the follower")
+                .expect("the follower never lags");
+            if let LiveEvent::Readings(batch) = ev {
+                for c in batch.iter() {
+                    assert!(
+                        seen.insert(c.evaluated.reading.ts.millis()),
+                        "a reading came twice"
+                    );
+                    assert!(seqs.insert(c.seq));
+                }
+            }
+        }
+        let expected: std::collections::BTreeSet<i64> =
+            (0..400).map(|k| start + k * 60_000).collect();
+        assert_eq!(seen, expected);
+        tokio::time::timeout(Duration::from_secs(20), submitter)
+            .await
+            .expect("every batch is committed once the follower reads")
+            .unwrap();
+        drop(rx);
+        pipeline.finish().await;
     }
 }

@@ -3,8 +3,9 @@
 //! the hourly and daily aggregates up to date and applies retention.
 
 use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, mpsc};
@@ -47,6 +48,8 @@ pub(super) struct WriterSettings {
     pub max_transaction: usize,
     pub aggregates: AggregateContext,
     pub retention: Duration,
+    /// Most committed readings the live followers may hold before the writer waits (see [`Followers`]).
+    pub followers_max: usize,
 }
 
 /// Stations, their intervals and limits, and the windows the aggregates keep.
@@ -108,7 +111,10 @@ pub(super) fn write_loop(
 ) {
     let mut last_retention: Option<Instant> = None;
     let mut refresh_duty = DutyCycle::default();
-    let mut since_trim = 0usize;
+    let mut trim = Trim::default();
+    let mut aggregates_behind = false;
+    tune_allocator();
+    let mut followers = Followers::new(settings.followers_max);
     if let Err(e) = ledger.checkpoint_in_background() {
         warn!(error = %e, "Background WAL checkpoints unavailable; the writer checkpoints itself.");
     }
@@ -125,7 +131,13 @@ pub(super) fn write_loop(
                     // Readings before the reload were judged by the old limits: commit them and bring their
                     // aggregates up to date under the old settings before switching.
                     if !group.parts.is_empty() {
-                        commit(&mut ledger, std::mem::take(&mut group), &metrics, &live);
+                        commit(
+                            &mut ledger,
+                            std::mem::take(&mut group),
+                            &metrics,
+                            &live,
+                            &mut followers,
+                        );
                     }
                     refresh_aggregates(&mut ledger, &settings.aggregates, &live);
                     settings.aggregates = aggregates;
@@ -138,20 +150,20 @@ pub(super) fn write_loop(
         }
         let quiet = group.parts.is_empty();
         if !quiet {
-            since_trim += group.readings.len();
-            commit(&mut ledger, group, &metrics, &live);
-        }
-        // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
-        if tick && quiet && since_trim >= TRIM_AFTER_READINGS {
-            since_trim = 0;
-            ledger.release_memory();
-            release_free_memory();
+            trim.committed(group.readings.len());
+            commit(&mut ledger, group, &metrics, &live, &mut followers);
         }
         // Aggregates follow about once a second, off the commit path; during a backlog, less often (see DutyCycle).
         if tick && refresh_duty.due() {
             let started = Instant::now();
-            refresh_aggregates(&mut ledger, &settings.aggregates, &live);
+            aggregates_behind =
+                refresh_aggregates(&mut ledger, &settings.aggregates, &live) == REFRESH_ROWS;
             refresh_duty.ran(started);
+        }
+        // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
+        if tick && quiet && trim.quiet_second(!aggregates_behind) {
+            ledger.release_memory();
+            release_free_memory();
         }
         publish_events(&mut ledger, &live);
         if last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
@@ -231,6 +243,7 @@ fn commit(
     group: Group,
     metrics: &Metrics,
     live: &broadcast::Sender<LiveEvent>,
+    followers: &mut Followers,
 ) {
     let Group {
         mut readings,
@@ -255,7 +268,7 @@ fn commit(
                 for (e, f) in readings.iter_mut().zip(ledger.judged_flags()) {
                     e.assessment.flags = *f;
                 }
-                publish_readings(readings, outcomes, live);
+                publish_readings(readings, outcomes, live, followers);
                 let revised = ledger.take_flag_revisions();
                 if !revised.is_empty() {
                     let _ = live.send(LiveEvent::FlagsRevised(Arc::new(revised)));
@@ -315,17 +328,84 @@ fn publish_readings(
     readings: Vec<Evaluated>,
     outcomes: Vec<Outcome>,
     live: &broadcast::Sender<LiveEvent>,
+    followers: &mut Followers,
 ) {
-    let committed: Vec<Committed> = readings
-        .into_iter()
-        .zip(outcomes)
-        .filter_map(|(e, o)| match o {
-            Outcome::Accepted(seq) => Some(Committed { seq, evaluated: e }),
-            _ => None,
-        })
-        .collect();
-    if !committed.is_empty() {
-        let _ = live.send(LiveEvent::Readings(Arc::new(committed)));
+    let mut committed = Vec::with_capacity(readings.len());
+    committed.extend(
+        readings
+            .into_iter()
+            .zip(outcomes)
+            .filter_map(|(e, o)| match o {
+                Outcome::Accepted(seq) => Some(Committed { seq, evaluated: e }),
+                _ => None,
+            }),
+    );
+    if committed.is_empty() {
+        return;
+    }
+    followers.wait_for_room(committed.len());
+    let committed = Arc::new(committed);
+    followers.track(&committed);
+    let _ = live.send(LiveEvent::Readings(committed));
+}
+
+/// Committed readings published on the bus and not yet taken by every follower, at most this many before the
+/// writer waits (about 260 bytes each in memory: some 17 MiB).
+pub(super) const FOLLOWERS_MAX_READINGS: usize = 65_536;
+/// Longest the writer waits for the followers before it publishes anyway (a follower that stopped reading must
+/// not stop the ledger; past the bus's capacity it is told it lagged and catches up from the ledger).
+const FOLLOWERS_MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// Back-pressure from the live followers (alert runner, live view, SSE hub) to the writer. A published batch stays
+/// in memory until every follower has taken it from the bus and let it go; without a bound a burst committed faster
+/// than the slowest follower reads piles up there (it was most of the daemon's peak memory). The writer waits
+/// before publishing while the followers hold too many readings, so every follower still sees every reading and
+/// the sources slow down instead (their batches are committed and acked; the next commits wait).
+///
+/// The batches are watched through weak references: a batch is released when no follower holds it any more. The
+/// writer looks again every millisecond while it waits (a commit takes longer than that under such a load).
+pub(super) struct Followers {
+    published: VecDeque<(Weak<Vec<Committed>>, usize)>,
+    held: usize,
+    max: usize,
+}
+
+impl Followers {
+    pub(super) fn new(max: usize) -> Self {
+        Self {
+            published: VecDeque::new(),
+            held: 0,
+            max,
+        }
+    }
+
+    /// Readings still held by a follower.
+    pub(super) fn held(&mut self) -> usize {
+        let before = self.published.len();
+        self.published.retain(|(b, _)| b.strong_count() > 0);
+        if self.published.len() != before {
+            self.held = self.published.iter().map(|(_, n)| n).sum();
+        }
+        self.held
+    }
+
+    /// Wait until `n` more readings fit (a batch larger than the bound waits for the followers to hold none), or
+    /// `FOLLOWERS_MAX_WAIT` has passed.
+    fn wait_for_room(&mut self, n: usize) {
+        let started = Instant::now();
+        while self.held() > 0 && self.held + n > self.max {
+            if started.elapsed() >= FOLLOWERS_MAX_WAIT {
+                warn!(held = self.held, "A live follower (alert engine, live view or dashboard stream) has not taken committed readings for 10 s; publishing anyway.");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    pub(super) fn track(&mut self, batch: &Arc<Vec<Committed>>) {
+        self.published
+            .push_back((Arc::downgrade(batch), batch.len()));
+        self.held += batch.len();
     }
 }
 
@@ -338,6 +418,56 @@ fn publish_events(ledger: &mut Ledger, live: &broadcast::Sender<LiveEvent>) {
 
 /// Readings committed since the last trim before a quiet second trims the heap.
 const TRIM_AFTER_READINGS: usize = 50_000;
+/// Quiet seconds after a burst at which the heap is trimmed: at once (what the writer freed), and again once the
+/// followers and forwarders have caught up and freed what they held (they finish after the writer).
+const TRIM_AT_QUIET_SECONDS: [u32; 2] = [1, 10];
+
+/// When to trim the heap after a burst of at least [`TRIM_AFTER_READINGS`]: at each of [`TRIM_AT_QUIET_SECONDS`],
+/// and, if the aggregates were still catching up with the burst then (they read it back through the writer's page
+/// cache, a few seconds per million readings), once more when they have.
+#[derive(Default)]
+struct Trim {
+    since: usize,
+    quiet: u32,
+}
+
+impl Trim {
+    fn committed(&mut self, readings: usize) {
+        self.since += readings;
+        self.quiet = 0;
+    }
+
+    /// A second with nothing committed (`caught_up`: the aggregates are up to date): whether to trim now.
+    fn quiet_second(&mut self, caught_up: bool) -> bool {
+        if self.since < TRIM_AFTER_READINGS {
+            return false;
+        }
+        self.quiet += 1;
+        let last = TRIM_AT_QUIET_SECONDS[TRIM_AT_QUIET_SECONDS.len() - 1];
+        let done = self.quiet >= last && caught_up;
+        if done {
+            self.since = 0;
+        }
+        TRIM_AT_QUIET_SECONDS.contains(&self.quiet) || done
+    }
+}
+
+/// Fix glibc's thresholds once per process. By default they move: after a large block is freed, blocks up to its
+/// size come from the heap instead of their own mapping, and each thread's heap keeps up to twice that free at its
+/// top, which `malloc_trim` does not return for threads' arenas. After a burst the resident size stayed 80 MiB above
+/// what was in use. Fixed, a commit's large vectors (megabytes) are mappings of their own, returned when freed, and
+/// a heap returns what it frees at its top past 2 MiB.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only sets glibc's own parameters; the values are in range.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, 2 << 20);
+        });
+    }
+}
 
 /// Return the heap's free pages to the system (glibc keeps what a burst freed, in every thread's arena, and the
 /// resident size would stay at the burst's peak). Takes a few milliseconds; runs once per burst, when it is over,
@@ -388,5 +518,40 @@ fn refresh_aggregates(
             warn!(error = %e, "Aggregate refresh failed; will retry.");
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Trim, TRIM_AFTER_READINGS};
+
+    /// After a burst the heap is trimmed at the first quiet second and again at the tenth, then not until the next
+    /// burst; a trickle below the burst size never trims.
+    #[test]
+    fn the_heap_is_trimmed_twice_after_a_burst_and_never_for_a_trickle() {
+        let mut t = Trim::default();
+        let trims = |t: &mut Trim, seconds: u32| {
+            (1..=seconds)
+                .filter(|_| t.quiet_second(true))
+                .collect::<Vec<_>>()
+        };
+        t.committed(TRIM_AFTER_READINGS - 1);
+        assert!(trims(&mut t, 30).is_empty());
+        t.committed(1);
+        assert_eq!(trims(&mut t, 30), vec![1, 10]);
+        t.committed(TRIM_AFTER_READINGS);
+        assert_eq!(trims(&mut t, 3), vec![1]);
+        // Commits again before the tenth quiet second: the burst goes on; both trims follow its end.
+        t.committed(10);
+        assert_eq!(trims(&mut t, 12), vec![1, 10]);
+    }
+
+    /// Aggregates still catching up at the tenth quiet second: one more trim once they have.
+    #[test]
+    fn a_last_trim_follows_the_aggregates_catching_up() {
+        let mut t = Trim::default();
+        t.committed(TRIM_AFTER_READINGS);
+        let trimmed: Vec<u32> = (1..=40).filter(|s| t.quiet_second(*s >= 25)).collect();
+        assert_eq!(trimmed, vec![1, 10, 25]);
     }
 }
