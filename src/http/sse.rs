@@ -15,11 +15,9 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
 
 use axum::extract::State;
 use axum::http::request::Parts;
