@@ -1,10 +1,10 @@
 //! Window aggregates aligned to local clock hours (or days): mean/min/max of valid readings, completeness, and the
 //! band of the mean; plus the helper that tells whether a recomputed window changed its verdict (late readings, H6).
 //!
-//! Pure: the ledger picks the samples of a window and stores the result. Only measuring readings are valid. The
-//! mean is summed in exact decimals, so it does not depend on the order readings arrived in and its band is
-//! decided exactly (three readings of 3.63 against 3.3 are 1.1×, not 1.0999…×). A window is recomputed from all its
-//! samples whenever one arrives, which makes a late reading no different from an on-time one.
+//! Pure: the ledger keeps each window's running totals ([`WindowSums`]), adds the readings that arrive, late or on
+//! time alike, and stores the result. Only measuring readings are valid. The mean is summed in exact decimals, so
+//! it does not depend on the order readings arrived in and its band is decided exactly (three readings of 3.63
+//! against 3.3 are 1.1×, not 1.0999…×).
 
 use std::time::Duration;
 
@@ -69,55 +69,116 @@ pub fn expected_count(window: Duration, interval: Duration) -> u32 {
     u32::try_from(window.as_nanos() / interval.as_nanos()).unwrap_or(u32::MAX)
 }
 
+/// The running totals of a window's valid readings: all its aggregate and verdict need. A stored reading never
+/// changes, so a window is kept current by adding the readings that arrive, not by re-reading all it holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WindowSums {
+    /// Measuring, finite readings.
+    pub valid: u32,
+    pub min: f64,
+    pub max: f64,
+    /// Exact sum; `None` once a value had no exact decimal form or the sum left the decimal range (garbage values).
+    pub sum: Option<Decimal>,
+    /// Float sum: the mean only when `sum` is `None`.
+    pub float_sum: f64,
+    /// No valid reading was negative, so sum ÷ expected count bounds the final mean from below.
+    pub non_negative: bool,
+}
+
+impl Default for WindowSums {
+    fn default() -> Self {
+        Self {
+            valid: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: Some(Decimal::ZERO),
+            float_sum: 0.0,
+            non_negative: true,
+        }
+    }
+}
+
+impl WindowSums {
+    pub fn of(samples: &[Sample]) -> Self {
+        let mut sums = Self::default();
+        for s in samples {
+            sums.add(s);
+        }
+        sums
+    }
+
+    /// Count one reading; only measuring, finite values count.
+    pub fn add(&mut self, s: &Sample) {
+        if !(s.status.counts_for_compliance() && s.value.is_finite()) {
+            return;
+        }
+        self.valid = self.valid.saturating_add(1);
+        self.min = self.min.min(s.value);
+        self.max = self.max.max(s.value);
+        self.float_sum += s.value;
+        match decimal::from_f64(s.value) {
+            Some(v) => {
+                self.non_negative &= !v.is_sign_negative();
+                self.sum = self.sum.and_then(|acc| acc.checked_add(v));
+            }
+            None => self.sum = None,
+        }
+    }
+
+    /// The totals of both windows' readings together. Exact sums add exactly, so the order readings arrived in
+    /// does not matter.
+    pub fn merged(&self, other: &Self) -> Self {
+        Self {
+            valid: self.valid.saturating_add(other.valid),
+            min: self.min.min(other.min),
+            max: self.max.max(other.max),
+            sum: self.sum.zip(other.sum).and_then(|(a, b)| a.checked_add(b)),
+            float_sum: self.float_sum + other.float_sum,
+            non_negative: self.non_negative && other.non_negative,
+        }
+    }
+
+    /// The aggregate of the window these totals count.
+    pub fn aggregate(&self, limit: Option<LimitBound>, expected: u32) -> Aggregate {
+        let n = self.valid;
+        let completeness = match (expected, n) {
+            (0, 0) => 0.0,
+            (0, _) => 1.0,
+            (e, n) => (f64::from(n) / f64::from(e)).min(1.0),
+        };
+        let (mean, ratio, band) = if n == 0 {
+            (None, None, Band::NotEvaluated)
+        } else {
+            // Exact unless a sum overflowed the decimal range (garbage values): then floats.
+            let mean = match self.sum.and_then(|s| s.checked_div(Decimal::from(n))) {
+                Some(m) => decimal::to_f64(m),
+                None => self.float_sum / f64::from(n),
+            };
+            let verdict = limit.and_then(Judge::new).map(|j| match self.sum {
+                Some(s) => j.mean(s, n),
+                None => j.value(mean),
+            });
+            match verdict {
+                Some(v) => (Some(mean), v.ratio, v.band),
+                None => (Some(mean), None, Band::NoLimit),
+            }
+        };
+        Aggregate {
+            mean,
+            min: (n > 0).then_some(self.min),
+            max: (n > 0).then_some(self.max),
+            valid: n,
+            expected,
+            completeness,
+            ratio,
+            band,
+        }
+    }
+}
+
 /// Aggregate the samples of one window. Only measuring, finite values count.
 pub fn aggregate(samples: &[Sample], limit: Option<LimitBound>, expected: u32) -> Aggregate {
-    let mut n: u32 = 0;
-    let mut min = f64::INFINITY;
-    let mut max = f64::NEG_INFINITY;
-    let mut sum = Some(Decimal::ZERO);
-    let mut float_sum = 0.0;
-    for s in samples
-        .iter()
-        .filter(|s| s.status.counts_for_compliance() && s.value.is_finite())
-    {
-        n += 1;
-        min = min.min(s.value);
-        max = max.max(s.value);
-        float_sum += s.value;
-        sum = sum.and_then(|acc| acc.checked_add(decimal::from_f64(s.value)?));
-    }
-    let completeness = match (expected, n) {
-        (0, 0) => 0.0,
-        (0, _) => 1.0,
-        (e, n) => (f64::from(n) / f64::from(e)).min(1.0),
-    };
-    let (mean, ratio, band) = if n == 0 {
-        (None, None, Band::NotEvaluated)
-    } else {
-        // Exact unless a sum overflowed the decimal range (garbage values): then floats.
-        let mean = match sum.and_then(|s| s.checked_div(Decimal::from(n))) {
-            Some(m) => decimal::to_f64(m),
-            None => float_sum / f64::from(n),
-        };
-        let verdict = limit.and_then(Judge::new).map(|j| match sum {
-            Some(s) => j.mean(s, n),
-            None => j.value(mean),
-        });
-        match verdict {
-            Some(v) => (Some(mean), v.ratio, v.band),
-            None => (Some(mean), None, Band::NoLimit),
-        }
-    };
-    Aggregate {
-        mean,
-        min: (n > 0).then_some(min),
-        max: (n > 0).then_some(max),
-        valid: n,
-        expected,
-        completeness,
-        ratio,
-        band,
-    }
+    WindowSums::of(samples).aggregate(limit, expected)
 }
 
 /// How a recomputed window differs from what was stored before.

@@ -19,7 +19,7 @@ pub use evaluate::{Assessment, Evaluator, Rejection};
 pub use events::{
     Event, EventChange, EventKey, EventTracker, Follow, Observation, OpenEvent, Scope,
 };
-pub use hourly::{Aggregate, Revision, Sample};
+pub use hourly::{Aggregate, Revision, Sample, WindowSums};
 pub use judge::{Judge, Verdict};
 pub use limits::{resolve_limits, Limit, LimitBound, Profiles, StationLimits};
 pub use profile::{Profile, ProfileError};

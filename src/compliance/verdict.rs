@@ -4,13 +4,10 @@
 //! be negative, so once the sum so far divided by the expected count already exceeds the limit, no reading still to
 //! come can bring the mean back within it, and the window is judged early on that lower bound.
 //!
-//! Pure: the ledger passes the window's samples, its aggregate and whether its end has passed.
-
-use rust_decimal::Decimal;
+//! Pure: the ledger passes the window's running totals, its aggregate and whether its end has passed.
 
 use super::band::Band;
-use super::decimal;
-use super::hourly::{Aggregate, Sample};
+use super::hourly::{Aggregate, WindowSums};
 use super::judge::Judge;
 use super::limits::LimitBound;
 
@@ -43,10 +40,10 @@ impl WindowVerdict {
     }
 }
 
-/// Judge a window from its samples and aggregate (computed from the same samples). `ended`: the window's end has
-/// passed on the wall clock.
+/// Judge a window from its running totals and aggregate (computed from the same totals). `ended`: the window's end
+/// has passed on the wall clock.
 pub fn judge_window(
-    samples: &[Sample],
+    sums: &WindowSums,
     aggregate: &Aggregate,
     limit: Option<LimitBound>,
     ended: bool,
@@ -58,7 +55,7 @@ pub fn judge_window(
             ratio: aggregate.ratio,
         };
     }
-    match certain_lower_bound(samples, limit, aggregate.expected) {
+    match certain_lower_bound(sums, limit, aggregate.expected) {
         Some(v) if v.band.is_exceedance() => WindowVerdict::Early {
             band: v.band,
             ratio: v.ratio,
@@ -70,31 +67,21 @@ pub fn judge_window(
 /// The verdict of sum so far ÷ expected count, for a maximum limit (a range such as pH can come back within it).
 /// `None` when it cannot be decided: no maximum, no expected count, a negative or unrepresentable value.
 fn certain_lower_bound(
-    samples: &[Sample],
+    sums: &WindowSums,
     limit: Option<LimitBound>,
     expected: u32,
 ) -> Option<super::judge::Verdict> {
-    let (Some(bound @ LimitBound::Max(_)), true) = (limit, expected > 0) else {
+    let (Some(bound @ LimitBound::Max(_)), true, true) = (limit, expected > 0, sums.non_negative)
+    else {
         return None;
     };
-    let mut sum = Decimal::ZERO;
-    for s in samples
-        .iter()
-        .filter(|s| s.status.counts_for_compliance() && s.value.is_finite())
-    {
-        let v = decimal::from_f64(s.value)?;
-        if v.is_sign_negative() {
-            return None;
-        }
-        sum = sum.checked_add(v)?;
-    }
-    Some(Judge::new(bound)?.mean(sum, expected))
+    Some(Judge::new(bound)?.mean(sums.sum?, expected))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compliance::hourly::aggregate;
+    use crate::compliance::hourly::Sample;
     use crate::model::{Status, Timestamp};
 
     fn samples(values: &[f64]) -> Vec<Sample> {
@@ -110,8 +97,8 @@ mod tests {
     }
 
     fn judge(values: &[f64], limit: LimitBound, ended: bool) -> WindowVerdict {
-        let s = samples(values);
-        let a = aggregate(&s, Some(limit), 12);
+        let s = WindowSums::of(&samples(values));
+        let a = s.aggregate(Some(limit), 12);
         judge_window(&s, &a, Some(limit), ended)
     }
 

@@ -1,9 +1,10 @@
 //! Window aggregates (local hours, local days) kept current from the readings table.
 //!
-//! The aggregator has its own cursor, like a forwarder: each step reads readings committed after it, recomputes
-//! every window they touch from the stored readings (so a late reading recomputes its hour), and moves the cursor in
-//! the same transaction. A crash only repeats work. A recomputation of a window that had already closed when it was
-//! last computed is recorded in `aggregate_changes` (the late-reading audit trail).
+//! The aggregator has its own cursor, like a forwarder: each step reads readings committed after it, adds them to
+//! the running totals of every window they touch (so a late reading revises its hour), and moves the cursor in the
+//! same transaction. A stored window counts exactly the readings up to the cursor: a crash only repeats work, never
+//! counts a reading twice. A revision of a window that had already closed when it was last computed is recorded in
+//! `aggregate_changes` (the late-reading audit trail).
 //!
 //! Each window is also judged (`verdict`, see `compliance::verdict`): finally once its end has passed or it holds its
 //! expected count, early when it is already certain to exceed, not at all while its running mean is only a forecast.
@@ -11,13 +12,13 @@
 //! judged when it closes even if no reading follows. Judged windows of the averaging window open and close the
 //! window-scope events: in order through the tracker, out of order by re-deriving the span.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::events::Late;
 use super::{cursor, set_cursor, LedgerError, Stream};
-use crate::compliance::hourly::{aggregate, window_start, Aggregate, Sample};
+use crate::compliance::hourly::{window_start, Aggregate, Sample, WindowSums};
 use crate::compliance::limits::Dated;
 use crate::compliance::{
     judge_window, Band, EventChange, EventKey, EventTracker, Follow, LimitBound, Scope,
@@ -79,37 +80,41 @@ pub(super) fn refresh(
 ) -> Result<AggregateReport, LedgerError> {
     let from = cursor(tx, CURSOR)?;
     let names = id_names(tx)?;
-    let mut touched = BTreeSet::new();
+    // Each touched window and the totals of its readings in this step.
+    let mut touched: BTreeMap<WindowKey, WindowSums> = BTreeMap::new();
     let mut last = from;
     let mut seen = 0;
     {
-        let mut st = tx.prepare_cached("SELECT seq, station_id, parameter_id, ts FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let mut st = tx.prepare_cached("SELECT seq, station_id, parameter_id, ts, value, status FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let mut rows = st.query(params![from, max_rows as i64])?;
         while let Some(row) = rows.next()? {
             let (seq, s, p, ts): (i64, i64, i64, i64) =
                 (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let sample = Sample {
+                ts: Timestamp(ts),
+                value: row.get(4)?,
+                status: Status::from_u8(row.get(5)?).unwrap_or(Status::Fault),
+            };
             last = seq;
             seen += 1;
             for &w in &ctx.windows {
-                touched.insert((
-                    s,
-                    p,
-                    w,
-                    window_start(Timestamp(ts), ctx.offset_secs, w).millis(),
-                ));
+                let start = window_start(sample.ts, ctx.offset_secs, w).millis();
+                touched.entry((s, p, w, start)).or_default().add(&sample);
             }
         }
     }
     let now = Timestamp::now().millis();
     // Windows whose end has passed since they were last computed: judge them now, reading or not.
-    touched.extend(ended_windows(tx, now)?);
+    for key in ended_windows(tx, now)? {
+        touched.entry(key).or_default();
+    }
     let mut change_seq: i64 = tx.query_row(
         "SELECT COALESCE(MAX(change_seq), 0) FROM aggregates",
         [],
         |r| r.get(0),
     )?;
     let mut updates = Vec::new();
-    for (s, p, w, start) in touched {
+    for ((s, p, w, start), added) in touched {
         let (Some(code), Some(symbol)) = (names.0.get(&s), names.1.get(&p)) else {
             continue;
         };
@@ -125,12 +130,24 @@ pub(super) fn refresh(
             // A station no longer configured: keep aggregating with the Circular 10 default interval, no limit.
             None => (300_000, None),
         };
-        let samples = window_samples(tx, s, p, start, w)?;
+        let previous = previous(tx, (s, p, w, start))?;
+        let running = match (&previous, previous.as_ref().and_then(|p| p.sums)) {
+            (_, Some(stored)) => Some(stored.merged(&added)),
+            // The window's first readings.
+            (None, _) => Some(added),
+            // A row from before running totals.
+            (Some(_), None) => None,
+        };
+        // Without an exact sum (such a row, or values past the decimal range) the window is counted again from its
+        // readings in time order, so not even the float fallback depends on the order readings arrived in.
+        let sums = match running.filter(|r| r.sum.is_some()) {
+            Some(sums) => sums,
+            None => WindowSums::of(&window_samples(tx, (s, p, w, start), last)?),
+        };
         change_seq += 1;
         let expected = (w / interval_ms.max(1)) as u32;
-        let agg = aggregate(&samples, limit, expected);
-        let verdict = judge_window(&samples, &agg, limit, now >= start + w);
-        let previous = previous(tx, (s, p, w, start))?;
+        let agg = sums.aggregate(limit, expected);
+        let verdict = judge_window(&sums, &agg, limit, now >= start + w);
         // Events follow judged windows of the averaging window: look the series up before this write.
         let before = previous.as_ref().and_then(|x| what_events_see(x.judged));
         let event = if w == ctx.judging_window_ms && before != what_events_see(verdict.judged()) {
@@ -138,7 +155,16 @@ pub(super) fn refresh(
         } else {
             None
         };
-        upsert(tx, (s, p, w, start), &agg, verdict, limit, now, change_seq)?;
+        upsert(
+            tx,
+            (s, p, w, start),
+            &sums,
+            &agg,
+            verdict,
+            limit,
+            now,
+            change_seq,
+        )?;
         let late_change_from = match previous {
             Some(prev) if prev.computed >= start + w => {
                 tx.prepare_cached(
@@ -193,8 +219,13 @@ fn what_events_see(judged: Option<(Band, Option<f64>)>) -> Option<(Band, Option<
     }
 }
 
+/// A window: station id, parameter id, length (ms), start (Unix ms).
+type WindowKey = (i64, i64, i64, i64);
+
 /// What a window held before this refresh recomputed it.
 struct Previous {
+    /// Its running totals (`sum` is `None` past the decimal range); `None` on a row from before they were stored.
+    sums: Option<WindowSums>,
     mean: Option<f64>,
     band: String,
     computed: i64,
@@ -204,12 +235,12 @@ struct Previous {
 
 fn previous(
     conn: &Connection,
-    (s, p, w, start): (i64, i64, i64, i64),
+    (s, p, w, start): WindowKey,
 ) -> Result<Option<Previous>, LedgerError> {
     Ok(conn
         .prepare_cached(
-            "SELECT mean, band, computed, verdict, verdict_ratio, pending, ratio FROM aggregates \
-             WHERE station_id=?1 AND parameter_id=?2 AND window_ms=?3 AND window_start=?4",
+            "SELECT mean, band, computed, verdict, verdict_ratio, pending, ratio, valid, min, max, sum_exact, non_negative \
+             FROM aggregates WHERE station_id=?1 AND parameter_id=?2 AND window_ms=?3 AND window_start=?4",
         )?
         .query_row(params![s, p, w, start], |r| {
             let band: String = r.get(1)?;
@@ -221,7 +252,23 @@ fn previous(
                 None if !pending => Band::parse(&band).map(|b| (b, r.get(6).ok().flatten())),
                 None => None,
             };
+            let non_negative: Option<bool> = r.get(11)?;
+            let sums = match non_negative {
+                Some(non_negative) => Some(WindowSums {
+                    valid: r.get(7)?,
+                    min: r.get::<_, Option<f64>>(8)?.unwrap_or(f64::INFINITY),
+                    max: r.get::<_, Option<f64>>(9)?.unwrap_or(f64::NEG_INFINITY),
+                    sum: r
+                        .get::<_, Option<[u8; 16]>>(10)?
+                        .map(rust_decimal::Decimal::deserialize),
+                    // Only used without an exact sum, and then the window is counted again.
+                    float_sum: 0.0,
+                    non_negative,
+                }),
+                None => None,
+            };
             Ok(Previous {
+                sums,
                 mean: r.get(0)?,
                 band,
                 computed: r.get(2)?,
@@ -234,7 +281,8 @@ fn previous(
 #[allow(clippy::too_many_arguments)]
 fn upsert(
     conn: &Connection,
-    (s, p, w, start): (i64, i64, i64, i64),
+    (s, p, w, start): WindowKey,
+    sums: &WindowSums,
     agg: &Aggregate,
     verdict: WindowVerdict,
     limit: Option<LimitBound>,
@@ -245,24 +293,25 @@ fn upsert(
     let judged = verdict.judged();
     conn.prepare_cached(
         "INSERT INTO aggregates (station_id, parameter_id, window_ms, window_start, mean, min, max, valid, expected, completeness, \
-         limit_low, limit_high, ratio, band, revision, computed, change_seq, verdict, verdict_ratio, pending) \
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,1,?15,?16,?17,?18,?19) \
+         limit_low, limit_high, ratio, band, revision, computed, change_seq, verdict, verdict_ratio, pending, sum_exact, \
+         non_negative) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,1,?15,?16,?17,?18,?19,?20,?21) \
          ON CONFLICT (station_id, parameter_id, window_ms, window_start) DO UPDATE SET mean=excluded.mean, min=excluded.min, \
          max=excluded.max, valid=excluded.valid, expected=excluded.expected, completeness=excluded.completeness, \
          limit_low=excluded.limit_low, limit_high=excluded.limit_high, ratio=excluded.ratio, band=excluded.band, \
          revision=revision+1, computed=excluded.computed, change_seq=excluded.change_seq, verdict=excluded.verdict, \
-         verdict_ratio=excluded.verdict_ratio, pending=excluded.pending",
+         verdict_ratio=excluded.verdict_ratio, pending=excluded.pending, sum_exact=excluded.sum_exact, \
+         non_negative=excluded.non_negative",
     )?
     .execute(params![
         s, p, w, start, agg.mean, agg.min, agg.max, agg.valid, agg.expected, agg.completeness, low, high, agg.ratio,
         agg.band.as_str(), now, change_seq, judged.map(|j| j.0.as_str()), judged.and_then(|j| j.1),
-        !verdict.is_final()
+        !verdict.is_final(), sums.sum.map(|d| d.serialize()), sums.non_negative
     ])?;
     Ok(())
 }
 
 /// Windows not closed when last computed whose end has now passed.
-fn ended_windows(conn: &Connection, now: i64) -> Result<Vec<(i64, i64, i64, i64)>, LedgerError> {
+fn ended_windows(conn: &Connection, now: i64) -> Result<Vec<WindowKey>, LedgerError> {
     let mut st = conn.prepare_cached(
         "SELECT station_id, parameter_id, window_ms, window_start FROM aggregates \
          WHERE pending = 1 AND window_start + window_ms <= ?1",
@@ -343,17 +392,17 @@ fn follow_window(
     Ok(())
 }
 
+/// The stored readings of a window up to the aggregator's position `upto` (later ones are added when it gets there).
 fn window_samples(
     conn: &Connection,
-    s: i64,
-    p: i64,
-    start: i64,
-    w: i64,
+    (s, p, w, start): WindowKey,
+    upto: i64,
 ) -> Result<Vec<Sample>, LedgerError> {
     let mut st = conn.prepare_cached(
-        "SELECT ts, value, status FROM readings WHERE station_id=?1 AND parameter_id=?2 AND ts >= ?3 AND ts < ?4 ORDER BY ts",
+        "SELECT ts, value, status FROM readings WHERE station_id=?1 AND parameter_id=?2 AND ts >= ?3 AND ts < ?4 AND seq <= ?5 \
+         ORDER BY ts",
     )?;
-    let rows = st.query_map(params![s, p, start, start + w], |r| {
+    let rows = st.query_map(params![s, p, start, start + w, upto], |r| {
         Ok(Sample {
             ts: Timestamp(r.get(0)?),
             value: r.get(1)?,

@@ -398,6 +398,14 @@ CREATE TABLE sessions (
 ) WITHOUT ROWID;
 CREATE INDEX sessions_user ON sessions(user);
 "#,
+    // 12: each window's running totals, so a reading adds to its windows instead of re-reading every reading they
+    // hold (a day of a busy series is hundreds of thousands of rows, read again at every refresh step while the
+    // write lock was held). Rows from before it (NULL `non_negative`) and windows past the decimal range (NULL
+    // `sum_exact`) are counted from the readings.
+    r#"
+ALTER TABLE aggregates ADD COLUMN sum_exact BLOB;       -- exact decimal sum of the valid readings (rust_decimal, 16 bytes); NULL past its range
+ALTER TABLE aggregates ADD COLUMN non_negative INTEGER; -- 1 when no valid reading was negative
+"#,
 ];
 
 /// The schema version this build brings a ledger to.
