@@ -79,6 +79,7 @@ pub(super) fn refresh(
     changes: &mut Vec<EventChange>,
 ) -> Result<AggregateReport, LedgerError> {
     let from = cursor(tx, CURSOR)?;
+    keep_lengths(tx, &ctx.windows)?;
     let names = id_names(tx)?;
     // Each touched window and the totals of its readings in this step.
     let mut touched: BTreeMap<WindowKey, WindowSums> = BTreeMap::new();
@@ -131,15 +132,13 @@ pub(super) fn refresh(
             None => (300_000, None),
         };
         let previous = previous(tx, (s, p, w, start))?;
-        let running = match (&previous, previous.as_ref().and_then(|p| p.sums)) {
-            (_, Some(stored)) => Some(stored.merged(&added)),
-            // The window's first readings.
-            (None, _) => Some(added),
-            // A row from before running totals.
-            (Some(_), None) => None,
-        };
-        // Without an exact sum (such a row, or values past the decimal range) the window is counted again from its
-        // readings in time order, so not even the float fallback depends on the order readings arrived in.
+        let running = previous
+            .as_ref()
+            .and_then(|p| p.sums)
+            .map(|stored| stored.merged(&added));
+        // Counted from its readings instead: a window first touched (its length may be newly kept, with readings
+        // before), a row without running totals (from before them, or of a length kept again), and one past the
+        // decimal range, in time order so that not even the float fallback depends on arrival order.
         let sums = match running.filter(|r| r.sum.is_some()) {
             Some(sums) => sums,
             None => WindowSums::of(&window_samples(tx, (s, p, w, start), last)?),
@@ -307,6 +306,33 @@ fn upsert(
         agg.band.as_str(), now, change_seq, judged.map(|j| j.0.as_str()), judged.and_then(|j| j.1),
         !verdict.is_final(), sums.sum.map(|d| d.serialize()), sums.non_negative
     ])?;
+    Ok(())
+}
+
+/// Record the window lengths kept. A length kept again after a pause (an averaging window changed in the config and
+/// back) has rows that missed the readings in between: their running totals are dropped, so each is counted from
+/// its readings when next touched.
+fn keep_lengths(conn: &Connection, windows: &[i64]) -> Result<(), LedgerError> {
+    let kept: Vec<i64> = conn
+        .prepare_cached("SELECT value FROM counters WHERE name LIKE 'aggregates.window_ms.%'")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for w in windows.iter().filter(|w| !kept.contains(w)) {
+        conn.execute(
+            "UPDATE aggregates SET non_negative = NULL WHERE window_ms = ?1",
+            [w],
+        )?;
+        conn.execute(
+            "INSERT INTO counters (name, value) VALUES ('aggregates.window_ms.' || ?1, ?1)",
+            [w],
+        )?;
+    }
+    for w in kept.iter().filter(|w| !windows.contains(w)) {
+        conn.execute(
+            "DELETE FROM counters WHERE name = 'aggregates.window_ms.' || ?1",
+            [w],
+        )?;
+    }
     Ok(())
 }
 
