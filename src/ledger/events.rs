@@ -152,13 +152,17 @@ fn write(
         insert_event(conn, ids, &scope, e, end)
     } else {
         let now = Timestamp::now().millis();
+        // The open row is found by its start (the start index); should the tracker ever disagree with the ledger
+        // about that, by being the key's open row.
         conn.prepare_cached(concat!(
             "UPDATE events SET end = ?4, last = ?5, band = ?6, peak_band = ?7, peak_ratio = ?8, peak_at = ?9, updated = ?10, \
              change_seq = ",
             next_change_seq!(),
-            " WHERE station_id = ?1 AND parameter_id = ?2 AND scope = ?3 AND end IS NULL"
+            " WHERE id = COALESCE(\
+               (SELECT id FROM events WHERE station_id = ?1 AND parameter_id = ?2 AND scope = ?3 AND start = ?11 AND end IS NULL), \
+               (SELECT id FROM events WHERE station_id = ?1 AND parameter_id = ?2 AND scope = ?3 AND end IS NULL))"
         ))?
-        .execute(params![ids.0, ids.1, scope, end.map(Timestamp::millis), e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now])?;
+        .execute(params![ids.0, ids.1, scope, end.map(Timestamp::millis), e.last.millis(), e.band.as_str(), e.peak_band.as_str(), e.peak_ratio, e.peak_at.millis(), now, e.start.millis()])?;
         Ok(())
     }
 }

@@ -425,6 +425,25 @@ fn exceedances_open_and_close_events_that_survive_a_restart() {
     );
 }
 
+/// The open row is updated by its start; a row whose start the tracker does not know is still the key's open row.
+#[test]
+fn an_open_event_closes_even_when_its_stored_start_differs_from_the_trackers() {
+    let (_d, mut l) = open();
+    let r = |ts, band, ratio| with_band(reading("BN_A_B", "COD", ts, ratio * 135.0), band, ratio);
+    l.commit(&[r(1000, Band::Lt1_1, 1.05)], &[]).unwrap();
+    l.conn.execute("UPDATE events SET start = 500", []).unwrap();
+    l.commit(&[r(2000, Band::Compliant, 0.5)], &[]).unwrap();
+    let rows: Vec<(i64, Option<i64>)> = l
+        .conn
+        .prepare("SELECT start, end FROM events")
+        .unwrap()
+        .query_map([], |x| Ok((x.get(0)?, x.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(rows, vec![(500, Some(2000))]);
+}
+
 #[test]
 fn one_commit_writes_each_event_once_with_its_final_state() {
     let (_d, mut l) = open();
