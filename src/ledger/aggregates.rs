@@ -79,7 +79,7 @@ pub(super) fn refresh(
     changes: &mut Vec<EventChange>,
 ) -> Result<AggregateReport, LedgerError> {
     let from = cursor(tx, CURSOR)?;
-    keep_lengths(tx, &ctx.windows)?;
+    let kept_since = keep_lengths(tx, &ctx.windows, from)?;
     let names = id_names(tx)?;
     // Each touched window and the totals of its readings in this step.
     let mut touched: BTreeMap<WindowKey, WindowSums> = BTreeMap::new();
@@ -132,13 +132,14 @@ pub(super) fn refresh(
             None => (300_000, None),
         };
         let previous = previous(tx, (s, p, w, start))?;
-        let running = previous
-            .as_ref()
-            .and_then(|p| p.sums)
-            .map(|stored| stored.merged(&added));
-        // Counted from its readings instead: a window first touched (its length may be newly kept, with readings
-        // before), a row without running totals (from before them, or of a length kept again), and one past the
-        // decimal range, in time order so that not even the float fallback depends on arrival order.
+        let running = match &previous {
+            Some(prev) => prev.sums.map(|stored| stored.merged(&added)),
+            // The window's first readings, unless its length is kept only since readings were stored.
+            None => (kept_since.get(&w) == Some(&0)).then_some(added),
+        };
+        // Counted from its readings instead: a window first touched whose length was not kept from the start, a row
+        // without running totals (from before them, or of a length kept again), and one past the decimal range, in
+        // time order so that not even the float fallback depends on arrival order.
         let sums = match running.filter(|r| r.sum.is_some()) {
             Some(sums) => sums,
             None => WindowSums::of(&window_samples(tx, (s, p, w, start), last)?),
@@ -309,31 +310,50 @@ fn upsert(
     Ok(())
 }
 
-/// Record the window lengths kept. A length kept again after a pause (an averaging window changed in the config and
-/// back) has rows that missed the readings in between: their running totals are dropped, so each is counted from
-/// its readings when next touched.
-fn keep_lengths(conn: &Connection, windows: &[i64]) -> Result<(), LedgerError> {
-    let kept: Vec<i64> = conn
-        .prepare_cached("SELECT value FROM counters WHERE name LIKE 'aggregates.window_ms.%'")?
-        .query_map([], |r| r.get(0))?
+/// Record the window lengths kept, each with the aggregator's position when it started to be kept (0: since the
+/// first reading), and return them. A length kept again after a pause (an averaging window changed in the config
+/// and back) has rows that missed the readings in between: their running totals are dropped, so each is counted
+/// from its readings when next touched.
+fn keep_lengths(
+    conn: &Connection,
+    windows: &[i64],
+    position: i64,
+) -> Result<HashMap<i64, i64>, LedgerError> {
+    const PREFIX: &str = "aggregates.window_ms.";
+    let mut kept: HashMap<i64, i64> = conn
+        .prepare_cached(
+            "SELECT name, value FROM counters WHERE name LIKE 'aggregates.window_ms.%'",
+        )?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?
+        .filter_map(|row| match row {
+            Ok((name, since)) => Some(Ok((name[PREFIX.len()..].parse().ok()?, since))),
+            Err(e) => Some(Err(e)),
+        })
         .collect::<Result<_, _>>()?;
-    for w in windows.iter().filter(|w| !kept.contains(w)) {
+    let new: Vec<i64> = windows
+        .iter()
+        .copied()
+        .filter(|w| !kept.contains_key(w))
+        .collect();
+    for w in new {
         conn.execute(
             "UPDATE aggregates SET non_negative = NULL WHERE window_ms = ?1",
             [w],
         )?;
         conn.execute(
-            "INSERT INTO counters (name, value) VALUES ('aggregates.window_ms.' || ?1, ?1)",
-            [w],
+            "INSERT INTO counters (name, value) VALUES (?1, ?2)",
+            params![format!("{PREFIX}{w}"), position],
         )?;
+        kept.insert(w, position);
     }
-    for w in kept.iter().filter(|w| !windows.contains(w)) {
+    for w in kept.keys().filter(|w| !windows.contains(w)) {
         conn.execute(
-            "DELETE FROM counters WHERE name = 'aggregates.window_ms.' || ?1",
-            [w],
+            "DELETE FROM counters WHERE name = ?1",
+            [format!("{PREFIX}{w}")],
         )?;
     }
-    Ok(())
+    kept.retain(|w, _| windows.contains(w));
+    Ok(kept)
 }
 
 /// Windows not closed when last computed whose end has now passed.
