@@ -26,8 +26,9 @@
 //!
 //! The caller stores alerts and the outbox, and persists [`KeyState`]s so a restart resumes mid-incident.
 
-use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::config::alert::{Alert as AlertConfig, Maintenance};
@@ -71,6 +72,29 @@ impl AlertKey {
     /// Stable text form, the primary key of the persisted state.
     pub fn id(&self) -> String {
         format!("{}|{}|{}", self.station, self.subject, self.kind.as_str())
+    }
+}
+
+/// An [`AlertKey`] made of borrowed parts, to look a key up without allocating it (a burst looks up every key of
+/// every reading). Hashes as the key does: the same fields in the same order.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRef<'a> {
+    pub station: &'a str,
+    pub subject: &'a str,
+    pub kind: Kind,
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.station.hash(state);
+        self.subject.hash(state);
+        self.kind.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<AlertKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &AlertKey) -> bool {
+        self.kind == key.kind && self.station == key.station && self.subject == key.subject
     }
 }
 
@@ -348,21 +372,22 @@ impl Clock for TokioClock {
     }
 }
 
-/// Every key's state. Keys are ordered so transitions come out in a stable order.
+/// Every key's state. Keys are hashed (looked up at every observation); what iterates them sorts, so transitions
+/// come out in a stable order.
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub rules: Rules,
-    keys: BTreeMap<AlertKey, KeyState>,
+    keys: hashbrown::HashMap<AlertKey, KeyState, FxBuildHasher>,
     /// Keys changed since the last [`Engine::take_dirty`] (to persist).
-    dirty: HashSet<AlertKey>,
+    dirty: FxHashSet<AlertKey>,
 }
 
 impl Engine {
     pub fn new(rules: Rules) -> Self {
         Self {
             rules,
-            keys: BTreeMap::new(),
-            dirty: HashSet::new(),
+            keys: hashbrown::HashMap::default(),
+            dirty: FxHashSet::default(),
         }
     }
 
@@ -386,8 +411,21 @@ impl Engine {
         self.keys.get(key)
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = (&AlertKey, &KeyState)> {
-        self.keys.iter()
+    /// True when a good observation cannot change the key: it has no state, or is idle (see [`Engine::observe`]).
+    pub fn is_idle(&self, key: KeyRef<'_>) -> bool {
+        self.keys.get(&key).is_none_or(|s| s.phase == Phase::Idle)
+    }
+
+    /// The keys of the open alerts (raised or acknowledged), sorted.
+    fn open_keys(&self) -> Vec<AlertKey> {
+        let mut open: Vec<AlertKey> = self
+            .keys
+            .iter()
+            .filter(|(_, s)| matches!(s.phase, Phase::Raised | Phase::Acknowledged))
+            .map(|(k, _)| k.clone())
+            .collect();
+        open.sort_unstable();
+        open
     }
 
     /// Keys changed since the last call, with their state, to persist.
@@ -453,10 +491,13 @@ impl Engine {
     /// stored is what the engine knows.
     pub fn publish_unpublished(&mut self, now: i64) -> Vec<Transition> {
         let mut out = Vec::new();
-        for (key, s) in self.keys.iter_mut() {
-            if s.unpublished && matches!(s.phase, Phase::Raised | Phase::Acknowledged) {
-                out.push(updated(key, s, now));
-                self.dirty.insert(key.clone());
+        for key in self.open_keys() {
+            let Some(s) = self.keys.get_mut(&key) else {
+                continue;
+            };
+            if s.unpublished {
+                out.push(updated(&key, s, now));
+                self.dirty.insert(key);
             }
         }
         out
@@ -467,10 +508,11 @@ impl Engine {
     pub fn tick(&mut self, now: i64) -> Vec<Transition> {
         let mut out = Vec::new();
         let rules = &self.rules;
-        for (key, s) in self.keys.iter_mut() {
-            if !matches!(s.phase, Phase::Raised | Phase::Acknowledged) {
+        for key in self.open_keys() {
+            let Some(s) = self.keys.get_mut(&key) else {
                 continue;
-            }
+            };
+            let key = &key;
             let muted = rules.in_maintenance(&key.station, now);
             let before = out.len();
             if s.phase == Phase::Raised && !muted {

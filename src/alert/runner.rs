@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::engine::{
-    AlertKey, Change, Clock, Detail, Engine, KeyState, Kind, Observation, Phase, Rules, Transition,
+    AlertKey, Change, Clock, Detail, Engine, KeyRef, KeyState, Kind, Observation, Phase, Rules,
+    Transition,
 };
 use super::history::{LateSpan, Rederivation};
 use super::message::Context;
@@ -253,10 +254,7 @@ impl Runner {
     /// of what was observed).
     #[allow(clippy::too_many_arguments)]
     fn observe(&mut self, key: AlertKey, now: i64, at: i64, ends: i64, bad: bool, detail: Detail) {
-        let late = now - ends > self.engine.rules.late_after_ms;
-        if late {
-            self.late_seen.insert(key.station.clone(), now);
-        }
+        let late = self.note_late(&key.station, now, ends);
         let obs = Observation {
             bad,
             at,
@@ -273,6 +271,20 @@ impl Runner {
         self.observe(key, now, now, now, bad, detail);
     }
 
+    /// Whether an observation made at `now` of data ending at `ends` is late; the station is then catching up.
+    fn note_late(&mut self, station: &str, now: i64, ends: i64) -> bool {
+        let late = now - ends > self.engine.rules.late_after_ms;
+        if late {
+            match self.late_seen.get_mut(station) {
+                Some(t) => *t = now,
+                None => {
+                    self.late_seen.insert(station.to_string(), now);
+                }
+            }
+        }
+        late
+    }
+
     fn observe_reading(&mut self, r: ReadingObs<'_>, now: i64) {
         // Updated in place where the key exists: a burst passes here once per reading.
         match self.last_seen.get_mut(r.station) {
@@ -281,8 +293,19 @@ impl Runner {
                 self.last_seen.insert(r.station.to_string(), now);
             }
         }
-        let silent = AlertKey::new(r.station, "", Kind::Silent);
-        self.observe_now(silent, now, false, Detail::default());
+        // A good observation of an idle key changes nothing (see `Engine::observe`): most readings of a burst are
+        // good, so they are checked before any key or detail is built.
+        let idle = |engine: &Engine, subject, kind| {
+            engine.is_idle(KeyRef {
+                station: r.station,
+                subject,
+                kind,
+            })
+        };
+        if !idle(&self.engine, "", Kind::Silent) {
+            let silent = AlertKey::new(r.station, "", Kind::Silent);
+            self.observe_now(silent, now, false, Detail::default());
+        }
         let series = (r.station.to_string(), r.parameter.to_string());
         match self.limits.get_mut(&series) {
             Some(l) if l.2 == r.unit => (l.0, l.1) = (r.limit.0, r.limit.1),
@@ -307,9 +330,15 @@ impl Runner {
             }
         }
         self.unsaved_series.insert(series, r.ts);
-        for (kind, bad, detail) in observe::reading(&self.ctx, &r) {
-            let key = AlertKey::new(r.station, r.parameter, kind);
-            self.observe(key, now, r.ts, r.ts, bad, detail);
+        for (kind, bad) in observe::reading_verdicts(&r) {
+            if !bad && idle(&self.engine, r.parameter, kind) {
+                self.note_late(r.station, now, r.ts);
+                continue;
+            }
+            if let Some((bad, detail)) = observe::reading_kind(&self.ctx, &r, kind) {
+                let key = AlertKey::new(r.station, r.parameter, kind);
+                self.observe(key, now, r.ts, r.ts, bad, detail);
+            }
         }
     }
 

@@ -581,3 +581,26 @@ fn one_judged_window_raises_a_violation_and_judging_it_again_counts_once() {
         .unwrap();
     assert_eq!((t.change, t.at), (Change::Cleared, T0 + 3 * hour));
 }
+
+/// A key is found from borrowed parts, and a pending one is not idle.
+#[test]
+fn a_key_is_looked_up_by_its_borrowed_parts() {
+    let mut e = Engine::new(rules());
+    let key = cod(Kind::Exceedance);
+    let parts = KeyRef {
+        station: &key.station,
+        subject: &key.subject,
+        kind: key.kind,
+    };
+    assert!(e.is_idle(parts));
+    e.live(&key, T0, value(2.0));
+    assert!(!e.is_idle(parts));
+    assert!(e.is_idle(KeyRef {
+        kind: Kind::Quality,
+        ..parts
+    }));
+    assert!(e.is_idle(KeyRef {
+        subject: "BOD5",
+        ..parts
+    }));
+}
