@@ -6,6 +6,7 @@
 //! falling behind the broadcast) it replays the committed readings past the cursor, so a restart — even after
 //! SIGKILL — neither raises twice nor loses a clear.
 
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,9 +50,9 @@ pub struct Runner {
     stations: Vec<String>,
     judging_ms: i64,
     /// Wall time of each station's latest reading (silence).
-    last_seen: HashMap<String, i64>,
+    last_seen: FxHashMap<String, i64>,
     /// Latest limit and unit per (station, parameter), for window messages.
-    limits: HashMap<(String, String), LimitAndUnit>,
+    limits: FxHashMap<(String, String), LimitAndUnit>,
     /// Configured unit per (station, parameter).
     units: HashMap<(String, String), String>,
     /// Newest judging window per (station, parameter): its start, completeness so far, and whether its
@@ -67,14 +68,14 @@ pub struct Runner {
     pending: Vec<Transition>,
     unsaved: HashMap<AlertKey, KeyState>,
     /// Series fed in order since the last commit: their newest reading time, saved with the key states.
-    unsaved_series: HashMap<(String, String), i64>,
+    unsaved_series: FxHashMap<(String, String), i64>,
     /// Wall time of each station's latest late observation (its catch-up closes once that is a while ago).
-    late_seen: HashMap<String, i64>,
+    late_seen: FxHashMap<String, i64>,
     /// Stations whose catch-up summary is waiting, and those due to close at the next flush.
     catching_up: BTreeSet<String>,
     close: Vec<String>,
     /// Newest reading time each series has fed its keys: an older reading re-derives them instead.
-    series_clock: HashMap<(String, String), i64>,
+    series_clock: FxHashMap<(String, String), i64>,
     /// Keys to re-derive once what is pending is stored, with what arrived out of order.
     rederive: BTreeMap<AlertKey, LateSpan>,
 }
@@ -126,7 +127,7 @@ impl Runner {
             last_seen: stations.iter().map(|s| (s.clone(), now)).collect(),
             stations,
             judging_ms: p.config.compliance.averaging_window.as_millis() as i64,
-            limits: HashMap::new(),
+            limits: FxHashMap::default(),
             units: units(&p.config),
             windows: HashMap::new(),
             fed_seq: cursor,
@@ -134,11 +135,11 @@ impl Runner {
             saved_at: std::time::Instant::now(),
             pending: Vec::new(),
             unsaved: HashMap::new(),
-            unsaved_series: HashMap::new(),
-            late_seen: HashMap::new(),
+            unsaved_series: FxHashMap::default(),
+            late_seen: FxHashMap::default(),
             catching_up: BTreeSet::new(),
             close: Vec::new(),
-            series_clock,
+            series_clock: series_clock.into_iter().collect(),
             rederive: BTreeMap::new(),
         })
     }
