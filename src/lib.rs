@@ -37,4 +37,25 @@ pub(crate) mod testing {
             short
         }
     }
+
+    /// One COD station (`BN_KCNQV_NUOC01`, QCVN 40 column B) on a ledger `ledger.db` in `dir` at `normal`, with
+    /// `extra` TOML appended (say, its `[station.modbus]` table).
+    pub fn cod_station_config(dir: &std::path::Path, extra: &str) -> crate::config::Config {
+        let text = format!(
+            r#"
+[ledger]
+path = "ledger.db"
+synchronous = "normal"
+[[station]]
+id = "BN_KCNQV_NUOC01"
+name = "QV"
+profile = "qcvn40-2011-b"
+design_flow_m3_day = 5000
+receiving_water = {{ type = "river" }}
+parameters = {{ COD = {{}} }}
+{extra}
+"#
+        );
+        crate::config::Config::from_str(&text, std::path::Path::new("t.toml"), dir).unwrap()
+    }
 }

@@ -276,24 +276,13 @@ impl Runner {
     fn note_late(&mut self, station: &str, now: i64, ends: i64) -> bool {
         let late = now - ends > self.engine.rules.late_after_ms;
         if late {
-            match self.late_seen.get_mut(station) {
-                Some(t) => *t = now,
-                None => {
-                    self.late_seen.insert(station.to_string(), now);
-                }
-            }
+            stamp(&mut self.late_seen, station, now);
         }
         late
     }
 
     fn observe_reading(&mut self, r: ReadingObs<'_>, now: i64) {
-        // Updated in place where the key exists: a burst passes here once per reading.
-        match self.last_seen.get_mut(r.station) {
-            Some(t) => *t = now,
-            None => {
-                self.last_seen.insert(r.station.to_string(), now);
-            }
-        }
+        stamp(&mut self.last_seen, r.station, now);
         // A good observation of an idle key changes nothing (see `Engine::observe`): most readings of a burst are
         // good, so they are checked before any key or detail is built.
         let idle = |engine: &Engine, subject, kind| {
@@ -790,6 +779,17 @@ fn channels_for(routes: &[Route], key: &AlertKey) -> Vec<String> {
 
 fn station_ids(config: &Config) -> Vec<String> {
     config.stations.iter().map(|s| s.id.to_string()).collect()
+}
+
+/// Set a station's time, in place where it is known: a burst passes here once per reading, and a lookup by `&str`
+/// allocates nothing.
+fn stamp(times: &mut FxHashMap<String, i64>, station: &str, now: i64) {
+    match times.get_mut(station) {
+        Some(t) => *t = now,
+        None => {
+            times.insert(station.to_string(), now);
+        }
+    }
 }
 
 /// Configured unit per (station, parameter).

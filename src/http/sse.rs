@@ -338,6 +338,14 @@ mod tests {
     use tokio::sync::broadcast;
     use tokio_util::sync::CancellationToken;
 
+    /// The next message a client receives, within 10 s.
+    async fn next<T: Clone>(rx: &mut broadcast::Receiver<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("a message within 10 s")
+            .expect("the hub is running")
+    }
+
     /// A hub that finds more pipeline events queued than it may hold drops them unserialised and tells every
     /// client it lagged (the dashboard reloads its view); what comes after is delivered again.
     #[tokio::test]
@@ -353,11 +361,7 @@ mod tests {
                 .send(LiveEvent::Events(Arc::new(Vec::new())))
                 .unwrap();
         }
-        let wait = Duration::from_secs(10);
-        let m = tokio::time::timeout(wait, client.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = next(&mut client).await;
         assert_eq!(
             (m.name, m.data.as_str()),
             ("lagged", queued.to_string().as_str())
@@ -365,10 +369,7 @@ mod tests {
         events
             .send(LiveEvent::Alerts(Arc::new(Vec::new())))
             .unwrap();
-        let m = tokio::time::timeout(wait, client.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = next(&mut client).await;
         assert_eq!((m.name, m.data.as_str()), ("alerts", "[]"));
         shutdown.cancel();
     }
@@ -387,19 +388,12 @@ mod tests {
                 .send(LiveEvent::Alerts(Arc::new(Vec::new())))
                 .unwrap();
         }
-        let wait = Duration::from_secs(10);
         // Each message is "[]" (2 bytes): the first one taken is 38 bytes behind the hub.
         for _ in 0..20 {
-            let m = tokio::time::timeout(wait, other.recv())
-                .await
-                .unwrap()
-                .unwrap();
+            let m = next(&mut other).await;
             assert_eq!(skip_if_far_behind(&mut other, &m, 40), None);
         }
-        let m = tokio::time::timeout(wait, slow.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = next(&mut slow).await;
         assert_eq!(skip_if_far_behind(&mut slow, &m, 10), Some(19));
         assert_eq!(
             slow.len(),
@@ -409,10 +403,7 @@ mod tests {
         events
             .send(LiveEvent::Alerts(Arc::new(Vec::new())))
             .unwrap();
-        let m = tokio::time::timeout(wait, slow.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let m = next(&mut slow).await;
         assert_eq!(skip_if_far_behind(&mut slow, &m, 10), None);
         shutdown.cancel();
     }

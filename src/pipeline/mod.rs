@@ -145,19 +145,7 @@ mod tests {
     use crate::model::{Parameter, Reading, SourceKind, Status, Timestamp, Unit};
 
     fn config(dir: &std::path::Path) -> Config {
-        let text = r#"
-[ledger]
-path = "ledger.db"
-synchronous = "normal"
-[[station]]
-id = "BN_KCNQV_NUOC01"
-name = "QV"
-profile = "qcvn40-2011-b"
-design_flow_m3_day = 5000
-receiving_water = { type = "river" }
-parameters = { COD = {} }
-"#;
-        Config::from_str(text, std::path::Path::new("t.toml"), dir).unwrap()
+        crate::testing::cod_station_config(dir, "")
     }
 
     /// Batch `i` of ten COD readings a minute apart, ending before now.

@@ -420,25 +420,13 @@ mod tests {
 
     /// One COD station polled over Modbus, `modbus` lines added to its `[station.modbus]`.
     fn config(dir: &std::path::Path, modbus: &str) -> Config {
-        let text = format!(
-            r#"
-[ledger]
-path = "ledger.db"
-synchronous = "normal"
-[[station]]
-id = "BN_KCNQV_NUOC01"
-name = "QV"
-profile = "qcvn40-2011-b"
-design_flow_m3_day = 5000
-receiving_water = {{ type = "river" }}
-parameters = {{ COD = {{}} }}
-[station.modbus]
-address = "127.0.0.1:1"
-registers = [{{ parameter = "COD", address = 0, type = "u16" }}]
-{modbus}
-"#
-        );
-        Config::from_str(&text, std::path::Path::new("t.toml"), dir).unwrap()
+        crate::testing::cod_station_config(
+            dir,
+            &format!(
+                "[station.modbus]\naddress = \"127.0.0.1:1\"\n\
+                 registers = [{{ parameter = \"COD\", address = 0, type = \"u16\" }}]\n{modbus}"
+            ),
+        )
     }
 
     fn start(fake: &Fake) -> Setup {
