@@ -11,6 +11,8 @@ pub struct Browser {
     base: String,
     session: String,
     client: reqwest::Client,
+    /// Chromium's profile (about 20 MB); removed when the browser is dropped, after the driver is ended.
+    _profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -40,12 +42,12 @@ impl Browser {
         })
         .await;
         assert!(ready, "chromedriver did not start");
-        let profile = tempfile::tempdir().unwrap().keep();
+        let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=1400,1000", format!("--user-data-dir={}", profile.display())]
+                     "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]
         }}}});
         let resp: Value = client
             .post(format!("{base}/session"))
@@ -65,6 +67,7 @@ impl Browser {
             base,
             session,
             client,
+            _profile: profile,
         }
     }
 
