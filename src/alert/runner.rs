@@ -52,7 +52,7 @@ pub struct Runner {
     /// Wall time of each station's latest reading (silence).
     last_seen: FxHashMap<String, i64>,
     /// Latest limit and unit per (station, parameter), for window messages.
-    limits: FxHashMap<(String, String), LimitAndUnit>,
+    limits: SeriesMap<LimitAndUnit>,
     /// Configured unit per (station, parameter).
     units: HashMap<(String, String), String>,
     /// Newest judging window per (station, parameter): its start, completeness so far, and whether its
@@ -68,14 +68,14 @@ pub struct Runner {
     pending: Vec<Transition>,
     unsaved: HashMap<AlertKey, KeyState>,
     /// Series fed in order since the last commit: their newest reading time, saved with the key states.
-    unsaved_series: FxHashMap<(String, String), i64>,
+    unsaved_series: SeriesMap<i64>,
     /// Wall time of each station's latest late observation (its catch-up closes once that is a while ago).
     late_seen: FxHashMap<String, i64>,
     /// Stations whose catch-up summary is waiting, and those due to close at the next flush.
     catching_up: BTreeSet<String>,
     close: Vec<String>,
     /// Newest reading time each series has fed its keys: an older reading re-derives them instead.
-    series_clock: FxHashMap<(String, String), i64>,
+    series_clock: SeriesMap<i64>,
     /// Keys to re-derive once what is pending is stored, with what arrived out of order.
     rederive: BTreeMap<AlertKey, LateSpan>,
 }
@@ -127,7 +127,7 @@ impl Runner {
             last_seen: stations.iter().map(|s| (s.clone(), now)).collect(),
             stations,
             judging_ms: p.config.compliance.averaging_window.as_millis() as i64,
-            limits: FxHashMap::default(),
+            limits: SeriesMap::default(),
             units: units(&p.config),
             windows: HashMap::new(),
             fed_seq: cursor,
@@ -135,7 +135,7 @@ impl Runner {
             saved_at: std::time::Instant::now(),
             pending: Vec::new(),
             unsaved: HashMap::new(),
-            unsaved_series: FxHashMap::default(),
+            unsaved_series: SeriesMap::default(),
             late_seen: FxHashMap::default(),
             catching_up: BTreeSet::new(),
             close: Vec::new(),
@@ -296,16 +296,16 @@ impl Runner {
             let silent = AlertKey::new(r.station, "", Kind::Silent);
             self.observe_now(silent, now, false, Detail::default());
         }
-        let series = (r.station.to_string(), r.parameter.to_string());
+        let series = SeriesRef(r.station, r.parameter);
         match self.limits.get_mut(&series) {
             Some(l) if l.2 == r.unit => (l.0, l.1) = (r.limit.0, r.limit.1),
             _ => {
                 self.limits
-                    .insert(series.clone(), (r.limit.0, r.limit.1, r.unit.to_string()));
+                    .insert(series.owned(), (r.limit.0, r.limit.1, r.unit.to_string()));
             }
         }
         // Older than what the series already told its keys: their history is re-derived in observation order.
-        let newest = self.series_newest(&series);
+        let newest = self.series_newest(series);
         if newest.is_some_and(|n| r.ts < n) {
             for (kind, bad) in observe::reading_verdicts(&r) {
                 let key = AlertKey::new(r.station, r.parameter, kind);
@@ -313,13 +313,8 @@ impl Runner {
             }
             return;
         }
-        match self.series_clock.get_mut(&series) {
-            Some(t) => *t = r.ts,
-            None => {
-                self.series_clock.insert(series.clone(), r.ts);
-            }
-        }
-        self.unsaved_series.insert(series, r.ts);
+        set_series_time(&mut self.series_clock, series, r.ts);
+        set_series_time(&mut self.unsaved_series, series, r.ts);
         for (kind, bad) in observe::reading_verdicts(&r) {
             if !bad && idle(&self.engine, r.parameter, kind) {
                 self.note_late(r.station, now, r.ts);
@@ -334,19 +329,19 @@ impl Runner {
 
     /// The newest reading time a series has fed its keys: as saved with the key states (and seen since), or, for a
     /// ledger from before those were saved, the newest observation of its keys' restored states.
-    fn series_newest(&mut self, series: &(String, String)) -> Option<i64> {
-        if let Some(t) = self.series_clock.get(series) {
+    fn series_newest(&mut self, series: SeriesRef<'_>) -> Option<i64> {
+        if let Some(t) = self.series_clock.get(&series) {
             return Some(*t);
         }
         let restored = observe::READING_KINDS
             .iter()
             .filter_map(|k| {
-                let key = AlertKey::new(&series.0, &series.1, *k);
+                let key = AlertKey::new(series.0, series.1, *k);
                 self.engine.state(&key).and_then(|s| s.clock)
             })
             .max();
         if let Some(t) = restored {
-            self.series_clock.insert(series.clone(), t);
+            self.series_clock.insert(series.owned(), t);
         }
         restored
     }
@@ -792,6 +787,43 @@ fn stamp(times: &mut FxHashMap<String, i64>, station: &str, now: i64) {
     }
 }
 
+/// Maps keyed by (station, parameter), looked up by [`SeriesRef`] without building the key.
+type SeriesMap<V> = hashbrown::HashMap<(String, String), V, rustc_hash::FxBuildHasher>;
+
+/// A (station, parameter) key of borrowed parts: every reading of a burst looks its series up in three maps, and
+/// building the owned key was two allocations each time. Hashes as the tuple of `String`s does.
+#[derive(Debug, Clone, Copy)]
+struct SeriesRef<'a>(&'a str, &'a str);
+
+impl SeriesRef<'_> {
+    fn owned(self) -> (String, String) {
+        (self.0.to_string(), self.1.to_string())
+    }
+}
+
+impl std::hash::Hash for SeriesRef<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+        self.1.hash(state);
+    }
+}
+
+impl hashbrown::Equivalent<(String, String)> for SeriesRef<'_> {
+    fn equivalent(&self, key: &(String, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
+/// Set a series' time, in place where it is known.
+fn set_series_time(times: &mut SeriesMap<i64>, series: SeriesRef<'_>, t: i64) {
+    match times.get_mut(&series) {
+        Some(at) => *at = t,
+        None => {
+            times.insert(series.owned(), t);
+        }
+    }
+}
+
 /// Configured unit per (station, parameter).
 fn units(config: &Config) -> HashMap<(String, String), String> {
     config
@@ -823,6 +855,22 @@ mod tests {
     use crate::pipeline::Committed;
 
     const T0: i64 = 1_800_000_000_000;
+
+    /// A borrowed series finds the entry its owned key made, and only that one (names that run together differ).
+    #[test]
+    fn a_series_is_found_by_its_borrowed_parts() {
+        let mut times = SeriesMap::default();
+        set_series_time(&mut times, SeriesRef("BN_KCN_01", "COD"), 1);
+        set_series_time(&mut times, SeriesRef("BN_KCN_0", "1COD"), 2);
+        set_series_time(&mut times, SeriesRef("BN_KCN_01", "COD"), 3);
+        assert_eq!(times.len(), 2);
+        assert_eq!(times.get(&SeriesRef("BN_KCN_01", "COD")), Some(&3));
+        assert_eq!(
+            times.get(&("BN_KCN_0".to_string(), "1COD".to_string())),
+            Some(&2)
+        );
+        assert_eq!(times.get(&SeriesRef("BN_KCN_01", "BOD5")), None);
+    }
 
     /// Every alert with its deliveries, oldest first.
     fn stored(db: &std::path::Path) -> Vec<crate::ledger::alerts::AlertWithDeliveries> {

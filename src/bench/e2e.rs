@@ -689,6 +689,9 @@ struct Report {
     bursts: Vec<Burst>,
     rss_before: u64,
     rss_after_idle: u64,
+    /// Of the two: the process's own memory (heap, stacks) and pages mapped from files (the binary's code).
+    anon_before: u64,
+    anon_after_idle: u64,
     hwm: u64,
     idle_secs: u64,
     ledger: i64,
@@ -728,12 +731,15 @@ impl Report {
             println!("    µs/reading by thread: {}", parts.join(", "));
         }
         println!(
-            "  RSS: {:.0} MiB before, peak {:.0} MiB (VmHWM {:.0}), {:.0} MiB after {} s idle",
+            "  RSS: {:.0} MiB before, peak {:.0} MiB (VmHWM {:.0}), {:.0} MiB after {} s idle; of which anonymous \
+             (heap, stacks) {:.1} MiB before, {:.1} MiB after idle, the rest file pages (the binary's code)",
             mib(self.rss_before),
             mib(self.bursts.iter().map(|b| b.peak_kib).max().unwrap_or(0)),
             mib(self.hwm),
             mib(self.rss_after_idle),
-            self.idle_secs
+            self.idle_secs,
+            mib(self.anon_before),
+            mib(self.anon_after_idle)
         );
         println!(
             "  readings: {} sent, {} in the ledger (lost {}), {} reading points in VictoriaMetrics (extra {}), \
@@ -763,6 +769,7 @@ async fn run_daemon(opts: &Options, stream: Stream, exe: &Path) -> Result<Report
     let warm = rig.warm_up().await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_before = status_kib(pid, "VmRSS");
+    let anon_before = status_kib(pid, "RssAnon");
     let sampler = RssPeak::start(pid);
     let messages = (opts.readings / 10).max(1);
     let limit = burst_limit(opts.readings);
@@ -798,6 +805,7 @@ async fn run_daemon(opts: &Options, stream: Stream, exe: &Path) -> Result<Report
     }
     tokio::time::sleep(opts.idle).await;
     let rss_after_idle = status_kib(pid, "VmRSS");
+    let anon_after_idle = status_kib(pid, "RssAnon");
     let hwm = status_kib(pid, "VmHWM");
     drop(sampler);
     let want = warm + (messages * 10 * opts.bursts) as u64;
@@ -814,6 +822,8 @@ async fn run_daemon(opts: &Options, stream: Stream, exe: &Path) -> Result<Report
         bursts,
         rss_before,
         rss_after_idle,
+        anon_before,
+        anon_after_idle,
         hwm,
         idle_secs: opts.idle.as_secs(),
         ledger,

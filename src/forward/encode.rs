@@ -1,9 +1,8 @@
 //! Ledger rows → line protocol, following the schema in DESIGN.md.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 
-use super::line_protocol::{encode, Field, LineError};
+use super::line_protocol::{encode, push_float, push_int, Field, LineError};
 use crate::ledger::forward::{AggregateRow, AlertRow, EventRow, ReadingRow, WithdrawnRow};
 use crate::model::Status;
 
@@ -41,35 +40,36 @@ impl ReadingEncoder {
                 full
             });
         out.push_str(prefix);
-        let _ = write!(out, " value={}", r.value);
-        let finite = |x: f64, name: &str| {
-            if x.is_finite() {
-                Ok(x)
-            } else {
-                Err(LineError::NotFinite {
+        out.push_str(" value=");
+        push_float(r.value, out);
+        let mut field = |name: &str, x: f64| {
+            if !x.is_finite() {
+                return Err(LineError::NotFinite {
                     field: name.into(),
                     value: x,
-                })
+                });
             }
+            out.push(',');
+            out.push_str(name);
+            out.push('=');
+            push_float(x, out);
+            Ok(())
         };
         match (r.limit_low, r.limit_high) {
             (Some(lo), Some(hi)) => {
-                let _ = write!(
-                    out,
-                    ",low={},high={}",
-                    finite(lo, "low")?,
-                    finite(hi, "high")?
-                );
+                field("low", lo)?;
+                field("high", hi)?;
             }
             (None, Some(max)) => {
-                let _ = write!(out, ",limit={}", finite(max, "limit")?);
+                field("limit", max)?;
                 if let Some(ratio) = r.ratio {
-                    let _ = write!(out, ",ratio={}", finite(ratio, "ratio")?);
+                    field("ratio", ratio)?;
                 }
             }
             _ => {}
         }
-        let _ = write!(out, " {}", r.ts);
+        out.push(' ');
+        push_int(r.ts, out);
         Ok(())
     }
 }

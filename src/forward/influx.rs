@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::encode::{aggregate_line, alert_line, event_line, withdrawn_line, ReadingEncoder};
+use super::lines::Lines;
 use crate::config::forward::Influx;
 use crate::health::{Backoff, ConnectionState, Health};
 use crate::ledger::forward::ForwardStore;
@@ -68,7 +69,7 @@ pub fn health_key(name: &str) -> String {
 
 /// A batch read from the ledger and encoded, ready to post.
 struct Prepared {
-    lines: Vec<String>,
+    lines: Lines,
     /// The whole batch, gzipped (when enabled), for the first attempt.
     body: Vec<u8>,
     /// Which cursor to move, and where to, once delivered.
@@ -194,10 +195,10 @@ async fn produce(
                 let rows = s.readings_after(pos, limit)?;
                 if let Some(last) = rows.last() {
                     let mut enc = enc.lock().unwrap_or_else(|e| e.into_inner());
-                    let lines = rows
-                        .iter()
-                        .filter_map(|r| encoded(r.seq, |l| enc.line(r, l)))
-                        .collect();
+                    let mut lines = Lines::with_capacity(rows.len());
+                    for r in &rows {
+                        lines.push(r.seq, |l| enc.line(r, l));
+                    }
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Readings,
@@ -208,10 +209,10 @@ async fn produce(
                 // Compliance events are few and matter to the dashboards: always forwarded.
                 let events = s.events_after(epos, limit)?;
                 if let Some(last) = events.last() {
-                    let lines = events
-                        .iter()
-                        .filter_map(|e| encoded(e.change_seq, |l| event_line(e, l)))
-                        .collect();
+                    let mut lines = Lines::with_capacity(events.len());
+                    for e in &events {
+                        lines.push(e.change_seq, |l| event_line(e, l));
+                    }
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Events,
@@ -222,11 +223,10 @@ async fn produce(
                 // Alert states likewise (the ledger of a daemon with alerts off has none).
                 let alerts = s.alerts_after(alpos, limit)?;
                 if let Some(last) = alerts.last() {
-                    let lines = alerts
-                        .iter()
-                        .filter(|a| a.state != "withdrawn")
-                        .filter_map(|a| encoded(a.change_seq, |l| alert_line(a, l)))
-                        .collect();
+                    let mut lines = Lines::with_capacity(alerts.len());
+                    for a in alerts.iter().filter(|a| a.state != "withdrawn") {
+                        lines.push(a.change_seq, |l| alert_line(a, l));
+                    }
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Alerts,
@@ -237,11 +237,10 @@ async fn produce(
                 // Points a re-derivation left without a row: marked withdrawn, after the rows that replaced them.
                 let withdrawn = s.withdrawn_after(wpos, limit)?;
                 if let Some(last) = withdrawn.last() {
-                    let lines = withdrawn
-                        .iter()
-                        .filter(|w| !w.held)
-                        .filter_map(|w| encoded(w.seq, |l| withdrawn_line(w, l)))
-                        .collect();
+                    let mut lines = Lines::with_capacity(withdrawn.len());
+                    for w in withdrawn.iter().filter(|w| !w.held) {
+                        lines.push(w.seq, |l| withdrawn_line(w, l));
+                    }
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Withdrawn,
@@ -252,10 +251,10 @@ async fn produce(
                 if aggregates {
                     let aggs = s.aggregates_after(apos, limit)?;
                     if let Some(last) = aggs.last() {
-                        let lines = aggs
-                            .iter()
-                            .filter_map(|a| encoded(a.change_seq, |l| aggregate_line(a, l)))
-                            .collect();
+                        let mut lines = Lines::with_capacity(aggs.len());
+                        for a in &aggs {
+                            lines.push(a.change_seq, |l| aggregate_line(a, l));
+                        }
                         return Ok(Some((
                             prepare(lines, gz),
                             Stream::Aggregates,
@@ -311,30 +310,20 @@ async fn produce(
     Ok(())
 }
 
-/// One row as a line; a row that cannot be encoded (never expected: the ledger holds finite values) is logged.
-fn encoded(
-    seq: i64,
-    f: impl FnOnce(&mut String) -> Result<(), super::line_protocol::LineError>,
-) -> Option<String> {
-    let mut l = String::with_capacity(200);
-    match f(&mut l) {
-        Ok(()) => Some(l),
-        Err(e) => {
-            warn!(seq, error = %e, "Row cannot be encoded as line protocol; skipped.");
-            None
-        }
-    }
+/// The lines and the request body for them.
+fn prepare(lines: Lines, gzip_on: bool) -> (Lines, Vec<u8>) {
+    let body = body(&lines, gzip_on);
+    (lines, body)
 }
 
-/// The lines and the request body for them.
-fn prepare(lines: Vec<String>, gzip_on: bool) -> (Vec<String>, Vec<u8>) {
-    let text = lines.join("\n");
-    let body = if gzip_on {
-        gzip(text.as_bytes()).unwrap_or_else(|_| text.into_bytes())
+/// The request body: the lines' text, gzipped when enabled.
+fn body(lines: &Lines, gzip_on: bool) -> Vec<u8> {
+    let text = lines.text().as_bytes();
+    if gzip_on {
+        gzip(text).unwrap_or_else(|_| text.to_vec())
     } else {
-        text.into_bytes()
-    };
-    (lines, body)
+        text.to_vec()
+    }
 }
 
 /// Deliver every line (splitting and dead-lettering as needed). `false` when stopped by shutdown first.
@@ -346,7 +335,7 @@ async fn send_all(
     health: &Health,
     key: &str,
     backoff: &mut Backoff,
-    lines: Vec<String>,
+    lines: Lines,
     mut body: Option<Vec<u8>>,
     shutdown: &CancellationToken,
 ) -> Result<bool, ForwardError> {
@@ -360,7 +349,7 @@ async fn send_all(
             // The prepared body serves the first attempt of the whole batch; splits and retries rebuild it.
             let payload = body
                 .take()
-                .unwrap_or_else(|| prepare(chunk.clone(), target.gzip).1);
+                .unwrap_or_else(|| self::body(&chunk, target.gzip));
             let delay = match post(client, target, payload).await.redacted(&redactor) {
                 Reply::Ok => {
                     backoff.reset();
@@ -375,8 +364,9 @@ async fn send_all(
                     break;
                 }
                 Reply::Refused(status, msg) => {
-                    error!(target = %target.name, status, answer = %msg, line = %chunk[0], "InfluxDB refused a line; moved to dead_letters.");
-                    let (name, lines) = (target.name.clone(), chunk.clone());
+                    error!(target = %target.name, status, answer = %msg, line = %chunk.get(0), "InfluxDB refused a line; moved to dead_letters.");
+                    let name = target.name.clone();
+                    let lines: Vec<String> = chunk.iter().map(str::to_string).collect();
                     store
                         .call(move |s| s.dead_letter(&name, &lines, status, &msg))
                         .await?;

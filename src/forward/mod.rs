@@ -5,6 +5,7 @@
 pub mod encode;
 pub mod influx;
 pub mod line_protocol;
+mod lines;
 pub mod tt10;
 
 use std::path::PathBuf;

@@ -7,6 +7,7 @@ use chrono::FixedOffset;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::json_tree::{Node, Object};
 use super::{utf8, Context, Decoded, Format, PayloadError, Rejected};
 use crate::model::{Parameter, Reading, Status, Timestamp, Unit};
 use crate::circular10::{format_tt10_time, parse_decimal, tt10_time};
@@ -113,7 +114,7 @@ fn json_message(
     cx: &Context<'_>,
 ) -> Result<Decoded, PayloadError> {
     let text = utf8(payload)?;
-    let root: Value = serde_json::from_str(text).map_err(|e| PayloadError::Json(e.to_string()))?;
+    let root = Node::parse(text).map_err(|e| PayloadError::Json(e.to_string()))?;
     if !root.is_object() {
         return Err(PayloadError::NotObject(type_name(&root)));
     }
@@ -130,7 +131,7 @@ fn json_message(
         lookup(&root, &mapping.values)
             .ok_or_else(|| PayloadError::MissingValues(mapping.values.clone()))?
     };
-    let Value::Object(entries) = values else {
+    let Node::Object(entries) = values else {
         return Err(PayloadError::ValuesNotObject(mapping.values.clone()));
     };
     // In the flat form the timestamp and status keys sit beside the parameters.
@@ -149,14 +150,10 @@ fn json_message(
                 value,
                 status,
             }),
-            Err(error) => {
-                let mut part = Map::new();
-                part.insert(key.clone(), entry.clone());
-                out.rejected.push(Rejected {
-                    error,
-                    raw: Value::Object(part).to_string().into_bytes(),
-                });
-            }
+            Err(error) => out.rejected.push(Rejected {
+                error,
+                raw: Object::single_to_json(key, entry).into_bytes(),
+            }),
         }
     }
     if out.readings.is_empty() && out.rejected.is_empty() {
@@ -168,7 +165,7 @@ fn json_message(
 fn json_entry(
     mapping: &JsonMappingSection,
     key: &str,
-    entry: &Value,
+    entry: &Node<'_>,
     status: Status,
     cx: &Context<'_>,
 ) -> Result<((Parameter, Unit), f64, Status), PayloadError> {
@@ -181,7 +178,7 @@ fn json_entry(
         }
     };
     let (value, status) = match (entry, &mapping.value_key) {
-        (Value::Object(o), Some(vk)) => {
+        (Node::Object(o), Some(vk)) => {
             let v = o.get(vk).ok_or_else(|| PayloadError::MissingValue {
                 parameter: key.to_string(),
                 key: vk.clone(),
@@ -202,45 +199,45 @@ fn first_key(path: &str) -> &str {
 }
 
 /// The value at a dot-separated path; the empty path is the root.
-fn lookup<'v>(root: &'v Value, path: &str) -> Option<&'v Value> {
+fn lookup<'v, 'a>(root: &'v Node<'a>, path: &str) -> Option<&'v Node<'a>> {
     if path.is_empty() {
         return Some(root);
     }
     path.split('.').try_fold(root, |v, k| v.get(k))
 }
 
-fn type_name(v: &Value) -> &'static str {
+fn type_name(v: &Node<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Node::Null => "null",
+        Node::Bool(_) => "a boolean",
+        Node::Number(_) => "a number",
+        Node::String(_) => "a string",
+        Node::Array(_) => "an array",
+        Node::Object(_) => "an object",
     }
 }
 
 /// A number, or a string holding one (`"82.5"`, `"7,2"`).
-fn parse_value(parameter: &str, v: &Value) -> Result<f64, PayloadError> {
+fn parse_value(parameter: &str, v: &Node<'_>) -> Result<f64, PayloadError> {
     let x = match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => parse_decimal(s),
+        Node::Number(n) => n.as_f64(),
+        Node::String(s) => parse_decimal(s),
         _ => None,
     };
     x.filter(|x| x.is_finite())
         .ok_or_else(|| PayloadError::Value {
             parameter: parameter.to_string(),
             found: match v {
-                Value::String(_) | Value::Number(_) => v.to_string(),
+                Node::String(_) | Node::Number(_) => v.to_string(),
                 other => type_name(other).to_string(),
             },
         })
 }
 
-fn parse_status(v: &Value) -> Result<Status, PayloadError> {
+fn parse_status(v: &Node<'_>) -> Result<Status, PayloadError> {
     match v {
-        Value::String(s) => Status::parse(s).map_err(|_| PayloadError::Status(v.to_string())),
-        Value::Number(n) => n
+        Node::String(s) => Status::parse(s).map_err(|_| PayloadError::Status(v.to_string())),
+        Node::Number(n) => n
             .as_u64()
             .and_then(|x| u8::try_from(x).ok())
             .and_then(Status::from_u8)
@@ -250,8 +247,8 @@ fn parse_status(v: &Value) -> Result<Status, PayloadError> {
 }
 
 /// Parse a JSON timestamp in the configured format.
-pub fn parse_timestamp(
-    v: &Value,
+fn parse_timestamp(
+    v: &Node<'_>,
     format: TimestampFormat,
     tz: FixedOffset,
 ) -> Result<Timestamp, PayloadError> {
@@ -267,8 +264,8 @@ pub fn parse_timestamp(
         TimestampFormat::EpochS => number(v).map(|s| (s * 1000.0).round()).and_then(to_ms),
         TimestampFormat::EpochMs => number(v).map(f64::round).and_then(to_ms),
         TimestampFormat::Tt10 => match v {
-            Value::String(s) => tt10_time(s, tz),
-            Value::Number(n) => n.as_u64().and_then(|x| tt10_time(&x.to_string(), tz)),
+            Node::String(s) => tt10_time(s, tz),
+            Node::Number(n) => n.as_u64().and_then(|x| tt10_time(&x.to_string(), tz)),
             _ => None,
         }
         .map(Timestamp::millis),
@@ -284,10 +281,10 @@ pub fn parse_timestamp(
         .ok_or_else(|| bad(expected))
 }
 
-fn number(v: &Value) -> Option<f64> {
+fn number(v: &Node<'_>) -> Option<f64> {
     match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => parse_decimal(s),
+        Node::Number(n) => n.as_f64(),
+        Node::String(s) => parse_decimal(s),
         _ => None,
     }
 }

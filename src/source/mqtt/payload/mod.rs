@@ -18,7 +18,9 @@ use crate::circular10::Tt10Error;
 pub use crate::circular10::{format_tt10_time, tt10_time};
 use crate::model::{ModelError, Parameter, Reading, StationId, Unit};
 
-pub use json::{decode_json, encode_json, parse_timestamp, JsonMappingSection, TimestampFormat};
+mod json_tree;
+
+pub use json::{decode_json, encode_json, JsonMappingSection, TimestampFormat};
 pub use tt10::{decode_tt10, encode_tt10};
 
 /// What each payload format provides.
