@@ -11,7 +11,7 @@ pub struct Browser {
     base: String,
     session: String,
     client: reqwest::Client,
-    /// Chromium's profile (about 20 MB); removed when the browser is dropped, after the driver is ended.
+    /// Chromium's profile (4–20 MB); removed when the browser is dropped, after its processes are ended.
     _profile: tempfile::TempDir,
 }
 
@@ -186,5 +186,21 @@ impl Drop for Browser {
     fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // Chromium outlives its killed driver for a moment and writes into its profile while it closes, so the
+        // profile's removal would race it: end the browser's processes first (bounded wait).
+        let profile = self._profile.path().display().to_string();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &profile])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline
+            && Command::new("pgrep")
+                .args(["-f", &profile])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
