@@ -6,6 +6,7 @@
 //! - [`topic`]: topic templates → subscription filters and topic → station.
 //! - [`broker`]: the embedded broker (rumqttd), off by default.
 
+mod acks;
 pub mod broker;
 pub mod payload;
 pub mod subscriber;

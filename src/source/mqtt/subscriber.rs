@@ -11,11 +11,9 @@
 //!   rumqttc also drops acks still queued at a disconnect (rumqtt PR #859).
 //!
 //! The worker never waits on rumqttc's request channel (`try_ack`): only the poll task drains it, and a worker
-//! blocked there while the poll task waits for the worker would deadlock. rumqttc sends at most one request per
-//! network read of up to ten packets, so under a heavy stream acks queue up behind the reads (rumqtt issue #1025).
-//! The broker should stop at its in-flight window; Mosquitto 2.0.11 resuming a session with a large backlog was seen
-//! not to. The channel is sized far above any window; if it is ever full the ack is skipped with a warning and the
-//! broker redelivers the (already committed) message on the next connection.
+//! blocked there while the poll task waits for the worker would deadlock. Acks wait in the worker's own queue and
+//! go to rumqttc a window at a time (see [`super::acks`]); the broker redelivers a committed message whose ack never
+//! went out (shutdown, disconnect).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,13 +22,14 @@ use std::time::Duration;
 
 use chrono::FixedOffset;
 use rumqttc::{
-    AsyncClient, ConnAck, Event, EventLoop, MqttOptions, Packet, Publish, QoS, SubscribeFilter,
-    SubscribeReasonCode,
+    AsyncClient, ConnAck, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
+    SubscribeFilter, SubscribeReasonCode,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::acks::{self, AckGauge, Acks};
 use super::payload::{self, Context, PayloadError};
 use super::topic::TopicRouter;
 use crate::config::mqtt::{Broker, MAX_PACKET_BYTES};
@@ -44,8 +43,10 @@ use crate::pipeline::{Batch, Completion, Evidence, Ingest, PipelineError};
 const MAX_IN_FLIGHT: usize = 4096;
 /// Messages waiting between the poll task and the worker.
 const FORWARD_CAPACITY: usize = 256;
-/// rumqttc request channel (allocated as it fills): far above any broker's in-flight window (see the module doc).
-const REQUEST_CAPACITY: usize = 1 << 20;
+/// rumqttc request channel: the ack window and room for (un)subscribe and disconnect requests beside it.
+const REQUEST_CAPACITY: usize = 2 * acks::WINDOW as usize;
+/// How long a stopping worker waits for its last acks to go out.
+const FINAL_ACKS: Duration = Duration::from_secs(5);
 /// Most messages coalesced into one pipeline batch.
 const BATCH_MESSAGES: usize = 256;
 /// Bytes of an oversized payload kept in quarantine.
@@ -231,11 +232,13 @@ pub async fn run(sub: Subscriber, ingest: Ingest, health: Health, shutdown: Canc
     let (tx, rx) = mpsc::channel(FORWARD_CAPACITY);
     let connection = Arc::new(AtomicU64::new(0));
     let worker_done = CancellationToken::new();
+    let gauge = Arc::new(AckGauge::default());
     let worker = tokio::spawn(work(
         sub.clone(),
         rx,
         client.clone(),
         connection.clone(),
+        Acks::new(gauge.clone()),
         ingest,
         health.clone(),
         worker_done.clone(),
@@ -247,6 +250,7 @@ pub async fn run(sub: Subscriber, ingest: Ingest, health: Health, shutdown: Canc
         &client,
         tx,
         &connection,
+        &gauge,
         &health,
         reconnect,
         &shutdown,
@@ -273,6 +277,7 @@ async fn poll(
     client: &AsyncClient,
     tx: mpsc::Sender<Delivery>,
     connection: &AtomicU64,
+    acks_sent: &AckGauge,
     health: &Health,
     mut reconnect: Reconnect,
     shutdown: &CancellationToken,
@@ -358,11 +363,13 @@ async fn poll(
                     break;
                 }
             }
+            Ok(Event::Outgoing(Outgoing::PubAck(_) | Outgoing::PubRec(_))) => acks_sent.sent(),
             Ok(_) => {}
             Err(e) => {
                 // rumqttc has dropped the acks still queued (they would reach the next session); acks the worker
                 // makes from now on for this connection's messages are skipped too. The broker redelivers them.
                 connection.fetch_add(1, Ordering::SeqCst);
+                acks_sent.dropped();
                 if tx.is_none() {
                     // Shutting down and the connection is gone: nothing left to flush.
                     break;
@@ -413,6 +420,7 @@ async fn work(
     mut rx: mpsc::Receiver<Delivery>,
     client: AsyncClient,
     connection: Arc<AtomicU64>,
+    mut acks: Acks,
     ingest: Ingest,
     health: Health,
     done: CancellationToken,
@@ -426,6 +434,8 @@ async fn work(
     let mut retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     loop {
         if !open && in_flight.is_empty() {
+            acks.finish(&client, &connection, &sub.broker.name, FINAL_ACKS)
+                .await;
             return;
         }
         let room = open && held < MAX_IN_FLIGHT;
@@ -442,7 +452,8 @@ async fn work(
                     Some(Ok(_report)) => {
                         retry.reset();
                         held -= head.messages.len();
-                        ack(&client, &connection, &head.messages, &sub.broker.name);
+                        acks.push(head.messages.iter().map(|d| (d.connection, d.publish.pkid, d.publish.qos)));
+                        acks.flush(&client, &connection, &sub.broker.name);
                         health.success(&key, head.readings);
                     }
                     Some(Err(PipelineError::Closed)) | None => {
@@ -491,20 +502,7 @@ async fn work(
                     }
                 }
             }
-        }
-    }
-}
-
-/// Ack committed messages that arrived on the current connection (QoS 0 needs none).
-fn ack(client: &AsyncClient, connection: &AtomicU64, messages: &[Delivery], broker: &str) {
-    let current = connection.load(Ordering::SeqCst);
-    for d in messages {
-        if d.connection != current {
-            debug!(broker, pkid = d.publish.pkid, "Committed message from an earlier connection; the broker redelivers it and that copy is acked.");
-            continue;
-        }
-        if let Err(e) = client.try_ack(&d.publish) {
-            warn!(broker, pkid = d.publish.pkid, error = %e, "MQTT ack not queued; the broker redelivers the committed message on the next connection.");
+            _ = acks.room(), if !acks.is_empty() => acks.flush(&client, &connection, &sub.broker.name),
         }
     }
 }
