@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod alert;
+pub mod allocator;
 pub mod bench;
 pub mod circular10;
 pub mod compliance;

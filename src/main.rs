@@ -320,6 +320,7 @@ enum Bench {
 }
 
 fn main() -> ExitCode {
+    quantrac::allocator::tune();
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log);
     match cli.command {

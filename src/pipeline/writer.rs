@@ -113,7 +113,7 @@ pub(super) fn write_loop(
     let mut refresh_duty = DutyCycle::default();
     let mut trim = Trim::default();
     let mut aggregates_behind = false;
-    tune_allocator();
+    crate::allocator::tune();
     let mut followers = Followers::new(settings.followers_max);
     if let Err(e) = ledger.checkpoint_in_background() {
         warn!(error = %e, "Background WAL checkpoints unavailable; the writer checkpoints itself.");
@@ -163,7 +163,7 @@ pub(super) fn write_loop(
         // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
         if tick && quiet && trim.quiet_second(!aggregates_behind) {
             ledger.release_memory();
-            release_free_memory();
+            crate::allocator::release_free_memory();
         }
         publish_events(&mut ledger, &live);
         if last_retention.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
@@ -449,41 +449,6 @@ impl Trim {
             self.since = 0;
         }
         TRIM_AT_QUIET_SECONDS.contains(&self.quiet) || done
-    }
-}
-
-/// Fix glibc's thresholds once per process. By default they move: after a large block is freed, blocks up to its
-/// size come from the heap instead of their own mapping, and each thread's heap keeps up to twice that free at its
-/// top, which `malloc_trim` does not return for threads' arenas. After a burst the resident size stayed 80 MiB above
-/// what was in use. Fixed, a commit's large vectors (megabytes) are mappings of their own, returned when freed, and
-/// a heap returns what it frees at its top past 2 MiB.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        static ONCE: std::sync::Once = std::sync::Once::new();
-        // SAFETY: mallopt only sets glibc's own parameters; the values are in range.
-        ONCE.call_once(|| unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 2 << 20);
-        });
-    }
-}
-
-/// Return the heap's free pages to the system (glibc keeps what a burst freed, in every thread's arena, and the
-/// resident size would stay at the burst's peak). Takes a few milliseconds; runs once per burst, when it is over,
-/// after the ledger has emptied its page cache.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let started = Instant::now();
-        // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it has no preconditions.
-        unsafe {
-            libc::malloc_trim(0);
-        }
-        debug!(
-            micros = started.elapsed().as_micros() as u64,
-            "Heap trimmed after a burst."
-        );
     }
 }
 
