@@ -5,7 +5,7 @@
 //! ack), released once it empties.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ const KEEP: usize = 4096;
 pub(super) struct AckGauge {
     queued: AtomicI64,
     room: Notify,
+    /// The poll task has stopped: nothing more goes out.
+    closed: AtomicBool,
 }
 
 impl AckGauge {
@@ -31,6 +33,12 @@ impl AckGauge {
         if self.queued.fetch_sub(1, Ordering::SeqCst) <= WINDOW / 2 + 1 {
             self.room.notify_one();
         }
+    }
+
+    /// The poll task has stopped (a stopping worker need not wait for room any longer).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.room.notify_one();
     }
 
     /// The connection dropped: rumqttc has discarded the acks it held (rumqtt PR #859).
@@ -122,6 +130,7 @@ impl Acks {
         loop {
             self.flush(client, connection, broker);
             if self.is_empty()
+                || self.gauge.closed.load(Ordering::SeqCst)
                 || tokio::time::timeout_at(deadline, self.room())
                     .await
                     .is_err()

@@ -404,6 +404,7 @@ async fn poll(
         })
         .await;
     }
+    acks_sent.close();
 }
 
 /// Messages of one pipeline batch, waiting for its commit.
