@@ -195,10 +195,7 @@ async fn produce(
                 let rows = s.readings_after(pos, limit)?;
                 if let Some(last) = rows.last() {
                     let mut enc = enc.lock().unwrap_or_else(|e| e.into_inner());
-                    let mut lines = Lines::with_capacity(rows.len());
-                    for r in &rows {
-                        lines.push(r.seq, |l| enc.line(r, l));
-                    }
+                    let lines = Lines::encode(&rows, |r| r.seq, |r, l| enc.line(r, l));
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Readings,
@@ -209,10 +206,7 @@ async fn produce(
                 // Compliance events are few and matter to the dashboards: always forwarded.
                 let events = s.events_after(epos, limit)?;
                 if let Some(last) = events.last() {
-                    let mut lines = Lines::with_capacity(events.len());
-                    for e in &events {
-                        lines.push(e.change_seq, |l| event_line(e, l));
-                    }
+                    let lines = Lines::encode(&events, |e| e.change_seq, |e, l| event_line(e, l));
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Events,
@@ -223,10 +217,8 @@ async fn produce(
                 // Alert states likewise (the ledger of a daemon with alerts off has none).
                 let alerts = s.alerts_after(alpos, limit)?;
                 if let Some(last) = alerts.last() {
-                    let mut lines = Lines::with_capacity(alerts.len());
-                    for a in alerts.iter().filter(|a| a.state != "withdrawn") {
-                        lines.push(a.change_seq, |l| alert_line(a, l));
-                    }
+                    let shown = alerts.iter().filter(|a| a.state != "withdrawn");
+                    let lines = Lines::encode(shown, |a| a.change_seq, |a, l| alert_line(a, l));
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Alerts,
@@ -237,10 +229,8 @@ async fn produce(
                 // Points a re-derivation left without a row: marked withdrawn, after the rows that replaced them.
                 let withdrawn = s.withdrawn_after(wpos, limit)?;
                 if let Some(last) = withdrawn.last() {
-                    let mut lines = Lines::with_capacity(withdrawn.len());
-                    for w in withdrawn.iter().filter(|w| !w.held) {
-                        lines.push(w.seq, |l| withdrawn_line(w, l));
-                    }
+                    let due = withdrawn.iter().filter(|w| !w.held);
+                    let lines = Lines::encode(due, |w| w.seq, |w, l| withdrawn_line(w, l));
                     return Ok(Some((
                         prepare(lines, gz),
                         Stream::Withdrawn,
@@ -251,10 +241,8 @@ async fn produce(
                 if aggregates {
                     let aggs = s.aggregates_after(apos, limit)?;
                     if let Some(last) = aggs.last() {
-                        let mut lines = Lines::with_capacity(aggs.len());
-                        for a in &aggs {
-                            lines.push(a.change_seq, |l| aggregate_line(a, l));
-                        }
+                        let lines =
+                            Lines::encode(&aggs, |a| a.change_seq, |a, l| aggregate_line(a, l));
                         return Ok(Some((
                             prepare(lines, gz),
                             Stream::Aggregates,

@@ -13,7 +13,7 @@ pub struct Lines {
 }
 
 impl Lines {
-    pub fn with_capacity(lines: usize) -> Lines {
+    fn with_capacity(lines: usize) -> Lines {
         Lines {
             text: String::with_capacity(lines * 160),
             ends: Vec::with_capacity(lines),
@@ -34,6 +34,20 @@ impl Lines {
                 warn!(seq, error = %e, "Row cannot be encoded as line protocol; skipped.");
             }
         }
+    }
+
+    /// Each row as a line, in order (`seq` names a row in the log if it cannot be encoded).
+    pub fn encode<T>(
+        rows: impl IntoIterator<Item = T>,
+        seq: impl Fn(&T) -> i64,
+        mut line: impl FnMut(&T, &mut String) -> Result<(), LineError>,
+    ) -> Lines {
+        let rows = rows.into_iter();
+        let mut lines = Lines::with_capacity(rows.size_hint().0);
+        for row in rows {
+            lines.push(seq(&row), |out| line(&row, out));
+        }
+        lines
     }
 
     pub fn len(&self) -> usize {
@@ -76,23 +90,20 @@ impl Lines {
     }
 }
 
-impl<'a> FromIterator<&'a str> for Lines {
-    /// Lines as given (tests, and lines read back from elsewhere); each must be one line.
-    fn from_iter<I: IntoIterator<Item = &'a str>>(iter: I) -> Lines {
-        let mut lines = Lines::default();
-        for l in iter {
-            lines.push(0, |out| {
-                out.push_str(l);
-                Ok(())
-            });
-        }
-        lines
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lines(given: &[String]) -> Lines {
+        Lines::encode(
+            given,
+            |_| 0,
+            |l, out| {
+                out.push_str(l);
+                Ok(())
+            },
+        )
+    }
 
     fn sample(n: usize) -> Vec<String> {
         (0..n)
@@ -103,7 +114,7 @@ mod tests {
     #[test]
     fn lines_read_back_as_pushed_and_join_with_newlines() {
         let want = sample(4);
-        let lines: Lines = want.iter().map(String::as_str).collect();
+        let lines = lines(&want);
         assert_eq!(lines.len(), 4);
         assert_eq!(lines.iter().collect::<Vec<_>>(), want);
         assert_eq!(lines.text(), want.join("\n"));
@@ -133,7 +144,7 @@ mod tests {
     fn a_split_keeps_every_line_once_in_order() {
         let want = sample(5);
         for at in 0..=6 {
-            let mut head: Lines = want.iter().map(String::as_str).collect();
+            let mut head = lines(&want);
             let tail = head.split_off(at);
             let (h, t): (Vec<&str>, Vec<&str>) = (head.iter().collect(), tail.iter().collect());
             assert_eq!([h.clone(), t.clone()].concat(), want, "at {at}");

@@ -12,7 +12,7 @@ pub struct Browser {
     session: String,
     client: reqwest::Client,
     /// Chromium's profile (4–20 MB); removed when the browser is dropped, after its processes are ended.
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
 }
 
 impl Browser {
@@ -67,7 +67,7 @@ impl Browser {
             base,
             session,
             client,
-            _profile: profile,
+            profile,
         }
     }
 
@@ -188,7 +188,7 @@ impl Drop for Browser {
         let _ = self.driver.wait();
         // Chromium outlives its killed driver for a moment and writes into its profile while it closes, so the
         // profile's removal would race it: end the browser's processes first (bounded wait).
-        let profile = self._profile.path().display().to_string();
+        let profile = self.profile.path().display().to_string();
         let _ = Command::new("pkill")
             .args(["-KILL", "-f", &profile])
             .status();
