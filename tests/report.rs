@@ -213,9 +213,12 @@ fn the_report_prints_on_a4_with_the_signature_block_and_the_verifiable_hash() {
     let pdf = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report.pdf");
     let _ = std::fs::remove_file(&pdf);
     let profile = tempfile::tempdir().unwrap();
+    // Chromium leaves folders in TMPDIR: keep them in the profile, which is removed.
+    let tmp = profile.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let html_path = dir.path().join("report-2026-10.html");
     let status = run_bounded(
-        Command::new("chromium").args([
+        Command::new("chromium").env("TMPDIR", &tmp).args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",

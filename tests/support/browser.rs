@@ -11,15 +11,21 @@ pub struct Browser {
     base: String,
     session: String,
     client: reqwest::Client,
-    /// Chromium's profile (4–20 MB); removed when the browser is dropped, after its processes are ended.
+    /// Chromium's profile (4–20 MB) and temporary folder; removed when the browser is dropped, after its processes are
+    /// ended.
     profile: tempfile::TempDir,
 }
 
 impl Browser {
     pub async fn start() -> Browser {
         let port = super::free_port();
+        let profile = tempfile::tempdir().unwrap();
+        // Chromium leaves its singleton and scoped folders in TMPDIR: keep them in the profile, which is removed.
+        let tmp = profile.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
+            .env("TMPDIR", &tmp)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -42,12 +48,11 @@ impl Browser {
         })
         .await;
         assert!(ready, "chromedriver did not start");
-        let profile = tempfile::tempdir().unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().display())]
+                     "--window-size=1400,1000", format!("--user-data-dir={}", profile.path().join("profile").display())]
         }}}});
         let resp: Value = client
             .post(format!("{base}/session"))
