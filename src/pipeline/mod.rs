@@ -11,6 +11,7 @@
 //! exact point in the stream.
 
 pub mod bus;
+mod buffers;
 pub mod ingest;
 mod processor;
 mod writer;
@@ -64,7 +65,9 @@ impl Pipeline {
         let (tx, rx) = mpsc::channel(config.pipeline.queue_capacity);
         let (wtx, wrx) = mpsc::channel(4);
         let (live, _) = broadcast::channel(config.pipeline.broadcast_capacity);
+        let buffers = buffers::Buffers::default();
         let settings = WriterSettings {
+            buffers: buffers.clone(),
             max_transaction: config.ledger.max_transaction_readings,
             aggregates: aggregate_context(config, &limits),
             retention: config.ledger.retention,
@@ -79,6 +82,7 @@ impl Pipeline {
             retention: config.ledger.retention,
             max_transaction: config.ledger.max_transaction_readings,
             metrics: metrics.clone(),
+            buffers,
         };
         let processor = tokio::spawn(processor.run());
         tokio::spawn(writer::tick(wtx.downgrade()));

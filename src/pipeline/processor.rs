@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tracing::error;
 
 use super::ingest::{Batch, Done, Evidence, Job, Reconfigure};
+use super::buffers::Buffers;
 use super::writer::{aggregate_context, Group, Part, WriterMsg};
 use crate::compliance::{Assessment, Evaluator};
 use crate::ledger::Evaluated;
@@ -25,6 +26,8 @@ pub(super) struct Processor {
     pub retention: Duration,
     pub max_transaction: usize,
     pub metrics: Arc<Metrics>,
+    /// Vectors the writer has emptied, to fill again.
+    pub buffers: Buffers,
 }
 
 impl Processor {
@@ -80,7 +83,10 @@ impl Processor {
     /// is left in `held`.
     fn group(&mut self, batch: Batch, done: Done, held: &mut Option<Job>) -> Group {
         let now = Timestamp::now();
-        let mut out = Group::default();
+        let mut out = Group {
+            readings: self.buffers.take(),
+            ..Group::default()
+        };
         let mut next = Some((batch, done));
         while let Some((batch, done)) = next.take() {
             self.judge(batch, done, now, &mut out);

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
+use super::buffers::Buffers;
 use super::bus::{Committed, LiveEvent};
 use super::ingest::{CommitReport, Done, PipelineError};
 use crate::compliance::StationLimits;
@@ -45,6 +46,8 @@ pub(super) enum WriterMsg {
 
 /// Everything the writer thread needs besides the ledger.
 pub(super) struct WriterSettings {
+    /// Where emptied reading vectors go back to the processor.
+    pub buffers: Buffers,
     pub max_transaction: usize,
     pub aggregates: AggregateContext,
     pub retention: Duration,
@@ -125,7 +128,7 @@ pub(super) fn write_loop(
         // Group commit: take what is queued, up to the transaction size.
         while let Some(msg) = next.take() {
             match msg {
-                WriterMsg::Batch(g) => group.append(g),
+                WriterMsg::Batch(g) => group.append(g, &settings.buffers),
                 WriterMsg::Tick => tick = true,
                 WriterMsg::Settings(aggregates, retention) => {
                     // Readings before the reload were judged by the old limits: commit them and bring their
@@ -134,9 +137,9 @@ pub(super) fn write_loop(
                         commit(
                             &mut ledger,
                             std::mem::take(&mut group),
-                            &metrics,
-                            &live,
+                            (&metrics, &live),
                             &mut followers,
+                            &settings.buffers,
                         );
                     }
                     refresh_aggregates(&mut ledger, &settings.aggregates, &live);
@@ -151,7 +154,13 @@ pub(super) fn write_loop(
         let quiet = group.parts.is_empty();
         if !quiet {
             trim.committed(group.readings.len());
-            commit(&mut ledger, group, &metrics, &live, &mut followers);
+            commit(
+                &mut ledger,
+                group,
+                (&metrics, &live),
+                &mut followers,
+                &settings.buffers,
+            );
         }
         // Aggregates follow about once a second, off the commit path; during a backlog, less often (see DutyCycle).
         if tick && refresh_duty.due() {
@@ -163,6 +172,7 @@ pub(super) fn write_loop(
         // A tick with nothing to commit after a burst: give the memory the burst freed back to the system.
         if tick && quiet && trim.quiet_second(!aggregates_behind) {
             ledger.release_memory();
+            settings.buffers.release();
             crate::allocator::release_free_memory();
         }
         publish_events(&mut ledger, &live);
@@ -226,9 +236,16 @@ impl DutyCycle {
 }
 
 impl Group {
-    fn append(&mut self, g: Group) {
+    /// Add `g` after what the group holds; `g`'s emptied vector goes back to `buffers`.
+    fn append(&mut self, mut g: Group, buffers: &Buffers) {
+        // The first group is taken whole: its readings (megabytes in a burst) are not copied.
+        if self.parts.is_empty() && self.quarantined.is_empty() {
+            *self = g;
+            return;
+        }
         let offset = self.readings.len();
-        self.readings.extend(g.readings);
+        self.readings.append(&mut g.readings);
+        buffers.give(g.readings);
         self.quarantined.extend(g.quarantined);
         self.parts.extend(g.parts.into_iter().map(|mut p| {
             p.readings = p.readings.start + offset..p.readings.end + offset;
@@ -241,9 +258,9 @@ impl Group {
 fn commit(
     ledger: &mut Ledger,
     group: Group,
-    metrics: &Metrics,
-    live: &broadcast::Sender<LiveEvent>,
+    (metrics, live): (&Metrics, &broadcast::Sender<LiveEvent>),
     followers: &mut Followers,
+    buffers: &Buffers,
 ) {
     let Group {
         mut readings,
@@ -268,7 +285,7 @@ fn commit(
                 for (e, f) in readings.iter_mut().zip(ledger.judged_flags()) {
                     e.assessment.flags = *f;
                 }
-                publish_readings(readings, outcomes, live, followers);
+                publish_readings(&mut readings, outcomes, live, followers);
                 let revised = ledger.take_flag_revisions();
                 if !revised.is_empty() {
                     let _ = live.send(LiveEvent::FlagsRevised(Arc::new(revised)));
@@ -287,6 +304,7 @@ fn commit(
             }
         }
     }
+    buffers.give(readings);
 }
 
 /// Say what was quarantined (from any source: a rejected TT10 file, a bad payload, an out-of-range value): the
@@ -324,8 +342,9 @@ fn count(outcomes: &[Outcome], quarantined: u64) -> CommitCounts {
     c
 }
 
+/// Publish the accepted readings, taking them out of `readings` (whose memory the caller keeps).
 fn publish_readings(
-    readings: Vec<Evaluated>,
+    readings: &mut Vec<Evaluated>,
     outcomes: Vec<Outcome>,
     live: &broadcast::Sender<LiveEvent>,
     followers: &mut Followers,
@@ -333,7 +352,7 @@ fn publish_readings(
     let mut committed = Vec::with_capacity(readings.len());
     committed.extend(
         readings
-            .into_iter()
+            .drain(..)
             .zip(outcomes)
             .filter_map(|(e, o)| match o {
                 Outcome::Accepted(seq) => Some(Committed { seq, evaluated: e }),
