@@ -17,7 +17,7 @@ use crate::ledger::aggregates::DAY_MS;
 use crate::ledger::query::Latest;
 use crate::ledger::{LedgerError, Reader};
 use crate::model::{Status, Timestamp};
-use crate::pipeline::LiveEvent;
+use crate::pipeline::{Committed, LiveEvent};
 pub use transmission::{OnTime, Transmissions};
 
 impl ParamLive {
@@ -95,6 +95,55 @@ pub struct StationLive {
     pub transmission: OnTime,
     #[serde(skip)]
     transmissions: Transmissions,
+    /// Where the next reading's parameter is looked for first: a station sends its parameters in the same order.
+    #[serde(skip)]
+    next_parameter: usize,
+}
+
+impl StationLive {
+    /// Take one committed reading of this station: its latest value, unless a newer one is shown.
+    fn follow(&mut self, c: &Committed, now: i64) {
+        let r = &c.evaluated.reading;
+        let late = c
+            .evaluated
+            .assessment
+            .flags
+            .contains(crate::compliance::Flags::LATE);
+        self.transmissions.count(r.ts.millis(), !late, now);
+        let (low, high) = crate::compliance::LimitBound::bounds(c.evaluated.assessment.limit);
+        let name = r.parameter.as_str();
+        let idx = match self.parameters.get(self.next_parameter) {
+            Some(p) if p.parameter == name => self.next_parameter,
+            _ => match self.parameters.iter().position(|p| p.parameter == name) {
+                Some(i) => i,
+                None => {
+                    self.parameters.push(ParamLive::new(name));
+                    self.parameters.len() - 1
+                }
+            },
+        };
+        self.next_parameter = idx + 1;
+        // Updated in place: a burst passes here once per reading, so no clone and no new strings unless the unit
+        // or band changed.
+        let pl = &mut self.parameters[idx];
+        if pl.ts > r.ts.millis() {
+            return; // a late reading does not replace a newer value
+        }
+        pl.ts = r.ts.millis();
+        pl.value = r.value;
+        if pl.unit != r.unit.as_str() {
+            pl.unit = r.unit.to_string();
+        }
+        pl.status = r.status.as_str();
+        let band = c.evaluated.assessment.band.as_str();
+        if pl.band != band {
+            pl.band = band.to_string();
+        }
+        pl.limit_low = low;
+        pl.limit_high = high;
+        pl.ratio = c.evaluated.assessment.ratio;
+        self.last_reading = self.last_reading.max(Some(r.ts.millis()));
+    }
 }
 
 #[derive(Default)]
@@ -144,6 +193,7 @@ impl LiveState {
                     s.id.as_str(),
                     transmission::first_hour(Timestamp::now().millis()),
                 )?),
+                next_parameter: 0,
             };
             for p in &s.parameters {
                 if let Some(pl) = latest(reader, s.id.as_str(), p.parameter.as_str(), window_ms)? {
@@ -183,50 +233,18 @@ impl LiveState {
         match event {
             LiveEvent::Readings(batch) => {
                 let now = Timestamp::now().millis();
-                for c in batch.iter() {
-                    let r = &c.evaluated.reading;
-                    let Some(st) = inner.stations.get_mut(r.station.as_str()) else {
-                        continue;
-                    };
-                    let late = c
-                        .evaluated
-                        .assessment
-                        .flags
-                        .contains(crate::compliance::Flags::LATE);
-                    st.transmissions.count(r.ts.millis(), !late, now);
-                    let (low, high) =
-                        crate::compliance::LimitBound::bounds(c.evaluated.assessment.limit);
-                    let idx = match st
-                        .parameters
-                        .iter()
-                        .position(|p| p.parameter == r.parameter.as_str())
+                // A message's readings sit together: one station lookup for each run of them.
+                for run in batch
+                    .chunk_by(|a, b| a.evaluated.reading.station == b.evaluated.reading.station)
+                {
+                    if let Some(st) = inner
+                        .stations
+                        .get_mut(run[0].evaluated.reading.station.as_str())
                     {
-                        Some(i) => i,
-                        None => {
-                            st.parameters.push(ParamLive::new(r.parameter.as_str()));
-                            st.parameters.len() - 1
+                        for c in run {
+                            st.follow(c, now);
                         }
-                    };
-                    // Updated in place: a burst passes here once per reading, so no clone and no new strings
-                    // unless the unit or band changed.
-                    let pl = &mut st.parameters[idx];
-                    if pl.ts > r.ts.millis() {
-                        continue; // a late reading does not replace a newer value
                     }
-                    pl.ts = r.ts.millis();
-                    pl.value = r.value;
-                    if pl.unit != r.unit.as_str() {
-                        pl.unit = r.unit.to_string();
-                    }
-                    pl.status = r.status.as_str();
-                    let band = c.evaluated.assessment.band.as_str();
-                    if pl.band != band {
-                        pl.band = band.to_string();
-                    }
-                    pl.limit_low = low;
-                    pl.limit_high = high;
-                    pl.ratio = c.evaluated.assessment.ratio;
-                    st.last_reading = st.last_reading.max(Some(r.ts.millis()));
                 }
             }
             LiveEvent::Events(changes) => {

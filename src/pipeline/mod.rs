@@ -10,8 +10,8 @@
 //! A config reload ([`Pipeline::reconfigure`]) travels through the same queue as the batches, so it takes effect at an
 //! exact point in the stream.
 
-pub mod bus;
 mod buffers;
+pub mod bus;
 pub mod ingest;
 mod processor;
 mod writer;

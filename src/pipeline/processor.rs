@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::error;
 
-use super::ingest::{Batch, Done, Evidence, Job, Reconfigure};
 use super::buffers::Buffers;
+use super::ingest::{Batch, Done, Evidence, Job, Reconfigure};
 use super::writer::{aggregate_context, Group, Part, WriterMsg};
 use crate::compliance::{Assessment, Evaluator};
 use crate::ledger::Evaluated;

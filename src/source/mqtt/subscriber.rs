@@ -15,7 +15,7 @@
 //! go to rumqttc a window at a time (see [`super::acks`]); the broker redelivers a committed message whose ack never
 //! went out (shutdown, disconnect).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,7 @@ use rumqttc::{
     AsyncClient, ConnAck, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS,
     SubscribeFilter, SubscribeReasonCode,
 };
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -60,7 +61,7 @@ pub struct Subscriber {
     /// Filters the previous configuration subscribed to and this one does not (after a reload): unsubscribed once
     /// connected, since the broker's persistent session would otherwise keep delivering them.
     pub stale_filters: Vec<String>,
-    units: Arc<HashMap<StationId, HashMap<Parameter, Unit>>>,
+    units: Arc<FxHashMap<StationId, FxHashMap<Parameter, Unit>>>,
     tz: FixedOffset,
 }
 

@@ -164,7 +164,7 @@ pub struct Context<'a> {
     pub unit_of: &'a dyn Fn(&Parameter) -> Unit,
     /// The station's configured parameters and units, if known: a reading of one of them shares the configured
     /// name and unit instead of allocating its own.
-    pub configured: Option<&'a std::collections::HashMap<Parameter, Unit>>,
+    pub configured: Option<&'a rustc_hash::FxHashMap<Parameter, Unit>>,
 }
 
 /// Decode one message in the broker's format.

@@ -398,8 +398,10 @@ proptest! {
 #[test]
 fn configured_parameters_take_the_configured_name_and_unit() {
     let s = station();
-    let configured: std::collections::HashMap<Parameter, Unit> =
-        [(Parameter::new("COD").unwrap(), Unit::new("g/m3"))].into();
+    let configured: rustc_hash::FxHashMap<Parameter, Unit> =
+        [(Parameter::new("COD").unwrap(), Unit::new("g/m3"))]
+            .into_iter()
+            .collect();
     let cx = Context {
         station: &s,
         tz: tz(),
