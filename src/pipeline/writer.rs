@@ -137,7 +137,8 @@ pub(super) fn write_loop(
                         commit(
                             &mut ledger,
                             std::mem::take(&mut group),
-                            (&metrics, &live),
+                            &metrics,
+                            &live,
                             &mut followers,
                             &settings.buffers,
                         );
@@ -157,7 +158,8 @@ pub(super) fn write_loop(
             commit(
                 &mut ledger,
                 group,
-                (&metrics, &live),
+                &metrics,
+                &live,
                 &mut followers,
                 &settings.buffers,
             );
@@ -258,7 +260,8 @@ impl Group {
 fn commit(
     ledger: &mut Ledger,
     group: Group,
-    (metrics, live): (&Metrics, &broadcast::Sender<LiveEvent>),
+    metrics: &Metrics,
+    live: &broadcast::Sender<LiveEvent>,
     followers: &mut Followers,
     buffers: &Buffers,
 ) {
