@@ -213,7 +213,7 @@ impl Runner {
                         continue; // already replayed from the ledger
                     }
                     self.fed_seq = self.fed_seq.max(c.seq);
-                    self.observe_reading(ReadingObs::from(&c.evaluated), now);
+                    self.observe_reading(ReadingObs::from(c.evaluated), now);
                 }
             }
             LiveEvent::Windows(updates) => {
@@ -852,7 +852,7 @@ mod tests {
     use crate::health::{Backlog, ConnectionState};
     use crate::ledger::Evaluated;
     use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
-    use crate::pipeline::Committed;
+    use crate::pipeline::CommittedBatch;
 
     const T0: i64 = 1_800_000_000_000;
 
@@ -895,9 +895,8 @@ mod tests {
     }
 
     fn reading(seq: i64, ts: i64) -> LiveEvent {
-        LiveEvent::Readings(Arc::new(vec![Committed {
-            seq,
-            evaluated: Evaluated {
+        LiveEvent::Readings(Arc::new(CommittedBatch::new(
+            vec![Evaluated {
                 reading: Reading {
                     station: StationId::parse("BN_KCNTS_NUOC01").unwrap(),
                     parameter: Parameter::new("pH").unwrap(),
@@ -915,8 +914,9 @@ mod tests {
                 },
                 source: SourceKind::Sim,
                 received: None,
-            },
-        }]))
+            }],
+            vec![seq],
+        )))
     }
 
     /// Wait (in paused time, so the runner's ticks run) until `cond` holds on the alerts, for at most `limit`.
@@ -1142,7 +1142,7 @@ parameters = {{ pH = {{}} }}
                 let LiveEvent::Readings(batch) = reading(0, T0 - 9_000_000 + i * 300_000) else {
                     unreachable!()
                 };
-                let mut e = batch[0].evaluated.clone();
+                let mut e = batch.readings()[0].clone();
                 e.assessment.rules = rules;
                 e
             })

@@ -385,7 +385,7 @@ mod tests {
     use crate::compliance::{Assessment, Band, Flags};
     use crate::ledger::Evaluated;
     use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
-    use crate::pipeline::Committed;
+    use crate::pipeline::CommittedBatch;
 
     const MIN: i64 = 60_000;
 
@@ -410,9 +410,8 @@ mod tests {
         // Nothing yet, within three 5-minute intervals of start-up: none overdue.
         assert!(overdue_stations(&live, started, started + 14 * MIN).is_empty());
         // Quế Võ reports at minute 12; at minute 16 only Tiên Sơn is overdue.
-        live.apply(&LiveEvent::Readings(Arc::new(vec![Committed {
-            seq: 1,
-            evaluated: Evaluated {
+        live.apply(&LiveEvent::Readings(Arc::new(CommittedBatch::new(
+            vec![Evaluated {
                 reading: Reading {
                     station: StationId::parse("BN_KCNQV_NUOC01").unwrap(),
                     parameter: Parameter::new("COD").unwrap(),
@@ -430,8 +429,9 @@ mod tests {
                 },
                 source: SourceKind::Sim,
                 received: None,
-            },
-        }])));
+            }],
+            vec![1],
+        ))));
         let due = overdue_stations(&live, started, started + 16 * MIN);
         assert_eq!(due.into_iter().collect::<Vec<_>>(), ["BN_KCNTS_NUOC01"]);
         assert_eq!(

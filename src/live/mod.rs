@@ -15,9 +15,9 @@ use crate::compliance::{EventChange, Scope};
 use crate::config::Config;
 use crate::ledger::aggregates::DAY_MS;
 use crate::ledger::query::Latest;
-use crate::ledger::{LedgerError, Reader};
+use crate::ledger::{Evaluated, LedgerError, Reader};
 use crate::model::{Status, Timestamp};
-use crate::pipeline::{Committed, LiveEvent};
+use crate::pipeline::LiveEvent;
 pub use transmission::{OnTime, Transmissions};
 
 impl ParamLive {
@@ -102,15 +102,11 @@ pub struct StationLive {
 
 impl StationLive {
     /// Take one committed reading of this station: its latest value, unless a newer one is shown.
-    fn follow(&mut self, c: &Committed, now: i64) {
-        let r = &c.evaluated.reading;
-        let late = c
-            .evaluated
-            .assessment
-            .flags
-            .contains(crate::compliance::Flags::LATE);
+    fn follow(&mut self, e: &Evaluated, now: i64) {
+        let r = &e.reading;
+        let late = e.assessment.flags.contains(crate::compliance::Flags::LATE);
         self.transmissions.count(r.ts.millis(), !late, now);
-        let (low, high) = crate::compliance::LimitBound::bounds(c.evaluated.assessment.limit);
+        let (low, high) = crate::compliance::LimitBound::bounds(e.assessment.limit);
         let name = r.parameter.as_str();
         let idx = match self.parameters.get(self.next_parameter) {
             Some(p) if p.parameter == name => self.next_parameter,
@@ -135,13 +131,13 @@ impl StationLive {
             pl.unit = r.unit.to_string();
         }
         pl.status = r.status.as_str();
-        let band = c.evaluated.assessment.band.as_str();
+        let band = e.assessment.band.as_str();
         if pl.band != band {
             pl.band = band.to_string();
         }
         pl.limit_low = low;
         pl.limit_high = high;
-        pl.ratio = c.evaluated.assessment.ratio;
+        pl.ratio = e.assessment.ratio;
         self.last_reading = self.last_reading.max(Some(r.ts.millis()));
     }
 }
@@ -235,14 +231,12 @@ impl LiveState {
                 let now = Timestamp::now().millis();
                 // A message's readings sit together: one station lookup for each run of them.
                 for run in batch
-                    .chunk_by(|a, b| a.evaluated.reading.station == b.evaluated.reading.station)
+                    .readings()
+                    .chunk_by(|a, b| a.reading.station == b.reading.station)
                 {
-                    if let Some(st) = inner
-                        .stations
-                        .get_mut(run[0].evaluated.reading.station.as_str())
-                    {
-                        for c in run {
-                            st.follow(c, now);
+                    if let Some(st) = inner.stations.get_mut(run[0].reading.station.as_str()) {
+                        for e in run {
+                            st.follow(e, now);
                         }
                     }
                 }

@@ -16,7 +16,7 @@ pub mod ingest;
 mod processor;
 mod writer;
 
-pub use bus::{Committed, LiveEvent};
+pub use bus::{Committed, CommittedBatch, LiveEvent};
 pub use ingest::{Batch, CommitReport, Completion, Evidence, Ingest, PipelineError};
 
 use std::collections::HashMap;

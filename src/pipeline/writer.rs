@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info, warn};
 
 use super::buffers::Buffers;
-use super::bus::{Committed, LiveEvent};
+use super::bus::{CommittedBatch, LiveEvent};
 use super::ingest::{CommitReport, Done, PipelineError};
 use crate::compliance::StationLimits;
 use crate::config::Config;
@@ -288,13 +288,14 @@ fn commit(
                 for (e, f) in readings.iter_mut().zip(ledger.judged_flags()) {
                     e.assessment.flags = *f;
                 }
-                publish_readings(&mut readings, outcomes, live, followers);
+                publish_readings(readings, &outcomes, live, followers, buffers);
                 let revised = ledger.take_flag_revisions();
                 if !revised.is_empty() {
                     let _ = live.send(LiveEvent::FlagsRevised(Arc::new(revised)));
                 }
             } else {
                 ledger.take_flag_revisions();
+                buffers.give(readings);
             }
             log_quarantined(&quarantined);
         }
@@ -305,9 +306,9 @@ fn commit(
             for p in parts {
                 let _ = p.done.send(Err(PipelineError::Ledger(e.clone())));
             }
+            buffers.give(readings);
         }
     }
-    buffers.give(readings);
 }
 
 /// Say what was quarantined (from any source: a rejected TT10 file, a bad payload, an out-of-range value): the
@@ -345,30 +346,34 @@ fn count(outcomes: &[Outcome], quarantined: u64) -> CommitCounts {
     c
 }
 
-/// Publish the accepted readings, taking them out of `readings` (whose memory the caller keeps).
+/// Publish the accepted readings: `readings` itself, without the duplicates and conflicts. Its memory goes back to
+/// `buffers` once every follower has let the batch go.
 fn publish_readings(
-    readings: &mut Vec<Evaluated>,
-    outcomes: Vec<Outcome>,
+    mut readings: Vec<Evaluated>,
+    outcomes: &[Outcome],
     live: &broadcast::Sender<LiveEvent>,
     followers: &mut Followers,
+    buffers: &Buffers,
 ) {
-    let mut committed = Vec::with_capacity(readings.len());
-    committed.extend(
-        readings
-            .drain(..)
-            .zip(outcomes)
-            .filter_map(|(e, o)| match o {
-                Outcome::Accepted(seq) => Some(Committed { seq, evaluated: e }),
-                _ => None,
-            }),
-    );
-    if committed.is_empty() {
+    let seqs: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Accepted(seq) => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    if seqs.len() < readings.len() {
+        let mut accepted = outcomes.iter().map(|o| matches!(o, Outcome::Accepted(_)));
+        readings.retain(|_| accepted.next().unwrap_or(false));
+    }
+    if readings.is_empty() {
+        buffers.give(readings);
         return;
     }
-    followers.wait_for_room(committed.len());
-    let committed = Arc::new(committed);
-    followers.track(&committed);
-    let _ = live.send(LiveEvent::Readings(committed));
+    followers.wait_for_room(readings.len());
+    let batch = Arc::new(CommittedBatch::recycled(readings, seqs, buffers.clone()));
+    followers.track(&batch);
+    let _ = live.send(LiveEvent::Readings(batch));
 }
 
 /// Committed readings published on the bus and not yet taken by every follower, at most this many before the
@@ -387,7 +392,7 @@ const FOLLOWERS_MAX_WAIT: Duration = Duration::from_secs(10);
 /// The batches are watched through weak references: a batch is released when no follower holds it any more. The
 /// writer looks again every millisecond while it waits (a commit takes longer than that under such a load).
 pub(super) struct Followers {
-    published: VecDeque<(Weak<Vec<Committed>>, usize)>,
+    published: VecDeque<(Weak<CommittedBatch>, usize)>,
     held: usize,
     max: usize,
 }
@@ -424,7 +429,7 @@ impl Followers {
         }
     }
 
-    pub(super) fn track(&mut self, batch: &Arc<Vec<Committed>>) {
+    pub(super) fn track(&mut self, batch: &Arc<CommittedBatch>) {
         self.published
             .push_back((Arc::downgrade(batch), batch.len()));
         self.held += batch.len();
