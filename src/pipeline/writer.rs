@@ -515,7 +515,77 @@ fn refresh_aggregates(
 
 #[cfg(test)]
 mod tests {
-    use super::{Trim, TRIM_AFTER_READINGS};
+    use tokio::sync::broadcast;
+
+    use super::{publish_readings, Buffers, Followers, LiveEvent, Trim, TRIM_AFTER_READINGS};
+    use crate::compliance::{Assessment, Band, Flags};
+    use crate::ledger::{Evaluated, Outcome};
+    use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
+
+    fn evaluated(ts: i64) -> Evaluated {
+        Evaluated {
+            reading: Reading {
+                station: StationId::parse("BN_KCNQV_NUOC01").unwrap(),
+                parameter: Parameter::new("COD").unwrap(),
+                ts: Timestamp(ts),
+                value: 50.0,
+                unit: Unit::new("mg/L"),
+                status: Status::Measuring,
+            },
+            assessment: Assessment {
+                rules: Default::default(),
+                limit: None,
+                ratio: None,
+                band: Band::NoLimit,
+                flags: Flags::default(),
+            },
+            source: SourceKind::Sim,
+            received: None,
+        }
+    }
+
+    /// Followers get the accepted readings with their seqs (no duplicate or conflict), and the vector they were
+    /// committed in comes back for the processor once the last follower lets the batch go.
+    #[test]
+    fn published_readings_are_the_accepted_ones_and_their_vector_comes_back() {
+        let (live, mut rx) = broadcast::channel(4);
+        let (buffers, mut followers) = (Buffers::default(), Followers::new(1000));
+        let mut readings = Vec::with_capacity(100);
+        readings.extend((1..=4).map(evaluated));
+        let outcomes = [
+            Outcome::Accepted(7),
+            Outcome::Duplicate,
+            Outcome::Accepted(8),
+            Outcome::Conflict,
+        ];
+        publish_readings(readings, &outcomes, &live, &mut followers, &buffers);
+        let Ok(LiveEvent::Readings(batch)) = rx.try_recv() else {
+            panic!("a batch of readings is published");
+        };
+        let got: Vec<(i64, i64)> = batch
+            .iter()
+            .map(|c| (c.seq, c.evaluated.reading.ts.millis()))
+            .collect();
+        assert_eq!(got, [(7, 1), (8, 3)]);
+        assert_eq!(followers.held(), 2);
+        assert_eq!(buffers.take().capacity(), 0, "held by the follower");
+        drop(batch);
+        assert_eq!(followers.held(), 0);
+        let back = buffers.take();
+        assert!(back.is_empty() && back.capacity() >= 100);
+        // Nothing accepted: nothing published, the vector goes straight back.
+        let mut all_duplicates = Vec::with_capacity(50);
+        all_duplicates.push(evaluated(1));
+        publish_readings(
+            all_duplicates,
+            &[Outcome::Duplicate],
+            &live,
+            &mut followers,
+            &buffers,
+        );
+        assert!(rx.try_recv().is_err());
+        assert!(buffers.take().capacity() >= 50);
+    }
 
     /// After a burst the heap is trimmed at the first quiet second and again at the tenth, then not until the next
     /// burst; a trickle below the burst size never trims.
