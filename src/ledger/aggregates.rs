@@ -12,9 +12,10 @@
 //! judged when it closes even if no reading follows. Judged windows of the averaging window open and close the
 //! window-scope events: in order through the tracker, out of order by re-deriving the span.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::FxHashMap;
 
 use super::events::Late;
 use super::{cursor, set_cursor, LedgerError, Stream};
@@ -82,7 +83,7 @@ pub(super) fn refresh(
     let kept_since = keep_lengths(tx, &ctx.windows, from)?;
     let names = id_names(tx)?;
     // Each touched window and the totals of its readings in this step.
-    let mut touched: BTreeMap<WindowKey, WindowSums> = BTreeMap::new();
+    let mut touched: FxHashMap<WindowKey, WindowSums> = FxHashMap::default();
     let mut last = from;
     let mut seen = 0;
     {
@@ -115,6 +116,9 @@ pub(super) fn refresh(
         |r| r.get(0),
     )?;
     let mut updates = Vec::new();
+    // In key order, as change numbers are handed out.
+    let mut touched: Vec<_> = touched.into_iter().collect();
+    touched.sort_unstable_by_key(|(key, _)| *key);
     for ((s, p, w, start), added) in touched {
         let (Some(code), Some(symbol)) = (names.0.get(&s), names.1.get(&p)) else {
             continue;
