@@ -343,6 +343,54 @@ async fn alarm_list_filters_pages_acknowledges_and_shows_history() {
     )
     .await;
 
+    // The first page follows a change made elsewhere, without a reload: an alert acknowledged through the API shows
+    // as acknowledged where the officer is looking.
+    let other = support::eventually(Duration::from_secs(60), || {
+        let url = format!("{}/api/alerts?state=raised&limit=1", daemon.http);
+        async move { get(&url).await.1["alerts"][0]["id"].as_i64().is_some() }
+    })
+    .await;
+    assert!(other, "no raised alert left to acknowledge elsewhere");
+    let (_, raised) = get(&format!("{}/api/alerts?state=raised&limit=1", daemon.http)).await;
+    let a = &raised["alerts"][0];
+    let other = a["id"].as_i64().unwrap();
+    let query = format!(
+        "station={}&kind={}",
+        a["station"].as_str().unwrap(),
+        a["kind"].as_str().unwrap()
+    );
+    let (rows, _) = shown(&browser, &query, "state").await;
+    assert!(
+        rows.contains(&other),
+        "{other} not on the first page of {query}: {rows:?}"
+    );
+    let fills = browser
+        .eval("return +document.getElementById('alarm-list').dataset.fills")
+        .await;
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/alerts/{other}/ack", daemon.http))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "comment": "acknowledged from the API" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    browser
+        .wait_for(&format!("const r = document.querySelector('#alarm-list tr[data-alert=\"{other}\"]'); return r && r.dataset.state === 'acknowledged'"), Duration::from_secs(30))
+        .await;
+    let now = browser
+        .eval("return +document.getElementById('alarm-list').dataset.fills")
+        .await;
+    assert!(
+        now.as_i64() > fills.as_i64(),
+        "the list was not refilled: {fills} then {now}"
+    );
+    assert_eq!(
+        browser.eval("return location.hash").await,
+        format!("#/alarms?{query}"),
+        "the page was left"
+    );
+
     // Its history shows the acknowledgement.
     shown(&browser, "kind=violation", "state").await;
     let text = open_history(&browser, id).await;

@@ -396,7 +396,28 @@ async function renderAlarms() {
   if (!q.get("before")) alarmBack = [];
   const list = el("div", { id: "alarm-list" });
   box.replaceChildren(el("h2", {}, t("alarmsTitle")), alarmFilters(q), list);
+  await fillAlarmList(list, q);
+}
+
+// The first page follows the alerts as they change (raised, acknowledged, cleared, a new value), at most once a
+// second, so an officer watching it needs no reload; not while an alarm's history is open under its row, which a
+// refill would close, and not on later pages, whose rows would shift under the reader.
+let alarmRefill = null;
+function refillAlarmsSoon() {
+  const list = document.getElementById("alarm-list");
+  if (!list || document.getElementById("alarms").hidden || alarmParams().get("before")) return;
+  if (list.querySelector(".alarm-history-row") || alarmRefill) return;
+  alarmRefill = setTimeout(() => {
+    alarmRefill = null;
+    if (list.isConnected && !list.querySelector(".alarm-history-row")) fillAlarmList(list, alarmParams()).catch(showError);
+  }, 1000);
+}
+
+async function fillAlarmList(list, q) {
+  const hash = location.hash;
   const r = await api(`/api/alerts?${alarmQuery(q)}`);
+  // The officer moved on (another page or filter) while this was read.
+  if (!list.isConnected || location.hash !== hash) return;
   const pager = el("div", { class: "pager" });
   const prev = el("button", { type: "button", class: "prev" }, t("prev"));
   prev.disabled = !q.get("before");
@@ -405,7 +426,8 @@ async function renderAlarms() {
   next.disabled = !r.next_before;
   next.onclick = () => { alarmBack.push(q.get("before") || ""); q.set("before", String(r.next_before)); setAlarmParams(q); };
   pager.append(prev, el("span", { class: "page", "data-page": alarmBack.length + 1, "data-total": r.total }, ` ${t("page")} ${alarmBack.length + 1} · ${r.total} ${t("results")} `), next);
-  list.dataset.loaded = location.hash;
+  list.dataset.loaded = hash;
+  list.dataset.fills = String(+(list.dataset.fills || 0) + 1);
   if (!r.alerts.length) { list.replaceChildren(el("p", {}, t("noAlarms")), pager); return; }
   const heads = ["plant", "kind", "parameter", "severity", "state", "since", "ended", "value", "", ""];
   const rows = r.alerts.map(alarmRow);
@@ -475,6 +497,7 @@ function onAlerts(items) {
   const open = openedStation();
   const box = document.getElementById("alerts");
   if (open && box && items.some((a) => a.station === open)) renderAlerts(open, box).catch(showError);
+  refillAlarmsSoon();
   if (!stateChanged) return;
   // Open-alert counts per plant for the tiles (alerts are rare: recount from the API).
   api("/api/alerts?state=open&limit=1000").then((r) => {
