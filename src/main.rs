@@ -1055,7 +1055,13 @@ fn check_config(path: &Path) -> ExitCode {
             out_line!(out, "{line}");
         }
     }
-    let warnings = quantrac::config::mandatory::check_all(&config.stations);
+    let mut warnings: Vec<String> = quantrac::config::mandatory::check_all(&config.stations)
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    if !config.alert.channels.is_empty() {
+        warnings.extend(config.http.link_warning());
+    }
     if !warnings.is_empty() {
         out.push('\n');
         out_line!(

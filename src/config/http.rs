@@ -300,6 +300,33 @@ pub struct Http {
     pub metrics_public: bool,
 }
 
+impl Http {
+    /// Why links in alerts would not open for the people who get them: `public_url` left to its default
+    /// (`http://<listen>`) while the dashboard listens where only this machine (loopback) or no fixed address (any
+    /// address, port 0) is named. `None` when the links are usable or there are none.
+    pub fn link_warning(&self) -> Option<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        if !self.enabled || self.public_url != format!("{scheme}://{}", self.listen) {
+            return None;
+        }
+        let ip = self.listen.ip();
+        let why = if self.listen.port() == 0 {
+            "port 0 is whatever port the system hands out"
+        } else if ip.is_unspecified() {
+            "an address that names no machine"
+        } else if ip.is_loopback() {
+            "an address that only opens on this machine"
+        } else {
+            return None;
+        };
+        Some(format!(
+            "http.public_url is not set: links in alerts point to {} ({why}); set http.public_url to the address \
+             officers open the dashboard at",
+            self.public_url
+        ))
+    }
+}
+
 /// A checked tile server for the overview's map.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapTiles {
@@ -546,6 +573,40 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::tile_origin;
+
+    /// Alert links are warned about when they name this machine only or no address, not when `public_url` is set
+    /// or the dashboard listens on a reachable address.
+    #[test]
+    fn alert_links_that_recipients_cannot_open_are_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let warning = |http: &str| {
+            crate::testing::cod_station_config(dir.path(), &format!("[http]\n{http}\n"))
+                .http
+                .link_warning()
+        };
+        for (http, why) in [
+            ("", "only opens on this machine"),
+            ("listen = \"0.0.0.0:8080\"", "names no machine"),
+            ("listen = \"[::]:8080\"", "names no machine"),
+            ("listen = \"10.0.0.5:0\"", "port 0"),
+        ] {
+            let w = warning(http).unwrap_or_else(|| panic!("no warning for {http:?}"));
+            assert!(
+                w.contains(why) && w.contains("set http.public_url"),
+                "{http:?}: {w}"
+            );
+        }
+        assert!(warning("listen = \"0.0.0.0:8080\"")
+            .unwrap()
+            .contains("http://0.0.0.0:8080"));
+        for http in [
+            "listen = \"10.0.0.5:8080\"",
+            "public_url = \"https://quantrac.example.vn\"",
+            "enabled = false",
+        ] {
+            assert_eq!(warning(http), None, "{http:?}");
+        }
+    }
 
     #[test]
     fn tile_urls_give_their_origin_or_say_what_is_wrong() {

@@ -77,6 +77,13 @@ pub async fn run_with_reload(
     for w in crate::config::mandatory::check_all(&config.stations) {
         warn!(station = %w.station, key = %w.key, "Mandatory parameters: {}", w.message);
     }
+    if let Some(w) = config
+        .http
+        .link_warning()
+        .filter(|_| !config.alert.channels.is_empty())
+    {
+        warn!("{w}");
+    }
     let metrics = Arc::new(Metrics::default());
     // One registry for /metrics; each component registers its counters (alert counters even with alerts off).
     let registry = crate::metrics::Registry::default();
