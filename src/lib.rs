@@ -39,6 +39,31 @@ pub(crate) mod testing {
         }
     }
 
+    /// A COD reading of 50 mg/L at `BN_KCNQV_NUOC01`, at `ts` (Unix ms), judged against no limit.
+    pub fn cod_reading(ts: i64) -> crate::ledger::Evaluated {
+        use crate::compliance::{Assessment, Band, Flags};
+        use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
+        crate::ledger::Evaluated {
+            reading: Reading {
+                station: StationId::parse("BN_KCNQV_NUOC01").unwrap(),
+                parameter: Parameter::new("COD").unwrap(),
+                ts: Timestamp(ts),
+                value: 50.0,
+                unit: Unit::new("mg/L"),
+                status: Status::Measuring,
+            },
+            assessment: Assessment {
+                rules: Default::default(),
+                limit: None,
+                ratio: None,
+                band: Band::NoLimit,
+                flags: Flags::default(),
+            },
+            source: SourceKind::Sim,
+            received: None,
+        }
+    }
+
     /// One COD station (`BN_KCNQV_NUOC01`, QCVN 40 column B) on a ledger `ledger.db` in `dir` at `normal`, with
     /// `extra` TOML appended (say, its `[station.modbus]` table).
     pub fn cod_station_config(dir: &std::path::Path, extra: &str) -> crate::config::Config {

@@ -389,9 +389,6 @@ fn overdue_stations(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::compliance::{Assessment, Band, Flags};
-    use crate::ledger::Evaluated;
-    use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
     use crate::pipeline::CommittedBatch;
 
     const MIN: i64 = 60_000;
@@ -418,25 +415,7 @@ mod tests {
         assert!(overdue_stations(&live, started, started + 14 * MIN).is_empty());
         // Quế Võ reports at minute 12; at minute 16 only Tiên Sơn is overdue.
         live.apply(&LiveEvent::Readings(Arc::new(CommittedBatch::new(
-            vec![Evaluated {
-                reading: Reading {
-                    station: StationId::parse("BN_KCNQV_NUOC01").unwrap(),
-                    parameter: Parameter::new("COD").unwrap(),
-                    ts: Timestamp(started + 12 * MIN),
-                    value: 50.0,
-                    unit: Unit::new("mg/L"),
-                    status: Status::Measuring,
-                },
-                assessment: Assessment {
-                    rules: Default::default(),
-                    limit: None,
-                    ratio: None,
-                    band: Band::NoLimit,
-                    flags: Flags::default(),
-                },
-                source: SourceKind::Sim,
-                received: None,
-            }],
+            vec![crate::testing::cod_reading(started + 12 * MIN)],
             vec![1],
         ))));
         let due = overdue_stations(&live, started, started + 16 * MIN);

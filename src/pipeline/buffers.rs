@@ -1,7 +1,8 @@
 //! Reading vectors handed back from the ledger writer to the processor. In a burst a commit's readings take
 //! megabytes; glibc maps each block over 1 MiB on its own (see `allocator::tune`), so a fresh vector per commit
-//! costs a page fault per 4 KiB written and an `munmap` when freed: about a twentieth of the writer's time. The
-//! writer gives each emptied vector back; the processor fills it again. After a burst the writer empties the pool,
+//! costs a page fault per 4 KiB written and an `munmap` when freed: about a twentieth of the writer's time. Each
+//! vector comes back once committed: from the writer, or, when the live followers take the batch, from the last of
+//! them to let it go (`bus::CommittedBatch`); the processor fills it again. After a burst the writer empties the pool,
 //! and the memory goes back to the system with the rest.
 
 use std::sync::{Arc, Mutex};

@@ -518,31 +518,8 @@ mod tests {
     use tokio::sync::broadcast;
 
     use super::{publish_readings, Buffers, Followers, LiveEvent, Trim, TRIM_AFTER_READINGS};
-    use crate::compliance::{Assessment, Band, Flags};
-    use crate::ledger::{Evaluated, Outcome};
-    use crate::model::{Parameter, Reading, SourceKind, StationId, Status, Timestamp, Unit};
-
-    fn evaluated(ts: i64) -> Evaluated {
-        Evaluated {
-            reading: Reading {
-                station: StationId::parse("BN_KCNQV_NUOC01").unwrap(),
-                parameter: Parameter::new("COD").unwrap(),
-                ts: Timestamp(ts),
-                value: 50.0,
-                unit: Unit::new("mg/L"),
-                status: Status::Measuring,
-            },
-            assessment: Assessment {
-                rules: Default::default(),
-                limit: None,
-                ratio: None,
-                band: Band::NoLimit,
-                flags: Flags::default(),
-            },
-            source: SourceKind::Sim,
-            received: None,
-        }
-    }
+    use crate::ledger::Outcome;
+    use crate::testing::cod_reading;
 
     /// Followers get the accepted readings with their seqs (no duplicate or conflict), and the vector they were
     /// committed in comes back for the processor once the last follower lets the batch go.
@@ -551,7 +528,7 @@ mod tests {
         let (live, mut rx) = broadcast::channel(4);
         let (buffers, mut followers) = (Buffers::default(), Followers::new(1000));
         let mut readings = Vec::with_capacity(100);
-        readings.extend((1..=4).map(evaluated));
+        readings.extend((1..=4).map(cod_reading));
         let outcomes = [
             Outcome::Accepted(7),
             Outcome::Duplicate,
@@ -575,7 +552,7 @@ mod tests {
         assert!(back.is_empty() && back.capacity() >= 100);
         // Nothing accepted: nothing published, the vector goes straight back.
         let mut all_duplicates = Vec::with_capacity(50);
-        all_duplicates.push(evaluated(1));
+        all_duplicates.push(cod_reading(1));
         publish_readings(
             all_duplicates,
             &[Outcome::Duplicate],
