@@ -1059,9 +1059,7 @@ fn check_config(path: &Path) -> ExitCode {
         .iter()
         .map(|w| w.to_string())
         .collect();
-    if !config.alert.channels.is_empty() {
-        warnings.extend(config.http.link_warning());
-    }
+    warnings.extend(config.alert_link_warning());
     if !warnings.is_empty() {
         out.push('\n');
         out_line!(

@@ -606,6 +606,16 @@ mod tests {
         ] {
             assert_eq!(warning(http), None, "{http:?}");
         }
+        // Only a config that sends alerts is warned about.
+        let config = |extra: &str| crate::testing::cod_station_config(dir.path(), extra);
+        assert_eq!(config("").alert_link_warning(), None);
+        let sends = config(
+            "[[alert.channel]]\nname = \"bridge\"\ntype = \"webhook\"\nurl = \"http://10.0.0.9/hook\"\n\
+             secret = \"webhook-secret-for-tests\"\n",
+        );
+        assert!(sends
+            .alert_link_warning()
+            .is_some_and(|w| w.contains("http://127.0.0.1:8080")));
     }
 
     #[test]

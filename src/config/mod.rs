@@ -103,6 +103,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Why links in the alerts this config sends would not open for their recipients (see [`http::Http::link_warning`]);
+    /// `None` when it sends none.
+    pub fn alert_link_warning(&self) -> Option<String> {
+        if self.alert.channels.is_empty() {
+            return None;
+        }
+        self.http.link_warning()
+    }
+
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -77,11 +77,7 @@ pub async fn run_with_reload(
     for w in crate::config::mandatory::check_all(&config.stations) {
         warn!(station = %w.station, key = %w.key, "Mandatory parameters: {}", w.message);
     }
-    if let Some(w) = config
-        .http
-        .link_warning()
-        .filter(|_| !config.alert.channels.is_empty())
-    {
+    if let Some(w) = config.alert_link_warning() {
         warn!("{w}");
     }
     let metrics = Arc::new(Metrics::default());

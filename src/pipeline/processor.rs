@@ -26,7 +26,7 @@ pub(super) struct Processor {
     pub retention: Duration,
     pub max_transaction: usize,
     pub metrics: Arc<Metrics>,
-    /// Vectors the writer has emptied, to fill again.
+    /// Emptied reading vectors (given back by the writer, or by the last live follower of a batch), to fill again.
     pub buffers: Buffers,
 }
 
