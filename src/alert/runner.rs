@@ -51,8 +51,10 @@ pub struct Runner {
     judging_ms: i64,
     /// Wall time of each station's latest reading (silence).
     last_seen: FxHashMap<String, i64>,
-    /// Latest limit and unit per (station, parameter), for window messages.
-    limits: SeriesMap<LimitAndUnit>,
+    /// What the runner keeps per (station, parameter): one lookup a reading.
+    series: SeriesMap<SeriesState>,
+    /// Some series fed in order since the last commit (see [`SeriesState::unsaved`]).
+    series_unsaved: bool,
     /// Configured unit per (station, parameter).
     units: HashMap<(String, String), String>,
     /// Newest judging window per (station, parameter): its start, completeness so far, and whether its
@@ -67,17 +69,23 @@ pub struct Runner {
     /// Decided but not yet stored (kept across a failed commit).
     pending: Vec<Transition>,
     unsaved: HashMap<AlertKey, KeyState>,
-    /// Series fed in order since the last commit: their newest reading time, saved with the key states.
-    unsaved_series: SeriesMap<i64>,
     /// Wall time of each station's latest late observation (its catch-up closes once that is a while ago).
     late_seen: FxHashMap<String, i64>,
     /// Stations whose catch-up summary is waiting, and those due to close at the next flush.
     catching_up: BTreeSet<String>,
     close: Vec<String>,
-    /// Newest reading time each series has fed its keys: an older reading re-derives them instead.
-    series_clock: SeriesMap<i64>,
     /// Keys to re-derive once what is pending is stored, with what arrived out of order.
     rederive: BTreeMap<AlertKey, LateSpan>,
+}
+
+/// A series' latest limit and unit (for window messages), and the newest reading time it has fed its keys: an older
+/// reading re-derives them instead.
+#[derive(Debug, Default)]
+struct SeriesState {
+    limit: Option<LimitAndUnit>,
+    clock: Option<i64>,
+    /// Fed in order since the last commit: its clock is saved with the key states.
+    unsaved: bool,
 }
 
 /// One key to re-derive, as the blocking call takes it.
@@ -127,7 +135,17 @@ impl Runner {
             last_seen: stations.iter().map(|s| (s.clone(), now)).collect(),
             stations,
             judging_ms: p.config.compliance.averaging_window.as_millis() as i64,
-            limits: SeriesMap::default(),
+            series: series_clock
+                .into_iter()
+                .map(|(k, t)| {
+                    let state = SeriesState {
+                        clock: Some(t),
+                        ..SeriesState::default()
+                    };
+                    (k, state)
+                })
+                .collect(),
+            series_unsaved: false,
             units: units(&p.config),
             windows: HashMap::new(),
             fed_seq: cursor,
@@ -135,11 +153,9 @@ impl Runner {
             saved_at: std::time::Instant::now(),
             pending: Vec::new(),
             unsaved: HashMap::new(),
-            unsaved_series: SeriesMap::default(),
             late_seen: FxHashMap::default(),
             catching_up: BTreeSet::new(),
             close: Vec::new(),
-            series_clock: series_clock.into_iter().collect(),
             rederive: BTreeMap::new(),
         })
     }
@@ -297,24 +313,28 @@ impl Runner {
             self.observe_now(silent, now, false, Detail::default());
         }
         let series = SeriesRef(r.station, r.parameter);
-        match self.limits.get_mut(&series) {
+        let state = match self.series.get_mut(&series) {
+            Some(state) => state,
+            None => self.series.entry(series.owned()).or_default(),
+        };
+        match &mut state.limit {
             Some(l) if l.2 == r.unit => (l.0, l.1) = (r.limit.0, r.limit.1),
-            _ => {
-                self.limits
-                    .insert(series.owned(), (r.limit.0, r.limit.1, r.unit.to_string()));
-            }
+            _ => state.limit = Some((r.limit.0, r.limit.1, r.unit.to_string())),
+        }
+        // For a ledger from before series clocks were saved: the newest observation of its keys' restored states.
+        if state.clock.is_none() {
+            state.clock = restored_clock(&self.engine, series);
         }
         // Older than what the series already told its keys: their history is re-derived in observation order.
-        let newest = self.series_newest(series);
-        if newest.is_some_and(|n| r.ts < n) {
+        if state.clock.is_some_and(|n| r.ts < n) {
             for (kind, bad) in observe::reading_verdicts(&r) {
                 let key = AlertKey::new(r.station, r.parameter, kind);
                 self.schedule_rederive(key, LateSpan::new(r.ts, bad));
             }
             return;
         }
-        set_series_time(&mut self.series_clock, series, r.ts);
-        set_series_time(&mut self.unsaved_series, series, r.ts);
+        (state.clock, state.unsaved) = (Some(r.ts), true);
+        self.series_unsaved = true;
         for (kind, bad) in observe::reading_verdicts(&r) {
             if !bad && idle(&self.engine, r.parameter, kind) {
                 self.note_late(r.station, now, r.ts);
@@ -325,25 +345,6 @@ impl Runner {
                 self.observe(key, now, r.ts, r.ts, bad, detail);
             }
         }
-    }
-
-    /// The newest reading time a series has fed its keys: as saved with the key states (and seen since), or, for a
-    /// ledger from before those were saved, the newest observation of its keys' restored states.
-    fn series_newest(&mut self, series: SeriesRef<'_>) -> Option<i64> {
-        if let Some(t) = self.series_clock.get(&series) {
-            return Some(*t);
-        }
-        let restored = observe::READING_KINDS
-            .iter()
-            .filter_map(|k| {
-                let key = AlertKey::new(series.0, series.1, *k);
-                self.engine.state(&key).and_then(|s| s.clock)
-            })
-            .max();
-        if let Some(t) = restored {
-            self.series_clock.insert(series.owned(), t);
-        }
-        restored
     }
 
     /// Re-derive `key` once the current batch is stored. A good observation of a key that has never left idle (it
@@ -393,9 +394,9 @@ impl Runner {
         self.windows
             .insert(k.clone(), (w.window_start, w.completeness, judge));
         let limit = self
-            .limits
+            .series
             .get(&k)
-            .cloned()
+            .and_then(|s| s.limit.clone())
             .unwrap_or_else(|| (None, None, self.units.get(&k).cloned().unwrap_or_default()));
         if let Some((bad, detail)) = observe::violation(&self.ctx, &w, limit) {
             // A window is observed at its start (the alert's `since` is the window's); it is late when its end is.
@@ -550,7 +551,8 @@ impl Runner {
                         .unwrap_or(&key.subject)
                         .to_string(),
                 );
-                let limit = self.limits.get(&series).cloned().unwrap_or_else(|| {
+                let limit = self.series.get(&series).and_then(|s| s.limit.clone());
+                let limit = limit.unwrap_or_else(|| {
                     (
                         None,
                         None,
@@ -623,7 +625,7 @@ impl Runner {
         }
         if self.pending.is_empty()
             && self.unsaved.is_empty()
-            && self.unsaved_series.is_empty()
+            && !self.series_unsaved
             && self.close.is_empty()
             && self.fed_seq == self.saved_seq
         {
@@ -642,9 +644,9 @@ impl Runner {
         let saved = Saved {
             dirty,
             series: self
-                .unsaved_series
+                .series
                 .iter()
-                .map(|(k, t)| (k.clone(), *t))
+                .filter_map(|(k, s)| Some((k.clone(), s.clock.filter(|_| s.unsaved)?)))
                 .collect(),
             readings_pos: Some(self.fed_seq),
         };
@@ -668,7 +670,9 @@ impl Runner {
         self.saved_seq = seq;
         self.saved_at = std::time::Instant::now();
         self.unsaved.clear();
-        self.unsaved_series.clear();
+        if std::mem::take(&mut self.series_unsaved) {
+            self.series.values_mut().for_each(|s| s.unsaved = false);
+        }
         for ((t, _), id) in routed.iter().zip(&committed.ids) {
             if t.change == Change::Raised && *id != 0 {
                 self.engine.set_alert_id(&t.key, *id);
@@ -814,14 +818,15 @@ impl hashbrown::Equivalent<(String, String)> for SeriesRef<'_> {
     }
 }
 
-/// Set a series' time, in place where it is known.
-fn set_series_time(times: &mut SeriesMap<i64>, series: SeriesRef<'_>, t: i64) {
-    match times.get_mut(&series) {
-        Some(at) => *at = t,
-        None => {
-            times.insert(series.owned(), t);
-        }
-    }
+/// The newest observation of a series' restored key states (a ledger from before series clocks were saved).
+fn restored_clock(engine: &Engine, series: SeriesRef<'_>) -> Option<i64> {
+    observe::READING_KINDS
+        .iter()
+        .filter_map(|k| {
+            let key = AlertKey::new(series.0, series.1, *k);
+            engine.state(&key).and_then(|s| s.clock)
+        })
+        .max()
 }
 
 /// Configured unit per (station, parameter).
@@ -860,9 +865,18 @@ mod tests {
     #[test]
     fn a_series_is_found_by_its_borrowed_parts() {
         let mut times = SeriesMap::default();
-        set_series_time(&mut times, SeriesRef("BN_KCN_01", "COD"), 1);
-        set_series_time(&mut times, SeriesRef("BN_KCN_0", "1COD"), 2);
-        set_series_time(&mut times, SeriesRef("BN_KCN_01", "COD"), 3);
+        for (series, t) in [
+            (SeriesRef("BN_KCN_01", "COD"), 1),
+            (SeriesRef("BN_KCN_0", "1COD"), 2),
+            (SeriesRef("BN_KCN_01", "COD"), 3),
+        ] {
+            match times.get_mut(&series) {
+                Some(at) => *at = t,
+                None => {
+                    times.insert(series.owned(), t);
+                }
+            }
+        }
         assert_eq!(times.len(), 2);
         assert_eq!(times.get(&SeriesRef("BN_KCN_01", "COD")), Some(&3));
         assert_eq!(

@@ -698,6 +698,8 @@ struct Report {
     vm_points: u64,
     want: u64,
     duplicates: f64,
+    /// Ledger transactions over the whole run (warm-up included): readings per commit is the group-commit size.
+    commits: f64,
     events: f64,
     alerts: f64,
     stopped: String,
@@ -743,13 +745,16 @@ impl Report {
         );
         println!(
             "  readings: {} sent, {} in the ledger (lost {}), {} reading points in VictoriaMetrics (extra {}), \
-             {:.0} redelivered duplicates; {:.0} compliance events, {:.0} alerts; stopped: {}",
+             {:.0} redelivered duplicates, {:.0} commits ({:.0} readings each); {:.0} compliance events, {:.0} alerts; \
+             stopped: {}",
             self.want,
             self.ledger,
             self.want as i64 - self.ledger,
             self.vm_points,
             self.vm_points as i64 - self.want as i64,
             self.duplicates,
+            self.commits,
+            self.ledger as f64 / self.commits.max(1.0),
             self.events,
             self.alerts,
             self.stopped
@@ -812,6 +817,7 @@ async fn run_daemon(opts: &Options, stream: Stream, exe: &Path) -> Result<Report
     let vm_points = rig.vm.count("reading_value").await?;
     let ledger = rig.ledger_count()?;
     let duplicates = rig.daemon.metric("quantrac_readings_duplicate_total").await;
+    let commits = rig.daemon.metric("quantrac_ledger_commits_total").await;
     let (events, alerts) = event_and_alert_counts(&rig.dir.0.join("e2e.db"));
     if ledger != want as i64 || vm_points != want {
         println!("  (quantrac's log kept: {})", rig.keep_log("e2e").display());
@@ -830,6 +836,7 @@ async fn run_daemon(opts: &Options, stream: Stream, exe: &Path) -> Result<Report
         vm_points,
         want,
         duplicates,
+        commits,
         events,
         alerts,
         stopped,

@@ -192,16 +192,15 @@ async fn produce(
         let enc = encoder.clone();
         let prepared = store
             .call::<_, LedgerError>(move |s| {
-                let rows = s.readings_after(pos, limit)?;
-                if let Some(last) = rows.last() {
-                    let mut enc = enc.lock().unwrap_or_else(|e| e.into_inner());
-                    let lines = Lines::encode(&rows, |r| r.seq, |r, l| enc.line(r, l));
-                    return Ok(Some((
-                        prepare(lines, gz),
-                        Stream::Readings,
-                        last.seq,
-                        rows.len(),
-                    )));
+                // Encoded as they are read: no vector of rows in between.
+                let mut enc = enc.lock().unwrap_or_else(|e| e.into_inner());
+                let (mut lines, mut last) = (Lines::with_capacity(limit.min(10_000)), None);
+                let n = s.each_reading_after(pos, limit, |r| {
+                    lines.push(r.seq, |l| enc.line(r, l));
+                    last = Some(r.seq);
+                })?;
+                if let Some(last) = last {
+                    return Ok(Some((prepare(lines, gz), Stream::Readings, last, n)));
                 }
                 // Compliance events are few and matter to the dashboards: always forwarded.
                 let events = s.events_after(epos, limit)?;

@@ -13,7 +13,7 @@ pub struct Lines {
 }
 
 impl Lines {
-    fn with_capacity(lines: usize) -> Lines {
+    pub fn with_capacity(lines: usize) -> Lines {
         Lines {
             text: String::with_capacity(lines * 160),
             ends: Vec::with_capacity(lines),

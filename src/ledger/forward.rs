@@ -1,11 +1,11 @@
 //! A forwarder's view of the ledger: rows after its cursors, cursor moves, dead letters, backlog.
 //! Blocking calls: the forwarder holds its store in a [`super::Held`].
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::FxHashMap;
 
 use super::{cursor, open_write, set_cursor, LedgerError, Stream};
 use crate::health::Backlog;
@@ -105,12 +105,32 @@ pub struct WithdrawnRow {
     pub held: bool,
 }
 
+/// Station codes and parameter symbols by id, read again when a row names an id not seen yet.
+fn load_names(
+    conn: &Connection,
+    stations: &mut FxHashMap<i64, Arc<str>>,
+    parameters: &mut FxHashMap<i64, Arc<str>>,
+) -> Result<(), LedgerError> {
+    for (sql, map) in [
+        ("SELECT id, code FROM stations", stations),
+        ("SELECT id, symbol FROM parameters", parameters),
+    ] {
+        let mut st = conn.prepare_cached(sql)?;
+        let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (id, name) = row?;
+            map.insert(id, Arc::from(name));
+        }
+    }
+    Ok(())
+}
+
 /// One forwarder's connection, its cursor names and the id → name caches.
 pub struct ForwardStore {
     conn: Connection,
     /// Station and parameter names by id: rows are read without joins.
-    stations: HashMap<i64, Arc<str>>,
-    parameters: HashMap<i64, Arc<str>>,
+    stations: FxHashMap<i64, Arc<str>>,
+    parameters: FxHashMap<i64, Arc<str>>,
     pub readings_cursor: String,
     pub aggregates_cursor: String,
     pub events_cursor: String,
@@ -124,8 +144,8 @@ impl ForwardStore {
         let conn = open_write(path)?;
         Ok(ForwardStore {
             conn,
-            stations: HashMap::new(),
-            parameters: HashMap::new(),
+            stations: FxHashMap::default(),
+            parameters: FxHashMap::default(),
             readings_cursor: format!("influx:{name}:readings"),
             aggregates_cursor: format!("influx:{name}:aggregates"),
             events_cursor: format!("influx:{name}:events"),
@@ -180,79 +200,80 @@ impl ForwardStore {
         )
     }
 
+    /// The readings after `after` (at most `limit`), collected; see [`ForwardStore::each_reading_after`].
     pub fn readings_after(
         &mut self,
         after: i64,
         limit: usize,
     ) -> Result<Vec<ReadingRow>, LedgerError> {
-        let mut raw = Vec::with_capacity(limit.min(10_000));
-        {
-            let mut st = self.conn.prepare_cached(
-                "SELECT seq, station_id, parameter_id, ts, value, status, limit_low, limit_high, ratio \
-                 FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let mut rows = st.query(params![after, limit as i64])?;
-            while let Some(r) = rows.next()? {
-                raw.push((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, f64>(4)?,
-                    r.get::<_, u8>(5)?,
-                    r.get::<_, Option<f64>>(6)?,
-                    r.get::<_, Option<f64>>(7)?,
-                    r.get::<_, Option<f64>>(8)?,
-                ));
-            }
-        }
-        if raw
-            .iter()
-            .any(|r| !self.stations.contains_key(&r.1) || !self.parameters.contains_key(&r.2))
-        {
-            self.load_names()?;
-        }
-        Ok(raw
-            .into_iter()
-            .map(
-                |(seq, s, p, ts, value, status, limit_low, limit_high, ratio)| ReadingRow {
-                    seq,
-                    station_id: s,
-                    parameter_id: p,
-                    station: self
-                        .stations
-                        .get(&s)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from("")),
-                    parameter: self
-                        .parameters
-                        .get(&p)
-                        .cloned()
-                        .unwrap_or_else(|| Arc::from("")),
-                    ts,
-                    value,
-                    status: Status::from_u8(status).unwrap_or(Status::Fault),
-                    limit_low,
-                    limit_high,
-                    ratio,
-                },
-            )
-            .collect())
+        let mut rows = Vec::with_capacity(limit.min(10_000));
+        self.each_reading_after(after, limit, |r| rows.push(r.clone()))?;
+        Ok(rows)
     }
 
-    fn load_names(&mut self) -> Result<(), LedgerError> {
-        for (sql, map) in [
-            ("SELECT id, code FROM stations", &mut self.stations),
-            ("SELECT id, symbol FROM parameters", &mut self.parameters),
-        ] {
-            let mut st = self.conn.prepare_cached(sql)?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (id, name) = row?;
-                map.insert(id, Arc::from(name));
+    /// Hand each reading after `after` (at most `limit`, in seq order) to `f`; how many there were. One pass over
+    /// the rows with one row value reused: the forwarder encodes as it reads, without a vector of rows between.
+    pub fn each_reading_after(
+        &mut self,
+        after: i64,
+        limit: usize,
+        mut f: impl FnMut(&ReadingRow),
+    ) -> Result<usize, LedgerError> {
+        let ForwardStore {
+            conn,
+            stations,
+            parameters,
+            ..
+        } = self;
+        let mut st = conn.prepare_cached(
+            "SELECT seq, station_id, parameter_id, ts, value, status, limit_low, limit_high, ratio \
+             FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut rows = st.query(params![after, limit as i64])?;
+        let unnamed: Arc<str> = Arc::from("");
+        let mut row = ReadingRow {
+            seq: 0,
+            station_id: -1,
+            parameter_id: -1,
+            station: unnamed.clone(),
+            parameter: unnamed,
+            ts: 0,
+            value: 0.0,
+            status: Status::Measuring,
+            limit_low: None,
+            limit_high: None,
+            ratio: None,
+        };
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            let (s, p): (i64, i64) = (r.get(1)?, r.get(2)?);
+            // Names change only with the series: look them up then.
+            if s != row.station_id || p != row.parameter_id {
+                if !stations.contains_key(&s) || !parameters.contains_key(&p) {
+                    load_names(conn, stations, parameters)?;
+                }
+                let name = |map: &FxHashMap<i64, Arc<str>>, id| {
+                    map.get(&id).cloned().unwrap_or_else(|| Arc::from(""))
+                };
+                if s != row.station_id {
+                    row.station = name(stations, s);
+                }
+                if p != row.parameter_id {
+                    row.parameter = name(parameters, p);
+                }
+                (row.station_id, row.parameter_id) = (s, p);
             }
+            row.seq = r.get(0)?;
+            row.ts = r.get(3)?;
+            row.value = r.get(4)?;
+            row.status = Status::from_u8(r.get(5)?).unwrap_or(Status::Fault);
+            row.limit_low = r.get(6)?;
+            row.limit_high = r.get(7)?;
+            row.ratio = r.get(8)?;
+            f(&row);
+            n += 1;
         }
-        Ok(())
+        Ok(n)
     }
 
     pub fn aggregates_after(
