@@ -1,6 +1,8 @@
 //! Ledger rows → line protocol, following the schema in DESIGN.md.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashMap;
 
 use super::line_protocol::{encode, push_float, push_int, Field, LineError};
 use crate::ledger::forward::{AggregateRow, AlertRow, EventRow, ReadingRow, WithdrawnRow};
@@ -10,7 +12,7 @@ use crate::model::Status;
 /// cost is its tags, and a forwarder sees the same few hundred series again and again.
 #[derive(Default)]
 pub struct ReadingEncoder {
-    prefixes: HashMap<(i64, i64, Status), String>,
+    prefixes: FxHashMap<(i64, i64, Status), String>,
 }
 
 impl ReadingEncoder {

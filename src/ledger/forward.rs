@@ -457,11 +457,13 @@ impl ForwardStore {
         let cur = cursor(&self.conn, &self.readings_cursor)?;
         // Sequence numbers have no gaps above a cursor (retention deletes only below every cursor): a difference
         // counts the rows behind without scanning them.
-        let (behind, oldest): (i64, Option<i64>) = self.conn.query_row(
-            "SELECT COALESCE(MAX(seq), ?1) - ?1, (SELECT received FROM readings WHERE seq > ?1 ORDER BY seq LIMIT 1) FROM readings",
-            [cur],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        let (behind, oldest): (i64, Option<i64>) = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(MAX(seq), ?1) - ?1, (SELECT received FROM readings WHERE seq > ?1 ORDER BY seq LIMIT 1) \
+                 FROM readings",
+            )?
+            .query_row([cur], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(Backlog {
             rows_behind: behind,
             oldest_unsent_ms: oldest.map(|t| Timestamp::now().millis() - t),

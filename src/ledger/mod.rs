@@ -908,12 +908,10 @@ fn top_seq(conn: &Connection) -> Result<i64, LedgerError> {
 }
 
 pub fn cursor(conn: &Connection, name: &str) -> Result<i64, LedgerError> {
+    // Cached statements: forwarders, the aggregator and the alert runner read and move cursors at every batch.
     Ok(conn
-        .query_row(
-            "SELECT position FROM cursors WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT position FROM cursors WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }
@@ -967,10 +965,11 @@ pub fn set_cursor(
     stream: Stream,
     position: i64,
 ) -> Result<(), LedgerError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO cursors (name, stream, position, updated) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT(name) DO UPDATE SET position = excluded.position, updated = excluded.updated",
-        params![name, stream.as_str(), position, Timestamp::now().millis()],
+    )?
+    .execute(params![name, stream.as_str(), position, Timestamp::now().millis()],
     )?;
     Ok(())
 }
