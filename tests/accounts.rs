@@ -592,3 +592,74 @@ async fn behind_tls_the_session_cookie_is_secure() {
     }
     assert_eq!(admin.get("/api/session").await.1["name"], "chi");
 }
+
+/// A sign-in from `from` (a loopback address of its own): status, `Retry-After`, body.
+async fn login_from(
+    base: &str,
+    from: [u8; 4],
+    name: &str,
+    password: &str,
+) -> (u16, Option<u64>, Value) {
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{base}/api/login"))
+        .json(&json!({ "name": name, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let after = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().parse().unwrap());
+    (status, after, r.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_refused_too_often_waits_before_its_next_sign_in_and_others_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "[http.accounts]\nrefused_sign_ins_per_minute = 3\n",
+    );
+    add_admin(&config);
+    let q = Quantrac::start(&config);
+    let base = q.http();
+    assert!(support::http_ready(&base, Duration::from_secs(60)).await);
+    let guesser = [127, 0, 0, 2];
+    // Three refusals (unknown names and a wrong password) use the address's allowance up.
+    for (name, password) in [("nobody", "x"), ("chi", "not-it"), ("noone", "y")] {
+        let (status, after, body) = login_from(&base, guesser, name, password).await;
+        assert_eq!((status, after), (401, None), "{body}");
+    }
+    // Then every sign-in from it waits, the right password too, with how long in Retry-After (3 a minute: 20 s).
+    let (status, after, body) = login_from(&base, guesser, "chi", ADMIN_PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    let after = after.expect("Retry-After");
+    assert!((1..=20).contains(&after), "Retry-After {after}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many refused sign-ins"),
+        "{body}"
+    );
+    // Another address is not held up, and its successful sign-ins use up nothing.
+    for _ in 0..5 {
+        let (status, _, body) = login_from(&base, [127, 0, 0, 3], "chi", ADMIN_PASSWORD).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The waiting sign-in never reached the account: the audit holds the three refusals and the sign-ins only.
+    let mut admin = Session::new(&base);
+    assert_eq!(admin.login("chi", ADMIN_PASSWORD).await.0, 200);
+    let refusals: Vec<String> = audit_details(&admin)
+        .await
+        .into_iter()
+        .filter(|d| d.contains("sign-in refused"))
+        .collect();
+    assert_eq!(refusals.len(), 3, "{refusals:?}");
+}

@@ -6,6 +6,7 @@
 
 pub mod password;
 pub mod session;
+pub mod throttle;
 
 use crate::config::http::{Accounts, Role, Token};
 use crate::config::scope::StationScope;

@@ -87,6 +87,9 @@ pub struct AccountsSection {
     /// How long a locked account refuses every sign-in, even with the right password.
     #[serde(default = "default_lockout")]
     pub lockout: DurationText,
+    /// Refused sign-ins one client address may have per minute: this many at once, then one every 60/N s.
+    #[serde(default = "default_refused_sign_ins_per_minute")]
+    pub refused_sign_ins_per_minute: u32,
 }
 
 impl Default for AccountsSection {
@@ -96,6 +99,7 @@ impl Default for AccountsSection {
             session_lifetime: default_session_lifetime(),
             max_failed_logins: default_max_failed_logins(),
             lockout: default_lockout(),
+            refused_sign_ins_per_minute: default_refused_sign_ins_per_minute(),
         }
     }
 }
@@ -112,6 +116,9 @@ fn default_max_failed_logins() -> u32 {
 fn default_lockout() -> DurationText {
     DurationText::new("15m")
 }
+fn default_refused_sign_ins_per_minute() -> u32 {
+    10
+}
 
 /// Checked `[http.accounts]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +127,7 @@ pub struct Accounts {
     pub session_lifetime: Duration,
     pub max_failed_logins: u32,
     pub lockout: Duration,
+    pub refused_sign_ins_per_minute: u32,
 }
 
 impl Default for Accounts {
@@ -129,6 +137,7 @@ impl Default for Accounts {
             session_lifetime: Duration::from_secs(12 * 3600),
             max_failed_logins: 5,
             lockout: Duration::from_secs(15 * 60),
+            refused_sign_ins_per_minute: 10,
         }
     }
 }
@@ -156,11 +165,21 @@ impl AccountsSection {
             );
         }
         let lockout = self.lockout.check_positive(p, &key("lockout"));
+        if !(1..=1000).contains(&self.refused_sign_ins_per_minute) {
+            p.push(
+                key("refused_sign_ins_per_minute"),
+                format!(
+                    "{} is not between 1 and 1000",
+                    self.refused_sign_ins_per_minute
+                ),
+            );
+        }
         Accounts {
             session_idle,
             session_lifetime,
             max_failed_logins: self.max_failed_logins.clamp(1, 100),
             lockout,
+            refused_sign_ins_per_minute: self.refused_sign_ins_per_minute.clamp(1, 1000),
         }
     }
 }

@@ -67,6 +67,8 @@ pub struct AppState {
     pub listener: Arc<server::ListenerStats>,
     /// The pipeline's counters, for the ledger writer's last outcome (`/readyz`); `None` until given.
     pub writer: Option<Arc<crate::metrics::Metrics>>,
+    /// Sign-in bounds: refusals per client address, one password check at a time.
+    pub sign_in: Arc<crate::accounts::throttle::SignInGate>,
 }
 
 impl AppState {
@@ -119,6 +121,7 @@ impl AppState {
             streams,
             listener,
             writer: None,
+            sign_in: Arc::default(),
         }
     }
 

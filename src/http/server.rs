@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -29,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tower_http::add_extension::AddExtension;
 use tower_http::timeout::RequestBodyTimeout;
 
 use super::tls::Tls;
@@ -147,7 +149,7 @@ pub async fn serve(
                     // An error here is the client's doing (reset, timeout, bad request, a failed handshake): hyper
                     // answered it if it could, and the connection is closed either way.
                     let served = match tls {
-                        None => watcher.watch(connection(stream, &app, &limits)).await,
+                        None => watcher.watch(connection(stream, peer, &app, &limits)).await,
                         // The handshake, like a request header, must be done within the header-read timeout.
                         Some(tls) => match tokio::time::timeout(
                             limits.header_read_timeout,
@@ -155,7 +157,7 @@ pub async fn serve(
                         )
                         .await
                         {
-                            Ok(Ok(s)) => watcher.watch(connection(s, &app, &limits)).await,
+                            Ok(Ok(s)) => watcher.watch(connection(s, peer, &app, &limits)).await,
                             Ok(Err(e)) => {
                                 tracing::debug!(error = %e, "TLS handshake failed.");
                                 Ok(())
@@ -184,9 +186,11 @@ pub async fn serve(
 }
 
 /// One connection's future: hyper's HTTP/1 with the limits, the router behind a request-body timeout.
-fn connection<S: Io>(stream: S, app: &Router, limits: &Limits) -> Connection<S> {
+fn connection<S: Io>(stream: S, peer: SocketAddr, app: &Router, limits: &Limits) -> Connection<S> {
     let io = TokioIo::new(Watched::new(stream, limits.idle_timeout));
-    let service = RequestBodyTimeout::new(app.clone(), limits.idle_timeout);
+    // The peer goes with each request (`ConnectInfo`): sign-ins are counted per client address.
+    let app = AddExtension::new(app.clone(), ConnectInfo(peer));
+    let service = RequestBodyTimeout::new(app, limits.idle_timeout);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -198,7 +202,7 @@ fn connection<S: Io>(stream: S, app: &Router, limits: &Limits) -> Connection<S> 
 
 type Connection<S> = hyper::server::conn::http1::Connection<
     TokioIo<Watched<S>>,
-    TowerToHyperService<RequestBodyTimeout<Router>>,
+    TowerToHyperService<RequestBodyTimeout<AddExtension<Router, ConnectInfo<SocketAddr>>>>,
 >;
 
 /// A connection's byte stream: plain TCP, or TLS over it.

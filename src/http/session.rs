@@ -2,10 +2,13 @@
 //! cookie (`HttpOnly; SameSite=Strict; Path=/`, `Secure` behind TLS); `POST /api/logout` ends the session;
 //! `GET /api/session` says who the caller is, with the CSRF token the page sends on state-changing calls.
 
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
 use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -13,6 +16,7 @@ use serde_json::json;
 
 use super::auth::{self, Caller, Via};
 use super::{ApiError, AppState};
+use crate::accounts::throttle::Throttled;
 use crate::accounts::{self, session, Refused};
 
 /// The body of `POST /api/login`: `{"name", "password"}` or `{"token"}`.
@@ -26,8 +30,12 @@ pub struct LoginBody {
 
 /// `POST /api/login`. A refusal is 401 with one sentence whatever the reason (unknown name, wrong password, locked
 /// or disabled account); the audit trail records which.
+///
+/// Throttled first (see `accounts::throttle`): 429 with `Retry-After` once the client's address has had too many
+/// refusals, 503 when too many sign-ins wait for the one password check that runs at a time.
 pub async fn login(
     State(s): State<AppState>,
+    extensions: Extensions,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| {
@@ -37,7 +45,26 @@ pub async fn login(
         ))
     })?;
     let config = s.config();
-    let opened = s
+    let per_minute = config.http.accounts.refused_sign_ins_per_minute;
+    // The listener gives each request its peer; a router served otherwise (tests) counts as one client.
+    let client = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
+    let gate = s.sign_in.clone();
+    gate.attempt(client, per_minute, Instant::now())
+        .map_err(throttled)?;
+    // A password check waits for its turn; a token is only hashed (SHA-256).
+    let _turn = match body.token {
+        None => match gate.check_turn().await {
+            Ok(turn) => Some(turn),
+            Err(busy) => {
+                gate.give_back(client, per_minute);
+                return Err(throttled(busy));
+            }
+        },
+        Some(_) => None,
+    };
+    let result = s
         .ledger
         .write(move |w| {
             let policy = &config.http.accounts;
@@ -54,7 +81,12 @@ pub async fn login(
             };
             opened.map_err(refused)
         })
-        .await?;
+        .await;
+    // Only refusals use the address's allowance up.
+    if !matches!(&result, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
+        gate.give_back(client, per_minute);
+    }
+    let opened = result?;
     let secure = s.config().http.tls.is_some();
     let csrf = opened.id.csrf();
     let cookie = session::set_cookie(&opened.id, secure);
@@ -66,6 +98,16 @@ pub async fn login(
     .into_response();
     set_cookie(resp.headers_mut(), &cookie);
     Ok(resp)
+}
+
+fn throttled(t: Throttled) -> ApiError {
+    match t {
+        Throttled::TooMany { retry_after } => {
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, t.to_string()).retry_after(retry_after)
+        }
+        Throttled::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, t.to_string())
+            .retry_after(Duration::from_secs(5)),
+    }
 }
 
 fn refused(r: Refused) -> ApiError {

@@ -969,8 +969,12 @@ pub fn set_cursor(
         "INSERT INTO cursors (name, stream, position, updated) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT(name) DO UPDATE SET position = excluded.position, updated = excluded.updated",
     )?
-    .execute(params![name, stream.as_str(), position, Timestamp::now().millis()],
-    )?;
+    .execute(params![
+        name,
+        stream.as_str(),
+        position,
+        Timestamp::now().millis()
+    ])?;
     Ok(())
 }
 
