@@ -250,7 +250,9 @@ impl Runner {
                         band,
                         limit: u.limit,
                     };
-                    self.observe_window(&u.station, &u.parameter, w, now);
+                    // A window that had closed when it was last computed, computed again: late readings revised it.
+                    let revised = u.late_change_from.is_some();
+                    self.observe_window(&u.station, &u.parameter, w, revised, now);
                 }
             }
             LiveEvent::FlagsRevised(revised) => self.revised(revised),
@@ -359,7 +361,16 @@ impl Runner {
             .or_insert(late);
     }
 
-    fn observe_window(&mut self, station: &str, parameter: &str, w: WindowObs, now: i64) {
+    /// `revised`: the window had closed when it was last computed (late readings changed it), so its judgment is a
+    /// revision of history, not a new observation.
+    fn observe_window(
+        &mut self,
+        station: &str,
+        parameter: &str,
+        w: WindowObs,
+        revised: bool,
+        now: i64,
+    ) {
         let k = (station.to_string(), parameter.to_string());
         let violation = AlertKey::new(station, parameter, Kind::Violation);
         let completeness_key = AlertKey::new(
@@ -376,6 +387,16 @@ impl Runner {
                 let incomplete = w.completeness <= self.engine.rules.completeness_below;
                 let late = LateSpan::new(w.window_start, incomplete);
                 self.schedule_rederive(completeness_key, late);
+                return;
+            }
+            Some((ws, _, judge)) if w.window_start == ws && revised => {
+                // The series' newest window, closed and judged already, revised by late readings: its violation
+                // key is re-derived, as for an older window, so the alerts do not depend on where the aggregator's
+                // steps cut the late readings (a live observation would clear and raise again at the same time).
+                // Its completeness is judged when the next window begins, from the revised value.
+                let bad = w.band.is_exceedance();
+                self.schedule_rederive(violation, LateSpan::new(w.window_start, bad));
+                self.windows.insert(k, (ws, w.completeness, judge));
                 return;
             }
             Some((ws, previous, judge_previous)) if w.window_start > ws => {
@@ -521,7 +542,7 @@ impl Runner {
                     (w.station.clone(), w.parameter.clone()),
                     (w.window_start, w.completeness, true),
                 );
-                self.observe_window(&w.station, &w.parameter, WindowObs::from(&w), now);
+                self.observe_window(&w.station, &w.parameter, WindowObs::from(&w), false, now);
             }
         }
     }
@@ -1133,6 +1154,118 @@ parameters = {{ pH = {{}} }}
         assert!(note.starts_with("completeness 20 %"), "{note}");
         shutdown.cancel();
         while tasks.join_next().await.is_some() {}
+    }
+
+    /// pH of the test station every 5 minutes from `from`, each value given (out of range above 9.0).
+    fn ph_at(from: i64, values: &[f64]) -> Vec<Evaluated> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let LiveEvent::Readings(batch) = reading(0, from + i as i64 * 300_000) else {
+                    unreachable!()
+                };
+                let mut e = batch.readings()[0].clone();
+                e.reading.value = v;
+                if v > 9.0 {
+                    e.assessment.band = Band::OutOfRange;
+                }
+                e
+            })
+            .collect()
+    }
+
+    /// Standing (not withdrawn) violation alerts as (state, since), oldest first.
+    fn violations(db: &std::path::Path) -> Vec<(String, i64)> {
+        stored(db)
+            .into_iter()
+            .map(|a| a.alert)
+            .filter(|a| a.kind == "violation" && a.state != "withdrawn")
+            .map(|a| (a.state, a.since))
+            .collect()
+    }
+
+    /// Readings committed and aggregated in `steps` (each followed by an aggregate refresh whose window updates go to
+    /// the engine): the standing violation alerts once they are `want`, or after 30 s (paused time) of waiting.
+    async fn violations_after(
+        steps: &[Vec<Evaluated>],
+        want: &[(String, i64)],
+    ) -> Vec<(String, i64)> {
+        let dir = tempfile::tempdir().unwrap();
+        let Started {
+            db,
+            live,
+            shutdown,
+            tasks,
+            _keep,
+            ..
+        } = start(dir.path(), "raise_after = 1");
+        let ctx = crate::ledger::aggregates::AggregateContext {
+            offset_secs: 7 * 3600,
+            windows: vec![3_600_000],
+            judging_window_ms: 3_600_000,
+            stations: HashMap::from([(
+                "BN_KCNTS_NUOC01".to_string(),
+                (
+                    300_000,
+                    HashMap::from([("pH".to_string(), Some(LimitBound::Range(5.5, 9.0)).into())]),
+                ),
+            )]),
+        };
+        let mut ledger =
+            crate::ledger::Ledger::open(&db, crate::config::Synchronous::Normal).unwrap();
+        // A reading two hours earlier first, so the engine has replayed the ledger and follows the broadcast when
+        // the steps come.
+        let earlier = ph_at(steps[0][0].reading.ts.millis() - 7_200_000, &[7.0]);
+        let steps = [vec![earlier], steps.to_vec()].concat();
+        for (i, step) in steps.iter().enumerate() {
+            // As the writer does: the committed readings, then the refresh's window updates.
+            let (outcomes, _) = ledger.commit(step, &[]).unwrap();
+            let seqs = outcomes
+                .iter()
+                .map(|o| match o {
+                    crate::ledger::Outcome::Accepted(seq) => *seq,
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let batch = CommittedBatch::new(step.clone(), seqs);
+            live.send(LiveEvent::Readings(Arc::new(batch))).unwrap();
+            let report = ledger.refresh_aggregates(&ctx, 100_000).unwrap();
+            if i > 0 {
+                live.send(LiveEvent::Windows(Arc::new(report.updates)))
+                    .unwrap();
+            }
+            caught_up(&db).await;
+        }
+        // A re-derivation lands after the live observations of the same step.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut found = violations(&db);
+        while found != want && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            found = violations(&db);
+        }
+        stop(shutdown, tasks).await;
+        found
+    }
+
+    /// An hour that had closed when the aggregator first counted part of it (a backlog cut by the aggregator's
+    /// step) and is revised by the rest is re-derived, not observed again: the first part alone breaches the range
+    /// (mean 10), the whole hour does not (mean 8.5). The engine ends with the alerts of the hour counted at once
+    /// (one violation, since the second hour), wherever the step cut it. Observed again instead, the first part's
+    /// verdict raised a violation since the first hour, which the whole hour does not support.
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_window_revised_by_late_readings_gives_the_alerts_of_the_whole_window() {
+        // Local hours a day ago (UTC+7): closed for the aggregator, which judges on the wall clock.
+        let hour = 3_600_000;
+        let now = Timestamp::now().millis();
+        let h0 = (now - 86_400_000 + 7 * hour).div_euclid(hour) * hour - 7 * hour;
+        let (first, second) = (ph_at(h0, &[10.0; 6]), ph_at(h0 + 1_800_000, &[7.0; 6]));
+        let next = ph_at(h0 + hour, &[10.0; 12]);
+        let whole = [first.clone(), second.clone(), next.clone()].concat();
+        let want = [("raised".to_string(), h0 + hour)];
+        assert_eq!(violations_after(&[whole], &want).await, want);
+        let cut = [first, [second, next].concat()];
+        assert_eq!(violations_after(&cut, &want).await, want);
     }
 
     fn support_delivered(db: &std::path::Path) -> i64 {

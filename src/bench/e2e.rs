@@ -702,6 +702,8 @@ struct Report {
     commits: f64,
     events: f64,
     alerts: f64,
+    /// The alerts by kind, e.g. `exceedance 2400, violation 200 + 16 withdrawn`.
+    alert_kinds: String,
     stopped: String,
 }
 
@@ -745,8 +747,8 @@ impl Report {
         );
         println!(
             "  readings: {} sent, {} in the ledger (lost {}), {} reading points in VictoriaMetrics (extra {}), \
-             {:.0} redelivered duplicates, {:.0} commits ({:.0} readings each); {:.0} compliance events, {:.0} alerts; \
-             stopped: {}",
+             {:.0} redelivered duplicates, {:.0} commits ({:.0} readings each); {:.0} compliance events, {:.0} alerts \
+             ({}); stopped: {}",
             self.want,
             self.ledger,
             self.want as i64 - self.ledger,
@@ -757,6 +759,7 @@ impl Report {
             self.ledger as f64 / self.commits.max(1.0),
             self.events,
             self.alerts,
+            self.alert_kinds,
             self.stopped
         );
     }
@@ -818,7 +821,7 @@ async fn run_daemon(opts: &Options, stream: Stream, exe: &Path) -> Result<Report
     let ledger = rig.ledger_count()?;
     let duplicates = rig.daemon.metric("quantrac_readings_duplicate_total").await;
     let commits = rig.daemon.metric("quantrac_ledger_commits_total").await;
-    let (events, alerts) = event_and_alert_counts(&rig.dir.0.join("e2e.db"));
+    let (events, alerts, alert_kinds) = event_and_alert_counts(&rig.dir.0.join("e2e.db"));
     if ledger != want as i64 || vm_points != want {
         println!("  (quantrac's log kept: {})", rig.keep_log("e2e").display());
     }
@@ -839,17 +842,27 @@ async fn run_daemon(opts: &Options, stream: Stream, exe: &Path) -> Result<Report
         commits,
         events,
         alerts,
+        alert_kinds,
         stopped,
     })
 }
 
-/// Compliance events and alerts the ledger holds (for the stream's character; -1 when unreadable).
-fn event_and_alert_counts(path: &Path) -> (f64, f64) {
+/// Compliance events and alerts the ledger holds, and the alerts by kind (for the stream's character; -1 when
+/// unreadable).
+fn event_and_alert_counts(path: &Path) -> (f64, f64, String) {
     let Ok(r) = crate::ledger::Reader::open(path) else {
-        return (-1.0, -1.0);
+        return (-1.0, -1.0, String::new());
     };
     let (e, a) = r.count_events_and_alerts().unwrap_or((-1, -1));
-    (e as f64, a as f64)
+    let kinds = r.alerts_by_kind().unwrap_or_default();
+    let kinds: Vec<String> = kinds
+        .iter()
+        .map(|(k, n, withdrawn)| match withdrawn {
+            0 => format!("{k} {n}"),
+            w => format!("{k} {n} + {w} withdrawn"),
+        })
+        .collect();
+    (e as f64, a as f64, kinds.join(", "))
 }
 
 /// The bounds, in the same invocation: `mosquitto_sub` receiving the stream live from the same publishers, and a

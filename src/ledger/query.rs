@@ -203,6 +203,16 @@ impl Reader {
         )?)
     }
 
+    /// Stored alerts by kind (exceedance, violation, silent, …), in kind order: (kind, standing, withdrawn), the
+    /// withdrawn ones being those a re-derivation replaced (kept for the audit trail).
+    pub fn alerts_by_kind(&self) -> Result<Vec<(String, i64, i64)>, LedgerError> {
+        let mut st = self.conn.prepare(
+            "SELECT kind, SUM(state != 'withdrawn'), SUM(state = 'withdrawn') FROM alerts GROUP BY kind ORDER BY kind",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every stored event as (station id, parameter id, scope, start, end, last, peak band), in that order: what
     /// two ledgers that received the same readings must agree on.
     pub fn event_outlines(&self) -> Result<Vec<EventOutline>, LedgerError> {
