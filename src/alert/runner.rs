@@ -1199,7 +1199,7 @@ parameters = {{ pH = {{}} }}
             tasks,
             _keep,
             ..
-        } = start(dir.path(), "raise_after = 1");
+        } = start(dir.path(), "");
         let ctx = crate::ledger::aggregates::AggregateContext {
             offset_secs: 7 * 3600,
             windows: vec![3_600_000],
@@ -1265,6 +1265,19 @@ parameters = {{ pH = {{}} }}
         let want = [("raised".to_string(), h0 + hour)];
         assert_eq!(violations_after(&[whole], &want).await, want);
         let cut = [first, [second, next].concat()];
+        assert_eq!(violations_after(&cut, &want).await, want);
+        // A breach in both halves stays one violation since the first hour, however many steps revise the hour
+        // each ends in.
+        let half = |i: i64| ph_at(h0 + i * 1_800_000, &[10.0; 6]);
+        let want = [("raised".to_string(), h0)];
+        let whole: Vec<Evaluated> = (0..8).flat_map(half).collect();
+        assert_eq!(violations_after(&[whole], &want).await, want);
+        let cut = [
+            half(0),
+            [half(1), half(2)].concat(),
+            [half(3), half(4)].concat(),
+            [half(5), half(6), half(7)].concat(),
+        ];
         assert_eq!(violations_after(&cut, &want).await, want);
     }
 
