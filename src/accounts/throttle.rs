@@ -55,9 +55,14 @@ impl Default for SignInGate {
 }
 
 impl SignInGate {
-    /// Take one attempt from `addr`'s allowance (`per_minute` at once, refilled at `per_minute` a minute). A
-    /// sign-in that is not refused gives it back ([`SignInGate::give_back`]): only refusals use the allowance up.
-    pub fn attempt(&self, addr: IpAddr, per_minute: u32, now: Instant) -> Result<(), Throttled> {
+    /// Take one attempt from `addr`'s allowance (`per_minute` at once, refilled at `per_minute` a minute). The
+    /// attempt comes back when dropped unless the sign-in was refused ([`Attempt::refused`]).
+    pub fn attempt(
+        &self,
+        addr: IpAddr,
+        per_minute: u32,
+        now: Instant,
+    ) -> Result<Attempt<'_>, Throttled> {
         let addr = client(addr);
         let full = f64::from(per_minute.max(1));
         let rate = full / 60.0;
@@ -81,7 +86,12 @@ impl SignInGate {
         if a.left >= 1.0 {
             a.left -= 1.0;
             a.told = false;
-            return Ok(());
+            return Ok(Attempt {
+                gate: self,
+                addr,
+                per_minute,
+                refused: false,
+            });
         }
         if !std::mem::replace(&mut a.told, true) {
             tracing::warn!(client = %addr, "Sign-ins from this address are refused for a while: too many were refused.");
@@ -91,10 +101,9 @@ impl SignInGate {
         })
     }
 
-    /// Give back the attempt a sign-in took that was not refused (it succeeded, or never ran).
-    pub fn give_back(&self, addr: IpAddr, per_minute: u32) {
+    fn give_back(&self, addr: IpAddr, per_minute: u32) {
         let mut map = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(a) = map.get_mut(&client(addr)) {
+        if let Some(a) = map.get_mut(&addr) {
             a.left = (a.left + 1.0).min(f64::from(per_minute.max(1)));
         }
     }
@@ -127,6 +136,31 @@ fn client(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// One sign-in's use of its address's allowance. Given back when dropped unless [`Attempt::refused`] was called:
+/// only refusals use the allowance up, not a success, a "busy", a failure of ours, nor a client that went away.
+#[must_use]
+pub struct Attempt<'a> {
+    gate: &'a SignInGate,
+    addr: IpAddr,
+    per_minute: u32,
+    refused: bool,
+}
+
+impl Attempt<'_> {
+    /// The sign-in was refused: the attempt stays used.
+    pub fn refused(mut self) {
+        self.refused = true;
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.refused {
+            self.gate.give_back(self.addr, self.per_minute);
+        }
+    }
+}
+
 /// Attempts `a` holds at `now`.
 fn refilled(a: &Allowance, rate: f64, full: f64, now: Instant) -> f64 {
     let secs = now.saturating_duration_since(a.at).as_secs_f64();
@@ -143,27 +177,37 @@ mod tests {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
     }
 
+    /// A sign-in from `addr` that is refused: what the gate said.
+    fn refused(
+        gate: &SignInGate,
+        addr: IpAddr,
+        per_minute: u32,
+        now: Instant,
+    ) -> Result<(), Throttled> {
+        gate.attempt(addr, per_minute, now).map(Attempt::refused)
+    }
+
     #[test]
     fn an_address_gets_its_allowance_then_waits_for_the_refill() {
         let gate = SignInGate::default();
         let t0 = Instant::now();
         for _ in 0..6 {
-            assert_eq!(gate.attempt(addr(1), 6, t0), Ok(()));
+            assert_eq!(refused(&gate, addr(1), 6, t0), Ok(()));
         }
         // Six a minute: the next one in ten seconds.
         assert_eq!(
-            gate.attempt(addr(1), 6, t0),
+            refused(&gate, addr(1), 6, t0),
             Err(Throttled::TooMany {
                 retry_after: Duration::from_secs(10)
             })
         );
         // Another address is not held up.
-        assert_eq!(gate.attempt(addr(2), 6, t0), Ok(()));
+        assert_eq!(refused(&gate, addr(2), 6, t0), Ok(()));
         assert!(gate
             .attempt(addr(1), 6, t0 + Duration::from_secs(9))
             .is_err());
         assert_eq!(
-            gate.attempt(addr(1), 6, t0 + Duration::from_secs(10)),
+            refused(&gate, addr(1), 6, t0 + Duration::from_secs(10)),
             Ok(())
         );
         assert!(gate
@@ -178,21 +222,22 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(gate.attempt(a, 1, t0), Ok(()));
-        assert!(gate.attempt(b, 1, t0).is_err());
-        assert_eq!(gate.attempt(other, 1, t0), Ok(()));
+        assert_eq!(refused(&gate, a, 1, t0), Ok(()));
+        assert!(refused(&gate, b, 1, t0).is_err());
+        assert_eq!(refused(&gate, other, 1, t0), Ok(()));
         let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
-        assert_eq!(gate.attempt(mapped, 1, t0), Ok(()));
-        assert!(gate.attempt(addr(7), 1, t0).is_err());
+        assert_eq!(refused(&gate, mapped, 1, t0), Ok(()));
+        assert!(refused(&gate, addr(7), 1, t0).is_err());
     }
 
     #[test]
-    fn successful_sign_ins_use_up_nothing() {
+    fn sign_ins_not_refused_use_up_nothing() {
         let gate = SignInGate::default();
         let t0 = Instant::now();
         for _ in 0..50 {
-            assert_eq!(gate.attempt(addr(1), 3, t0), Ok(()));
-            gate.give_back(addr(1), 3);
+            // Succeeded, answered "busy", or the client went away: the attempt is dropped, not refused.
+            let attempt = gate.attempt(addr(1), 3, t0);
+            assert!(attempt.is_ok());
         }
     }
 
@@ -201,16 +246,16 @@ mod tests {
         let gate = SignInGate::default();
         let t0 = Instant::now();
         for n in 0..MAX_ADDRESSES as u32 {
-            gate.attempt(addr(n), 60, t0).unwrap();
+            refused(&gate, addr(n), 60, t0).unwrap();
         }
         // Every address has used one attempt, none has refilled: a new one cannot be followed.
         assert_eq!(
-            gate.attempt(addr(MAX_ADDRESSES as u32), 60, t0),
+            refused(&gate, addr(MAX_ADDRESSES as u32), 60, t0),
             Err(Throttled::Busy)
         );
         // A second later every allowance is full again: they are forgotten and the new address is followed.
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!(gate.attempt(addr(MAX_ADDRESSES as u32), 60, t1), Ok(()));
+        assert_eq!(refused(&gate, addr(MAX_ADDRESSES as u32), 60, t1), Ok(()));
         assert_eq!(gate.refused.lock().unwrap().len(), 1);
     }
 

@@ -51,17 +51,13 @@ pub async fn login(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED), |c| c.0.ip());
     let gate = s.sign_in.clone();
-    gate.attempt(client, per_minute, Instant::now())
+    // Given back when dropped unless refused below: only refusals use the address's allowance up.
+    let attempt = gate
+        .attempt(client, per_minute, Instant::now())
         .map_err(throttled)?;
     // A password check waits for its turn; a token is only hashed (SHA-256).
     let _turn = match body.token {
-        None => match gate.check_turn().await {
-            Ok(turn) => Some(turn),
-            Err(busy) => {
-                gate.give_back(client, per_minute);
-                return Err(throttled(busy));
-            }
-        },
+        None => Some(gate.check_turn().await.map_err(throttled)?),
         Some(_) => None,
     };
     let result = s
@@ -82,9 +78,8 @@ pub async fn login(
             opened.map_err(refused)
         })
         .await;
-    // Only refusals use the address's allowance up.
-    if !matches!(&result, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
-        gate.give_back(client, per_minute);
+    if matches!(&result, Err(e) if e.status == StatusCode::UNAUTHORIZED) {
+        attempt.refused();
     }
     let opened = result?;
     let secure = s.config().http.tls.is_some();
