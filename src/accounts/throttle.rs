@@ -111,16 +111,38 @@ impl SignInGate {
     /// Wait for the turn to check a password (one at a time); "busy" when [`MAX_WAITING`] wait already or the turn
     /// does not come within [`MAX_WAIT`].
     pub async fn check_turn(&self) -> Result<SemaphorePermit<'_>, Throttled> {
-        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        // Counted down when this call ends, even dropped mid-wait (the client went away): a count left behind
+        // would answer "busy" to everyone once it reached the limit.
+        let waiting = Waiting::count(&self.waiting);
+        if waiting.before >= MAX_WAITING {
             return Err(Throttled::Busy);
         }
         let turn = tokio::time::timeout(MAX_WAIT, self.checks.acquire()).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        drop(waiting);
         match turn {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Throttled::Busy),
         }
+    }
+}
+
+/// One caller waiting for its turn, counted in `waiting` while it lives.
+struct Waiting<'a> {
+    waiting: &'a AtomicUsize,
+    /// How many waited before it.
+    before: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        let before = waiting.fetch_add(1, Ordering::SeqCst);
+        Waiting { waiting, before }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -259,6 +281,17 @@ mod tests {
         assert_eq!(gate.refused.lock().unwrap().len(), 1);
     }
 
+    /// Let the spawned callers run until `n` wait for their turn (at most 1,000 yields).
+    async fn waiters(gate: &SignInGate, n: usize) {
+        for _ in 0..1000 {
+            if gate.waiting.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("{n} callers did not start waiting");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn one_check_runs_at_a_time_and_few_wait() {
         let gate = std::sync::Arc::new(SignInGate::default());
@@ -269,14 +302,27 @@ mod tests {
             let g = gate.clone();
             waiting.push(tokio::spawn(async move { g.check_turn().await.map(drop) }));
         }
-        while gate.waiting.load(Ordering::SeqCst) < MAX_WAITING {
-            tokio::task::yield_now().await;
-        }
+        waiters(&gate, MAX_WAITING).await;
         assert_eq!(gate.check_turn().await.err(), Some(Throttled::Busy));
         drop(running);
         for w in waiting {
             assert_eq!(w.await.unwrap(), Ok(()));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_goes_away_is_no_longer_counted() {
+        let gate = std::sync::Arc::new(SignInGate::default());
+        let running = gate.check_turn().await.unwrap();
+        let g = gate.clone();
+        let waiter = tokio::spawn(async move { g.check_turn().await.map(drop) });
+        waiters(&gate, 1).await;
+        // The client disconnects: hyper drops the request's future mid-wait.
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        assert_eq!(gate.waiting.load(Ordering::SeqCst), 0);
+        drop(running);
+        assert!(gate.check_turn().await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
