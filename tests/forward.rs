@@ -326,6 +326,43 @@ async fn a_refused_line_goes_to_dead_letters_and_the_rest_flows() {
     );
 }
 
+/// A batch short of `batch_lines` waits once for more: the rows committed meanwhile go in the same request, after
+/// the rows already read, none twice and none missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_batch_takes_the_rows_committed_while_it_waits() {
+    let server = FaultServer::start(Arc::new(|_: &[String], _| (204, String::new(), None))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut l = ledger(dir.path());
+    let station = "BN_KCNQV_NUOC01";
+    l.commit(&readings(0, 130, station), &[]).unwrap();
+    let mut t = target(&server.url(), "fault");
+    (t.batch_lines, t.batch_wait) = (100, Duration::from_secs(2));
+    let health = Health::default();
+    let (stop, task) = start(t, dir.path(), &health);
+    // The first batch is full and goes at once; the 30 rows after it wait for more.
+    let first = eventually(Duration::from_secs(30), || async {
+        !server.requests().is_empty()
+    })
+    .await;
+    l.commit(&readings(130, 40, station), &[]).unwrap();
+    let all = eventually(Duration::from_secs(30), || async {
+        server.accepted_lines().len() >= 170
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    assert!(
+        first && all,
+        "accepted {} lines",
+        server.accepted_lines().len()
+    );
+    let sizes: Vec<usize> = server.requests().iter().map(|r| r.lines.len()).collect();
+    assert_eq!(sizes, [100, 70], "lines per request");
+    let lines = server.accepted_lines();
+    let distinct: HashSet<&String> = lines.iter().collect();
+    assert_eq!(distinct.len(), 170, "every row once");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthorized_keeps_the_data_and_reports_it() {
     let server = FaultServer::start(Arc::new(|_: &[String], n| {

@@ -77,6 +77,20 @@ struct Prepared {
     position: i64,
 }
 
+/// Readings read and encoded into a batch short of its size, kept while the producer waits once for more: the rows
+/// after them are appended, so no row is read, encoded or compressed twice.
+struct Partial {
+    lines: Lines,
+    last: i64,
+    n: usize,
+}
+
+/// What one read of the ledger gave.
+enum Read {
+    Ready(Prepared),
+    Partial(Partial),
+}
+
 /// Forward until `shutdown`. Stops between requests; what was not sent stays in the ledger for next time.
 /// A producer reads and encodes the next batch while the current one is being posted.
 pub async fn run(
@@ -178,10 +192,13 @@ async fn produce(
                 ))
             })
             .await?;
-    let mut waited = false;
+    let mut partial: Option<Partial> = None;
     let encoder = Arc::new(Mutex::new(ReadingEncoder::default()));
     while !shutdown.is_cancelled() {
         let (limit, gz, aggregates) = (target.batch_lines, target.gzip, target.aggregates);
+        // A batch short of `limit` waits once for more rows, unless it already has.
+        let held = partial.take();
+        let may_wait = held.is_none() && !target.batch_wait.is_zero();
         let (pos, apos, epos, alpos, wpos) = (
             readings_pos,
             aggregates_pos,
@@ -190,98 +207,71 @@ async fn produce(
             withdrawn_pos,
         );
         let enc = encoder.clone();
-        let prepared = store
+        let read = store
             .call::<_, LedgerError>(move |s| {
                 // Encoded as they are read: no vector of rows in between.
                 let mut enc = enc.lock().unwrap_or_else(|e| e.into_inner());
-                let (mut lines, mut last) = (Lines::with_capacity(limit.min(10_000)), None);
-                let n = s.each_reading_after(pos, limit, |r| {
+                let (mut lines, mut last, mut n) = match held {
+                    Some(p) => (p.lines, Some(p.last), p.n),
+                    None => (Lines::with_capacity(limit.min(10_000)), None, 0),
+                };
+                n += s.each_reading_after(last.unwrap_or(pos), limit.saturating_sub(n), |r| {
                     lines.push(r.seq, |l| enc.line(r, l));
                     last = Some(r.seq);
                 })?;
                 if let Some(last) = last {
-                    return Ok(Some((prepare(lines, gz), Stream::Readings, last, n)));
+                    if n < limit && may_wait {
+                        return Ok(Some(Read::Partial(Partial { lines, last, n })));
+                    }
+                    return Ok(Some(ready(lines, gz, Stream::Readings, last)));
                 }
                 // Compliance events are few and matter to the dashboards: always forwarded.
                 let events = s.events_after(epos, limit)?;
                 if let Some(last) = events.last() {
                     let lines = Lines::encode(&events, |e| e.change_seq, |e, l| event_line(e, l));
-                    return Ok(Some((
-                        prepare(lines, gz),
-                        Stream::Events,
-                        last.change_seq,
-                        limit,
-                    )));
+                    return Ok(Some(ready(lines, gz, Stream::Events, last.change_seq)));
                 }
                 // Alert states likewise (the ledger of a daemon with alerts off has none).
                 let alerts = s.alerts_after(alpos, limit)?;
                 if let Some(last) = alerts.last() {
                     let shown = alerts.iter().filter(|a| a.state != "withdrawn");
                     let lines = Lines::encode(shown, |a| a.change_seq, |a, l| alert_line(a, l));
-                    return Ok(Some((
-                        prepare(lines, gz),
-                        Stream::Alerts,
-                        last.change_seq,
-                        limit,
-                    )));
+                    return Ok(Some(ready(lines, gz, Stream::Alerts, last.change_seq)));
                 }
                 // Points a re-derivation left without a row: marked withdrawn, after the rows that replaced them.
                 let withdrawn = s.withdrawn_after(wpos, limit)?;
                 if let Some(last) = withdrawn.last() {
                     let due = withdrawn.iter().filter(|w| !w.held);
                     let lines = Lines::encode(due, |w| w.seq, |w, l| withdrawn_line(w, l));
-                    return Ok(Some((
-                        prepare(lines, gz),
-                        Stream::Withdrawn,
-                        last.seq,
-                        limit,
-                    )));
+                    return Ok(Some(ready(lines, gz, Stream::Withdrawn, last.seq)));
                 }
                 if aggregates {
                     let aggs = s.aggregates_after(apos, limit)?;
                     if let Some(last) = aggs.last() {
                         let lines =
                             Lines::encode(&aggs, |a| a.change_seq, |a, l| aggregate_line(a, l));
-                        return Ok(Some((
-                            prepare(lines, gz),
-                            Stream::Aggregates,
-                            last.change_seq,
-                            limit,
-                        )));
+                        return Ok(Some(ready(lines, gz, Stream::Aggregates, last.change_seq)));
                     }
                 }
                 Ok(None)
             })
             .await?;
-        match prepared {
-            // Fill the batch: wait once for more rows unless it is already full.
-            Some((_, Stream::Readings, _, n))
-                if n < limit && !waited && !target.batch_wait.is_zero() =>
-            {
-                waited = true;
+        match read {
+            Some(Read::Partial(p)) => {
+                partial = Some(p);
                 if sleep_or_stop(target.batch_wait, &shutdown).await {
                     break;
                 }
             }
-            Some(((lines, body), stream, position, _)) => {
-                waited = false;
-                match stream {
-                    Stream::Readings => readings_pos = position,
-                    Stream::Aggregates => aggregates_pos = position,
-                    Stream::Events => events_pos = position,
-                    Stream::Alerts => alerts_pos = position,
-                    Stream::Withdrawn => withdrawn_pos = position,
+            Some(Read::Ready(p)) => {
+                match p.stream {
+                    Stream::Readings => readings_pos = p.position,
+                    Stream::Aggregates => aggregates_pos = p.position,
+                    Stream::Events => events_pos = p.position,
+                    Stream::Alerts => alerts_pos = p.position,
+                    Stream::Withdrawn => withdrawn_pos = p.position,
                 }
-                if tx
-                    .send(Prepared {
-                        lines,
-                        body,
-                        stream,
-                        position,
-                    })
-                    .await
-                    .is_err()
-                {
+                if tx.send(p).await.is_err() {
                     break;
                 }
             }
@@ -297,10 +287,14 @@ async fn produce(
     Ok(())
 }
 
-/// The lines and the request body for them.
-fn prepare(lines: Lines, gzip_on: bool) -> (Lines, Vec<u8>) {
-    let body = body(&lines, gzip_on);
-    (lines, body)
+/// A batch ready to post: its lines and the request body for them.
+fn ready(lines: Lines, gzip_on: bool, stream: Stream, position: i64) -> Read {
+    Read::Ready(Prepared {
+        body: body(&lines, gzip_on),
+        lines,
+        stream,
+        position,
+    })
 }
 
 /// The request body: the lines' text, gzipped when enabled.
