@@ -37,9 +37,10 @@ pub struct InfluxSection {
     /// API token (2.x, 3.x) or `user:password` (1.8). `${ENV_VAR}` expands; or give `token_file`.
     pub token: Option<String>,
     pub token_file: Option<String>,
-    /// Compress request bodies with gzip.
-    #[serde(default = "default_true")]
-    pub gzip: bool,
+    /// Compress request bodies with gzip. Unset: compress unless the server is on this machine (the URL's host is
+    /// `localhost` or a loopback address), where compression only spends CPU on both ends.
+    #[serde(default)]
+    pub gzip: Option<bool>,
     /// Most lines per request.
     #[serde(default = "default_batch_lines")]
     pub batch_lines: usize,
@@ -169,7 +170,7 @@ impl ForwardSection {
                 org: t.org.clone(),
                 bucket: t.bucket.clone(),
                 token,
-                gzip: t.gzip,
+                gzip: t.gzip.unwrap_or_else(|| !is_loopback(&url)),
                 batch_lines: t.batch_lines.clamp(1, 100_000),
                 batch_wait: t.batch_wait.check(p, &format!("{k}.batch_wait")),
                 timeout: t.timeout.check_positive(p, &format!("{k}.timeout")),
@@ -179,5 +180,66 @@ impl ForwardSection {
             });
         }
         out
+    }
+}
+
+/// Whether `url`'s host is this machine: `localhost` or a loopback address.
+fn is_loopback(url: &str) -> bool {
+    let Ok(u) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match u.host_str() {
+        Some(h) if h.eq_ignore_ascii_case("localhost") => true,
+        // An IPv6 host keeps its brackets here.
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback()),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{is_loopback, ForwardSection};
+    use crate::config::Problems;
+    use std::path::Path;
+
+    /// `gzip` as resolved for a target at `url`, written as `setting` (a TOML line, or nothing).
+    fn gzip(url: &str, setting: &str) -> bool {
+        let text =
+            format!("[[influx]]\nname = \"t\"\nurl = \"{url}\"\nbucket = \"b\"\n{setting}\n");
+        let section: ForwardSection = toml::from_str(&text).unwrap();
+        let mut problems = Problems::new(Path::new("q.toml"));
+        section.validate(&mut problems, Path::new("."))[0].gzip
+    }
+
+    #[test]
+    fn gzip_is_on_unless_the_server_is_this_machine_or_the_setting_says() {
+        assert!(gzip("http://10.0.0.5:8086", ""));
+        assert!(!gzip("http://127.0.0.1:8428", ""));
+        assert!(gzip("http://127.0.0.1:8428", "gzip = true"));
+        assert!(!gzip("http://10.0.0.5:8086", "gzip = false"));
+    }
+
+    #[test]
+    fn only_this_machine_is_loopback() {
+        for url in [
+            "http://127.0.0.1:8428",
+            "http://localhost:8086/",
+            "https://[::1]:8086",
+            "http://127.1.2.3",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:8086",
+            "https://influx.example.vn",
+            "http://[2001:db8::1]:8086",
+            "not a url",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
     }
 }
