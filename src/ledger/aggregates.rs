@@ -71,13 +71,75 @@ pub struct AggregateReport {
     pub updates: Vec<WindowUpdate>,
 }
 
-/// One step, inside the caller's transaction `tx` (which commits it): readings after the cursor, up to `max_rows`.
+/// Most windows [`Committed`] counts; past it, the next step reads its rows back instead.
+const COMMITTED_MAX_WINDOWS: usize = 50_000;
+
+/// The window totals of the readings committed after the aggregator's cursor, counted by the writer as it commits
+/// them, so that a step need not read those rows back (two thirds of a step's time in a burst). It stands for the
+/// rows only while it has counted every one of them: from just after `from` through `to`, with the window lengths
+/// and clock offset of the step that takes it. Anything else, and the step reads the rows as before.
+#[derive(Debug)]
+pub(super) struct Committed {
+    windows: Vec<i64>,
+    offset_secs: i32,
+    from: i64,
+    to: i64,
+    rows: usize,
+    sums: FxHashMap<WindowKey, WindowSums>,
+}
+
+impl Committed {
+    /// Count the commits after `seq`, where a step caught up with the writer.
+    fn after(seq: i64, ctx: &AggregateContext) -> Committed {
+        Committed {
+            windows: ctx.windows.clone(),
+            offset_secs: ctx.offset_secs,
+            from: seq,
+            to: seq,
+            rows: 0,
+            sums: FxHashMap::default(),
+        }
+    }
+
+    /// Count one commit's stored readings (each with its station and parameter ids), which took the seqs from
+    /// `top_before` + 1 through `top`. `false` when they do not follow what was counted, or there are too many
+    /// windows: it can no longer stand for the rows.
+    pub fn add(
+        &mut self,
+        (top_before, top): (i64, i64),
+        rows: impl ExactSizeIterator<Item = ((i64, i64), Sample)>,
+    ) -> bool {
+        if top_before != self.to || top - top_before != rows.len() as i64 {
+            return false;
+        }
+        self.to = top;
+        for ((s, p), sample) in rows {
+            self.rows += 1;
+            for &w in &self.windows {
+                let start = window_start(sample.ts, self.offset_secs, w).millis();
+                self.sums.entry((s, p, w, start)).or_default().add(&sample);
+            }
+        }
+        self.sums.len() <= COMMITTED_MAX_WINDOWS
+    }
+
+    /// What it counted, if it stands for the rows after `from` for a step with `ctx`'s windows.
+    fn stands_for(self, from: i64, ctx: &AggregateContext) -> Option<Committed> {
+        (self.from == from && self.windows == ctx.windows && self.offset_secs == ctx.offset_secs)
+            .then_some(self)
+    }
+}
+
+/// One step, inside the caller's transaction `tx` (which commits it): readings after the cursor, up to `max_rows`,
+/// or all that `committed` counted when it stands for them. When the step ends at the newest row, `committed` starts
+/// counting the commits after it.
 pub(super) fn refresh(
     tx: &Connection,
     ctx: &AggregateContext,
     max_rows: usize,
     events: &mut EventTracker,
     changes: &mut Vec<EventChange>,
+    committed: &mut Option<Committed>,
 ) -> Result<AggregateReport, LedgerError> {
     let from = cursor(tx, CURSOR)?;
     let kept_since = keep_lengths(tx, &ctx.windows, from)?;
@@ -86,7 +148,9 @@ pub(super) fn refresh(
     let mut touched: FxHashMap<WindowKey, WindowSums> = FxHashMap::default();
     let mut last = from;
     let mut seen = 0;
-    {
+    if let Some(c) = committed.take().and_then(|c| c.stands_for(from, ctx)) {
+        (touched, last, seen) = (c.sums, c.to, c.rows);
+    } else {
         let mut st = tx.prepare_cached("SELECT seq, station_id, parameter_id, ts, value, status FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let mut rows = st.query(params![from, max_rows as i64])?;
         while let Some(row) = rows.next()? {
@@ -205,6 +269,9 @@ pub(super) fn refresh(
     }
     if last != from {
         set_cursor(tx, CURSOR, Stream::Readings, last)?;
+    }
+    if last == super::top_seq(tx)? {
+        *committed = Some(Committed::after(last, ctx));
     }
     Ok(AggregateReport {
         readings_seen: seen,

@@ -41,6 +41,7 @@ pub use audit::SideWriter;
 pub use handle::{Held, LedgerHandle};
 pub use query::Reader;
 
+use crate::compliance::hourly::Sample;
 use crate::compliance::{Assessment, EventChange, EventKey, EventTracker, Flags, Follow, Scope};
 use crate::config::Synchronous;
 use crate::model::{Parameter, Quarantined, Reading, Received, SourceKind, StationId, Timestamp};
@@ -195,6 +196,8 @@ pub struct Ledger {
     flag_revisions: Vec<quality::FlagRevision>,
     /// Background WAL checkpoints, once started.
     checkpointer: Option<checkpointer::Checkpointer>,
+    /// The window totals of the readings committed since the aggregator last caught up.
+    committed: Option<aggregates::Committed>,
     /// Held for as long as this ledger is open: no other process writes it.
     _lock: lock::WriterLock,
 }
@@ -241,6 +244,7 @@ impl Ledger {
             judged: Vec::new(),
             flag_revisions: Vec::new(),
             checkpointer: None,
+            committed: None,
             _lock: lock,
         };
         ledger.load_ids()?;
@@ -335,6 +339,7 @@ impl Ledger {
         self.followed_after = top_seq(&self.conn).unwrap_or(i64::MAX);
         self.quality.clear();
         self.flag_revisions.truncate(revisions_mark);
+        self.committed = None;
     }
 
     /// Write the open events extended since the last call (`last`, `band`) in transaction `tx` and publish them: about
@@ -586,6 +591,20 @@ impl Ledger {
         tx.commit()?;
         self.judged = flags;
         self.flag_revisions.extend(revisions);
+        if let Some(c) = &mut self.committed {
+            let rows = accepted.iter().map(|&i| {
+                let r = &readings[i].reading;
+                let sample = Sample {
+                    ts: r.ts,
+                    value: r.value,
+                    status: r.status,
+                };
+                (ids[i], sample)
+            });
+            if !c.add((top_before, top), rows) {
+                self.committed = None;
+            }
+        }
         Ok((outcomes, counts))
     }
 
@@ -637,6 +656,7 @@ impl Ledger {
             max_rows,
             &mut self.events,
             &mut self.event_changes,
+            &mut self.committed,
         )?;
         tx.commit()?;
         Ok(report)

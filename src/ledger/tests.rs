@@ -763,6 +763,94 @@ fn stored_and_recomputed(l: &Ledger, ctx: &AggregateContext) -> Vec<WindowPair> 
         .collect()
 }
 
+/// Hourly and daily windows at UTC+7 for station BN_A_B (a reading every 15 min; COD under 135, pH 5.5 to 9).
+fn hour_and_day() -> AggregateContext {
+    use crate::compliance::hourly::{DAY_MS, HOUR_MS};
+    AggregateContext {
+        offset_secs: 7 * 3600,
+        windows: vec![HOUR_MS, DAY_MS],
+        judging_window_ms: HOUR_MS,
+        stations: std::collections::HashMap::from([(
+            "BN_A_B".to_string(),
+            (
+                900_000,
+                std::collections::HashMap::from([
+                    ("COD".to_string(), Some(LimitBound::Max(135.0)).into()),
+                    ("pH".to_string(), Some(LimitBound::Range(5.5, 9.0)).into()),
+                ]),
+            ),
+        )]),
+    }
+}
+
+/// 2026-11-27 10:00 local; quarter hours from here cover several hours and, after 14 h, the next local day.
+const T0: i64 = 1_795_748_400_000;
+
+/// Once a step has caught up with the writer, the next one takes the totals the writer counted as it committed
+/// (all of them, whatever its row limit) and they equal what the readings give; a step that stops short of the
+/// newest row leaves the next one to read the rows back.
+#[test]
+fn a_step_after_catching_up_takes_the_totals_counted_at_commit() {
+    let (_d, mut l) = open();
+    let ctx = hour_and_day();
+    let at = |slot: i64| T0 + slot * 900_000;
+    assert_eq!(l.refresh_aggregates(&ctx, 2).unwrap().readings_seen, 0);
+    l.commit(
+        &[
+            reading("BN_A_B", "COD", at(8), 120.0),
+            reading("BN_A_B", "COD", at(9), 150.0),
+            reading("BN_A_B", "pH", at(9), 9.5),
+        ],
+        &[],
+    )
+    .unwrap();
+    // A late reading into an hour already judged, a resend (stored once) and a conflicting resend (kept as the
+    // first value).
+    l.commit(
+        &[
+            reading("BN_A_B", "COD", at(1), 80.0),
+            reading("BN_A_B", "COD", at(8), 120.0),
+            reading("BN_A_B", "COD", at(9), 10.0),
+        ],
+        &[],
+    )
+    .unwrap();
+    // Four rows stored: a step reading rows would stop at two.
+    assert_eq!(l.refresh_aggregates(&ctx, 2).unwrap().readings_seen, 4);
+    // Behind the writer (a step of two rows of three), the totals are not counted: the rows are read back.
+    l.commit(&[reading("BN_A_B", "COD", at(60), 130.0)], &[])
+        .unwrap();
+    drop(l);
+    let mut l = Ledger::open(&_d.path().join("l.db"), Synchronous::Normal).unwrap();
+    l.commit(
+        &[
+            reading("BN_A_B", "COD", at(61), 131.0),
+            reading("BN_A_B", "pH", at(61), 7.0),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(l.refresh_aggregates(&ctx, 2).unwrap().readings_seen, 2);
+    l.commit(&[reading("BN_A_B", "COD", at(62), 90.0)], &[])
+        .unwrap();
+    assert_eq!(l.refresh_aggregates(&ctx, 2).unwrap().readings_seen, 2);
+    // Caught up again: counted at commit.
+    l.commit(
+        &[
+            reading("BN_A_B", "pH", at(3), 6.0),
+            reading("BN_A_B", "COD", at(63), 95.0),
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(l.refresh_aggregates(&ctx, 1).unwrap().readings_seen, 2);
+    let pairs = stored_and_recomputed(&l, &ctx);
+    assert!(pairs.len() >= 6, "{pairs:?}");
+    for (key, stored, fresh) in pairs {
+        assert_eq!(stored, fresh, "window {key:?}");
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
 
@@ -778,25 +866,10 @@ proptest::proptest! {
         forget_at in proptest::option::of(0usize..12),
         paused in proptest::option::of((0usize..12, 1usize..4)),
     ) {
-        use crate::compliance::hourly::{DAY_MS, HOUR_MS};
+        use crate::compliance::hourly::DAY_MS;
         let (_d, mut l) = open();
-        let ctx = AggregateContext {
-            offset_secs: 7 * 3600,
-            windows: vec![HOUR_MS, DAY_MS],
-            judging_window_ms: HOUR_MS,
-            stations: std::collections::HashMap::from([(
-                "BN_A_B".to_string(),
-                (
-                    900_000,
-                    std::collections::HashMap::from([
-                        ("COD".to_string(), Some(LimitBound::Max(135.0)).into()),
-                        ("pH".to_string(), Some(LimitBound::Range(5.5, 9.0)).into()),
-                    ]),
-                ),
-            )]),
-        };
-        // 2026-11-27 10:00 local; quarter hours over ten hours, so hours and a day boundary both get readings.
-        let t0 = 1_795_748_400_000;
+        let ctx = hour_and_day();
+        let t0 = T0;
         let evaluated: Vec<Evaluated> = readings
             .iter()
             .map(|&(p, slot, value, status)| {
