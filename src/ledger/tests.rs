@@ -791,58 +791,31 @@ const T0: i64 = 1_795_748_400_000;
 /// newest row leaves the next one to read the rows back.
 #[test]
 fn a_step_after_catching_up_takes_the_totals_counted_at_commit() {
-    let (_d, mut l) = open();
+    let (dir, mut l) = open();
     let ctx = hour_and_day();
     let at = |slot: i64| T0 + slot * 900_000;
+    let cod = |slot, value| reading("BN_A_B", "COD", at(slot), value);
+    let ph = |slot, value| reading("BN_A_B", "pH", at(slot), value);
     assert_eq!(l.refresh_aggregates(&ctx, 2).unwrap().readings_seen, 0);
-    l.commit(
-        &[
-            reading("BN_A_B", "COD", at(8), 120.0),
-            reading("BN_A_B", "COD", at(9), 150.0),
-            reading("BN_A_B", "pH", at(9), 9.5),
-        ],
-        &[],
-    )
-    .unwrap();
+    l.commit(&[cod(8, 120.0), cod(9, 150.0), ph(9, 9.5)], &[])
+        .unwrap();
     // A late reading into an hour already judged, a resend (stored once) and a conflicting resend (kept as the
     // first value).
-    l.commit(
-        &[
-            reading("BN_A_B", "COD", at(1), 80.0),
-            reading("BN_A_B", "COD", at(8), 120.0),
-            reading("BN_A_B", "COD", at(9), 10.0),
-        ],
-        &[],
-    )
-    .unwrap();
+    l.commit(&[cod(1, 80.0), cod(8, 120.0), cod(9, 10.0)], &[])
+        .unwrap();
     // Four rows stored: a step reading rows would stop at two.
     assert_eq!(l.refresh_aggregates(&ctx, 2).unwrap().readings_seen, 4);
-    // Behind the writer (a step of two rows of three), the totals are not counted: the rows are read back.
-    l.commit(&[reading("BN_A_B", "COD", at(60), 130.0)], &[])
-        .unwrap();
+    // After a restart nothing is counted: the three rows behind the aggregator are read back two a step, and so is
+    // the row committed between those steps.
+    l.commit(&[cod(60, 130.0)], &[]).unwrap();
     drop(l);
-    let mut l = Ledger::open(&_d.path().join("l.db"), Synchronous::Normal).unwrap();
-    l.commit(
-        &[
-            reading("BN_A_B", "COD", at(61), 131.0),
-            reading("BN_A_B", "pH", at(61), 7.0),
-        ],
-        &[],
-    )
-    .unwrap();
+    let mut l = Ledger::open(&dir.path().join("l.db"), Synchronous::Normal).unwrap();
+    l.commit(&[cod(61, 131.0), ph(61, 7.0)], &[]).unwrap();
     assert_eq!(l.refresh_aggregates(&ctx, 2).unwrap().readings_seen, 2);
-    l.commit(&[reading("BN_A_B", "COD", at(62), 90.0)], &[])
-        .unwrap();
+    l.commit(&[cod(62, 90.0)], &[]).unwrap();
     assert_eq!(l.refresh_aggregates(&ctx, 2).unwrap().readings_seen, 2);
     // Caught up again: counted at commit.
-    l.commit(
-        &[
-            reading("BN_A_B", "pH", at(3), 6.0),
-            reading("BN_A_B", "COD", at(63), 95.0),
-        ],
-        &[],
-    )
-    .unwrap();
+    l.commit(&[ph(3, 6.0), cod(63, 95.0)], &[]).unwrap();
     assert_eq!(l.refresh_aggregates(&ctx, 1).unwrap().readings_seen, 2);
     let pairs = stored_and_recomputed(&l, &ctx);
     assert!(pairs.len() >= 6, "{pairs:?}");
