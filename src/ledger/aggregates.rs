@@ -84,7 +84,6 @@ pub(super) struct Committed {
     offset_secs: i32,
     from: i64,
     to: i64,
-    rows: usize,
     sums: FxHashMap<WindowKey, WindowSums>,
 }
 
@@ -96,7 +95,6 @@ impl Committed {
             offset_secs: ctx.offset_secs,
             from: seq,
             to: seq,
-            rows: 0,
             sums: FxHashMap::default(),
         }
     }
@@ -114,7 +112,6 @@ impl Committed {
         }
         self.to = top;
         for ((s, p), sample) in rows {
-            self.rows += 1;
             for &w in &self.windows {
                 let start = window_start(sample.ts, self.offset_secs, w).millis();
                 self.sums.entry((s, p, w, start)).or_default().add(&sample);
@@ -149,7 +146,8 @@ pub(super) fn refresh(
     let mut last = from;
     let mut seen = 0;
     if let Some(c) = committed.take().and_then(|c| c.stands_for(from, ctx)) {
-        (touched, last, seen) = (c.sums, c.to, c.rows);
+        // Seqs have no gaps above the cursor: one row each.
+        (touched, last, seen) = (c.sums, c.to, (c.to - c.from) as usize);
     } else {
         let mut st = tx.prepare_cached("SELECT seq, station_id, parameter_id, ts, value, status FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
         let mut rows = st.query(params![from, max_rows as i64])?;
