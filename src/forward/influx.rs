@@ -62,6 +62,9 @@ fn redactor(target: &Influx) -> Redactor {
     Redactor::new(target.token.iter().map(|t| t.expose())).with_url_credentials(&target.url)
 }
 
+/// How often a delivered position the busy ledger left unsaved is tried again while nothing else is sent.
+const CURSOR_SAVE_RETRY: Duration = Duration::from_millis(200);
+
 /// Health key of a target.
 pub fn health_key(name: &str) -> String {
     format!("influx {name}")
@@ -116,7 +119,25 @@ pub async fn run(
     ));
     let mut backoff = Backoff::new(Duration::from_millis(500), target.max_backoff);
     let mut result = Ok(());
-    while let Some(p) = rx.recv().await {
+    // Whether a delivered position waits to be stored (the ledger was busy when it moved).
+    let mut unsaved = false;
+    loop {
+        let p = tokio::select! {
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => break,
+            },
+            _ = tokio::time::sleep(CURSOR_SAVE_RETRY), if unsaved => {
+                match store.call(|s| s.save_cursors(false)).await {
+                    Ok(saved) => unsaved = !saved,
+                    Err(e) => {
+                        result = Err(e.into());
+                        break;
+                    }
+                }
+                continue;
+            }
+        };
         let Prepared {
             lines,
             body,
@@ -149,21 +170,21 @@ pub async fn run(
                 break;
             }
         }
-        let moved = match stream {
-            Stream::Readings => store.call(move |s| s.set_readings_cursor(position)).await,
-            Stream::Aggregates => store.call(move |s| s.set_aggregates_cursor(position)).await,
-            Stream::Events => store.call(move |s| s.set_events_cursor(position)).await,
-            Stream::Alerts => store.call(move |s| s.set_alerts_cursor(position)).await,
-            Stream::Withdrawn => store.call(move |s| s.set_withdrawn_cursor(position)).await,
-        };
-        if let Err(e) = moved {
-            result = Err(e.into());
-            break;
+        match store.call(move |s| s.move_cursor(stream, position)).await {
+            Ok(saved) => unsaved = !saved,
+            Err(e) => {
+                result = Err(e.into());
+                break;
+            }
         }
         health.success(&key, n);
         update_backlog(&store, &health, &key).await;
     }
     drop(rx);
+    // What was delivered is stored before stopping, waiting for the lock if need be.
+    if let Err(e) = store.call(|s| s.save_cursors(true)).await {
+        result = result.and(Err(e.into()));
+    }
     let produced = producer
         .await
         .map_err(|e| ForwardError::Join(e.to_string()))?;

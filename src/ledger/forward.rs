@@ -3,11 +3,17 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{
+    params, Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior,
+};
 use rustc_hash::FxHashMap;
 
-use super::{cursor, open_write, set_cursor, LedgerError, Stream};
+use super::{cursor, open_write, set_cursor, LedgerError, Stream, BUSY_TIMEOUT};
+
+/// How long a delivered position may stay unsaved before a move waits for the ledger's write lock to store it.
+pub const CURSOR_SAVE_MAX: Duration = Duration::from_secs(2);
 use crate::health::Backlog;
 use crate::model::{Status, Timestamp};
 
@@ -136,6 +142,9 @@ pub struct ForwardStore {
     pub events_cursor: String,
     pub alerts_cursor: String,
     pub withdrawn_cursor: String,
+    /// Positions delivered but not stored yet (see [`ForwardStore::move_cursor`]), and since when.
+    unsaved: Vec<(Stream, i64)>,
+    unsaved_since: Option<Instant>,
 }
 
 impl ForwardStore {
@@ -151,6 +160,8 @@ impl ForwardStore {
             events_cursor: format!("influx:{name}:events"),
             alerts_cursor: format!("influx:{name}:alerts"),
             withdrawn_cursor: format!("influx:{name}:withdrawn"),
+            unsaved: Vec::new(),
+            unsaved_since: None,
         })
     }
 
@@ -182,22 +193,71 @@ impl ForwardStore {
         cursor(&self.conn, name)
     }
 
-    pub fn set_readings_cursor(&self, position: i64) -> Result<(), LedgerError> {
-        set_cursor(
-            &self.conn,
-            &self.readings_cursor,
-            Stream::Readings,
-            position,
-        )
+    /// The name of this forwarder's cursor over `stream`.
+    fn cursor_name(&self, stream: Stream) -> &str {
+        match stream {
+            Stream::Readings => &self.readings_cursor,
+            Stream::Aggregates => &self.aggregates_cursor,
+            Stream::Events => &self.events_cursor,
+            Stream::Alerts => &self.alerts_cursor,
+            Stream::Withdrawn => &self.withdrawn_cursor,
+        }
     }
 
-    pub fn set_aggregates_cursor(&self, position: i64) -> Result<(), LedgerError> {
-        set_cursor(
-            &self.conn,
-            &self.aggregates_cursor,
-            Stream::Aggregates,
-            position,
-        )
+    /// `stream` is delivered up to `position`: store it, unless another connection holds the ledger's write lock.
+    /// During a burst the pipeline's writer commits back to back, and waiting for the lock between its commits
+    /// stalled forwarding for seconds at a time; a position not stored yet is stored by a later move or
+    /// [`ForwardStore::save_cursors`], and waits for the lock once it has waited [`CURSOR_SAVE_MAX`]. A position
+    /// lost to a crash only means the points after the stored one are sent again, to the same series and times.
+    pub fn move_cursor(&mut self, stream: Stream, position: i64) -> Result<bool, LedgerError> {
+        match self.unsaved.iter_mut().find(|(s, _)| *s == stream) {
+            Some(u) => u.1 = position,
+            None => self.unsaved.push((stream, position)),
+        }
+        self.unsaved_since.get_or_insert_with(Instant::now);
+        self.save_cursors(false)
+    }
+
+    /// Store the positions moved but not stored yet; `wait` (or positions unsaved for [`CURSOR_SAVE_MAX`]) waits for
+    /// the write lock under the busy timeout. Whether every position is stored now.
+    pub fn save_cursors(&mut self, wait: bool) -> Result<bool, LedgerError> {
+        let Some(since) = self.unsaved_since else {
+            return Ok(true);
+        };
+        let wait = wait || since.elapsed() >= CURSOR_SAVE_MAX;
+        if !wait {
+            self.conn.busy_timeout(Duration::ZERO)?;
+        }
+        let saved = (|| {
+            let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+            for &(stream, position) in &self.unsaved {
+                set_cursor(&tx, self.cursor_name(stream), stream, position)?;
+            }
+            tx.commit()?;
+            Ok::<_, LedgerError>(())
+        })();
+        if !wait {
+            self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        }
+        match saved {
+            Ok(()) => {
+                self.unsaved.clear();
+                self.unsaved_since = None;
+                Ok(true)
+            }
+            Err(LedgerError::Sqlite(e)) if !wait && e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Where `stream` has been delivered to: the position moved to last, stored or not.
+    fn delivered(&self, stream: Stream) -> Result<i64, LedgerError> {
+        match self.unsaved.iter().find(|(s, _)| *s == stream) {
+            Some(&(_, position)) => Ok(position),
+            None => self.cursor(self.cursor_name(stream)),
+        }
     }
 
     /// The readings after `after` (at most `limit`), collected; see [`ForwardStore::each_reading_after`].
@@ -306,14 +366,6 @@ impl ForwardStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn set_events_cursor(&self, position: i64) -> Result<(), LedgerError> {
-        set_cursor(&self.conn, &self.events_cursor, Stream::Events, position)
-    }
-
-    pub fn set_alerts_cursor(&self, position: i64) -> Result<(), LedgerError> {
-        set_cursor(&self.conn, &self.alerts_cursor, Stream::Alerts, position)
-    }
-
     /// Alerts whose state changed after `after` (their `change_seq`), in order: one row per point the alert holds
     /// (raised; acknowledged and cleared once they happened), each at the time of its change, so the points are the
     /// same however often the alert was read on its way. A withdrawn alert holds none (its points are withdrawn).
@@ -403,15 +455,6 @@ impl ForwardStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn set_withdrawn_cursor(&self, position: i64) -> Result<(), LedgerError> {
-        set_cursor(
-            &self.conn,
-            &self.withdrawn_cursor,
-            Stream::Withdrawn,
-            position,
-        )
-    }
-
     pub fn events_after(&self, after: i64, limit: usize) -> Result<Vec<EventRow>, LedgerError> {
         let mut st = self.conn.prepare_cached(
             "SELECT e.change_seq, s.code, p.symbol, e.scope, e.start, e.end, e.last, e.band, e.peak_band, e.peak_ratio \
@@ -454,7 +497,7 @@ impl ForwardStore {
     }
 
     pub fn backlog(&self) -> Result<Backlog, LedgerError> {
-        let cur = cursor(&self.conn, &self.readings_cursor)?;
+        let cur = self.delivered(Stream::Readings)?;
         // Sequence numbers have no gaps above a cursor (retention deletes only below every cursor): a difference
         // counts the rows behind without scanning them.
         let (behind, oldest): (i64, Option<i64>) = self

@@ -171,6 +171,9 @@ impl RetentionReport {
     }
 }
 
+/// How long a connection waits for another's write lock before its statement fails.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The writer connection's page cache in KiB. 64 MiB until December 2026; `quantrac bench ledger` measures the
 /// writer at both sizes on a ledger larger than either (README "Performance").
 pub const WRITER_CACHE_KIB: i64 = 16 * 1024;
@@ -1040,7 +1043,7 @@ pub(crate) fn open_write(path: &Path) -> Result<Connection, LedgerError> {
         path: path.to_path_buf(),
         error,
     })?;
-    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     // The alert store alone keeps more than rusqlite's default 16 statements in use.
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

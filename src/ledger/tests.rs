@@ -885,3 +885,31 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_forwarders_cursor_move_does_not_wait_for_a_busy_ledger_and_is_stored_later() {
+    let (d, mut l) = open();
+    let batch: Vec<_> = (1..=3)
+        .map(|i| reading("BN_A_B", "COD", i * 1000, 1.0))
+        .collect();
+    l.commit(&batch, &[]).unwrap();
+    let path = d.path().join("l.db");
+    let mut f = forward::ForwardStore::open(&path, "t").unwrap();
+    f.ensure_cursors().unwrap();
+    // Another connection holds the write lock, as the writer does through a burst.
+    let holder = open_write(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = std::time::Instant::now();
+    assert!(!f.move_cursor(Stream::Readings, 2).unwrap(), "not stored while the lock is held");
+    assert!(
+        started.elapsed() < BUSY_TIMEOUT / 2,
+        "the move gave up at once instead of waiting for the lock"
+    );
+    assert_eq!(f.cursor(&f.readings_cursor.clone()).unwrap(), 0);
+    assert_eq!(f.backlog().unwrap().rows_behind, 1, "the backlog counts from the delivered position");
+    assert!(!f.save_cursors(false).unwrap());
+    holder.execute_batch("COMMIT").unwrap();
+    assert!(f.save_cursors(false).unwrap());
+    assert_eq!(f.cursor(&f.readings_cursor.clone()).unwrap(), 2);
+    assert!(f.save_cursors(false).unwrap(), "nothing left to store");
+}
