@@ -1,7 +1,7 @@
 //! A forwarder's view of the ledger: rows after its cursors, cursor moves, dead letters, backlog.
 //! Blocking calls: the forwarder holds its store in a [`super::Held`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use rusqlite::{
 };
 use rustc_hash::FxHashMap;
 
+use super::feed::{self, FeedReader};
 use super::{cursor, open_write, set_cursor, LedgerError, Stream, BUSY_TIMEOUT};
 
 /// How long a delivered position may stay unsaved before a move waits for the ledger's write lock to store it.
@@ -131,6 +132,31 @@ fn load_names(
     Ok(())
 }
 
+/// Give `row` the names of station `s` and parameter `p` (names change only with the series: looked up then).
+fn name_row(
+    conn: &Connection,
+    (stations, parameters): (&mut FxHashMap<i64, Arc<str>>, &mut FxHashMap<i64, Arc<str>>),
+    row: &mut ReadingRow,
+    s: i64,
+    p: i64,
+) -> Result<(), LedgerError> {
+    if s == row.station_id && p == row.parameter_id {
+        return Ok(());
+    }
+    if !stations.contains_key(&s) || !parameters.contains_key(&p) {
+        load_names(conn, stations, parameters)?;
+    }
+    let name = |map: &FxHashMap<i64, Arc<str>>, id| map.get(&id).cloned().unwrap_or_else(|| Arc::from(""));
+    if s != row.station_id {
+        row.station = name(stations, s);
+    }
+    if p != row.parameter_id {
+        row.parameter = name(parameters, p);
+    }
+    (row.station_id, row.parameter_id) = (s, p);
+    Ok(())
+}
+
 /// One forwarder's connection, its cursor names and the id → name caches.
 pub struct ForwardStore {
     conn: Connection,
@@ -145,6 +171,11 @@ pub struct ForwardStore {
     /// Positions delivered but not stored yet (see [`ForwardStore::move_cursor`]), and since when.
     unsaved: Vec<(Stream, i64)>,
     unsaved_since: Option<Instant>,
+    /// The ledger file, to find its writer's feed.
+    path: PathBuf,
+    feed: Option<FeedReader>,
+    /// Readings taken from the feed rather than read from the ledger, since open.
+    pub rows_from_feed: u64,
 }
 
 impl ForwardStore {
@@ -162,6 +193,9 @@ impl ForwardStore {
             withdrawn_cursor: format!("influx:{name}:withdrawn"),
             unsaved: Vec::new(),
             unsaved_since: None,
+            path: path.to_path_buf(),
+            feed: None,
+            rows_from_feed: 0,
         })
     }
 
@@ -273,30 +307,19 @@ impl ForwardStore {
 
     /// Hand each reading after `after` (at most `limit`, in seq order) to `f`; how many there were. One pass over
     /// the rows with one row value reused: the forwarder encodes as it reads, without a vector of rows between.
+    /// Rows this process's writer has just committed come from its [`feed::Feed`], the others from the ledger.
     pub fn each_reading_after(
         &mut self,
         after: i64,
         limit: usize,
         mut f: impl FnMut(&ReadingRow),
     ) -> Result<usize, LedgerError> {
-        let ForwardStore {
-            conn,
-            stations,
-            parameters,
-            ..
-        } = self;
-        let mut st = conn.prepare_cached(
-            "SELECT seq, station_id, parameter_id, ts, value, status, limit_low, limit_high, ratio \
-             FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-        )?;
-        let mut rows = st.query(params![after, limit as i64])?;
-        let unnamed: Arc<str> = Arc::from("");
         let mut row = ReadingRow {
             seq: 0,
             station_id: -1,
             parameter_id: -1,
-            station: unnamed.clone(),
-            parameter: unnamed,
+            station: Arc::from(""),
+            parameter: Arc::from(""),
             ts: 0,
             value: 0.0,
             status: Status::Measuring,
@@ -304,25 +327,29 @@ impl ForwardStore {
             limit_high: None,
             ratio: None,
         };
+        if let Some(taken) = self.fed().and_then(|feed| feed.after(after, limit)) {
+            let mut n = 0;
+            for r in taken.rows() {
+                let names = (&mut self.stations, &mut self.parameters);
+                name_row(&self.conn, names, &mut row, r.station_id, r.parameter_id)?;
+                (row.seq, row.ts, row.value, row.status) = (r.seq, r.ts, r.value, r.status);
+                (row.limit_low, row.limit_high, row.ratio) = (r.limit_low, r.limit_high, r.ratio);
+                f(&row);
+                n += 1;
+            }
+            self.rows_from_feed += n as u64;
+            return Ok(n);
+        }
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, station_id, parameter_id, ts, value, status, limit_low, limit_high, ratio \
+             FROM readings WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let mut rows = st.query(params![after, limit as i64])?;
         let mut n = 0;
         while let Some(r) = rows.next()? {
             let (s, p): (i64, i64) = (r.get(1)?, r.get(2)?);
-            // Names change only with the series: look them up then.
-            if s != row.station_id || p != row.parameter_id {
-                if !stations.contains_key(&s) || !parameters.contains_key(&p) {
-                    load_names(conn, stations, parameters)?;
-                }
-                let name = |map: &FxHashMap<i64, Arc<str>>, id| {
-                    map.get(&id).cloned().unwrap_or_else(|| Arc::from(""))
-                };
-                if s != row.station_id {
-                    row.station = name(stations, s);
-                }
-                if p != row.parameter_id {
-                    row.parameter = name(parameters, p);
-                }
-                (row.station_id, row.parameter_id) = (s, p);
-            }
+            let names = (&mut self.stations, &mut self.parameters);
+            name_row(&self.conn, names, &mut row, s, p)?;
             row.seq = r.get(0)?;
             row.ts = r.get(3)?;
             row.value = r.get(4)?;
@@ -334,6 +361,14 @@ impl ForwardStore {
             n += 1;
         }
         Ok(n)
+    }
+
+    /// This process's writer's feed of the ledger, found again when the writer that filled it is gone.
+    fn fed(&mut self) -> Option<&FeedReader> {
+        if self.feed.as_ref().is_none_or(FeedReader::is_closed) {
+            self.feed = feed::find(&self.path).map(|f| f.reader());
+        }
+        self.feed.as_ref()
     }
 
     pub fn aggregates_after(

@@ -17,6 +17,7 @@ pub mod audit;
 mod checkpointer;
 pub mod events;
 pub mod export;
+pub mod feed;
 pub mod forward;
 pub mod handle;
 pub mod history;
@@ -30,7 +31,7 @@ pub mod users;
 pub mod withdrawn;
 
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -201,8 +202,17 @@ pub struct Ledger {
     checkpointer: Option<checkpointer::Checkpointer>,
     /// The window totals of the readings committed since the aggregator last caught up.
     committed: Option<aggregates::Committed>,
+    /// The rows of each commit, for this process's forwarders.
+    feed: Arc<feed::Feed>,
     /// Held for as long as this ledger is open: no other process writes it.
     _lock: lock::WriterLock,
+}
+
+impl Drop for Ledger {
+    /// Forwarders still following this writer's feed read the ledger from now on.
+    fn drop(&mut self) {
+        self.feed.close();
+    }
 }
 
 impl Ledger {
@@ -248,6 +258,7 @@ impl Ledger {
             flag_revisions: Vec::new(),
             checkpointer: None,
             committed: None,
+            feed: feed::register(path),
             _lock: lock,
         };
         ledger.load_ids()?;
@@ -608,6 +619,10 @@ impl Ledger {
                 self.committed = None;
             }
         }
+        if self.feed.wanted() {
+            self.feed
+                .append((top_before, top), fed_rows(readings, &ids, &accepted, &outcomes));
+        }
         Ok((outcomes, counts))
     }
 
@@ -839,6 +854,39 @@ fn insert_rows(
         stored += st.raw_execute()?;
     }
     Ok(stored)
+}
+
+/// The rows a commit stored, as the forwarders read them, in seq order.
+fn fed_rows(
+    readings: &[Evaluated],
+    ids: &[(i64, i64)],
+    accepted: &[usize],
+    outcomes: &[Outcome],
+) -> Vec<feed::FedRow> {
+    let mut rows: Vec<feed::FedRow> = accepted
+        .iter()
+        .filter_map(|&i| {
+            let Outcome::Accepted(seq) = outcomes[i] else {
+                return None;
+            };
+            let (e, (station_id, parameter_id)) = (&readings[i], ids[i]);
+            let (limit_low, limit_high) = crate::compliance::LimitBound::bounds(e.assessment.limit);
+            let row = feed::FedRow {
+                seq,
+                station_id,
+                parameter_id,
+                ts: e.reading.ts.millis(),
+                value: e.reading.value,
+                status: e.reading.status,
+                limit_low,
+                limit_high,
+                ratio: e.assessment.ratio,
+            };
+            Some(row.stored())
+        })
+        .collect();
+    rows.sort_unstable_by_key(|r| r.seq);
+    rows
 }
 
 /// Parameters bound per reading row.

@@ -913,3 +913,49 @@ fn a_forwarders_cursor_move_does_not_wait_for_a_busy_ledger_and_is_stored_later(
     assert_eq!(f.cursor(&f.readings_cursor.clone()).unwrap(), 2);
     assert!(f.save_cursors(false).unwrap(), "nothing left to store");
 }
+
+#[test]
+fn a_forwarder_takes_the_rows_just_committed_from_memory_exactly_as_the_ledger_holds_them() {
+    let (d, mut l) = open();
+    let path = d.path().join("l.db");
+    let mut f = forward::ForwardStore::open(&path, "t").unwrap();
+    assert_eq!(f.readings_after(0, 100).unwrap(), vec![]);
+    let ph = |ts, v| {
+        let mut e = reading("BN_A_B", "pH", ts, v);
+        e.assessment.limit = Some(LimitBound::Range(5.5, 9.0));
+        e.assessment.ratio = None;
+        e
+    };
+    let mut odd = reading("BN_C_D", "TSS", 3000, 7.0);
+    odd.reading.status = Status::Calibrating;
+    odd.assessment.ratio = Some(f64::NAN);
+    l.commit(
+        &[
+            reading("BN_A_B", "COD", 2000, 80.0),
+            ph(1000, 7.1),
+            reading("BN_A_B", "COD", 1000, 60.0),
+        ],
+        &[],
+    )
+    .unwrap();
+    let first = f.readings_after(0, 2).unwrap();
+    // A redelivery, a conflict, a new station and parameter.
+    l.commit(
+        &[
+            reading("BN_A_B", "COD", 2000, 80.0),
+            ph(1000, 7.4),
+            odd,
+            ph(4000, 6.8),
+        ],
+        &[],
+    )
+    .unwrap();
+    let rest = f.readings_after(first.last().unwrap().seq, 100).unwrap();
+    let fed: Vec<_> = first.into_iter().chain(rest).collect();
+    assert_eq!(fed.len(), 5);
+    assert_eq!(f.rows_from_feed, 5, "every row came from memory");
+    // The writer gone, the same rows are read from the ledger.
+    drop(l);
+    assert_eq!(f.readings_after(0, 100).unwrap(), fed);
+    assert_eq!(f.rows_from_feed, 5);
+}
