@@ -62,7 +62,8 @@ fn redactor(target: &Influx) -> Redactor {
     Redactor::new(target.token.iter().map(|t| t.expose())).with_url_credentials(&target.url)
 }
 
-/// How often a delivered position the busy ledger left unsaved is tried again while nothing else is sent.
+/// A delivered position left unsaved (the ledger was busy, or a position was stored less than a second before) is
+/// stored after this long without another batch.
 const CURSOR_SAVE_RETRY: Duration = Duration::from_millis(200);
 
 /// Health key of a target.

@@ -13,6 +13,9 @@ use rustc_hash::FxHashMap;
 use super::feed::{self, FeedReader};
 use super::{cursor, open_write, set_cursor, LedgerError, Stream, BUSY_TIMEOUT};
 
+/// How often a forwarder stores its cursors while it is sending.
+pub const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
+
 /// How long a delivered position may stay unsaved before a move waits for the ledger's write lock to store it.
 pub const CURSOR_SAVE_MAX: Duration = Duration::from_secs(2);
 use crate::health::Backlog;
@@ -171,6 +174,7 @@ pub struct ForwardStore {
     /// Positions delivered but not stored yet (see [`ForwardStore::move_cursor`]), and since when.
     unsaved: Vec<(Stream, i64)>,
     unsaved_since: Option<Instant>,
+    saved_at: Option<Instant>,
     /// The ledger file, to find its writer's feed.
     path: PathBuf,
     feed: Option<FeedReader>,
@@ -193,6 +197,7 @@ impl ForwardStore {
             withdrawn_cursor: format!("influx:{name}:withdrawn"),
             unsaved: Vec::new(),
             unsaved_since: None,
+            saved_at: None,
             path: path.to_path_buf(),
             feed: None,
             rows_from_feed: 0,
@@ -238,17 +243,22 @@ impl ForwardStore {
         }
     }
 
-    /// `stream` is delivered up to `position`: store it, unless another connection holds the ledger's write lock.
-    /// During a burst the pipeline's writer commits back to back, and waiting for the lock between its commits
-    /// stalled forwarding for seconds at a time; a position not stored yet is stored by a later move or
+    /// `stream` is delivered up to `position`: store it, at most once per [`CURSOR_SAVE_EVERY`] and unless another
+    /// connection holds the ledger's write lock. During a burst the pipeline's writer commits back to back: waiting
+    /// for the lock between its commits stalled forwarding for seconds at a time, and each commit of another
+    /// connection makes the writer drop its page cache. A position not stored yet is stored by a later move or
     /// [`ForwardStore::save_cursors`], and waits for the lock once it has waited [`CURSOR_SAVE_MAX`]. A position
     /// lost to a crash only means the points after the stored one are sent again, to the same series and times.
+    /// Whether every position is stored now.
     pub fn move_cursor(&mut self, stream: Stream, position: i64) -> Result<bool, LedgerError> {
         match self.unsaved.iter_mut().find(|(s, _)| *s == stream) {
             Some(u) => u.1 = position,
             None => self.unsaved.push((stream, position)),
         }
         self.unsaved_since.get_or_insert_with(Instant::now);
+        if self.saved_at.is_some_and(|t| t.elapsed() < CURSOR_SAVE_EVERY) {
+            return Ok(false);
+        }
         self.save_cursors(false)
     }
 
@@ -277,6 +287,7 @@ impl ForwardStore {
             Ok(()) => {
                 self.unsaved.clear();
                 self.unsaved_since = None;
+                self.saved_at = Some(Instant::now());
                 Ok(true)
             }
             Err(LedgerError::Sqlite(e)) if !wait && e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {

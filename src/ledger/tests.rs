@@ -912,6 +912,11 @@ fn a_forwarders_cursor_move_does_not_wait_for_a_busy_ledger_and_is_stored_later(
     assert!(f.save_cursors(false).unwrap());
     assert_eq!(f.cursor(&f.readings_cursor.clone()).unwrap(), 2);
     assert!(f.save_cursors(false).unwrap(), "nothing left to store");
+    // Stored a moment ago: the next move is stored later, even with the lock free.
+    assert!(!f.move_cursor(Stream::Readings, 3).unwrap());
+    assert_eq!(f.cursor(&f.readings_cursor.clone()).unwrap(), 2);
+    assert!(f.save_cursors(false).unwrap());
+    assert_eq!(f.cursor(&f.readings_cursor.clone()).unwrap(), 3);
 }
 
 #[test]
