@@ -13,30 +13,62 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::model::Status;
 
-/// Most rows kept (about 100 bytes each).
-pub const FEED_MAX_ROWS: usize = 65_536;
+/// Most rows kept (64 bytes each): a forwarder on a loaded machine falls some hundred thousand rows behind the
+/// writer during a burst, and reads the ledger once it is further behind than this.
+pub const FEED_MAX_ROWS: usize = 262_144;
 
-/// One committed reading as the forwarder reads it from `readings` (names are looked up by id).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One committed reading as the forwarder reads it from `readings` (names are looked up by id; the seq is the
+/// row's place in its chunk). A limit or ratio that is absent is NaN: SQLite stores a NaN as NULL, so absent and
+/// NaN read back the same.
+#[derive(Debug, Clone, Copy)]
 pub struct FedRow {
-    pub seq: i64,
     pub station_id: i64,
     pub parameter_id: i64,
     pub ts: i64,
     pub value: f64,
     pub status: Status,
-    pub limit_low: Option<f64>,
-    pub limit_high: Option<f64>,
-    pub ratio: Option<f64>,
+    limit_low: f64,
+    limit_high: f64,
+    ratio: f64,
 }
 
+const _: () = assert!(std::mem::size_of::<FedRow>() == 64);
+
 impl FedRow {
-    /// As SQLite gives it back: a NaN is stored as NULL.
-    pub fn stored(mut self) -> FedRow {
-        for x in [&mut self.limit_low, &mut self.limit_high, &mut self.ratio] {
-            *x = x.filter(|v| !v.is_nan());
+    pub fn new(
+        (station_id, parameter_id): (i64, i64),
+        (ts, value, status): (i64, f64, Status),
+        (limit_low, limit_high, ratio): (Option<f64>, Option<f64>, Option<f64>),
+    ) -> FedRow {
+        let nan = |x: Option<f64>| x.unwrap_or(f64::NAN);
+        FedRow {
+            station_id,
+            parameter_id,
+            ts,
+            value,
+            status,
+            limit_low: nan(limit_low),
+            limit_high: nan(limit_high),
+            ratio: nan(ratio),
         }
-        self
+    }
+
+    /// Low limit, high limit and ratio, as SQLite gives them back.
+    pub fn limits(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        let some = |x: f64| (!x.is_nan()).then_some(x);
+        (some(self.limit_low), some(self.limit_high), some(self.ratio))
+    }
+}
+
+/// The rows of one commit: seqs `first ..= first + len - 1`.
+struct Chunk {
+    first: i64,
+    rows: Box<[FedRow]>,
+}
+
+impl Chunk {
+    fn last(&self) -> i64 {
+        self.first + self.rows.len() as i64 - 1
     }
 }
 
@@ -50,8 +82,8 @@ pub struct Feed {
 
 #[derive(Default)]
 struct Inner {
-    /// Rows of consecutive seqs, one chunk per commit, each following on from the one before.
-    chunks: VecDeque<Arc<[FedRow]>>,
+    /// One chunk per commit, each following on from the one before.
+    chunks: VecDeque<Arc<Chunk>>,
     rows: usize,
     /// The newest seq the feed has followed: a commit must start right after it to be appended. None: not following
     /// (new, or closed when the writer went away).
@@ -71,30 +103,29 @@ impl Feed {
         self.readers.load(Ordering::Relaxed) > 0
     }
 
-    /// A commit stored `rows` (sorted by seq) and moved the newest seq from `before` to `top`. Kept when they are
-    /// exactly the seqs `before + 1 ..= top` and follow on from the last commit seen; otherwise the feed starts
-    /// again after `top` and readers before it read the ledger.
-    pub fn append(&self, (before, top): (i64, i64), rows: Vec<FedRow>) {
+    /// A commit stored `rows` (seq and row, sorted by seq) and moved the newest seq from `before` to `top`. Kept
+    /// when they are exactly the seqs `before + 1 ..= top` and follow on from the last commit seen; otherwise the
+    /// feed starts again after `top` and readers before it read the ledger.
+    pub fn append(&self, (before, top): (i64, i64), rows: &[(i64, FedRow)]) {
+        let whole = rows.len() as i64 == top - before
+            && rows.iter().zip(before + 1..).all(|((seq, _), want)| *seq == want);
+        let kept = whole && rows.len() <= FEED_MAX_ROWS;
+        let chunk = (kept && !rows.is_empty()).then(|| Chunk {
+            first: before + 1,
+            rows: rows.iter().map(|(_, r)| *r).collect(),
+        });
         let mut inner = self.lock();
         if inner.closed {
             return;
         }
-        let whole = rows.len() as i64 == top - before
-            && rows.first().is_none_or(|r| r.seq == before + 1)
-            && rows.last().is_none_or(|r| r.seq == top);
-        if inner.end != Some(before) || !whole || rows.len() > FEED_MAX_ROWS {
+        if inner.end != Some(before) || !kept {
             inner.clear();
-            inner.end = Some(top);
-            if !whole || rows.len() > FEED_MAX_ROWS {
-                return;
-            }
         }
         inner.end = Some(top);
-        if rows.is_empty() {
-            return;
+        if let Some(chunk) = chunk {
+            inner.rows += chunk.rows.len();
+            inner.chunks.push_back(Arc::new(chunk));
         }
-        inner.rows += rows.len();
-        inner.chunks.push_back(rows.into());
         while inner.rows > FEED_MAX_ROWS {
             inner.drop_oldest();
         }
@@ -139,7 +170,7 @@ impl Inner {
 
     fn drop_oldest(&mut self) {
         if let Some(c) = self.chunks.pop_front() {
-            self.rows -= c.len();
+            self.rows -= c.rows.len();
         }
     }
 
@@ -151,7 +182,7 @@ impl Inner {
         while self
             .chunks
             .front()
-            .is_some_and(|c| c.last().is_some_and(|r| r.seq <= passed))
+            .is_some_and(|c| c.last() <= passed)
         {
             self.drop_oldest();
         }
@@ -166,12 +197,15 @@ pub struct FeedReader {
 
 /// Rows handed to a reader: parts of the feed's chunks, in seq order.
 pub struct Taken {
-    parts: Vec<(Arc<[FedRow]>, usize, usize)>,
+    parts: Vec<(Arc<Chunk>, usize, usize)>,
 }
 
 impl Taken {
-    pub fn rows(&self) -> impl Iterator<Item = &FedRow> {
-        self.parts.iter().flat_map(|(c, from, to)| &c[*from..*to])
+    /// Each row with its seq.
+    pub fn rows(&self) -> impl Iterator<Item = (i64, &FedRow)> {
+        self.parts.iter().flat_map(|(c, from, to)| {
+            (*from..*to).map(move |i| (c.first + i as i64, &c.rows[i]))
+        })
     }
 }
 
@@ -184,19 +218,19 @@ impl FeedReader {
             *p = Some(after);
         }
         inner.trim();
-        let first = inner.chunks.front()?.first()?.seq;
+        let first = inner.chunks.front()?.first;
         if after < first - 1 || limit == 0 {
             return None;
         }
         let mut parts = Vec::new();
         let (mut next, mut left) = (after + 1, limit);
         for c in &inner.chunks {
-            let (lo, hi) = (c[0].seq, c[c.len() - 1].seq);
+            let (lo, hi) = (c.first, c.last());
             if hi < next {
                 continue;
             }
             let from = (next - lo) as usize;
-            let to = c.len().min(from + left);
+            let to = c.rows.len().min(from + left);
             parts.push((c.clone(), from, to));
             left -= to - from;
             next = hi + 1;
@@ -258,31 +292,32 @@ fn key(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn rows(seqs: std::ops::RangeInclusive<i64>) -> Vec<FedRow> {
-        seqs.map(|seq| FedRow {
-            seq,
-            station_id: 1,
-            parameter_id: 1,
-            ts: seq * 1000,
-            value: seq as f64,
-            status: Status::Measuring,
-            limit_low: None,
-            limit_high: Some(135.0),
-            ratio: Some(seq as f64 / 135.0),
+    fn rows(seqs: std::ops::RangeInclusive<i64>) -> Vec<(i64, FedRow)> {
+        seqs.map(|seq| {
+            let limits = (None, Some(135.0), Some(seq as f64 / 135.0));
+            let row = FedRow::new((1, 1), (seq * 1000, seq as f64, Status::Measuring), limits);
+            (seq, row)
         })
         .collect()
     }
 
     fn seqs(t: Option<Taken>) -> Option<Vec<i64>> {
-        t.map(|t| t.rows().map(|r| r.seq).collect())
+        t.map(|t| {
+            t.rows()
+                .map(|(seq, r)| {
+                    assert_eq!(r.ts, seq * 1000, "each row keeps its seq");
+                    seq
+                })
+                .collect()
+        })
     }
 
     #[test]
     fn a_reader_gets_the_rows_after_its_position_across_commits() {
         let feed = Arc::new(Feed::default());
         let r = feed.reader();
-        feed.append((0, 3), rows(1..=3));
-        feed.append((3, 5), rows(4..=5));
+        feed.append((0, 3), &rows(1..=3));
+        feed.append((3, 5), &rows(4..=5));
         assert_eq!(seqs(r.after(0, 10)), Some(vec![1, 2, 3, 4, 5]));
         assert_eq!(seqs(r.after(2, 2)), Some(vec![3, 4]));
         assert_eq!(seqs(r.after(5, 10)), None, "nothing after the newest: read the ledger");
@@ -292,15 +327,15 @@ mod tests {
     fn a_gap_starts_the_feed_again_and_a_reader_before_it_reads_the_ledger() {
         let feed = Arc::new(Feed::default());
         let r = feed.reader();
-        feed.append((0, 3), rows(1..=3));
+        feed.append((0, 3), &rows(1..=3));
         // A commit the feed did not see (its rows are only in the ledger).
-        feed.append((5, 6), rows(6..=6));
+        feed.append((5, 6), &rows(6..=6));
         assert_eq!(seqs(r.after(3, 10)), None);
         assert_eq!(seqs(r.after(5, 10)), Some(vec![6]));
         // Rows that are not exactly the commit's seqs are not kept.
-        feed.append((6, 9), rows(7..=8));
+        feed.append((6, 9), &rows(7..=8));
         assert_eq!(seqs(r.after(6, 10)), None);
-        feed.append((9, 10), rows(10..=10));
+        feed.append((9, 10), &rows(10..=10));
         assert_eq!(seqs(r.after(9, 10)), Some(vec![10]));
     }
 
@@ -308,8 +343,8 @@ mod tests {
     fn rows_every_reader_passed_are_dropped_and_the_feed_stays_bounded() {
         let feed = Arc::new(Feed::default());
         let (a, b) = (feed.reader(), feed.reader());
-        feed.append((0, 4), rows(1..=2).into_iter().chain(rows(3..=4)).collect());
-        feed.append((4, 6), rows(5..=6));
+        feed.append((0, 4), &rows(1..=4));
+        feed.append((4, 6), &rows(5..=6));
         assert!(a.after(6, 10).is_none());
         assert_eq!(feed.lock().rows, 6, "b has not read yet");
         assert_eq!(seqs(b.after(4, 10)), Some(vec![5, 6]));
@@ -318,8 +353,8 @@ mod tests {
         assert!(a.after(6, 10).is_none());
         assert_eq!(feed.lock().rows, 0);
         let big = FEED_MAX_ROWS as i64;
-        feed.append((6, 6 + big), rows(7..=6 + big));
-        feed.append((6 + big, 8 + big), rows(7 + big..=8 + big));
+        feed.append((6, 6 + big), &rows(7..=6 + big));
+        feed.append((6 + big, 8 + big), &rows(7 + big..=8 + big));
         assert!(feed.lock().rows <= FEED_MAX_ROWS);
         assert_eq!(seqs(a.after(6, 1)), None, "the oldest rows made room");
         assert_eq!(seqs(a.after(6 + big, 5)), Some(vec![7 + big, 8 + big]));
@@ -331,18 +366,17 @@ mod tests {
         assert!(!feed.wanted());
         let r = feed.reader();
         assert!(feed.wanted());
-        feed.append((0, 2), rows(1..=2));
+        feed.append((0, 2), &rows(1..=2));
         feed.close();
         assert!(r.is_closed());
         assert_eq!(seqs(r.after(0, 10)), None);
-        feed.append((2, 3), rows(3..=3));
+        feed.append((2, 3), &rows(3..=3));
         assert_eq!(seqs(r.after(2, 10)), None);
     }
 
     #[test]
-    fn a_nan_is_given_back_as_sqlite_stores_it() {
-        let mut r = rows(1..=1)[0];
-        r.ratio = Some(f64::NAN);
-        assert_eq!(r.stored().ratio, None);
+    fn an_absent_or_nan_limit_is_given_back_as_sqlite_stores_it() {
+        let row = FedRow::new((1, 1), (0, 1.0, Status::Measuring), (None, Some(9.0), Some(f64::NAN)));
+        assert_eq!(row.limits(), (None, Some(9.0), None));
     }
 }

@@ -340,11 +340,11 @@ impl ForwardStore {
         };
         if let Some(taken) = self.fed().and_then(|feed| feed.after(after, limit)) {
             let mut n = 0;
-            for r in taken.rows() {
+            for (seq, r) in taken.rows() {
                 let names = (&mut self.stations, &mut self.parameters);
                 name_row(&self.conn, names, &mut row, r.station_id, r.parameter_id)?;
-                (row.seq, row.ts, row.value, row.status) = (r.seq, r.ts, r.value, r.status);
-                (row.limit_low, row.limit_high, row.ratio) = (r.limit_low, r.limit_high, r.ratio);
+                (row.seq, row.ts, row.value, row.status) = (seq, r.ts, r.value, r.status);
+                (row.limit_low, row.limit_high, row.ratio) = r.limits();
                 f(&row);
                 n += 1;
             }

@@ -621,7 +621,7 @@ impl Ledger {
         }
         if self.feed.wanted() {
             self.feed
-                .append((top_before, top), fed_rows(readings, &ids, &accepted, &outcomes));
+                .append((top_before, top), &fed_rows(readings, &ids, &accepted, &outcomes));
         }
         Ok((outcomes, counts))
     }
@@ -856,36 +856,30 @@ fn insert_rows(
     Ok(stored)
 }
 
-/// The rows a commit stored, as the forwarders read them, in seq order.
+/// The rows a commit stored, as the forwarders read them, with their seqs, in seq order.
 fn fed_rows(
     readings: &[Evaluated],
     ids: &[(i64, i64)],
     accepted: &[usize],
     outcomes: &[Outcome],
-) -> Vec<feed::FedRow> {
-    let mut rows: Vec<feed::FedRow> = accepted
+) -> Vec<(i64, feed::FedRow)> {
+    let mut rows: Vec<_> = accepted
         .iter()
         .filter_map(|&i| {
             let Outcome::Accepted(seq) = outcomes[i] else {
                 return None;
             };
-            let (e, (station_id, parameter_id)) = (&readings[i], ids[i]);
-            let (limit_low, limit_high) = crate::compliance::LimitBound::bounds(e.assessment.limit);
-            let row = feed::FedRow {
-                seq,
-                station_id,
-                parameter_id,
-                ts: e.reading.ts.millis(),
-                value: e.reading.value,
-                status: e.reading.status,
-                limit_low,
-                limit_high,
-                ratio: e.assessment.ratio,
-            };
-            Some(row.stored())
+            let (e, r) = (&readings[i], &readings[i].reading);
+            let (low, high) = crate::compliance::LimitBound::bounds(e.assessment.limit);
+            let row = feed::FedRow::new(
+                ids[i],
+                (r.ts.millis(), r.value, r.status),
+                (low, high, e.assessment.ratio),
+            );
+            Some((seq, row))
         })
         .collect();
-    rows.sort_unstable_by_key(|r| r.seq);
+    rows.sort_unstable_by_key(|r| r.0);
     rows
 }
 
