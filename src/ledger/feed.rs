@@ -56,7 +56,11 @@ impl FedRow {
     /// Low limit, high limit and ratio, as SQLite gives them back.
     pub fn limits(&self) -> (Option<f64>, Option<f64>, Option<f64>) {
         let some = |x: f64| (!x.is_nan()).then_some(x);
-        (some(self.limit_low), some(self.limit_high), some(self.ratio))
+        (
+            some(self.limit_low),
+            some(self.limit_high),
+            some(self.ratio),
+        )
     }
 }
 
@@ -103,16 +107,15 @@ impl Feed {
         self.readers.load(Ordering::Relaxed) > 0
     }
 
-    /// A commit stored `rows` (seq and row, sorted by seq) and moved the newest seq from `before` to `top`. Kept
-    /// when they are exactly the seqs `before + 1 ..= top` and follow on from the last commit seen; otherwise the
-    /// feed starts again after `top` and readers before it read the ledger.
-    pub fn append(&self, (before, top): (i64, i64), rows: &[(i64, FedRow)]) {
-        let whole = rows.len() as i64 == top - before
-            && rows.iter().zip(before + 1..).all(|((seq, _), want)| *seq == want);
-        let kept = whole && rows.len() <= FEED_MAX_ROWS;
-        let chunk = (kept && !rows.is_empty()).then(|| Chunk {
+    /// A commit moved the newest seq from `before` to `top` and stored `rows`, in seq order. Kept when there is
+    /// one row for each seq and they follow on from the last commit seen; otherwise (or when the writer could not
+    /// give them in seq order: `None`) the feed starts again after `top` and readers before it read the ledger.
+    pub fn append(&self, (before, top): (i64, i64), rows: Option<Vec<FedRow>>) {
+        let rows = rows.filter(|r| r.len() as i64 == top - before && r.len() <= FEED_MAX_ROWS);
+        let kept = rows.is_some();
+        let chunk = rows.filter(|r| !r.is_empty()).map(|rows| Chunk {
             first: before + 1,
-            rows: rows.iter().map(|(_, r)| *r).collect(),
+            rows: rows.into_boxed_slice(),
         });
         let mut inner = self.lock();
         if inner.closed {
@@ -179,11 +182,7 @@ impl Inner {
         let Some(passed) = self.positions.iter().flatten().min().copied() else {
             return self.clear();
         };
-        while self
-            .chunks
-            .front()
-            .is_some_and(|c| c.last() <= passed)
-        {
+        while self.chunks.front().is_some_and(|c| c.last() <= passed) {
             self.drop_oldest();
         }
     }
@@ -203,9 +202,9 @@ pub struct Taken {
 impl Taken {
     /// Each row with its seq.
     pub fn rows(&self) -> impl Iterator<Item = (i64, &FedRow)> {
-        self.parts.iter().flat_map(|(c, from, to)| {
-            (*from..*to).map(move |i| (c.first + i as i64, &c.rows[i]))
-        })
+        self.parts
+            .iter()
+            .flat_map(|(c, from, to)| (*from..*to).map(move |i| (c.first + i as i64, &c.rows[i])))
     }
 }
 
@@ -292,13 +291,12 @@ fn key(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn rows(seqs: std::ops::RangeInclusive<i64>) -> Vec<(i64, FedRow)> {
-        seqs.map(|seq| {
+    fn rows(seqs: std::ops::RangeInclusive<i64>) -> Option<Vec<FedRow>> {
+        let row = |seq| {
             let limits = (None, Some(135.0), Some(seq as f64 / 135.0));
-            let row = FedRow::new((1, 1), (seq * 1000, seq as f64, Status::Measuring), limits);
-            (seq, row)
-        })
-        .collect()
+            FedRow::new((1, 1), (seq * 1000, seq as f64, Status::Measuring), limits)
+        };
+        Some(seqs.map(row).collect())
     }
 
     fn seqs(t: Option<Taken>) -> Option<Vec<i64>> {
@@ -316,45 +314,55 @@ mod tests {
     fn a_reader_gets_the_rows_after_its_position_across_commits() {
         let feed = Arc::new(Feed::default());
         let r = feed.reader();
-        feed.append((0, 3), &rows(1..=3));
-        feed.append((3, 5), &rows(4..=5));
+        feed.append((0, 3), rows(1..=3));
+        feed.append((3, 5), rows(4..=5));
         assert_eq!(seqs(r.after(0, 10)), Some(vec![1, 2, 3, 4, 5]));
         assert_eq!(seqs(r.after(2, 2)), Some(vec![3, 4]));
-        assert_eq!(seqs(r.after(5, 10)), None, "nothing after the newest: read the ledger");
+        assert_eq!(
+            seqs(r.after(5, 10)),
+            None,
+            "nothing after the newest: read the ledger"
+        );
     }
 
     #[test]
     fn a_gap_starts_the_feed_again_and_a_reader_before_it_reads_the_ledger() {
         let feed = Arc::new(Feed::default());
         let r = feed.reader();
-        feed.append((0, 3), &rows(1..=3));
+        feed.append((0, 3), rows(1..=3));
         // A commit the feed did not see (its rows are only in the ledger).
-        feed.append((5, 6), &rows(6..=6));
+        feed.append((5, 6), rows(6..=6));
         assert_eq!(seqs(r.after(3, 10)), None);
         assert_eq!(seqs(r.after(5, 10)), Some(vec![6]));
-        // Rows that are not exactly the commit's seqs are not kept.
-        feed.append((6, 9), &rows(7..=8));
+        // Rows that are not exactly the commit's seqs are not kept, nor a commit the writer could not give.
+        feed.append((6, 9), rows(7..=8));
         assert_eq!(seqs(r.after(6, 10)), None);
-        feed.append((9, 10), &rows(10..=10));
-        assert_eq!(seqs(r.after(9, 10)), Some(vec![10]));
+        feed.append((9, 10), None);
+        assert_eq!(seqs(r.after(9, 10)), None);
+        feed.append((10, 11), rows(11..=11));
+        assert_eq!(seqs(r.after(10, 10)), Some(vec![11]));
     }
 
     #[test]
     fn rows_every_reader_passed_are_dropped_and_the_feed_stays_bounded() {
         let feed = Arc::new(Feed::default());
         let (a, b) = (feed.reader(), feed.reader());
-        feed.append((0, 4), &rows(1..=4));
-        feed.append((4, 6), &rows(5..=6));
+        feed.append((0, 4), rows(1..=4));
+        feed.append((4, 6), rows(5..=6));
         assert!(a.after(6, 10).is_none());
         assert_eq!(feed.lock().rows, 6, "b has not read yet");
         assert_eq!(seqs(b.after(4, 10)), Some(vec![5, 6]));
-        assert_eq!(feed.lock().rows, 2, "the first commit's chunk is passed by both");
+        assert_eq!(
+            feed.lock().rows,
+            2,
+            "the first commit's chunk is passed by both"
+        );
         drop(b);
         assert!(a.after(6, 10).is_none());
         assert_eq!(feed.lock().rows, 0);
         let big = FEED_MAX_ROWS as i64;
-        feed.append((6, 6 + big), &rows(7..=6 + big));
-        feed.append((6 + big, 8 + big), &rows(7 + big..=8 + big));
+        feed.append((6, 6 + big), rows(7..=6 + big));
+        feed.append((6 + big, 8 + big), rows(7 + big..=8 + big));
         assert!(feed.lock().rows <= FEED_MAX_ROWS);
         assert_eq!(seqs(a.after(6, 1)), None, "the oldest rows made room");
         assert_eq!(seqs(a.after(6 + big, 5)), Some(vec![7 + big, 8 + big]));
@@ -366,17 +374,21 @@ mod tests {
         assert!(!feed.wanted());
         let r = feed.reader();
         assert!(feed.wanted());
-        feed.append((0, 2), &rows(1..=2));
+        feed.append((0, 2), rows(1..=2));
         feed.close();
         assert!(r.is_closed());
         assert_eq!(seqs(r.after(0, 10)), None);
-        feed.append((2, 3), &rows(3..=3));
+        feed.append((2, 3), rows(3..=3));
         assert_eq!(seqs(r.after(2, 10)), None);
     }
 
     #[test]
     fn an_absent_or_nan_limit_is_given_back_as_sqlite_stores_it() {
-        let row = FedRow::new((1, 1), (0, 1.0, Status::Measuring), (None, Some(9.0), Some(f64::NAN)));
+        let row = FedRow::new(
+            (1, 1),
+            (0, 1.0, Status::Measuring),
+            (None, Some(9.0), Some(f64::NAN)),
+        );
         assert_eq!(row.limits(), (None, Some(9.0), None));
     }
 }

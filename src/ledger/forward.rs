@@ -149,7 +149,8 @@ fn name_row(
     if !stations.contains_key(&s) || !parameters.contains_key(&p) {
         load_names(conn, stations, parameters)?;
     }
-    let name = |map: &FxHashMap<i64, Arc<str>>, id| map.get(&id).cloned().unwrap_or_else(|| Arc::from(""));
+    let name =
+        |map: &FxHashMap<i64, Arc<str>>, id| map.get(&id).cloned().unwrap_or_else(|| Arc::from(""));
     if s != row.station_id {
         row.station = name(stations, s);
     }
@@ -256,7 +257,10 @@ impl ForwardStore {
             None => self.unsaved.push((stream, position)),
         }
         self.unsaved_since.get_or_insert_with(Instant::now);
-        if self.saved_at.is_some_and(|t| t.elapsed() < CURSOR_SAVE_EVERY) {
+        if self
+            .saved_at
+            .is_some_and(|t| t.elapsed() < CURSOR_SAVE_EVERY)
+        {
             return Ok(false);
         }
         self.save_cursors(false)
@@ -290,7 +294,9 @@ impl ForwardStore {
                 self.saved_at = Some(Instant::now());
                 Ok(true)
             }
-            Err(LedgerError::Sqlite(e)) if !wait && e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) => {
+            Err(LedgerError::Sqlite(e))
+                if !wait && e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) =>
+            {
                 Ok(false)
             }
             Err(e) => Err(e),

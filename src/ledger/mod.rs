@@ -620,8 +620,10 @@ impl Ledger {
             }
         }
         if self.feed.wanted() {
-            self.feed
-                .append((top_before, top), &fed_rows(readings, &ids, &accepted, &outcomes));
+            self.feed.append(
+                (top_before, top),
+                fed_rows(readings, &ids, (&accepted, &outcomes), top_before),
+            );
         }
         Ok((outcomes, counts))
     }
@@ -856,31 +858,28 @@ fn insert_rows(
     Ok(stored)
 }
 
-/// The rows a commit stored, as the forwarders read them, with their seqs, in seq order.
+/// The rows a commit stored after seq `before`, as the forwarders read them, when `accepted` lists them in seq
+/// order (as it does when every row of an insert was new); otherwise `None`.
 fn fed_rows(
     readings: &[Evaluated],
     ids: &[(i64, i64)],
-    accepted: &[usize],
-    outcomes: &[Outcome],
-) -> Vec<(i64, feed::FedRow)> {
-    let mut rows: Vec<_> = accepted
-        .iter()
-        .filter_map(|&i| {
-            let Outcome::Accepted(seq) = outcomes[i] else {
-                return None;
-            };
-            let (e, r) = (&readings[i], &readings[i].reading);
-            let (low, high) = crate::compliance::LimitBound::bounds(e.assessment.limit);
-            let row = feed::FedRow::new(
-                ids[i],
-                (r.ts.millis(), r.value, r.status),
-                (low, high, e.assessment.ratio),
-            );
-            Some((seq, row))
-        })
-        .collect();
-    rows.sort_unstable_by_key(|r| r.0);
-    rows
+    (accepted, outcomes): (&[usize], &[Outcome]),
+    before: i64,
+) -> Option<Vec<feed::FedRow>> {
+    let mut rows = Vec::with_capacity(accepted.len());
+    for (&i, seq) in accepted.iter().zip(before + 1..) {
+        if outcomes[i] != Outcome::Accepted(seq) {
+            return None;
+        }
+        let (e, r) = (&readings[i], &readings[i].reading);
+        let (low, high) = crate::compliance::LimitBound::bounds(e.assessment.limit);
+        rows.push(feed::FedRow::new(
+            ids[i],
+            (r.ts.millis(), r.value, r.status),
+            (low, high, e.assessment.ratio),
+        ));
+    }
+    Some(rows)
 }
 
 /// Parameters bound per reading row.

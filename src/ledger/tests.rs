@@ -900,13 +900,20 @@ fn a_forwarders_cursor_move_does_not_wait_for_a_busy_ledger_and_is_stored_later(
     let holder = open_write(&path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let started = std::time::Instant::now();
-    assert!(!f.move_cursor(Stream::Readings, 2).unwrap(), "not stored while the lock is held");
+    assert!(
+        !f.move_cursor(Stream::Readings, 2).unwrap(),
+        "not stored while the lock is held"
+    );
     assert!(
         started.elapsed() < BUSY_TIMEOUT / 2,
         "the move gave up at once instead of waiting for the lock"
     );
     assert_eq!(f.cursor(&f.readings_cursor.clone()).unwrap(), 0);
-    assert_eq!(f.backlog().unwrap().rows_behind, 1, "the backlog counts from the delivered position");
+    assert_eq!(
+        f.backlog().unwrap().rows_behind,
+        1,
+        "the backlog counts from the delivered position"
+    );
     assert!(!f.save_cursors(false).unwrap());
     holder.execute_batch("COMMIT").unwrap();
     assert!(f.save_cursors(false).unwrap());
