@@ -115,11 +115,14 @@ pub struct WithdrawnRow {
     pub held: bool,
 }
 
+/// Names by id (station codes, parameter symbols).
+type Names = FxHashMap<i64, Arc<str>>;
+
 /// Station codes and parameter symbols by id, read again when a row names an id not seen yet.
 fn load_names(
     conn: &Connection,
-    stations: &mut FxHashMap<i64, Arc<str>>,
-    parameters: &mut FxHashMap<i64, Arc<str>>,
+    stations: &mut Names,
+    parameters: &mut Names,
 ) -> Result<(), LedgerError> {
     for (sql, map) in [
         ("SELECT id, code FROM stations", stations),
@@ -138,7 +141,7 @@ fn load_names(
 /// Give `row` the names of station `s` and parameter `p` (names change only with the series: looked up then).
 fn name_row(
     conn: &Connection,
-    (stations, parameters): (&mut FxHashMap<i64, Arc<str>>, &mut FxHashMap<i64, Arc<str>>),
+    (stations, parameters): (&mut Names, &mut Names),
     row: &mut ReadingRow,
     s: i64,
     p: i64,
@@ -165,8 +168,8 @@ fn name_row(
 pub struct ForwardStore {
     conn: Connection,
     /// Station and parameter names by id: rows are read without joins.
-    stations: FxHashMap<i64, Arc<str>>,
-    parameters: FxHashMap<i64, Arc<str>>,
+    stations: Names,
+    parameters: Names,
     pub readings_cursor: String,
     pub aggregates_cursor: String,
     pub events_cursor: String,
