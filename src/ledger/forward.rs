@@ -12,14 +12,14 @@ use rustc_hash::FxHashMap;
 
 use super::feed::{self, FeedReader};
 use super::{cursor, open_write, set_cursor, LedgerError, Stream, BUSY_TIMEOUT};
+use crate::health::Backlog;
+use crate::model::{Status, Timestamp};
 
 /// How often a forwarder stores its cursors while it is sending.
 pub const CURSOR_SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a delivered position may stay unsaved before a move waits for the ledger's write lock to store it.
 pub const CURSOR_SAVE_MAX: Duration = Duration::from_secs(2);
-use crate::health::Backlog;
-use crate::model::{Status, Timestamp};
 
 /// A committed reading with what the line protocol needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,8 +152,7 @@ fn name_row(
     if !stations.contains_key(&s) || !parameters.contains_key(&p) {
         load_names(conn, stations, parameters)?;
     }
-    let name =
-        |map: &FxHashMap<i64, Arc<str>>, id| map.get(&id).cloned().unwrap_or_else(|| Arc::from(""));
+    let name = |map: &Names, id| map.get(&id).cloned().unwrap_or_else(|| Arc::from(""));
     if s != row.station_id {
         row.station = name(stations, s);
     }
