@@ -209,13 +209,14 @@ impl ForwardStore {
 
     /// Register the cursors at 0 if new, so retention waits for this forwarder from its first start.
     pub fn ensure_cursors(&self) -> Result<(), LedgerError> {
-        for (name, stream) in [
-            (&self.readings_cursor, Stream::Readings),
-            (&self.aggregates_cursor, Stream::Aggregates),
-            (&self.events_cursor, Stream::Events),
-            (&self.alerts_cursor, Stream::Alerts),
-            (&self.withdrawn_cursor, Stream::Withdrawn),
+        for stream in [
+            Stream::Readings,
+            Stream::Aggregates,
+            Stream::Events,
+            Stream::Alerts,
+            Stream::Withdrawn,
         ] {
+            let name = self.cursor_name(stream);
             let exists: Option<i64> = self
                 .conn
                 .query_row(
