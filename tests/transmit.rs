@@ -620,13 +620,15 @@ fn a_province_relays_its_plants_files_to_the_ministry() {
     let _plant = Killed(Some(daemon(&plant_config, &plant.join("quantrac.log"))));
 
     let want = expected(base, 0..4);
+    // Every file renamed into place: an upload still in flight is a hidden `.part`.
     let arrived = wait_until(Duration::from_secs(90), || {
-        files_under(&ministry).len() == want.len()
+        let (files, hidden) = by_name(files_under(&ministry));
+        files.len() == want.len() && hidden.is_empty()
     });
     assert!(
         arrived,
         "the Ministry got {} of {} files; province log:\n{}",
-        files_under(&ministry).len(),
+        count_visible(&ministry),
         want.len(),
         std::fs::read_to_string(province.join("quantrac.log")).unwrap_or_default()
     );
