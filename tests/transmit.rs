@@ -639,9 +639,13 @@ fn a_province_relays_its_plants_files_to_the_ministry() {
         got, laid_out,
         "the Ministry's files differ from the plant's readings"
     );
-    // Byte for byte what the plant sent (kept by the province's landing folder after its commit).
-    let processed = by_name(files_under(&landing.join("processed"))).0;
-    assert_eq!(processed, want);
+    // Byte for byte what the plant sent (kept by the province's landing folder after its commit: a file is moved
+    // there once its readings are committed, so the last one may still be on its way as the Ministry gets it).
+    let processed = landing.join("processed");
+    wait_until(Duration::from_secs(30), || {
+        count_visible(&processed) == want.len()
+    });
+    assert_eq!(by_name(files_under(&processed)).0, want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
