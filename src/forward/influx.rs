@@ -189,7 +189,13 @@ pub async fn run(
     let produced = producer
         .await
         .map_err(|e| ForwardError::Join(e.to_string()))?;
-    info!(target = %target.name, "InfluxDB forwarder stopped; unsent rows stay in the ledger.");
+    // How many were taken from the writer's memory rather than read back: most of them, unless it fell far behind.
+    let from_memory = store
+        .call(|s| Ok::<_, crate::ledger::LedgerError>(s.rows_from_feed))
+        .await
+        .unwrap_or(0);
+    info!(target = %target.name, readings_from_memory = from_memory,
+        "InfluxDB forwarder stopped; unsent rows stay in the ledger.");
     result.and(produced)
 }
 
