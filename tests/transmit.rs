@@ -627,9 +627,10 @@ fn a_province_relays_its_plants_files_to_the_ministry() {
     });
     assert!(
         arrived,
-        "the Ministry got {} of {} files; province log:\n{}",
+        "the Ministry got {} of {} files, still hidden {:?}; province log:\n{}",
         count_visible(&ministry),
         want.len(),
+        by_name(files_under(&ministry)).1,
         std::fs::read_to_string(province.join("quantrac.log")).unwrap_or_default()
     );
     let got = files_under(&ministry);
